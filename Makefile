@@ -1,0 +1,48 @@
+# TrustWarden entry points (see README.md).
+JOBS     ?= $(shell nproc)
+BUILD    ?= build
+GENERATOR = -G Ninja
+
+.PHONY: bootstrap build test run bench test-asan fuzz format check-format clean
+
+bootstrap:
+	@scripts/bootstrap
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release
+
+build: bootstrap $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build check-format
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+run: build
+	$(BUILD)/bin/trustwarden --help
+
+bench: build
+	scripts/bench $(BUILD)
+
+build-asan/build.ninja:
+	CXX=clang++ cmake -S . -B build-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DTW_SANITIZE=ON
+
+test-asan: bootstrap build-asan/build.ninja
+	cmake --build build-asan -j $(JOBS)
+	ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+
+build-fuzz/build.ninja:
+	CXX=clang++ cmake -S . -B build-fuzz $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTW_FUZZ=ON
+
+FUZZ_SECONDS ?= 20
+fuzz: bootstrap build-fuzz/build.ninja
+	cmake --build build-fuzz -j $(JOBS)
+	scripts/fuzz build-fuzz $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cc')
+
+check-format:
+	@clang-format --dry-run --Werror $$(git ls-files '*.h' '*.cc') 
+
+clean:
+	rm -rf build build-asan build-fuzz

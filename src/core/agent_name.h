@@ -1,0 +1,39 @@
+// The TrustWarden path convention: spiffe://TD/<org>/<team>/<agent>/<instance-id>.
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <string>
+
+
+#include "absl/status/statusor.h"
+#include "core/spiffe_id.h"
+
+namespace tw::core {
+
+// "org/team/agent": three lowercase segments of a-z 0-9 '.' '-' '_', each 1..63 bytes.
+struct AgentName {
+  std::string org, team, agent;
+
+  static absl::StatusOr<AgentName> Parse(absl::string_view name);
+  std::string str() const { return org + "/" + team + "/" + agent; }
+  bool operator==(const AgentName&) const = default;
+};
+
+// "inst-" followed by 16 random characters of [a-z2-7] (80 bits).
+std::string NewInstanceId();
+// OK when `id` has the form NewInstanceId returns.
+absl::Status CheckInstanceId(absl::string_view id);
+
+// An agent instance's SPIFFE ID.
+absl::StatusOr<SpiffeId> AgentSpiffeId(const TrustDomain& td, const AgentName& name,
+                                       absl::string_view instance_id);
+
+// The parts of an agent instance's SPIFFE ID; InvalidArgument when `id` does not follow
+// the convention.
+struct AgentInstance {
+  AgentName name;
+  std::string instance_id;
+};
+absl::StatusOr<AgentInstance> ParseAgentSpiffeId(const SpiffeId& id);
+
+}  // namespace tw::core

@@ -1,0 +1,231 @@
+#include "core/bundle.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "core/json.h"
+
+namespace tw::core {
+namespace {
+
+using nlohmann::json;
+
+std::string B64Url(base::ByteView b) { return absl::WebSafeBase64Escape(base::AsChars(b)); }
+
+bool B64UrlDecode(const json& v, base::Bytes* out) {
+  if (!v.is_string()) return false;
+  const std::string& s = v.get_ref<const std::string&>();
+  if (s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+      std::string::npos) {
+    return false;
+  }
+  std::string raw;
+  if (!absl::WebSafeBase64Unescape(s, &raw)) return false;
+  out->assign(raw.begin(), raw.end());
+  return true;
+}
+
+json KeyMembers(const crypto::PublicKey& k) {
+  if (k.type() == crypto::KeyType::kRsa) {
+    return {{"kty", "RSA"}, {"n", B64Url(k.rsa_n())}, {"e", B64Url(k.rsa_e())}};
+  }
+  return {{"kty", "EC"},
+          {"crv", std::string(crypto::CurveName(k.type()))},
+          {"x", B64Url(k.ec_x())},
+          {"y", B64Url(k.ec_y())}};
+}
+
+// The key a JWK's members describe; nullopt when they do not describe a supported key.
+std::optional<crypto::PublicKey> JwkKey(const json& jwk) {
+  const json& kty = jwk["kty"];
+  if (kty == "EC") {
+    base::Bytes x, y;
+    if (!jwk.contains("crv") || !jwk["crv"].is_string() || !jwk.contains("x") ||
+        !jwk.contains("y") || !B64UrlDecode(jwk["x"], &x) || !B64UrlDecode(jwk["y"], &y)) {
+      return std::nullopt;
+    }
+    for (crypto::KeyType t :
+         {crypto::KeyType::kEcP256, crypto::KeyType::kEcP384, crypto::KeyType::kEcP521}) {
+      if (jwk["crv"] == std::string(crypto::CurveName(t))) {
+        auto key = crypto::PublicKey::FromEcCoordinates(t, x, y);
+        if (key.ok()) return *key;
+      }
+    }
+    return std::nullopt;
+  }
+  if (kty == "RSA") {
+    base::Bytes n, e;
+    if (!jwk.contains("n") || !jwk.contains("e") || !B64UrlDecode(jwk["n"], &n) ||
+        !B64UrlDecode(jwk["e"], &e)) {
+      return std::nullopt;
+    }
+    auto key = crypto::PublicKey::FromRsaComponents(n, e);
+    if (key.ok()) return *key;
+  }
+  return std::nullopt;
+}
+
+bool HasKeyMembers(const json& jwk) {
+  for (const char* m : {"crv", "x", "y", "n", "e"}) {
+    if (jwk.contains(m)) return true;
+  }
+  return false;
+}
+
+absl::Status Invalid(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("bundle: ", what));
+}
+
+absl::StatusOr<TrustDomain> CaTrustDomain(const Certificate& c) {
+  if (c.uri_sans().size() == 1) {
+    auto id = SpiffeId::FromString(c.uri_sans()[0]);
+    if (id.ok() && id->is_trust_domain_id()) return id->trust_domain();
+  }
+  return Invalid("a CA certificate has no spiffe://TD URI SAN; give the trust domain");
+}
+
+}  // namespace
+
+absl::Status Bundle::AddX509Authority(base::Bytes der) {
+  TW_ASSIGN_OR_RETURN(Certificate cert, Certificate::Parse(std::move(der)));
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(cert.spki()));
+  x509_.push_back(std::make_shared<const X509Authority>(
+      X509Authority{.certificate = std::move(cert), .key = std::move(key)}));
+  return absl::OkStatus();
+}
+
+void Bundle::AddJwtAuthority(std::string key_id, crypto::PublicKey key) {
+  jwt_.push_back(JwtAuthority{.key_id = std::move(key_id), .key = std::move(key)});
+}
+
+absl::StatusOr<Bundle> Bundle::Parse(absl::string_view text,
+                                     std::optional<TrustDomain> trust_domain) {
+  // Collected first: the trust domain may come from the certificates.
+  std::vector<base::Bytes> cas;
+  std::vector<JwtAuthority> jwts;
+  std::optional<uint64_t> sequence;
+  std::optional<int64_t> refresh_hint;
+  size_t start = text.find_first_not_of(" \t\r\n");
+  bool from_json = start != absl::string_view::npos && text[start] == '{';
+  if (from_json) {
+    TW_ASSIGN_OR_RETURN(json doc, ParseStrictJson(text, "bundle"));
+    if (!doc.is_object()) return Invalid("not a JSON object");
+    if (!doc.contains("keys") || !doc["keys"].is_array()) return Invalid("\"keys\" array missing");
+    if (doc.contains("spiffe_sequence")) {
+      const json& s = doc["spiffe_sequence"];
+      if (!s.is_number_unsigned()) return Invalid("spiffe_sequence is not an unsigned integer");
+      sequence = s.get<uint64_t>();
+    }
+    if (doc.contains("spiffe_refresh_hint")) {
+      const json& h = doc["spiffe_refresh_hint"];
+      if (!h.is_number_integer() || h.get<int64_t>() < 0) {
+        return Invalid("spiffe_refresh_hint is not a non-negative integer");
+      }
+      refresh_hint = h.get<int64_t>();
+    }
+    for (const json& jwk : doc["keys"]) {
+      // Each rule below ignores one JWK, as §4.2 asks, rather than failing the bundle.
+      if (!jwk.is_object() || !jwk.contains("kty") || !jwk.contains("use")) continue;
+      if (jwk["use"] == "x509-svid") {
+        if (!jwk.contains("x5c") || !jwk["x5c"].is_array() || jwk["x5c"].empty() ||
+            !jwk["x5c"][0].is_string()) {
+          continue;
+        }
+        std::string der;
+        if (!absl::Base64Unescape(jwk["x5c"][0].get<std::string>(), &der)) continue;
+        auto cert = Certificate::Parse(base::ToBytes(der));
+        if (!cert.ok()) continue;
+        if (HasKeyMembers(jwk)) {
+          std::optional<crypto::PublicKey> key = JwkKey(jwk);
+          base::ByteView spki = cert->spki();
+          if (!key || !std::equal(spki.begin(), spki.end(), key->spki_der().begin(),
+                                  key->spki_der().end())) {
+            continue;
+          }
+        }
+        cas.push_back(base::ToBytes(der));
+      } else if (jwk["use"] == "jwt-svid") {
+        if (!jwk.contains("kid") || !jwk["kid"].is_string() || jwk["kid"] == "") continue;
+        std::optional<crypto::PublicKey> key = JwkKey(jwk);
+        if (!key) continue;
+        jwts.push_back(JwtAuthority{.key_id = jwk["kid"].get<std::string>(), .key = *key});
+      }
+    }
+  } else {
+    cas = DecodePemBlocks(text, "CERTIFICATE");
+    if (cas.empty()) return Invalid("neither SPIFFE bundle JSON nor PEM certificates");
+  }
+  if (!trust_domain) {
+    std::optional<TrustDomain> found;
+    for (const base::Bytes& der : cas) {
+      TW_ASSIGN_OR_RETURN(Certificate c, Certificate::Parse(der));
+      TW_ASSIGN_OR_RETURN(TrustDomain td, CaTrustDomain(c));
+      if (found && *found != td) return Invalid("CA certificates name different trust domains");
+      found = td;
+    }
+    if (!found) return Invalid("no CA certificate names the trust domain; give it explicitly");
+    trust_domain = found;
+  }
+  Bundle bundle(*std::move(trust_domain));
+  for (base::Bytes& der : cas) {
+    absl::Status s = bundle.AddX509Authority(std::move(der));
+    // A JSON entry with an unsupported key is ignored (§4.2); in PEM it is an error.
+    if (!s.ok() && !from_json) return s;
+  }
+  bundle.jwt_ = std::move(jwts);
+  bundle.sequence_ = sequence;
+  bundle.refresh_hint_ = refresh_hint;
+  return bundle;
+}
+
+std::string Bundle::ToJson() const {
+  json keys = json::array();
+  for (const auto& a : x509_) {
+    json jwk = KeyMembers(a->key);
+    jwk["use"] = "x509-svid";
+    jwk["x5c"] = json::array({absl::Base64Escape(base::AsChars(a->certificate.der()))});
+    keys.push_back(std::move(jwk));
+  }
+  for (const JwtAuthority& a : jwt_) {
+    json jwk = KeyMembers(a.key);
+    jwk["use"] = "jwt-svid";
+    jwk["kid"] = a.key_id;
+    keys.push_back(std::move(jwk));
+  }
+  json doc = {{"keys", std::move(keys)}};
+  if (sequence_) doc["spiffe_sequence"] = *sequence_;
+  if (refresh_hint_) doc["spiffe_refresh_hint"] = *refresh_hint_;
+  return doc.dump(2) + "\n";
+}
+
+std::string Bundle::ToPem() const {
+  std::vector<base::ByteView> ders;
+  for (const auto& a : x509_) ders.push_back(a->certificate.der());
+  return CertificatesToPem(ders);
+}
+
+void BundleSet::Put(Bundle bundle) {
+  auto shared = std::make_shared<const Bundle>(std::move(bundle));
+  absl::MutexLock lock(&mu_);
+  bundles_[shared->trust_domain().name()] = std::move(shared);
+  ++generation_;
+}
+
+void BundleSet::Remove(const TrustDomain& td) {
+  absl::MutexLock lock(&mu_);
+  bundles_.erase(td.name());
+  ++generation_;
+}
+
+std::shared_ptr<const Bundle> BundleSet::Get(absl::string_view trust_domain_name) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = bundles_.find(trust_domain_name);
+  return it == bundles_.end() ? nullptr : it->second;
+}
+
+uint64_t BundleSet::generation() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return generation_;
+}
+
+}  // namespace tw::core

@@ -1,0 +1,281 @@
+#include "core/certificate.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/attributes.h"
+#include "crypto/der.h"
+#include "crypto/ossl_ptr.h"
+
+namespace tw::core {
+namespace {
+
+namespace der = crypto::der;
+using crypto::SignatureScheme;
+
+bool Equal(base::ByteView a, base::ByteView b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
+// OBJECT IDENTIFIER contents.
+constexpr uint8_t kOidEcdsaSha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+constexpr uint8_t kOidEcdsaSha384[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
+constexpr uint8_t kOidEcdsaSha512[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04};
+constexpr uint8_t kOidRsaSha256[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b};
+constexpr uint8_t kOidRsaSha384[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c};
+constexpr uint8_t kOidRsaSha512[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d};
+constexpr uint8_t kOidBasicConstraints[] = {0x55, 0x1d, 0x13};
+constexpr uint8_t kOidKeyUsage[] = {0x55, 0x1d, 0x0f};
+constexpr uint8_t kOidExtKeyUsage[] = {0x55, 0x1d, 0x25};
+constexpr uint8_t kOidSubjectAltName[] = {0x55, 0x1d, 0x11};
+constexpr uint8_t kOidSubjectKeyId[] = {0x55, 0x1d, 0x0e};
+constexpr uint8_t kOidAuthorityKeyId[] = {0x55, 0x1d, 0x23};
+constexpr uint8_t kOidNameConstraints[] = {0x55, 0x1d, 0x1e};
+constexpr uint8_t kOidServerAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
+constexpr uint8_t kOidClientAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
+
+struct SigAlg {
+  base::ByteView oid;
+  SignatureScheme scheme;
+  bool rsa;
+};
+const SigAlg kSigAlgs[] = {
+    {kOidEcdsaSha256, SignatureScheme::kEcdsaSha256, false},
+    {kOidEcdsaSha384, SignatureScheme::kEcdsaSha384, false},
+    {kOidEcdsaSha512, SignatureScheme::kEcdsaSha512, false},
+    {kOidRsaSha256, SignatureScheme::kRsaPkcs1Sha256, true},
+    {kOidRsaSha384, SignatureScheme::kRsaPkcs1Sha384, true},
+    {kOidRsaSha512, SignatureScheme::kRsaPkcs1Sha512, true},
+};
+
+absl::Status Malformed(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("certificate: ", what));
+}
+
+std::string OidText(base::ByteView oid) {
+  std::string s = der::DecodeOid(oid);
+  return s.empty() ? absl::StrCat("0x", base::HexEncode(oid)) : s;
+}
+
+}  // namespace
+
+absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base::ByteView value) {
+  der::Reader r(value);
+  if (Equal(oid, kOidBasicConstraints)) {
+    der::Reader seq(base::ByteView{});
+    if (!r.Enter(der::kSequence, &seq) || !r.empty()) return Malformed("bad basicConstraints");
+    has_basic_constraints_ = true;
+    if (seq.Peek(der::kBoolean) && !seq.ReadBool(&is_ca_)) return Malformed("bad basicConstraints");
+    if (seq.Peek(der::kInteger)) {
+      int64_t n;
+      if (!seq.ReadUint(&n)) return Malformed("bad pathLenConstraint");
+      path_len_ = n;
+    }
+    if (!seq.empty()) return Malformed("bad basicConstraints");
+  } else if (Equal(oid, kOidKeyUsage)) {
+    base::ByteView bits;
+    if (!r.ReadBitStringBytes(&bits) || !r.empty()) return Malformed("bad keyUsage");
+    has_key_usage_ = true;
+    for (int i = 0; i < 16 && static_cast<size_t>(i / 8) < bits.size(); ++i) {
+      if (bits[static_cast<size_t>(i / 8)] & (0x80 >> (i % 8))) {
+        key_usage_ |= static_cast<uint16_t>(1u << i);
+      }
+    }
+  } else if (Equal(oid, kOidSubjectAltName)) {
+    der::Reader seq(base::ByteView{});
+    if (!r.Enter(der::kSequence, &seq) || !r.empty() || seq.empty()) {
+      return Malformed("bad subjectAltName");
+    }
+    san_critical_ = critical;
+    while (!seq.empty()) {
+      uint8_t tag;
+      base::ByteView name;
+      if (!seq.ReadAny(&tag, &name)) return Malformed("bad subjectAltName");
+      if (tag == der::ContextPrimitive(6)) {
+        uris_.push_back(base::AsChars(name));
+      } else if (tag == der::ContextPrimitive(2)) {
+        dns_.push_back(base::AsChars(name));
+      }
+    }
+  } else if (Equal(oid, kOidExtKeyUsage)) {
+    der::Reader seq(base::ByteView{});
+    if (!r.Enter(der::kSequence, &seq) || !r.empty() || seq.empty()) {
+      return Malformed("bad extKeyUsage");
+    }
+    has_eku_ = true;
+    while (!seq.empty()) {
+      base::ByteView purpose;
+      if (!seq.Read(der::kOid, &purpose)) return Malformed("bad extKeyUsage");
+      eku_server_ |= Equal(purpose, kOidServerAuth);
+      eku_client_ |= Equal(purpose, kOidClientAuth);
+    }
+  } else if (Equal(oid, kOidSubjectKeyId)) {
+    if (!r.Read(der::kOctetString, &ski_) || !r.empty()) return Malformed("bad subjectKeyIdentifier");
+  } else if (Equal(oid, kOidAuthorityKeyId)) {
+    der::Reader seq(base::ByteView{});
+    bool present;
+    if (!r.Enter(der::kSequence, &seq) || !r.empty() ||
+        !seq.ReadOptional(der::ContextPrimitive(0), &aki_, &present)) {
+      return Malformed("bad authorityKeyIdentifier");
+    }
+  } else if (Equal(oid, kAttributesOid)) {
+    attributes_ = value;
+  } else if (Equal(oid, kOidNameConstraints) || critical) {
+    // Name constraints are not evaluated here, so a chain carrying them is refused
+    // rather than accepted without them (RFC 5280 §4.2.1.10 requires them critical).
+    if (unhandled_critical_.empty()) unhandled_critical_ = OidText(oid);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
+  Certificate c;
+  c.der_ = std::move(bytes);
+  der::Reader outer(c.der_), cert(base::ByteView{}), tbs(base::ByteView{});
+  base::ByteView tbs_element, sig_alg, sig_alg_contents;
+  if (!outer.Enter(der::kSequence, &cert) || !outer.empty() ||
+      !cert.Read(der::kSequence, nullptr, &tbs_element) ||
+      !cert.Read(der::kSequence, &sig_alg_contents, &sig_alg) ||
+      !cert.ReadBitStringBytes(&c.signature_) || !cert.empty()) {
+    return Malformed("not a DER X.509 certificate");
+  }
+  c.tbs_ = tbs_element;
+  base::ByteView tbs_contents;
+  der::Reader(tbs_element).Read(der::kSequence, &tbs_contents);
+  tbs = der::Reader(tbs_contents);
+
+  der::Reader version(base::ByteView{});
+  int64_t v;
+  if (!tbs.Enter(der::ContextConstructed(0), &version) || !version.ReadUint(&v) ||
+      !version.empty() || v != 2) {
+    return Malformed("not an X.509 v3 certificate");
+  }
+  base::ByteView inner_sig_alg;
+  if (!tbs.Read(der::kInteger, &c.serial_) || c.serial_.empty() ||
+      !tbs.Read(der::kSequence, nullptr, &inner_sig_alg)) {
+    return Malformed("bad serial number or signature algorithm");
+  }
+  if (c.serial_.size() > 21) return Malformed("serial number longer than 20 bytes");
+  if (!Equal(inner_sig_alg, sig_alg)) return Malformed("signature algorithms disagree");
+  der::Reader alg(sig_alg_contents);
+  base::ByteView alg_oid;
+  if (!alg.Read(der::kOid, &alg_oid)) return Malformed("bad signature algorithm");
+  const SigAlg* found = nullptr;
+  for (const SigAlg& a : kSigAlgs) {
+    if (Equal(alg_oid, a.oid)) found = &a;
+  }
+  if (found == nullptr) {
+    return Malformed(absl::StrCat("unsupported signature algorithm ", OidText(alg_oid)));
+  }
+  base::ByteView null_params;
+  if (found->rsa && alg.Peek(der::kNull) && (!alg.Read(der::kNull, &null_params) || !null_params.empty())) {
+    return Malformed("bad signature algorithm parameters");
+  }
+  if (!alg.empty()) return Malformed("bad signature algorithm parameters");
+  c.scheme_ = found->scheme;
+
+  der::Reader validity(base::ByteView{});
+  if (!tbs.Read(der::kSequence, nullptr, &c.issuer_) ||
+      !tbs.Enter(der::kSequence, &validity) || !validity.ReadTime(&c.not_before_) ||
+      !validity.ReadTime(&c.not_after_) || !validity.empty() ||
+      !tbs.Read(der::kSequence, nullptr, &c.subject_) ||
+      !tbs.Read(der::kSequence, nullptr, &c.spki_)) {
+    return Malformed("bad issuer, validity, subject or public key");
+  }
+  base::ByteView ignored;
+  bool present;
+  if (!tbs.ReadOptional(der::ContextPrimitive(1), &ignored, &present) ||
+      !tbs.ReadOptional(der::ContextPrimitive(2), &ignored, &present)) {
+    return Malformed("bad unique identifier");
+  }
+  der::Reader exts_wrapper(base::ByteView{}), exts(base::ByteView{});
+  if (tbs.Peek(der::ContextConstructed(3))) {
+    if (!tbs.Enter(der::ContextConstructed(3), &exts_wrapper) ||
+        !exts_wrapper.Enter(der::kSequence, &exts) || !exts_wrapper.empty() || exts.empty()) {
+      return Malformed("bad extensions");
+    }
+  }
+  if (!tbs.empty()) return Malformed("trailing data in tbsCertificate");
+  std::vector<base::ByteView> seen;
+  while (!exts.empty()) {
+    der::Reader ext(base::ByteView{});
+    base::ByteView oid, value;
+    bool critical = false;
+    if (!exts.Enter(der::kSequence, &ext) || !ext.Read(der::kOid, &oid) ||
+        (ext.Peek(der::kBoolean) && !ext.ReadBool(&critical)) ||
+        !ext.Read(der::kOctetString, &value) || !ext.empty()) {
+      return Malformed("bad extension");
+    }
+    for (base::ByteView s : seen) {
+      if (Equal(s, oid)) return Malformed(absl::StrCat("duplicate extension ", OidText(oid)));
+    }
+    seen.push_back(oid);
+    if (absl::Status s = c.ParseExtension(oid, critical, value); !s.ok()) return s;
+  }
+  return c;
+}
+
+absl::StatusOr<std::vector<Certificate>> Certificate::ParseChain(absl::string_view input) {
+  std::vector<Certificate> out;
+  if (input.find("-----BEGIN") != absl::string_view::npos) {
+    std::vector<base::Bytes> blocks = DecodePemBlocks(input, "CERTIFICATE");
+    if (blocks.empty()) return Malformed("no PEM CERTIFICATE block");
+    for (base::Bytes& b : blocks) {
+      auto c = Parse(std::move(b));
+      if (!c.ok()) return c.status();
+      out.push_back(*std::move(c));
+    }
+    return out;
+  }
+  der::Reader r(base::AsBytes(input));
+  while (!r.empty()) {
+    base::ByteView contents, element;
+    if (!r.Read(der::kSequence, &contents, &element)) return Malformed("not DER certificates");
+    auto c = Parse(base::Bytes(element.begin(), element.end()));
+    if (!c.ok()) return c.status();
+    out.push_back(*std::move(c));
+  }
+  if (out.empty()) return Malformed("no certificate");
+  return out;
+}
+
+std::string Certificate::SerialHex() const { return base::HexEncode(serial_); }
+
+std::string Certificate::ToPem() const { return CertificatesToPem({der_}); }
+
+bool Certificate::SelfIssued() const { return Equal(issuer_, subject_); }
+
+std::string CertificatesToPem(const std::vector<base::ByteView>& ders) {
+  std::string out;
+  for (base::ByteView d : ders) {
+    std::string b64 = absl::Base64Escape(base::AsChars(d));
+    absl::StrAppend(&out, "-----BEGIN CERTIFICATE-----\n");
+    for (size_t i = 0; i < b64.size(); i += 64) absl::StrAppend(&out, b64.substr(i, 64), "\n");
+    absl::StrAppend(&out, "-----END CERTIFICATE-----\n");
+  }
+  return out;
+}
+
+std::vector<base::Bytes> DecodePemBlocks(absl::string_view text, absl::string_view label) {
+  std::vector<base::Bytes> out;
+  crypto::UniquePtr<BIO> bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+  while (true) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long len = 0;
+    if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) break;
+    if (name != nullptr && label == name) out.emplace_back(data, data + len);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(data);
+  }
+  ERR_clear_error();
+  return out;
+}
+
+}  // namespace tw::core

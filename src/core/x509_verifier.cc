@@ -1,0 +1,205 @@
+#include "core/x509_verifier.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "base/status_macros.h"
+
+namespace tw::core {
+namespace {
+
+constexpr size_t kMaxChainLength = 8;
+
+bool Equal(base::ByteView a, base::ByteView b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
+absl::Status Reject(absl::string_view why) {
+  return absl::UnauthenticatedError(absl::StrCat("X.509-SVID rejected: ", why));
+}
+
+std::string Rfc3339(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }
+
+absl::Status CheckValidity(const Certificate& c, absl::string_view what, absl::Time now) {
+  if (now < c.not_before()) {
+    return Reject(absl::StrCat(what, " is not yet valid (notBefore ", Rfc3339(c.not_before()), ")"));
+  }
+  if (now > c.not_after()) {
+    return Reject(absl::StrCat(what, " expired at ", Rfc3339(c.not_after())));
+  }
+  return absl::OkStatus();
+}
+
+// True when `issuer` may have issued `child`: names chain and key identifiers agree.
+bool NamesChain(const Certificate& child, const Certificate& issuer) {
+  if (!Equal(child.issuer(), issuer.subject())) return false;
+  return child.authority_key_id().empty() || issuer.subject_key_id().empty() ||
+         Equal(child.authority_key_id(), issuer.subject_key_id());
+}
+
+absl::Status CheckSigningCert(const Certificate& c, size_t intermediates_below,
+                              absl::string_view what) {
+  if (!c.is_ca()) return Reject(absl::StrCat(what, " is not a CA (cA=false)"));
+  if (!c.has_key_usage() || !(c.key_usage() & kKeyCertSign)) {
+    return Reject(absl::StrCat(what, " lacks the keyCertSign key usage"));
+  }
+  if (c.path_len() && static_cast<int64_t>(intermediates_below) > *c.path_len()) {
+    return Reject(absl::StrCat(what, " pathLenConstraint is exceeded"));
+  }
+  if (!c.unhandled_critical_extension().empty()) {
+    return Reject(absl::StrCat(what, " has an unsupported critical extension ",
+                               c.unhandled_critical_extension()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+X509Verifier::X509Verifier(std::shared_ptr<const BundleSet> bundles, X509VerifierOptions options)
+    : bundles_(std::move(bundles)), options_(std::move(options)) {}
+
+absl::StatusOr<VerifiedX509Svid> X509Verifier::Verify(
+    const std::vector<base::ByteView>& chain) const {
+  absl::Time now = options_.clock->Now();
+  if (options_.cache_capacity > 0 && !chain.empty()) {
+    std::optional<VerifiedX509Svid> hit;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      auto it = cache_.find(base::AsChars(chain[0]));
+      if (it != cache_.end() && it->second.generation == bundles_->generation() &&
+          now >= it->second.not_before && now <= it->second.svid.not_after) {
+        hit = it->second.svid;
+      }
+    }
+    if (hit) return CheckRevocation(*std::move(hit));
+  }
+  TW_ASSIGN_OR_RETURN(CacheEntry entry, VerifyUncached(chain, now));
+  if (options_.cache_capacity > 0) {
+    absl::MutexLock lock(&mu_);
+    if (cache_.size() >= options_.cache_capacity) cache_.clear();
+    cache_.insert_or_assign(std::string(base::AsChars(chain[0])), entry);
+  }
+  return CheckRevocation(std::move(entry.svid));
+}
+
+absl::StatusOr<VerifiedX509Svid> X509Verifier::VerifyAt(const std::vector<base::ByteView>& chain,
+                                                         absl::Time now) const {
+  TW_ASSIGN_OR_RETURN(CacheEntry entry, VerifyUncached(chain, now));
+  return CheckRevocation(std::move(entry.svid));
+}
+
+absl::StatusOr<VerifiedX509Svid> X509Verifier::CheckRevocation(VerifiedX509Svid svid) const {
+  if (options_.revocation_check) TW_RETURN_IF_ERROR(options_.revocation_check(svid));
+  return svid;
+}
+
+absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
+    const std::vector<base::ByteView>& chain, absl::Time now) const {
+  if (chain.empty()) return absl::InvalidArgumentError("X.509-SVID: empty certificate chain");
+  if (chain.size() > kMaxChainLength) return Reject("certificate chain is too long");
+  uint64_t generation = bundles_->generation();
+  TW_ASSIGN_OR_RETURN(Certificate leaf, Certificate::Parse(base::Bytes(chain[0].begin(), chain[0].end())));
+
+  // SPIFFE rules on the leaf (X509-SVID §2, §4.1, §4.3, §5.2).
+  if (leaf.uri_sans().size() != 1) {
+    return Reject(absl::StrCat("leaf must have exactly one URI SAN (it has ", leaf.uri_sans().size(), ")"));
+  }
+  auto id = SpiffeId::FromString(leaf.uri_sans()[0]);
+  if (!id.ok()) return Reject(absl::StrCat("leaf URI SAN: ", id.status().message()));
+  if (id->is_trust_domain_id()) return Reject("leaf SPIFFE ID has no path (it names the trust domain)");
+  if (leaf.is_ca()) return Reject("leaf is a CA (cA=true)");
+  if (!leaf.has_key_usage() || !(leaf.key_usage() & kDigitalSignature)) {
+    return Reject("leaf lacks the digitalSignature key usage");
+  }
+  if (leaf.key_usage() & kKeyCertSign) return Reject("leaf has the keyCertSign key usage");
+  if (leaf.key_usage() & kCrlSign) return Reject("leaf has the cRLSign key usage");
+  if (!leaf.unhandled_critical_extension().empty()) {
+    return Reject(absl::StrCat("leaf has an unsupported critical extension ",
+                               leaf.unhandled_critical_extension()));
+  }
+  std::optional<SvidAttributes> attributes;
+  if (leaf.attributes()) {
+    auto a = DecodeAttributes(*leaf.attributes());
+    if (!a.ok()) return Reject(a.status().message());
+    attributes = *std::move(a);
+  }
+
+  // The bundle of the leaf's own trust domain (Federation §7.3).
+  std::shared_ptr<const Bundle> bundle = bundles_->Get(id->trust_domain_name());
+  if (bundle == nullptr) {
+    return Reject(absl::StrCat("no bundle for trust domain \"", id->trust_domain_name(), "\""));
+  }
+  if (bundle->x509_authorities().empty()) {
+    return Reject(absl::StrCat("the bundle of \"", id->trust_domain_name(),
+                               "\" has no X.509 authorities"));
+  }
+
+  // RFC 5280 §6 path validation from the leaf up to an authority of that bundle.
+  TW_RETURN_IF_ERROR(CheckValidity(leaf, "leaf", now));
+  absl::Time not_before = leaf.not_before();
+  absl::Time not_after = leaf.not_after();
+  std::vector<Certificate> intermediates;
+  std::vector<bool> used;
+  const Certificate* current = &leaf;
+  for (size_t depth = 0;; ++depth) {
+    std::string failed_signature;
+    for (const auto& authority : bundle->x509_authorities()) {
+      const Certificate& anchor = authority->certificate;
+      if (!NamesChain(*current, anchor) || !authority->key.Accepts(current->signature_scheme())) {
+        continue;
+      }
+      if (!authority->key.Verify(current->signature_scheme(), current->tbs(), current->signature()).ok()) {
+        failed_signature = "a signature does not verify against the bundle authority";
+        continue;
+      }
+      TW_RETURN_IF_ERROR(CheckValidity(anchor, "bundle authority", now));
+      if (anchor.path_len() && static_cast<int64_t>(depth) > *anchor.path_len()) {
+        return Reject("bundle authority pathLenConstraint is exceeded");
+      }
+      if (!anchor.unhandled_critical_extension().empty()) {
+        return Reject(absl::StrCat("bundle authority has an unsupported critical extension ",
+                                   anchor.unhandled_critical_extension()));
+      }
+      not_before = std::max(not_before, anchor.not_before());
+      not_after = std::min(not_after, anchor.not_after());
+      VerifiedX509Svid svid{.spiffe_id = *std::move(id),
+                            .attributes = std::move(attributes),
+                            .serial_hex = leaf.SerialHex(),
+                            .not_after = not_after};
+      return CacheEntry{.svid = std::move(svid), .not_before = not_before, .generation = generation};
+    }
+    if (intermediates.empty() && chain.size() > 1) {
+      for (size_t i = 1; i < chain.size(); ++i) {
+        TW_ASSIGN_OR_RETURN(Certificate c, Certificate::Parse(base::Bytes(chain[i].begin(), chain[i].end())));
+        intermediates.push_back(std::move(c));
+      }
+      used.assign(intermediates.size(), false);
+    }
+    const Certificate* next = nullptr;
+    for (size_t i = 0; i < intermediates.size() && next == nullptr; ++i) {
+      const Certificate& cand = intermediates[i];
+      if (used[i] || !NamesChain(*current, cand)) continue;
+      auto key = crypto::PublicKey::FromSpkiDer(cand.spki());
+      if (!key.ok() || !key->Accepts(current->signature_scheme()) ||
+          !key->Verify(current->signature_scheme(), current->tbs(), current->signature()).ok()) {
+        failed_signature = "a signature does not verify against the presented intermediate";
+        continue;
+      }
+      TW_RETURN_IF_ERROR(CheckSigningCert(cand, depth, "intermediate CA"));
+      TW_RETURN_IF_ERROR(CheckValidity(cand, "intermediate CA", now));
+      not_before = std::max(not_before, cand.not_before());
+      not_after = std::min(not_after, cand.not_after());
+      used[i] = true;
+      next = &cand;
+    }
+    if (next == nullptr) {
+      if (!failed_signature.empty()) return Reject(failed_signature);
+      return Reject(absl::StrCat("no path to an authority of trust domain \"",
+                                 id->trust_domain_name(), "\""));
+    }
+    current = next;
+  }
+}
+
+}  // namespace tw::core

@@ -1,0 +1,68 @@
+// Verifies X.509-SVID chains (X509-SVID §5, shared/SPIFFE.md §2.2) against per-trust-domain
+// bundles: the leaf's own trust domain selects the bundle, never a pooled root store.
+// Thread-safe; verified leaves are cached by their DER until the bundles change.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/bytes.h"
+#include "base/clock.h"
+#include "core/attributes.h"
+#include "core/bundle.h"
+
+namespace tw::core {
+
+struct VerifiedX509Svid {
+  SpiffeId spiffe_id;
+  std::optional<SvidAttributes> attributes;  // when the TrustWarden extension is present
+  std::string serial_hex;                    // the leaf's serial number
+  absl::Time not_after;                      // the earliest notAfter along the chain
+};
+
+struct X509VerifierOptions {
+  const base::Clock* clock = &base::Clock::System();
+  // Called on every successful verification, cached or not; a non-OK result (normally
+  // PermissionDenied "revoked") rejects the SVID.
+  std::function<absl::Status(const VerifiedX509Svid&)> revocation_check;
+  // Verified leaves remembered; 0 disables the cache. When full it starts over.
+  size_t cache_capacity = 65536;
+};
+
+class X509Verifier {
+ public:
+  explicit X509Verifier(std::shared_ptr<const BundleSet> bundles,
+                        X509VerifierOptions options = {});
+
+  // Verifies `chain` (leaf first, then intermediates in any order) at the clock's time.
+  // InvalidArgument: malformed DER. Unauthenticated: a SPIFFE rule, the path to the
+  // leaf's trust-domain bundle, or a validity window fails (the message says which).
+  // Whatever revocation_check returns when it rejects.
+  absl::StatusOr<VerifiedX509Svid> Verify(const std::vector<base::ByteView>& chain) const;
+  // The same at an explicit time, bypassing the cache.
+  absl::StatusOr<VerifiedX509Svid> VerifyAt(const std::vector<base::ByteView>& chain,
+                                            absl::Time now) const;
+
+ private:
+  struct CacheEntry {
+    VerifiedX509Svid svid;
+    absl::Time not_before;  // the latest notBefore along the chain
+    uint64_t generation;
+  };
+  absl::StatusOr<CacheEntry> VerifyUncached(const std::vector<base::ByteView>& chain,
+                                            absl::Time now) const;
+  absl::StatusOr<VerifiedX509Svid> CheckRevocation(VerifiedX509Svid svid) const;
+
+  std::shared_ptr<const BundleSet> bundles_;
+  X509VerifierOptions options_;
+  mutable absl::Mutex mu_;
+  mutable absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tw::core

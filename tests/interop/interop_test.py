@@ -1,0 +1,1167 @@
+#!/usr/bin/env python3
+"""Interoperability tests: the trustwarden CLI against OpenSSL, pyca/cryptography and PyJWT.
+
+    TW_BIN=build/bin/trustwarden /usr/bin/python3 tests/interop/interop_test.py -v
+
+Uses only the standard library, python3-cryptography (38), python3-jwt (PyJWT 2.6) and the
+`openssl` CLI. Every test creates its own CA in its own temporary directory; nothing is
+skipped (a missing or unusable TW_BIN is an error). Section numbers refer to
+/work/shared/SPIFFE.md; the CLI contract is the CLI section of /work/shared/API.md.
+"""
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import unittest
+from collections import namedtuple
+
+import jwt  # PyJWT
+import cryptography
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# ---------------------------------------------------------------------------------------------
+# Expected rejection reasons, matched case-insensitively against stderr. A rejection passes
+# when ANY of the listed substrings occurs. Reconcile these with the implementation's messages
+# here, in one place.
+# ---------------------------------------------------------------------------------------------
+REASONS = {
+    # svid verify (SPIFFE.md §2.2, §2.3)
+    "no_uri_san": ("uri san",),
+    "many_uri_sans": ("uri san",),
+    "not_spiffe_scheme": ("scheme",),
+    "root_id": ("path", "root"),
+    "uppercase_trust_domain": ("lowercase", "trust domain"),
+    "dot_segment": ("dot segment",),
+    "leaf_is_ca": ("ca flag", "ca=true", "ca: true", "is a ca", "basic constraints",
+                   "basicconstraints"),
+    "leaf_key_cert_sign": ("keycertsign", "key cert sign", "certificate sign"),
+    "leaf_crl_sign": ("crlsign", "crl sign"),
+    "leaf_no_digital_signature": ("digitalsignature", "digital signature"),
+    "expired": ("expired",),
+    "not_yet_valid": ("not yet valid", "not valid yet"),
+    "wrong_trust_domain": ("trust domain",),
+    "untrusted_signer": ("signature", "unknown authority", "issuer", "untrusted", "self-signed",
+                         "self signed"),
+    "bad_signature": ("signature",),
+    "intermediate_not_ca": ("invalid ca", "not a ca", "ca flag", "basic constraints",
+                            "intermediate"),
+    "intermediate_no_key_cert_sign": ("keycertsign", "key cert sign", "certificate sign",
+                                      "invalid ca", "intermediate"),
+    "unknown_critical_extension": ("critical extension",),
+    # svid issue refusals (SPIFFE.md §2.1)
+    "issue_root_id": ("path", "root"),
+    "issue_foreign_trust_domain": ("trust domain",),
+    "issue_invalid_id": ("dot segment",),
+    "issue_bad_csr_signature": ("signature", "csr"),
+    # jwt verify (SPIFFE.md §3.2, §3.3)
+    "jwt_alg": ("alg",),
+    "jwt_audience": ("aud",),
+    "jwt_expired": ("expired",),
+    "jwt_missing_sub": ("sub",),
+    "jwt_sub_not_spiffe_id": ("sub", "spiffe id", "scheme"),
+    "jwt_missing_exp": ("exp",),
+    "jwt_not_yet_valid": ("nbf", "not yet valid", "not valid yet"),
+    "jwt_typ": ("typ",),
+    "jwt_crit": ("crit", "header"),
+    "jwt_unknown_kid": ("kid", "authority", "key id"),
+    "jwt_bad_signature": ("signature",),
+    "jwt_wrong_trust_domain": ("trust domain",),
+    # id check (SPIFFE.md §1.2)
+    "id_empty": ("empty",),
+    "id_scheme": ("scheme",),
+    "id_trust_domain_missing": ("trust domain",),
+    "id_trust_domain_char": ("trust domain",),
+    "id_path_char": ("path",),
+    "id_trailing_slash": ("trailing",),
+    "id_empty_segment": ("empty",),
+    "id_too_long": ("long", "length", "exceed", "maximum"),
+}
+
+# TrustWarden's private certificate extension (DESIGN.md "Identity model").
+TW_EXTENSION_OID = "2.25.83181399120337084466483300138004988053.1"
+
+TD = "example.org"
+OTHER_TD = "other.example"
+LEAF_ID = "spiffe://example.org/acme-corp/finance-team/payment-processor/inst-x7k2mq4p9d3b"
+OTHER_TD_ID = "spiffe://other.example/acme-corp/finance-team/payment-processor/inst-0000000001"
+AUDIENCE = "spiffe://example.org/ledger-api"
+SCOPES = ("read:transactions", "write:ledger")
+TRUST_LEVEL = "high"
+CLI_TIMEOUT = 60  # seconds per CLI invocation
+JWT_ALGS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"]
+UTC = datetime.timezone.utc
+
+TW_BIN = os.environ.get("TW_BIN", "")
+OPENSSL = shutil.which("openssl") or "openssl"
+
+
+def setUpModule():
+    if not TW_BIN:
+        raise RuntimeError("TW_BIN is not set: point it at the trustwarden binary")
+    if not (os.path.isfile(TW_BIN) and os.access(TW_BIN, os.X_OK)):
+        raise RuntimeError(f"TW_BIN={TW_BIN!r} is not an executable file")
+    if shutil.which(OPENSSL) is None:
+        raise RuntimeError("the openssl CLI is required")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers: time, PEM, processes
+# ---------------------------------------------------------------------------------------------
+def now():
+    return datetime.datetime.now(UTC).replace(microsecond=0)
+
+
+def rfc3339(t):
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def aware(t):
+    """cryptography 38 returns naive UTC datetimes."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def pem_blocks(data, label="CERTIFICATE"):
+    text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
+    pattern = rf"-----BEGIN {label}-----.+?-----END {label}-----"
+    return [m.encode() + b"\n" for m in re.findall(pattern, text, re.S)]
+
+
+def cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write(path, data, mode=None):
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def run(argv, timeout=CLI_TIMEOUT):
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                          text=True, errors="replace")
+
+
+def tw(*args):
+    return run([TW_BIN, *args])
+
+
+def describe(result):
+    return (f"\n$ {' '.join(result.args)}\nexit={result.returncode}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}")
+
+
+def new_key(curve=None):
+    return ec.generate_private_key(curve or ec.SECP256R1())
+
+
+def hash_for(key):
+    size = key.curve.key_size if isinstance(key, (ec.EllipticCurvePrivateKey,
+                                                  ec.EllipticCurvePublicKey)) else 256
+    return {256: hashes.SHA256(), 384: hashes.SHA384(), 521: hashes.SHA512()}[size]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Certificate builder
+# ---------------------------------------------------------------------------------------------
+LEAF_KEY_USAGE = frozenset({"digital_signature"})
+CA_KEY_USAGE = frozenset({"key_cert_sign", "crl_sign"})
+KEY_USAGE_FLAGS = ("digital_signature", "content_commitment", "key_encipherment",
+                   "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+                   "encipher_only", "decipher_only")
+DEFAULT_SUBJECT = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Interop Test")])
+
+
+def make_cert(*, issuer_key, public_key, issuer_cert=None, uris=(LEAF_ID,), dns_names=(),
+              subject=DEFAULT_SUBJECT, is_ca=False, basic_constraints=True,
+              key_usage=LEAF_KEY_USAGE, eku=True, not_before=None, not_after=None,
+              san_critical=False, extra_extensions=(), aki=True, ski=None):
+    """Builds and signs one certificate. Defaults give a conformant X.509-SVID leaf.
+
+    issuer_cert supplies the issuer name and the AuthorityKeyIdentifier (None = self-signed);
+    issuer_key signs (it may deliberately not belong to issuer_cert). key_usage is a set of
+    cryptography KeyUsage flag names, or None to omit the extension. extra_extensions is a
+    sequence of (ExtensionType, critical).
+    """
+    t = now()
+    not_before = not_before or t - datetime.timedelta(minutes=1)
+    not_after = not_after or t + datetime.timedelta(hours=1)
+    b = (x509.CertificateBuilder()
+         .subject_name(subject)
+         .issuer_name(issuer_cert.subject if issuer_cert is not None else subject)
+         .public_key(public_key)
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(not_before)
+         .not_valid_after(not_after))
+    if basic_constraints:
+        b = b.add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    if key_usage is not None:
+        unknown = set(key_usage) - set(KEY_USAGE_FLAGS)
+        assert not unknown, unknown
+        b = b.add_extension(x509.KeyUsage(**{f: f in key_usage for f in KEY_USAGE_FLAGS}),
+                            critical=True)
+    if eku:
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
+                            critical=False)
+    names = [x509.UniformResourceIdentifier(u) for u in uris]
+    names += [x509.DNSName(d) for d in dns_names]
+    if names:
+        b = b.add_extension(x509.SubjectAlternativeName(names), critical=san_critical)
+    if ski if ski is not None else is_ca:
+        b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    if aki and issuer_cert is not None:
+        try:
+            issuer_ski = issuer_cert.extensions.get_extension_for_class(
+                x509.SubjectKeyIdentifier).value
+            value = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski)
+        except x509.ExtensionNotFound:
+            value = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_cert.public_key())
+        b = b.add_extension(value, critical=False)
+    for ext, critical in extra_extensions:
+        b = b.add_extension(ext, critical=critical)
+    return b.sign(issuer_key, hash_for(issuer_key))
+
+
+def flip_last_byte(cert):
+    """Flips one bit in the last byte of the DER: the low byte of the ECDSA signature's s."""
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    return bytes(der)
+
+
+def der_to_pem(der, label="CERTIFICATE"):
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return (f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n").encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# A CA made by `trustwarden ca init`
+# ---------------------------------------------------------------------------------------------
+Ca = namedtuple("Ca", "dir td cert key bundle_json bundle_pem jwt_key kid")
+
+
+class InteropTestCase(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory(prefix="tw-interop-")
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    # --- running the CLI -----------------------------------------------------------------
+    def tw_ok(self, *args):
+        result = tw(*args)
+        self.assertEqual(result.returncode, 0, "command failed" + describe(result))
+        return result
+
+    def assert_accepted(self, result, spiffe_id):
+        self.assertEqual(result.returncode, 0, "expected acceptance" + describe(result))
+        self.assertEqual(result.stdout.strip(), spiffe_id,
+                         "stdout must be exactly the SPIFFE ID" + describe(result))
+
+    def assert_rejected(self, result, reason, *claimed_ids):
+        """Exit code 1, a reason on stderr, and no claimed SPIFFE ID on stdout."""
+        self.assertEqual(result.returncode, 1, "expected rejection (exit 1)" + describe(result))
+        self.assertTrue(result.stderr.strip(), "rejection without a reason" + describe(result))
+        for spiffe_id in claimed_ids:
+            if spiffe_id:
+                self.assertNotIn(spiffe_id, result.stdout,
+                                 "rejected ID printed on stdout" + describe(result))
+        expected = REASONS[reason]
+        self.assertTrue(any(s.lower() in result.stderr.lower() for s in expected),
+                        f"stderr does not give reason {reason!r} (any of {expected})"
+                        + describe(result))
+
+    # --- CA and issuance -------------------------------------------------------------------
+    def init_ca(self, td=TD, key_type=None, name=None):
+        out = self.path(name or f"ca-{td}")
+        args = ["ca", "init", "--trust-domain", td, "--out", out]
+        if key_type:
+            args += ["--key-type", key_type]
+        self.tw_ok(*args)
+        ca_cert = x509.load_pem_x509_certificate(read(os.path.join(out, "ca.pem")))
+        ca_key = serialization.load_pem_private_key(read(os.path.join(out, "ca.key.pem")), None)
+        jwt_key = serialization.load_pem_private_key(read(os.path.join(out, "jwt.key.pem")),
+                                                     None)
+        bundle = json.loads(read(os.path.join(out, "bundle.json")))
+        jwt_entries = [k for k in bundle.get("keys", []) if k.get("use") == "jwt-svid"]
+        kid = jwt_entries[0].get("kid") if jwt_entries else None
+        return Ca(out, td, ca_cert, ca_key, os.path.join(out, "bundle.json"),
+                  os.path.join(out, "bundle.pem"), jwt_key, kid)
+
+    def write_public_key(self, key, name="pub.pem", encoding=serialization.Encoding.PEM):
+        data = key.public_key().public_bytes(encoding,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        return write(self.path(name), data)
+
+    def write_csr(self, key, name="csr.pem", encoding=serialization.Encoding.PEM):
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent")]))
+               .sign(key, hash_for(key)))
+        return write(self.path(name), csr.public_bytes(encoding))
+
+    def openssl_csr(self, name="openssl"):
+        key_path, csr_path = self.path(f"{name}.key.pem"), self.path(f"{name}.csr.pem")
+        result = run([OPENSSL, "req", "-new", "-newkey", "ec",
+                      "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key_path,
+                      "-out", csr_path, "-subj", "/O=Interop/CN=openssl-agent"])
+        self.assertEqual(result.returncode, 0, describe(result))
+        key = serialization.load_pem_private_key(read(key_path), None)
+        return csr_path, key
+
+    def issue(self, ca, source_args, spiffe_id=LEAF_ID, ttl="30m", scopes=SCOPES,
+              trust_level=TRUST_LEVEL, name="svid.pem"):
+        out = self.path(name)
+        args = ["svid", "issue", "--ca", ca.dir, "--spiffe-id", spiffe_id, *source_args,
+                "--ttl", ttl]
+        for s in scopes:
+            args += ["--scope", s]
+        if trust_level:
+            args += ["--trust-level", trust_level]
+        self.tw_ok(*args, "--out", out)
+        return out
+
+    def issue_sources(self, ca):
+        """(label, issue args, private key) for every way of presenting a key to `svid issue`."""
+        sources = []
+        k = new_key()
+        sources.append(("public key PEM", ["--public-key", self.write_public_key(k, "k1.pem")], k))
+        k = new_key()
+        sources.append(("public key DER", ["--public-key", self.write_public_key(
+            k, "k2.der", serialization.Encoding.DER)], k))
+        k = new_key()
+        sources.append(("cryptography CSR PEM", ["--csr", self.write_csr(k, "c1.pem")], k))
+        k = new_key()
+        sources.append(("cryptography CSR DER", ["--csr", self.write_csr(
+            k, "c2.der", serialization.Encoding.DER)], k))
+        csr_path, k = self.openssl_csr()
+        sources.append(("openssl req CSR", ["--csr", csr_path], k))
+        return sources
+
+    def issued_leaves(self, ca):
+        """Issues one SVID per key source; yields (label, chain path, private key)."""
+        for i, (label, args, key) in enumerate(self.issue_sources(ca)):
+            yield label, self.issue(ca, args, name=f"svid-{i}.pem"), key
+
+    def split_chain(self, chain_path):
+        certs = pem_blocks(read(chain_path))
+        self.assertGreaterEqual(len(certs), 1, f"no certificate in {chain_path}")
+        leaf = write(chain_path + ".leaf", certs[0])
+        rest = write(chain_path + ".rest", b"".join(certs[1:])) if len(certs) > 1 else None
+        return leaf, rest
+
+    def openssl_verify(self, ca, chain_path, *extra):
+        leaf, rest = self.split_chain(chain_path)
+        argv = [OPENSSL, "verify", *extra, "-CAfile", ca.bundle_pem]
+        if rest:
+            argv += ["-untrusted", rest]
+        return run(argv + [leaf])
+
+    def load_leaf(self, chain_path):
+        """Parses the first certificate of a chain with pyca/cryptography."""
+        data = pem_blocks(read(chain_path))[0]
+        try:
+            return x509.load_pem_x509_certificate(data)
+        except ValueError as e:
+            self.fail(f"pyca/cryptography {cryptography.__version__} cannot parse the leaf: "
+                      f"{e}. cryptography from 38 until pyca/cryptography#11338 was fixed "
+                      f"rejects OID arcs wider than 32 bits, Go crypto/x509 wider than 31 bits; "
+                      f"the TrustWarden extension {TW_EXTENSION_OID} has a 126-bit arc.")
+
+    # --- crafted chains ----------------------------------------------------------------------
+    def write_chain(self, *certs, name="chain.pem"):
+        return write(self.path(name), b"".join(
+            c if isinstance(c, bytes) else cert_pem(c) for c in certs))
+
+    def craft_leaf(self, ca, name="chain.pem", **kwargs):
+        """A leaf signed directly by the CA key (overridable), written as a chain file."""
+        kwargs.setdefault("issuer_cert", ca.cert)
+        kwargs.setdefault("issuer_key", ca.key)
+        kwargs.setdefault("public_key", new_key().public_key())
+        return self.write_chain(make_cert(**kwargs), name=name)
+
+    def make_intermediate(self, ca, **kwargs):
+        key = new_key()
+        kwargs.setdefault("uris", (f"spiffe://{ca.td}",))
+        kwargs.setdefault("is_ca", True)
+        kwargs.setdefault("key_usage", CA_KEY_USAGE)
+        kwargs.setdefault("eku", False)
+        kwargs.setdefault("ski", True)
+        kwargs.setdefault("subject", x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Interop Intermediate")]))
+        cert = make_cert(issuer_cert=ca.cert, issuer_key=ca.key, public_key=key.public_key(),
+                         **kwargs)
+        return cert, key
+
+    def craft_via_intermediate(self, ca, intermediate_kwargs=None, name="chain.pem",
+                               **leaf_kwargs):
+        """Leaf signed by a crafted intermediate; chain file = leaf, then intermediate."""
+        inter, inter_key = self.make_intermediate(ca, **(intermediate_kwargs or {}))
+        leaf = make_cert(issuer_cert=inter, issuer_key=inter_key,
+                         public_key=new_key().public_key(), **leaf_kwargs)
+        return self.write_chain(leaf, inter, name=name)
+
+    def svid_verify(self, bundle, chain, *options):
+        return tw("svid", "verify", "--bundle", bundle, *options, chain)
+
+    # --- JWTs --------------------------------------------------------------------------------
+    def jwt_claims(self, ca, **overrides):
+        t = int(now().timestamp())
+        claims = {"sub": LEAF_ID, "aud": [AUDIENCE], "exp": t + 300, "iat": t}
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def craft_jwt(self, ca, claims=None, headers="default", key=None):
+        """Signs with DIR/jwt.key.pem via PyJWT. headers=None sends only alg and typ JWT."""
+        if headers == "default":
+            headers = {"kid": ca.kid}
+        key = key or ca.jwt_key
+        if isinstance(key, rsa.RSAPrivateKey):
+            alg = "RS256"
+        else:
+            alg = {256: "ES256", 384: "ES384", 521: "ES512"}[key.curve.key_size]
+        return jwt.encode(self.jwt_claims(ca) if claims is None else claims, key,
+                          algorithm=alg, headers=headers)
+
+    def jwt_verify(self, ca, token, *options, audience=AUDIENCE):
+        return tw("jwt", "verify", "--bundle", ca.bundle_json, *options, "--audience", audience,
+                  token)
+
+    def bundle_jwk(self, ca, kid):
+        bundle = json.loads(read(ca.bundle_json))
+        matches = [k for k in bundle["keys"] if k.get("use") == "jwt-svid" and k.get("kid") == kid]
+        self.assertEqual(len(matches), 1, f"exactly one jwt-svid JWK with kid {kid!r}")
+        return matches[0]
+
+
+# =============================================================================================
+# 1. `ca init` outputs and issuance interop
+# =============================================================================================
+class CaInitTest(InteropTestCase):
+
+    def test_private_keys_are_pkcs8_pem_mode_0600(self):
+        ca = self.init_ca()
+        for name in ("ca.key.pem", "jwt.key.pem"):
+            with self.subTest(file=name):
+                p = os.path.join(ca.dir, name)
+                self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o600)
+                self.assertIn(b"-----BEGIN PRIVATE KEY-----", read(p))
+
+    def test_ca_certificate_is_a_spiffe_signing_certificate(self):
+        ca = self.init_ca()
+        ext = ca.cert.extensions
+        bc = ext.get_extension_for_class(x509.BasicConstraints)
+        self.assertTrue(bc.critical)
+        self.assertTrue(bc.value.ca)
+        ku = ext.get_extension_for_class(x509.KeyUsage)
+        self.assertTrue(ku.critical)
+        self.assertTrue(ku.value.key_cert_sign)
+        uris = ext.get_extension_for_class(x509.SubjectAlternativeName).value \
+            .get_values_for_type(x509.UniformResourceIdentifier)
+        self.assertEqual(uris, [f"spiffe://{TD}"])
+        self.assertEqual(ca.cert.issuer, ca.cert.subject)
+        ca.cert.public_key().verify(ca.cert.signature, ca.cert.tbs_certificate_bytes,
+                                    ec.ECDSA(ca.cert.signature_hash_algorithm))
+
+    def test_bundle_json_x509_authority_is_the_ca_certificate(self):
+        ca = self.init_ca()
+        entries = [k for k in json.loads(read(ca.bundle_json))["keys"]
+                   if k.get("use") == "x509-svid"]
+        self.assertEqual(len(entries), 1)
+        entry = entries[0]
+        self.assertNotIn("kid", entry, "x509-svid JWKs MUST NOT have kid (§4)")
+        self.assertEqual(len(entry.get("x5c", [])), 1)
+        der = base64.b64decode(entry["x5c"][0], validate=True)
+        self.assertEqual(der, ca.cert.public_bytes(serialization.Encoding.DER))
+        self.assertEqual(jwt.PyJWK(entry).key.public_numbers(),
+                         ca.cert.public_key().public_numbers())
+
+    def test_bundle_json_jwt_authority_matches_jwt_key(self):
+        ca = self.init_ca()
+        entries = [k for k in json.loads(read(ca.bundle_json))["keys"]
+                   if k.get("use") == "jwt-svid"]
+        self.assertEqual(len(entries), 1)
+        entry = entries[0]
+        self.assertTrue(entry.get("kid"), "jwt-svid JWKs MUST have kid (§4)")
+        self.assertNotIn("x5c", entry)
+        self.assertEqual(jwt.PyJWK(entry).key.public_numbers(),
+                         ca.jwt_key.public_key().public_numbers())
+
+    def test_bundle_pem_holds_the_ca_certificate(self):
+        ca = self.init_ca()
+        certs = [x509.load_pem_x509_certificate(b) for b in pem_blocks(read(ca.bundle_pem))]
+        self.assertIn(ca.cert, certs)
+
+
+class IssuanceTest(InteropTestCase):
+
+    def test_openssl_verifies_issued_leaf(self):
+        ca = self.init_ca()
+        for label, chain, _ in self.issued_leaves(ca):
+            with self.subTest(source=label):
+                result = self.openssl_verify(ca, chain)
+                self.assertEqual(result.returncode, 0, describe(result))
+                self.assertIn(": OK", result.stdout)
+
+    def test_openssl_verifies_issued_leaf_for_tls_server_and_client_purposes(self):
+        ca = self.init_ca()
+        k = new_key()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(k)])
+        for purpose in ("sslserver", "sslclient"):
+            with self.subTest(purpose=purpose):
+                result = self.openssl_verify(ca, chain, "-purpose", purpose)
+                self.assertEqual(result.returncode, 0, describe(result))
+
+    def test_openssl_x509_strict_accepts_issued_leaf(self):
+        # Python >= 3.13 sets VERIFY_X509_STRICT by default (AKI required, etc.).
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        result = self.openssl_verify(ca, chain, "-x509_strict")
+        self.assertEqual(result.returncode, 0, describe(result))
+
+    def test_openssl_text_shows_spiffe_profile(self):
+        ca = self.init_ca()
+        for label, chain, _ in self.issued_leaves(ca):
+            with self.subTest(source=label):
+                leaf, _ = self.split_chain(chain)
+                result = run([OPENSSL, "x509", "-in", leaf, "-text", "-noout"])
+                self.assertEqual(result.returncode, 0, describe(result))
+                text = result.stdout
+                self.assertIn(f"URI:{LEAF_ID}", text)
+                self.assertIn("CA:FALSE", text)
+                self.assertIn("Digital Signature", text)
+                self.assertRegex(text, r"X509v3 Key Usage: critical")
+                self.assertRegex(text, r"X509v3 Basic Constraints: critical")
+                self.assertNotIn("Certificate Sign", text)
+                self.assertNotIn("CRL Sign", text)
+
+    def test_python_cryptography_parses_issued_leaf(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        self.load_leaf(chain)
+
+    def test_issued_leaf_has_x509_svid_profile(self):
+        ca = self.init_ca()
+        for label, chain, key in self.issued_leaves(ca):
+            with self.subTest(source=label):
+                leaf = self.load_leaf(chain)
+                ext = leaf.extensions
+                san = ext.get_extension_for_class(x509.SubjectAlternativeName)
+                self.assertEqual(san.value.get_values_for_type(x509.UniformResourceIdentifier),
+                                 [LEAF_ID], "exactly one URI SAN")
+                if len(leaf.subject) == 0:
+                    self.assertTrue(san.critical, "empty Subject requires a critical SAN")
+                bc = ext.get_extension_for_class(x509.BasicConstraints)
+                self.assertTrue(bc.critical)
+                self.assertFalse(bc.value.ca)
+                ku = ext.get_extension_for_class(x509.KeyUsage)
+                self.assertTrue(ku.critical)
+                self.assertTrue(ku.value.digital_signature)
+                self.assertFalse(ku.value.key_cert_sign)
+                self.assertFalse(ku.value.crl_sign)
+                eku = ext.get_extension_for_class(x509.ExtendedKeyUsage).value
+                self.assertIn(ExtendedKeyUsageOID.SERVER_AUTH, eku)
+                self.assertIn(ExtendedKeyUsageOID.CLIENT_AUTH, eku)
+                self.assertLessEqual(leaf.not_valid_after, ca.cert.not_valid_after)
+                self.assertEqual(leaf.issuer, ca.cert.subject)
+                self.assertEqual(leaf.public_key().public_numbers(),
+                                 key.public_key().public_numbers(),
+                                 "the leaf must certify the presented key")
+
+    def test_issued_leaf_carries_trustwarden_extension(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        leaf = self.load_leaf(chain)
+        found = [e for e in leaf.extensions if e.oid.dotted_string == TW_EXTENSION_OID]
+        self.assertEqual(len(found), 1, f"one extension {TW_EXTENSION_OID}")
+        self.assertFalse(found[0].critical)
+
+    def test_issued_leaf_lifetime_follows_ttl(self):
+        ca = self.init_ca()
+        before = now()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())], ttl="30m")
+        leaf = self.load_leaf(chain)
+        expected = before + datetime.timedelta(minutes=30)
+        self.assertLessEqual(abs((aware(leaf.not_valid_after) - expected).total_seconds()), 120)
+        self.assertLessEqual(aware(leaf.not_valid_before), now())
+
+    def test_ttl_beyond_ca_lifetime_is_capped_or_refused(self):
+        ca = self.init_ca()
+        out = self.path("long.pem")
+        result = tw("svid", "issue", "--ca", ca.dir, "--spiffe-id", LEAF_ID, "--public-key",
+                    self.write_public_key(new_key()), "--ttl", "1000000h", "--out", out)
+        if result.returncode != 0:
+            self.assertTrue(result.stderr.strip(), describe(result))
+            return
+        leaf = self.load_leaf(out)
+        self.assertLessEqual(leaf.not_valid_after, ca.cert.not_valid_after)
+
+    def test_inspect_json_reports_scopes_and_trust_level(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        result = self.tw_ok("svid", "inspect", chain, "--json")
+        doc = json.loads(result.stdout)
+        for key in ("spiffe_id", "serial", "not_before", "not_after", "scopes", "trust_level",
+                    "parent", "principal", "policy_version"):
+            self.assertIn(key, doc)
+        self.assertEqual(doc["spiffe_id"], LEAF_ID)
+        self.assertIsInstance(doc["scopes"], list)
+        self.assertEqual(sorted(doc["scopes"]), sorted(SCOPES))
+        self.assertEqual(doc["trust_level"], TRUST_LEVEL)
+
+    def test_inspect_json_serial_and_validity_match_certificate(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        leaf, _ = self.split_chain(chain)
+        result = run([OPENSSL, "x509", "-in", leaf, "-noout", "-serial", "-startdate",
+                      "-enddate", "-dateopt", "iso_8601"])
+        self.assertEqual(result.returncode, 0, describe(result))
+        fields = dict(line.split("=", 1) for line in result.stdout.split("\n") if "=" in line)
+        serial = int(fields["serial"], 16)
+        doc = json.loads(self.tw_ok("svid", "inspect", chain, "--json").stdout)
+        got = str(doc["serial"]).replace(":", "").lower()
+        self.assertIn(got.lstrip("0") or "0", {format(serial, "x"), str(serial)},
+                      "serial is the certificate serial, as hex or decimal")
+        for key, field in (("not_before", "notBefore"), ("not_after", "notAfter")):
+            cert_time = datetime.datetime.strptime(fields[field].strip(), "%Y-%m-%d %H:%M:%SZ")
+            json_time = datetime.datetime.fromisoformat(str(doc[key]).replace("Z", "+00:00"))
+            self.assertEqual(json_time, cert_time.replace(tzinfo=UTC), f"{key} (RFC 3339)")
+
+    def test_p384_ca_issues_verifiable_leaf(self):
+        ca = self.init_ca(key_type="ec-p384")
+        self.assertIsInstance(ca.cert.public_key().curve, ec.SECP384R1)
+        self.assertIsInstance(ca.key.curve, ec.SECP384R1)
+        chain = self.issue(ca, ["--csr", self.write_csr(new_key())])
+        result = self.openssl_verify(ca, chain)
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
+
+    # Issuer-side refusals (strict in what we emit, SPIFFE.md §2.1).
+    def _issue_result(self, ca, spiffe_id, source_args=None):
+        source_args = source_args or ["--public-key", self.write_public_key(new_key())]
+        return tw("svid", "issue", "--ca", ca.dir, "--spiffe-id", spiffe_id, *source_args,
+                  "--ttl", "30m", "--out", self.path("refused.pem"))
+
+    def test_issue_refuses_root_id(self):
+        ca = self.init_ca()
+        self.assert_rejected(self._issue_result(ca, f"spiffe://{TD}"), "issue_root_id")
+        self.assertFalse(os.path.exists(self.path("refused.pem")))
+
+    def test_issue_refuses_foreign_trust_domain(self):
+        ca = self.init_ca()
+        self.assert_rejected(self._issue_result(ca, OTHER_TD_ID), "issue_foreign_trust_domain")
+
+    def test_issue_refuses_invalid_id(self):
+        ca = self.init_ca()
+        self.assert_rejected(self._issue_result(ca, f"spiffe://{TD}/a/../b"), "issue_invalid_id")
+
+    def test_issue_refuses_csr_with_bad_signature(self):
+        ca = self.init_ca()
+        der = bytearray(read(self.write_csr(new_key(), "c.der", serialization.Encoding.DER)))
+        der[-1] ^= 0x01
+        bad = write(self.path("bad.der"), bytes(der))
+        self.assert_rejected(self._issue_result(ca, LEAF_ID, ["--csr", bad]),
+                             "issue_bad_csr_signature")
+
+
+# =============================================================================================
+# 2. X.509-SVID verification (`svid verify`)
+# =============================================================================================
+class SvidVerifyAcceptTest(InteropTestCase):
+
+    def test_accepts_leaf_issued_by_cli(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
+
+    def test_accepts_leaf_issued_by_cli_with_explicit_trust_domain(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain, "--trust-domain", TD),
+                             LEAF_ID)
+
+    def test_accepts_leaf_with_pem_bundle(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        self.assert_accepted(self.svid_verify(ca.bundle_pem, chain), LEAF_ID)
+
+    def test_accepts_leaf_at_time_inside_validity(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())], ttl="1h")
+        at = rfc3339(now() + datetime.timedelta(minutes=50))
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain, "--at", at), LEAF_ID)
+
+    def test_accepts_crafted_leaf_signed_by_ca_key(self):
+        ca = self.init_ca()
+        self.assert_accepted(self.svid_verify(ca.bundle_json, self.craft_leaf(ca)), LEAF_ID)
+
+    def test_accepts_leaf_via_intermediate(self):
+        ca = self.init_ca()
+        chain = self.craft_via_intermediate(ca)
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
+
+    def test_accepts_leaf_with_extra_dns_sans(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, dns_names=("payments.example.org", "localhost"))
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
+
+    def test_accepts_empty_subject_with_critical_uri_san(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, subject=x509.Name([]), san_critical=True)
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
+
+
+class SvidVerifyRejectTest(InteropTestCase):
+
+    def assert_svid_rejected(self, ca, chain, reason, *claimed_ids, bundle=None, options=()):
+        result = self.svid_verify(bundle or ca.bundle_json, chain, *options)
+        self.assert_rejected(result, reason, *(claimed_ids or (LEAF_ID,)))
+
+    # --- URI SAN ---------------------------------------------------------------------------
+    def test_rejects_two_uri_sans(self):
+        ca = self.init_ca()
+        second = f"spiffe://{TD}/other-workload"
+        chain = self.craft_leaf(ca, uris=(LEAF_ID, second))
+        self.assert_svid_rejected(ca, chain, "many_uri_sans", LEAF_ID, second)
+
+    def test_rejects_two_identical_uri_sans(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, uris=(LEAF_ID, LEAF_ID))
+        self.assert_svid_rejected(ca, chain, "many_uri_sans")
+
+    def test_rejects_spiffe_uri_plus_https_uri(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, uris=(LEAF_ID, "https://payments.example.org/"))
+        self.assert_svid_rejected(ca, chain, "many_uri_sans")
+
+    def test_rejects_leaf_without_uri_san(self):
+        ca = self.init_ca()
+        for label, kwargs in (("DNS SAN only", {"uris": (), "dns_names": ("a.example.org",)}),
+                              ("no SAN extension", {"uris": ()})):
+            with self.subTest(label):
+                chain = self.craft_leaf(ca, **kwargs)
+                self.assert_svid_rejected(ca, chain, "no_uri_san", "spiffe://")
+
+    def test_rejects_non_spiffe_scheme(self):
+        ca = self.init_ca()
+        uri = "sparfe://example.org/workload"
+        self.assert_svid_rejected(ca, self.craft_leaf(ca, uris=(uri,)), "not_spiffe_scheme", uri)
+
+    # --- leaf constraints ------------------------------------------------------------------
+    def test_rejects_leaf_with_ca_true(self):
+        ca = self.init_ca()
+        self.assert_svid_rejected(ca, self.craft_leaf(ca, is_ca=True), "leaf_is_ca")
+
+    def test_rejects_leaf_with_key_cert_sign(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, key_usage={"digital_signature", "key_cert_sign"})
+        self.assert_svid_rejected(ca, chain, "leaf_key_cert_sign")
+
+    def test_rejects_leaf_with_crl_sign(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, key_usage={"digital_signature", "crl_sign"})
+        self.assert_svid_rejected(ca, chain, "leaf_crl_sign")
+
+    def test_rejects_leaf_without_digital_signature(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, key_usage={"key_agreement"})
+        self.assert_svid_rejected(ca, chain, "leaf_no_digital_signature")
+
+    def test_rejects_unknown_critical_extension_on_leaf(self):
+        ca = self.init_ca()
+        unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.42"),
+                                             b"\x05\x00")
+        chain = self.craft_leaf(ca, extra_extensions=[(unknown, True)])
+        self.assert_svid_rejected(ca, chain, "unknown_critical_extension")
+
+    # --- the SPIFFE ID ---------------------------------------------------------------------
+    def test_rejects_bare_trust_domain_id(self):
+        ca = self.init_ca()
+        bare = f"spiffe://{TD}"
+        self.assert_svid_rejected(ca, self.craft_leaf(ca, uris=(bare,)), "root_id", bare)
+
+    def test_rejects_uppercase_trust_domain(self):
+        ca = self.init_ca()
+        upper = "spiffe://EXAMPLE.ORG/workload"
+        self.assert_svid_rejected(ca, self.craft_leaf(ca, uris=(upper,)),
+                                  "uppercase_trust_domain", upper)
+
+    def test_rejects_dot_dot_segment(self):
+        ca = self.init_ca()
+        dotted = f"spiffe://{TD}/a/../workload"
+        self.assert_svid_rejected(ca, self.craft_leaf(ca, uris=(dotted,)), "dot_segment", dotted)
+
+    # --- validity window -------------------------------------------------------------------
+    def test_rejects_expired_leaf(self):
+        ca = self.init_ca()
+        t = now()
+        chain = self.craft_leaf(ca, not_before=t - datetime.timedelta(hours=2),
+                                not_after=t - datetime.timedelta(hours=1))
+        self.assert_svid_rejected(ca, chain, "expired")
+
+    def test_rejects_not_yet_valid_leaf(self):
+        ca = self.init_ca()
+        t = now()
+        chain = self.craft_leaf(ca, not_before=t + datetime.timedelta(hours=1),
+                                not_after=t + datetime.timedelta(hours=2))
+        self.assert_svid_rejected(ca, chain, "not_yet_valid")
+
+    def test_rejects_issued_leaf_at_time_after_not_after(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())], ttl="1h")
+        at = rfc3339(now() + datetime.timedelta(hours=2))
+        self.assert_svid_rejected(ca, chain, "expired", options=("--at", at))
+
+    def test_rejects_issued_leaf_at_time_before_not_before(self):
+        ca = self.init_ca()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())], ttl="1h")
+        at = rfc3339(now() - datetime.timedelta(days=1))
+        self.assert_svid_rejected(ca, chain, "not_yet_valid", options=("--at", at))
+
+    # --- trust domain / bundle selection ---------------------------------------------------
+    def test_rejects_id_of_other_trust_domain_with_trust_domain_flag(self):
+        ca = self.init_ca()
+        chain = self.craft_leaf(ca, uris=(OTHER_TD_ID,))
+        self.assert_svid_rejected(ca, chain, "wrong_trust_domain", OTHER_TD_ID,
+                                  options=("--trust-domain", TD))
+
+    def test_rejects_id_of_other_trust_domain_against_each_bundle(self):
+        # The leaf claims TD B but is signed by TD A's CA (SPIFFE.md §2.3, C XF-2).
+        ca_a = self.init_ca(TD)
+        ca_b = self.init_ca(OTHER_TD)
+        chain = self.craft_leaf(ca_a, uris=(OTHER_TD_ID,))
+        runs = (("bundle A", ca_a, (), "wrong_trust_domain"),
+                ("bundle A, --trust-domain A", ca_a, ("--trust-domain", TD),
+                 "wrong_trust_domain"),
+                ("bundle B", ca_b, (), "untrusted_signer"),
+                ("bundle B, --trust-domain B", ca_b, ("--trust-domain", OTHER_TD),
+                 "untrusted_signer"))
+        for label, bundle_ca, options, reason in runs:
+            with self.subTest(label):
+                self.assert_svid_rejected(bundle_ca, chain, reason, OTHER_TD_ID, options=options)
+
+    def test_rejects_leaf_issued_in_other_trust_domain(self):
+        ca_a = self.init_ca(TD)
+        ca_b = self.init_ca(OTHER_TD)
+        chain = self.issue(ca_b, ["--public-key", self.write_public_key(new_key())],
+                           spiffe_id=OTHER_TD_ID)
+        self.assert_svid_rejected(ca_a, chain, "wrong_trust_domain", OTHER_TD_ID)
+
+    # --- path validation -------------------------------------------------------------------
+    def test_rejects_leaf_signed_by_other_ca_with_same_subject(self):
+        ca = self.init_ca()
+        rogue_key = new_key()
+        rogue_ca = make_cert(issuer_key=rogue_key, public_key=rogue_key.public_key(),
+                             subject=ca.cert.subject, uris=(f"spiffe://{TD}",), is_ca=True,
+                             key_usage=CA_KEY_USAGE, eku=False)
+        leaf = make_cert(issuer_cert=rogue_ca, issuer_key=rogue_key,
+                         public_key=new_key().public_key())
+        # Same issuer name and AKI as the real CA; only the signing key differs.
+        forged_aki = make_cert(issuer_cert=ca.cert, issuer_key=rogue_key,
+                               public_key=new_key().public_key())
+        chains = (("rogue CA sent along", (leaf, rogue_ca)),
+                  ("leaf only", (leaf,)),
+                  ("AKI of the real CA", (forged_aki,)))
+        for label, certs in chains:
+            with self.subTest(label):
+                chain = self.write_chain(*certs, name=f"{len(certs)}-{label[0]}.pem")
+                self.assert_svid_rejected(ca, chain, "untrusted_signer")
+
+    def test_rejects_flipped_byte_in_leaf_signature(self):
+        ca = self.init_ca()
+        leaf = make_cert(issuer_cert=ca.cert, issuer_key=ca.key,
+                         public_key=new_key().public_key())
+        chain = self.write_chain(der_to_pem(flip_last_byte(leaf)))
+        self.assert_svid_rejected(ca, chain, "bad_signature")
+
+    def test_rejects_intermediate_without_ca(self):
+        ca = self.init_ca()
+        chain = self.craft_via_intermediate(ca, {"is_ca": False})
+        self.assert_svid_rejected(ca, chain, "intermediate_not_ca")
+
+    def test_rejects_intermediate_without_key_cert_sign(self):
+        ca = self.init_ca()
+        chain = self.craft_via_intermediate(ca, {"key_usage": {"digital_signature"}})
+        self.assert_svid_rejected(ca, chain, "intermediate_no_key_cert_sign")
+
+    def test_rejects_expired_intermediate(self):
+        ca = self.init_ca()
+        t = now()
+        chain = self.craft_via_intermediate(ca, {"not_before": t - datetime.timedelta(hours=2),
+                                                 "not_after": t - datetime.timedelta(hours=1)})
+        self.assert_svid_rejected(ca, chain, "expired")
+
+    # --- PEM bundle ------------------------------------------------------------------------
+    def test_pem_bundle_rejects_leaf_with_ca_true(self):
+        ca = self.init_ca()
+        self.assert_svid_rejected(ca, self.craft_leaf(ca, is_ca=True), "leaf_is_ca",
+                                  bundle=ca.bundle_pem)
+
+
+# =============================================================================================
+# 3. JWT-SVID
+# =============================================================================================
+class JwtMintTest(InteropTestCase):
+
+    def mint(self, ca, ttl="5m"):
+        args = ["jwt", "mint", "--ca", ca.dir, "--spiffe-id", LEAF_ID, "--audience", AUDIENCE,
+                "--ttl", ttl]
+        for s in SCOPES:
+            args += ["--scope", s]
+        token = self.tw_ok(*args).stdout.strip()
+        self.assertEqual(token.count("."), 2, f"compact JWS expected, got {token!r}")
+        return token
+
+    def decode_with_bundle(self, ca, token):
+        header = jwt.get_unverified_header(token)
+        jwk = jwt.PyJWK(self.bundle_jwk(ca, header.get("kid")))
+        return jwt.decode(token, jwk.key, algorithms=JWT_ALGS, audience=AUDIENCE,
+                          options={"require": ["sub", "aud", "exp"]})
+
+    def test_pyjwt_verifies_minted_token_with_bundle_key(self):
+        ca = self.init_ca()
+        self.decode_with_bundle(ca, self.mint(ca))
+
+    def test_minted_token_claims(self):
+        ca = self.init_ca()
+        before = int(now().timestamp())
+        claims = self.decode_with_bundle(ca, self.mint(ca, ttl="5m"))
+        self.assertEqual(claims["sub"], LEAF_ID)
+        self.assertIn(claims["aud"], (AUDIENCE, [AUDIENCE]))
+        self.assertIsInstance(claims["exp"], int)
+        self.assertLessEqual(abs(claims["exp"] - (before + 300)), 60)
+        self.assertIsInstance(claims.get("scope"), str)
+        self.assertEqual(sorted(claims["scope"].split(" ")), sorted(SCOPES))
+
+    def test_minted_token_header_is_jwt_svid_conformant(self):
+        ca = self.init_ca()
+        header = jwt.get_unverified_header(self.mint(ca))
+        self.assertLessEqual(set(header), {"alg", "kid", "typ"}, "§3.1 allowed header fields")
+        self.assertEqual(header["alg"], "ES256")
+        self.assertEqual(header.get("kid"), ca.kid)
+        self.assertIn(header.get("typ", "JWT"), ("JWT", "JOSE"))
+
+    def test_cli_verifies_minted_token(self):
+        ca = self.init_ca()
+        self.assert_accepted(self.jwt_verify(ca, self.mint(ca)), LEAF_ID)
+
+
+class JwtVerifyRejectTest(InteropTestCase):
+
+    def assert_jwt_rejected(self, ca, token, reason, *claimed, options=(), audience=AUDIENCE):
+        result = self.jwt_verify(ca, token, *options, audience=audience)
+        self.assert_rejected(result, reason, *(claimed or (LEAF_ID,)))
+
+    def test_rejects_alg_none(self):
+        ca = self.init_ca()
+        token = jwt.encode(self.jwt_claims(ca), None, algorithm="none",
+                           headers={"kid": ca.kid})
+        self.assert_jwt_rejected(ca, token, "jwt_alg")
+
+    def test_rejects_hs256_keyed_with_bundle_public_key(self):
+        # PyJWT refuses PEM keys as HMAC secrets, so this one is signed with hmac directly.
+        ca = self.init_ca()
+        public_pem = ca.jwt_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        header = {"alg": "HS256", "kid": ca.kid, "typ": "JWT"}
+        signing_input = (b64url(json.dumps(header).encode()) + "." +
+                         b64url(json.dumps(self.jwt_claims(ca)).encode()))
+        mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+        self.assert_jwt_rejected(ca, signing_input + "." + b64url(mac), "jwt_alg")
+
+    def test_rejects_wrong_audience(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, self.jwt_claims(ca, aud=["spiffe://example.org/someone-else"]))
+        self.assert_jwt_rejected(ca, token, "jwt_audience")
+
+    def test_rejects_expired(self):
+        ca = self.init_ca()
+        t = int(now().timestamp())
+        token = self.craft_jwt(ca, self.jwt_claims(ca, exp=t - 300, iat=t - 600))
+        self.assert_jwt_rejected(ca, token, "jwt_expired")
+
+    def test_rejects_missing_sub(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, self.jwt_claims(ca, sub=None))
+        self.assert_jwt_rejected(ca, token, "jwt_missing_sub")
+
+    def test_rejects_sub_not_a_spiffe_id(self):
+        ca = self.init_ca()
+        sub = "https://example.org/workload"
+        token = self.craft_jwt(ca, self.jwt_claims(ca, sub=sub))
+        self.assert_jwt_rejected(ca, token, "jwt_sub_not_spiffe_id", sub)
+
+    def test_rejects_missing_exp(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, self.jwt_claims(ca, exp=None))
+        self.assert_jwt_rejected(ca, token, "jwt_missing_exp")
+
+    def test_rejects_nbf_five_minutes_ahead(self):
+        ca = self.init_ca()
+        t = int(now().timestamp())
+        token = self.craft_jwt(ca, self.jwt_claims(ca, nbf=t + 300, exp=t + 900))
+        self.assert_jwt_rejected(ca, token, "jwt_not_yet_valid")
+
+    def test_rejects_typ_xyz(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, headers={"kid": ca.kid, "typ": "xyz"})
+        self.assert_jwt_rejected(ca, token, "jwt_typ")
+
+    def test_rejects_crit_header(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, headers={"kid": ca.kid, "crit": ["urn:example:unknown"],
+                                            "urn:example:unknown": True})
+        self.assert_jwt_rejected(ca, token, "jwt_crit")
+
+    def test_rejects_kid_not_in_bundle(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, headers={"kid": "not-in-the-bundle"})
+        self.assert_jwt_rejected(ca, token, "jwt_unknown_kid")
+
+    def test_rejects_tampered_payload(self):
+        ca = self.init_ca()
+        header, _, signature = self.craft_jwt(ca).split(".")
+        forged = self.jwt_claims(ca, sub=f"spiffe://{TD}/admin")
+        token = ".".join([header, b64url(json.dumps(forged).encode()), signature])
+        self.assert_jwt_rejected(ca, token, "jwt_bad_signature", f"spiffe://{TD}/admin")
+
+    def test_rejects_sub_in_other_trust_domain(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, self.jwt_claims(ca, sub=OTHER_TD_ID))
+        for options in ((), ("--trust-domain", TD)):
+            with self.subTest(options=options):
+                self.assert_jwt_rejected(ca, token, "jwt_wrong_trust_domain", OTHER_TD_ID,
+                                         options=options)
+
+
+class JwtVerifyAcceptTest(InteropTestCase):
+
+    def assert_jwt_accepted(self, ca, token):
+        self.assert_accepted(self.jwt_verify(ca, token), LEAF_ID)
+
+    def test_accepts_crafted_token_with_kid(self):
+        ca = self.init_ca()
+        self.assert_jwt_accepted(ca, self.craft_jwt(ca))
+
+    def test_accepts_aud_as_string(self):
+        ca = self.init_ca()
+        self.assert_jwt_accepted(ca, self.craft_jwt(ca, self.jwt_claims(ca, aud=AUDIENCE)))
+
+    def test_accepts_aud_array_containing_us(self):
+        ca = self.init_ca()
+        aud = ["spiffe://example.org/someone-else", AUDIENCE]
+        self.assert_jwt_accepted(ca, self.craft_jwt(ca, self.jwt_claims(ca, aud=aud)))
+
+    def test_accepts_typ_absent_jwt_and_jose(self):
+        ca = self.init_ca()
+        for typ in (None, "JWT", "JOSE"):
+            with self.subTest(typ=typ):
+                token = self.craft_jwt(ca, headers={"kid": ca.kid, "typ": typ})
+                self.assertEqual(jwt.get_unverified_header(token).get("typ"), typ)
+                self.assert_jwt_accepted(ca, token)
+
+    def test_accepts_missing_kid(self):
+        ca = self.init_ca()
+        token = self.craft_jwt(ca, headers=None)
+        self.assertNotIn("kid", jwt.get_unverified_header(token))
+        self.assert_jwt_accepted(ca, token)
+
+
+# =============================================================================================
+# 4. SPIFFE ID parsing (`id check`, SPIFFE.md §1.2)
+# =============================================================================================
+VALID_IDS = [
+    "spiffe://trustdomain",
+    "spiffe://trustdomain/path",
+    "spiffe://example.org/ns/staging/sa/default",
+    "spiffe://trust_domain-1.example.org/a",
+    "spiffe://192.168.1.1/workload",
+    "spiffe://trustdomain/Path/Mixed_Case-01.x",
+    "spiffe://trustdomain/.path",
+    "spiffe://trustdomain/..path",
+    "spiffe://trustdomain/...",
+    "spiffe://-/x",
+    "spiffe://trustdomain/" + "a" * (2048 - len("spiffe://trustdomain/")),
+]
+
+INVALID_IDS = [
+    ("", "id_empty"),
+    ("s", "id_scheme"),
+    ("spiffe:/trustdomain/path", "id_scheme"),
+    ("http://trustdomain/path", "id_scheme"),
+    ("Spiffe://trustdomain/path", "id_scheme"),
+    ("spiffe://", "id_trust_domain_missing"),
+    ("spiffe:///path", "id_trust_domain_missing"),
+    ("spiffe://trustdomain/", "id_trailing_slash"),
+    ("spiffe://trustdomain/path/", "id_trailing_slash"),
+    ("spiffe://trustdomain//path", "id_empty_segment"),
+    ("spiffe://trustdomain/.", "dot_segment"),
+    ("spiffe://trustdomain/./path", "dot_segment"),
+    ("spiffe://trustdomain/path/../other", "dot_segment"),
+    ("spiffe://trustdomain/..", "dot_segment"),
+    ("spiffe://%62%61%64/path", "id_trust_domain_char"),
+    ("spiffe://trustdomain/%62%61%64", "id_path_char"),
+    ("spiffe://trustdomain:8080/path", "id_trust_domain_char"),
+    ("spiffe://user@trustdomain/path", "id_trust_domain_char"),
+    ("spiffe://trustdomain/path?x=1", "id_path_char"),
+    ("spiffe://trustdomain/path#frag", "id_path_char"),
+    ("spiffe://trust$domain/path", "id_trust_domain_char"),
+    ("spiffe://trustdomain/path$", "id_path_char"),
+    ("spiffe://TrustDomain/path", "id_trust_domain_char"),
+    ("spiffe://[::1]/path", "id_trust_domain_char"),
+    ("spiffe://trustdomain/a b", "id_path_char"),
+    ("spiffe://trustdomain/p\u00e4th", "id_path_char"),
+    (" spiffe://trustdomain/path", "id_scheme"),
+    ("spiffe://trustdomain/path ", "id_path_char"),
+    ("spiffe://" + "t" * 256 + "/path", "id_too_long"),
+    ("spiffe://trustdomain/" + "a" * (2049 - len("spiffe://trustdomain/")), "id_too_long"),
+]
+
+
+class IdCheckTest(InteropTestCase):
+
+    def test_lengths_of_boundary_vectors(self):
+        self.assertEqual(len(VALID_IDS[-1]), 2048)
+        self.assertEqual(len(INVALID_IDS[-1][0]), 2049)
+
+    def test_accepts_valid_ids(self):
+        for spiffe_id in VALID_IDS:
+            with self.subTest(id=spiffe_id[:80]):
+                result = tw("id", "check", spiffe_id)
+                self.assertEqual(result.returncode, 0, describe(result))
+
+    def test_rejects_invalid_ids(self):
+        for spiffe_id, reason in INVALID_IDS:
+            with self.subTest(id=spiffe_id[:80]):
+                self.assert_rejected(tw("id", "check", spiffe_id), reason)
+
+
+if __name__ == "__main__":
+    unittest.main()
