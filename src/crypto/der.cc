@@ -25,7 +25,7 @@ bool Reader::ReadAny(uint8_t* tag, base::ByteView* contents, base::ByteView* ele
   }
   if (data_.size() - header < len) return false;
   *tag = t;
-  *contents = data_.subspan(header, len);
+  if (contents != nullptr) *contents = data_.subspan(header, len);
   if (element != nullptr) *element = data_.subspan(0, header + len);
   data_ = data_.subspan(header + len);
   return true;

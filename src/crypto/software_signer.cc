@@ -1,19 +1,14 @@
 #include "crypto/software_signer.h"
 
-#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "crypto/openssl_error.h"
+#include "base/file.h"
 #include "base/status_macros.h"
 #include "crypto/ossl_ptr.h"
 
@@ -68,12 +63,10 @@ absl::StatusOr<std::unique_ptr<SoftwareSigner>> SoftwareSigner::FromPem(absl::st
 }
 
 absl::StatusOr<std::unique_ptr<SoftwareSigner>> SoftwareSigner::ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read key file ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  SecretBytes pem(ss.str());
-  return FromPem(pem.view());
+  auto pem = base::ReadFile(path, 1 << 20);
+  if (!pem.ok()) return pem.status();
+  SecretBytes secret(*std::move(pem));
+  return FromPem(secret.view());
 }
 
 SecretBytes SoftwareSigner::ToPkcs8Pem() const {
@@ -86,23 +79,7 @@ SecretBytes SoftwareSigner::ToPkcs8Pem() const {
 }
 
 absl::Status SoftwareSigner::WriteFile(const std::string& path) const {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-  }
-  SecretBytes pem = ToPkcs8Pem();
-  absl::string_view v = pem.view();
-  bool ok = true;
-  while (!v.empty() && ok) {
-    ssize_t n = ::write(fd, v.data(), v.size());
-    ok = n > 0;
-    if (ok) v.remove_prefix(static_cast<size_t>(n));
-  }
-  ok = ::fsync(fd) == 0 && ok;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
+  return base::WriteFile(path, ToPkcs8Pem().view(), 0600, /*exclusive=*/true);
 }
 
 absl::StatusOr<base::Bytes> SoftwareSigner::Sign(base::ByteView data) const {

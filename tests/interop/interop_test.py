@@ -42,7 +42,7 @@ REASONS = {
     "not_spiffe_scheme": ("scheme",),
     "root_id": ("path", "root"),
     "uppercase_trust_domain": ("lowercase", "trust domain"),
-    "dot_segment": ("dot segment",),
+    "dot_segment": ("dot segment", "'..' segment"),
     "leaf_is_ca": ("ca flag", "ca=true", "ca: true", "is a ca", "basic constraints",
                    "basicconstraints"),
     "leaf_key_cert_sign": ("keycertsign", "key cert sign", "certificate sign"),
@@ -52,7 +52,7 @@ REASONS = {
     "not_yet_valid": ("not yet valid", "not valid yet"),
     "wrong_trust_domain": ("trust domain",),
     "untrusted_signer": ("signature", "unknown authority", "issuer", "untrusted", "self-signed",
-                         "self signed"),
+                         "self signed", "no path"),
     "bad_signature": ("signature",),
     "intermediate_not_ca": ("invalid ca", "not a ca", "ca flag", "basic constraints",
                             "intermediate"),
@@ -62,7 +62,7 @@ REASONS = {
     # svid issue refusals (SPIFFE.md §2.1)
     "issue_root_id": ("path", "root"),
     "issue_foreign_trust_domain": ("trust domain",),
-    "issue_invalid_id": ("dot segment",),
+    "issue_invalid_id": ("dot segment", "'..' segment"),
     "issue_bad_csr_signature": ("signature", "csr"),
     # jwt verify (SPIFFE.md §3.2, §3.3)
     "jwt_alg": ("alg",),
@@ -83,6 +83,8 @@ REASONS = {
     "id_trust_domain_missing": ("trust domain",),
     "id_trust_domain_char": ("trust domain",),
     "id_path_char": ("path",),
+    "id_query": ("query", "path"),
+    "id_fragment": ("fragment", "path"),
     "id_trailing_slash": ("trailing",),
     "id_empty_segment": ("empty",),
     "id_too_long": ("long", "length", "exceed", "maximum"),
@@ -555,12 +557,27 @@ class IssuanceTest(InteropTestCase):
                 self.assertEqual(result.returncode, 0, describe(result))
                 text = result.stdout
                 self.assertIn(f"URI:{LEAF_ID}", text)
+                self.assertEqual(text.count("URI:"), 1, "exactly one URI SAN")
                 self.assertIn("CA:FALSE", text)
                 self.assertIn("Digital Signature", text)
-                self.assertRegex(text, r"X509v3 Key Usage: critical")
-                self.assertRegex(text, r"X509v3 Basic Constraints: critical")
+                self.assertIn("X509v3 Key Usage: critical", text)
+                self.assertIn("X509v3 Basic Constraints: critical", text)
                 self.assertNotIn("Certificate Sign", text)
                 self.assertNotIn("CRL Sign", text)
+                self.assertIn("TLS Web Server Authentication", text)
+                self.assertIn("TLS Web Client Authentication", text)
+
+    def test_openssl_sees_critical_san_when_subject_is_empty(self):
+        # RFC 5280 §4.1.2.6, SPIFFE.md §2.1: an empty Subject requires a critical SAN.
+        ca = self.init_ca()
+        for label, chain, _ in self.issued_leaves(ca):
+            with self.subTest(source=label):
+                leaf, _ = self.split_chain(chain)
+                result = run([OPENSSL, "x509", "-in", leaf, "-noout", "-subject", "-text"])
+                self.assertEqual(result.returncode, 0, describe(result))
+                subject = result.stdout.splitlines()[0]
+                if subject.strip() in ("subject=", "subject= "):
+                    self.assertIn("X509v3 Subject Alternative Name: critical", result.stdout)
 
     def test_python_cryptography_parses_issued_leaf(self):
         ca = self.init_ca()
@@ -1130,8 +1147,8 @@ INVALID_IDS = [
     ("spiffe://trustdomain/%62%61%64", "id_path_char"),
     ("spiffe://trustdomain:8080/path", "id_trust_domain_char"),
     ("spiffe://user@trustdomain/path", "id_trust_domain_char"),
-    ("spiffe://trustdomain/path?x=1", "id_path_char"),
-    ("spiffe://trustdomain/path#frag", "id_path_char"),
+    ("spiffe://trustdomain/path?x=1", "id_query"),
+    ("spiffe://trustdomain/path#frag", "id_fragment"),
     ("spiffe://trust$domain/path", "id_trust_domain_char"),
     ("spiffe://trustdomain/path$", "id_path_char"),
     ("spiffe://TrustDomain/path", "id_trust_domain_char"),

@@ -1,0 +1,84 @@
+#include "ca/ca_directory.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "core/certificate.h"
+
+namespace tw::ca {
+namespace {
+
+constexpr int64_t kBundleRefreshHintSeconds = 300;
+
+std::string Path(const std::string& dir, absl::string_view name) {
+  return absl::StrCat(dir, "/", name);
+}
+
+absl::Status Annotate(const absl::Status& s, const std::string& file) {
+  return absl::Status(s.code(), absl::StrCat(file, ": ", s.message()));
+}
+
+}  // namespace
+
+absl::Status CaDirectory::Init(const std::string& dir, const CaInitOptions& options,
+                               const base::Clock& clock) {
+  if (::access(Path(dir, "ca.key.pem").c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a CA (ca.key.pem)"));
+  }
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ca_key,
+                      crypto::SoftwareSigner::Generate(options.key_type));
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> jwt_key,
+                      crypto::SoftwareSigner::Generate(options.key_type));
+  absl::Time now = clock.Now();
+  TW_ASSIGN_OR_RETURN(base::Bytes ca_der,
+                      core::X509Issuer::SelfSignedCa(
+                          *ca_key, core::CaRequest{.trust_domain = options.trust_domain,
+                                                   .not_before = now - kBackdate,
+                                                   .not_after = now + options.ttl,
+                                                   .path_len = std::nullopt}));
+  core::Bundle bundle(options.trust_domain);
+  TW_RETURN_IF_ERROR(bundle.AddX509Authority(ca_der));
+  bundle.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());
+  bundle.set_sequence(1);
+  bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
+
+  TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
+  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "ca.pem"), core::CertificatesToPem({ca_der})));
+  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.json"), bundle.ToJson()));
+  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.pem"), bundle.ToPem()));
+  TW_RETURN_IF_ERROR(jwt_key->WriteFile(Path(dir, "jwt.key.pem")));
+  // The CA key last: its presence marks a complete directory.
+  return ca_key->WriteFile(Path(dir, "ca.key.pem"));
+}
+
+absl::StatusOr<CaDirectory> CaDirectory::Load(const std::string& dir) {
+  CaDirectory out;
+  std::string key_path = Path(dir, "ca.key.pem");
+  auto ca_key = crypto::SoftwareSigner::ReadFile(key_path);
+  if (!ca_key.ok()) return Annotate(ca_key.status(), key_path);
+  std::string ca_path = Path(dir, "ca.pem");
+  TW_ASSIGN_OR_RETURN(std::string ca_pem, base::ReadFile(ca_path));
+  std::vector<base::Bytes> chain = core::DecodePemBlocks(ca_pem, "CERTIFICATE");
+  if (chain.empty()) return absl::InvalidArgumentError(absl::StrCat(ca_path, ": no certificate"));
+  auto issuer = core::X509Issuer::Create(std::shared_ptr<const crypto::Signer>(std::move(*ca_key)),
+                                         std::move(chain));
+  if (!issuer.ok()) return Annotate(issuer.status(), ca_path);
+  out.issuer_ = std::make_shared<const core::X509Issuer>(*std::move(issuer));
+
+  std::string jwt_path = Path(dir, "jwt.key.pem");
+  auto jwt_key = crypto::SoftwareSigner::ReadFile(jwt_path);
+  if (!jwt_key.ok()) return Annotate(jwt_key.status(), jwt_path);
+  out.jwt_signer_ = std::move(*jwt_key);
+
+  std::string bundle_path = Path(dir, "bundle.json");
+  TW_ASSIGN_OR_RETURN(std::string bundle_json, base::ReadFile(bundle_path));
+  auto bundle = core::Bundle::Parse(bundle_json, out.issuer_->trust_domain());
+  if (!bundle.ok()) return Annotate(bundle.status(), bundle_path);
+  out.bundle_ = std::make_shared<const core::Bundle>(*std::move(bundle));
+  return out;
+}
+
+}  // namespace tw::ca

@@ -1,0 +1,48 @@
+// An offline certificate authority kept in a directory (API.md `ca init`): ca.key.pem
+// (0600), ca.pem, jwt.key.pem (0600), bundle.json and bundle.pem. Thread-safe once loaded.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
+#include "core/bundle.h"
+#include "core/spiffe_id.h"
+#include "core/x509_issuer.h"
+#include "crypto/public_key.h"
+#include "crypto/software_signer.h"
+
+namespace tw::ca {
+
+struct CaInitOptions {
+  core::TrustDomain trust_domain;
+  crypto::KeyType key_type = crypto::KeyType::kEcP256;
+  absl::Duration ttl = absl::Hours(24 * 365);
+};
+
+// Leaf certificates are back-dated this much to absorb clock skew between peers.
+inline constexpr absl::Duration kBackdate = absl::Seconds(30);
+
+class CaDirectory {
+ public:
+  // Creates a self-signed root CA and a JWT signing key in `dir` (created 0700).
+  // AlreadyExists when `dir` already holds a CA; nothing is written on failure.
+  static absl::Status Init(const std::string& dir, const CaInitOptions& options,
+                           const base::Clock& clock);
+  // Loads a directory written by Init. NotFound / InvalidArgument naming the bad file.
+  static absl::StatusOr<CaDirectory> Load(const std::string& dir);
+
+  const core::X509Issuer& issuer() const { return *issuer_; }
+  const crypto::Signer& jwt_signer() const { return *jwt_signer_; }
+  const core::Bundle& bundle() const { return *bundle_; }
+
+ private:
+  CaDirectory() = default;
+  std::shared_ptr<const core::X509Issuer> issuer_;
+  std::shared_ptr<const crypto::SoftwareSigner> jwt_signer_;
+  std::shared_ptr<const core::Bundle> bundle_;
+};
+
+}  // namespace tw::ca

@@ -1,0 +1,22 @@
+// Shared plumbing for the `trustwarden` subcommands: each registers itself on the CLI11
+// app and leaves the action to run after parsing. Single-threaded.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+
+namespace tw::cli {
+
+// The action chosen by the parsed command line; returns the process exit code.
+using Action = std::function<int()>;
+
+// Registers `id`, `ca`, `svid` and `jwt` (the offline tools) on `app`.
+void RegisterOfflineCommands(CLI::App& app, Action* action);
+
+// Prints "error: <message>" to stderr and returns exit code 1.
+int Fail(const absl::Status& status);
+
+}  // namespace tw::cli

@@ -1,0 +1,19 @@
+// trustwarden: one binary, subcommands per API.md. The composition root.
+#include <cstdio>
+
+#include "cli/command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"TrustWarden: identities, scopes and audit for AI agents (SPIFFE)", "trustwarden"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "trustwarden 0.1.0");
+  tw::cli::Action action;
+  tw::cli::RegisterOfflineCommands(app, &action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;  // usage errors are 2; 1 is reserved for "invalid"
+  }
+  return action ? action() : 0;
+}

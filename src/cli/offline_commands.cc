@@ -1,0 +1,388 @@
+// The offline tools: id check, ca init, svid issue|inspect|verify, jwt mint|verify.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "ca/ca_directory.h"
+#include "cli/command.h"
+#include "core/attributes.h"
+#include "core/bundle.h"
+#include "core/certificate.h"
+#include "core/csr.h"
+#include "core/jwt_svid.h"
+#include "core/scope.h"
+#include "core/spiffe_id.h"
+#include "core/x509_verifier.h"
+#include "nlohmann/json.hpp"
+
+namespace tw::cli {
+
+int Fail(const absl::Status& status) {
+  std::cerr << "error: " << status.message() << "\n";
+  return 1;
+}
+
+namespace {
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+absl::StatusOr<absl::Time> ParseTime(const std::string& s) {
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err)) {
+    return absl::InvalidArgumentError(absl::StrCat("--at \"", s, "\" is not RFC 3339: ", err));
+  }
+  return t;
+}
+
+absl::StatusOr<std::optional<core::TrustDomain>> OptionalTrustDomain(const std::string& s) {
+  if (s.empty()) return std::optional<core::TrustDomain>();
+  TW_ASSIGN_OR_RETURN(core::TrustDomain td, core::TrustDomain::FromNameOrId(s));
+  return std::optional<core::TrustDomain>(std::move(td));
+}
+
+// A BundleSet holding the one bundle in `path` (JSON or PEM) for its trust domain.
+absl::StatusOr<std::shared_ptr<core::BundleSet>> LoadBundle(const std::string& path,
+                                                            const std::string& trust_domain) {
+  TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
+  TW_ASSIGN_OR_RETURN(std::optional<core::TrustDomain> td, OptionalTrustDomain(trust_domain));
+  auto bundle = core::Bundle::Parse(text, std::move(td));
+  if (!bundle.ok()) {
+    return absl::Status(bundle.status().code(), absl::StrCat(path, ": ", bundle.status().message()));
+  }
+  auto set = std::make_shared<core::BundleSet>();
+  set->Put(*std::move(bundle));
+  return set;
+}
+
+absl::StatusOr<core::SvidAttributes> Attributes(const std::vector<std::string>& scopes,
+                                                const std::string& trust_level) {
+  core::SvidAttributes a;
+  TW_ASSIGN_OR_RETURN(a.scopes, core::ParseScopes(scopes));
+  TW_ASSIGN_OR_RETURN(a.trust_level, core::ParseTrustLevel(trust_level));
+  return a;
+}
+
+crypto::KeyType KeyTypeFromFlag(const std::string& s) {
+  return s == "ec-p384" ? crypto::KeyType::kEcP384 : crypto::KeyType::kEcP256;
+}
+
+void RegisterId(CLI::App& app, Action* action) {
+  CLI::App* id = app.add_subcommand("id", "SPIFFE ID tools");
+  id->require_subcommand(1);
+  CLI::App* check = id->add_subcommand("check", "Check a SPIFFE ID against SPIFFE-ID §2");
+  auto value = std::make_shared<std::string>();
+  check->add_option("ID", *value, "the SPIFFE ID")->required();
+  check->callback([action, value] {
+    *action = [value] {
+      auto id = core::SpiffeId::FromString(*value);
+      if (!id.ok()) return Fail(id.status());
+      std::cout << id->str() << "\n";
+      return 0;
+    };
+  });
+}
+
+void RegisterCa(CLI::App& app, Action* action) {
+  CLI::App* ca = app.add_subcommand("ca", "Offline certificate authority");
+  ca->require_subcommand(1);
+  CLI::App* init = ca->add_subcommand("init", "Create a self-signed CA and JWT key for a trust domain");
+  struct Opts {
+    std::string trust_domain, out, key_type = "ec-p256", ttl = "365d";
+  };
+  auto o = std::make_shared<Opts>();
+  init->add_option("--trust-domain", o->trust_domain, "trust domain name")->required();
+  init->add_option("--out", o->out, "directory to create")->required();
+  init->add_option("--key-type", o->key_type, "ec-p256 or ec-p384")
+      ->check(CLI::IsMember({"ec-p256", "ec-p384"}));
+  init->add_option("--ttl", o->ttl, "CA lifetime (default 365d)");
+  init->callback([action, o] {
+    *action = [o] {
+      auto td = core::TrustDomain::FromNameOrId(o->trust_domain);
+      if (!td.ok()) return Fail(td.status());
+      auto ttl = core::ParseDuration(o->ttl);
+      if (!ttl.ok()) return Fail(ttl.status());
+      ca::CaInitOptions options{.trust_domain = *td, .key_type = KeyTypeFromFlag(o->key_type), .ttl = *ttl};
+      if (absl::Status s = ca::CaDirectory::Init(o->out, options, base::Clock::System()); !s.ok()) {
+        return Fail(s);
+      }
+      auto loaded = ca::CaDirectory::Load(o->out);
+      if (!loaded.ok()) return Fail(loaded.status());
+      const core::Certificate& cert = loaded->issuer().certificate();
+      std::cout << "trust domain: " << td->name() << "\n"
+                << "CA serial:    " << cert.SerialHex() << "\n"
+                << "valid until:  " << Rfc3339(cert.not_after()) << "\n"
+                << "wrote:        " << o->out << "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}\n";
+      return 0;
+    };
+  });
+}
+
+int IssueSvid(const std::string& ca_dir, const std::string& spiffe_id, const std::string& csr_path,
+              const std::string& key_path, const std::string& ttl_text,
+              const std::vector<std::string>& scopes, const std::string& trust_level,
+              const std::vector<std::string>& dns, const std::string& out) {
+  auto ca = ca::CaDirectory::Load(ca_dir);
+  if (!ca.ok()) return Fail(ca.status());
+  auto id = core::SpiffeId::FromString(spiffe_id);
+  if (!id.ok()) return Fail(id.status());
+  auto ttl = core::ParseDuration(ttl_text);
+  if (!ttl.ok()) return Fail(ttl.status());
+  auto attributes = Attributes(scopes, trust_level);
+  if (!attributes.ok()) return Fail(attributes.status());
+  auto input = base::ReadFile(csr_path.empty() ? key_path : csr_path, 1 << 20);
+  if (!input.ok()) return Fail(input.status());
+  absl::StatusOr<crypto::PublicKey> key = absl::UnknownError("");
+  if (!csr_path.empty()) {
+    auto csr = core::ParseCertificateRequest(*input);
+    if (!csr.ok()) return Fail(csr.status());
+    for (const std::string& uri : csr->uri_sans) {
+      if (uri != id->str()) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat("CSR asks for URI SAN ", uri, ", not ", id->str())));
+      }
+    }
+    key = csr->public_key;
+  } else if (input->find("-----BEGIN") != std::string::npos) {
+    key = crypto::PublicKey::FromPem(*input);
+  } else {
+    key = crypto::PublicKey::FromSpkiDer(base::AsBytes(*input));
+  }
+  if (!key.ok()) return Fail(key.status());
+  absl::Time now = absl::Now();
+  core::LeafRequest request{.spiffe_id = *id,
+                            .not_before = now - ca::kBackdate,
+                            .not_after = now + *ttl,
+                            .attributes = *std::move(attributes),
+                            .dns_names = dns,
+                            .ip_addresses = {}};
+  auto der = ca->issuer().IssueLeaf(request, *key);
+  if (!der.ok()) return Fail(der.status());
+  std::vector<base::ByteView> chain = {*der};
+  for (base::ByteView c : ca->issuer().served_chain()) chain.push_back(c);
+  if (absl::Status s = base::WriteFile(out, core::CertificatesToPem(chain)); !s.ok()) return Fail(s);
+  auto cert = core::Certificate::Parse(*der);
+  std::cout << id->str() << "\nserial " << cert->SerialHex() << ", valid until "
+            << Rfc3339(cert->not_after()) << "\n";
+  return 0;
+}
+
+int InspectSvid(const std::string& path, bool json) {
+  auto text = base::ReadFile(path);
+  if (!text.ok()) return Fail(text.status());
+  auto chain = core::Certificate::ParseChain(*text);
+  if (!chain.ok()) return Fail(chain.status());
+  const core::Certificate& leaf = chain->front();
+  std::optional<core::SvidAttributes> attrs;
+  if (leaf.attributes()) {
+    auto a = core::DecodeAttributes(*leaf.attributes());
+    if (!a.ok()) return Fail(a.status());
+    attrs = *std::move(a);
+  }
+  nlohmann::json j;
+  j["spiffe_id"] = leaf.uri_sans().size() == 1 ? nlohmann::json(std::string(leaf.uri_sans()[0])) : nlohmann::json();
+  j["uri_sans"] = nlohmann::json::array();
+  for (absl::string_view u : leaf.uri_sans()) j["uri_sans"].push_back(std::string(u));
+  j["dns_sans"] = nlohmann::json::array();
+  for (absl::string_view d : leaf.dns_sans()) j["dns_sans"].push_back(std::string(d));
+  j["serial"] = leaf.SerialHex();
+  j["not_before"] = Rfc3339(leaf.not_before());
+  j["not_after"] = Rfc3339(leaf.not_after());
+  j["is_ca"] = leaf.is_ca();
+  j["scopes"] = nlohmann::json::array();
+  j["trust_level"] = nullptr;
+  j["policy_version"] = nullptr;
+  j["parent"] = nullptr;
+  j["principal"] = nullptr;
+  if (attrs) {
+    for (const core::Scope& s : attrs->scopes) j["scopes"].push_back(s.str());
+    j["trust_level"] = std::string(core::TrustLevelName(attrs->trust_level));
+    j["policy_version"] = attrs->policy_version;
+    if (attrs->parent) j["parent"] = attrs->parent->str();
+    if (!attrs->principal.empty()) j["principal"] = attrs->principal;
+  }
+  j["chain_length"] = chain->size();
+  if (json) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  auto text_of = [](const nlohmann::json& v) {
+    if (v.is_null()) return std::string("-");
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_array()) {
+      std::vector<std::string> parts;
+      for (const auto& e : v) parts.push_back(e.get<std::string>());
+      return parts.empty() ? std::string("-") : absl::StrJoin(parts, " ");
+    }
+    return v.dump();
+  };
+  for (const char* k : {"spiffe_id", "serial", "not_before", "not_after", "scopes", "trust_level",
+                        "policy_version", "parent", "principal", "dns_sans", "is_ca", "chain_length"}) {
+    std::cout << k << ": " << text_of(j[k]) << "\n";
+  }
+  return 0;
+}
+
+int VerifySvid(const std::string& bundle_path, const std::string& trust_domain,
+               const std::string& at, const std::string& chain_path) {
+  auto bundles = LoadBundle(bundle_path, trust_domain);
+  if (!bundles.ok()) return Fail(bundles.status());
+  absl::Time now = absl::Now();
+  if (!at.empty()) {
+    auto t = ParseTime(at);
+    if (!t.ok()) return Fail(t.status());
+    now = *t;
+  }
+  auto text = base::ReadFile(chain_path);
+  if (!text.ok()) return Fail(text.status());
+  auto chain = core::Certificate::ParseChain(*text);
+  if (!chain.ok()) return Fail(chain.status());
+  std::vector<base::ByteView> ders;
+  for (const core::Certificate& c : *chain) ders.push_back(c.der());
+  core::X509Verifier verifier(*bundles);
+  auto svid = verifier.VerifyAt(ders, now);
+  if (!svid.ok()) return Fail(svid.status());
+  std::cout << svid->spiffe_id.str() << "\n";
+  return 0;
+}
+
+void RegisterSvid(CLI::App& app, Action* action) {
+  CLI::App* svid = app.add_subcommand("svid", "X.509-SVID tools");
+  svid->require_subcommand(1);
+
+  struct IssueOpts {
+    std::string ca, spiffe_id, csr, public_key, ttl, trust_level = "low", out;
+    std::vector<std::string> scopes, dns;
+  };
+  auto io = std::make_shared<IssueOpts>();
+  CLI::App* issue = svid->add_subcommand("issue", "Issue an X.509-SVID from a CSR or a public key");
+  issue->add_option("--ca", io->ca, "CA directory (ca init --out)")->required();
+  issue->add_option("--spiffe-id", io->spiffe_id, "SPIFFE ID of the SVID")->required();
+  auto* csr = issue->add_option("--csr", io->csr, "PKCS#10 request, PEM or DER");
+  auto* pk = issue->add_option("--public-key", io->public_key, "SubjectPublicKeyInfo, PEM or DER");
+  csr->excludes(pk);
+  issue->add_option("--ttl", io->ttl, "lifetime, e.g. 30m")->required();
+  issue->add_option("--scope", io->scopes, "scope action:object (repeatable)");
+  issue->add_option("--trust-level", io->trust_level, "low, medium, high or critical");
+  issue->add_option("--dns", io->dns, "extra DNS SAN (repeatable)");
+  issue->add_option("--out", io->out, "output PEM chain")->required();
+  issue->callback([action, io, csr, pk] {
+    *action = [io, csr, pk] {
+      if (csr->count() == 0 && pk->count() == 0) {
+        return Fail(absl::InvalidArgumentError("give --csr or --public-key"));
+      }
+      return IssueSvid(io->ca, io->spiffe_id, io->csr, io->public_key, io->ttl, io->scopes,
+                       io->trust_level, io->dns, io->out);
+    };
+  });
+
+  struct InspectOpts {
+    std::string file;
+    bool json = false;
+  };
+  auto in = std::make_shared<InspectOpts>();
+  CLI::App* inspect = svid->add_subcommand("inspect", "Show an X.509-SVID's identity and attributes");
+  inspect->add_option("FILE", in->file, "PEM chain or DER certificate")->required();
+  inspect->add_flag("--json", in->json, "one JSON document");
+  inspect->callback([action, in] { *action = [in] { return InspectSvid(in->file, in->json); }; });
+
+  struct VerifyOpts {
+    std::string bundle, trust_domain, at, chain;
+  };
+  auto vo = std::make_shared<VerifyOpts>();
+  CLI::App* verify = svid->add_subcommand("verify", "Verify an X.509-SVID chain against a bundle");
+  verify->add_option("--bundle", vo->bundle, "SPIFFE bundle JSON or PEM")->required();
+  verify->add_option("--trust-domain", vo->trust_domain, "whose bundle it is");
+  verify->add_option("--at", vo->at, "verification time, RFC 3339");
+  verify->add_option("CHAIN", vo->chain, "PEM chain, leaf first")->required();
+  verify->callback([action, vo] {
+    *action = [vo] { return VerifySvid(vo->bundle, vo->trust_domain, vo->at, vo->chain); };
+  });
+}
+
+void RegisterJwt(CLI::App& app, Action* action) {
+  CLI::App* jwt = app.add_subcommand("jwt", "JWT-SVID tools");
+  jwt->require_subcommand(1);
+
+  struct MintOpts {
+    std::string ca, spiffe_id, ttl = "5m", trust_level = "low";
+    std::vector<std::string> audience, scopes;
+  };
+  auto mo = std::make_shared<MintOpts>();
+  CLI::App* mint = jwt->add_subcommand("mint", "Mint a JWT-SVID with the CA's JWT key");
+  mint->add_option("--ca", mo->ca, "CA directory (ca init --out)")->required();
+  mint->add_option("--spiffe-id", mo->spiffe_id, "subject SPIFFE ID")->required();
+  mint->add_option("--audience", mo->audience, "audience (repeatable; one is advised)")->required();
+  mint->add_option("--ttl", mo->ttl, "lifetime (default 5m)");
+  mint->add_option("--scope", mo->scopes, "scope action:object (repeatable)");
+  mint->add_option("--trust-level", mo->trust_level, "low, medium, high or critical");
+  mint->callback([action, mo] {
+    *action = [mo] {
+      auto ca = ca::CaDirectory::Load(mo->ca);
+      if (!ca.ok()) return Fail(ca.status());
+      auto id = core::SpiffeId::FromString(mo->spiffe_id);
+      if (!id.ok()) return Fail(id.status());
+      if (!id->MemberOf(ca->issuer().trust_domain())) {
+        return Fail(absl::InvalidArgumentError("the SPIFFE ID is not in the CA's trust domain"));
+      }
+      auto ttl = core::ParseDuration(mo->ttl);
+      if (!ttl.ok()) return Fail(ttl.status());
+      auto attributes = Attributes(mo->scopes, mo->trust_level);
+      if (!attributes.ok()) return Fail(attributes.status());
+      auto token = core::MintJwtSvid(ca->jwt_signer(), {.subject = *id,
+                                                        .audience = mo->audience,
+                                                        .issued_at = absl::Now(),
+                                                        .ttl = *ttl,
+                                                        .attributes = *std::move(attributes)});
+      if (!token.ok()) return Fail(token.status());
+      std::cout << *token << "\n";
+      return 0;
+    };
+  });
+
+  struct VerifyOpts {
+    std::string bundle, trust_domain, audience, at, token;
+  };
+  auto vo = std::make_shared<VerifyOpts>();
+  CLI::App* verify = jwt->add_subcommand("verify", "Validate a JWT-SVID against a bundle");
+  verify->add_option("--bundle", vo->bundle, "SPIFFE bundle JSON (or PEM)")->required();
+  verify->add_option("--trust-domain", vo->trust_domain, "whose bundle it is");
+  verify->add_option("--audience", vo->audience, "the audience this validator is")->required();
+  verify->add_option("--at", vo->at, "validation time, RFC 3339");
+  verify->add_option("TOKEN", vo->token, "compact JWT-SVID")->required();
+  verify->callback([action, vo] {
+    *action = [vo] {
+      auto bundles = LoadBundle(vo->bundle, vo->trust_domain);
+      if (!bundles.ok()) return Fail(bundles.status());
+      absl::Time now = absl::Now();
+      if (!vo->at.empty()) {
+        auto t = ParseTime(vo->at);
+        if (!t.ok()) return Fail(t.status());
+        now = *t;
+      }
+      auto svid = core::ValidateJwtSvid(vo->token, vo->audience, **bundles, now);
+      if (!svid.ok()) return Fail(svid.status());
+      std::cout << svid->subject.str() << "\n";
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void RegisterOfflineCommands(CLI::App& app, Action* action) {
+  RegisterId(app, action);
+  RegisterCa(app, action);
+  RegisterSvid(app, action);
+  RegisterJwt(app, action);
+}
+
+}  // namespace tw::cli
