@@ -145,7 +145,7 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s) {
   return absl::Seconds(total);
 }
 
-std::string FormatDuration(absl::Duration d) {
+std::string DurationString(absl::Duration d) {
   int64_t secs = absl::ToInt64Seconds(d);
   std::string out;
   for (auto [unit, name] : {std::pair<int64_t, char>{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}}) {

@@ -59,6 +59,6 @@ absl::string_view TrustLevelName(TrustLevel level);
 // 3650 days. InvalidArgument otherwise.
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s);
 // The shortest ParseDuration form ("1h30m", "90s" -> "1m30s").
-std::string FormatDuration(absl::Duration d);
+std::string DurationString(absl::Duration d);
 
 }  // namespace tw::core

@@ -65,7 +65,6 @@ absl::StatusOr<TrustDomain> TrustDomain::FromNameOrId(absl::string_view s) {
   if (!absl::StartsWith(s, kScheme)) return FromName(s);
   auto id = SpiffeId::FromString(s);
   if (!id.ok()) return id.status();
-  if (!id->is_trust_domain_id()) return Invalid("a trust domain has no path");
   return id->trust_domain();
 }
 

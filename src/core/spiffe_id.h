@@ -19,7 +19,8 @@ class TrustDomain {
  public:
   // Parses a bare name ("example.org"). InvalidArgument with the broken rule otherwise.
   static absl::StatusOr<TrustDomain> FromName(absl::string_view name);
-  // Parses a bare name or its ID form "spiffe://example.org" (as config files carry it).
+  // Parses a bare name, or takes the trust domain of a SPIFFE ID ("spiffe://example.org",
+  // as config files and bundle maps carry it).
   static absl::StatusOr<TrustDomain> FromNameOrId(absl::string_view s);
 
   const std::string& name() const { return name_; }

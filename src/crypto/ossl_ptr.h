@@ -23,6 +23,7 @@ struct Deleter;
     void operator()(type* p) const { fn(p); } \
   }
 
+TW_OSSL_DELETER(ASN1_OBJECT, ASN1_OBJECT_free);
 TW_OSSL_DELETER(BIO, BIO_free_all);
 TW_OSSL_DELETER(BIGNUM, BN_free);
 TW_OSSL_DELETER(EC_GROUP, EC_GROUP_free);

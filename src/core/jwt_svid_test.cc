@@ -1,0 +1,286 @@
+#include "core/jwt_svid.h"
+
+#include <openssl/hmac.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/testing/test_pki.h"
+#include "crypto/software_signer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace tw::core {
+namespace {
+
+using ::testing::HasSubstr;
+using crypto::SignatureScheme;
+using nlohmann::json;
+using testing::TestKey;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+constexpr char kSub[] = "spiffe://example.org/acme/fin/pay/inst-aaaaaaaaaaaaaaaa";
+
+std::string B64(absl::string_view s) { return absl::WebSafeBase64Escape(s); }
+
+// Signs header.claims with `key` as `scheme` says, producing JOSE signature bytes.
+std::string Sign(const TestKey& key, SignatureScheme scheme, const json& header, const json& claims) {
+  std::string input = absl::StrCat(B64(header.dump()), ".", B64(claims.dump()));
+  base::Bytes sig = key.Sign(scheme, base::AsBytes(input));
+  if (crypto::IsEcdsa(scheme)) sig = crypto::EcdsaDerToRaw(sig, crypto::FieldBytes(key.public_key().type()));
+  return absl::StrCat(input, ".", B64(base::AsChars(sig)));
+}
+
+class JwtSvidTest : public ::testing::Test {
+ protected:
+  JwtSvidTest() : es256_(TestKey::Ec("P-256")) {
+    AddKey("example.org", "k256", es256_);
+  }
+
+  void AddKey(const std::string& td, const std::string& kid, const TestKey& key) {
+    AddKey(td, kid, key.public_key());
+  }
+  void AddKey(const std::string& td, const std::string& kid, const crypto::PublicKey& key) {
+    auto existing = bundles_.Get(td);
+    Bundle b(*TrustDomain::FromName(td));
+    if (existing) {
+      for (const JwtAuthority& a : existing->jwt_authorities()) b.AddJwtAuthority(a.key_id, a.key);
+    }
+    b.AddJwtAuthority(kid, key);
+    bundles_.Put(std::move(b));
+  }
+
+  json Header(const char* alg = "ES256", const char* kid = "k256") {
+    json h = {{"alg", alg}, {"typ", "JWT"}};
+    if (kid != nullptr) h["kid"] = kid;
+    return h;
+  }
+  json Claims() {
+    return {{"sub", kSub}, {"aud", {"svc"}}, {"exp", absl::ToUnixSeconds(kNow) + 300},
+            {"iat", absl::ToUnixSeconds(kNow)}};
+  }
+  absl::StatusOr<JwtSvid> Validate(const std::string& token, absl::string_view aud = "svc") {
+    return ValidateJwtSvid(token, aud, bundles_, kNow);
+  }
+  void ExpectRejected(const std::string& token, const std::string& reason) {
+    auto r = Validate(token);
+    ASSERT_FALSE(r.ok()) << "accepted; wanted " << reason;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(reason));
+  }
+
+  TestKey es256_;
+  BundleSet bundles_;
+};
+
+TEST_F(JwtSvidTest, MintedTokenValidatesWithItsClaims) {
+  auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  AddKey("example.org", signer->key_id(), signer->public_key());
+  JwtSvidRequest req{.subject = *SpiffeId::FromString(kSub), .audience = {"svc"}, .issued_at = kNow,
+                     .ttl = absl::Minutes(5), .attributes = {}};
+  req.attributes.scopes = {*Scope::Parse("read:transactions"), *Scope::Parse("write:ledger")};
+  req.attributes.trust_level = TrustLevel::kHigh;
+  req.attributes.policy_version = 4;
+  req.attributes.parent = *SpiffeId::FromString("spiffe://example.org/p");
+  req.attributes.principal = "ops";
+  auto token = MintJwtSvid(*signer, req);
+  ASSERT_TRUE(token.ok());
+  auto v = Validate(*token);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->subject.str(), kSub);
+  EXPECT_EQ(v->expiry, kNow + absl::Minutes(5));
+  EXPECT_EQ(v->attributes, req.attributes);
+  EXPECT_FALSE(v->token_id.empty());
+  EXPECT_FALSE(MintJwtSvid(*signer, {.subject = req.subject, .audience = {}, .issued_at = kNow,
+                                     .ttl = absl::Minutes(1), .attributes = {}}).ok());
+}
+
+TEST_F(JwtSvidTest, MintsEs384WithP384) {
+  auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP384);
+  AddKey("example.org", signer->key_id(), signer->public_key());
+  auto token = MintJwtSvid(*signer, {.subject = *SpiffeId::FromString(kSub), .audience = {"svc"},
+                                     .issued_at = kNow, .ttl = absl::Minutes(5), .attributes = {}});
+  ASSERT_TRUE(token.ok());
+  EXPECT_TRUE(Validate(*token).ok());
+}
+
+TEST_F(JwtSvidTest, AcceptsEveryAllowedAlgorithm) {
+  struct Alg {
+    const char* name;
+    SignatureScheme scheme;
+    TestKey key;
+  };
+  TestKey rsa = TestKey::Rsa();
+  std::vector<Alg> algs = {{"ES256", SignatureScheme::kEcdsaSha256, es256_},
+                           {"ES384", SignatureScheme::kEcdsaSha384, TestKey::Ec("P-384")},
+                           {"ES512", SignatureScheme::kEcdsaSha512, TestKey::Ec("P-521")},
+                           {"RS256", SignatureScheme::kRsaPkcs1Sha256, rsa},
+                           {"RS384", SignatureScheme::kRsaPkcs1Sha384, rsa},
+                           {"RS512", SignatureScheme::kRsaPkcs1Sha512, rsa},
+                           {"PS256", SignatureScheme::kRsaPssSha256, rsa},
+                           {"PS384", SignatureScheme::kRsaPssSha384, rsa},
+                           {"PS512", SignatureScheme::kRsaPssSha512, rsa}};
+  for (const Alg& a : algs) {
+    std::string kid = absl::StrCat("kid-", a.name);
+    AddKey("example.org", kid, a.key);
+    auto r = Validate(Sign(a.key, a.scheme, Header(a.name, kid.c_str()), Claims()));
+    EXPECT_TRUE(r.ok()) << a.name << ": " << r.status();
+  }
+}
+
+TEST_F(JwtSvidTest, AcceptsAudienceFormsTypFormsAndMissingKid) {
+  json c = Claims();
+  c["aud"] = "svc";
+  EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c)).ok());
+  c["aud"] = {"a", "svc", "b"};
+  EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c)).ok());
+  for (const char* typ : {"JWT", "JOSE"}) {
+    json h = Header();
+    h["typ"] = typ;
+    EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims())).ok()) << typ;
+  }
+  json no_typ = Header();
+  no_typ.erase("typ");
+  EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, no_typ, Claims())).ok());
+  AddKey("example.org", "k-rsa", TestKey::Rsa());  // keys of another type are skipped
+  EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", nullptr), Claims())).ok());
+}
+
+TEST_F(JwtSvidTest, AcceptsFederatedTrustDomainWithItsBundle) {
+  TestKey other = TestKey::Ec("P-256");
+  AddKey("other.org", "ko", other);
+  json c = Claims();
+  c["sub"] = "spiffe://other.org/w";
+  EXPECT_TRUE(Validate(Sign(other, SignatureScheme::kEcdsaSha256, Header("ES256", "ko"), c)).ok());
+}
+
+TEST_F(JwtSvidTest, RejectsMalformedTokens) {
+  std::string good = Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), Claims());
+  for (const std::string& bad : std::vector<std::string>{std::string(""), std::string("a.b"), good + ".x", std::string("...."),
+                                 std::string("e30.e30.!!"), B64("not json") + "." + B64("{}") + ".AA",
+                                 good + "=", "{\"payload\":\"x\",\"signatures\":[]}"}) {
+    auto r = Validate(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  EXPECT_FALSE(Validate(std::string(20000, 'a')).ok());
+}
+
+TEST_F(JwtSvidTest, RejectsDisallowedAlgorithmsBeforeKeys) {
+  json none = Header("none");
+  ExpectRejected(B64(none.dump()) + "." + B64(Claims().dump()) + ".", "\"none\" is not allowed");
+  // HS256 keyed with the bundle's public key (algorithm confusion).
+  std::string input = B64(Header("HS256").dump()) + "." + B64(Claims().dump());
+  std::string pem = es256_.PublicPem();
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), pem.data(), static_cast<int>(pem.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
+  ExpectRejected(input + "." + B64(absl::string_view(reinterpret_cast<char*>(mac), len)),
+                 "\"HS256\" is not allowed");
+  TestKey ed = TestKey::Ed25519();
+  ExpectRejected(B64(Header("EdDSA").dump()) + "." + B64(Claims().dump()) + ".AAAA", "\"EdDSA\" is not allowed");
+  ExpectRejected(B64(Header("ES256K").dump()) + "." + B64(Claims().dump()) + ".AAAA", "not allowed");
+}
+
+TEST_F(JwtSvidTest, RejectsAlgorithmKeyMismatch) {
+  AddKey("example.org", "krsa", TestKey::Rsa());
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("RS256", "k256"), Claims()),
+                 "does not fit");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha384, Header("ES384", "k256"), Claims()),
+                 "does not fit");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", "krsa"), Claims()),
+                 "does not fit");
+}
+
+TEST_F(JwtSvidTest, RejectsClaimProblems) {
+  auto token = [&](json c) { return Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c); };
+  json c = Claims();
+  c.erase("sub");
+  ExpectRejected(token(c), "sub is missing");
+  c = Claims();
+  c["sub"] = "https://example.org/w";
+  ExpectRejected(token(c), "sub: SPIFFE ID");
+  c = Claims();
+  c.erase("exp");
+  ExpectRejected(token(c), "exp is missing");
+  c = Claims();
+  c["exp"] = absl::ToUnixSeconds(kNow) - 300;
+  ExpectRejected(token(c), "expired");
+  c = Claims();
+  c["nbf"] = absl::ToUnixSeconds(kNow) + 300;
+  ExpectRejected(token(c), "not yet valid");
+  c = Claims();
+  c["iat"] = absl::ToUnixSeconds(kNow) + 300;
+  ExpectRejected(token(c), "future");
+  c = Claims();
+  c.erase("aud");
+  ExpectRejected(token(c), "aud is missing");
+  c = Claims();
+  c["aud"] = {"other"};
+  ExpectRejected(token(c), "not in aud");
+  c = Claims();
+  c["exp"] = "soon";
+  EXPECT_EQ(Validate(token(c)).status().code(), absl::StatusCode::kInvalidArgument);
+  c = Claims();
+  c["scope"] = "read:x bad";
+  ExpectRejected(token(c), "scope");
+}
+
+TEST_F(JwtSvidTest, AllowsSmallClockSkew) {
+  json c = Claims();
+  c["exp"] = absl::ToUnixSeconds(kNow) - 10;
+  EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c)).ok());
+}
+
+TEST_F(JwtSvidTest, RejectsHeaderProblems) {
+  json h = Header();
+  h["typ"] = "xyz";
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()), "typ");
+  h = Header();
+  h["crit"] = {"exp"};
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()), "\"crit\" is not allowed");
+  h = Header();
+  h["jku"] = "https://evil.example/jwks";
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()), "\"jku\" is not allowed");
+  std::string dup = B64(R"({"alg":"ES256","alg":"none"})") + "." + B64(Claims().dump()) + ".AA";
+  EXPECT_THAT(std::string(Validate(dup).status().message()), HasSubstr("duplicate"));
+}
+
+TEST_F(JwtSvidTest, RejectsTamperingAndWrongKeys) {
+  std::string good = Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), Claims());
+  std::string sig_flip = good;
+  sig_flip[sig_flip.size() - 2] = sig_flip[sig_flip.size() - 2] == 'A' ? 'B' : 'A';
+  ExpectRejected(sig_flip, "signature does not verify");
+  json c = Claims();
+  c["sub"] = "spiffe://example.org/admin";
+  size_t dot = good.find('.');
+  size_t dot2 = good.find('.', dot + 1);
+  ExpectRejected(good.substr(0, dot + 1) + B64(c.dump()) + good.substr(dot2), "signature does not verify");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", "nope"), Claims()), "no JWT authority with kid \"nope\"");
+  TestKey other = TestKey::Ec("P-256");
+  ExpectRejected(Sign(other, SignatureScheme::kEcdsaSha256, Header(), Claims()), "signature does not verify");
+}
+
+TEST_F(JwtSvidTest, SelectsKeysOnlyFromTheSubjectsTrustDomain) {
+  json c = Claims();
+  c["sub"] = "spiffe://nowhere.org/w";
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c), "no bundle for trust domain \"nowhere.org\"");
+  AddKey("other.org", "ko", TestKey::Ec("P-256"));
+  c["sub"] = "spiffe://other.org/w";  // signed with example.org's key
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c), "no JWT authority with kid \"k256\"");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", nullptr), c), "signature does not verify");
+}
+
+TEST_F(JwtSvidTest, HonoursBundleUpdates) {
+  std::string good = Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), Claims());
+  ASSERT_TRUE(Validate(good).ok());
+  bundles_.Put(Bundle(*TrustDomain::FromName("example.org")));  // keys: []
+  ExpectRejected(good, "no JWT authority");
+}
+
+TEST_F(JwtSvidTest, RefusesToValidateWithoutAnAudience) {
+  std::string good = Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), Claims());
+  EXPECT_EQ(Validate(good, "").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tw::core

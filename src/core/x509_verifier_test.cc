@@ -1,0 +1,282 @@
+#include "core/x509_verifier.h"
+
+#include "core/testing/test_pki.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tw::core {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::CertSpec;
+using testing::IntermediateSpec;
+using testing::LeafSpec;
+using testing::MakeCert;
+using testing::MakeRootCa;
+using testing::TestCert;
+
+constexpr char kId[] = "spiffe://example.org/workload";
+
+class X509VerifierTest : public ::testing::Test {
+ protected:
+  X509VerifierTest()
+      : root_(MakeRootCa("example.org")),
+        other_root_(MakeRootCa("other.org")),
+        bundles_(std::make_shared<BundleSet>()),
+        clock_(absl::Now()) {
+    Put("example.org", root_);
+    options_.clock = &clock_;
+  }
+
+  void Put(const std::string& td, const TestCert& ca) {
+    Bundle b(*TrustDomain::FromName(td));
+    ASSERT_TRUE(b.AddX509Authority(ca.der).ok());
+    bundles_->Put(std::move(b));
+  }
+
+  absl::StatusOr<VerifiedX509Svid> Verify(const std::vector<const TestCert*>& chain) {
+    std::vector<base::ByteView> ders;
+    for (const TestCert* c : chain) ders.push_back(c->der);
+    X509Verifier verifier(bundles_, options_);
+    return verifier.Verify(ders);
+  }
+
+  void ExpectRejected(const std::vector<const TestCert*>& chain, const std::string& reason) {
+    auto r = Verify(chain);
+    ASSERT_FALSE(r.ok()) << "accepted; wanted: " << reason;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(reason));
+  }
+
+  TestCert root_, other_root_;
+  std::shared_ptr<BundleSet> bundles_;
+  base::FakeClock clock_;
+  X509VerifierOptions options_;
+};
+
+// Positive controls (catalogue XV-1..4, XF-1).
+
+TEST_F(X509VerifierTest, AcceptsPlainLeaf) {
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  auto r = Verify({&leaf});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->spiffe_id.str(), kId);
+  EXPECT_FALSE(r->attributes.has_value());
+}
+
+TEST_F(X509VerifierTest, AcceptsLeafViaIntermediatesInAnyOrder) {
+  TestCert i1 = MakeCert(IntermediateSpec("example.org"), &root_);
+  CertSpec s2 = IntermediateSpec("example.org");
+  s2.common_name = "second";
+  TestCert i2 = MakeCert(s2, &i1);
+  TestCert leaf = MakeCert(LeafSpec(kId), &i2);
+  EXPECT_TRUE(Verify({&leaf, &i2, &i1}).ok());
+  EXPECT_TRUE(Verify({&leaf, &i1, &i2}).ok());
+  ExpectRejected({&leaf, &i2}, "no path");
+}
+
+TEST_F(X509VerifierTest, AcceptsExtraDnsSansAndEmptySubjectWithCriticalSan) {
+  CertSpec spec = LeafSpec(kId);
+  spec.dns = {"a.example.org", "b.example.org"};
+  TestCert leaf = MakeCert(spec, &root_);
+  EXPECT_TRUE(Verify({&leaf}).ok());
+  CertSpec empty = LeafSpec(kId);
+  empty.common_name = "";
+  empty.san_critical = true;
+  TestCert leaf2 = MakeCert(empty, &root_);
+  EXPECT_TRUE(Verify({&leaf2}).ok());
+}
+
+TEST_F(X509VerifierTest, AcceptsFederatedTrustDomainWithItsOwnBundle) {
+  Put("other.org", other_root_);
+  TestCert leaf = MakeCert(LeafSpec("spiffe://other.org/w"), &other_root_);
+  EXPECT_TRUE(Verify({&leaf}).ok());
+}
+
+// Negative cases of shared/SPIFFE.md §2.3.
+
+TEST_F(X509VerifierTest, RejectsEmptyChain) {
+  auto r = Verify({});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(X509VerifierTest, RejectsWhenNoBundleForTheLeafTrustDomain) {
+  TestCert leaf = MakeCert(LeafSpec("spiffe://other.org/w"), &other_root_);
+  ExpectRejected({&leaf}, "no bundle for trust domain \"other.org\"");
+}
+
+TEST_F(X509VerifierTest, RejectsWithAnEmptyBundle) {
+  bundles_->Put(Bundle(*TrustDomain::FromName("example.org")));
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  ExpectRejected({&leaf}, "no X.509 authorities");
+}
+
+TEST_F(X509VerifierTest, RejectsLeafFromAnotherCaUnderTheSameName) {
+  TestCert impostor = MakeRootCa("example.org");  // same subject name, different key
+  TestCert leaf = MakeCert(LeafSpec(kId), &impostor);
+  ExpectRejected({&leaf}, "no path to an authority");  // its AKI names the impostor
+}
+
+TEST_F(X509VerifierTest, RejectsLeafSignedByAnotherTrustDomainsCa) {
+  Put("other.org", other_root_);
+  TestCert leaf = MakeCert(LeafSpec(kId), &other_root_);  // claims example.org
+  ExpectRejected({&leaf}, "no path to an authority of trust domain \"example.org\"");
+}
+
+TEST_F(X509VerifierTest, RejectsUriSanRules) {
+  struct Case {
+    std::vector<std::string> uris;
+    std::string reason;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{}, "exactly one URI SAN (it has 0)"},
+           {{kId, "spiffe://example.org/other"}, "exactly one URI SAN (it has 2)"},
+           {{kId, kId}, "exactly one URI SAN (it has 2)"},
+           {{kId, "https://example.org/x"}, "exactly one URI SAN (it has 2)"},
+           {{"sparfe://example.org/w"}, "scheme"},
+           {{"spiffe://example.org"}, "no path"},
+           {{"spiffe://Example.org/w"}, "lowercase"},
+           {{"spiffe://example.org/a/../b"}, "'.' or '..'"},
+       }) {
+    CertSpec spec = LeafSpec(kId);
+    spec.uris = c.uris;
+    if (c.uris.empty()) spec.dns = {"only-dns.example.org"};
+    TestCert leaf = MakeCert(spec, &root_);
+    ExpectRejected({&leaf}, c.reason);
+  }
+}
+
+TEST_F(X509VerifierTest, RejectsLeafKeyUsageAndCaRules) {
+  CertSpec ca = LeafSpec(kId);
+  ca.ca = true;
+  TestCert leaf_ca = MakeCert(ca, &root_);
+  ExpectRejected({&leaf_ca}, "leaf is a CA");
+  struct Case {
+    std::optional<std::string> ku;
+    std::string reason;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"critical,digitalSignature,keyCertSign", "keyCertSign"},
+           {"critical,digitalSignature,cRLSign", "cRLSign"},
+           {"critical,keyEncipherment", "digitalSignature"},
+           {std::nullopt, "digitalSignature"},
+       }) {
+    CertSpec spec = LeafSpec(kId);
+    spec.key_usage = c.ku;
+    TestCert leaf = MakeCert(spec, &root_);
+    ExpectRejected({&leaf}, c.reason);
+  }
+}
+
+TEST_F(X509VerifierTest, ChecksValidityWindowsAtTheClock) {
+  absl::Time nb = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())) - absl::Minutes(10);
+  CertSpec spec = LeafSpec(kId);
+  spec.not_before = nb;
+  spec.not_after = nb + absl::Minutes(20);
+  TestCert leaf = MakeCert(spec, &root_);
+  clock_.Set(spec.not_after);
+  EXPECT_TRUE(Verify({&leaf}).ok());
+  clock_.Set(spec.not_after + absl::Seconds(1));
+  ExpectRejected({&leaf}, "leaf expired");
+  clock_.Set(nb - absl::Seconds(1));
+  ExpectRejected({&leaf}, "not yet valid");
+}
+
+TEST_F(X509VerifierTest, RejectsBadIntermediates) {
+  TestCert leaf_dummy = MakeCert(LeafSpec(kId), &root_);
+  CertSpec no_ca = IntermediateSpec("example.org");
+  no_ca.ca = false;
+  TestCert i1 = MakeCert(no_ca, &root_);
+  TestCert l1 = MakeCert(LeafSpec(kId), &i1);
+  ExpectRejected({&l1, &i1}, "intermediate CA is not a CA");
+
+  CertSpec no_sign = IntermediateSpec("example.org");
+  no_sign.key_usage = "critical,cRLSign";
+  TestCert i2 = MakeCert(no_sign, &root_);
+  TestCert l2 = MakeCert(LeafSpec(kId), &i2);
+  ExpectRejected({&l2, &i2}, "keyCertSign");
+
+  CertSpec expired = IntermediateSpec("example.org");
+  expired.not_after = absl::Now() - absl::Minutes(1);
+  TestCert i3 = MakeCert(expired, &root_);
+  TestCert l3 = MakeCert(LeafSpec(kId), &i3);
+  ExpectRejected({&l3, &i3}, "intermediate CA expired");
+
+  CertSpec constrained = IntermediateSpec("example.org");
+  constrained.path_len = 0;
+  TestCert i4 = MakeCert(constrained, &root_);
+  TestCert i5 = MakeCert(IntermediateSpec("example.org"), &i4);
+  TestCert l5 = MakeCert(LeafSpec(kId), &i5);
+  ExpectRejected({&l5, &i5, &i4}, "pathLenConstraint");
+}
+
+TEST_F(X509VerifierTest, RejectsUnknownCriticalExtensionsAndNameConstraints) {
+  CertSpec spec = LeafSpec(kId);
+  spec.unknown_critical_extension = true;
+  TestCert leaf = MakeCert(spec, &root_);
+  ExpectRejected({&leaf}, "unsupported critical extension 1.3.6.1.4.1.99999.1");
+  CertSpec nc = IntermediateSpec("example.org");
+  nc.name_constraints = "critical,permitted;URI:example.org";
+  TestCert inter = MakeCert(nc, &root_);
+  TestCert leaf2 = MakeCert(LeafSpec(kId), &inter);
+  ExpectRejected({&leaf2, &inter}, "unsupported critical extension 2.5.29.30");
+}
+
+TEST_F(X509VerifierTest, RejectsCorruptDerAndFlippedSignature) {
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  TestCert flipped = leaf;
+  flipped.der[flipped.der.size() - 3] ^= 0x01;
+  auto r = Verify({&flipped});
+  ASSERT_FALSE(r.ok());
+  TestCert truncated = leaf;
+  truncated.der.resize(truncated.der.size() - 10);
+  EXPECT_EQ(Verify({&truncated}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(X509VerifierTest, BundleUpdatesTakeEffectEvenForCachedLeaves) {
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  X509Verifier verifier(bundles_, options_);
+  ASSERT_TRUE(verifier.Verify({leaf.der}).ok());
+  ASSERT_TRUE(verifier.Verify({leaf.der}).ok());  // cached
+  Put("example.org", MakeRootCa("example.org"));    // CA rotated away
+  auto r = verifier.Verify({leaf.der});
+  ASSERT_FALSE(r.ok());
+  bundles_->Remove(*TrustDomain::FromName("example.org"));
+  EXPECT_THAT(std::string(verifier.Verify({leaf.der}).status().message()), HasSubstr("no bundle"));
+}
+
+TEST_F(X509VerifierTest, CachedLeavesStillExpire) {
+  CertSpec spec = LeafSpec(kId);
+  spec.not_after = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) + 600);
+  TestCert leaf = MakeCert(spec, &root_);
+  X509Verifier verifier(bundles_, options_);
+  ASSERT_TRUE(verifier.Verify({leaf.der}).ok());
+  clock_.Set(spec.not_after + absl::Seconds(1));
+  EXPECT_THAT(std::string(verifier.Verify({leaf.der}).status().message()), HasSubstr("expired"));
+}
+
+TEST_F(X509VerifierTest, RevocationCheckRunsOnCachedAndUncachedPaths) {
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  bool revoked = false;
+  int calls = 0;
+  options_.revocation_check = [&](const VerifiedX509Svid& s) {
+    ++calls;
+    EXPECT_EQ(s.spiffe_id.str(), kId);
+    return revoked ? absl::PermissionDeniedError("revoked") : absl::OkStatus();
+  };
+  X509Verifier verifier(bundles_, options_);
+  ASSERT_TRUE(verifier.Verify({leaf.der}).ok());
+  revoked = true;
+  EXPECT_EQ(verifier.Verify({leaf.der}).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(X509VerifierTest, RejectsExpiredBundleAuthority) {
+  TestCert old_root = MakeRootCa("example.org", absl::Now() - absl::Hours(5), absl::Now() - absl::Hours(1));
+  Put("example.org", old_root);
+  CertSpec spec = LeafSpec(kId);
+  TestCert leaf = MakeCert(spec, &old_root);
+  ExpectRejected({&leaf}, "bundle authority expired");
+}
+
+}  // namespace
+}  // namespace tw::core
