@@ -53,16 +53,6 @@ bool KeyFits(const crypto::PublicKey& key, SignatureScheme s) {
   return curve ? key.type() == *curve : key.type() == crypto::KeyType::kRsa;
 }
 
-std::optional<absl::Time> NumericDate(const json& claims, const char* name, absl::Status* error) {
-  if (!claims.contains(name)) return std::nullopt;
-  const json& v = claims[name];
-  if (!v.is_number() || !std::isfinite(v.get<double>())) {
-    *error = Malformed(absl::StrCat("\"", name, "\" is not a NumericDate"));
-    return std::nullopt;
-  }
-  return absl::FromUnixMicros(static_cast<int64_t>(v.get<double>() * 1e6));
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtSvidRequest& r) {
@@ -105,35 +95,63 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   // §3.2 step 2: the header, algorithm first.
   TW_ASSIGN_OR_RETURN(json header, ParseStrictJson(header_text, "JWT-SVID header"));
   if (!header.is_object()) return Malformed("header is not a JSON object");
-  if (!header.contains("alg") || !header["alg"].is_string()) return Malformed("header has no alg");
-  const std::string& alg = header["alg"].get_ref<const std::string&>();
+  auto alg_it = header.find("alg");
+  if (alg_it == header.end() || !alg_it->is_string()) return Malformed("header has no alg");
+  const std::string& alg = alg_it->get_ref<const std::string&>();
   std::optional<SignatureScheme> scheme = crypto::SchemeFromJoseName(alg);
   if (!scheme) return Reject(absl::StrCat("algorithm \"", alg.substr(0, 16), "\" is not allowed"));
+  std::optional<std::string> kid;
   for (const auto& [name, value] : header.items()) {
-    if (name != "alg" && name != "kid" && name != "typ") {
+    if (name == "kid") {
+      if (!value.is_string()) return Malformed("kid is not a string");
+      kid = value.get<std::string>();
+    } else if (name == "typ") {
+      if (value != "JWT" && value != "JOSE") return Reject("typ must be JWT or JOSE");
+    } else if (name != "alg") {
       return Reject(absl::StrCat("header member \"", name.substr(0, 32), "\" is not allowed"));
     }
   }
-  if (header.contains("typ") && header["typ"] != "JWT" && header["typ"] != "JOSE") {
-    return Reject("typ must be JWT or JOSE");
-  }
-  std::optional<std::string> kid;
-  if (header.contains("kid")) {
-    if (!header["kid"].is_string()) return Malformed("kid is not a string");
-    kid = header["kid"].get<std::string>();
-  }
 
-  // Step 3: the claims, not yet trusted.
+  // Step 3: the claims, not yet trusted; one pass picks out the ones we read.
   TW_ASSIGN_OR_RETURN(json claims, ParseStrictJson(claims_text, "JWT-SVID claims"));
   if (!claims.is_object()) return Malformed("claims are not a JSON object");
-  if (!claims.contains("sub") || !claims["sub"].is_string()) return Reject("sub is missing");
-  auto sub = SpiffeId::FromString(claims["sub"].get_ref<const std::string&>());
+  const json* sub_claim = nullptr;
+  const json* aud_claim = nullptr;
+  const json* scope_claim = nullptr;
+  const json* jti_claim = nullptr;
+  const json* level_claim = nullptr;
+  const json* policy_claim = nullptr;
+  const json* parent_claim = nullptr;
+  const json* principal_claim = nullptr;
+  std::optional<absl::Time> exp, nbf, iat;
+  for (const auto& [name, value] : claims.items()) {
+    if (name == "sub") {
+      sub_claim = &value;
+    } else if (name == "aud") {
+      aud_claim = &value;
+    } else if (name == "exp" || name == "nbf" || name == "iat") {
+      if (!value.is_number() || !std::isfinite(value.get<double>())) {
+        return Malformed(absl::StrCat("\"", name, "\" is not a NumericDate"));
+      }
+      absl::Time t = absl::FromUnixMicros(static_cast<int64_t>(value.get<double>() * 1e6));
+      (name == "exp" ? exp : name == "nbf" ? nbf : iat) = t;
+    } else if (name == "scope") {
+      scope_claim = &value;
+    } else if (name == "jti") {
+      jti_claim = &value;
+    } else if (name == "tw_trust_level") {
+      level_claim = &value;
+    } else if (name == "tw_policy_version") {
+      policy_claim = &value;
+    } else if (name == "tw_parent") {
+      parent_claim = &value;
+    } else if (name == "tw_principal") {
+      principal_claim = &value;
+    }
+  }
+  if (sub_claim == nullptr || !sub_claim->is_string()) return Reject("sub is missing");
+  auto sub = SpiffeId::FromString(sub_claim->get_ref<const std::string&>());
   if (!sub.ok()) return Reject(absl::StrCat("sub: ", sub.status().message()));
-  absl::Status date_error;
-  std::optional<absl::Time> exp = NumericDate(claims, "exp", &date_error);
-  std::optional<absl::Time> nbf = NumericDate(claims, "nbf", &date_error);
-  std::optional<absl::Time> iat = NumericDate(claims, "iat", &date_error);
-  TW_RETURN_IF_ERROR(date_error);
   if (!exp) return Reject("exp is missing");
 
   // Steps 4-7: the key from sub's own trust domain, then the signature.
@@ -177,13 +195,12 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   if (iat && now + kJwtLeeway < *iat) return Reject("token was issued in the future (iat)");
 
   // Step 9: audience membership; aud may be a string or an array of strings.
-  if (!claims.contains("aud")) return Reject("aud is missing");
+  if (aud_claim == nullptr) return Reject("aud is missing");
   std::vector<std::string> aud;
-  const json& a = claims["aud"];
-  if (a.is_string()) {
-    aud.push_back(a.get<std::string>());
-  } else if (a.is_array() && !a.empty()) {
-    for (const json& v : a) {
+  if (aud_claim->is_string()) {
+    aud.push_back(aud_claim->get<std::string>());
+  } else if (aud_claim->is_array() && !aud_claim->empty()) {
+    for (const json& v : *aud_claim) {
       if (!v.is_string()) return Malformed("aud holds a non-string");
       aud.push_back(v.get<std::string>());
     }
@@ -200,34 +217,35 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
               .issued_at = iat,
               .token_id = {},
               .attributes = {}};
-  if (claims.contains("jti") && claims["jti"].is_string()) out.token_id = claims["jti"].get<std::string>();
-  if (claims.contains("scope")) {
-    if (!claims["scope"].is_string()) return Reject("scope is not a string");
-    for (absl::string_view s : absl::StrSplit(claims["scope"].get_ref<const std::string&>(), ' ', absl::SkipEmpty())) {
+  if (jti_claim != nullptr && jti_claim->is_string()) out.token_id = jti_claim->get<std::string>();
+  if (scope_claim != nullptr) {
+    if (!scope_claim->is_string()) return Reject("scope is not a string");
+    for (absl::string_view s :
+         absl::StrSplit(scope_claim->get_ref<const std::string&>(), ' ', absl::SkipEmpty())) {
       auto scope = Scope::Parse(s);
       if (!scope.ok()) return Reject(scope.status().message());
       out.attributes.scopes.push_back(*std::move(scope));
     }
   }
-  if (claims.contains("tw_trust_level")) {
-    if (!claims["tw_trust_level"].is_string()) return Reject("tw_trust_level is not a string");
-    auto level = ParseTrustLevel(claims["tw_trust_level"].get_ref<const std::string&>());
+  if (level_claim != nullptr) {
+    if (!level_claim->is_string()) return Reject("tw_trust_level is not a string");
+    auto level = ParseTrustLevel(level_claim->get_ref<const std::string&>());
     if (!level.ok()) return Reject(level.status().message());
     out.attributes.trust_level = *level;
   }
-  if (claims.contains("tw_policy_version")) {
-    if (!claims["tw_policy_version"].is_number_unsigned()) return Reject("tw_policy_version is not an unsigned integer");
-    out.attributes.policy_version = claims["tw_policy_version"].get<int64_t>();
+  if (policy_claim != nullptr) {
+    if (!policy_claim->is_number_unsigned()) return Reject("tw_policy_version is not an unsigned integer");
+    out.attributes.policy_version = policy_claim->get<int64_t>();
   }
-  if (claims.contains("tw_parent")) {
-    if (!claims["tw_parent"].is_string()) return Reject("tw_parent is not a string");
-    auto parent = SpiffeId::FromString(claims["tw_parent"].get_ref<const std::string&>());
+  if (parent_claim != nullptr) {
+    if (!parent_claim->is_string()) return Reject("tw_parent is not a string");
+    auto parent = SpiffeId::FromString(parent_claim->get_ref<const std::string&>());
     if (!parent.ok()) return Reject(absl::StrCat("tw_parent: ", parent.status().message()));
     out.attributes.parent = *std::move(parent);
   }
-  if (claims.contains("tw_principal")) {
-    if (!claims["tw_principal"].is_string()) return Reject("tw_principal is not a string");
-    out.attributes.principal = claims["tw_principal"].get<std::string>();
+  if (principal_claim != nullptr) {
+    if (!principal_claim->is_string()) return Reject("tw_principal is not a string");
+    out.attributes.principal = principal_claim->get<std::string>();
   }
   return out;
 }

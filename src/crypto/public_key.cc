@@ -123,7 +123,8 @@ struct PublicKey::Impl {
   base::Bytes spki;
   base::Bytes x, y;  // EC
   base::Bytes n, e;  // RSA
-  std::string thumbprint;
+  mutable std::once_flag thumbprint_once;
+  mutable std::string thumbprint;
 
   mutable std::once_flag pkey_once;
   mutable UniquePtr<EVP_PKEY> pkey;
@@ -226,9 +227,7 @@ absl::StatusOr<PublicKey> PublicKey::FromEcCoordinates(KeyType type, base::ByteV
   base::Bytes params;
   der::Writer(&params).Add(der::kOid, c->oid);
   impl->spki = Spki(kOidEcPublicKey, params, point);
-  PublicKey key(impl);
-  impl->thumbprint = MakeThumbprint(key);
-  return key;
+  return PublicKey(impl);
 }
 
 absl::StatusOr<PublicKey> PublicKey::FromRsaComponents(base::ByteView n, base::ByteView e) {
@@ -307,9 +306,7 @@ absl::StatusOr<PublicKey> PublicKey::FromEvpPkey(EVP_PKEY* pkey) {
   OPENSSL_free(der);
   EVP_PKEY_up_ref(pkey);
   impl->pkey.reset(pkey);
-  PublicKey key(impl);
-  impl->thumbprint = MakeThumbprint(key);
-  return key;
+  return PublicKey(impl);
 }
 
 absl::StatusOr<PublicKey> PublicKey::FromPem(absl::string_view pem) {
@@ -328,7 +325,10 @@ base::ByteView PublicKey::ec_x() const { return impl_->x; }
 base::ByteView PublicKey::ec_y() const { return impl_->y; }
 base::ByteView PublicKey::rsa_n() const { return impl_->n; }
 base::ByteView PublicKey::rsa_e() const { return impl_->e; }
-const std::string& PublicKey::Thumbprint() const { return impl_->thumbprint; }
+const std::string& PublicKey::Thumbprint() const {
+  std::call_once(impl_->thumbprint_once, [this] { impl_->thumbprint = MakeThumbprint(*this); });
+  return impl_->thumbprint;
+}
 
 std::string PublicKey::ToPem() const {
   std::string b64 = absl::Base64Escape(base::AsChars(impl_->spki));

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Prints benchmark medians as rates and as ratios to the raw ECDSA floor of the same run."""
+import json
+import sys
+
+# benchmark -> (floor benchmark, target ratio or None, target text)
+TARGETS = {
+    "BM_X509SvidIssueFromPublicKey": ("BM_RawEcdsaP256Sign", 0.70, ">= 70% of raw sign"),
+    "BM_X509SvidIssueFromSpkiDer": ("BM_RawEcdsaP256Sign", 0.70, ">= 70% of raw sign"),
+    "BM_X509SvidVerifyNew": ("BM_RawEcdsaP256Verify", 0.85, ">= 85% of raw verify"),
+    "BM_JwtSvidMint": ("BM_RawEcdsaP256Sign", 0.70, ">= 70% of raw sign"),
+    "BM_JwtSvidValidate": ("BM_RawEcdsaP256Verify", 0.85, ">= 85% of raw verify"),
+}
+ABSOLUTE = {  # benchmark -> (minimum items/s, or maximum ns/op)
+    "BM_X509SvidVerifyCached/threads:1": ("rate", 1_000_000, ">= 1,000,000/s"),
+    "BM_ScopeCheck": ("ns", 200, "<= 200 ns"),
+    "BM_ScopeParseAndCheck": ("ns", 200, "<= 200 ns"),
+}
+
+
+def main(paths):
+    rates, ns = {}, {}
+    for path in paths:
+        with open(path) as f:
+            for b in json.load(f)["benchmarks"]:
+                if b.get("aggregate_name") != "median":
+                    continue
+                name = b["run_name"]
+                rates[name] = b.get("items_per_second", 0.0)
+                ns[name] = b["real_time"] if b["time_unit"] == "ns" else b["real_time"] * 1000
+    rows, failed = [], False
+    for name in sorted(rates, key=lambda n: (not n.startswith("BM_Raw"), n)):
+        rate = rates[name]
+        ratio = target = verdict = ""
+        if name in TARGETS:
+            floor, want, target = TARGETS[name]
+            r = rate / rates[floor]
+            ratio = f"{r:.0%} of {floor.removeprefix('BM_')}"
+            verdict = "ok" if r >= want else "BELOW"
+        elif name in ABSOLUTE:
+            kind, bound, target = ABSOLUTE[name]
+            good = rate >= bound if kind == "rate" else ns[name] <= bound
+            verdict = "ok" if good else "BELOW"
+        failed |= verdict == "BELOW"
+        rows.append((name.removeprefix("BM_"), f"{rate:,.0f}/s", f"{ns[name]:,.0f} ns", ratio, target, verdict))
+    header = ("benchmark", "rate", "time/op", "ratio", "target", "")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

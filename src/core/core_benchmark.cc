@@ -1,0 +1,202 @@
+// Issuance, verification and scope-check rates, each beside the raw ECDSA P-256 sign and
+// verify rates measured in the same run (scripts/bench prints the ratios).
+#include <benchmark/benchmark.h>
+
+#include <openssl/evp.h>
+
+#include "core/jwt_svid.h"
+#include "core/x509_issuer.h"
+#include "core/x509_verifier.h"
+#include "crypto/ossl_ptr.h"
+#include "crypto/software_signer.h"
+
+namespace tw::core {
+namespace {
+
+const absl::Time kNow = absl::Now();
+
+struct Fixture {
+  std::shared_ptr<crypto::SoftwareSigner> ca_key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::shared_ptr<crypto::SoftwareSigner> jwt_key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::shared_ptr<crypto::SoftwareSigner> agent_key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  base::Bytes ca_der = *X509Issuer::SelfSignedCa(
+      *ca_key, {.trust_domain = *TrustDomain::FromName("trustwarden"),
+                .not_before = kNow - absl::Minutes(1),
+                .not_after = kNow + absl::Hours(24),
+                .path_len = std::nullopt});
+  X509Issuer issuer = *X509Issuer::Create(ca_key, {ca_der});
+  std::shared_ptr<BundleSet> bundles = MakeBundles();
+  LeafRequest request = MakeRequest();
+
+  std::shared_ptr<BundleSet> MakeBundles() {
+    Bundle b(*TrustDomain::FromName("trustwarden"));
+    (void)b.AddX509Authority(ca_der);
+    b.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());
+    auto set = std::make_shared<BundleSet>();
+    set->Put(std::move(b));
+    return set;
+  }
+  static LeafRequest MakeRequest() {
+    LeafRequest r{.spiffe_id = *SpiffeId::FromString(
+                      "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-x7k2mq4p9d3bxxxx"),
+                  .not_before = kNow - absl::Seconds(30),
+                  .not_after = kNow + absl::Minutes(30),
+                  .attributes = {},
+                  .dns_names = {},
+                  .ip_addresses = {}};
+    r.attributes.scopes = {*Scope::Parse("read:transactions"), *Scope::Parse("write:ledger")};
+    r.attributes.trust_level = TrustLevel::kHigh;
+    r.attributes.policy_version = 3;
+    r.attributes.principal = "platform-team";
+    return r;
+  }
+};
+
+Fixture& F() {
+  static Fixture* f = new Fixture();
+  return *f;
+}
+
+// The physical floor: one ECDSA P-256 signature over a 32-byte digest, context reused.
+void BM_RawEcdsaP256Sign(benchmark::State& state) {
+  crypto::UniquePtr<EVP_PKEY> key(EVP_EC_gen("P-256"));
+  crypto::UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  EVP_PKEY_sign_init(ctx.get());
+  unsigned char digest[32] = {1, 2, 3};
+  unsigned char sig[80];
+  for (auto _ : state) {
+    size_t len = sizeof sig;
+    EVP_PKEY_sign(ctx.get(), sig, &len, digest, sizeof digest);
+    benchmark::DoNotOptimize(sig);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RawEcdsaP256Sign);
+
+void BM_RawEcdsaP256Verify(benchmark::State& state) {
+  crypto::UniquePtr<EVP_PKEY> key(EVP_EC_gen("P-256"));
+  crypto::UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  EVP_PKEY_sign_init(ctx.get());
+  unsigned char digest[32] = {1, 2, 3};
+  unsigned char sig[80];
+  size_t len = sizeof sig;
+  EVP_PKEY_sign(ctx.get(), sig, &len, digest, sizeof digest);
+  crypto::UniquePtr<EVP_PKEY_CTX> vctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  EVP_PKEY_verify_init(vctx.get());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(EVP_PKEY_verify(vctx.get(), sig, len, digest, sizeof digest));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_RawEcdsaP256Verify);
+
+void BM_X509SvidIssueFromPublicKey(benchmark::State& state) {
+  Fixture& f = F();
+  const crypto::PublicKey& key = f.agent_key->public_key();
+  for (auto _ : state) benchmark::DoNotOptimize(f.issuer.IssueLeaf(f.request, key));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_X509SvidIssueFromPublicKey);
+
+// Includes validating the subject's SubjectPublicKeyInfo (as received over the wire).
+void BM_X509SvidIssueFromSpkiDer(benchmark::State& state) {
+  Fixture& f = F();
+  const base::Bytes& spki = f.agent_key->public_key_der();
+  for (auto _ : state) {
+    auto key = crypto::PublicKey::FromSpkiDer(spki);
+    benchmark::DoNotOptimize(f.issuer.IssueLeaf(f.request, *key));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_X509SvidIssueFromSpkiDer);
+
+// A leaf never seen before: parse + path to the cached bundle + SPIFFE rules.
+void BM_X509SvidVerifyNew(benchmark::State& state) {
+  Fixture& f = F();
+  std::vector<base::Bytes> leaves;
+  for (int i = 0; i < 64; ++i) leaves.push_back(*f.issuer.IssueLeaf(f.request, f.agent_key->public_key()));
+  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(), .revocation_check = {}, .cache_capacity = 0});
+  size_t i = 0;
+  for (auto _ : state) {
+    auto r = verifier.Verify({leaves[i++ % leaves.size()]});
+    if (!r.ok()) state.SkipWithError("verification failed");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_X509SvidVerifyNew);
+
+// A leaf already verified: the DER-keyed cache, still checking expiry and revocation.
+void BM_X509SvidVerifyCached(benchmark::State& state) {
+  Fixture& f = F();
+  base::Bytes leaf = *f.issuer.IssueLeaf(f.request, f.agent_key->public_key());
+  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(),
+                                    .revocation_check = [](const VerifiedX509Svid&) { return absl::OkStatus(); },
+                                    .cache_capacity = 1024});
+  std::vector<base::ByteView> chain = {leaf};
+  for (auto _ : state) {
+    auto r = verifier.Verify(chain);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_X509SvidVerifyCached)->ThreadRange(1, 2);
+
+void BM_JwtSvidMint(benchmark::State& state) {
+  Fixture& f = F();
+  JwtSvidRequest req{.subject = f.request.spiffe_id, .audience = {"spiffe://trustwarden/payments-api"},
+                     .issued_at = kNow, .ttl = absl::Minutes(5), .attributes = f.request.attributes};
+  for (auto _ : state) benchmark::DoNotOptimize(MintJwtSvid(*f.jwt_key, req));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_JwtSvidMint);
+
+void BM_JwtSvidValidate(benchmark::State& state) {
+  Fixture& f = F();
+  JwtSvidRequest req{.subject = f.request.spiffe_id, .audience = {"spiffe://trustwarden/payments-api"},
+                     .issued_at = kNow, .ttl = absl::Minutes(5), .attributes = f.request.attributes};
+  std::string token = *MintJwtSvid(*f.jwt_key, req);
+  for (auto _ : state) {
+    auto r = ValidateJwtSvid(token, "spiffe://trustwarden/payments-api", *f.bundles, kNow);
+    if (!r.ok()) state.SkipWithError("validation failed");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_JwtSvidValidate);
+
+// Is `delete:records` allowed by a typical grant? (parsed scopes, the enforcement hot path)
+void BM_ScopeCheck(benchmark::State& state) {
+  std::vector<Scope> granted = *ParseScopes({"read:transactions", "write:ledger.*", "read:customers",
+                                             "write:audit", "read:reports.*"});
+  Scope requested = *Scope::Parse("delete:records");
+  for (auto _ : state) benchmark::DoNotOptimize(ScopesAllow(granted, requested));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ScopeCheck);
+
+// The same, parsing the requested scope from text first.
+void BM_ScopeParseAndCheck(benchmark::State& state) {
+  std::vector<Scope> granted = *ParseScopes({"read:transactions", "write:ledger.*", "read:customers",
+                                             "write:audit", "read:reports.*"});
+  for (auto _ : state) {
+    auto requested = Scope::Parse("write:ledger.entries");
+    benchmark::DoNotOptimize(ScopesAllow(granted, *requested));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ScopeParseAndCheck);
+
+void BM_SpiffeIdParse(benchmark::State& state) {
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(SpiffeId::FromString(
+        "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-x7k2mq4p9d3bxxxx"));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SpiffeIdParse);
+
+}  // namespace
+}  // namespace tw::core
+
+BENCHMARK_MAIN();
