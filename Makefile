@@ -35,7 +35,7 @@ build-fuzz/build.ninja:
 
 FUZZ_SECONDS ?= 20
 fuzz: bootstrap build-fuzz/build.ninja
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzzers
 	scripts/fuzz build-fuzz $(FUZZ_SECONDS)
 
 format:

@@ -1,12 +1,12 @@
 // Byte buffers at module boundaries: DER, signatures, digests.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <cstdint>
 #include <span>
 #include <string>
-
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace tw::base {
 

@@ -41,7 +41,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) 
     out.append(buf, static_cast<size_t>(n));
     if (out.size() > max_bytes) {
       ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " is larger than ", max_bytes, " bytes"));
     }
   }
   ::close(fd);
@@ -89,7 +90,8 @@ absl::Status WriteFile(const std::string& path, absl::string_view content, int m
 absl::Status MakeDirectory(const std::string& path, int mode) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create directory ", path, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create directory ", path, ": ", ec.message()));
   if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) return Errno("cannot chmod", path);
   return absl::OkStatus();
 }

@@ -8,11 +8,11 @@
 #define TW_CONCAT(a, b) TW_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define TW_RETURN_IF_ERROR(expr)                 \
-  do {                                           \
+#define TW_RETURN_IF_ERROR(expr)                              \
+  do {                                                        \
     if (absl::Status tw_status_ = (expr); !tw_status_.ok()) { \
-      return tw_status_;                         \
-    }                                            \
+      return tw_status_;                                      \
+    }                                                         \
   } while (false)
 
 // `TW_ASSIGN_OR_RETURN(auto x, F())` declares x from an OK StatusOr or returns its status.
@@ -24,9 +24,9 @@
   lhs = std::move(tmp).value()
 
 // Aborts with a message: only for states that cannot happen, never for external input.
-#define TW_CHECK(cond)                                                            \
-  do {                                                                            \
-    if (!(cond)) ::tw::base::CheckFailed(#cond, __FILE__, __LINE__);              \
+#define TW_CHECK(cond)                                               \
+  do {                                                               \
+    if (!(cond)) ::tw::base::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (false)
 
 namespace tw::base {

@@ -33,12 +33,12 @@ absl::Status CaDirectory::Init(const std::string& dir, const CaInitOptions& opti
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> jwt_key,
                       crypto::SoftwareSigner::Generate(options.key_type));
   absl::Time now = clock.Now();
-  TW_ASSIGN_OR_RETURN(base::Bytes ca_der,
-                      core::X509Issuer::SelfSignedCa(
-                          *ca_key, core::CaRequest{.trust_domain = options.trust_domain,
-                                                   .not_before = now - kBackdate,
-                                                   .not_after = now + options.ttl,
-                                                   .path_len = std::nullopt}));
+  TW_ASSIGN_OR_RETURN(
+      base::Bytes ca_der,
+      core::X509Issuer::SelfSignedCa(*ca_key, core::CaRequest{.trust_domain = options.trust_domain,
+                                                              .not_before = now - kBackdate,
+                                                              .not_after = now + options.ttl,
+                                                              .path_len = std::nullopt}));
   core::Bundle bundle(options.trust_domain);
   TW_RETURN_IF_ERROR(bundle.AddX509Authority(ca_der));
   bundle.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());

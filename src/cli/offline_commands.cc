@@ -56,7 +56,8 @@ absl::StatusOr<std::shared_ptr<core::BundleSet>> LoadBundle(const std::string& p
   TW_ASSIGN_OR_RETURN(std::optional<core::TrustDomain> td, OptionalTrustDomain(trust_domain));
   auto bundle = core::Bundle::Parse(text, std::move(td));
   if (!bundle.ok()) {
-    return absl::Status(bundle.status().code(), absl::StrCat(path, ": ", bundle.status().message()));
+    return absl::Status(bundle.status().code(),
+                        absl::StrCat(path, ": ", bundle.status().message()));
   }
   auto set = std::make_shared<core::BundleSet>();
   set->Put(*std::move(bundle));
@@ -94,7 +95,8 @@ void RegisterId(CLI::App& app, Action* action) {
 void RegisterCa(CLI::App& app, Action* action) {
   CLI::App* ca = app.add_subcommand("ca", "Offline certificate authority");
   ca->require_subcommand(1);
-  CLI::App* init = ca->add_subcommand("init", "Create a self-signed CA and JWT key for a trust domain");
+  CLI::App* init =
+      ca->add_subcommand("init", "Create a self-signed CA and JWT key for a trust domain");
   struct Opts {
     std::string trust_domain, out, key_type = "ec-p256", ttl = "365d";
   };
@@ -110,7 +112,8 @@ void RegisterCa(CLI::App& app, Action* action) {
       if (!td.ok()) return Fail(td.status());
       auto ttl = core::ParseDuration(o->ttl);
       if (!ttl.ok()) return Fail(ttl.status());
-      ca::CaInitOptions options{.trust_domain = *td, .key_type = KeyTypeFromFlag(o->key_type), .ttl = *ttl};
+      ca::CaInitOptions options{
+          .trust_domain = *td, .key_type = KeyTypeFromFlag(o->key_type), .ttl = *ttl};
       if (absl::Status s = ca::CaDirectory::Init(o->out, options, base::Clock::System()); !s.ok()) {
         return Fail(s);
       }
@@ -120,7 +123,8 @@ void RegisterCa(CLI::App& app, Action* action) {
       std::cout << "trust domain: " << td->name() << "\n"
                 << "CA serial:    " << cert.SerialHex() << "\n"
                 << "valid until:  " << Rfc3339(cert.not_after()) << "\n"
-                << "wrote:        " << o->out << "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}\n";
+                << "wrote:        " << o->out
+                << "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}\n";
       return 0;
     };
   });
@@ -168,7 +172,8 @@ int IssueSvid(const std::string& ca_dir, const std::string& spiffe_id, const std
   if (!der.ok()) return Fail(der.status());
   std::vector<base::ByteView> chain = {*der};
   for (base::ByteView c : ca->issuer().served_chain()) chain.push_back(c);
-  if (absl::Status s = base::WriteFile(out, core::CertificatesToPem(chain)); !s.ok()) return Fail(s);
+  if (absl::Status s = base::WriteFile(out, core::CertificatesToPem(chain)); !s.ok())
+    return Fail(s);
   auto cert = core::Certificate::Parse(*der);
   std::cout << id->str() << "\nserial " << cert->SerialHex() << ", valid until "
             << Rfc3339(cert->not_after()) << "\n";
@@ -188,7 +193,8 @@ int InspectSvid(const std::string& path, bool json) {
     attrs = *std::move(a);
   }
   nlohmann::json j;
-  j["spiffe_id"] = leaf.uri_sans().size() == 1 ? nlohmann::json(std::string(leaf.uri_sans()[0])) : nlohmann::json();
+  j["spiffe_id"] = leaf.uri_sans().size() == 1 ? nlohmann::json(std::string(leaf.uri_sans()[0]))
+                                               : nlohmann::json();
   j["uri_sans"] = nlohmann::json::array();
   for (absl::string_view u : leaf.uri_sans()) j["uri_sans"].push_back(std::string(u));
   j["dns_sans"] = nlohmann::json::array();
@@ -224,8 +230,9 @@ int InspectSvid(const std::string& path, bool json) {
     }
     return v.dump();
   };
-  for (const char* k : {"spiffe_id", "serial", "not_before", "not_after", "scopes", "trust_level",
-                        "policy_version", "parent", "principal", "dns_sans", "is_ca", "chain_length"}) {
+  for (const char* k :
+       {"spiffe_id", "serial", "not_before", "not_after", "scopes", "trust_level", "policy_version",
+        "parent", "principal", "dns_sans", "is_ca", "chain_length"}) {
     std::cout << k << ": " << text_of(j[k]) << "\n";
   }
   return 0;
@@ -289,7 +296,8 @@ void RegisterSvid(CLI::App& app, Action* action) {
     bool json = false;
   };
   auto in = std::make_shared<InspectOpts>();
-  CLI::App* inspect = svid->add_subcommand("inspect", "Show an X.509-SVID's identity and attributes");
+  CLI::App* inspect =
+      svid->add_subcommand("inspect", "Show an X.509-SVID's identity and attributes");
   inspect->add_option("FILE", in->file, "PEM chain or DER certificate")->required();
   inspect->add_flag("--json", in->json, "one JSON document");
   inspect->callback([action, in] { *action = [in] { return InspectSvid(in->file, in->json); }; });

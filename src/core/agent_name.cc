@@ -69,8 +69,7 @@ absl::StatusOr<SpiffeId> AgentSpiffeId(const TrustDomain& td, const AgentName& n
 absl::StatusOr<AgentInstance> ParseAgentSpiffeId(const SpiffeId& id) {
   std::vector<absl::string_view> segs = id.segments();
   if (segs.size() != 4) {
-    return absl::InvalidArgumentError(
-        "agent SPIFFE ID: want spiffe://TD/ORG/TEAM/AGENT/INSTANCE");
+    return absl::InvalidArgumentError("agent SPIFFE ID: want spiffe://TD/ORG/TEAM/AGENT/INSTANCE");
   }
   auto name = AgentName::Parse(absl::StrCat(segs[0], "/", segs[1], "/", segs[2]));
   if (!name.ok()) return name.status();

@@ -1,11 +1,10 @@
 // The TrustWarden path convention: spiffe://TD/<org>/<team>/<agent>/<instance-id>.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <string>
 
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/spiffe_id.h"
 
 namespace tw::core {

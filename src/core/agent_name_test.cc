@@ -16,8 +16,8 @@ TEST(AgentNameTest, ParsesThreeSegments) {
 }
 
 TEST(AgentNameTest, RejectsOtherShapes) {
-  for (const char* bad : {"", "a/b", "a/b/c/d", "a//c", "A/b/c", "a/b/c d", "a/../c", "a/b/c/",
-                          "a/b/%41"}) {
+  for (const char* bad :
+       {"", "a/b", "a/b/c/d", "a//c", "A/b/c", "a/b/c d", "a/../c", "a/b/c/", "a/b/%41"}) {
     EXPECT_FALSE(AgentName::Parse(bad).ok()) << bad;
   }
   EXPECT_FALSE(AgentName::Parse(std::string(64, 'a') + "/b/c").ok());

@@ -22,7 +22,8 @@ TEST(AttributesTest, OidMatchesTheDesign) {
   ASN1_OBJECT* obj = OBJ_txt2obj(kAttributesOidText, 1);
   ASSERT_NE(obj, nullptr);
   base::ByteView want(OBJ_get0_data(obj), OBJ_length(obj));
-  EXPECT_EQ(base::Bytes(want.begin(), want.end()), base::Bytes(std::begin(kAttributesOid), std::end(kAttributesOid)));
+  EXPECT_EQ(base::Bytes(want.begin(), want.end()),
+            base::Bytes(std::begin(kAttributesOid), std::end(kAttributesOid)));
   ASN1_OBJECT_free(obj);
 }
 

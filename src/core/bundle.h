@@ -2,15 +2,14 @@
 // authorities of one trust domain, and a thread-safe set of bundles keyed by trust domain.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
-
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "core/certificate.h"
 #include "core/spiffe_id.h"

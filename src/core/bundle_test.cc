@@ -10,14 +10,16 @@
 namespace tw::core {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 using testing::TestKey;
 
 std::string B64Url(base::ByteView b) { return absl::WebSafeBase64Escape(base::AsChars(b)); }
 
 json EcJwk(const crypto::PublicKey& k) {
-  return {{"kty", "EC"}, {"crv", std::string(crypto::CurveName(k.type()))}, {"x", B64Url(k.ec_x())},
+  return {{"kty", "EC"},
+          {"crv", std::string(crypto::CurveName(k.type()))},
+          {"x", B64Url(k.ec_x())},
           {"y", B64Url(k.ec_y())}};
 }
 
@@ -71,7 +73,8 @@ TEST_F(BundleTest, InfersTheTrustDomainFromTheCaUriSan) {
   ASSERT_TRUE(b.AddX509Authority(ca_.der).ok());
   EXPECT_EQ(Bundle::Parse(b.ToJson())->trust_domain().name(), "example.org");
   EXPECT_EQ(Bundle::Parse(b.ToPem())->trust_domain().name(), "example.org");
-  EXPECT_EQ(Bundle::Parse(b.ToPem(), *TrustDomain::FromName("x.org"))->trust_domain().name(), "x.org");
+  EXPECT_EQ(Bundle::Parse(b.ToPem(), *TrustDomain::FromName("x.org"))->trust_domain().name(),
+            "x.org");
   testing::CertSpec spec = testing::IntermediateSpec("example.org");
   spec.uris = {};
   testing::TestCert anonymous = testing::MakeCert(spec);
@@ -82,7 +85,8 @@ TEST_F(BundleTest, InfersTheTrustDomainFromTheCaUriSan) {
 }
 
 TEST_F(BundleTest, IgnoresJwksTheSpecSaysToIgnore) {
-  json unknown_kty = {{"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "AAAA"}, {"use", "jwt-svid"}, {"kid", "ed"}};
+  json unknown_kty = {
+      {"kty", "OKP"}, {"crv", "Ed25519"}, {"x", "AAAA"}, {"use", "jwt-svid"}, {"kid", "ed"}};
   json no_use = JwtJwk("nouse");
   no_use.erase("use");
   json unknown_use = JwtJwk("weird");
@@ -97,8 +101,9 @@ TEST_F(BundleTest, IgnoresJwksTheSpecSaysToIgnore) {
   mismatched["x"] = EcJwk(jwt_key_.public_key())["x"];
   json bad_point = JwtJwk("bad");
   bad_point["y"] = bad_point["x"];
-  json doc = {{"keys", {unknown_kty, no_use, unknown_use, jwt_no_kid, x509_no_x5c, x509_empty_x5c,
-                        mismatched, bad_point, X509Jwk(ca_), JwtJwk()}}};
+  json doc = {{"keys",
+               {unknown_kty, no_use, unknown_use, jwt_no_kid, x509_no_x5c, x509_empty_x5c,
+                mismatched, bad_point, X509Jwk(ca_), JwtJwk()}}};
   auto b = Bundle::Parse(doc.dump(), *TrustDomain::FromName("example.org"));
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->x509_authorities().size(), 1u);
@@ -122,17 +127,21 @@ TEST_F(BundleTest, X509SvidKeysNeverValidateJwts) {
   set.Put(*Bundle::Parse(doc.dump(), *TrustDomain::FromName("example.org")));
   json header = {{"alg", "ES256"}};
   json claims = {{"sub", "spiffe://example.org/w"}, {"aud", "svc"}, {"exp", 4102444800}};
-  std::string input = absl::WebSafeBase64Escape(header.dump()) + "." + absl::WebSafeBase64Escape(claims.dump());
-  base::Bytes sig = crypto::EcdsaDerToRaw(ca_.key.Sign(crypto::SignatureScheme::kEcdsaSha256, base::AsBytes(input)), 32);
-  auto r = ValidateJwtSvid(input + "." + B64Url(sig), "svc", set, absl::FromUnixSeconds(1'800'000'000));
+  std::string input =
+      absl::WebSafeBase64Escape(header.dump()) + "." + absl::WebSafeBase64Escape(claims.dump());
+  base::Bytes sig = crypto::EcdsaDerToRaw(
+      ca_.key.Sign(crypto::SignatureScheme::kEcdsaSha256, base::AsBytes(input)), 32);
+  auto r =
+      ValidateJwtSvid(input + "." + B64Url(sig), "svc", set, absl::FromUnixSeconds(1'800'000'000));
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("no JWT authority"));
 }
 
 TEST_F(BundleTest, RejectsMalformedDocuments) {
   TrustDomain td = *TrustDomain::FromName("example.org");
-  for (const char* bad : {"", "{", "[]", "{}", R"({"keys":{}})", R"({"keys":[],"keys":[]})",
-                          R"({"keys":[],"spiffe_sequence":-1})", R"({"keys":[],"spiffe_sequence":"1"})",
-                          R"({"keys":[],"spiffe_refresh_hint":1.5})", "not a bundle"}) {
+  for (const char* bad :
+       {"", "{", "[]", "{}", R"({"keys":{}})", R"({"keys":[],"keys":[]})",
+        R"({"keys":[],"spiffe_sequence":-1})", R"({"keys":[],"spiffe_sequence":"1"})",
+        R"({"keys":[],"spiffe_refresh_hint":1.5})", "not a bundle"}) {
     EXPECT_FALSE(Bundle::Parse(bad, td).ok()) << bad;
   }
   EXPECT_THAT(std::string(Bundle::Parse(R"({"keys":[],"keys":[]})", td).status().message()),

@@ -114,7 +114,8 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
       eku_client_ |= Equal(purpose, kOidClientAuth);
     }
   } else if (Equal(oid, kOidSubjectKeyId)) {
-    if (!r.Read(der::kOctetString, &ski_) || !r.empty()) return Malformed("bad subjectKeyIdentifier");
+    if (!r.Read(der::kOctetString, &ski_) || !r.empty())
+      return Malformed("bad subjectKeyIdentifier");
   } else if (Equal(oid, kOidAuthorityKeyId)) {
     der::Reader seq(base::ByteView{});
     bool present;
@@ -172,17 +173,17 @@ absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
     return Malformed(absl::StrCat("unsupported signature algorithm ", OidText(alg_oid)));
   }
   base::ByteView null_params;
-  if (found->rsa && alg.Peek(der::kNull) && (!alg.Read(der::kNull, &null_params) || !null_params.empty())) {
+  if (found->rsa && alg.Peek(der::kNull) &&
+      (!alg.Read(der::kNull, &null_params) || !null_params.empty())) {
     return Malformed("bad signature algorithm parameters");
   }
   if (!alg.empty()) return Malformed("bad signature algorithm parameters");
   c.scheme_ = found->scheme;
 
   der::Reader validity(base::ByteView{});
-  if (!tbs.Read(der::kSequence, nullptr, &c.issuer_) ||
-      !tbs.Enter(der::kSequence, &validity) || !validity.ReadTime(&c.not_before_) ||
-      !validity.ReadTime(&c.not_after_) || !validity.empty() ||
-      !tbs.Read(der::kSequence, nullptr, &c.subject_) ||
+  if (!tbs.Read(der::kSequence, nullptr, &c.issuer_) || !tbs.Enter(der::kSequence, &validity) ||
+      !validity.ReadTime(&c.not_before_) || !validity.ReadTime(&c.not_after_) ||
+      !validity.empty() || !tbs.Read(der::kSequence, nullptr, &c.subject_) ||
       !tbs.Read(der::kSequence, nullptr, &c.spki_)) {
     return Malformed("bad issuer, validity, subject or public key");
   }

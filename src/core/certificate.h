@@ -2,13 +2,12 @@
 // read in place from strict DER. Owns its DER; move-only; thread-compatible.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <optional>
 #include <string>
-
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/bytes.h"
 #include "crypto/signature_scheme.h"

@@ -1,7 +1,6 @@
 // Issuance, verification and scope-check rates, each beside the raw ECDSA P-256 sign and
 // verify rates measured in the same run (scripts/bench prints the ratios).
 #include <benchmark/benchmark.h>
-
 #include <openssl/evp.h>
 
 #include "core/jwt_svid.h"
@@ -16,14 +15,17 @@ namespace {
 const absl::Time kNow = absl::Now();
 
 struct Fixture {
-  std::shared_ptr<crypto::SoftwareSigner> ca_key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-  std::shared_ptr<crypto::SoftwareSigner> jwt_key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-  std::shared_ptr<crypto::SoftwareSigner> agent_key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-  base::Bytes ca_der = *X509Issuer::SelfSignedCa(
-      *ca_key, {.trust_domain = *TrustDomain::FromName("trustwarden"),
-                .not_before = kNow - absl::Minutes(1),
-                .not_after = kNow + absl::Hours(24),
-                .path_len = std::nullopt});
+  std::shared_ptr<crypto::SoftwareSigner> ca_key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::shared_ptr<crypto::SoftwareSigner> jwt_key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::shared_ptr<crypto::SoftwareSigner> agent_key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  base::Bytes ca_der =
+      *X509Issuer::SelfSignedCa(*ca_key, {.trust_domain = *TrustDomain::FromName("trustwarden"),
+                                          .not_before = kNow - absl::Minutes(1),
+                                          .not_after = kNow + absl::Hours(24),
+                                          .path_len = std::nullopt});
   X509Issuer issuer = *X509Issuer::Create(ca_key, {ca_der});
   std::shared_ptr<BundleSet> bundles = MakeBundles();
   LeafRequest request = MakeRequest();
@@ -37,13 +39,14 @@ struct Fixture {
     return set;
   }
   static LeafRequest MakeRequest() {
-    LeafRequest r{.spiffe_id = *SpiffeId::FromString(
-                      "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-x7k2mq4p9d3bxxxx"),
-                  .not_before = kNow - absl::Seconds(30),
-                  .not_after = kNow + absl::Minutes(30),
-                  .attributes = {},
-                  .dns_names = {},
-                  .ip_addresses = {}};
+    LeafRequest r{
+        .spiffe_id = *SpiffeId::FromString(
+            "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-x7k2mq4p9d3bxxxx"),
+        .not_before = kNow - absl::Seconds(30),
+        .not_after = kNow + absl::Minutes(30),
+        .attributes = {},
+        .dns_names = {},
+        .ip_addresses = {}};
     r.attributes.scopes = {*Scope::Parse("read:transactions"), *Scope::Parse("write:ledger")};
     r.attributes.trust_level = TrustLevel::kHigh;
     r.attributes.policy_version = 3;
@@ -114,8 +117,10 @@ BENCHMARK(BM_X509SvidIssueFromSpkiDer);
 void BM_X509SvidVerifyNew(benchmark::State& state) {
   Fixture& f = F();
   std::vector<base::Bytes> leaves;
-  for (int i = 0; i < 64; ++i) leaves.push_back(*f.issuer.IssueLeaf(f.request, f.agent_key->public_key()));
-  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(), .revocation_check = {}, .cache_capacity = 0});
+  for (int i = 0; i < 64; ++i)
+    leaves.push_back(*f.issuer.IssueLeaf(f.request, f.agent_key->public_key()));
+  X509Verifier verifier(
+      f.bundles, {.clock = &base::Clock::System(), .revocation_check = {}, .cache_capacity = 0});
   size_t i = 0;
   for (auto _ : state) {
     auto r = verifier.Verify({leaves[i++ % leaves.size()]});
@@ -130,9 +135,10 @@ BENCHMARK(BM_X509SvidVerifyNew);
 void BM_X509SvidVerifyCached(benchmark::State& state) {
   Fixture& f = F();
   base::Bytes leaf = *f.issuer.IssueLeaf(f.request, f.agent_key->public_key());
-  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(),
-                                    .revocation_check = [](const VerifiedX509Svid&) { return absl::OkStatus(); },
-                                    .cache_capacity = 1024});
+  X509Verifier verifier(
+      f.bundles, {.clock = &base::Clock::System(),
+                  .revocation_check = [](const VerifiedX509Svid&) { return absl::OkStatus(); },
+                  .cache_capacity = 1024});
   std::vector<base::ByteView> chain = {leaf};
   for (auto _ : state) {
     auto r = verifier.Verify(chain);
@@ -144,8 +150,11 @@ BENCHMARK(BM_X509SvidVerifyCached)->ThreadRange(1, 2);
 
 void BM_JwtSvidMint(benchmark::State& state) {
   Fixture& f = F();
-  JwtSvidRequest req{.subject = f.request.spiffe_id, .audience = {"spiffe://trustwarden/payments-api"},
-                     .issued_at = kNow, .ttl = absl::Minutes(5), .attributes = f.request.attributes};
+  JwtSvidRequest req{.subject = f.request.spiffe_id,
+                     .audience = {"spiffe://trustwarden/payments-api"},
+                     .issued_at = kNow,
+                     .ttl = absl::Minutes(5),
+                     .attributes = f.request.attributes};
   for (auto _ : state) benchmark::DoNotOptimize(MintJwtSvid(*f.jwt_key, req));
   state.SetItemsProcessed(state.iterations());
 }
@@ -153,8 +162,11 @@ BENCHMARK(BM_JwtSvidMint);
 
 void BM_JwtSvidValidate(benchmark::State& state) {
   Fixture& f = F();
-  JwtSvidRequest req{.subject = f.request.spiffe_id, .audience = {"spiffe://trustwarden/payments-api"},
-                     .issued_at = kNow, .ttl = absl::Minutes(5), .attributes = f.request.attributes};
+  JwtSvidRequest req{.subject = f.request.spiffe_id,
+                     .audience = {"spiffe://trustwarden/payments-api"},
+                     .issued_at = kNow,
+                     .ttl = absl::Minutes(5),
+                     .attributes = f.request.attributes};
   std::string token = *MintJwtSvid(*f.jwt_key, req);
   for (auto _ : state) {
     auto r = ValidateJwtSvid(token, "spiffe://trustwarden/payments-api", *f.bundles, kNow);
@@ -167,8 +179,8 @@ BENCHMARK(BM_JwtSvidValidate);
 
 // Is `delete:records` allowed by a typical grant? (parsed scopes, the enforcement hot path)
 void BM_ScopeCheck(benchmark::State& state) {
-  std::vector<Scope> granted = *ParseScopes({"read:transactions", "write:ledger.*", "read:customers",
-                                             "write:audit", "read:reports.*"});
+  std::vector<Scope> granted = *ParseScopes(
+      {"read:transactions", "write:ledger.*", "read:customers", "write:audit", "read:reports.*"});
   Scope requested = *Scope::Parse("delete:records");
   for (auto _ : state) benchmark::DoNotOptimize(ScopesAllow(granted, requested));
   state.SetItemsProcessed(state.iterations());
@@ -177,8 +189,8 @@ BENCHMARK(BM_ScopeCheck);
 
 // The same, parsing the requested scope from text first.
 void BM_ScopeParseAndCheck(benchmark::State& state) {
-  std::vector<Scope> granted = *ParseScopes({"read:transactions", "write:ledger.*", "read:customers",
-                                             "write:audit", "read:reports.*"});
+  std::vector<Scope> granted = *ParseScopes(
+      {"read:transactions", "write:ledger.*", "read:customers", "write:audit", "read:reports.*"});
   for (auto _ : state) {
     auto requested = Scope::Parse("write:ledger.entries");
     benchmark::DoNotOptimize(ScopesAllow(granted, *requested));

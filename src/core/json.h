@@ -2,10 +2,8 @@
 // no exceptions escaping. Thread-safe.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
 namespace tw::core {

@@ -12,8 +12,8 @@
 namespace tw::core {
 namespace {
 
-using nlohmann::json;
 using crypto::SignatureScheme;
+using nlohmann::json;
 
 constexpr size_t kMaxTokenBytes = 16 * 1024;
 
@@ -57,9 +57,11 @@ bool KeyFits(const crypto::PublicKey& key, SignatureScheme s) {
 
 absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtSvidRequest& r) {
   if (r.audience.empty()) return absl::InvalidArgumentError("JWT-SVID: audience is required");
-  if (r.ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("JWT-SVID: TTL must be positive");
+  if (r.ttl <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("JWT-SVID: TTL must be positive");
   SignatureScheme scheme = signer.algorithm();
-  json header = {{"alg", std::string(crypto::JoseName(scheme))}, {"kid", signer.key_id()}, {"typ", "JWT"}};
+  json header = {
+      {"alg", std::string(crypto::JoseName(scheme))}, {"kid", signer.key_id()}, {"typ", "JWT"}};
   int64_t iat = absl::ToUnixSeconds(r.issued_at);
   json claims = {{"sub", r.subject.str()},
                  {"aud", r.audience},
@@ -166,7 +168,8 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   for (const JwtAuthority& a : bundle->jwt_authorities()) {
     if (kid && a.key_id != *kid) continue;
     if (!KeyFits(a.key, *scheme)) {
-      if (kid) return Reject(absl::StrCat("algorithm ", alg, " does not fit the key \"", *kid, "\""));
+      if (kid)
+        return Reject(absl::StrCat("algorithm ", alg, " does not fit the key \"", *kid, "\""));
       continue;
     }
     found_key = true;
@@ -234,7 +237,8 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
     out.attributes.trust_level = *level;
   }
   if (policy_claim != nullptr) {
-    if (!policy_claim->is_number_unsigned()) return Reject("tw_policy_version is not an unsigned integer");
+    if (!policy_claim->is_number_unsigned())
+      return Reject("tw_policy_version is not an unsigned integer");
     out.attributes.policy_version = policy_claim->get<int64_t>();
   }
   if (parent_claim != nullptr) {

@@ -2,13 +2,12 @@
 // validation against the bundle of the subject's own trust domain. Thread-safe.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <optional>
 #include <string>
-
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/attributes.h"
 #include "core/bundle.h"
@@ -38,7 +37,8 @@ struct JwtSvid {
 // Header {alg, kid, typ: JWT}; claims sub, aud (array), exp, iat, jti, scope and the
 // TrustWarden claims tw_trust_level, tw_policy_version, tw_parent, tw_principal.
 // InvalidArgument for an empty audience or a non-positive TTL.
-absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtSvidRequest& request);
+absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer,
+                                        const JwtSvidRequest& request);
 
 // Clock skew tolerated for exp, nbf and iat.
 inline constexpr absl::Duration kJwtLeeway = absl::Seconds(30);

@@ -13,9 +13,9 @@
 namespace tw::core {
 namespace {
 
-using ::testing::HasSubstr;
 using crypto::SignatureScheme;
 using nlohmann::json;
+using ::testing::HasSubstr;
 using testing::TestKey;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
@@ -24,18 +24,18 @@ constexpr char kSub[] = "spiffe://example.org/acme/fin/pay/inst-aaaaaaaaaaaaaaaa
 std::string B64(absl::string_view s) { return absl::WebSafeBase64Escape(s); }
 
 // Signs header.claims with `key` as `scheme` says, producing JOSE signature bytes.
-std::string Sign(const TestKey& key, SignatureScheme scheme, const json& header, const json& claims) {
+std::string Sign(const TestKey& key, SignatureScheme scheme, const json& header,
+                 const json& claims) {
   std::string input = absl::StrCat(B64(header.dump()), ".", B64(claims.dump()));
   base::Bytes sig = key.Sign(scheme, base::AsBytes(input));
-  if (crypto::IsEcdsa(scheme)) sig = crypto::EcdsaDerToRaw(sig, crypto::FieldBytes(key.public_key().type()));
+  if (crypto::IsEcdsa(scheme))
+    sig = crypto::EcdsaDerToRaw(sig, crypto::FieldBytes(key.public_key().type()));
   return absl::StrCat(input, ".", B64(base::AsChars(sig)));
 }
 
 class JwtSvidTest : public ::testing::Test {
  protected:
-  JwtSvidTest() : es256_(TestKey::Ec("P-256")) {
-    AddKey("example.org", "k256", es256_);
-  }
+  JwtSvidTest() : es256_(TestKey::Ec("P-256")) { AddKey("example.org", "k256", es256_); }
 
   void AddKey(const std::string& td, const std::string& kid, const TestKey& key) {
     AddKey(td, kid, key.public_key());
@@ -56,7 +56,9 @@ class JwtSvidTest : public ::testing::Test {
     return h;
   }
   json Claims() {
-    return {{"sub", kSub}, {"aud", {"svc"}}, {"exp", absl::ToUnixSeconds(kNow) + 300},
+    return {{"sub", kSub},
+            {"aud", {"svc"}},
+            {"exp", absl::ToUnixSeconds(kNow) + 300},
             {"iat", absl::ToUnixSeconds(kNow)}};
   }
   absl::StatusOr<JwtSvid> Validate(const std::string& token, absl::string_view aud = "svc") {
@@ -75,8 +77,11 @@ class JwtSvidTest : public ::testing::Test {
 TEST_F(JwtSvidTest, MintedTokenValidatesWithItsClaims) {
   auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
   AddKey("example.org", signer->key_id(), signer->public_key());
-  JwtSvidRequest req{.subject = *SpiffeId::FromString(kSub), .audience = {"svc"}, .issued_at = kNow,
-                     .ttl = absl::Minutes(5), .attributes = {}};
+  JwtSvidRequest req{.subject = *SpiffeId::FromString(kSub),
+                     .audience = {"svc"},
+                     .issued_at = kNow,
+                     .ttl = absl::Minutes(5),
+                     .attributes = {}};
   req.attributes.scopes = {*Scope::Parse("read:transactions"), *Scope::Parse("write:ledger")};
   req.attributes.trust_level = TrustLevel::kHigh;
   req.attributes.policy_version = 4;
@@ -90,15 +95,22 @@ TEST_F(JwtSvidTest, MintedTokenValidatesWithItsClaims) {
   EXPECT_EQ(v->expiry, kNow + absl::Minutes(5));
   EXPECT_EQ(v->attributes, req.attributes);
   EXPECT_FALSE(v->token_id.empty());
-  EXPECT_FALSE(MintJwtSvid(*signer, {.subject = req.subject, .audience = {}, .issued_at = kNow,
-                                     .ttl = absl::Minutes(1), .attributes = {}}).ok());
+  EXPECT_FALSE(MintJwtSvid(*signer, {.subject = req.subject,
+                                     .audience = {},
+                                     .issued_at = kNow,
+                                     .ttl = absl::Minutes(1),
+                                     .attributes = {}})
+                   .ok());
 }
 
 TEST_F(JwtSvidTest, MintsEs384WithP384) {
   auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP384);
   AddKey("example.org", signer->key_id(), signer->public_key());
-  auto token = MintJwtSvid(*signer, {.subject = *SpiffeId::FromString(kSub), .audience = {"svc"},
-                                     .issued_at = kNow, .ttl = absl::Minutes(5), .attributes = {}});
+  auto token = MintJwtSvid(*signer, {.subject = *SpiffeId::FromString(kSub),
+                                     .audience = {"svc"},
+                                     .issued_at = kNow,
+                                     .ttl = absl::Minutes(5),
+                                     .attributes = {}});
   ASSERT_TRUE(token.ok());
   EXPECT_TRUE(Validate(*token).ok());
 }
@@ -142,7 +154,9 @@ TEST_F(JwtSvidTest, AcceptsAudienceFormsTypFormsAndMissingKid) {
   no_typ.erase("typ");
   EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, no_typ, Claims())).ok());
   AddKey("example.org", "k-rsa", TestKey::Rsa());  // keys of another type are skipped
-  EXPECT_TRUE(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", nullptr), Claims())).ok());
+  EXPECT_TRUE(
+      Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", nullptr), Claims()))
+          .ok());
 }
 
 TEST_F(JwtSvidTest, AcceptsFederatedTrustDomainWithItsBundle) {
@@ -155,9 +169,10 @@ TEST_F(JwtSvidTest, AcceptsFederatedTrustDomainWithItsBundle) {
 
 TEST_F(JwtSvidTest, RejectsMalformedTokens) {
   std::string good = Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), Claims());
-  for (const std::string& bad : std::vector<std::string>{std::string(""), std::string("a.b"), good + ".x", std::string("...."),
-                                 std::string("e30.e30.!!"), B64("not json") + "." + B64("{}") + ".AA",
-                                 good + "=", "{\"payload\":\"x\",\"signatures\":[]}"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           std::string(""), std::string("a.b"), good + ".x", std::string("...."),
+           std::string("e30.e30.!!"), B64("not json") + "." + B64("{}") + ".AA", good + "=",
+           "{\"payload\":\"x\",\"signatures\":[]}"}) {
     auto r = Validate(bad);
     EXPECT_FALSE(r.ok()) << bad;
   }
@@ -177,8 +192,10 @@ TEST_F(JwtSvidTest, RejectsDisallowedAlgorithmsBeforeKeys) {
   ExpectRejected(input + "." + B64(absl::string_view(reinterpret_cast<char*>(mac), len)),
                  "\"HS256\" is not allowed");
   TestKey ed = TestKey::Ed25519();
-  ExpectRejected(B64(Header("EdDSA").dump()) + "." + B64(Claims().dump()) + ".AAAA", "\"EdDSA\" is not allowed");
-  ExpectRejected(B64(Header("ES256K").dump()) + "." + B64(Claims().dump()) + ".AAAA", "not allowed");
+  ExpectRejected(B64(Header("EdDSA").dump()) + "." + B64(Claims().dump()) + ".AAAA",
+                 "\"EdDSA\" is not allowed");
+  ExpectRejected(B64(Header("ES256K").dump()) + "." + B64(Claims().dump()) + ".AAAA",
+                 "not allowed");
 }
 
 TEST_F(JwtSvidTest, RejectsAlgorithmKeyMismatch) {
@@ -237,10 +254,12 @@ TEST_F(JwtSvidTest, RejectsHeaderProblems) {
   ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()), "typ");
   h = Header();
   h["crit"] = {"exp"};
-  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()), "\"crit\" is not allowed");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()),
+                 "\"crit\" is not allowed");
   h = Header();
   h["jku"] = "https://evil.example/jwks";
-  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()), "\"jku\" is not allowed");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, h, Claims()),
+                 "\"jku\" is not allowed");
   std::string dup = B64(R"({"alg":"ES256","alg":"none"})") + "." + B64(Claims().dump()) + ".AA";
   EXPECT_THAT(std::string(Validate(dup).status().message()), HasSubstr("duplicate"));
 }
@@ -254,20 +273,26 @@ TEST_F(JwtSvidTest, RejectsTamperingAndWrongKeys) {
   c["sub"] = "spiffe://example.org/admin";
   size_t dot = good.find('.');
   size_t dot2 = good.find('.', dot + 1);
-  ExpectRejected(good.substr(0, dot + 1) + B64(c.dump()) + good.substr(dot2), "signature does not verify");
-  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", "nope"), Claims()), "no JWT authority with kid \"nope\"");
+  ExpectRejected(good.substr(0, dot + 1) + B64(c.dump()) + good.substr(dot2),
+                 "signature does not verify");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", "nope"), Claims()),
+                 "no JWT authority with kid \"nope\"");
   TestKey other = TestKey::Ec("P-256");
-  ExpectRejected(Sign(other, SignatureScheme::kEcdsaSha256, Header(), Claims()), "signature does not verify");
+  ExpectRejected(Sign(other, SignatureScheme::kEcdsaSha256, Header(), Claims()),
+                 "signature does not verify");
 }
 
 TEST_F(JwtSvidTest, SelectsKeysOnlyFromTheSubjectsTrustDomain) {
   json c = Claims();
   c["sub"] = "spiffe://nowhere.org/w";
-  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c), "no bundle for trust domain \"nowhere.org\"");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c),
+                 "no bundle for trust domain \"nowhere.org\"");
   AddKey("other.org", "ko", TestKey::Ec("P-256"));
   c["sub"] = "spiffe://other.org/w";  // signed with example.org's key
-  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c), "no JWT authority with kid \"k256\"");
-  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", nullptr), c), "signature does not verify");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c),
+                 "no JWT authority with kid \"k256\"");
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", nullptr), c),
+                 "signature does not verify");
 }
 
 TEST_F(JwtSvidTest, HonoursBundleUpdates) {

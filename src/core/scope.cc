@@ -92,8 +92,8 @@ std::string JoinScopes(const std::vector<Scope>& scopes) {
 }
 
 absl::StatusOr<TrustLevel> ParseTrustLevel(absl::string_view s) {
-  for (TrustLevel l : {TrustLevel::kLow, TrustLevel::kMedium, TrustLevel::kHigh,
-                       TrustLevel::kCritical}) {
+  for (TrustLevel l :
+       {TrustLevel::kLow, TrustLevel::kMedium, TrustLevel::kHigh, TrustLevel::kCritical}) {
     if (TrustLevelName(l) == s) return l;
   }
   return absl::InvalidArgumentError(
@@ -131,11 +131,20 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s) {
     if (!absl::SimpleAtoi(s.substr(0, digits), &n)) return invalid("bad number");
     int64_t unit;
     switch (s[digits]) {
-      case 's': unit = 1; break;
-      case 'm': unit = 60; break;
-      case 'h': unit = 3600; break;
-      case 'd': unit = 86400; break;
-      default: return invalid("unit must be s, m, h or d");
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      default:
+        return invalid("unit must be s, m, h or d");
     }
     total += n * unit;
     if (total > kMax) return invalid("longer than 3650 days");
@@ -148,7 +157,8 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s) {
 std::string DurationString(absl::Duration d) {
   int64_t secs = absl::ToInt64Seconds(d);
   std::string out;
-  for (auto [unit, name] : {std::pair<int64_t, char>{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}}) {
+  for (auto [unit, name] :
+       {std::pair<int64_t, char>{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}}) {
     if (secs >= unit) {
       absl::StrAppend(&out, secs / unit, absl::string_view(&name, 1));
       secs %= unit;

@@ -2,13 +2,12 @@
 // Value types; thread-compatible.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <optional>
 #include <string>
-
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace tw::core {

@@ -61,10 +61,8 @@ INSTANTIATE_TEST_SUITE_P(
                       CoverCase{"write:ledger.*", "write:ledger", false},
                       CoverCase{"write:ledger.*", "write:ledger.a.*", true},
                       CoverCase{"write:ledger.a.*", "write:ledger.*", false},
-                      CoverCase{"read:x", "read:x*", false},
-                      CoverCase{"read:x", "*:x", false},
-                      CoverCase{"read:*", "read:*", true},
-                      CoverCase{"read:a*", "read:*", false}));
+                      CoverCase{"read:x", "read:x*", false}, CoverCase{"read:x", "*:x", false},
+                      CoverCase{"read:*", "read:*", true}, CoverCase{"read:a*", "read:*", false}));
 
 TEST(ScopeTest, AttenuationNamesTheFirstUncoveredScope) {
   std::vector<Scope> parent = {S("read:transactions"), S("write:ledger.*")};
@@ -97,8 +95,8 @@ TEST(DurationTest, ParsesDesignForms) {
 }
 
 TEST(DurationTest, RejectsBadForms) {
-  for (const char* bad : {"", "0s", "30", "m", "-5m", "1.5h", "5 m", "5M", "5w", "1h30", "99999999999s",
-                          "3651d"}) {
+  for (const char* bad :
+       {"", "0s", "30", "m", "-5m", "1.5h", "5 m", "5M", "5w", "1h30", "99999999999s", "3651d"}) {
     EXPECT_FALSE(ParseDuration(bad).ok()) << bad;
   }
 }

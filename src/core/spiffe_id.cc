@@ -72,7 +72,8 @@ absl::StatusOr<SpiffeId> SpiffeId::FromString(absl::string_view id) {
   if (id.empty()) return Invalid("is empty");
   if (id.size() > kMaxSpiffeIdBytes) return Invalid("is longer than 2048 bytes");
   if (!absl::StartsWith(id, kScheme)) {
-    if (absl::StartsWithIgnoreCase(id, kScheme)) return Invalid("scheme must be lowercase 'spiffe'");
+    if (absl::StartsWithIgnoreCase(id, kScheme))
+      return Invalid("scheme must be lowercase 'spiffe'");
     return Invalid("scheme must be 'spiffe://'");
   }
   absl::string_view rest = id.substr(kScheme.size());

@@ -2,16 +2,15 @@
 // Values are valid by construction, immutable and thread-compatible.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <string>
-
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace tw::core {
 
-inline constexpr size_t kMaxSpiffeIdBytes = 2048;   // SPIFFE-ID §2.3
+inline constexpr size_t kMaxSpiffeIdBytes = 2048;    // SPIFFE-ID §2.3
 inline constexpr size_t kMaxTrustDomainBytes = 255;  // SPIFFE-ID §2.3 (RFC 3986 host)
 
 // A trust domain name such as "example.org": lowercase a-z 0-9 . - _ only.

@@ -81,7 +81,8 @@ TEST(SpiffeIdTest, TrustDomainOf255BytesIsValidAnd256IsNot) {
 TEST(SpiffeIdTest, RejectsEveryByteOutsideTheCharsets) {
   for (int c = 0; c < 256; ++c) {
     char ch = static_cast<char>(c);
-    bool td_ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
+    bool td_ok =
+        (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
     bool path_ok = td_ok || (ch >= 'A' && ch <= 'Z');
     if (ch == '/') continue;
     EXPECT_EQ(SpiffeId::FromString(std::string("spiffe://t") + ch + "d/x").ok(), td_ok) << c;

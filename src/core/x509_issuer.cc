@@ -92,8 +92,8 @@ struct TbsParts {
   base::ByteView authority_key_id;  // empty: none (self-signed roots use their own)
   bool ca;
   std::optional<int> path_len;
-  const LeafRequest* leaf;         // leaf-only extensions
-  absl::string_view ca_uri;         // CA URI SAN
+  const LeafRequest* leaf;   // leaf-only extensions
+  absl::string_view ca_uri;  // CA URI SAN
 };
 
 base::Bytes EncodeTbs(const TbsParts& p) {

@@ -24,7 +24,7 @@ struct LeafRequest {
   absl::Time not_before;
   absl::Time not_after;  // capped at the issuing CA's notAfter
   SvidAttributes attributes;
-  std::vector<std::string> dns_names;   // extra SANs (server certificates)
+  std::vector<std::string> dns_names;     // extra SANs (server certificates)
   std::vector<base::Bytes> ip_addresses;  // 4 or 16 bytes each
 };
 

@@ -24,11 +24,11 @@ struct Ca {
 
 Ca MakeCa(crypto::KeyType type = crypto::KeyType::kEcP256, absl::Duration ttl = absl::Hours(24)) {
   std::shared_ptr<crypto::SoftwareSigner> key = *crypto::SoftwareSigner::Generate(type);
-  base::Bytes der = *X509Issuer::SelfSignedCa(
-      *key, {.trust_domain = *TrustDomain::FromName("example.org"),
-             .not_before = kNow - absl::Minutes(1),
-             .not_after = kNow + ttl,
-             .path_len = std::nullopt});
+  base::Bytes der =
+      *X509Issuer::SelfSignedCa(*key, {.trust_domain = *TrustDomain::FromName("example.org"),
+                                       .not_before = kNow - absl::Minutes(1),
+                                       .not_after = kNow + ttl,
+                                       .path_len = std::nullopt});
   auto issuer = X509Issuer::Create(key, {der});
   EXPECT_TRUE(issuer.ok()) << issuer.status();
   return Ca{key, der, *std::move(issuer)};
@@ -79,12 +79,14 @@ TEST(X509IssuerTest, LeafFollowsX509SvidProfile) {
   auto ca_x = OpenSslParse(ca.der);
   EXPECT_EQ(X509_verify(x.get(), X509_get0_pubkey(ca_x.get())), 1);
   int crit = -1;
-  auto* bc = static_cast<BASIC_CONSTRAINTS*>(X509_get_ext_d2i(x.get(), NID_basic_constraints, &crit, nullptr));
+  auto* bc = static_cast<BASIC_CONSTRAINTS*>(
+      X509_get_ext_d2i(x.get(), NID_basic_constraints, &crit, nullptr));
   ASSERT_NE(bc, nullptr);
   EXPECT_EQ(crit, 1);
   EXPECT_FALSE(bc->ca);
   BASIC_CONSTRAINTS_free(bc);
-  auto* ku = static_cast<ASN1_BIT_STRING*>(X509_get_ext_d2i(x.get(), NID_key_usage, &crit, nullptr));
+  auto* ku =
+      static_cast<ASN1_BIT_STRING*>(X509_get_ext_d2i(x.get(), NID_key_usage, &crit, nullptr));
   ASSERT_NE(ku, nullptr);
   EXPECT_EQ(crit, 1);
   ASN1_BIT_STRING_free(ku);
@@ -120,7 +122,8 @@ TEST(X509IssuerTest, CapsNotAfterAtTheCa) {
   Ca ca = MakeCa(crypto::KeyType::kEcP256, absl::Minutes(10));
   LeafRequest r = Request();
   r.not_after = kNow + absl::Hours(5);
-  auto cert = Certificate::Parse(*ca.issuer.IssueLeaf(r, testing::TestKey::Ec("P-256").public_key()));
+  auto cert =
+      Certificate::Parse(*ca.issuer.IssueLeaf(r, testing::TestKey::Ec("P-256").public_key()));
   EXPECT_EQ(cert->not_after(), kNow + absl::Minutes(10));
 }
 
@@ -146,7 +149,8 @@ TEST(X509IssuerTest, IssuesForP384AndRsaSubjectsWithP384Ca) {
 
 TEST(X509IssuerTest, IntermediateChainsAndIsServed) {
   Ca root = MakeCa();
-  std::shared_ptr<crypto::SoftwareSigner> key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::shared_ptr<crypto::SoftwareSigner> key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
   auto inter = root.issuer.IssueCa({.trust_domain = *TrustDomain::FromName("example.org"),
                                     .not_before = kNow,
                                     .not_after = kNow + absl::Hours(1),
@@ -158,15 +162,21 @@ TEST(X509IssuerTest, IntermediateChainsAndIsServed) {
   ASSERT_EQ(issuer->served_chain().size(), 1u);
   auto icert = Certificate::Parse(*inter);
   EXPECT_EQ(icert->path_len(), 0);
-  EXPECT_FALSE(issuer->IssueCa({.trust_domain = *TrustDomain::FromName("example.org"),
-                                .not_before = kNow, .not_after = kNow + absl::Hours(1), .path_len = {}},
-                               key->public_key()).ok());
+  EXPECT_FALSE(issuer
+                   ->IssueCa({.trust_domain = *TrustDomain::FromName("example.org"),
+                              .not_before = kNow,
+                              .not_after = kNow + absl::Hours(1),
+                              .path_len = {}},
+                             key->public_key())
+                   .ok());
 }
 
 TEST(X509IssuerTest, CreateRefusesMismatchedKeyAndNonCa) {
   Ca ca = MakeCa();
-  std::shared_ptr<crypto::SoftwareSigner> other = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-  EXPECT_THAT(std::string(X509Issuer::Create(other, {ca.der}).status().message()), HasSubstr("public key"));
+  std::shared_ptr<crypto::SoftwareSigner> other =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  EXPECT_THAT(std::string(X509Issuer::Create(other, {ca.der}).status().message()),
+              HasSubstr("public key"));
   base::Bytes leaf = *ca.issuer.IssueLeaf(Request(), ca.key->public_key());
   EXPECT_FALSE(X509Issuer::Create(ca.key, {leaf}).ok());
   EXPECT_FALSE(X509Issuer::Create(ca.key, {}).ok());
@@ -175,7 +185,9 @@ TEST(X509IssuerTest, CreateRefusesMismatchedKeyAndNonCa) {
 TEST(CertificateTest, RejectsEveryTruncation) {
   Ca ca = MakeCa();
   for (size_t n = 0; n < ca.der.size(); n += 7) {
-    EXPECT_FALSE(Certificate::Parse(base::Bytes(ca.der.begin(), ca.der.begin() + static_cast<ptrdiff_t>(n))).ok());
+    EXPECT_FALSE(
+        Certificate::Parse(base::Bytes(ca.der.begin(), ca.der.begin() + static_cast<ptrdiff_t>(n)))
+            .ok());
   }
 }
 
@@ -186,7 +198,9 @@ TEST(CertificateTest, ParsesPemAndDerChains) {
   std::string der(ca.der.begin(), ca.der.end());
   EXPECT_EQ(Certificate::ParseChain(der + der)->size(), 2u);
   EXPECT_FALSE(Certificate::ParseChain("garbage").ok());
-  EXPECT_FALSE(Certificate::ParseChain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").ok());
+  EXPECT_FALSE(
+      Certificate::ParseChain("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+          .ok());
 }
 
 TEST(CsrTest, AcceptsPemAndDerAndChecksTheSignature) {
@@ -216,7 +230,8 @@ TEST(CsrTest, RefusesCaRequestsAndNonUriSans) {
     crypto::UniquePtr<X509_REQ> req(X509_REQ_new());
     X509_REQ_set_pubkey(req.get(), key.get());
     STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-    int nid = std::string(ext).find("CA:") != std::string::npos ? NID_basic_constraints : NID_subject_alt_name;
+    int nid = std::string(ext).find("CA:") != std::string::npos ? NID_basic_constraints
+                                                                : NID_subject_alt_name;
     sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(nullptr, nullptr, nid, ext));
     X509_REQ_add_extensions(req.get(), exts);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);

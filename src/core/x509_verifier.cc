@@ -19,11 +19,14 @@ absl::Status Reject(absl::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat("X.509-SVID rejected: ", why));
 }
 
-std::string Rfc3339(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
 
 absl::Status CheckValidity(const Certificate& c, absl::string_view what, absl::Time now) {
   if (now < c.not_before()) {
-    return Reject(absl::StrCat(what, " is not yet valid (notBefore ", Rfc3339(c.not_before()), ")"));
+    return Reject(
+        absl::StrCat(what, " is not yet valid (notBefore ", Rfc3339(c.not_before()), ")"));
   }
   if (now > c.not_after()) {
     return Reject(absl::StrCat(what, " expired at ", Rfc3339(c.not_after())));
@@ -84,7 +87,7 @@ absl::StatusOr<VerifiedX509Svid> X509Verifier::Verify(
 }
 
 absl::StatusOr<VerifiedX509Svid> X509Verifier::VerifyAt(const std::vector<base::ByteView>& chain,
-                                                         absl::Time now) const {
+                                                        absl::Time now) const {
   TW_ASSIGN_OR_RETURN(CacheEntry entry, VerifyUncached(chain, now));
   return CheckRevocation(std::move(entry.svid));
 }
@@ -99,15 +102,18 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
   if (chain.empty()) return absl::InvalidArgumentError("X.509-SVID: empty certificate chain");
   if (chain.size() > kMaxChainLength) return Reject("certificate chain is too long");
   uint64_t generation = bundles_->generation();
-  TW_ASSIGN_OR_RETURN(Certificate leaf, Certificate::Parse(base::Bytes(chain[0].begin(), chain[0].end())));
+  TW_ASSIGN_OR_RETURN(Certificate leaf,
+                      Certificate::Parse(base::Bytes(chain[0].begin(), chain[0].end())));
 
   // SPIFFE rules on the leaf (X509-SVID §2, §4.1, §4.3, §5.2).
   if (leaf.uri_sans().size() != 1) {
-    return Reject(absl::StrCat("leaf must have exactly one URI SAN (it has ", leaf.uri_sans().size(), ")"));
+    return Reject(
+        absl::StrCat("leaf must have exactly one URI SAN (it has ", leaf.uri_sans().size(), ")"));
   }
   auto id = SpiffeId::FromString(leaf.uri_sans()[0]);
   if (!id.ok()) return Reject(absl::StrCat("leaf URI SAN: ", id.status().message()));
-  if (id->is_trust_domain_id()) return Reject("leaf SPIFFE ID has no path (it names the trust domain)");
+  if (id->is_trust_domain_id())
+    return Reject("leaf SPIFFE ID has no path (it names the trust domain)");
   if (leaf.is_ca()) return Reject("leaf is a CA (cA=true)");
   if (!leaf.has_key_usage() || !(leaf.key_usage() & kDigitalSignature)) {
     return Reject("leaf lacks the digitalSignature key usage");
@@ -131,8 +137,8 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
     return Reject(absl::StrCat("no bundle for trust domain \"", id->trust_domain_name(), "\""));
   }
   if (bundle->x509_authorities().empty()) {
-    return Reject(absl::StrCat("the bundle of \"", id->trust_domain_name(),
-                               "\" has no X.509 authorities"));
+    return Reject(
+        absl::StrCat("the bundle of \"", id->trust_domain_name(), "\" has no X.509 authorities"));
   }
 
   // RFC 5280 §6 path validation from the leaf up to an authority of that bundle.
@@ -149,7 +155,8 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
       if (!NamesChain(*current, anchor) || !authority->key.Accepts(current->signature_scheme())) {
         continue;
       }
-      if (!authority->key.Verify(current->signature_scheme(), current->tbs(), current->signature()).ok()) {
+      if (!authority->key.Verify(current->signature_scheme(), current->tbs(), current->signature())
+               .ok()) {
         failed_signature = "a signature does not verify against the bundle authority";
         continue;
       }
@@ -167,11 +174,13 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
                             .attributes = std::move(attributes),
                             .serial_hex = leaf.SerialHex(),
                             .not_after = not_after};
-      return CacheEntry{.svid = std::move(svid), .not_before = not_before, .generation = generation};
+      return CacheEntry{
+          .svid = std::move(svid), .not_before = not_before, .generation = generation};
     }
     if (intermediates.empty() && chain.size() > 1) {
       for (size_t i = 1; i < chain.size(); ++i) {
-        TW_ASSIGN_OR_RETURN(Certificate c, Certificate::Parse(base::Bytes(chain[i].begin(), chain[i].end())));
+        TW_ASSIGN_OR_RETURN(Certificate c,
+                            Certificate::Parse(base::Bytes(chain[i].begin(), chain[i].end())));
         intermediates.push_back(std::move(c));
       }
       used.assign(intermediates.size(), false);

@@ -37,8 +37,7 @@ struct X509VerifierOptions {
 
 class X509Verifier {
  public:
-  explicit X509Verifier(std::shared_ptr<const BundleSet> bundles,
-                        X509VerifierOptions options = {});
+  explicit X509Verifier(std::shared_ptr<const BundleSet> bundles, X509VerifierOptions options = {});
 
   // Verifies `chain` (leaf first, then intermediates in any order) at the clock's time.
   // InvalidArgument: malformed DER. Unauthenticated: a SPIFFE rule, the path to the

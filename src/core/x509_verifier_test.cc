@@ -7,8 +7,8 @@
 namespace tw::core {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::CertSpec;
+using ::testing::HasSubstr;
 using testing::IntermediateSpec;
 using testing::LeafSpec;
 using testing::MakeCert;
@@ -237,7 +237,7 @@ TEST_F(X509VerifierTest, BundleUpdatesTakeEffectEvenForCachedLeaves) {
   X509Verifier verifier(bundles_, options_);
   ASSERT_TRUE(verifier.Verify({leaf.der}).ok());
   ASSERT_TRUE(verifier.Verify({leaf.der}).ok());  // cached
-  Put("example.org", MakeRootCa("example.org"));    // CA rotated away
+  Put("example.org", MakeRootCa("example.org"));  // CA rotated away
   auto r = verifier.Verify({leaf.der});
   ASSERT_FALSE(r.ok());
   bundles_->Remove(*TrustDomain::FromName("example.org"));
@@ -271,7 +271,8 @@ TEST_F(X509VerifierTest, RevocationCheckRunsOnCachedAndUncachedPaths) {
 }
 
 TEST_F(X509VerifierTest, RejectsExpiredBundleAuthority) {
-  TestCert old_root = MakeRootCa("example.org", absl::Now() - absl::Hours(5), absl::Now() - absl::Hours(1));
+  TestCert old_root =
+      MakeRootCa("example.org", absl::Now() - absl::Hours(5), absl::Now() - absl::Hours(1));
   Put("example.org", old_root);
   CertSpec spec = LeafSpec(kId);
   TestCert leaf = MakeCert(spec, &old_root);

@@ -17,7 +17,7 @@ bool Reader::ReadAny(uint8_t* tag, base::ByteView* contents, base::ByteView* ele
   if (len & 0x80) {
     size_t n = len & 0x7f;
     if (n == 0 || n > 4 || data_.size() < 2 + n) return false;  // indefinite or huge
-    if (data_[2] == 0) return false;                             // not minimal
+    if (data_[2] == 0) return false;                            // not minimal
     len = 0;
     for (size_t i = 0; i < n; ++i) len = (len << 8) | data_[2 + i];
     if (len < 0x80) return false;  // should have used the short form
@@ -59,8 +59,8 @@ bool Reader::ReadUint(int64_t* value, uint8_t tag) {
   base::ByteView c;
   Reader copy = *this;
   if (!copy.Read(tag, &c) || c.empty() || c.size() > 9) return false;
-  if (c[0] & 0x80) return false;                                    // negative
-  if (c.size() > 1 && c[0] == 0 && !(c[1] & 0x80)) return false;    // not minimal
+  if (c[0] & 0x80) return false;                                  // negative
+  if (c.size() > 1 && c[0] == 0 && !(c[1] & 0x80)) return false;  // not minimal
   if (c.size() == 9 && c[0] != 0) return false;
   uint64_t v = 0;
   for (uint8_t b : c) v = (v << 8) | b;
@@ -126,9 +126,9 @@ bool Reader::ReadTime(absl::Time* t) {
   } else {
     return false;
   }
-  if (rest.back() != 'Z' || !Digits(rest.substr(0, 2), &mon) ||
-      !Digits(rest.substr(2, 2), &day) || !Digits(rest.substr(4, 2), &hour) ||
-      !Digits(rest.substr(6, 2), &min) || !Digits(rest.substr(8, 2), &sec)) {
+  if (rest.back() != 'Z' || !Digits(rest.substr(0, 2), &mon) || !Digits(rest.substr(2, 2), &day) ||
+      !Digits(rest.substr(4, 2), &hour) || !Digits(rest.substr(6, 2), &min) ||
+      !Digits(rest.substr(8, 2), &sec)) {
     return false;
   }
   absl::CivilSecond cs(year, mon, day, hour, min, sec);
@@ -232,8 +232,9 @@ void Writer::AddTime(absl::Time t) {
   int n;
   if (cs.year() >= 1950 && cs.year() < 2050) {
     tag = kUtcTime;
-    n = std::snprintf(buf, sizeof buf, "%02d%02d%02d%02d%02d%02dZ", static_cast<int>(cs.year() % 100),
-                      cs.month(), cs.day(), cs.hour(), cs.minute(), cs.second());
+    n = std::snprintf(buf, sizeof buf, "%02d%02d%02d%02d%02d%02dZ",
+                      static_cast<int>(cs.year() % 100), cs.month(), cs.day(), cs.hour(),
+                      cs.minute(), cs.second());
   } else {
     tag = kGeneralizedTime;
     n = std::snprintf(buf, sizeof buf, "%04d%02d%02d%02d%02d%02dZ", static_cast<int>(cs.year()),
@@ -272,7 +273,7 @@ std::string DecodeOid(base::ByteView c) {
   if (c.empty() || (c.back() & 0x80)) return {};
   for (size_t i = 0; i < c.size(); ++i) {
     if (v == 0 && c[i] == 0x80) return {};  // non-minimal arc
-    if (v > (UINT64_MAX >> 7)) return {};    // arc too large for this decoder
+    if (v > (UINT64_MAX >> 7)) return {};   // arc too large for this decoder
     v = (v << 7) | (c[i] & 0x7f);
     if (c[i] & 0x80) continue;
     if (first) {

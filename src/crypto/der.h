@@ -3,10 +3,9 @@
 // times an ECDSA signature; these work on bytes in place. Not thread-safe per object.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <cstdint>
 
-
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/bytes.h"
 

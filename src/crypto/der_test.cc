@@ -18,9 +18,9 @@ TEST(DerReaderTest, ReadsShortAndLongLengths) {
 }
 
 TEST(DerReaderTest, RejectsNonDerLengths) {
-  for (const base::Bytes& bad : {B({0x04, 0x80}), B({0x04, 0x81, 0x05, 1, 2, 3, 4, 5}),
-                                 B({0x04, 0x82, 0x00, 0x81}), B({0x04, 0x05, 1, 2}),
-                                 B({0x1f, 0x01, 0x00}), B({0x04})}) {
+  for (const base::Bytes& bad :
+       {B({0x04, 0x80}), B({0x04, 0x81, 0x05, 1, 2, 3, 4, 5}), B({0x04, 0x82, 0x00, 0x81}),
+        B({0x04, 0x05, 1, 2}), B({0x1f, 0x01, 0x00}), B({0x04})}) {
     Reader r(bad);
     base::ByteView c;
     EXPECT_FALSE(r.Read(bad[0], &c));
@@ -51,12 +51,14 @@ TEST(DerReaderTest, ReadsBooleansAndBitStrings) {
 }
 
 TEST(DerTimeTest, RoundTripsUtcAndGeneralizedTime) {
-  for (absl::Time t : {absl::FromUnixSeconds(0), absl::FromUnixSeconds(1'800'000'000),
-                       absl::FromCivil(absl::CivilSecond(2049, 12, 31, 23, 59, 59), absl::UTCTimeZone()),
-                       absl::FromCivil(absl::CivilSecond(2050, 1, 1, 0, 0, 0), absl::UTCTimeZone())}) {
+  for (absl::Time t :
+       {absl::FromUnixSeconds(0), absl::FromUnixSeconds(1'800'000'000),
+        absl::FromCivil(absl::CivilSecond(2049, 12, 31, 23, 59, 59), absl::UTCTimeZone()),
+        absl::FromCivil(absl::CivilSecond(2050, 1, 1, 0, 0, 0), absl::UTCTimeZone())}) {
     base::Bytes out;
     Writer(&out).AddTime(t);
-    EXPECT_EQ(out[0], absl::ToCivilYear(t, absl::UTCTimeZone()).year() >= 2050 ? kGeneralizedTime : kUtcTime);
+    EXPECT_EQ(out[0], absl::ToCivilYear(t, absl::UTCTimeZone()).year() >= 2050 ? kGeneralizedTime
+                                                                               : kUtcTime);
     absl::Time back;
     ASSERT_TRUE(Reader(out).ReadTime(&back));
     EXPECT_EQ(back, t);
@@ -92,10 +94,10 @@ TEST(DerWriterTest, EncodesIntegersAndNamedBits) {
   Writer w(&out);
   w.AddUint(0);
   w.AddUint(128);
-  w.AddNamedBits(1 << 0);             // digitalSignature
+  w.AddNamedBits(1 << 0);               // digitalSignature
   w.AddNamedBits((1 << 5) | (1 << 6));  // keyCertSign | cRLSign
-  EXPECT_EQ(out, B({0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0x80, 0x03, 0x02, 0x07, 0x80, 0x03,
-                    0x02, 0x01, 0x06}));
+  EXPECT_EQ(out, B({0x02, 0x01, 0x00, 0x02, 0x02, 0x00, 0x80, 0x03, 0x02, 0x07, 0x80, 0x03, 0x02,
+                    0x01, 0x06}));
 }
 
 TEST(DerOidTest, EncodesAndDecodes) {

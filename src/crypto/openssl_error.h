@@ -1,10 +1,8 @@
 // Turns OpenSSL's thread-local error queue into an absl::Status.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace tw::crypto {
 

@@ -17,9 +17,9 @@ namespace tw::crypto {
 template <typename T>
 struct Deleter;
 
-#define TW_OSSL_DELETER(type, fn) \
-  template <>                     \
-  struct Deleter<type> {          \
+#define TW_OSSL_DELETER(type, fn)             \
+  template <>                                 \
+  struct Deleter<type> {                      \
     void operator()(type* p) const { fn(p); } \
   }
 

@@ -54,9 +54,9 @@ bool Equal(base::ByteView a, base::ByteView b) {
 
 // Shared read-only groups for on-curve checks.
 const EC_GROUP* Group(const Curve& c) {
-  static const std::array<EC_GROUP*, 3> groups = {
-      EC_GROUP_new_by_curve_name(kCurves[0].nid), EC_GROUP_new_by_curve_name(kCurves[1].nid),
-      EC_GROUP_new_by_curve_name(kCurves[2].nid)};
+  static const std::array<EC_GROUP*, 3> groups = {EC_GROUP_new_by_curve_name(kCurves[0].nid),
+                                                  EC_GROUP_new_by_curve_name(kCurves[1].nid),
+                                                  EC_GROUP_new_by_curve_name(kCurves[2].nid)};
   return groups[static_cast<size_t>(&c - kCurves)];
 }
 
@@ -193,8 +193,8 @@ std::string MakeThumbprint(const PublicKey& k) {
       k.type() == KeyType::kRsa
           ? absl::StrCat(R"({"e":")", b64(k.rsa_e()), R"(","kty":"RSA","n":")", b64(k.rsa_n()),
                          R"("})")
-          : absl::StrCat(R"({"crv":")", CurveName(k.type()), R"(","kty":"EC","x":")",
-                         b64(k.ec_x()), R"(","y":")", b64(k.ec_y()), R"("})");
+          : absl::StrCat(R"({"crv":")", CurveName(k.type()), R"(","kty":"EC","x":")", b64(k.ec_x()),
+                         R"(","y":")", b64(k.ec_y()), R"("})");
   base::Bytes digest = SchemeDigest(SignatureScheme::kEcdsaSha256, base::AsBytes(canonical));
   return absl::WebSafeBase64Escape(base::AsChars(digest));
 }
@@ -244,9 +244,8 @@ absl::StatusOr<PublicKey> PublicKey::FromRsaComponents(base::ByteView n, base::B
 absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(base::ByteView der) {
   der::Reader outer(der), spki(base::ByteView{}), alg(base::ByteView{});
   base::ByteView alg_oid, bits;
-  if (!outer.Enter(der::kSequence, &spki) || !outer.empty() ||
-      !spki.Enter(der::kSequence, &alg) || !alg.Read(der::kOid, &alg_oid) ||
-      !spki.ReadBitStringBytes(&bits) || !spki.empty()) {
+  if (!outer.Enter(der::kSequence, &spki) || !outer.empty() || !spki.Enter(der::kSequence, &alg) ||
+      !alg.Read(der::kOid, &alg_oid) || !spki.ReadBitStringBytes(&bits) || !spki.empty()) {
     return Invalid("malformed SubjectPublicKeyInfo");
   }
   if (Equal(alg_oid, kOidEcPublicKey)) {
@@ -348,8 +347,8 @@ absl::Status PublicKey::Verify(SignatureScheme scheme, base::ByteView data,
   base::Bytes digest = SchemeDigest(scheme, data);
   UniquePtr<EVP_PKEY_CTX> ctx = impl_->TakeCtx(scheme);
   if (!ctx) return OpenSslError(absl::StatusCode::kInternal, "verify context");
-  int rc = EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest.data(),
-                           digest.size());
+  int rc =
+      EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest.data(), digest.size());
   impl_->ReturnCtx(scheme, std::move(ctx));
   if (rc != 1) {
     ERR_clear_error();

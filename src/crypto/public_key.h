@@ -2,12 +2,11 @@
 // signatures. Immutable, cheap to copy, thread-safe.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <memory>
 #include <string>
 
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/bytes.h"
 #include "crypto/signature_scheme.h"
 

@@ -50,7 +50,8 @@ TEST(PublicKeyTest, RejectsUnsupportedAndInvalidKeys) {
   UniquePtr<EVP_PKEY> k256(EVP_EC_gen("P-256"));
   base::Bytes spki = SpkiOf(k256.get());
   spki.back() ^= 0x01;  // point off the curve
-  EXPECT_THAT(std::string(PublicKey::FromSpkiDer(spki).status().message()), HasSubstr("not on the curve"));
+  EXPECT_THAT(std::string(PublicKey::FromSpkiDer(spki).status().message()),
+              HasSubstr("not on the curve"));
   spki.pop_back();
   EXPECT_FALSE(PublicKey::FromSpkiDer(spki).ok());
   EXPECT_FALSE(PublicKey::FromPem("nope").ok());

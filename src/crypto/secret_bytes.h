@@ -1,12 +1,12 @@
 // A move-only buffer for secrets (private keys, tokens); wiped on destruction.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <openssl/crypto.h>
 
 #include <string>
-
 #include <utility>
+
+#include "absl/strings/string_view.h"
 
 namespace tw::crypto {
 
@@ -14,9 +14,7 @@ class SecretBytes {
  public:
   SecretBytes() = default;
   explicit SecretBytes(std::string value) : value_(std::move(value)) {}
-  SecretBytes(SecretBytes&& other) noexcept : value_(std::move(other.value_)) {
-    other.Wipe();
-  }
+  SecretBytes(SecretBytes&& other) noexcept : value_(std::move(other.value_)) { other.Wipe(); }
   SecretBytes& operator=(SecretBytes&& other) noexcept {
     if (this != &other) {
       Wipe();

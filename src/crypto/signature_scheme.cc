@@ -8,16 +8,16 @@
 namespace tw::crypto {
 namespace {
 
-constexpr std::array<std::pair<SignatureScheme, absl::string_view>, kNumSignatureSchemes> kNames =
-    {{{SignatureScheme::kEcdsaSha256, "ES256"},
-      {SignatureScheme::kEcdsaSha384, "ES384"},
-      {SignatureScheme::kEcdsaSha512, "ES512"},
-      {SignatureScheme::kRsaPkcs1Sha256, "RS256"},
-      {SignatureScheme::kRsaPkcs1Sha384, "RS384"},
-      {SignatureScheme::kRsaPkcs1Sha512, "RS512"},
-      {SignatureScheme::kRsaPssSha256, "PS256"},
-      {SignatureScheme::kRsaPssSha384, "PS384"},
-      {SignatureScheme::kRsaPssSha512, "PS512"}}};
+constexpr std::array<std::pair<SignatureScheme, absl::string_view>, kNumSignatureSchemes> kNames = {
+    {{SignatureScheme::kEcdsaSha256, "ES256"},
+     {SignatureScheme::kEcdsaSha384, "ES384"},
+     {SignatureScheme::kEcdsaSha512, "ES512"},
+     {SignatureScheme::kRsaPkcs1Sha256, "RS256"},
+     {SignatureScheme::kRsaPkcs1Sha384, "RS384"},
+     {SignatureScheme::kRsaPkcs1Sha512, "RS512"},
+     {SignatureScheme::kRsaPssSha256, "PS256"},
+     {SignatureScheme::kRsaPssSha384, "PS384"},
+     {SignatureScheme::kRsaPssSha512, "PS512"}}};
 
 }  // namespace
 
@@ -53,7 +53,8 @@ base::Bytes EcdsaDerToRaw(base::ByteView sig, size_t field_bytes) {
     if (v.empty() || (v[0] & 0x80)) return {};
     while (!v.empty() && v[0] == 0) v = v.subspan(1);
     if (v.size() > field_bytes) return {};
-    std::copy(v.begin(), v.end(), out.begin() + static_cast<ptrdiff_t>((i + 1) * field_bytes - v.size()));
+    std::copy(v.begin(), v.end(),
+              out.begin() + static_cast<ptrdiff_t>((i + 1) * field_bytes - v.size()));
   }
   return out;
 }

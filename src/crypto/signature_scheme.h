@@ -1,18 +1,17 @@
 // Signature schemes TrustWarden signs or verifies with, and their JOSE / X.509 names.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <optional>
 
-
+#include "absl/strings/string_view.h"
 #include "base/bytes.h"
 
 namespace tw::crypto {
 
 enum class SignatureScheme {
-  kEcdsaSha256,   // ES256 / ecdsa-with-SHA256
-  kEcdsaSha384,   // ES384 / ecdsa-with-SHA384
-  kEcdsaSha512,   // ES512 / ecdsa-with-SHA512
+  kEcdsaSha256,     // ES256 / ecdsa-with-SHA256
+  kEcdsaSha384,     // ES384 / ecdsa-with-SHA384
+  kEcdsaSha512,     // ES512 / ecdsa-with-SHA512
   kRsaPkcs1Sha256,  // RS256 / sha256WithRSAEncryption
   kRsaPkcs1Sha384,
   kRsaPkcs1Sha512,

@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "crypto/openssl_error.h"
 #include "base/file.h"
 #include "base/status_macros.h"
+#include "crypto/openssl_error.h"
 #include "crypto/ossl_ptr.h"
 
 namespace tw::crypto {
@@ -26,7 +26,9 @@ SoftwareSigner::SoftwareSigner(EVP_PKEY* pkey, PublicKey public_key, SignatureSc
 SoftwareSigner::~SoftwareSigner() { EVP_PKEY_free(pkey_); }
 
 absl::StatusOr<std::unique_ptr<SoftwareSigner>> SoftwareSigner::Generate(KeyType type) {
-  const char* curve = type == KeyType::kEcP256 ? "P-256" : type == KeyType::kEcP384 ? "P-384" : nullptr;
+  const char* curve = type == KeyType::kEcP256   ? "P-256"
+                      : type == KeyType::kEcP384 ? "P-384"
+                                                 : nullptr;
   if (curve == nullptr) return absl::InvalidArgumentError("signing keys are EC P-256 or P-384");
   UniquePtr<EVP_PKEY> pkey(EVP_EC_gen(curve));
   if (!pkey) return OpenSslError(absl::StatusCode::kInternal, "generate EC key");

@@ -1,12 +1,11 @@
 // A Signer over an in-memory EC private key (P-256 or P-384), stored as PKCS#8 PEM.
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <memory>
 #include <string>
 
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "crypto/secret_bytes.h"
 #include "crypto/signer.h"
 

@@ -21,7 +21,8 @@ TEST(SoftwareSignerTest, SignsWithTheSchemeOfItsCurve) {
   for (KeyType t : {KeyType::kEcP256, KeyType::kEcP384}) {
     auto s = SoftwareSigner::Generate(t);
     ASSERT_TRUE(s.ok());
-    SignatureScheme want = t == KeyType::kEcP256 ? SignatureScheme::kEcdsaSha256 : SignatureScheme::kEcdsaSha384;
+    SignatureScheme want =
+        t == KeyType::kEcP256 ? SignatureScheme::kEcdsaSha256 : SignatureScheme::kEcdsaSha384;
     EXPECT_EQ((*s)->algorithm(), want);
     base::Bytes data = base::ToBytes("to be signed");
     auto sig = (*s)->Sign(data);
@@ -50,7 +51,8 @@ TEST(SoftwareSignerTest, WritesPkcs8With0600AndReadsItBack) {
 
 TEST(SoftwareSignerTest, RejectsBadKeyFiles) {
   EXPECT_FALSE(SoftwareSigner::FromPem("not a key").ok());
-  EXPECT_EQ(SoftwareSigner::ReadFile("/nonexistent/key.pem").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(SoftwareSigner::ReadFile("/nonexistent/key.pem").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(SoftwareSignerTest, SignsConcurrently) {

@@ -48,7 +48,9 @@ std::string TestKey::PublicPem() const {
 
 base::Bytes TestKey::Sign(crypto::SignatureScheme scheme, base::ByteView data) const {
   base::Bytes digest = crypto::SchemeDigest(scheme, data);
-  const EVP_MD* md = digest.size() == 32 ? EVP_sha256() : digest.size() == 48 ? EVP_sha384() : EVP_sha512();
+  const EVP_MD* md = digest.size() == 32   ? EVP_sha256()
+                     : digest.size() == 48 ? EVP_sha384()
+                                           : EVP_sha512();
   crypto::UniquePtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
   TW_CHECK(ctx && EVP_PKEY_sign_init(ctx.get()) == 1 &&
            EVP_PKEY_CTX_set_signature_md(ctx.get(), md) == 1);
@@ -91,8 +93,8 @@ TestCert MakeCert(const CertSpec& spec, const TestCert* issuer) {
   X509_NAME* name = X509_get_subject_name(cert.get());
   if (!spec.common_name.empty()) {
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                               reinterpret_cast<const unsigned char*>(spec.common_name.c_str()),
-                               -1, -1, 0);
+                               reinterpret_cast<const unsigned char*>(spec.common_name.c_str()), -1,
+                               -1, 0);
   }
   crypto::UniquePtr<X509> issuer_cert;
   if (issuer != nullptr) {

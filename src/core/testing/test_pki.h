@@ -59,7 +59,8 @@ struct TestCert {
 // self-signed when null).
 TestCert MakeCert(const CertSpec& spec, const TestCert* issuer = nullptr);
 // A root CA with URI SAN spiffe://<td>.
-TestCert MakeRootCa(const std::string& trust_domain, absl::Time not_before = absl::Now() - absl::Hours(2),
+TestCert MakeRootCa(const std::string& trust_domain,
+                    absl::Time not_before = absl::Now() - absl::Hours(2),
                     absl::Time not_after = absl::Now() + absl::Hours(24));
 // A leaf SPIFFE profile for `spiffe_id` (used as a base to break one rule at a time).
 CertSpec LeafSpec(const std::string& spiffe_id);

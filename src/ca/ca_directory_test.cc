@@ -1,0 +1,104 @@
+#include "ca/ca_directory.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "base/file.h"
+#include "core/x509_verifier.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tw::ca {
+namespace {
+
+using ::testing::HasSubstr;
+
+class CaDirectoryTest : public ::testing::Test {
+ protected:
+  CaDirectoryTest() {
+    std::string tmpl = std::filesystem::temp_directory_path() / "tw-ca-XXXXXX";
+    root_ = mkdtemp(tmpl.data());
+    dir_ = root_ + "/ca";
+  }
+  ~CaDirectoryTest() override { std::filesystem::remove_all(root_); }
+
+  absl::Status Init(crypto::KeyType type = crypto::KeyType::kEcP256) {
+    return CaDirectory::Init(dir_,
+                             {.trust_domain = *core::TrustDomain::FromName("example.org"),
+                              .key_type = type,
+                              .ttl = absl::Hours(24)},
+                             base::Clock::System());
+  }
+  int Mode(const char* name) {
+    struct stat st;
+    return stat((dir_ + "/" + name).c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
+  }
+
+  std::string root_, dir_;
+};
+
+TEST_F(CaDirectoryTest, InitWritesTheApiFilesWithSafeModes) {
+  ASSERT_TRUE(Init().ok());
+  EXPECT_EQ(Mode(""), 0700);
+  EXPECT_EQ(Mode("ca.key.pem"), 0600);
+  EXPECT_EQ(Mode("jwt.key.pem"), 0600);
+  for (const char* f : {"ca.pem", "bundle.json", "bundle.pem"}) EXPECT_EQ(Mode(f), 0644) << f;
+}
+
+TEST_F(CaDirectoryTest, LoadsWhatInitWroteAndIssuesVerifiableSvids) {
+  ASSERT_TRUE(Init(crypto::KeyType::kEcP384).ok());
+  auto ca = CaDirectory::Load(dir_);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ(ca->issuer().trust_domain().name(), "example.org");
+  EXPECT_EQ(ca->bundle().x509_authorities().size(), 1u);
+  ASSERT_EQ(ca->bundle().jwt_authorities().size(), 1u);
+  EXPECT_EQ(ca->bundle().jwt_authorities()[0].key_id, ca->jwt_signer().key_id());
+  EXPECT_EQ(ca->bundle().sequence(), 1u);
+
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  absl::Time now = absl::Now();
+  auto der =
+      ca->issuer().IssueLeaf({.spiffe_id = *core::SpiffeId::FromString("spiffe://example.org/w"),
+                              .not_before = now - kBackdate,
+                              .not_after = now + absl::Minutes(5),
+                              .attributes = {},
+                              .dns_names = {},
+                              .ip_addresses = {}},
+                             key->public_key());
+  ASSERT_TRUE(der.ok());
+  auto bundles = std::make_shared<core::BundleSet>();
+  bundles->Put(ca->bundle());
+  core::X509Verifier verifier(bundles);
+  EXPECT_TRUE(verifier.Verify({*der}).ok());
+}
+
+TEST_F(CaDirectoryTest, InitRefusesToOverwrite) {
+  ASSERT_TRUE(Init().ok());
+  std::string before = *base::ReadFile(dir_ + "/ca.key.pem");
+  EXPECT_EQ(Init().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(*base::ReadFile(dir_ + "/ca.key.pem"), before);
+}
+
+TEST_F(CaDirectoryTest, LoadNamesTheMissingOrBadFile) {
+  EXPECT_EQ(CaDirectory::Load(root_ + "/none").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(Init().ok());
+  ASSERT_TRUE(base::WriteFile(dir_ + "/bundle.json", "{oops").ok());
+  auto bad = CaDirectory::Load(dir_);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("bundle.json"));
+  // A CA certificate that is not the key's.
+  std::string other = root_ + "/other";
+  ASSERT_TRUE(CaDirectory::Init(other,
+                                {.trust_domain = *core::TrustDomain::FromName("example.org"),
+                                 .key_type = crypto::KeyType::kEcP256,
+                                 .ttl = absl::Hours(1)},
+                                base::Clock::System())
+                  .ok());
+  ASSERT_TRUE(base::WriteFile(dir_ + "/ca.pem", *base::ReadFile(other + "/ca.pem")).ok());
+  EXPECT_THAT(std::string(CaDirectory::Load(dir_).status().message()), HasSubstr("ca.pem"));
+}
+
+}  // namespace
+}  // namespace tw::ca
