@@ -1,6 +1,7 @@
 #include "core/bundle.h"
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "core/json.h"
@@ -98,66 +99,65 @@ void Bundle::AddJwtAuthority(std::string key_id, crypto::PublicKey key) {
   jwt_.push_back(JwtAuthority{.key_id = std::move(key_id), .key = std::move(key)});
 }
 
-absl::StatusOr<Bundle> Bundle::Parse(absl::string_view text,
-                                     std::optional<TrustDomain> trust_domain) {
-  // Collected first: the trust domain may come from the certificates.
+struct Bundle::Contents {
   std::vector<base::Bytes> cas;
   std::vector<JwtAuthority> jwts;
   std::optional<uint64_t> sequence;
   std::optional<int64_t> refresh_hint;
-  size_t start = text.find_first_not_of(" \t\r\n");
-  bool from_json = start != absl::string_view::npos && text[start] == '{';
-  if (from_json) {
-    TW_ASSIGN_OR_RETURN(json doc, ParseStrictJson(text, "bundle"));
-    if (!doc.is_object()) return Invalid("not a JSON object");
-    if (!doc.contains("keys") || !doc["keys"].is_array()) return Invalid("\"keys\" array missing");
-    if (doc.contains("spiffe_sequence")) {
-      const json& s = doc["spiffe_sequence"];
-      if (!s.is_number_unsigned()) return Invalid("spiffe_sequence is not an unsigned integer");
-      sequence = s.get<uint64_t>();
+  bool from_json = false;
+};
+
+absl::Status Bundle::ReadJson(const nlohmann::json& doc, Contents* out) {
+  out->from_json = true;
+  if (!doc.is_object()) return Invalid("not a JSON object");
+  auto keys = doc.find("keys");
+  if (keys == doc.end() || !keys->is_array()) return Invalid("\"keys\" array missing");
+  if (auto s = doc.find("spiffe_sequence"); s != doc.end()) {
+    if (!s->is_number_unsigned()) return Invalid("spiffe_sequence is not an unsigned integer");
+    out->sequence = s->get<uint64_t>();
+  }
+  if (auto h = doc.find("spiffe_refresh_hint"); h != doc.end()) {
+    if (!h->is_number_integer() || h->get<int64_t>() < 0) {
+      return Invalid("spiffe_refresh_hint is not a non-negative integer");
     }
-    if (doc.contains("spiffe_refresh_hint")) {
-      const json& h = doc["spiffe_refresh_hint"];
-      if (!h.is_number_integer() || h.get<int64_t>() < 0) {
-        return Invalid("spiffe_refresh_hint is not a non-negative integer");
+    out->refresh_hint = h->get<int64_t>();
+  }
+  for (const json& jwk : *keys) {
+    // Each rule below ignores one JWK, as §4.2 asks, rather than failing the bundle.
+    if (!jwk.is_object() || !jwk.contains("kty") || !jwk.contains("use")) continue;
+    if (jwk["use"] == "x509-svid") {
+      if (!jwk.contains("x5c") || !jwk["x5c"].is_array() || jwk["x5c"].empty() ||
+          !jwk["x5c"][0].is_string()) {
+        continue;
       }
-      refresh_hint = h.get<int64_t>();
-    }
-    for (const json& jwk : doc["keys"]) {
-      // Each rule below ignores one JWK, as §4.2 asks, rather than failing the bundle.
-      if (!jwk.is_object() || !jwk.contains("kty") || !jwk.contains("use")) continue;
-      if (jwk["use"] == "x509-svid") {
-        if (!jwk.contains("x5c") || !jwk["x5c"].is_array() || jwk["x5c"].empty() ||
-            !jwk["x5c"][0].is_string()) {
+      std::string der;
+      if (!absl::Base64Unescape(jwk["x5c"][0].get<std::string>(), &der)) continue;
+      auto cert = Certificate::Parse(base::ToBytes(der));
+      if (!cert.ok()) continue;
+      if (HasKeyMembers(jwk)) {
+        std::optional<crypto::PublicKey> key = JwkKey(jwk);
+        base::ByteView spki = cert->spki();
+        if (!key ||
+            !std::equal(spki.begin(), spki.end(), key->spki_der().begin(), key->spki_der().end())) {
           continue;
         }
-        std::string der;
-        if (!absl::Base64Unescape(jwk["x5c"][0].get<std::string>(), &der)) continue;
-        auto cert = Certificate::Parse(base::ToBytes(der));
-        if (!cert.ok()) continue;
-        if (HasKeyMembers(jwk)) {
-          std::optional<crypto::PublicKey> key = JwkKey(jwk);
-          base::ByteView spki = cert->spki();
-          if (!key || !std::equal(spki.begin(), spki.end(), key->spki_der().begin(),
-                                  key->spki_der().end())) {
-            continue;
-          }
-        }
-        cas.push_back(base::ToBytes(der));
-      } else if (jwk["use"] == "jwt-svid") {
-        if (!jwk.contains("kid") || !jwk["kid"].is_string() || jwk["kid"] == "") continue;
-        std::optional<crypto::PublicKey> key = JwkKey(jwk);
-        if (!key) continue;
-        jwts.push_back(JwtAuthority{.key_id = jwk["kid"].get<std::string>(), .key = *key});
       }
+      out->cas.push_back(base::ToBytes(der));
+    } else if (jwk["use"] == "jwt-svid") {
+      if (!jwk.contains("kid") || !jwk["kid"].is_string() || jwk["kid"] == "") continue;
+      std::optional<crypto::PublicKey> key = JwkKey(jwk);
+      if (!key) continue;
+      out->jwts.push_back(JwtAuthority{.key_id = jwk["kid"].get<std::string>(), .key = *key});
     }
-  } else {
-    cas = DecodePemBlocks(text, "CERTIFICATE");
-    if (cas.empty()) return Invalid("neither SPIFFE bundle JSON nor PEM certificates");
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Bundle> Bundle::FromContents(Contents contents,
+                                            std::optional<TrustDomain> trust_domain) {
   if (!trust_domain) {
     std::optional<TrustDomain> found;
-    for (const base::Bytes& der : cas) {
+    for (const base::Bytes& der : contents.cas) {
       TW_ASSIGN_OR_RETURN(Certificate c, Certificate::Parse(der));
       TW_ASSIGN_OR_RETURN(TrustDomain td, CaTrustDomain(c));
       if (found && *found != td) return Invalid("CA certificates name different trust domains");
@@ -167,15 +167,76 @@ absl::StatusOr<Bundle> Bundle::Parse(absl::string_view text,
     trust_domain = found;
   }
   Bundle bundle(*std::move(trust_domain));
-  for (base::Bytes& der : cas) {
+  for (base::Bytes& der : contents.cas) {
     absl::Status s = bundle.AddX509Authority(std::move(der));
     // A JSON entry with an unsupported key is ignored (§4.2); in PEM it is an error.
-    if (!s.ok() && !from_json) return s;
+    if (!s.ok() && !contents.from_json) return s;
   }
-  bundle.jwt_ = std::move(jwts);
-  bundle.sequence_ = sequence;
-  bundle.refresh_hint_ = refresh_hint;
+  bundle.jwt_ = std::move(contents.jwts);
+  bundle.sequence_ = contents.sequence;
+  bundle.refresh_hint_ = contents.refresh_hint;
   return bundle;
+}
+
+absl::StatusOr<Bundle> Bundle::Parse(absl::string_view text,
+                                     std::optional<TrustDomain> trust_domain) {
+  Contents contents;
+  size_t start = text.find_first_not_of(" \t\r\n");
+  if (start != absl::string_view::npos && text[start] == '{') {
+    TW_ASSIGN_OR_RETURN(json doc, ParseStrictJson(text, "bundle"));
+    TW_RETURN_IF_ERROR(ReadJson(doc, &contents));
+  } else {
+    contents.cas = DecodePemBlocks(text, "CERTIFICATE");
+    if (contents.cas.empty()) return Invalid("neither SPIFFE bundle JSON nor PEM certificates");
+  }
+  return FromContents(std::move(contents), std::move(trust_domain));
+}
+
+absl::StatusOr<std::vector<Bundle>> ParseBundleMap(absl::string_view text) {
+  TW_ASSIGN_OR_RETURN(json doc, ParseStrictJson(text, "bundle map"));
+  if (!doc.is_object()) return Invalid("bundle map is not a JSON object");
+  auto map = doc.find("trust_domains");
+  if (map == doc.end() || !map->is_object()) return Invalid("\"trust_domains\" object missing");
+  std::vector<Bundle> out;
+  for (const auto& [name, value] : map->items()) {
+    auto td = TrustDomain::FromNameOrId(name);
+    if (!td.ok()) return Invalid(absl::StrCat("bundle map key: ", td.status().message()));
+    if (absl::StartsWith(name, "spiffe://") && name != td->IdString()) {
+      return Invalid(absl::StrCat("bundle map key \"", name.substr(0, 64), "\" has a path"));
+    }
+    for (const Bundle& b : out) {
+      if (b.trust_domain() == *td) {
+        return Invalid(absl::StrCat("trust domain \"", td->name(), "\" appears twice"));
+      }
+    }
+    Bundle::Contents contents;
+    absl::Status s = Bundle::ReadJson(value, &contents);
+    if (!s.ok()) return Invalid(absl::StrCat("trust domain \"", td->name(), "\": ", s.message()));
+    TW_ASSIGN_OR_RETURN(Bundle b, Bundle::FromContents(std::move(contents), *td));
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::string BundleMapJson(const std::vector<Bundle>& bundles) {
+  json map = json::object();
+  for (const Bundle& b : bundles) {
+    json one = json::parse(b.ToJson());
+    one.erase("spiffe_refresh_hint");  // a map's refresh is the map's (§5)
+    map[b.trust_domain().name()] = std::move(one);
+  }
+  return json{{"trust_domains", std::move(map)}}.dump(2) + "\n";
+}
+
+void BundleSet::ReplaceAll(std::vector<Bundle> bundles) {
+  std::map<std::string, std::shared_ptr<const Bundle>, std::less<>> next;
+  for (Bundle& b : bundles) {
+    std::string name = b.trust_domain().name();
+    next[name] = std::make_shared<const Bundle>(std::move(b));
+  }
+  absl::MutexLock lock(&mu_);
+  bundles_ = std::move(next);
+  ++generation_;
 }
 
 std::string Bundle::ToJson() const {

@@ -14,6 +14,7 @@
 #include "core/certificate.h"
 #include "core/spiffe_id.h"
 #include "crypto/public_key.h"
+#include "nlohmann/json.hpp"
 
 namespace tw::core {
 
@@ -60,6 +61,12 @@ class Bundle {
   std::string ToPem() const;
 
  private:
+  friend absl::StatusOr<std::vector<Bundle>> ParseBundleMap(absl::string_view text);
+  struct Contents;
+  static absl::Status ReadJson(const nlohmann::json& doc, Contents* out);
+  static absl::StatusOr<Bundle> FromContents(Contents contents,
+                                             std::optional<TrustDomain> trust_domain);
+
   TrustDomain trust_domain_;
   std::vector<std::shared_ptr<const X509Authority>> x509_;
   std::vector<JwtAuthority> jwt_;
@@ -67,11 +74,21 @@ class Bundle {
   std::optional<int64_t> refresh_hint_;
 };
 
+// Parses a SPIFFE bundle map (Trust Domain and Bundle §5): {"trust_domains": {TD: bundle}}
+// with keys as bare names or spiffe://TD. All or nothing: InvalidArgument when a key is
+// not a trust domain, a trust domain appears twice (also as two JSON spellings), or a
+// bundle is malformed.
+absl::StatusOr<std::vector<Bundle>> ParseBundleMap(absl::string_view text);
+// A bundle map of `bundles`, keyed by bare trust domain names, without per-bundle hints.
+std::string BundleMapJson(const std::vector<Bundle>& bundles);
+
 // Bundles by trust domain name; readers get immutable snapshots. Thread-safe.
 class BundleSet {
  public:
   // Adds or replaces the bundle of its trust domain.
   void Put(Bundle bundle);
+  // Replaces every bundle at once (a trust domain missing from `bundles` is dropped).
+  void ReplaceAll(std::vector<Bundle> bundles);
   void Remove(const TrustDomain& td);
   // The bundle of `trust_domain_name`, or null.
   std::shared_ptr<const Bundle> Get(absl::string_view trust_domain_name) const;

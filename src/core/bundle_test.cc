@@ -150,6 +150,40 @@ TEST_F(BundleTest, RejectsMalformedDocuments) {
   EXPECT_FALSE(Bundle::Parse("{\"keys\":" + deep, td).ok());
 }
 
+TEST_F(BundleTest, BundleMapRoundTripsAndLoadsAtomically) {
+  Bundle a(*TrustDomain::FromName("a.org"));
+  ASSERT_TRUE(a.AddX509Authority(ca_.der).ok());
+  a.set_refresh_hint_seconds(60);
+  Bundle b(*TrustDomain::FromName("b.org"));
+  b.AddJwtAuthority("k1", jwt_key_.public_key());
+  std::string text = BundleMapJson({a, b});
+  EXPECT_FALSE(json::parse(text)["trust_domains"]["a.org"].contains("spiffe_refresh_hint"));
+  auto parsed = ParseBundleMap(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->size(), 2u);
+  BundleSet set;
+  set.Put(Bundle(*TrustDomain::FromName("gone.org")));
+  set.ReplaceAll(*std::move(parsed));
+  EXPECT_EQ(set.Get("gone.org"), nullptr);
+  EXPECT_EQ(set.Get("a.org")->x509_authorities().size(), 1u);
+  EXPECT_EQ(set.Get("b.org")->jwt_authorities().size(), 1u);
+  auto spiffe_keys = ParseBundleMap(R"({"trust_domains":{"spiffe://c.org":{"keys":[]}}})");
+  ASSERT_TRUE(spiffe_keys.ok());
+  EXPECT_EQ((*spiffe_keys)[0].trust_domain().name(), "c.org");
+}
+
+TEST_F(BundleTest, BundleMapRejectsDuplicatesAndBadKeys) {
+  for (const char* bad :
+       {R"({"trust_domains":{"a.org":{"keys":[]},"a.org":{"keys":[]}}})",
+        R"({"trust_domains":{"a.org":{"keys":[]},"spiffe://a.org":{"keys":[]}}})",
+        R"({"trust_domains":{"A.org":{"keys":[]}}})",
+        R"({"trust_domains":{"spiffe://a.org/x":{"keys":[]}}})",
+        R"({"trust_domains":{"a.org":{}}})", R"({"trust_domains":[]})", R"({})"}) {
+    EXPECT_FALSE(ParseBundleMap(bad).ok()) << bad;
+  }
+  EXPECT_TRUE(ParseBundleMap(R"({"trust_domains":{}})").ok());
+}
+
 TEST_F(BundleTest, BundleSetReplacesAndCountsGenerations) {
   BundleSet set;
   uint64_t g0 = set.generation();
