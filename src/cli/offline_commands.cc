@@ -49,10 +49,21 @@ absl::StatusOr<std::optional<core::TrustDomain>> OptionalTrustDomain(const std::
   return std::optional<core::TrustDomain>(std::move(td));
 }
 
-// A BundleSet holding the one bundle in `path` (JSON or PEM) for its trust domain.
+// A BundleSet from `path`: one SPIFFE bundle (JSON or PEM) for its trust domain, or a
+// bundle map {"trust_domains": ...} of several.
 absl::StatusOr<std::shared_ptr<core::BundleSet>> LoadBundle(const std::string& path,
                                                             const std::string& trust_domain) {
   TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
+  if (text.find("\"trust_domains\"") != std::string::npos) {
+    auto bundles = core::ParseBundleMap(text);
+    if (!bundles.ok()) {
+      return absl::Status(bundles.status().code(),
+                          absl::StrCat(path, ": ", bundles.status().message()));
+    }
+    auto set = std::make_shared<core::BundleSet>();
+    set->ReplaceAll(*std::move(bundles));
+    return set;
+  }
   TW_ASSIGN_OR_RETURN(std::optional<core::TrustDomain> td, OptionalTrustDomain(trust_domain));
   auto bundle = core::Bundle::Parse(text, std::move(td));
   if (!bundle.ok()) {

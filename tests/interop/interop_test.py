@@ -773,6 +773,40 @@ class SvidVerifyAcceptTest(InteropTestCase):
         self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
 
 
+class FederationTest(InteropTestCase):
+    """A SPIFFE bundle map (Trust Domain and Bundle §5) holds several trust domains; each
+    SVID is checked only against the bundle of its own trust domain."""
+
+    def write_bundle_map(self, *cas):
+        doc = {"trust_domains": {ca.td: json.loads(read(ca.bundle_json)) for ca in cas}}
+        return write(self.path("map.json"), json.dumps(doc).encode())
+
+    def test_bundle_map_verifies_each_trust_domain_with_its_own_bundle(self):
+        ca_a, ca_b = self.init_ca(), self.init_ca(OTHER_TD)
+        bundle_map = self.write_bundle_map(ca_a, ca_b)
+        key = self.write_public_key(new_key())
+        chain_a = self.issue(ca_a, ["--public-key", key], name="a.pem")
+        chain_b = self.issue(ca_b, ["--public-key", key], spiffe_id=OTHER_TD_ID, name="b.pem")
+        self.assert_accepted(self.svid_verify(bundle_map, chain_a), LEAF_ID)
+        self.assert_accepted(self.svid_verify(bundle_map, chain_b), OTHER_TD_ID)
+        forged = self.craft_leaf(ca_a, uris=(OTHER_TD_ID,), name="forged.pem")
+        self.assert_rejected(self.svid_verify(bundle_map, forged), "wrong_trust_domain",
+                             OTHER_TD_ID)
+
+    def test_bundle_map_with_a_duplicate_trust_domain_is_refused(self):
+        ca = self.init_ca()
+        bundle = read(ca.bundle_json).decode()
+        chain = self.issue(ca, ["--public-key", self.write_public_key(new_key())])
+        for second_key, reason in ((TD, "duplicate member"),
+                                   ("spiffe://" + TD, "appears twice")):
+            with self.subTest(second_key=second_key):
+                doc = '{"trust_domains": {"%s": %s, "%s": %s}}' % (TD, bundle, second_key, bundle)
+                bundle_map = write(self.path("dup.json"), doc.encode())
+                result = self.svid_verify(bundle_map, chain)
+                self.assertEqual(result.returncode, 1, describe(result))
+                self.assertIn(reason, result.stderr)
+
+
 class SvidVerifyRejectTest(InteropTestCase):
 
     def assert_svid_rejected(self, ca, chain, reason, *claimed_ids, bundle=None, options=()):
