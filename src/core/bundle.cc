@@ -89,6 +89,10 @@ absl::StatusOr<TrustDomain> CaTrustDomain(const Certificate& c) {
 
 absl::Status Bundle::AddX509Authority(base::Bytes der) {
   TW_ASSIGN_OR_RETURN(Certificate cert, Certificate::Parse(std::move(der)));
+  // A bundle authority signs SVIDs: a leaf published by mistake must not become one.
+  if (!cert.is_ca() || (cert.has_key_usage() && !(cert.key_usage() & kKeyCertSign))) {
+    return Invalid("an X.509 authority must be a CA certificate (cA=true, keyCertSign)");
+  }
   TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(cert.spki()));
   x509_.push_back(std::make_shared<const X509Authority>(
       X509Authority{.certificate = std::move(cert), .key = std::move(key)}));
@@ -202,7 +206,8 @@ absl::StatusOr<std::vector<Bundle>> ParseBundleMap(absl::string_view text) {
     auto td = TrustDomain::FromNameOrId(name);
     if (!td.ok()) return Invalid(absl::StrCat("bundle map key: ", td.status().message()));
     if (absl::StartsWith(name, "spiffe://") && name != td->IdString()) {
-      return Invalid(absl::StrCat("bundle map key \"", name.substr(0, 64), "\" has a path"));
+      return Invalid(
+          absl::StrCat("bundle map key \"", absl::CHexEscape(name.substr(0, 64)), "\" has a path"));
     }
     for (const Bundle& b : out) {
       if (b.trust_domain() == *td) {

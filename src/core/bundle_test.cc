@@ -111,6 +111,17 @@ TEST_F(BundleTest, IgnoresJwksTheSpecSaysToIgnore) {
   EXPECT_EQ(b->jwt_authorities()[0].key_id, "k1");
 }
 
+TEST_F(BundleTest, RefusesLeafCertificatesAsAuthorities) {
+  testing::TestCert leaf = testing::MakeCert(testing::LeafSpec("spiffe://example.org/w"), &ca_);
+  Bundle b(*TrustDomain::FromName("example.org"));
+  EXPECT_THAT(std::string(b.AddX509Authority(leaf.der).message()), HasSubstr("CA certificate"));
+  EXPECT_FALSE(Bundle::Parse(leaf.pem(), *TrustDomain::FromName("example.org")).ok());
+  auto json_bundle = Bundle::Parse(json{{"keys", {X509Jwk(leaf), X509Jwk(ca_)}}}.dump(),
+                                   *TrustDomain::FromName("example.org"));
+  ASSERT_TRUE(json_bundle.ok());
+  EXPECT_EQ(json_bundle->x509_authorities().size(), 1u);  // the leaf's entry is ignored
+}
+
 TEST_F(BundleTest, UsesTheFirstCertificateOfX5c) {
   json two = X509Jwk(ca_);
   testing::TestCert other = testing::MakeRootCa("example.org");

@@ -52,6 +52,25 @@ const SigAlg kSigAlgs[] = {
     {kOidRsaSha512, SignatureScheme::kRsaPkcs1Sha512, true},
 };
 
+// RFC 5280 GeneralName tags: otherName, x400Address, directoryName and ediPartyName are
+// constructed; rfc822Name, dNSName, URI, iPAddress and registeredID primitive.
+bool KnownGeneralName(uint8_t tag) {
+  switch (tag) {
+    case der::ContextConstructed(0):
+    case der::ContextPrimitive(1):
+    case der::ContextPrimitive(2):
+    case der::ContextConstructed(3):
+    case der::ContextConstructed(4):
+    case der::ContextConstructed(5):
+    case der::ContextPrimitive(6):
+    case der::ContextPrimitive(7):
+    case der::ContextPrimitive(8):
+      return true;
+    default:
+      return false;
+  }
+}
+
 absl::Status Malformed(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("certificate: ", what));
 }
@@ -99,6 +118,9 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
         uris_.push_back(base::AsChars(name));
       } else if (tag == der::ContextPrimitive(2)) {
         dns_.push_back(base::AsChars(name));
+      } else if (!KnownGeneralName(tag)) {
+        // E.g. a URI in constructed form, which other parsers would still read as a URI.
+        return Malformed("subjectAltName holds an unknown or misencoded name form");
       }
     }
   } else if (Equal(oid, kOidExtKeyUsage)) {
@@ -141,7 +163,7 @@ absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
   if (!outer.Enter(der::kSequence, &cert) || !outer.empty() ||
       !cert.Read(der::kSequence, nullptr, &tbs_element) ||
       !cert.Read(der::kSequence, &sig_alg_contents, &sig_alg) ||
-      !cert.ReadBitStringBytes(&c.signature_) || !cert.empty()) {
+      !cert.ReadBitStringOctets(&c.signature_) || !cert.empty()) {
     return Malformed("not a DER X.509 certificate");
   }
   c.tbs_ = tbs_element;
@@ -156,9 +178,11 @@ absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
     return Malformed("not an X.509 v3 certificate");
   }
   base::ByteView inner_sig_alg;
-  if (!tbs.Read(der::kInteger, &c.serial_) || c.serial_.empty() ||
-      !tbs.Read(der::kSequence, nullptr, &inner_sig_alg)) {
-    return Malformed("bad serial number or signature algorithm");
+  if (!tbs.ReadPositiveInteger(&c.serial_)) {
+    return Malformed("serial number is not a positive, minimally encoded INTEGER");
+  }
+  if (!tbs.Read(der::kSequence, nullptr, &inner_sig_alg)) {
+    return Malformed("bad signature algorithm");
   }
   if (c.serial_.size() > 21) return Malformed("serial number longer than 20 bytes");
   if (!Equal(inner_sig_alg, sig_alg)) return Malformed("signature algorithms disagree");

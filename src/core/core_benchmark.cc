@@ -119,8 +119,10 @@ void BM_X509SvidVerifyNew(benchmark::State& state) {
   std::vector<base::Bytes> leaves;
   for (int i = 0; i < 64; ++i)
     leaves.push_back(*f.issuer.IssueLeaf(f.request, f.agent_key->public_key()));
-  X509Verifier verifier(
-      f.bundles, {.clock = &base::Clock::System(), .revocation_check = {}, .cache_capacity = 0});
+  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(),
+                                    .revocation_check = {},
+                                    .attribute_trust_domains = {f.issuer.trust_domain()},
+                                    .cache_capacity = 0});
   size_t i = 0;
   for (auto _ : state) {
     auto r = verifier.Verify({leaves[i++ % leaves.size()]});
@@ -138,6 +140,7 @@ void BM_X509SvidVerifyCached(benchmark::State& state) {
   X509Verifier verifier(
       f.bundles, {.clock = &base::Clock::System(),
                   .revocation_check = [](const VerifiedX509Svid&) { return absl::OkStatus(); },
+                  .attribute_trust_domains = {f.issuer.trust_domain()},
                   .cache_capacity = 1024});
   std::vector<base::ByteView> chain = {leaf};
   for (auto _ : state) {
@@ -169,7 +172,8 @@ void BM_JwtSvidValidate(benchmark::State& state) {
                      .attributes = f.request.attributes};
   std::string token = *MintJwtSvid(*f.jwt_key, req);
   for (auto _ : state) {
-    auto r = ValidateJwtSvid(token, "spiffe://trustwarden/payments-api", *f.bundles, kNow);
+    auto r = ValidateJwtSvid(token, "spiffe://trustwarden/payments-api", *f.bundles, kNow,
+                             {f.issuer.trust_domain()});
     if (!r.ok()) state.SkipWithError("validation failed");
     benchmark::DoNotOptimize(r);
   }

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace tw::core {
@@ -34,7 +35,7 @@ absl::StatusOr<nlohmann::json> ParseStrictJson(absl::string_view text, absl::str
       const std::string& key = parsed.get_ref<const std::string&>();
       for (size_t i = starts.back(); i < keys.size(); ++i) {
         if (keys[i] == key) {
-          problem = absl::StrCat("duplicate member \"", key.substr(0, 64), "\"");
+          problem = absl::StrCat("duplicate member \"", absl::CHexEscape(key.substr(0, 64)), "\"");
           return false;
         }
       }

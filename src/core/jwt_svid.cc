@@ -16,6 +16,12 @@ using crypto::SignatureScheme;
 using nlohmann::json;
 
 constexpr size_t kMaxTokenBytes = 16 * 1024;
+constexpr double kMaxNumericDate = 253402300799;  // 9999-12-31T23:59:59Z
+
+// Untrusted text quoted in an error message: bounded and escaped (no log injection).
+std::string Quote(absl::string_view s) {
+  return absl::StrCat("\"", absl::CHexEscape(s.substr(0, 64)), "\"");
+}
 
 std::string B64Url(absl::string_view s) { return absl::WebSafeBase64Escape(s); }
 
@@ -57,6 +63,9 @@ bool KeyFits(const crypto::PublicKey& key, SignatureScheme s) {
 
 absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtSvidRequest& r) {
   if (r.audience.empty()) return absl::InvalidArgumentError("JWT-SVID: audience is required");
+  if (r.subject.is_trust_domain_id()) {
+    return absl::InvalidArgumentError("JWT-SVID: sub must name a workload, not the trust domain");
+  }
   if (r.ttl <= absl::ZeroDuration())
     return absl::InvalidArgumentError("JWT-SVID: TTL must be positive");
   SignatureScheme scheme = signer.algorithm();
@@ -81,7 +90,8 @@ absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtS
 }
 
 absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_view audience,
-                                        const BundleSet& bundles, absl::Time now) {
+                                        const BundleSet& bundles, absl::Time now,
+                                        const std::vector<TrustDomain>& attribute_trust_domains) {
   if (audience.empty()) {
     return absl::InvalidArgumentError("JWT-SVID: refusing to validate without an audience");
   }
@@ -93,6 +103,9 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
       !B64UrlDecode(parts[2], &sig)) {
     return Malformed("a part is not unpadded base64url");
   }
+  // The signature is outside the signed text: only its canonical spelling is accepted, so a
+  // token has one string form (deny lists and replay caches key on it).
+  if (B64Url(sig) != parts[2]) return Malformed("signature is not canonical base64url");
 
   // §3.2 step 2: the header, algorithm first.
   TW_ASSIGN_OR_RETURN(json header, ParseStrictJson(header_text, "JWT-SVID header"));
@@ -101,7 +114,7 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   if (alg_it == header.end() || !alg_it->is_string()) return Malformed("header has no alg");
   const std::string& alg = alg_it->get_ref<const std::string&>();
   std::optional<SignatureScheme> scheme = crypto::SchemeFromJoseName(alg);
-  if (!scheme) return Reject(absl::StrCat("algorithm \"", alg.substr(0, 16), "\" is not allowed"));
+  if (!scheme) return Reject(absl::StrCat("algorithm ", Quote(alg), " is not allowed"));
   std::optional<std::string> kid;
   for (const auto& [name, value] : header.items()) {
     if (name == "kid") {
@@ -110,7 +123,7 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
     } else if (name == "typ") {
       if (value != "JWT" && value != "JOSE") return Reject("typ must be JWT or JOSE");
     } else if (name != "alg") {
-      return Reject(absl::StrCat("header member \"", name.substr(0, 32), "\" is not allowed"));
+      return Reject(absl::StrCat("header member ", Quote(name), " is not allowed"));
     }
   }
 
@@ -132,8 +145,10 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
     } else if (name == "aud") {
       aud_claim = &value;
     } else if (name == "exp" || name == "nbf" || name == "iat") {
-      if (!value.is_number() || !std::isfinite(value.get<double>())) {
-        return Malformed(absl::StrCat("\"", name, "\" is not a NumericDate"));
+      // NumericDate (RFC 7519 §2), bounded to years 1970..9999 so conversion cannot overflow.
+      if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0 ||
+          value.get<double>() > kMaxNumericDate) {
+        return Malformed(absl::StrCat("\"", name, "\" is not a NumericDate in 1970..9999"));
       }
       absl::Time t = absl::FromUnixMicros(static_cast<int64_t>(value.get<double>() * 1e6));
       (name == "exp" ? exp : name == "nbf" ? nbf : iat) = t;
@@ -154,6 +169,7 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   if (sub_claim == nullptr || !sub_claim->is_string()) return Reject("sub is missing");
   auto sub = SpiffeId::FromString(sub_claim->get_ref<const std::string&>());
   if (!sub.ok()) return Reject(absl::StrCat("sub: ", sub.status().message()));
+  if (sub->is_trust_domain_id()) return Reject("sub names the trust domain, not a workload");
   if (!exp) return Reject("exp is missing");
 
   // Steps 4-7: the key from sub's own trust domain, then the signature.
@@ -169,7 +185,8 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
     if (kid && a.key_id != *kid) continue;
     if (!KeyFits(a.key, *scheme)) {
       if (kid)
-        return Reject(absl::StrCat("algorithm ", alg, " does not fit the key \"", *kid, "\""));
+        return Reject(
+            absl::StrCat("algorithm ", Quote(alg), " does not fit the key ", Quote(*kid)));
       continue;
     }
     found_key = true;
@@ -185,9 +202,9 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
     }
   }
   if (!found_key) {
-    return Reject(kid ? absl::StrCat("no JWT authority with kid \"", kid->substr(0, 64),
-                                     "\" in the bundle of \"", sub->trust_domain_name(), "\"")
-                      : absl::StrCat("no JWT authority for ", alg, " in the bundle of \"",
+    return Reject(kid ? absl::StrCat("no JWT authority with kid ", Quote(*kid),
+                                     " in the bundle of \"", sub->trust_domain_name(), "\"")
+                      : absl::StrCat("no JWT authority for ", Quote(alg), " in the bundle of \"",
                                      sub->trust_domain_name(), "\""));
   }
   if (!verified) return Reject("signature does not verify");
@@ -211,7 +228,7 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
     return Malformed("aud is neither a string nor a non-empty array");
   }
   if (std::find(aud.begin(), aud.end(), audience) == aud.end()) {
-    return Reject(absl::StrCat("audience \"", audience.substr(0, 64), "\" is not in aud"));
+    return Reject(absl::StrCat("audience ", Quote(audience), " is not in aud"));
   }
 
   JwtSvid out{.subject = *std::move(sub),
@@ -221,6 +238,10 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
               .token_id = {},
               .attributes = {}};
   if (jti_claim != nullptr && jti_claim->is_string()) out.token_id = jti_claim->get<std::string>();
+  if (std::none_of(attribute_trust_domains.begin(), attribute_trust_domains.end(),
+                   [&](const TrustDomain& td) { return out.subject.MemberOf(td); })) {
+    return out;
+  }
   if (scope_claim != nullptr) {
     if (!scope_claim->is_string()) return Reject("scope is not a string");
     for (absl::string_view s :

@@ -31,6 +31,8 @@ struct JwtSvid {
   absl::Time expiry;
   std::optional<absl::Time> issued_at;
   std::string token_id;  // "jti", may be empty
+  // From "scope" and the tw_* claims; left empty unless sub's trust domain is one of the
+  // `attribute_trust_domains` given to ValidateJwtSvid.
   SvidAttributes attributes;
 };
 
@@ -48,7 +50,10 @@ inline constexpr absl::Duration kJwtLeeway = absl::Seconds(30);
 // sub's trust domain (by kid, or every fitting key when kid is absent), the signature,
 // exp/nbf/iat against `now`, and `audience` membership. InvalidArgument: malformed;
 // Unauthenticated: any other failure, with the reason.
-absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_view audience,
-                                        const BundleSet& bundles, absl::Time now);
+// TrustWarden claims are honoured only for subjects in `attribute_trust_domains` (a
+// federated domain's key can assert any scope).
+absl::StatusOr<JwtSvid> ValidateJwtSvid(
+    absl::string_view token, absl::string_view audience, const BundleSet& bundles, absl::Time now,
+    const std::vector<TrustDomain>& attribute_trust_domains = {});
 
 }  // namespace tw::core

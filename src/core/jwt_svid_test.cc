@@ -62,7 +62,7 @@ class JwtSvidTest : public ::testing::Test {
             {"iat", absl::ToUnixSeconds(kNow)}};
   }
   absl::StatusOr<JwtSvid> Validate(const std::string& token, absl::string_view aud = "svc") {
-    return ValidateJwtSvid(token, aud, bundles_, kNow);
+    return ValidateJwtSvid(token, aud, bundles_, kNow, {*TrustDomain::FromName("example.org")});
   }
   void ExpectRejected(const std::string& token, const std::string& reason) {
     auto r = Validate(token);
@@ -300,6 +300,59 @@ TEST_F(JwtSvidTest, HonoursBundleUpdates) {
   ASSERT_TRUE(Validate(good).ok());
   bundles_.Put(Bundle(*TrustDomain::FromName("example.org")));  // keys: []
   ExpectRejected(good, "no JWT authority");
+}
+
+TEST_F(JwtSvidTest, IgnoresAttributesOfTrustDomainsNotNamed) {
+  TestKey other = TestKey::Ec("P-256");
+  AddKey("other.org", "ko", other);
+  json c = Claims();
+  c["sub"] = "spiffe://other.org/w";
+  c["scope"] = "*:*";
+  c["tw_trust_level"] = "critical";
+  auto v = Validate(Sign(other, SignatureScheme::kEcdsaSha256, Header("ES256", "ko"), c));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->attributes.scopes.empty());
+  EXPECT_EQ(v->attributes.trust_level, TrustLevel::kLow);
+}
+
+TEST_F(JwtSvidTest, RejectsOutOfRangeDatesAndTrustDomainSubjects) {
+  for (double nbf : {1e13, 1e19, -1.0}) {
+    json c = Claims();
+    c["nbf"] = nbf;
+    EXPECT_EQ(Validate(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c)).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << nbf;
+  }
+  json c = Claims();
+  c["sub"] = "spiffe://example.org";
+  ExpectRejected(Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), c),
+                 "names the trust domain");
+  auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  EXPECT_FALSE(MintJwtSvid(*signer, {.subject = *SpiffeId::FromString("spiffe://example.org"),
+                                     .audience = {"svc"},
+                                     .issued_at = kNow,
+                                     .ttl = absl::Minutes(1),
+                                     .attributes = {}})
+                   .ok());
+}
+
+TEST_F(JwtSvidTest, AcceptsOnlyTheCanonicalSignatureSpelling) {
+  std::string good = Sign(es256_, SignatureScheme::kEcdsaSha256, Header(), Claims());
+  ASSERT_TRUE(Validate(good).ok());
+  // 64 signature bytes leave 4 spare bits in the last base64url character.
+  std::string alias = good;
+  char& last = alias.back();
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  last = alphabet[alphabet.find(last) ^ 1];
+  EXPECT_THAT(std::string(Validate(alias).status().message()), HasSubstr("canonical"));
+}
+
+TEST_F(JwtSvidTest, EscapesUntrustedTextInErrors) {
+  std::string token =
+      Sign(es256_, SignatureScheme::kEcdsaSha256, Header("ES256", "a\nFAKE LOG LINE"), Claims());
+  std::string message(Validate(token).status().message());
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_THAT(message, HasSubstr("\\n"));
 }
 
 TEST_F(JwtSvidTest, RefusesToValidateWithoutAnAudience) {

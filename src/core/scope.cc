@@ -1,5 +1,6 @@
 #include "core/scope.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,7 +19,8 @@ bool NameChar(char c, bool object) {
 }
 
 absl::Status Invalid(absl::string_view scope, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("scope \"", scope.substr(0, 64), "\": ", why));
+  return absl::InvalidArgumentError(
+      absl::StrCat("scope \"", absl::CHexEscape(scope.substr(0, 64)), "\": ", why));
 }
 
 }  // namespace
@@ -96,8 +98,9 @@ absl::StatusOr<TrustLevel> ParseTrustLevel(absl::string_view s) {
        {TrustLevel::kLow, TrustLevel::kMedium, TrustLevel::kHigh, TrustLevel::kCritical}) {
     if (TrustLevelName(l) == s) return l;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("trust level \"", s.substr(0, 32), "\": want low, medium, high or critical"));
+  return absl::InvalidArgumentError(absl::StrCat("trust level \"",
+                                                 absl::CHexEscape(s.substr(0, 32)),
+                                                 "\": want low, medium, high or critical"));
 }
 
 absl::string_view TrustLevelName(TrustLevel level) {
@@ -116,7 +119,8 @@ absl::string_view TrustLevelName(TrustLevel level) {
 
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s) {
   auto invalid = [s](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("duration \"", s.substr(0, 32), "\": ", why));
+    return absl::InvalidArgumentError(
+        absl::StrCat("duration \"", absl::CHexEscape(s.substr(0, 32)), "\": ", why));
   };
   if (s.empty()) return invalid("is empty");
   int64_t total = 0;

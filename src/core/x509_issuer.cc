@@ -45,7 +45,7 @@ base::Bytes KeyId(const crypto::PublicKey& key) {
   base::ByteView bits;
   outer.Enter(der::kSequence, &spki);
   spki.Read(der::kSequence, nullptr);
-  spki.ReadBitStringBytes(&bits);
+  spki.ReadBitStringOctets(&bits);
   base::Bytes out(SHA_DIGEST_LENGTH);
   SHA1(bits.data(), bits.size(), out.data());
   return out;
@@ -210,6 +210,9 @@ absl::Status CheckWindow(absl::Time not_before, absl::Time not_after) {
 absl::StatusOr<base::Bytes> X509Issuer::SelfSignedCa(const crypto::Signer& signer,
                                                      const CaRequest& request) {
   TW_RETURN_IF_ERROR(CheckWindow(request.not_before, request.not_after));
+  if (request.path_len && *request.path_len < 0) {
+    return absl::InvalidArgumentError("negative pathLenConstraint");
+  }
   TW_ASSIGN_OR_RETURN(base::ByteView oid, SigAlgOid(signer.algorithm()));
   std::string cn = CaCommonName(true);
   std::string uri = request.trust_domain.IdString();
@@ -243,17 +246,23 @@ absl::StatusOr<X509Issuer> X509Issuer::Create(std::shared_ptr<const crypto::Sign
     return absl::InvalidArgumentError("CA certificate: want exactly one URI SAN spiffe://TD");
   }
   TW_ASSIGN_OR_RETURN(SpiffeId ca_id, SpiffeId::FromString(ca.uri_sans()[0]));
+  if (!ca_id.is_trust_domain_id()) {
+    return absl::InvalidArgumentError("CA certificate: its SPIFFE ID must have no path");
+  }
   base::ByteView spki = ca.spki();
   const base::Bytes& signer_spki = signer->public_key_der();
   if (!std::equal(spki.begin(), spki.end(), signer_spki.begin(), signer_spki.end())) {
     return absl::InvalidArgumentError("CA certificate: its public key is not the signer's");
   }
   base::Bytes ski = KeyId(signer->public_key());
+  absl::Time chain_not_after = absl::InfiniteFuture();
+  for (const Certificate& c : chain) chain_not_after = std::min(chain_not_after, c.not_after());
   auto state = std::make_shared<State>(State{.signer = std::move(signer),
                                              .chain = std::move(chain),
                                              .served = {},
                                              .trust_domain = ca_id.trust_domain(),
-                                             .ski = std::move(ski)});
+                                             .ski = std::move(ski),
+                                             .chain_not_after = chain_not_after});
   TW_RETURN_IF_ERROR(SigAlgOid(state->signer->algorithm()).status());
   for (const Certificate& c : state->chain) {
     if (!c.SelfIssued()) state->served.push_back(c.der());
@@ -275,7 +284,7 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueLeaf(const LeafRequest& request,
     if (ip.size() != 4 && ip.size() != 16) return absl::InvalidArgumentError("bad IP address");
   }
   const Certificate& ca = certificate();
-  absl::Time not_after = std::min(request.not_after, ca.not_after());
+  absl::Time not_after = std::min(request.not_after, state_->chain_not_after);
   absl::Time not_before = std::max(request.not_before, ca.not_before());
   TW_RETURN_IF_ERROR(CheckWindow(not_before, not_after));
   base::ByteView oid = *SigAlgOid(state_->signer->algorithm());
@@ -302,7 +311,14 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueCa(const CaRequest& request,
   if (ca.path_len() && *ca.path_len() == 0) {
     return absl::FailedPreconditionError("the CA's pathLenConstraint forbids intermediates");
   }
-  absl::Time not_after = std::min(request.not_after, ca.not_after());
+  std::optional<int> path_len = request.path_len;
+  if (path_len && *path_len < 0) return absl::InvalidArgumentError("negative pathLenConstraint");
+  if (ca.path_len()) {
+    // One level is used by the new intermediate itself (RFC 5280 §4.2.1.9).
+    int most = static_cast<int>(*ca.path_len()) - 1;
+    path_len = path_len ? std::min(*path_len, most) : most;
+  }
+  absl::Time not_after = std::min(request.not_after, state_->chain_not_after);
   absl::Time not_before = std::max(request.not_before, ca.not_before());
   TW_RETURN_IF_ERROR(CheckWindow(not_before, not_after));
   base::ByteView oid = *SigAlgOid(state_->signer->algorithm());
@@ -316,7 +332,7 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueCa(const CaRequest& request,
              .subject_key = &subject_key,
              .authority_key_id = state_->ski,
              .ca = true,
-             .path_len = request.path_len,
+             .path_len = path_len,
              .leaf = nullptr,
              .ca_uri = uri};
   return SignTbs(*state_->signer, oid, EncodeTbs(p));

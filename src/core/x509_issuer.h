@@ -22,7 +22,7 @@ namespace tw::core {
 struct LeafRequest {
   SpiffeId spiffe_id;  // must have a path (X509-SVID §2: leaf IDs are not the TD's own)
   absl::Time not_before;
-  absl::Time not_after;  // capped at the issuing CA's notAfter
+  absl::Time not_after;  // capped at the earliest notAfter of the CA chain
   SvidAttributes attributes;
   std::vector<std::string> dns_names;     // extra SANs (server certificates)
   std::vector<base::Bytes> ip_addresses;  // 4 or 16 bytes each
@@ -32,7 +32,7 @@ struct CaRequest {
   TrustDomain trust_domain;
   absl::Time not_before;
   absl::Time not_after;
-  std::optional<int> path_len;  // pathLenConstraint; none = unlimited
+  std::optional<int> path_len;  // pathLenConstraint; none = unlimited (capped by the parent's)
 };
 
 class X509Issuer {
@@ -68,7 +68,8 @@ class X509Issuer {
     std::vector<Certificate> chain;
     std::vector<base::ByteView> served;
     TrustDomain trust_domain;
-    base::Bytes ski;  // the CA's subjectKeyIdentifier, for AKI
+    base::Bytes ski;             // the CA's subjectKeyIdentifier, for AKI
+    absl::Time chain_not_after;  // issued certificates never outlive any CA above them
   };
   explicit X509Issuer(std::shared_ptr<const State> state) : state_(std::move(state)) {}
   std::shared_ptr<const State> state_;

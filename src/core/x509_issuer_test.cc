@@ -182,6 +182,47 @@ TEST(X509IssuerTest, CreateRefusesMismatchedKeyAndNonCa) {
   EXPECT_FALSE(X509Issuer::Create(ca.key, {}).ok());
 }
 
+TEST(X509IssuerTest, CapsIntermediatePathLenAndLifetimeAtTheChain) {
+  std::shared_ptr<crypto::SoftwareSigner> root_key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  base::Bytes root =
+      *X509Issuer::SelfSignedCa(*root_key, {.trust_domain = *TrustDomain::FromName("example.org"),
+                                            .not_before = kNow - absl::Minutes(1),
+                                            .not_after = kNow + absl::Hours(1),
+                                            .path_len = 1});
+  X509Issuer root_issuer = *X509Issuer::Create(root_key, {root});
+  std::shared_ptr<crypto::SoftwareSigner> key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  CaRequest unlimited{.trust_domain = *TrustDomain::FromName("example.org"),
+                      .not_before = kNow,
+                      .not_after = kNow + absl::Hours(48),
+                      .path_len = std::nullopt};
+  base::Bytes inter = *root_issuer.IssueCa(unlimited, key->public_key());
+  auto icert = Certificate::Parse(inter);
+  EXPECT_EQ(icert->path_len(), 0);
+  EXPECT_EQ(icert->not_after(), kNow + absl::Hours(1));
+  CaRequest negative = unlimited;
+  negative.path_len = -1;
+  EXPECT_FALSE(root_issuer.IssueCa(negative, key->public_key()).ok());
+  X509Issuer inter_issuer = *X509Issuer::Create(key, {inter, root});
+  LeafRequest r = Request();
+  r.not_after = kNow + absl::Hours(30);
+  auto leaf =
+      Certificate::Parse(*inter_issuer.IssueLeaf(r, testing::TestKey::Ec("P-256").public_key()));
+  EXPECT_EQ(leaf->not_after(), kNow + absl::Hours(1));
+}
+
+TEST(X509IssuerTest, CreateRefusesACaWhoseIdHasAPath) {
+  testing::CertSpec spec = testing::IntermediateSpec("example.org");
+  spec.uris = {"spiffe://example.org/ca"};
+  testing::TestCert ca = testing::MakeCert(spec);
+  auto signer = crypto::SoftwareSigner::FromPem(ca.key.PrivatePem());
+  ASSERT_TRUE(signer.ok());
+  auto issuer =
+      X509Issuer::Create(std::shared_ptr<const crypto::Signer>(*std::move(signer)), {ca.der});
+  EXPECT_THAT(std::string(issuer.status().message()), HasSubstr("no path"));
+}
+
 TEST(CertificateTest, RejectsEveryTruncation) {
   Ca ca = MakeCa();
   for (size_t n = 0; n < ca.der.size(); n += 7) {

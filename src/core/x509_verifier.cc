@@ -125,7 +125,10 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
                                leaf.unhandled_critical_extension()));
   }
   std::optional<SvidAttributes> attributes;
-  if (leaf.attributes()) {
+  bool honour_attributes =
+      std::any_of(options_.attribute_trust_domains.begin(), options_.attribute_trust_domains.end(),
+                  [&](const TrustDomain& td) { return id->MemberOf(td); });
+  if (leaf.attributes() && honour_attributes) {
     auto a = DecodeAttributes(*leaf.attributes());
     if (!a.ok()) return Reject(a.status().message());
     attributes = *std::move(a);
@@ -149,7 +152,11 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
   std::vector<bool> used;
   const Certificate* current = &leaf;
   for (size_t depth = 0;; ++depth) {
-    std::string failed_signature;
+    // Every candidate is tried; the first reason one failed is reported if none passes.
+    absl::Status failure;
+    auto note = [&failure](absl::Status s) {
+      if (failure.ok()) failure = std::move(s);
+    };
     for (const auto& authority : bundle->x509_authorities()) {
       const Certificate& anchor = authority->certificate;
       if (!NamesChain(*current, anchor) || !authority->key.Accepts(current->signature_scheme())) {
@@ -157,16 +164,21 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
       }
       if (!authority->key.Verify(current->signature_scheme(), current->tbs(), current->signature())
                .ok()) {
-        failed_signature = "a signature does not verify against the bundle authority";
+        note(Reject("a signature does not verify against the bundle authority"));
         continue;
       }
-      TW_RETURN_IF_ERROR(CheckValidity(anchor, "bundle authority", now));
+      if (absl::Status s = CheckValidity(anchor, "bundle authority", now); !s.ok()) {
+        note(std::move(s));
+        continue;
+      }
       if (anchor.path_len() && static_cast<int64_t>(depth) > *anchor.path_len()) {
-        return Reject("bundle authority pathLenConstraint is exceeded");
+        note(Reject("bundle authority pathLenConstraint is exceeded"));
+        continue;
       }
       if (!anchor.unhandled_critical_extension().empty()) {
-        return Reject(absl::StrCat("bundle authority has an unsupported critical extension ",
-                                   anchor.unhandled_critical_extension()));
+        note(Reject(absl::StrCat("bundle authority has an unsupported critical extension ",
+                                 anchor.unhandled_critical_extension())));
+        continue;
       }
       not_before = std::max(not_before, anchor.not_before());
       not_after = std::min(not_after, anchor.not_after());
@@ -192,18 +204,22 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
       auto key = crypto::PublicKey::FromSpkiDer(cand.spki());
       if (!key.ok() || !key->Accepts(current->signature_scheme()) ||
           !key->Verify(current->signature_scheme(), current->tbs(), current->signature()).ok()) {
-        failed_signature = "a signature does not verify against the presented intermediate";
+        note(Reject("a signature does not verify against the presented intermediate"));
         continue;
       }
-      TW_RETURN_IF_ERROR(CheckSigningCert(cand, depth, "intermediate CA"));
-      TW_RETURN_IF_ERROR(CheckValidity(cand, "intermediate CA", now));
+      absl::Status s = CheckSigningCert(cand, depth, "intermediate CA");
+      if (s.ok()) s = CheckValidity(cand, "intermediate CA", now);
+      if (!s.ok()) {
+        note(std::move(s));
+        continue;
+      }
       not_before = std::max(not_before, cand.not_before());
       not_after = std::min(not_after, cand.not_after());
       used[i] = true;
       next = &cand;
     }
     if (next == nullptr) {
-      if (!failed_signature.empty()) return Reject(failed_signature);
+      if (!failure.ok()) return failure;
       return Reject(absl::StrCat("no path to an authority of trust domain \"",
                                  id->trust_domain_name(), "\""));
     }

@@ -21,9 +21,11 @@ namespace tw::core {
 
 struct VerifiedX509Svid {
   SpiffeId spiffe_id;
-  std::optional<SvidAttributes> attributes;  // when the TrustWarden extension is present
-  std::string serial_hex;                    // the leaf's serial number
-  absl::Time not_after;                      // the earliest notAfter along the chain
+  // The TrustWarden extension, when present and the SVID's trust domain is one whose
+  // attributes the verifier honours (X509VerifierOptions::attribute_trust_domains).
+  std::optional<SvidAttributes> attributes;
+  std::string serial_hex;  // the leaf's serial number
+  absl::Time not_after;    // the earliest notAfter along the chain
 };
 
 struct X509VerifierOptions {
@@ -31,6 +33,10 @@ struct X509VerifierOptions {
   // Called on every successful verification, cached or not; a non-OK result (normally
   // PermissionDenied "revoked") rejects the SVID.
   std::function<absl::Status(const VerifiedX509Svid&)> revocation_check;
+  // Trust domains whose TrustWarden attributes (scopes, trust level, ...) are returned.
+  // Any CA in a loaded bundle can assert any attribute, so a federated domain's are
+  // ignored unless named here.
+  std::vector<TrustDomain> attribute_trust_domains;
   // Verified leaves remembered; 0 disables the cache. When full it starts over.
   size_t cache_capacity = 65536;
 };

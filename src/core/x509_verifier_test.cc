@@ -1,6 +1,9 @@
 #include "core/x509_verifier.h"
 
 #include "core/testing/test_pki.h"
+#include "core/x509_issuer.h"
+#include "crypto/der.h"
+#include "crypto/software_signer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -268,6 +271,84 @@ TEST_F(X509VerifierTest, RevocationCheckRunsOnCachedAndUncachedPaths) {
   revoked = true;
   EXPECT_EQ(verifier.Verify({leaf.der}).status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(calls, 2);
+}
+
+TEST_F(X509VerifierTest, TriesEveryMatchingAuthority) {
+  // The same CA key and name twice, once expired: order in the bundle must not matter.
+  CertSpec old = IntermediateSpec("example.org");
+  old.common_name = "root example.org";
+  old.not_before = absl::Now() - absl::Hours(10);
+  old.not_after = absl::Now() - absl::Hours(5);
+  TestCert expired = testing::MakeCertWithKey(old, root_.key);
+  Bundle b(*TrustDomain::FromName("example.org"));
+  ASSERT_TRUE(b.AddX509Authority(expired.der).ok());
+  ASSERT_TRUE(b.AddX509Authority(root_.der).ok());
+  bundles_->Put(std::move(b));
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  EXPECT_TRUE(Verify({&leaf}).ok());
+}
+
+TEST_F(X509VerifierTest, RejectsMisencodedSansSerialsAndSignatures) {
+  // A URI in constructed form: other parsers would read a second URI the verifier missed.
+  base::Bytes san;
+  crypto::der::Writer w(&san);
+  size_t seq = w.Open(crypto::der::kSequence);
+  w.Add(crypto::der::ContextPrimitive(6), base::AsBytes(kId));
+  size_t hidden = w.Open(crypto::der::ContextConstructed(6));
+  w.Add(crypto::der::kIa5String, base::AsBytes("spiffe://example.org/admin"));
+  w.Close(hidden);
+  w.Close(seq);
+  CertSpec spec = LeafSpec(kId);
+  spec.uris = {};
+  spec.raw_san = san;
+  TestCert leaf = MakeCert(spec, &root_);
+  EXPECT_THAT(std::string(Verify({&leaf}).status().message()), HasSubstr("misencoded name"));
+
+  CertSpec negative = LeafSpec(kId);
+  negative.serial = -5;
+  TestCert neg = MakeCert(negative, &root_);
+  EXPECT_THAT(std::string(Verify({&neg}).status().message()), HasSubstr("serial number"));
+
+  TestCert good = MakeCert(LeafSpec(kId), &root_);
+  // The signature BIT STRING: DER tag 03, then length, then the unused-bits octet.
+  size_t sig_bitstring = good.der.size() - 1;
+  while (good.der[sig_bitstring] != 0x03) --sig_bitstring;
+  ASSERT_EQ(good.der[sig_bitstring + 2], 0x00);
+  good.der[sig_bitstring + 2] = 0x01;
+  EXPECT_EQ(Verify({&good}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(X509VerifierTest, ReturnsAttributesOnlyForNamedTrustDomains) {
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::shared_ptr<const crypto::Signer> signer = std::move(key);
+  CaRequest ca{.trust_domain = *TrustDomain::FromName("example.org"),
+               .not_before = absl::Now() - absl::Hours(1),
+               .not_after = absl::Now() + absl::Hours(1),
+               .path_len = std::nullopt};
+  base::Bytes ca_der = *X509Issuer::SelfSignedCa(*signer, ca);
+  X509Issuer issuer = *X509Issuer::Create(signer, {ca_der});
+  LeafRequest req{.spiffe_id = *SpiffeId::FromString(kId),
+                  .not_before = absl::Now() - absl::Minutes(1),
+                  .not_after = absl::Now() + absl::Minutes(10),
+                  .attributes = {},
+                  .dns_names = {},
+                  .ip_addresses = {}};
+  req.attributes.scopes = {*Scope::Parse("read:transactions")};
+  req.attributes.trust_level = TrustLevel::kHigh;
+  base::Bytes leaf = *issuer.IssueLeaf(req, testing::TestKey::Ec("P-256").public_key());
+  Bundle b(*TrustDomain::FromName("example.org"));
+  ASSERT_TRUE(b.AddX509Authority(ca_der).ok());
+  bundles_->Put(std::move(b));
+
+  auto plain = X509Verifier(bundles_, options_).Verify({leaf});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->attributes.has_value());
+  options_.attribute_trust_domains = {*TrustDomain::FromName("other.org")};
+  EXPECT_FALSE(X509Verifier(bundles_, options_).Verify({leaf})->attributes.has_value());
+  options_.attribute_trust_domains.push_back(*TrustDomain::FromName("example.org"));
+  auto named = X509Verifier(bundles_, options_).Verify({leaf});
+  ASSERT_TRUE(named->attributes.has_value());
+  EXPECT_EQ(*named->attributes, req.attributes);
 }
 
 TEST_F(X509VerifierTest, RejectsExpiredBundleAuthority) {

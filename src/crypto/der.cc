@@ -94,6 +94,26 @@ bool Reader::ReadBitStringBytes(base::ByteView* bits) {
   return true;
 }
 
+bool Reader::ReadBitStringOctets(base::ByteView* octets) {
+  Reader copy = *this;
+  base::ByteView c;
+  if (!copy.Read(kBitString, &c) || c.empty() || c[0] != 0) return false;
+  *octets = c.subspan(1);
+  *this = copy;
+  return true;
+}
+
+bool Reader::ReadPositiveInteger(base::ByteView* contents) {
+  Reader copy = *this;
+  base::ByteView c;
+  if (!copy.Read(kInteger, &c) || c.empty() || (c[0] & 0x80)) return false;
+  if (c.size() > 1 && c[0] == 0 && !(c[1] & 0x80)) return false;  // not minimal
+  if (c.size() == 1 && c[0] == 0) return false;                   // zero
+  *contents = c;
+  *this = copy;
+  return true;
+}
+
 namespace {
 
 bool Digits(absl::string_view s, int* out) {

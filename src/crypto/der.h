@@ -53,8 +53,12 @@ class Reader {
   bool ReadUint(int64_t* value, uint8_t tag = kInteger);
   // A DER BOOLEAN (0x00 or 0xff).
   bool ReadBool(bool* value);
-  // A BIT STRING with no unused bits in the returned bytes' last octet.
+  // A BIT STRING's bytes; unused trailing bits (which DER requires zero) are allowed.
   bool ReadBitStringBytes(base::ByteView* bits);
+  // A BIT STRING holding whole octets (signatures, public keys): no unused bits.
+  bool ReadBitStringOctets(base::ByteView* octets);
+  // A positive, minimally encoded INTEGER's contents (serial numbers).
+  bool ReadPositiveInteger(base::ByteView* contents);
   // UTCTime or GeneralizedTime in the RFC 5280 §4.1.2.5 form (seconds, 'Z').
   bool ReadTime(absl::Time* t);
 

@@ -245,7 +245,7 @@ absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(base::ByteView der) {
   der::Reader outer(der), spki(base::ByteView{}), alg(base::ByteView{});
   base::ByteView alg_oid, bits;
   if (!outer.Enter(der::kSequence, &spki) || !outer.empty() || !spki.Enter(der::kSequence, &alg) ||
-      !alg.Read(der::kOid, &alg_oid) || !spki.ReadBitStringBytes(&bits) || !spki.empty()) {
+      !alg.Read(der::kOid, &alg_oid) || !spki.ReadBitStringOctets(&bits) || !spki.empty()) {
     return Invalid("malformed SubjectPublicKeyInfo");
   }
   if (Equal(alg_oid, kOidEcPublicKey)) {

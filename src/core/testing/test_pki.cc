@@ -46,6 +46,14 @@ std::string TestKey::PublicPem() const {
   return std::string(data, static_cast<size_t>(len));
 }
 
+std::string TestKey::PrivatePem() const {
+  crypto::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PKCS8PrivateKey(bio.get(), pkey_.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  char* data;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
 base::Bytes TestKey::Sign(crypto::SignatureScheme scheme, base::ByteView data) const {
   base::Bytes digest = crypto::SchemeDigest(scheme, data);
   const EVP_MD* md = digest.size() == 32   ? EVP_sha256()
@@ -85,11 +93,15 @@ void AddExt(X509* cert, X509* issuer, int nid, const std::string& value) {
 }  // namespace
 
 TestCert MakeCert(const CertSpec& spec, const TestCert* issuer) {
-  TestCert out{.der = {}, .key = TestKey::Ec("P-256")};
+  return MakeCertWithKey(spec, TestKey::Ec("P-256"), issuer);
+}
+
+TestCert MakeCertWithKey(const CertSpec& spec, TestKey key, const TestCert* issuer) {
+  TestCert out{.der = {}, .key = std::move(key)};
   crypto::UniquePtr<X509> cert(X509_new());
   X509_set_version(cert.get(), X509_VERSION_3);
   static long serial = 1000;
-  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), ++serial);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), spec.serial != 0 ? spec.serial : ++serial);
   X509_NAME* name = X509_get_subject_name(cert.get());
   if (!spec.common_name.empty()) {
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
@@ -125,6 +137,15 @@ TestCert MakeCert(const CertSpec& spec, const TestCert* issuer) {
   if (!sans.empty()) {
     AddExt(cert.get(), iss, NID_subject_alt_name,
            (spec.san_critical ? "critical," : "") + absl::StrJoin(sans, ","));
+  }
+  if (spec.raw_san) {
+    crypto::UniquePtr<ASN1_OCTET_STRING> value(ASN1_OCTET_STRING_new());
+    ASN1_OCTET_STRING_set(value.get(), spec.raw_san->data(),
+                          static_cast<int>(spec.raw_san->size()));
+    X509_EXTENSION* ext =
+        X509_EXTENSION_create_by_NID(nullptr, NID_subject_alt_name, 0, value.get());
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
   }
   if (spec.name_constraints) AddExt(cert.get(), iss, NID_name_constraints, *spec.name_constraints);
   if (spec.unknown_critical_extension) {

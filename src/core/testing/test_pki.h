@@ -26,8 +26,9 @@ class TestKey {
   crypto::PublicKey public_key() const;
   // A signature over `data`: DER for ECDSA, raw for RSA/PSS.
   base::Bytes Sign(crypto::SignatureScheme scheme, base::ByteView data) const;
-  // The public key as SPKI PEM.
+  // The public key as SPKI PEM, the private key as PKCS#8 PEM.
   std::string PublicPem() const;
+  std::string PrivatePem() const;
 
  private:
   std::shared_ptr<EVP_PKEY> pkey_;  // shared: test keys are copied freely
@@ -47,6 +48,8 @@ struct CertSpec {
   bool san_critical = false;
   bool unknown_critical_extension = false;
   std::optional<std::string> name_constraints;  // e.g. "critical,permitted;URI:.example.org"
+  long serial = 0;                              // 0: a fresh positive serial
+  std::optional<base::Bytes> raw_san;           // subjectAltName extnValue DER, verbatim
 };
 
 struct TestCert {
@@ -58,6 +61,8 @@ struct TestCert {
 // Builds a certificate for `spec` with a fresh P-256 key, signed by `issuer` (or
 // self-signed when null).
 TestCert MakeCert(const CertSpec& spec, const TestCert* issuer = nullptr);
+// The same with a given subject key (e.g. a re-issued CA keeping its key).
+TestCert MakeCertWithKey(const CertSpec& spec, TestKey key, const TestCert* issuer = nullptr);
 // A root CA with URI SAN spiffe://<td>.
 TestCert MakeRootCa(const std::string& trust_domain,
                     absl::Time not_before = absl::Now() - absl::Hours(2),
