@@ -1,6 +1,7 @@
 // Byte buffers at module boundaries: DER, signatures, digests.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -24,5 +25,14 @@ inline std::string ToString(ByteView b) { return std::string(AsChars(b)); }
 
 // Lower-case hexadecimal.
 std::string HexEncode(ByteView b);
+
+inline bool Equal(ByteView a, ByteView b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
+// Unpadded base64url (RFC 4648 §5), as JOSE uses it.
+std::string Base64UrlEncode(absl::string_view data);
+// Strict inverse of Base64UrlEncode: only the base64url alphabet, no padding or spaces.
+bool Base64UrlDecode(absl::string_view text, std::string* out);
 
 }  // namespace tw::base

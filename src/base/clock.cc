@@ -10,6 +10,10 @@ class SystemClock final : public Clock {
 
 }  // namespace
 
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
 const Clock& Clock::System() {
   static const SystemClock* const clock = new SystemClock();
   return *clock;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <string>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -29,5 +30,8 @@ class FakeClock final : public Clock {
  private:
   std::atomic<int64_t> nanos_;
 };
+
+// "2026-11-23T11:04:00Z": RFC 3339 in UTC, whole seconds.
+std::string Rfc3339(absl::Time t);
 
 }  // namespace tw::base

@@ -30,10 +30,6 @@ int Fail(const absl::Status& status) {
 
 namespace {
 
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
-}
-
 absl::StatusOr<absl::Time> ParseTime(const std::string& s) {
   absl::Time t;
   std::string err;
@@ -133,7 +129,7 @@ void RegisterCa(CLI::App& app, Action* action) {
       const core::Certificate& cert = loaded->issuer().certificate();
       std::cout << "trust domain: " << td->name() << "\n"
                 << "CA serial:    " << cert.SerialHex() << "\n"
-                << "valid until:  " << Rfc3339(cert.not_after()) << "\n"
+                << "valid until:  " << base::Rfc3339(cert.not_after()) << "\n"
                 << "wrote:        " << o->out
                 << "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}\n";
       return 0;
@@ -187,7 +183,7 @@ int IssueSvid(const std::string& ca_dir, const std::string& spiffe_id, const std
     return Fail(s);
   auto cert = core::Certificate::Parse(*der);
   std::cout << id->str() << "\nserial " << cert->SerialHex() << ", valid until "
-            << Rfc3339(cert->not_after()) << "\n";
+            << base::Rfc3339(cert->not_after()) << "\n";
   return 0;
 }
 
@@ -211,8 +207,8 @@ int InspectSvid(const std::string& path, bool json) {
   j["dns_sans"] = nlohmann::json::array();
   for (absl::string_view d : leaf.dns_sans()) j["dns_sans"].push_back(std::string(d));
   j["serial"] = leaf.SerialHex();
-  j["not_before"] = Rfc3339(leaf.not_before());
-  j["not_after"] = Rfc3339(leaf.not_after());
+  j["not_before"] = base::Rfc3339(leaf.not_before());
+  j["not_after"] = base::Rfc3339(leaf.not_after());
   j["is_ca"] = leaf.is_ca();
   j["scopes"] = nlohmann::json::array();
   j["trust_level"] = nullptr;

@@ -11,17 +11,11 @@ namespace {
 
 using nlohmann::json;
 
-std::string B64Url(base::ByteView b) { return absl::WebSafeBase64Escape(base::AsChars(b)); }
+std::string B64Url(base::ByteView b) { return base::Base64UrlEncode(base::AsChars(b)); }
 
 bool B64UrlDecode(const json& v, base::Bytes* out) {
-  if (!v.is_string()) return false;
-  const std::string& s = v.get_ref<const std::string&>();
-  if (s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-      std::string::npos) {
-    return false;
-  }
   std::string raw;
-  if (!absl::WebSafeBase64Unescape(s, &raw)) return false;
+  if (!v.is_string() || !base::Base64UrlDecode(v.get_ref<const std::string&>(), &raw)) return false;
   out->assign(raw.begin(), raw.end());
   return true;
 }

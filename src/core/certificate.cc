@@ -17,10 +17,6 @@ namespace {
 namespace der = crypto::der;
 using crypto::SignatureScheme;
 
-bool Equal(base::ByteView a, base::ByteView b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
-}
-
 // OBJECT IDENTIFIER contents.
 constexpr uint8_t kOidEcdsaSha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
 constexpr uint8_t kOidEcdsaSha384[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
@@ -84,7 +80,7 @@ std::string OidText(base::ByteView oid) {
 
 absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base::ByteView value) {
   der::Reader r(value);
-  if (Equal(oid, kOidBasicConstraints)) {
+  if (base::Equal(oid, kOidBasicConstraints)) {
     der::Reader seq(base::ByteView{});
     if (!r.Enter(der::kSequence, &seq) || !r.empty()) return Malformed("bad basicConstraints");
     has_basic_constraints_ = true;
@@ -95,7 +91,7 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
       path_len_ = n;
     }
     if (!seq.empty()) return Malformed("bad basicConstraints");
-  } else if (Equal(oid, kOidKeyUsage)) {
+  } else if (base::Equal(oid, kOidKeyUsage)) {
     base::ByteView bits;
     if (!r.ReadBitStringBytes(&bits) || !r.empty()) return Malformed("bad keyUsage");
     has_key_usage_ = true;
@@ -104,7 +100,7 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
         key_usage_ |= static_cast<uint16_t>(1u << i);
       }
     }
-  } else if (Equal(oid, kOidSubjectAltName)) {
+  } else if (base::Equal(oid, kOidSubjectAltName)) {
     der::Reader seq(base::ByteView{});
     if (!r.Enter(der::kSequence, &seq) || !r.empty() || seq.empty()) {
       return Malformed("bad subjectAltName");
@@ -123,7 +119,7 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
         return Malformed("subjectAltName holds an unknown or misencoded name form");
       }
     }
-  } else if (Equal(oid, kOidExtKeyUsage)) {
+  } else if (base::Equal(oid, kOidExtKeyUsage)) {
     der::Reader seq(base::ByteView{});
     if (!r.Enter(der::kSequence, &seq) || !r.empty() || seq.empty()) {
       return Malformed("bad extKeyUsage");
@@ -132,22 +128,22 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
     while (!seq.empty()) {
       base::ByteView purpose;
       if (!seq.Read(der::kOid, &purpose)) return Malformed("bad extKeyUsage");
-      eku_server_ |= Equal(purpose, kOidServerAuth);
-      eku_client_ |= Equal(purpose, kOidClientAuth);
+      eku_server_ |= base::Equal(purpose, kOidServerAuth);
+      eku_client_ |= base::Equal(purpose, kOidClientAuth);
     }
-  } else if (Equal(oid, kOidSubjectKeyId)) {
+  } else if (base::Equal(oid, kOidSubjectKeyId)) {
     if (!r.Read(der::kOctetString, &ski_) || !r.empty())
       return Malformed("bad subjectKeyIdentifier");
-  } else if (Equal(oid, kOidAuthorityKeyId)) {
+  } else if (base::Equal(oid, kOidAuthorityKeyId)) {
     der::Reader seq(base::ByteView{});
     bool present;
     if (!r.Enter(der::kSequence, &seq) || !r.empty() ||
         !seq.ReadOptional(der::ContextPrimitive(0), &aki_, &present)) {
       return Malformed("bad authorityKeyIdentifier");
     }
-  } else if (Equal(oid, kAttributesOid)) {
+  } else if (base::Equal(oid, kAttributesOid)) {
     attributes_ = value;
-  } else if (Equal(oid, kOidNameConstraints) || critical) {
+  } else if (base::Equal(oid, kOidNameConstraints) || critical) {
     // Name constraints are not evaluated here, so a chain carrying them is refused
     // rather than accepted without them (RFC 5280 §4.2.1.10 requires them critical).
     if (unhandled_critical_.empty()) unhandled_critical_ = OidText(oid);
@@ -185,13 +181,13 @@ absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
     return Malformed("bad signature algorithm");
   }
   if (c.serial_.size() > 21) return Malformed("serial number longer than 20 bytes");
-  if (!Equal(inner_sig_alg, sig_alg)) return Malformed("signature algorithms disagree");
+  if (!base::Equal(inner_sig_alg, sig_alg)) return Malformed("signature algorithms disagree");
   der::Reader alg(sig_alg_contents);
   base::ByteView alg_oid;
   if (!alg.Read(der::kOid, &alg_oid)) return Malformed("bad signature algorithm");
   const SigAlg* found = nullptr;
   for (const SigAlg& a : kSigAlgs) {
-    if (Equal(alg_oid, a.oid)) found = &a;
+    if (base::Equal(alg_oid, a.oid)) found = &a;
   }
   if (found == nullptr) {
     return Malformed(absl::StrCat("unsupported signature algorithm ", OidText(alg_oid)));
@@ -236,7 +232,7 @@ absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
       return Malformed("bad extension");
     }
     for (base::ByteView s : seen) {
-      if (Equal(s, oid)) return Malformed(absl::StrCat("duplicate extension ", OidText(oid)));
+      if (base::Equal(s, oid)) return Malformed(absl::StrCat("duplicate extension ", OidText(oid)));
     }
     seen.push_back(oid);
     if (absl::Status s = c.ParseExtension(oid, critical, value); !s.ok()) return s;
@@ -272,7 +268,7 @@ std::string Certificate::SerialHex() const { return base::HexEncode(serial_); }
 
 std::string Certificate::ToPem() const { return CertificatesToPem({der_}); }
 
-bool Certificate::SelfIssued() const { return Equal(issuer_, subject_); }
+bool Certificate::SelfIssued() const { return base::Equal(issuer_, subject_); }
 
 std::string CertificatesToPem(const std::vector<base::ByteView>& ders) {
   std::string out;

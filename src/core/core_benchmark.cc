@@ -29,6 +29,11 @@ struct Fixture {
   X509Issuer issuer = *X509Issuer::Create(ca_key, {ca_der});
   std::shared_ptr<BundleSet> bundles = MakeBundles();
   LeafRequest request = MakeRequest();
+  JwtSvidRequest jwt_request{.subject = request.spiffe_id,
+                             .audience = {"spiffe://trustwarden/payments-api"},
+                             .issued_at = kNow,
+                             .ttl = absl::Minutes(5),
+                             .attributes = request.attributes};
 
   std::shared_ptr<BundleSet> MakeBundles() {
     Bundle b(*TrustDomain::FromName("trustwarden"));
@@ -153,24 +158,14 @@ BENCHMARK(BM_X509SvidVerifyCached)->ThreadRange(1, 2);
 
 void BM_JwtSvidMint(benchmark::State& state) {
   Fixture& f = F();
-  JwtSvidRequest req{.subject = f.request.spiffe_id,
-                     .audience = {"spiffe://trustwarden/payments-api"},
-                     .issued_at = kNow,
-                     .ttl = absl::Minutes(5),
-                     .attributes = f.request.attributes};
-  for (auto _ : state) benchmark::DoNotOptimize(MintJwtSvid(*f.jwt_key, req));
+  for (auto _ : state) benchmark::DoNotOptimize(MintJwtSvid(*f.jwt_key, f.jwt_request));
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_JwtSvidMint);
 
 void BM_JwtSvidValidate(benchmark::State& state) {
   Fixture& f = F();
-  JwtSvidRequest req{.subject = f.request.spiffe_id,
-                     .audience = {"spiffe://trustwarden/payments-api"},
-                     .issued_at = kNow,
-                     .ttl = absl::Minutes(5),
-                     .attributes = f.request.attributes};
-  std::string token = *MintJwtSvid(*f.jwt_key, req);
+  std::string token = *MintJwtSvid(*f.jwt_key, f.jwt_request);
   for (auto _ : state) {
     auto r = ValidateJwtSvid(token, "spiffe://trustwarden/payments-api", *f.bundles, kNow,
                              {f.issuer.trust_domain()});

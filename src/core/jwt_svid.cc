@@ -23,16 +23,6 @@ std::string Quote(absl::string_view s) {
   return absl::StrCat("\"", absl::CHexEscape(s.substr(0, 64)), "\"");
 }
 
-std::string B64Url(absl::string_view s) { return absl::WebSafeBase64Escape(s); }
-
-bool B64UrlDecode(absl::string_view s, std::string* out) {
-  if (s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-      absl::string_view::npos) {
-    return false;
-  }
-  return absl::WebSafeBase64Unescape(s, out);
-}
-
 absl::Status Malformed(absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("JWT-SVID malformed: ", why));
 }
@@ -76,17 +66,18 @@ absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtS
                  {"aud", r.audience},
                  {"exp", iat + absl::ToInt64Seconds(r.ttl)},
                  {"iat", iat},
-                 {"jti", B64Url(base::AsChars(crypto::RandomBytes(16)))}};
+                 {"jti", base::Base64UrlEncode(base::AsChars(crypto::RandomBytes(16)))}};
   if (!r.attributes.scopes.empty()) claims["scope"] = JoinScopes(r.attributes.scopes);
   claims["tw_trust_level"] = std::string(TrustLevelName(r.attributes.trust_level));
   if (r.attributes.policy_version != 0) claims["tw_policy_version"] = r.attributes.policy_version;
   if (r.attributes.parent) claims["tw_parent"] = r.attributes.parent->str();
   if (!r.attributes.principal.empty()) claims["tw_principal"] = r.attributes.principal;
-  std::string signing_input = absl::StrCat(B64Url(header.dump()), ".", B64Url(claims.dump()));
+  std::string signing_input =
+      absl::StrCat(base::Base64UrlEncode(header.dump()), ".", base::Base64UrlEncode(claims.dump()));
   TW_ASSIGN_OR_RETURN(base::Bytes der_sig, signer.Sign(base::AsBytes(signing_input)));
   base::Bytes raw = crypto::EcdsaDerToRaw(der_sig, crypto::FieldBytes(signer.public_key().type()));
   if (raw.empty()) return absl::InternalError("JWT-SVID: signer returned a malformed signature");
-  return absl::StrCat(signing_input, ".", B64Url(base::AsChars(raw)));
+  return absl::StrCat(signing_input, ".", base::Base64UrlEncode(base::AsChars(raw)));
 }
 
 absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_view audience,
@@ -99,13 +90,14 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3) return Malformed("want three dot-separated parts (JWS compact form)");
   std::string header_text, claims_text, sig;
-  if (!B64UrlDecode(parts[0], &header_text) || !B64UrlDecode(parts[1], &claims_text) ||
-      !B64UrlDecode(parts[2], &sig)) {
+  if (!base::Base64UrlDecode(parts[0], &header_text) ||
+      !base::Base64UrlDecode(parts[1], &claims_text) || !base::Base64UrlDecode(parts[2], &sig)) {
     return Malformed("a part is not unpadded base64url");
   }
   // The signature is outside the signed text: only its canonical spelling is accepted, so a
   // token has one string form (deny lists and replay caches key on it).
-  if (B64Url(sig) != parts[2]) return Malformed("signature is not canonical base64url");
+  if (base::Base64UrlEncode(sig) != parts[2])
+    return Malformed("signature is not canonical base64url");
 
   // §3.2 step 2: the header, algorithm first.
   TW_ASSIGN_OR_RETURN(json header, ParseStrictJson(header_text, "JWT-SVID header"));

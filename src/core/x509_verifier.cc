@@ -11,34 +11,26 @@ namespace {
 
 constexpr size_t kMaxChainLength = 8;
 
-bool Equal(base::ByteView a, base::ByteView b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
-}
-
 absl::Status Reject(absl::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat("X.509-SVID rejected: ", why));
-}
-
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 absl::Status CheckValidity(const Certificate& c, absl::string_view what, absl::Time now) {
   if (now < c.not_before()) {
     return Reject(
-        absl::StrCat(what, " is not yet valid (notBefore ", Rfc3339(c.not_before()), ")"));
+        absl::StrCat(what, " is not yet valid (notBefore ", base::Rfc3339(c.not_before()), ")"));
   }
   if (now > c.not_after()) {
-    return Reject(absl::StrCat(what, " expired at ", Rfc3339(c.not_after())));
+    return Reject(absl::StrCat(what, " expired at ", base::Rfc3339(c.not_after())));
   }
   return absl::OkStatus();
 }
 
 // True when `issuer` may have issued `child`: names chain and key identifiers agree.
 bool NamesChain(const Certificate& child, const Certificate& issuer) {
-  if (!Equal(child.issuer(), issuer.subject())) return false;
+  if (!base::Equal(child.issuer(), issuer.subject())) return false;
   return child.authority_key_id().empty() || issuer.subject_key_id().empty() ||
-         Equal(child.authority_key_id(), issuer.subject_key_id());
+         base::Equal(child.authority_key_id(), issuer.subject_key_id());
 }
 
 absl::Status CheckSigningCert(const Certificate& c, size_t intermediates_below,

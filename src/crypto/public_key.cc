@@ -48,10 +48,6 @@ const Curve* CurveFor(KeyType t) {
   return nullptr;
 }
 
-bool Equal(base::ByteView a, base::ByteView b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
-}
-
 // Shared read-only groups for on-curve checks.
 const EC_GROUP* Group(const Curve& c) {
   static const std::array<EC_GROUP*, 3> groups = {EC_GROUP_new_by_curve_name(kCurves[0].nid),
@@ -248,13 +244,13 @@ absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(base::ByteView der) {
       !alg.Read(der::kOid, &alg_oid) || !spki.ReadBitStringOctets(&bits) || !spki.empty()) {
     return Invalid("malformed SubjectPublicKeyInfo");
   }
-  if (Equal(alg_oid, kOidEcPublicKey)) {
+  if (base::Equal(alg_oid, kOidEcPublicKey)) {
     base::ByteView curve_oid;
     if (!alg.Read(der::kOid, &curve_oid) || !alg.empty()) {
       return Invalid("EC key without a named curve");
     }
     for (const Curve& c : kCurves) {
-      if (!Equal(curve_oid, c.oid)) continue;
+      if (!base::Equal(curve_oid, c.oid)) continue;
       if (bits.size() != 1 + 2 * c.field_bytes || bits[0] != 0x04) {
         return Invalid("EC point is not uncompressed");
       }
@@ -263,7 +259,8 @@ absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(base::ByteView der) {
     }
     return Invalid("unsupported EC curve (want P-256, P-384 or P-521)");
   }
-  if (!Equal(alg_oid, kOidRsaEncryption)) return Invalid("unsupported key type (want EC or RSA)");
+  if (!base::Equal(alg_oid, kOidRsaEncryption))
+    return Invalid("unsupported key type (want EC or RSA)");
   const uint8_t* p = der.data();
   UniquePtr<EVP_PKEY> pkey(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (!pkey || p != der.data() + der.size()) {
