@@ -23,6 +23,8 @@ std::string Quote(absl::string_view s) {
   return absl::StrCat("\"", absl::CHexEscape(s.substr(0, 64)), "\"");
 }
 
+std::string JsonString(absl::string_view s) { return json(std::string(s)).dump(); }
+
 absl::Status Malformed(absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("JWT-SVID malformed: ", why));
 }
@@ -58,22 +60,37 @@ absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtS
   }
   if (r.ttl <= absl::ZeroDuration())
     return absl::InvalidArgumentError("JWT-SVID: TTL must be positive");
+  // The JSON is written directly (nlohmann escapes every free-form string): building a DOM
+  // per token would cost a fifth of the signature itself.
   SignatureScheme scheme = signer.algorithm();
-  json header = {
-      {"alg", std::string(crypto::JoseName(scheme))}, {"kid", signer.key_id()}, {"typ", "JWT"}};
+  std::string header = absl::StrCat(R"({"alg":")", crypto::JoseName(scheme), R"(","kid":)",
+                                    JsonString(signer.key_id()), R"(,"typ":"JWT"})");
   int64_t iat = absl::ToUnixSeconds(r.issued_at);
-  json claims = {{"sub", r.subject.str()},
-                 {"aud", r.audience},
-                 {"exp", iat + absl::ToInt64Seconds(r.ttl)},
-                 {"iat", iat},
-                 {"jti", base::Base64UrlEncode(base::AsChars(crypto::RandomBytes(16)))}};
-  if (!r.attributes.scopes.empty()) claims["scope"] = JoinScopes(r.attributes.scopes);
-  claims["tw_trust_level"] = std::string(TrustLevelName(r.attributes.trust_level));
-  if (r.attributes.policy_version != 0) claims["tw_policy_version"] = r.attributes.policy_version;
-  if (r.attributes.parent) claims["tw_parent"] = r.attributes.parent->str();
-  if (!r.attributes.principal.empty()) claims["tw_principal"] = r.attributes.principal;
+  std::string claims = absl::StrCat(R"({"sub":")", r.subject.str(), R"(","aud":[)");
+  for (size_t i = 0; i < r.audience.size(); ++i) {
+    absl::StrAppend(&claims, i ? "," : "", JsonString(r.audience[i]));
+  }
+  absl::StrAppend(&claims, R"(],"exp":)", iat + absl::ToInt64Seconds(r.ttl), R"(,"iat":)", iat,
+                  R"(,"jti":")", base::Base64UrlEncode(base::AsChars(crypto::RandomBytes(16))),
+                  R"(")");
+  // Scopes, trust levels and SPIFFE IDs have JSON-safe alphabets by construction.
+  if (!r.attributes.scopes.empty()) {
+    absl::StrAppend(&claims, R"(,"scope":")", JoinScopes(r.attributes.scopes), R"(")");
+  }
+  absl::StrAppend(&claims, R"(,"tw_trust_level":")", TrustLevelName(r.attributes.trust_level),
+                  R"(")");
+  if (r.attributes.policy_version != 0) {
+    absl::StrAppend(&claims, R"(,"tw_policy_version":)", r.attributes.policy_version);
+  }
+  if (r.attributes.parent) {
+    absl::StrAppend(&claims, R"(,"tw_parent":")", r.attributes.parent->str(), R"(")");
+  }
+  if (!r.attributes.principal.empty()) {
+    absl::StrAppend(&claims, R"(,"tw_principal":)", JsonString(r.attributes.principal));
+  }
+  claims.push_back('}');
   std::string signing_input =
-      absl::StrCat(base::Base64UrlEncode(header.dump()), ".", base::Base64UrlEncode(claims.dump()));
+      absl::StrCat(base::Base64UrlEncode(header), ".", base::Base64UrlEncode(claims));
   TW_ASSIGN_OR_RETURN(base::Bytes der_sig, signer.Sign(base::AsBytes(signing_input)));
   base::Bytes raw = crypto::EcdsaDerToRaw(der_sig, crypto::FieldBytes(signer.public_key().type()));
   if (raw.empty()) return absl::InternalError("JWT-SVID: signer returned a malformed signature");
