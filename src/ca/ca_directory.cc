@@ -21,13 +21,30 @@ absl::Status Annotate(const absl::Status& s, const std::string& file) {
   return absl::Status(s.code(), absl::StrCat(file, ": ", s.message()));
 }
 
+absl::Status RefuseExisting(const std::string& dir) {
+  if (::access(Path(dir, "ca.key.pem").c_str(), F_OK) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a CA (ca.key.pem)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteDirectory(const std::string& dir, const std::vector<base::ByteView>& ca_chain,
+                            const core::Bundle& bundle, const crypto::SoftwareSigner& jwt_key,
+                            const crypto::SoftwareSigner& ca_key) {
+  TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
+  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "ca.pem"), core::CertificatesToPem(ca_chain)));
+  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.json"), bundle.ToJson()));
+  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.pem"), bundle.ToPem()));
+  TW_RETURN_IF_ERROR(jwt_key.WriteFile(Path(dir, "jwt.key.pem")));
+  // The CA key last: its presence marks a complete directory.
+  return ca_key.WriteFile(Path(dir, "ca.key.pem"));
+}
+
 }  // namespace
 
 absl::Status CaDirectory::Init(const std::string& dir, const CaInitOptions& options,
                                const base::Clock& clock) {
-  if (::access(Path(dir, "ca.key.pem").c_str(), F_OK) == 0) {
-    return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a CA (ca.key.pem)"));
-  }
+  TW_RETURN_IF_ERROR(RefuseExisting(dir));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ca_key,
                       crypto::SoftwareSigner::Generate(options.key_type));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> jwt_key,
@@ -44,14 +61,31 @@ absl::Status CaDirectory::Init(const std::string& dir, const CaInitOptions& opti
   bundle.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());
   bundle.set_sequence(1);
   bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
+  return WriteDirectory(dir, {ca_der}, bundle, *jwt_key, *ca_key);
+}
 
-  TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
-  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "ca.pem"), core::CertificatesToPem({ca_der})));
-  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.json"), bundle.ToJson()));
-  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.pem"), bundle.ToPem()));
-  TW_RETURN_IF_ERROR(jwt_key->WriteFile(Path(dir, "jwt.key.pem")));
-  // The CA key last: its presence marks a complete directory.
-  return ca_key->WriteFile(Path(dir, "ca.key.pem"));
+absl::Status CaDirectory::InitIntermediate(const std::string& dir, const std::string& parent_dir,
+                                           crypto::KeyType key_type, absl::Duration ttl,
+                                           const base::Clock& clock) {
+  TW_RETURN_IF_ERROR(RefuseExisting(dir));
+  TW_ASSIGN_OR_RETURN(CaDirectory parent, Load(parent_dir));
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ca_key,
+                      crypto::SoftwareSigner::Generate(key_type));
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> jwt_key,
+                      crypto::SoftwareSigner::Generate(key_type));
+  absl::Time now = clock.Now();
+  const core::X509Issuer& up = parent.issuer();
+  TW_ASSIGN_OR_RETURN(base::Bytes ca_der, up.IssueCa({.trust_domain = up.trust_domain(),
+                                                      .not_before = now - kBackdate,
+                                                      .not_after = now + ttl,
+                                                      .path_len = std::nullopt},
+                                                     ca_key->public_key()));
+  std::vector<base::ByteView> chain = {ca_der};
+  for (const core::Certificate& c : up.chain()) chain.push_back(c.der());
+  core::Bundle bundle = parent.bundle();
+  bundle.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());
+  bundle.set_sequence(parent.bundle().sequence().value_or(0) + 1);
+  return WriteDirectory(dir, chain, bundle, *jwt_key, *ca_key);
 }
 
 absl::StatusOr<CaDirectory> CaDirectory::Load(const std::string& dir) {

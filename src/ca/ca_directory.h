@@ -31,6 +31,12 @@ class CaDirectory {
   // AlreadyExists when `dir` already holds a CA; nothing is written on failure.
   static absl::Status Init(const std::string& dir, const CaInitOptions& options,
                            const base::Clock& clock);
+  // Creates an intermediate CA in `dir`, signed by the CA in `parent_dir` (same trust
+  // domain), with its own JWT key. Its bundle is the parent's plus that JWT key, with the
+  // next spiffe_sequence; its ca.pem is the intermediate followed by the parent's chain.
+  static absl::Status InitIntermediate(const std::string& dir, const std::string& parent_dir,
+                                       crypto::KeyType key_type, absl::Duration ttl,
+                                       const base::Clock& clock);
   // Loads a directory written by Init. NotFound / InvalidArgument naming the bad file.
   static absl::StatusOr<CaDirectory> Load(const std::string& dir);
 

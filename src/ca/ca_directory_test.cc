@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "base/file.h"
+#include "core/certificate.h"
 #include "core/x509_verifier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -72,6 +73,46 @@ TEST_F(CaDirectoryTest, LoadsWhatInitWroteAndIssuesVerifiableSvids) {
   bundles->Put(ca->bundle());
   core::X509Verifier verifier(bundles);
   EXPECT_TRUE(verifier.Verify({*der}).ok());
+}
+
+TEST_F(CaDirectoryTest, IntermediateIssuesLeavesThatChainToTheRoot) {
+  ASSERT_TRUE(Init().ok());
+  std::string inter = root_ + "/inter";
+  ASSERT_TRUE(CaDirectory::InitIntermediate(inter, dir_, crypto::KeyType::kEcP256, absl::Hours(2),
+                                            base::Clock::System())
+                  .ok());
+  auto ca = CaDirectory::Load(inter);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ(ca->issuer().chain().size(), 2u);
+  ASSERT_EQ(ca->issuer().served_chain().size(), 1u);
+  EXPECT_EQ(ca->bundle().x509_authorities().size(), 1u);  // still only the root
+  EXPECT_EQ(ca->bundle().jwt_authorities().size(), 2u);   // the parent's key and its own
+  EXPECT_EQ(ca->bundle().sequence(), 2u);
+
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  absl::Time now = absl::Now();
+  auto der =
+      ca->issuer().IssueLeaf({.spiffe_id = *core::SpiffeId::FromString("spiffe://example.org/w"),
+                              .not_before = now - kBackdate,
+                              .not_after = now + absl::Hours(5),
+                              .attributes = {},
+                              .dns_names = {},
+                              .ip_addresses = {}},
+                             key->public_key());
+  ASSERT_TRUE(der.ok());
+  auto leaf = core::Certificate::Parse(*der);
+  EXPECT_LE(leaf->not_after(), ca->issuer().certificate().not_after());
+  auto root_ca = CaDirectory::Load(dir_);
+  auto bundles = std::make_shared<core::BundleSet>();
+  bundles->Put(root_ca->bundle());  // the root's own bundle suffices for X.509
+  core::X509Verifier verifier(bundles);
+  EXPECT_TRUE(verifier.Verify({*der, ca->issuer().served_chain()[0]}).ok());
+  // Without the intermediate there is no path (the cache would remember the earlier one).
+  EXPECT_FALSE(verifier.VerifyAt({*der}, absl::Now()).ok());
+  EXPECT_EQ(CaDirectory::InitIntermediate(inter, dir_, crypto::KeyType::kEcP256, absl::Hours(1),
+                                          base::Clock::System())
+                .code(),
+            absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(CaDirectoryTest, InitRefusesToOverwrite) {

@@ -105,29 +105,40 @@ void RegisterCa(CLI::App& app, Action* action) {
   CLI::App* init =
       ca->add_subcommand("init", "Create a self-signed CA and JWT key for a trust domain");
   struct Opts {
-    std::string trust_domain, out, key_type = "ec-p256", ttl = "365d";
+    std::string trust_domain, out, key_type = "ec-p256", ttl = "365d", parent;
   };
   auto o = std::make_shared<Opts>();
-  init->add_option("--trust-domain", o->trust_domain, "trust domain name")->required();
+  auto* td_opt = init->add_option("--trust-domain", o->trust_domain, "trust domain name");
+  auto* parent_opt = init->add_option("--parent", o->parent,
+                                      "create an intermediate CA under the CA in this directory");
+  td_opt->excludes(parent_opt);
   init->add_option("--out", o->out, "directory to create")->required();
   init->add_option("--key-type", o->key_type, "ec-p256 or ec-p384")
       ->check(CLI::IsMember({"ec-p256", "ec-p384"}));
   init->add_option("--ttl", o->ttl, "CA lifetime (default 365d)");
   init->callback([action, o] {
     *action = [o] {
-      auto td = core::TrustDomain::FromNameOrId(o->trust_domain);
-      if (!td.ok()) return Fail(td.status());
       auto ttl = core::ParseDuration(o->ttl);
       if (!ttl.ok()) return Fail(ttl.status());
-      ca::CaInitOptions options{
-          .trust_domain = *td, .key_type = KeyTypeFromFlag(o->key_type), .ttl = *ttl};
-      if (absl::Status s = ca::CaDirectory::Init(o->out, options, base::Clock::System()); !s.ok()) {
-        return Fail(s);
+      if (!o->parent.empty()) {
+        absl::Status s = ca::CaDirectory::InitIntermediate(
+            o->out, o->parent, KeyTypeFromFlag(o->key_type), *ttl, base::Clock::System());
+        if (!s.ok()) return Fail(s);
+      } else {
+        if (o->trust_domain.empty()) {
+          return Fail(absl::InvalidArgumentError("give --trust-domain (or --parent)"));
+        }
+        auto td = core::TrustDomain::FromNameOrId(o->trust_domain);
+        if (!td.ok()) return Fail(td.status());
+        ca::CaInitOptions options{
+            .trust_domain = *td, .key_type = KeyTypeFromFlag(o->key_type), .ttl = *ttl};
+        absl::Status s = ca::CaDirectory::Init(o->out, options, base::Clock::System());
+        if (!s.ok()) return Fail(s);
       }
       auto loaded = ca::CaDirectory::Load(o->out);
       if (!loaded.ok()) return Fail(loaded.status());
       const core::Certificate& cert = loaded->issuer().certificate();
-      std::cout << "trust domain: " << td->name() << "\n"
+      std::cout << "trust domain: " << loaded->issuer().trust_domain().name() << "\n"
                 << "CA serial:    " << cert.SerialHex() << "\n"
                 << "valid until:  " << base::Rfc3339(cert.not_after()) << "\n"
                 << "wrote:        " << o->out

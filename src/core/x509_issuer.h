@@ -57,8 +57,9 @@ class X509Issuer {
 
   const TrustDomain& trust_domain() const { return state_->trust_domain; }
   const crypto::Signer& signer() const { return *state_->signer; }
-  // The issuing CA certificate.
+  // The issuing CA certificate, and its whole chain (it first, up to the root).
   const Certificate& certificate() const { return state_->chain.front(); }
+  const std::vector<Certificate>& chain() const { return state_->chain; }
   // The chain an issued leaf is served with: CA certificates below the root.
   const std::vector<base::ByteView>& served_chain() const { return state_->served; }
 

@@ -46,6 +46,9 @@ class X509Verifier {
   explicit X509Verifier(std::shared_ptr<const BundleSet> bundles, X509VerifierOptions options = {});
 
   // Verifies `chain` (leaf first, then intermediates in any order) at the clock's time.
+  // A leaf once verified is remembered by its DER: presented again (with or without its
+  // intermediates) it stays valid until the bundles change or the chain's earliest
+  // notAfter passes; revocation_check still runs every time.
   // InvalidArgument: malformed DER. Unauthenticated: a SPIFFE rule, the path to the
   // leaf's trust-domain bundle, or a validity window fails (the message says which).
   // Whatever revocation_check returns when it rejects.

@@ -773,6 +773,26 @@ class SvidVerifyAcceptTest(InteropTestCase):
         self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
 
 
+class IntermediateCaTest(InteropTestCase):
+    """`ca init --parent` makes an intermediate CA; its leaves chain to the root."""
+
+    def test_leaf_from_an_intermediate_ca_verifies_with_openssl_and_trustwarden(self):
+        root = self.init_ca()
+        inter_dir = self.path("inter")
+        self.tw_ok("ca", "init", "--parent", root.dir, "--out", inter_dir)
+        inter = Ca(inter_dir, TD, None, None, os.path.join(inter_dir, "bundle.json"),
+                   os.path.join(inter_dir, "bundle.pem"), None, None)
+        chain = self.issue(inter, ["--public-key", self.write_public_key(new_key())])
+        self.assertEqual(len(pem_blocks(read(chain))), 2, "leaf, then the intermediate")
+        result = run([OPENSSL, "verify", "-CAfile", root.bundle_pem, "-untrusted", chain, chain])
+        self.assertEqual(result.returncode, 0, describe(result))
+        for bundle in (root.bundle_json, inter.bundle_json, root.bundle_pem):
+            self.assert_accepted(self.svid_verify(bundle, chain), LEAF_ID)
+        leaf_only = write(self.path("leaf.pem"), pem_blocks(read(chain))[0])
+        self.assert_rejected(self.svid_verify(root.bundle_json, leaf_only), "untrusted_signer",
+                             LEAF_ID)
+
+
 class FederationTest(InteropTestCase):
     """A SPIFFE bundle map (Trust Domain and Bundle §5) holds several trust domains; each
     SVID is checked only against the bundle of its own trust domain."""
