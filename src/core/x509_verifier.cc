@@ -116,6 +116,10 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
     return Reject(absl::StrCat("leaf has an unsupported critical extension ",
                                leaf.unhandled_critical_extension()));
   }
+  // A key no peer could verify a handshake with is refused here too (EC: on-curve check).
+  if (auto key = crypto::PublicKey::FromSpkiDer(leaf.spki()); !key.ok()) {
+    return Reject(absl::StrCat("leaf ", key.status().message()));
+  }
   std::optional<SvidAttributes> attributes;
   bool honour_attributes =
       std::any_of(options_.attribute_trust_domains.begin(), options_.attribute_trust_domains.end(),

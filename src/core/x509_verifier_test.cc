@@ -97,6 +97,12 @@ TEST_F(X509VerifierTest, AcceptsFederatedTrustDomainWithItsOwnBundle) {
 
 // Negative cases of shared/SPIFFE.md §2.3.
 
+TEST_F(X509VerifierTest, RejectsUnsupportedLeafKeys) {
+  CertSpec spec = LeafSpec(kId);
+  TestCert leaf = testing::MakeCertWithKey(spec, testing::TestKey::Ed25519(), &root_);
+  ExpectRejected({&leaf}, "leaf public key: unsupported key type");
+}
+
 TEST_F(X509VerifierTest, RejectsEmptyChain) {
   auto r = Verify({});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
