@@ -116,67 +116,68 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   if (base::Base64UrlEncode(sig) != parts[2])
     return Malformed("signature is not canonical base64url");
 
-  // §3.2 step 2: the header, algorithm first.
-  TW_ASSIGN_OR_RETURN(json header, ParseStrictJson(header_text, "JWT-SVID header"));
-  if (!header.is_object()) return Malformed("header is not a JSON object");
-  auto alg_it = header.find("alg");
-  if (alg_it == header.end() || !alg_it->is_string()) return Malformed("header has no alg");
-  const std::string& alg = alg_it->get_ref<const std::string&>();
+  // §3.2 step 2: the header, algorithm first. Members are gathered, then judged in order.
+  std::optional<json> alg_member, kid_member, typ_member;
+  std::string unknown_member;
+  TW_RETURN_IF_ERROR(VisitStrictJsonObject(header_text, "JWT-SVID header",
+                                           [&](const std::string& name, json&& value) {
+                                             if (name == "alg") {
+                                               alg_member = std::move(value);
+                                             } else if (name == "kid") {
+                                               kid_member = std::move(value);
+                                             } else if (name == "typ") {
+                                               typ_member = std::move(value);
+                                             } else if (unknown_member.empty()) {
+                                               unknown_member = name;
+                                             }
+                                             return absl::OkStatus();
+                                           }));
+  if (!alg_member || !alg_member->is_string()) return Malformed("header has no alg");
+  const std::string& alg = alg_member->get_ref<const std::string&>();
   std::optional<SignatureScheme> scheme = crypto::SchemeFromJoseName(alg);
   if (!scheme) return Reject(absl::StrCat("algorithm ", Quote(alg), " is not allowed"));
+  if (!unknown_member.empty()) {
+    return Reject(absl::StrCat("header member ", Quote(unknown_member), " is not allowed"));
+  }
+  if (typ_member && *typ_member != "JWT" && *typ_member != "JOSE") {
+    return Reject("typ must be JWT or JOSE");
+  }
   std::optional<std::string> kid;
-  for (const auto& [name, value] : header.items()) {
-    if (name == "kid") {
-      if (!value.is_string()) return Malformed("kid is not a string");
-      kid = value.get<std::string>();
-    } else if (name == "typ") {
-      if (value != "JWT" && value != "JOSE") return Reject("typ must be JWT or JOSE");
-    } else if (name != "alg") {
-      return Reject(absl::StrCat("header member ", Quote(name), " is not allowed"));
-    }
+  if (kid_member) {
+    if (!kid_member->is_string()) return Malformed("kid is not a string");
+    kid = kid_member->get<std::string>();
   }
 
-  // Step 3: the claims, not yet trusted; one pass picks out the ones we read.
-  TW_ASSIGN_OR_RETURN(json claims, ParseStrictJson(claims_text, "JWT-SVID claims"));
-  if (!claims.is_object()) return Malformed("claims are not a JSON object");
-  const json* sub_claim = nullptr;
-  const json* aud_claim = nullptr;
-  const json* scope_claim = nullptr;
-  const json* jti_claim = nullptr;
-  const json* level_claim = nullptr;
-  const json* policy_claim = nullptr;
-  const json* parent_claim = nullptr;
-  const json* principal_claim = nullptr;
+  // Step 3: the claims, not yet trusted; the ones we read are picked out as they stream by.
+  std::optional<json> sub_member, aud_member, scope_member, jti_member, level_member, policy_member,
+      parent_member, principal_member;
   std::optional<absl::Time> exp, nbf, iat;
-  for (const auto& [name, value] : claims.items()) {
-    if (name == "sub") {
-      sub_claim = &value;
-    } else if (name == "aud") {
-      aud_claim = &value;
-    } else if (name == "exp" || name == "nbf" || name == "iat") {
-      // NumericDate (RFC 7519 §2), bounded to years 1970..9999 so conversion cannot overflow.
-      if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0 ||
-          value.get<double>() > kMaxNumericDate) {
-        return Malformed(absl::StrCat("\"", name, "\" is not a NumericDate in 1970..9999"));
-      }
-      absl::Time t = absl::FromUnixMicros(static_cast<int64_t>(value.get<double>() * 1e6));
-      (name == "exp" ? exp : name == "nbf" ? nbf : iat) = t;
-    } else if (name == "scope") {
-      scope_claim = &value;
-    } else if (name == "jti") {
-      jti_claim = &value;
-    } else if (name == "tw_trust_level") {
-      level_claim = &value;
-    } else if (name == "tw_policy_version") {
-      policy_claim = &value;
-    } else if (name == "tw_parent") {
-      parent_claim = &value;
-    } else if (name == "tw_principal") {
-      principal_claim = &value;
-    }
-  }
-  if (sub_claim == nullptr || !sub_claim->is_string()) return Reject("sub is missing");
-  auto sub = SpiffeId::FromString(sub_claim->get_ref<const std::string&>());
+  TW_RETURN_IF_ERROR(VisitStrictJsonObject(
+      claims_text, "JWT-SVID claims", [&](const std::string& name, json&& value) {
+        if (name == "exp" || name == "nbf" || name == "iat") {
+          // NumericDate (RFC 7519 §2), bounded to years 1970..9999 so conversion is exact.
+          if (!value.is_number() || !std::isfinite(value.get<double>()) ||
+              value.get<double>() < 0 || value.get<double>() > kMaxNumericDate) {
+            return Malformed(absl::StrCat("\"", name, "\" is not a NumericDate in 1970..9999"));
+          }
+          absl::Time t = absl::FromUnixMicros(static_cast<int64_t>(value.get<double>() * 1e6));
+          (name == "exp" ? exp : name == "nbf" ? nbf : iat) = t;
+          return absl::OkStatus();
+        }
+        std::optional<json>* slot = name == "sub"                 ? &sub_member
+                                    : name == "aud"               ? &aud_member
+                                    : name == "scope"             ? &scope_member
+                                    : name == "jti"               ? &jti_member
+                                    : name == "tw_trust_level"    ? &level_member
+                                    : name == "tw_policy_version" ? &policy_member
+                                    : name == "tw_parent"         ? &parent_member
+                                    : name == "tw_principal"      ? &principal_member
+                                                                  : nullptr;
+        if (slot != nullptr) *slot = std::move(value);
+        return absl::OkStatus();
+      }));
+  if (!sub_member || !sub_member->is_string()) return Reject("sub is missing");
+  auto sub = SpiffeId::FromString(sub_member->get_ref<const std::string&>());
   if (!sub.ok()) return Reject(absl::StrCat("sub: ", sub.status().message()));
   if (sub->is_trust_domain_id()) return Reject("sub names the trust domain, not a workload");
   if (!exp) return Reject("exp is missing");
@@ -186,7 +187,8 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   if (bundle == nullptr) {
     return Reject(absl::StrCat("no bundle for trust domain \"", sub->trust_domain_name(), "\""));
   }
-  std::string signing_input = absl::StrCat(parts[0], ".", parts[1]);
+  // The JWS signing input is the token up to its second dot (RFC 7515 §5.2).
+  absl::string_view signing_input = token.substr(0, parts[0].size() + 1 + parts[1].size());
   base::Bytes der_sig;
   bool found_key = false;
   bool verified = false;
@@ -224,12 +226,12 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
   if (iat && now + kJwtLeeway < *iat) return Reject("token was issued in the future (iat)");
 
   // Step 9: audience membership; aud may be a string or an array of strings.
-  if (aud_claim == nullptr) return Reject("aud is missing");
+  if (!aud_member) return Reject("aud is missing");
   std::vector<std::string> aud;
-  if (aud_claim->is_string()) {
-    aud.push_back(aud_claim->get<std::string>());
-  } else if (aud_claim->is_array() && !aud_claim->empty()) {
-    for (const json& v : *aud_claim) {
+  if (aud_member->is_string()) {
+    aud.push_back(aud_member->get<std::string>());
+  } else if (aud_member->is_array() && !aud_member->empty()) {
+    for (const json& v : *aud_member) {
       if (!v.is_string()) return Malformed("aud holds a non-string");
       aud.push_back(v.get<std::string>());
     }
@@ -246,40 +248,40 @@ absl::StatusOr<JwtSvid> ValidateJwtSvid(absl::string_view token, absl::string_vi
               .issued_at = iat,
               .token_id = {},
               .attributes = {}};
-  if (jti_claim != nullptr && jti_claim->is_string()) out.token_id = jti_claim->get<std::string>();
+  if (jti_member && jti_member->is_string()) out.token_id = jti_member->get<std::string>();
   if (std::none_of(attribute_trust_domains.begin(), attribute_trust_domains.end(),
                    [&](const TrustDomain& td) { return out.subject.MemberOf(td); })) {
     return out;
   }
-  if (scope_claim != nullptr) {
-    if (!scope_claim->is_string()) return Reject("scope is not a string");
+  if (scope_member) {
+    if (!scope_member->is_string()) return Reject("scope is not a string");
     for (absl::string_view s :
-         absl::StrSplit(scope_claim->get_ref<const std::string&>(), ' ', absl::SkipEmpty())) {
+         absl::StrSplit(scope_member->get_ref<const std::string&>(), ' ', absl::SkipEmpty())) {
       auto scope = Scope::Parse(s);
       if (!scope.ok()) return Reject(scope.status().message());
       out.attributes.scopes.push_back(*std::move(scope));
     }
   }
-  if (level_claim != nullptr) {
-    if (!level_claim->is_string()) return Reject("tw_trust_level is not a string");
-    auto level = ParseTrustLevel(level_claim->get_ref<const std::string&>());
+  if (level_member) {
+    if (!level_member->is_string()) return Reject("tw_trust_level is not a string");
+    auto level = ParseTrustLevel(level_member->get_ref<const std::string&>());
     if (!level.ok()) return Reject(level.status().message());
     out.attributes.trust_level = *level;
   }
-  if (policy_claim != nullptr) {
-    if (!policy_claim->is_number_unsigned())
+  if (policy_member) {
+    if (!policy_member->is_number_unsigned())
       return Reject("tw_policy_version is not an unsigned integer");
-    out.attributes.policy_version = policy_claim->get<int64_t>();
+    out.attributes.policy_version = policy_member->get<int64_t>();
   }
-  if (parent_claim != nullptr) {
-    if (!parent_claim->is_string()) return Reject("tw_parent is not a string");
-    auto parent = SpiffeId::FromString(parent_claim->get_ref<const std::string&>());
+  if (parent_member) {
+    if (!parent_member->is_string()) return Reject("tw_parent is not a string");
+    auto parent = SpiffeId::FromString(parent_member->get_ref<const std::string&>());
     if (!parent.ok()) return Reject(absl::StrCat("tw_parent: ", parent.status().message()));
     out.attributes.parent = *std::move(parent);
   }
-  if (principal_claim != nullptr) {
-    if (!principal_claim->is_string()) return Reject("tw_principal is not a string");
-    out.attributes.principal = principal_claim->get<std::string>();
+  if (principal_member) {
+    if (!principal_member->is_string()) return Reject("tw_principal is not a string");
+    out.attributes.principal = principal_member->get<std::string>();
   }
   return out;
 }
