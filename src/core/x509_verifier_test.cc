@@ -316,9 +316,14 @@ TEST_F(X509VerifierTest, RejectsMisencodedSansSerialsAndSignatures) {
   EXPECT_THAT(std::string(Verify({&neg}).status().message()), HasSubstr("serial number"));
 
   TestCert good = MakeCert(LeafSpec(kId), &root_);
-  // The signature BIT STRING: DER tag 03, then length, then the unused-bits octet.
-  size_t sig_bitstring = good.der.size() - 1;
-  while (good.der[sig_bitstring] != 0x03) --sig_bitstring;
+  // Walk to the signature BIT STRING (after tbsCertificate and signatureAlgorithm) and
+  // mark one unused bit: no longer a whole-octet signature.
+  crypto::der::Reader outer(good.der), cert(base::ByteView{});
+  ASSERT_TRUE(outer.Enter(crypto::der::kSequence, &cert));
+  ASSERT_TRUE(cert.Read(crypto::der::kSequence, nullptr));
+  ASSERT_TRUE(cert.Read(crypto::der::kSequence, nullptr));
+  size_t sig_bitstring = good.der.size() - cert.remaining().size();
+  ASSERT_EQ(good.der[sig_bitstring], crypto::der::kBitString);
   ASSERT_EQ(good.der[sig_bitstring + 2], 0x00);
   good.der[sig_bitstring + 2] = 0x01;
   EXPECT_EQ(Verify({&good}).status().code(), absl::StatusCode::kInvalidArgument);
