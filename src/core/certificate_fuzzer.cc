@@ -1,9 +1,8 @@
-// libFuzzer: DER certificates, SVID chains, CSRs and the attributes extension from
+// libFuzzer: DER certificates, SVID chains and the attributes extension from
 // untrusted bytes never crash the parsers or the verifier.
 #include <cstdint>
 
 #include "core/attributes.h"
-#include "core/csr.h"
 #include "core/x509_verifier.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -23,7 +22,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         {.clock = &tw::base::Clock::System(), .revocation_check = {}, .cache_capacity = 0});
     (void)verifier.Verify(ders);
   }
-  (void)tw::core::ParseCertificateRequest(tw::base::AsChars(bytes));
   (void)tw::core::DecodeAttributes(bytes);
   return 0;
 }
