@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -148,28 +149,31 @@ void RegisterCa(CLI::App& app, Action* action) {
   });
 }
 
-int IssueSvid(const std::string& ca_dir, const std::string& spiffe_id, const std::string& csr_path,
-              const std::string& key_path, const std::string& ttl_text,
-              const std::vector<std::string>& scopes, const std::string& trust_level,
-              const std::vector<std::string>& dns, const std::string& out) {
-  auto ca = ca::CaDirectory::Load(ca_dir);
+struct IssueOptions {
+  std::string ca, spiffe_id, csr, public_key, ttl, trust_level = "low", out;
+  std::vector<std::string> scopes, dns;
+};
+
+int IssueSvid(const IssueOptions& o) {
+  auto ca = ca::CaDirectory::Load(o.ca);
   if (!ca.ok()) return Fail(ca.status());
-  auto id = core::SpiffeId::FromString(spiffe_id);
+  auto id = core::SpiffeId::FromString(o.spiffe_id);
   if (!id.ok()) return Fail(id.status());
-  auto ttl = core::ParseDuration(ttl_text);
+  auto ttl = core::ParseDuration(o.ttl);
   if (!ttl.ok()) return Fail(ttl.status());
-  auto attributes = Attributes(scopes, trust_level);
+  auto attributes = Attributes(o.scopes, o.trust_level);
   if (!attributes.ok()) return Fail(attributes.status());
-  auto input = base::ReadFile(csr_path.empty() ? key_path : csr_path, 1 << 20);
+  auto input = base::ReadFile(o.csr.empty() ? o.public_key : o.csr, 1 << 20);
   if (!input.ok()) return Fail(input.status());
   absl::StatusOr<crypto::PublicKey> key = absl::UnknownError("");
-  if (!csr_path.empty()) {
+  if (!o.csr.empty()) {
     auto csr = core::ParseCertificateRequest(*input);
     if (!csr.ok()) return Fail(csr.status());
     for (const std::string& uri : csr->uri_sans) {
       if (uri != id->str()) {
-        return Fail(absl::InvalidArgumentError(
-            absl::StrCat("CSR asks for URI SAN ", uri, ", not ", id->str())));
+        return Fail(absl::InvalidArgumentError(absl::StrCat("CSR asks for URI SAN \"",
+                                                            absl::CHexEscape(uri.substr(0, 256)),
+                                                            "\", not ", id->str())));
       }
     }
     key = csr->public_key;
@@ -184,13 +188,13 @@ int IssueSvid(const std::string& ca_dir, const std::string& spiffe_id, const std
                             .not_before = now - ca::kBackdate,
                             .not_after = now + *ttl,
                             .attributes = *std::move(attributes),
-                            .dns_names = dns,
+                            .dns_names = o.dns,
                             .ip_addresses = {}};
   auto der = ca->issuer().IssueLeaf(request, *key);
   if (!der.ok()) return Fail(der.status());
   std::vector<base::ByteView> chain = {*der};
   for (base::ByteView c : ca->issuer().served_chain()) chain.push_back(c);
-  if (absl::Status s = base::WriteFile(out, core::CertificatesToPem(chain)); !s.ok())
+  if (absl::Status s = base::WriteFile(o.out, core::CertificatesToPem(chain)); !s.ok())
     return Fail(s);
   auto cert = core::Certificate::Parse(*der);
   std::cout << id->str() << "\nserial " << cert->SerialHex() << ", valid until "
@@ -283,11 +287,7 @@ void RegisterSvid(CLI::App& app, Action* action) {
   CLI::App* svid = app.add_subcommand("svid", "X.509-SVID tools");
   svid->require_subcommand(1);
 
-  struct IssueOpts {
-    std::string ca, spiffe_id, csr, public_key, ttl, trust_level = "low", out;
-    std::vector<std::string> scopes, dns;
-  };
-  auto io = std::make_shared<IssueOpts>();
+  auto io = std::make_shared<IssueOptions>();
   CLI::App* issue = svid->add_subcommand("issue", "Issue an X.509-SVID from a CSR or a public key");
   issue->add_option("--ca", io->ca, "CA directory (ca init --out)")->required();
   issue->add_option("--spiffe-id", io->spiffe_id, "SPIFFE ID of the SVID")->required();
@@ -304,8 +304,7 @@ void RegisterSvid(CLI::App& app, Action* action) {
       if (csr->count() == 0 && pk->count() == 0) {
         return Fail(absl::InvalidArgumentError("give --csr or --public-key"));
       }
-      return IssueSvid(io->ca, io->spiffe_id, io->csr, io->public_key, io->ttl, io->scopes,
-                       io->trust_level, io->dns, io->out);
+      return IssueSvid(*io);
     };
   });
 
