@@ -12,6 +12,8 @@ TARGETS = {
     "BM_X509SvidIssueFromPublicKey": ("BM_RawEcdsaP256Sign", 0.70, ">= 70% of raw sign"),
     "BM_X509SvidIssueFromSpkiDer": ("BM_RawEcdsaP256Sign", 0.70, ">= 70% of raw sign"),
     "BM_X509SvidVerifyNew": ("BM_RawEcdsaP256Verify", 0.85, ">= 85% of raw verify"),
+    "BM_X509SvidVerifyNewViaIntermediate": ("BM_RawEcdsaP256Verify", 0.85,
+                                            ">= 85% of 2 raw verifies"),
     "BM_JwtSvidMint": ("BM_RawEcdsaP256Sign", 0.70, ">= 70% of raw sign"),
     "BM_JwtSvidValidate": ("BM_RawEcdsaP256Verify", 0.85, ">= 85% of raw verify"),
 }

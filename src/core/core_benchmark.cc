@@ -182,6 +182,39 @@ void BM_X509SvidVerifyNew(benchmark::State& state) {
 }
 BENCHMARK(BM_X509SvidVerifyNew)->UseManualTime();
 
+// A leaf never seen before under an intermediate CA (upstream mode): two signatures.
+void BM_X509SvidVerifyNewViaIntermediate(benchmark::State& state) {
+  Fixture& f = F();
+  std::shared_ptr<const crypto::Signer> key =
+      *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  base::Bytes inter = *f.issuer.IssueCa({.trust_domain = f.issuer.trust_domain(),
+                                         .not_before = kNow - absl::Minutes(1),
+                                         .not_after = kNow + absl::Hours(1),
+                                         .path_len = 0},
+                                        key->public_key());
+  X509Issuer issuer = *X509Issuer::Create(key, {inter, f.ca_der});
+  std::vector<base::Bytes> leaves;
+  for (int i = 0; i < 64; ++i) {
+    leaves.push_back(*issuer.IssueLeaf(f.request, f.agent_key->public_key()));
+  }
+  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(),
+                                    .revocation_check = {},
+                                    .attribute_trust_domains = {f.issuer.trust_domain()},
+                                    .cache_capacity = 0});
+  size_t i = 0;
+  Paired(
+      state,
+      [] {
+        Raw().Verify();
+        Raw().Verify();
+      },
+      [&] {
+        auto r = verifier.Verify({leaves[i++ % leaves.size()], inter});
+        if (!r.ok()) std::abort();
+      });
+}
+BENCHMARK(BM_X509SvidVerifyNewViaIntermediate)->UseManualTime();
+
 // A leaf already verified: the DER-keyed cache, still checking expiry and revocation.
 void BM_X509SvidVerifyCached(benchmark::State& state) {
   Fixture& f = F();

@@ -89,6 +89,20 @@ absl::StatusOr<VerifiedX509Svid> X509Verifier::CheckRevocation(VerifiedX509Svid 
   return svid;
 }
 
+absl::StatusOr<crypto::PublicKey> X509Verifier::IntermediateKey(base::ByteView spki) const {
+  constexpr size_t kMaxKeys = 256;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = keys_.find(base::AsChars(spki));
+    if (it != keys_.end()) return it->second;
+  }
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(spki));
+  absl::MutexLock lock(&mu_);
+  if (keys_.size() >= kMaxKeys) keys_.clear();
+  keys_.emplace(std::string(base::AsChars(spki)), key);
+  return key;
+}
+
 absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
     const std::vector<base::ByteView>& chain, absl::Time now) const {
   if (chain.empty()) return absl::InvalidArgumentError("X.509-SVID: empty certificate chain");
@@ -197,7 +211,7 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
     for (size_t i = 0; i < intermediates.size() && next == nullptr; ++i) {
       const Certificate& cand = intermediates[i];
       if (used[i] || !NamesChain(*current, cand)) continue;
-      auto key = crypto::PublicKey::FromSpkiDer(cand.spki());
+      auto key = IntermediateKey(cand.spki());
       if (!key.ok() || !key->Accepts(current->signature_scheme()) ||
           !key->Verify(current->signature_scheme(), current->tbs(), current->signature()).ok()) {
         note(Reject("a signature does not verify against the presented intermediate"));
