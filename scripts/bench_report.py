@@ -44,7 +44,8 @@ def main(paths):
         if name in TARGETS:
             floor, want, target = TARGETS[name]
             r = paired.get(name, rate / rates[floor])
-            ratio = f"{r:.0%} of {floor.removeprefix('BM_')}"
+            times = "2 x " if "2 raw" in target else ""
+            ratio = f"{r:.0%} of {times}{floor.removeprefix('BM_')}"
             verdict = "ok" if r >= want else "BELOW"
         elif name in ABSOLUTE:
             kind, bound, target = ABSOLUTE[name]
