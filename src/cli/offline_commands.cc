@@ -51,23 +51,19 @@ absl::StatusOr<std::optional<core::TrustDomain>> OptionalTrustDomain(const std::
 absl::StatusOr<std::shared_ptr<core::BundleSet>> LoadBundle(const std::string& path,
                                                             const std::string& trust_domain) {
   TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
+  auto named = [&path](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  };
+  auto set = std::make_shared<core::BundleSet>();
   if (text.find("\"trust_domains\"") != std::string::npos) {
     auto bundles = core::ParseBundleMap(text);
-    if (!bundles.ok()) {
-      return absl::Status(bundles.status().code(),
-                          absl::StrCat(path, ": ", bundles.status().message()));
-    }
-    auto set = std::make_shared<core::BundleSet>();
+    if (!bundles.ok()) return named(bundles.status());
     set->ReplaceAll(*std::move(bundles));
     return set;
   }
   TW_ASSIGN_OR_RETURN(std::optional<core::TrustDomain> td, OptionalTrustDomain(trust_domain));
   auto bundle = core::Bundle::Parse(text, std::move(td));
-  if (!bundle.ok()) {
-    return absl::Status(bundle.status().code(),
-                        absl::StrCat(path, ": ", bundle.status().message()));
-  }
-  auto set = std::make_shared<core::BundleSet>();
+  if (!bundle.ok()) return named(bundle.status());
   set->Put(*std::move(bundle));
   return set;
 }

@@ -38,6 +38,14 @@ struct Fixture {
                              .ttl = absl::Minutes(5),
                              .attributes = request.attributes};
 
+  // A verifier that sees every leaf as new (no cache), honouring our attributes.
+  X509Verifier UncachedVerifier() const {
+    return X509Verifier(bundles, {.clock = &base::Clock::System(),
+                                  .revocation_check = {},
+                                  .attribute_trust_domains = {issuer.trust_domain()},
+                                  .cache_capacity = 0});
+  }
+
   std::shared_ptr<BundleSet> MakeBundles() {
     Bundle b(*TrustDomain::FromName("trustwarden"));
     (void)b.AddX509Authority(ca_der);
@@ -168,10 +176,7 @@ void BM_X509SvidVerifyNew(benchmark::State& state) {
   for (int i = 0; i < 64; ++i) {
     leaves.push_back(*f.issuer.IssueLeaf(f.request, f.agent_key->public_key()));
   }
-  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(),
-                                    .revocation_check = {},
-                                    .attribute_trust_domains = {f.issuer.trust_domain()},
-                                    .cache_capacity = 0});
+  X509Verifier verifier = f.UncachedVerifier();
   size_t i = 0;
   Paired(
       state, [] { Raw().Verify(); },
@@ -197,10 +202,7 @@ void BM_X509SvidVerifyNewViaIntermediate(benchmark::State& state) {
   for (int i = 0; i < 64; ++i) {
     leaves.push_back(*issuer.IssueLeaf(f.request, f.agent_key->public_key()));
   }
-  X509Verifier verifier(f.bundles, {.clock = &base::Clock::System(),
-                                    .revocation_check = {},
-                                    .attribute_trust_domains = {f.issuer.trust_domain()},
-                                    .cache_capacity = 0});
+  X509Verifier verifier = f.UncachedVerifier();
   size_t i = 0;
   Paired(
       state,
