@@ -21,7 +21,6 @@ inline absl::string_view AsChars(ByteView b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 inline Bytes ToBytes(absl::string_view s) { return Bytes(s.begin(), s.end()); }
-inline std::string ToString(ByteView b) { return std::string(AsChars(b)); }
 
 // Lower-case hexadecimal.
 std::string HexEncode(ByteView b);

@@ -25,7 +25,6 @@ class FakeClock final : public Clock {
   explicit FakeClock(absl::Time now) : nanos_(absl::ToUnixNanos(now)) {}
   absl::Time Now() const override { return absl::FromUnixNanos(nanos_.load()); }
   void Set(absl::Time now) { nanos_.store(absl::ToUnixNanos(now)); }
-  void Advance(absl::Duration d) { nanos_.fetch_add(absl::ToInt64Nanoseconds(d)); }
 
  private:
   std::atomic<int64_t> nanos_;

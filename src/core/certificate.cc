@@ -266,8 +266,6 @@ absl::StatusOr<std::vector<Certificate>> Certificate::ParseChain(absl::string_vi
 
 std::string Certificate::SerialHex() const { return base::HexEncode(serial_); }
 
-std::string Certificate::ToPem() const { return CertificatesToPem({der_}); }
-
 bool Certificate::SelfIssued() const { return base::Equal(issuer_, subject_); }
 
 std::string CertificatesToPem(const std::vector<base::ByteView>& ders) {

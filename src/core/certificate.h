@@ -67,7 +67,6 @@ class Certificate {
   const std::string& unhandled_critical_extension() const { return unhandled_critical_; }
 
   std::string SerialHex() const;
-  std::string ToPem() const;
   bool SelfIssued() const;
 
  private:

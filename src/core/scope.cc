@@ -158,17 +158,4 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s) {
   return absl::Seconds(total);
 }
 
-std::string DurationString(absl::Duration d) {
-  int64_t secs = absl::ToInt64Seconds(d);
-  std::string out;
-  for (auto [unit, name] :
-       {std::pair<int64_t, char>{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}}) {
-    if (secs >= unit) {
-      absl::StrAppend(&out, secs / unit, absl::string_view(&name, 1));
-      secs %= unit;
-    }
-  }
-  return out.empty() ? "0s" : out;
-}
-
 }  // namespace tw::core

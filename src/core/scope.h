@@ -57,7 +57,5 @@ absl::string_view TrustLevelName(TrustLevel level);
 // "90s", "30m", "8h", "2d", or sums such as "1h30m". Positive, whole seconds, at most
 // 3650 days. InvalidArgument otherwise.
 absl::StatusOr<absl::Duration> ParseDuration(absl::string_view s);
-// The shortest ParseDuration form ("1h30m", "90s" -> "1m30s").
-std::string DurationString(absl::Duration d);
 
 }  // namespace tw::core

@@ -101,11 +101,5 @@ TEST(DurationTest, RejectsBadForms) {
   }
 }
 
-TEST(DurationTest, FormatsShortest) {
-  EXPECT_EQ(DurationString(absl::Seconds(90)), "1m30s");
-  EXPECT_EQ(DurationString(absl::Hours(8)), "8h");
-  EXPECT_EQ(*ParseDuration(DurationString(absl::Seconds(93784))), absl::Seconds(93784));
-}
-
 }  // namespace
 }  // namespace tw::core

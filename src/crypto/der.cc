@@ -3,9 +3,6 @@
 #include <algorithm>
 #include <string>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
-
 namespace tw::crypto::der {
 
 bool Reader::ReadAny(uint8_t* tag, base::ByteView* contents, base::ByteView* element) {
@@ -261,29 +258,6 @@ void Writer::AddTime(absl::Time t) {
                       cs.month(), cs.day(), cs.hour(), cs.minute(), cs.second());
   }
   Add(tag, base::AsBytes(absl::string_view(buf, static_cast<size_t>(n))));
-}
-
-base::Bytes EncodeOid(absl::string_view dotted) {
-  std::vector<uint64_t> arcs;
-  for (absl::string_view part : absl::StrSplit(dotted, '.')) {
-    uint64_t v;
-    if (part.empty() || !absl::SimpleAtoi(part, &v)) return {};
-    arcs.push_back(v);
-  }
-  if (arcs.size() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] >= 40)) return {};
-  base::Bytes out;
-  auto put = [&out](uint64_t v) {
-    uint8_t buf[10];
-    int n = 0;
-    do {
-      buf[n++] = static_cast<uint8_t>(v & 0x7f);
-      v >>= 7;
-    } while (v != 0);
-    for (int i = n - 1; i >= 0; --i) out.push_back(static_cast<uint8_t>(buf[i] | (i ? 0x80 : 0)));
-  };
-  put(arcs[0] * 40 + arcs[1]);
-  for (size_t i = 2; i < arcs.size(); ++i) put(arcs[i]);
-  return out;
 }
 
 std::string DecodeOid(base::ByteView c) {

@@ -92,8 +92,6 @@ class Writer {
   base::Bytes* out_;
 };
 
-// Encodes a dotted OID ("1.2.840.10045.2.1") as OBJECT IDENTIFIER contents; empty if invalid.
-base::Bytes EncodeOid(absl::string_view dotted);
 // Decodes OBJECT IDENTIFIER contents to dotted form; empty if invalid.
 std::string DecodeOid(base::ByteView contents);
 

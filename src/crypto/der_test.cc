@@ -100,13 +100,9 @@ TEST(DerWriterTest, EncodesIntegersAndNamedBits) {
                     0x01, 0x06}));
 }
 
-TEST(DerOidTest, EncodesAndDecodes) {
-  base::Bytes ec = EncodeOid("1.2.840.10045.2.1");
-  EXPECT_EQ(ec, B({0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01}));
-  EXPECT_EQ(DecodeOid(ec), "1.2.840.10045.2.1");
-  EXPECT_EQ(DecodeOid(EncodeOid("2.999.3")), "2.999.3");
-  EXPECT_TRUE(EncodeOid("1.40").empty());
-  EXPECT_TRUE(EncodeOid("x.1").empty());
+TEST(DerOidTest, Decodes) {
+  EXPECT_EQ(DecodeOid(B({0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01})), "1.2.840.10045.2.1");
+  EXPECT_EQ(DecodeOid(B({0x88, 0x37, 0x03})), "2.999.3");
   EXPECT_TRUE(DecodeOid(B({0x2a, 0x86})).empty());
   EXPECT_TRUE(DecodeOid(B({0x2a, 0x80, 0x01})).empty());
 }

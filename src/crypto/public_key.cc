@@ -326,14 +326,6 @@ const std::string& PublicKey::Thumbprint() const {
   return impl_->thumbprint;
 }
 
-std::string PublicKey::ToPem() const {
-  std::string b64 = absl::Base64Escape(base::AsChars(impl_->spki));
-  std::string out = "-----BEGIN PUBLIC KEY-----\n";
-  for (size_t i = 0; i < b64.size(); i += 64) absl::StrAppend(&out, b64.substr(i, 64), "\n");
-  absl::StrAppend(&out, "-----END PUBLIC KEY-----\n");
-  return out;
-}
-
 bool PublicKey::Accepts(SignatureScheme scheme) const {
   return IsEcdsa(scheme) == (impl_->type != KeyType::kRsa);
 }

@@ -37,7 +37,6 @@ class PublicKey {
 
   KeyType type() const;
   const base::Bytes& spki_der() const;
-  std::string ToPem() const;
   // EC affine coordinates, each FieldBytes(type()) long; empty for RSA.
   base::ByteView ec_x() const;
   base::ByteView ec_y() const;
