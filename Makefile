@@ -38,11 +38,13 @@ fuzz: bootstrap build-fuzz/build.ninja
 	cmake --build build-fuzz -j $(JOBS) --target fuzzers
 	scripts/fuzz build-fuzz $(FUZZ_SECONDS)
 
+SOURCES = $(shell git ls-files '*.h' '*.cc' 2>/dev/null || find src -name '*.h' -o -name '*.cc')
+
 format:
-	clang-format -i $$(git ls-files '*.h' '*.cc')
+	clang-format -i $(SOURCES)
 
 check-format:
-	@clang-format --dry-run --Werror $$(git ls-files '*.h' '*.cc') 
+	@clang-format --dry-run --Werror $(SOURCES)
 
 clean:
 	rm -rf build build-asan build-fuzz
