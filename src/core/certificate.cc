@@ -143,10 +143,53 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
     }
   } else if (base::Equal(oid, kAttributesOid)) {
     attributes_ = value;
-  } else if (base::Equal(oid, kOidNameConstraints) || critical) {
-    // Name constraints are not evaluated here, so a chain carrying them is refused
-    // rather than accepted without them (RFC 5280 §4.2.1.10 requires them critical).
+  } else if (base::Equal(oid, kOidNameConstraints)) {
+    return ParseNameConstraints(value);
+  } else if (critical) {
     if (unhandled_critical_.empty()) unhandled_critical_ = OidText(oid);
+  }
+  return absl::OkStatus();
+}
+
+// NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees OPTIONAL,
+//                                excludedSubtrees  [1] GeneralSubtrees OPTIONAL }
+// GeneralSubtree ::= SEQUENCE { base GeneralName, minimum [0] DEFAULT 0, maximum [1] OPTIONAL }
+absl::Status Certificate::ParseNameConstraints(base::ByteView value) {
+  der::Reader r(value), nc(base::ByteView{});
+  if (!r.Enter(der::kSequence, &nc) || !r.empty() || nc.empty()) {
+    return Malformed("bad nameConstraints");
+  }
+  has_name_constraints_ = true;
+  bool unsupported = false;
+  for (int which = 0; which < 2; ++which) {
+    der::Reader subtrees(base::ByteView{});
+    if (!nc.Peek(der::ContextConstructed(which))) continue;
+    if (!nc.Enter(der::ContextConstructed(which), &subtrees) || subtrees.empty()) {
+      return Malformed("bad nameConstraints subtrees");
+    }
+    while (!subtrees.empty()) {
+      der::Reader subtree(base::ByteView{});
+      uint8_t tag;
+      base::ByteView name;
+      if (!subtrees.Enter(der::kSequence, &subtree) || !subtree.ReadAny(&tag, &name)) {
+        return Malformed("bad nameConstraints subtree");
+      }
+      // minimum/maximum other than the defaults are not used by RFC 5280 profiles.
+      if (!subtree.empty()) unsupported = true;
+      if (tag == der::ContextPrimitive(2) || tag == der::ContextPrimitive(6)) {
+        NameSubtree s{.form = tag == der::ContextPrimitive(2) ? NameSubtree::Form::kDns
+                                                              : NameSubtree::Form::kUri,
+                      .base = base::AsChars(name)};
+        (which == 0 ? permitted_ : excluded_).push_back(s);
+      } else {
+        unsupported = true;  // directoryName, iPAddress, rfc822Name, ... are not evaluated
+      }
+    }
+  }
+  if (!nc.empty()) return Malformed("bad nameConstraints");
+  // Refused rather than accepted without the constraints it cannot evaluate.
+  if (unsupported && unhandled_critical_.empty()) {
+    unhandled_critical_ = "2.5.29.30 (nameConstraints on a name form other than DNS or URI)";
   }
   return absl::OkStatus();
 }

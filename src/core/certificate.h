@@ -25,6 +25,14 @@ enum KeyUsageBit : uint16_t {
   kCrlSign = 1 << 6,
 };
 
+// One GeneralSubtree of a nameConstraints extension (RFC 5280 §4.2.1.10) that this
+// library enforces: a dNSName or a URI host/domain.
+struct NameSubtree {
+  enum class Form { kDns, kUri };
+  Form form;
+  absl::string_view base;  // e.g. "example.org" or ".example.org"
+};
+
 class Certificate {
  public:
   // Parses DER. Checks structure only (v3, known signature algorithm, well-formed
@@ -61,6 +69,11 @@ class Certificate {
   bool eku_client_auth() const { return eku_client_; }
   base::ByteView subject_key_id() const { return ski_; }
   base::ByteView authority_key_id() const { return aki_; }
+  // nameConstraints of a CA, when present (only dNSName and URI subtrees; a constraint on
+  // any other name form makes the extension unhandled, see below).
+  bool has_name_constraints() const { return has_name_constraints_; }
+  const std::vector<NameSubtree>& permitted_subtrees() const { return permitted_; }
+  const std::vector<NameSubtree>& excluded_subtrees() const { return excluded_; }
   // The TrustWarden attributes extension value, if present.
   std::optional<base::ByteView> attributes() const { return attributes_; }
   // The first critical extension this parser does not implement, as a dotted OID.
@@ -72,6 +85,7 @@ class Certificate {
  private:
   Certificate() = default;
   absl::Status ParseExtension(base::ByteView oid, bool critical, base::ByteView value);
+  absl::Status ParseNameConstraints(base::ByteView value);
 
   base::Bytes der_;
   base::ByteView tbs_, signature_, serial_, issuer_, subject_, spki_;
@@ -86,6 +100,8 @@ class Certificate {
   bool has_eku_ = false, eku_server_ = false, eku_client_ = false;
   base::ByteView ski_, aki_;
   std::optional<base::ByteView> attributes_;
+  bool has_name_constraints_ = false;
+  std::vector<NameSubtree> permitted_, excluded_;
   std::string unhandled_critical_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/status_macros.h"
@@ -45,6 +47,68 @@ absl::Status CheckSigningCert(const Certificate& c, size_t intermediates_below,
   if (!c.unhandled_critical_extension().empty()) {
     return Reject(absl::StrCat(what, " has an unsupported critical extension ",
                                c.unhandled_critical_extension()));
+  }
+  return absl::OkStatus();
+}
+
+// The host of a URI ("spiffe://example.org/x" -> "example.org"); empty when it has none.
+absl::string_view UriHost(absl::string_view uri) {
+  size_t start = uri.find("://");
+  if (start == absl::string_view::npos) return {};
+  absl::string_view host = uri.substr(start + 3);
+  host = host.substr(0, host.find_first_of("/?#"));
+  if (size_t at = host.rfind('@'); at != absl::string_view::npos) host = host.substr(at + 1);
+  if (!host.empty() && host[0] != '[') host = host.substr(0, host.find(':'));
+  return host;
+}
+
+// RFC 5280 §4.2.1.10: a URI constraint names a host, or with a leading '.' the hosts
+// under a domain; a DNS constraint names a domain and every name under it.
+bool Matches(const NameSubtree& s, absl::string_view name) {
+  absl::string_view base = s.base;
+  if (s.form == NameSubtree::Form::kUri) {
+    absl::string_view host = UriHost(name);
+    if (host.empty()) return false;
+    if (absl::StartsWith(base, ".")) {
+      return host.size() > base.size() && absl::EndsWithIgnoreCase(host, base);
+    }
+    return absl::EqualsIgnoreCase(host, base);
+  }
+  if (base.empty()) return true;
+  if (absl::StartsWith(base, ".")) return absl::EndsWithIgnoreCase(name, base);
+  return absl::EqualsIgnoreCase(name, base) ||
+         (name.size() > base.size() && absl::EndsWithIgnoreCase(name, base) &&
+          name[name.size() - base.size() - 1] == '.');
+}
+
+// Applies `ca`'s name constraints to the certificates below it in the path (RFC 5280
+// §6.1.3 (b)-(c); self-issued intermediates are exempt).
+absl::Status CheckNameConstraints(const Certificate& ca,
+                                  const std::vector<const Certificate*>& below,
+                                  absl::string_view what) {
+  if (!ca.has_name_constraints()) return absl::OkStatus();
+  for (size_t i = 0; i < below.size(); ++i) {
+    const Certificate& c = *below[i];
+    if (i > 0 && c.SelfIssued()) continue;
+    for (NameSubtree::Form form : {NameSubtree::Form::kDns, NameSubtree::Form::kUri}) {
+      const auto& names = form == NameSubtree::Form::kDns ? c.dns_sans() : c.uri_sans();
+      bool any_permitted = false;
+      for (const NameSubtree& s : ca.permitted_subtrees()) any_permitted |= s.form == form;
+      for (absl::string_view name : names) {
+        bool permitted = !any_permitted;
+        for (const NameSubtree& s : ca.permitted_subtrees()) {
+          permitted |= s.form == form && Matches(s, name);
+        }
+        bool excluded = false;
+        for (const NameSubtree& s : ca.excluded_subtrees()) {
+          excluded |= s.form == form && Matches(s, name);
+        }
+        if (!permitted || excluded) {
+          return Reject(absl::StrCat("name \"", absl::CHexEscape(name.substr(0, 128)),
+                                     "\" violates the name constraints of the ", what));
+        }
+      }
+    }
   }
   return absl::OkStatus();
 }
@@ -161,6 +225,7 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
   std::vector<Certificate> intermediates;
   std::vector<bool> used;
   const Certificate* current = &leaf;
+  std::vector<const Certificate*> path = {&leaf};  // verified so far, leaf first
   for (size_t depth = 0;; ++depth) {
     // Every candidate is tried; the first reason one failed is reported if none passes.
     absl::Status failure;
@@ -188,6 +253,10 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
       if (!anchor.unhandled_critical_extension().empty()) {
         note(Reject(absl::StrCat("bundle authority has an unsupported critical extension ",
                                  anchor.unhandled_critical_extension())));
+        continue;
+      }
+      if (absl::Status s = CheckNameConstraints(anchor, path, "bundle authority"); !s.ok()) {
+        note(std::move(s));
         continue;
       }
       not_before = std::max(not_before, anchor.not_before());
@@ -219,6 +288,7 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
       }
       absl::Status s = CheckSigningCert(cand, depth, "intermediate CA");
       if (s.ok()) s = CheckValidity(cand, "intermediate CA", now);
+      if (s.ok()) s = CheckNameConstraints(cand, path, "intermediate CA");
       if (!s.ok()) {
         note(std::move(s));
         continue;
@@ -227,6 +297,7 @@ absl::StatusOr<X509Verifier::CacheEntry> X509Verifier::VerifyUncached(
       not_after = std::min(not_after, cand.not_after());
       used[i] = true;
       next = &cand;
+      path.push_back(next);
     }
     if (next == nullptr) {
       if (!failure.ok()) return failure;

@@ -218,16 +218,63 @@ TEST_F(X509VerifierTest, RejectsBadIntermediates) {
   ExpectRejected({&l5, &i5, &i4}, "pathLenConstraint");
 }
 
-TEST_F(X509VerifierTest, RejectsUnknownCriticalExtensionsAndNameConstraints) {
+TEST_F(X509VerifierTest, RejectsUnknownCriticalExtensions) {
   CertSpec spec = LeafSpec(kId);
   spec.unknown_critical_extension = true;
   TestCert leaf = MakeCert(spec, &root_);
   ExpectRejected({&leaf}, "unsupported critical extension 1.3.6.1.4.1.99999.1");
-  CertSpec nc = IntermediateSpec("example.org");
-  nc.name_constraints = "critical,permitted;URI:example.org";
-  TestCert inter = MakeCert(nc, &root_);
-  TestCert leaf2 = MakeCert(LeafSpec(kId), &inter);
-  ExpectRejected({&leaf2, &inter}, "unsupported critical extension 2.5.29.30");
+}
+
+TEST_F(X509VerifierTest, EnforcesUriNameConstraints) {
+  auto verify = [&](const std::string& nc, const std::string& id) {
+    CertSpec ispec = IntermediateSpec("example.org");
+    ispec.name_constraints = nc;
+    TestCert inter = MakeCert(ispec, &root_);
+    TestCert leaf = MakeCert(LeafSpec(id), &inter);
+    return Verify({&leaf, &inter});
+  };
+  Put("a.example.org", root_);
+  EXPECT_TRUE(verify("critical,permitted;URI:example.org", kId).ok());
+  EXPECT_TRUE(verify("critical,permitted;URI:.example.org", "spiffe://a.example.org/w").ok());
+  EXPECT_TRUE(verify("critical,excluded;URI:other.org", kId).ok());
+  for (const auto& [nc, id] : std::vector<std::pair<std::string, std::string>>{
+           {"critical,permitted;URI:other.org", kId},
+           {"critical,permitted;URI:.example.org", kId},
+           {"critical,excluded;URI:example.org", kId},
+           {"critical,permitted;URI:example.org", "spiffe://a.example.org/w"},
+           {"critical,permitted;DNS:example.org,excluded;URI:EXAMPLE.org", kId}}) {
+    auto r = verify(nc, id);
+    ASSERT_FALSE(r.ok()) << nc << " " << id;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("violates the name constraints"));
+  }
+}
+
+TEST_F(X509VerifierTest, EnforcesDnsNameConstraintsOnTheBundleAuthority) {
+  CertSpec rspec = IntermediateSpec("example.org");
+  rspec.common_name = "constrained root";
+  rspec.name_constraints = "critical,permitted;DNS:example.org";
+  TestCert root = MakeCert(rspec);
+  Put("example.org", root);
+  CertSpec good = LeafSpec(kId);
+  good.dns = {"svc.example.org", "example.org"};
+  TestCert ok_leaf = MakeCert(good, &root);
+  EXPECT_TRUE(Verify({&ok_leaf}).ok());
+  CertSpec bad = LeafSpec(kId);
+  bad.dns = {"svc.example.org", "evil-example.org"};
+  TestCert bad_leaf = MakeCert(bad, &root);
+  ExpectRejected({&bad_leaf},
+                 "\"evil-example.org\" violates the name constraints of the bundle authority");
+}
+
+TEST_F(X509VerifierTest, RefusesNameConstraintsItCannotEvaluate) {
+  for (const char* nc :
+       {"critical,permitted;IP:10.0.0.0/255.0.0.0", "critical,excluded;email:a@b.c"}) {
+    CertSpec ispec = IntermediateSpec("example.org");
+    ispec.name_constraints = nc;
+    TestCert inter = MakeCert(ispec, &root_);
+    TestCert leaf = MakeCert(LeafSpec(kId), &inter);
+    ExpectRejected({&leaf, &inter}, "2.5.29.30");
+  }
 }
 
 TEST_F(X509VerifierTest, RejectsCorruptDerAndFlippedSignature) {

@@ -793,6 +793,42 @@ class IntermediateCaTest(InteropTestCase):
                              LEAF_ID)
 
 
+class NameConstraintsTest(InteropTestCase):
+    """URI name constraints on an intermediate (X509-SVID §4.2), crafted with cryptography
+    and cross-checked with `openssl verify`."""
+
+    def constrained_chain(self, ca, permitted=None, excluded=None, name="chain.pem"):
+        nc = x509.NameConstraints(
+            permitted_subtrees=[x509.UniformResourceIdentifier(u) for u in permitted]
+            if permitted else None,
+            excluded_subtrees=[x509.UniformResourceIdentifier(u) for u in excluded]
+            if excluded else None)
+        return self.craft_via_intermediate(
+            ca, intermediate_kwargs={"extra_extensions": [(nc, True)]}, name=name)
+
+    def test_permitted_trust_domain_is_accepted(self):
+        ca = self.init_ca()
+        chain = self.constrained_chain(ca, permitted=[TD])
+        leaf, rest = self.split_chain(chain)
+        result = run([OPENSSL, "verify", "-CAfile", ca.bundle_pem, "-untrusted", rest, leaf])
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assert_accepted(self.svid_verify(ca.bundle_json, chain), LEAF_ID)
+
+    def test_leaf_outside_the_constraints_is_rejected(self):
+        ca = self.init_ca()
+        for label, kwargs in (("permitted other", {"permitted": [OTHER_TD]}),
+                              ("excluded own", {"excluded": [TD]})):
+            with self.subTest(label):
+                chain = self.constrained_chain(ca, name=f"{label}.pem", **kwargs)
+                leaf, rest = self.split_chain(chain)
+                result = run([OPENSSL, "verify", "-CAfile", ca.bundle_pem, "-untrusted", rest,
+                              leaf])
+                self.assertNotEqual(result.returncode, 0, "openssl agrees: " + describe(result))
+                result = self.svid_verify(ca.bundle_json, chain)
+                self.assertEqual(result.returncode, 1, describe(result))
+                self.assertIn("name constraints", result.stderr)
+
+
 class FederationTest(InteropTestCase):
     """A SPIFFE bundle map (Trust Domain and Bundle §5) holds several trust domains; each
     SVID is checked only against the bundle of its own trust domain."""
