@@ -79,17 +79,22 @@ absl::StatusOr<TrustDomain> CaTrustDomain(const Certificate& c) {
   return Invalid("a CA certificate has no spiffe://TD URI SAN; give the trust domain");
 }
 
-}  // namespace
-
-absl::Status Bundle::AddX509Authority(base::Bytes der) {
+absl::StatusOr<std::shared_ptr<const X509Authority>> MakeX509Authority(base::Bytes der) {
   TW_ASSIGN_OR_RETURN(Certificate cert, Certificate::Parse(std::move(der)));
   // A bundle authority signs SVIDs: a leaf published by mistake must not become one.
   if (!cert.is_ca() || (cert.has_key_usage() && !(cert.key_usage() & kKeyCertSign))) {
     return Invalid("an X.509 authority must be a CA certificate (cA=true, keyCertSign)");
   }
   TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(cert.spki()));
-  x509_.push_back(std::make_shared<const X509Authority>(
-      X509Authority{.certificate = std::move(cert), .key = std::move(key)}));
+  return std::make_shared<const X509Authority>(
+      X509Authority{.certificate = std::move(cert), .key = std::move(key)});
+}
+
+}  // namespace
+
+absl::Status Bundle::AddX509Authority(base::Bytes der) {
+  TW_ASSIGN_OR_RETURN(auto authority, MakeX509Authority(std::move(der)));
+  x509_.push_back(std::move(authority));
   return absl::OkStatus();
 }
 
@@ -98,15 +103,13 @@ void Bundle::AddJwtAuthority(std::string key_id, crypto::PublicKey key) {
 }
 
 struct Bundle::Contents {
-  std::vector<base::Bytes> cas;
+  std::vector<std::shared_ptr<const X509Authority>> cas;
   std::vector<JwtAuthority> jwts;
   std::optional<uint64_t> sequence;
   std::optional<int64_t> refresh_hint;
-  bool from_json = false;
 };
 
 absl::Status Bundle::ReadJson(const nlohmann::json& doc, Contents* out) {
-  out->from_json = true;
   if (!doc.is_object()) return Invalid("not a JSON object");
   auto keys = doc.find("keys");
   if (keys == doc.end() || !keys->is_array()) return Invalid("\"keys\" array missing");
@@ -130,17 +133,13 @@ absl::Status Bundle::ReadJson(const nlohmann::json& doc, Contents* out) {
       }
       std::string der;
       if (!absl::Base64Unescape(jwk["x5c"][0].get<std::string>(), &der)) continue;
-      auto cert = Certificate::Parse(base::ToBytes(der));
-      if (!cert.ok()) continue;
+      auto authority = MakeX509Authority(base::ToBytes(der));
+      if (!authority.ok()) continue;
       if (HasKeyMembers(jwk)) {
         std::optional<crypto::PublicKey> key = JwkKey(jwk);
-        base::ByteView spki = cert->spki();
-        if (!key ||
-            !std::equal(spki.begin(), spki.end(), key->spki_der().begin(), key->spki_der().end())) {
-          continue;
-        }
+        if (!key || !(*key == (*authority)->key)) continue;
       }
-      out->cas.push_back(base::ToBytes(der));
+      out->cas.push_back(*std::move(authority));
     } else if (jwk["use"] == "jwt-svid") {
       if (!jwk.contains("kid") || !jwk["kid"].is_string() || jwk["kid"] == "") continue;
       std::optional<crypto::PublicKey> key = JwkKey(jwk);
@@ -155,9 +154,8 @@ absl::StatusOr<Bundle> Bundle::FromContents(Contents contents,
                                             std::optional<TrustDomain> trust_domain) {
   if (!trust_domain) {
     std::optional<TrustDomain> found;
-    for (const base::Bytes& der : contents.cas) {
-      TW_ASSIGN_OR_RETURN(Certificate c, Certificate::Parse(der));
-      TW_ASSIGN_OR_RETURN(TrustDomain td, CaTrustDomain(c));
+    for (const auto& authority : contents.cas) {
+      TW_ASSIGN_OR_RETURN(TrustDomain td, CaTrustDomain(authority->certificate));
       if (found && *found != td) return Invalid("CA certificates name different trust domains");
       found = td;
     }
@@ -165,11 +163,7 @@ absl::StatusOr<Bundle> Bundle::FromContents(Contents contents,
     trust_domain = found;
   }
   Bundle bundle(*std::move(trust_domain));
-  for (base::Bytes& der : contents.cas) {
-    absl::Status s = bundle.AddX509Authority(std::move(der));
-    // A JSON entry with an unsupported key is ignored (§4.2); in PEM it is an error.
-    if (!s.ok() && !contents.from_json) return s;
-  }
+  bundle.x509_ = std::move(contents.cas);
   bundle.jwt_ = std::move(contents.jwts);
   bundle.sequence_ = contents.sequence;
   bundle.refresh_hint_ = contents.refresh_hint;
@@ -184,7 +178,11 @@ absl::StatusOr<Bundle> Bundle::Parse(absl::string_view text,
     TW_ASSIGN_OR_RETURN(json doc, ParseStrictJson(text, "bundle"));
     TW_RETURN_IF_ERROR(ReadJson(doc, &contents));
   } else {
-    contents.cas = DecodePemBlocks(text, "CERTIFICATE");
+    // PEM has no JWK wrapper to ignore: a certificate that is not a usable CA is an error.
+    for (base::Bytes& der : DecodePemBlocks(text, "CERTIFICATE")) {
+      TW_ASSIGN_OR_RETURN(auto authority, MakeX509Authority(std::move(der)));
+      contents.cas.push_back(std::move(authority));
+    }
     if (contents.cas.empty()) return Invalid("neither SPIFFE bundle JSON nor PEM certificates");
   }
   return FromContents(std::move(contents), std::move(trust_domain));
