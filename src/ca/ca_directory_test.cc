@@ -32,6 +32,19 @@ class CaDirectoryTest : public ::testing::Test {
                               .ttl = absl::Hours(24)},
                              base::Clock::System());
   }
+  // A leaf for spiffe://example.org/w from `ca`, valid for `ttl` from now.
+  static absl::StatusOr<base::Bytes> IssueLeaf(const CaDirectory& ca, absl::Duration ttl) {
+    auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+    absl::Time now = absl::Now();
+    return ca.issuer().IssueLeaf(
+        {.spiffe_id = *core::SpiffeId::FromString("spiffe://example.org/w"),
+         .not_before = now - kBackdate,
+         .not_after = now + ttl,
+         .attributes = {},
+         .dns_names = {},
+         .ip_addresses = {}},
+        key->public_key());
+  }
   int Mode(const char* name) {
     struct stat st;
     return stat((dir_ + "/" + name).c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
@@ -58,16 +71,7 @@ TEST_F(CaDirectoryTest, LoadsWhatInitWroteAndIssuesVerifiableSvids) {
   EXPECT_EQ(ca->bundle().jwt_authorities()[0].key_id, ca->jwt_signer().key_id());
   EXPECT_EQ(ca->bundle().sequence(), 1u);
 
-  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-  absl::Time now = absl::Now();
-  auto der =
-      ca->issuer().IssueLeaf({.spiffe_id = *core::SpiffeId::FromString("spiffe://example.org/w"),
-                              .not_before = now - kBackdate,
-                              .not_after = now + absl::Minutes(5),
-                              .attributes = {},
-                              .dns_names = {},
-                              .ip_addresses = {}},
-                             key->public_key());
+  auto der = IssueLeaf(*ca, absl::Minutes(5));
   ASSERT_TRUE(der.ok());
   auto bundles = std::make_shared<core::BundleSet>();
   bundles->Put(ca->bundle());
@@ -89,16 +93,7 @@ TEST_F(CaDirectoryTest, IntermediateIssuesLeavesThatChainToTheRoot) {
   EXPECT_EQ(ca->bundle().jwt_authorities().size(), 2u);   // the parent's key and its own
   EXPECT_EQ(ca->bundle().sequence(), 2u);
 
-  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-  absl::Time now = absl::Now();
-  auto der =
-      ca->issuer().IssueLeaf({.spiffe_id = *core::SpiffeId::FromString("spiffe://example.org/w"),
-                              .not_before = now - kBackdate,
-                              .not_after = now + absl::Hours(5),
-                              .attributes = {},
-                              .dns_names = {},
-                              .ip_addresses = {}},
-                             key->public_key());
+  auto der = IssueLeaf(*ca, absl::Hours(5));
   ASSERT_TRUE(der.ok());
   auto leaf = core::Certificate::Parse(*der);
   EXPECT_LE(leaf->not_after(), ca->issuer().certificate().not_after());
