@@ -1,6 +1,7 @@
 #include "core/scope.h"
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -58,6 +59,15 @@ bool Scope::Covers(const Scope& requested) const {
   absl::string_view want = requested.object_prefix();
   if (!wildcard_) return !requested.wildcard_ && prefix == want;
   return want.substr(0, prefix.size()) == prefix;
+}
+
+bool Scope::Overlaps(const Scope& other) const {
+  if (action() != "*" && other.action() != "*" && action() != other.action()) return false;
+  absl::string_view a = object_prefix(), b = other.object_prefix();
+  if (wildcard_ && other.wildcard_) return absl::StartsWith(a, b) || absl::StartsWith(b, a);
+  if (wildcard_) return absl::StartsWith(b, a);
+  if (other.wildcard_) return absl::StartsWith(a, b);
+  return a == b;
 }
 
 absl::StatusOr<std::vector<Scope>> ParseScopes(const std::vector<std::string>& scopes) {

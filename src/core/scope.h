@@ -27,6 +27,8 @@ class Scope {
 
   // True when this (granted) scope covers `requested`, which may itself hold wildcards.
   bool Covers(const Scope& requested) const;
+  // True when some concrete scope is covered by both this scope and `other`.
+  bool Overlaps(const Scope& other) const;
 
   bool operator==(const Scope& o) const { return text_ == o.text_; }
 

@@ -101,5 +101,16 @@ TEST(DurationTest, RejectsBadForms) {
   }
 }
 
+TEST(ScopeTest, OverlapsWhenSomeScopeIsCoveredByBoth) {
+  auto s = [](const char* text) { return *Scope::Parse(text); };
+  EXPECT_TRUE(s("delete:*").Overlaps(s("*:*")));
+  EXPECT_TRUE(s("*:*").Overlaps(s("delete:records")));
+  EXPECT_TRUE(s("read:a*").Overlaps(s("*:ab")));
+  EXPECT_TRUE(s("read:ledger.*").Overlaps(s("read:led*")));
+  EXPECT_FALSE(s("delete:*").Overlaps(s("read:*")));
+  EXPECT_FALSE(s("read:ab*").Overlaps(s("read:ac")));
+  EXPECT_FALSE(s("read:a").Overlaps(s("read:b")));
+}
+
 }  // namespace
 }  // namespace tw::core

@@ -338,4 +338,17 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueCa(const CaRequest& request,
   return SignTbs(*state_->signer, oid, EncodeTbs(p));
 }
 
+absl::StatusOr<base::Bytes> BuildCertificateRequest(const crypto::Signer& signer) {
+  TW_ASSIGN_OR_RETURN(base::ByteView oid, SigAlgOid(signer.algorithm()));
+  base::Bytes info;
+  der::Writer w(&info);
+  size_t seq = w.Open(der::kSequence);
+  w.AddUint(0);                               // version v1
+  w.Close(w.Open(der::kSequence));            // empty subject
+  w.AddRaw(signer.public_key_der());          // subjectPKInfo
+  w.Close(w.Open(der::ContextConstructed(0)));  // attributes [0], none
+  w.Close(seq);
+  return SignTbs(signer, oid, std::move(info));
+}
+
 }  // namespace tw::core

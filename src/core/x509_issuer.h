@@ -76,4 +76,8 @@ class X509Issuer {
   std::shared_ptr<const State> state_;
 };
 
+// A PKCS#10 request (RFC 2986) for `signer`'s key, signed by it as proof of possession:
+// empty subject, no attributes; the server decides the SPIFFE ID. ECDSA keys only.
+absl::StatusOr<base::Bytes> BuildCertificateRequest(const crypto::Signer& signer);
+
 }  // namespace tw::core
