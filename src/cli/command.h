@@ -16,6 +16,15 @@ using Action = std::function<int()>;
 // Registers `id`, `ca`, `svid` and `jwt` (the offline tools) on `app`.
 void RegisterOfflineCommands(CLI::App& app, Action* action);
 
+// Registers `server`.
+void RegisterServerCommand(CLI::App& app, Action* action);
+
+// Registers the API clients: `agent`, `revoke`, `token`, `policy`, `bundle`.
+void RegisterClientCommands(CLI::App& app, Action* action);
+
+// Registers `bench issue`, the HTTPS load generator.
+void RegisterBenchCommand(CLI::App& app, Action* action);
+
 // Prints "error: <message>" to stderr and returns exit code 1.
 int Fail(const absl::Status& status);
 

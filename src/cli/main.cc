@@ -9,6 +9,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "trustwarden 0.1.0");
   tw::cli::Action action;
   tw::cli::RegisterOfflineCommands(app, &action);
+  tw::cli::RegisterServerCommand(app, &action);
+  tw::cli::RegisterClientCommands(app, &action);
+  tw::cli::RegisterBenchCommand(app, &action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -311,14 +311,17 @@ std::string Certificate::SerialHex() const { return base::HexEncode(serial_); }
 
 bool Certificate::SelfIssued() const { return base::Equal(issuer_, subject_); }
 
+std::string PemEncode(absl::string_view label, base::ByteView der) {
+  std::string b64 = absl::Base64Escape(base::AsChars(der));
+  std::string out = absl::StrCat("-----BEGIN ", label, "-----\n");
+  for (size_t i = 0; i < b64.size(); i += 64) absl::StrAppend(&out, b64.substr(i, 64), "\n");
+  absl::StrAppend(&out, "-----END ", label, "-----\n");
+  return out;
+}
+
 std::string CertificatesToPem(const std::vector<base::ByteView>& ders) {
   std::string out;
-  for (base::ByteView d : ders) {
-    std::string b64 = absl::Base64Escape(base::AsChars(d));
-    absl::StrAppend(&out, "-----BEGIN CERTIFICATE-----\n");
-    for (size_t i = 0; i < b64.size(); i += 64) absl::StrAppend(&out, b64.substr(i, 64), "\n");
-    absl::StrAppend(&out, "-----END CERTIFICATE-----\n");
-  }
+  for (base::ByteView d : ders) absl::StrAppend(&out, PemEncode("CERTIFICATE", d));
   return out;
 }
 

@@ -107,6 +107,8 @@ class Certificate {
 
 // PEM "CERTIFICATE" blocks for DER certificates.
 std::string CertificatesToPem(const std::vector<base::ByteView>& ders);
+// One PEM block "-----BEGIN <label>-----" of `der`, 64-character lines.
+std::string PemEncode(absl::string_view label, base::ByteView der);
 // Every PEM block of type `label` in `text`, decoded; empty when none.
 std::vector<base::Bytes> DecodePemBlocks(absl::string_view text, absl::string_view label);
 

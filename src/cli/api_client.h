@@ -1,0 +1,38 @@
+// Shared plumbing of the commands that talk to a running server: server URL, token and
+// trust bundle from flags or TRUSTWARDEN_SERVER / TRUSTWARDEN_TOKEN / TRUSTWARDEN_BUNDLE.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "net/https_client.h"
+#include "nlohmann/json.hpp"
+
+namespace tw::cli {
+
+struct ClientFlags {
+  std::string server, token, bundle;
+  bool no_token = false;  // send no token even when TRUSTWARDEN_TOKEN is set
+};
+
+// Adds --server, --token and --bundle to `cmd`.
+void AddClientFlags(CLI::App* cmd, ClientFlags* flags);
+
+// Connects to the server, trusting the bundle's CA certificates (JSON or PEM), with an
+// optional client certificate chain and key (PEM) for mTLS.
+absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& flags,
+                                                          const std::string& chain_pem = "",
+                                                          const std::string& key_pem = "");
+
+// Sends `body` (if not null) with the flags' token (if any) and returns the JSON reply;
+// an API error becomes a Status carrying the server's code and message.
+absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFlags& flags,
+                                        absl::string_view method, absl::string_view target,
+                                        const nlohmann::json* body = nullptr);
+
+// The trust bundle's X.509 authorities as PEM.
+absl::StatusOr<std::string> BundlePem(const ClientFlags& flags);
+
+}  // namespace tw::cli

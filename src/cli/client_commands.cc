@@ -1,0 +1,264 @@
+// The API clients: agent create|list|show, revoke, token create, policy apply|show|history,
+// bundle show.
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "cli/api_client.h"
+#include "cli/command.h"
+#include "core/bundle.h"
+#include "core/certificate.h"
+#include "core/x509_issuer.h"
+#include "crypto/software_signer.h"
+
+namespace tw::cli {
+namespace {
+
+using nlohmann::json;
+
+struct AgentCreateFlags {
+  ClientFlags client;
+  std::string name, ttl, trust_level, parent_dir, out;
+  std::vector<std::string> scopes;
+};
+
+absl::Status AgentCreate(const AgentCreateFlags& f) {
+  const std::string key_path = f.out + "/key.pem";
+  if (base::ReadFile(key_path).ok()) {
+    return absl::AlreadyExistsError(absl::StrCat(key_path, " exists; choose another --out"));
+  }
+  // The key is made here and never leaves this machine; the server sees only the CSR.
+  TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+  TW_ASSIGN_OR_RETURN(base::Bytes csr, core::BuildCertificateRequest(*key));
+  json body{{"name", f.name},
+            {"scope", f.scopes},
+            {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}};
+  if (!f.ttl.empty()) body["ttl"] = f.ttl;
+  if (!f.trust_level.empty()) body["trust_level"] = f.trust_level;
+
+  std::string chain_pem, parent_key_pem;
+  ClientFlags client_flags = f.client;
+  if (!f.parent_dir.empty()) {
+    // Delegation authenticates with the parent's SVID (mTLS) and no token.
+    TW_ASSIGN_OR_RETURN(chain_pem, base::ReadFile(f.parent_dir + "/svid.pem"));
+    TW_ASSIGN_OR_RETURN(parent_key_pem, base::ReadFile(f.parent_dir + "/key.pem"));
+    client_flags.no_token = true;
+    if (client_flags.bundle.empty()) client_flags.bundle = f.parent_dir + "/bundle.pem";
+  }
+  TW_ASSIGN_OR_RETURN(auto client, Connect(client_flags, chain_pem, parent_key_pem));
+  TW_ASSIGN_OR_RETURN(json reply, CallJson(*client, client_flags, "POST", "/v1/identities", &body));
+  if (!reply.contains("svid_pem") || !reply.contains("bundle") || !reply.contains("spiffe_id")) {
+    return absl::UnavailableError("server: the reply lacks svid_pem, bundle or spiffe_id");
+  }
+  const std::string bundle_json = reply["bundle"].dump();
+  TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(bundle_json));
+  TW_RETURN_IF_ERROR(base::MakeDirectory(f.out, 0700));
+  TW_RETURN_IF_ERROR(key->WriteFile(key_path));
+  TW_RETURN_IF_ERROR(base::WriteFile(f.out + "/svid.pem", reply["svid_pem"].get<std::string>()));
+  TW_RETURN_IF_ERROR(base::WriteFile(f.out + "/bundle.json", bundle_json));
+  TW_RETURN_IF_ERROR(base::WriteFile(f.out + "/bundle.pem", bundle.ToPem()));
+  std::cout << reply["spiffe_id"].get<std::string>() << "\n"
+            << "instance " << reply.value("instance_id", "") << ", expires "
+            << reply.value("expires_at", "") << ", files in " << f.out << "\n";
+  return absl::OkStatus();
+}
+
+void PrintJson(const json& j) { std::cout << j.dump(2) << "\n"; }
+
+// Runs `body` as the action of `cmd`, printing its error.
+template <typename F>
+void OnRun(CLI::App* cmd, Action* action, F body) {
+  cmd->callback([action, body] {
+    *action = [body] {
+      absl::Status s = body();
+      return s.ok() ? 0 : Fail(s);
+    };
+  });
+}
+
+absl::Status Simple(const ClientFlags& flags, absl::string_view method, const std::string& target,
+                    const json* body, const std::function<void(const json&)>& print) {
+  TW_ASSIGN_OR_RETURN(auto client, Connect(flags));
+  TW_ASSIGN_OR_RETURN(json reply, CallJson(*client, flags, method, target, body));
+  print(reply);
+  return absl::OkStatus();
+}
+
+std::string UrlEncode(absl::string_view s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void RegisterClientCommands(CLI::App& app, Action* action) {
+  CLI::App* agent = app.add_subcommand("agent", "Create, list and show agent identities");
+  agent->require_subcommand(1);
+  {
+    auto f = std::make_shared<AgentCreateFlags>();
+    CLI::App* cmd = agent->add_subcommand("create", "Create an agent instance's identity");
+    cmd->add_option("--name", f->name, "ORG/TEAM/AGENT")->required();
+    cmd->add_option("--scope", f->scopes, "A scope, action:object (repeatable)");
+    cmd->add_option("--ttl", f->ttl, "Lifetime, e.g. 30m (default: policy's, at most 1h)");
+    cmd->add_option("--trust-level", f->trust_level, "low|medium|high|critical (default low)");
+    cmd->add_option("--parent-dir", f->parent_dir,
+                    "Create a child of the agent in DIR (delegation over mTLS)");
+    cmd->add_option("--out", f->out, "Directory for key.pem, svid.pem, bundle.json/pem")
+        ->required();
+    AddClientFlags(cmd, &f->client);
+    OnRun(cmd, action, [f] { return AgentCreate(*f); });
+  }
+  {
+    auto f = std::make_shared<ClientFlags>();
+    auto as_json = std::make_shared<bool>(false);
+    auto filter = std::make_shared<std::vector<std::string>>(3);
+    CLI::App* cmd = agent->add_subcommand("list", "List agent instances (admin)");
+    cmd->add_flag("--json", *as_json, "One JSON document");
+    cmd->add_option("--agent", (*filter)[0], "Only instances of ORG/TEAM/AGENT");
+    cmd->add_option("--principal", (*filter)[1], "Only instances created by PRINCIPAL");
+    cmd->add_flag("--live", [filter](int64_t) { (*filter)[2] = "true"; },
+                  "Only unrevoked, unexpired instances");
+    AddClientFlags(cmd, f.get());
+    OnRun(cmd, action, [f, as_json, filter] {
+      std::vector<std::string> params;
+      if (!(*filter)[0].empty()) params.push_back("agent=" + UrlEncode((*filter)[0]));
+      if (!(*filter)[1].empty()) params.push_back("principal=" + UrlEncode((*filter)[1]));
+      if (!(*filter)[2].empty()) params.push_back("live=true");
+      std::string target = "/v1/identities";
+      if (!params.empty()) target += "?" + absl::StrJoin(params, "&");
+      return Simple(*f, "GET", target, nullptr, [as_json](const json& reply) {
+        if (*as_json) return PrintJson(reply);
+        for (const json& r : reply.value("identities", json::array())) {
+          std::cout << r.value("instance_id", "") << "  " << r.value("spiffe_id", "") << "  "
+                    << "expires " << r.value("not_after", "")
+                    << (r.value("revoked", false) ? "  REVOKED" : "") << "\n";
+        }
+      });
+    });
+  }
+  {
+    auto f = std::make_shared<ClientFlags>();
+    auto instance = std::make_shared<std::string>();
+    CLI::App* cmd = agent->add_subcommand("show", "Show one agent instance (admin)");
+    cmd->add_option("instance", *instance, "Instance id (inst-...)")->required();
+    AddClientFlags(cmd, f.get());
+    OnRun(cmd, action, [f, instance] {
+      return Simple(*f, "GET", "/v1/identities/" + UrlEncode(*instance), nullptr, PrintJson);
+    });
+  }
+  {
+    auto f = std::make_shared<ClientFlags>();
+    auto target = std::make_shared<std::vector<std::string>>(5);
+    CLI::App* cmd = app.add_subcommand("revoke", "Revoke instances everywhere (admin)");
+    auto* g = cmd->add_option_group("target", "What to revoke");
+    g->add_option("--instance", (*target)[0], "One instance and its descendants");
+    g->add_option("--agent", (*target)[1], "Every live instance of ORG/TEAM/AGENT");
+    g->add_option("--subtree", (*target)[2], "An instance and every descendant");
+    g->add_option("--principal", (*target)[3], "Everything a principal created");
+    g->require_option(1);
+    cmd->add_option("--reason", (*target)[4], "Why (recorded in the revocation log)");
+    AddClientFlags(cmd, f.get());
+    OnRun(cmd, action, [f, target] {
+      static const char* kKinds[] = {"instance", "agent", "subtree", "principal"};
+      json body = json::object();
+      for (int i = 0; i < 4; ++i) {
+        if (!(*target)[i].empty()) body[kKinds[i]] = (*target)[i];
+      }
+      if (!(*target)[4].empty()) body["reason"] = (*target)[4];
+      return Simple(*f, "POST", "/v1/revocations", &body, [](const json& reply) {
+        std::cout << reply.value("sequence", int64_t{0}) << "\n";
+        std::vector<std::string> ids = reply.value("revoked", std::vector<std::string>{});
+        std::cerr << "revoked " << ids.size() << " instance(s)"
+                  << (ids.empty() ? "" : ": " + absl::StrJoin(ids, " ")) << "\n";
+      });
+    });
+  }
+  {
+    CLI::App* token = app.add_subcommand("token", "Principal tokens");
+    token->require_subcommand(1);
+    auto f = std::make_shared<ClientFlags>();
+    auto principal = std::make_shared<std::string>();
+    CLI::App* cmd = token->add_subcommand("create", "Create a principal's token (admin)");
+    cmd->add_option("--principal", *principal, "Principal name")->required();
+    AddClientFlags(cmd, f.get());
+    OnRun(cmd, action, [f, principal] {
+      json body{{"principal", *principal}};
+      return Simple(*f, "POST", "/v1/tokens", &body, [](const json& reply) {
+        std::cout << reply.value("token", "") << "\n";
+      });
+    });
+  }
+  {
+    CLI::App* policy = app.add_subcommand("policy", "Apply and read policy versions (admin)");
+    policy->require_subcommand(1);
+    auto f = std::make_shared<ClientFlags>();
+    auto file = std::make_shared<std::string>();
+    CLI::App* apply = policy->add_subcommand("apply", "Apply a TOML policy as a new version");
+    apply->add_option("file", *file, "Policy file (TOML)")->required();
+    AddClientFlags(apply, f.get());
+    OnRun(apply, action, [f, file]() -> absl::Status {
+      TW_ASSIGN_OR_RETURN(std::string source, base::ReadFile(*file));
+      json body{{"source", source}};
+      return Simple(*f, "POST", "/v1/policies", &body, [](const json& reply) {
+        std::cout << "policy version " << reply.value("version", int64_t{0}) << " (sha256 "
+                  << reply.value("sha256", "") << ")\n";
+      });
+    });
+    auto fs = std::make_shared<ClientFlags>();
+    auto version = std::make_shared<int64_t>(0);
+    CLI::App* show = policy->add_subcommand("show", "Show the current or a given version");
+    show->add_option("--version", *version, "Version number")->check(CLI::PositiveNumber);
+    AddClientFlags(show, fs.get());
+    OnRun(show, action, [fs, version] {
+      std::string target = *version > 0 ? absl::StrCat("/v1/policies/", *version)
+                                        : std::string("/v1/policies/current");
+      return Simple(*fs, "GET", target, nullptr, PrintJson);
+    });
+    auto fh = std::make_shared<ClientFlags>();
+    CLI::App* history = policy->add_subcommand("history", "List every version");
+    AddClientFlags(history, fh.get());
+    OnRun(history, action, [fh] {
+      return Simple(*fh, "GET", "/v1/policies", nullptr, [](const json& reply) {
+        for (const json& p : reply.value("policies", json::array())) {
+          std::cout << p.value("version", int64_t{0}) << "  " << p.value("created_at", "")
+                    << "  sha256 " << p.value("sha256", "") << "\n";
+        }
+      });
+    });
+  }
+  {
+    CLI::App* bundle = app.add_subcommand("bundle", "The trust domain's SPIFFE bundle");
+    bundle->require_subcommand(1);
+    auto f = std::make_shared<ClientFlags>();
+    auto pem = std::make_shared<bool>(false);
+    CLI::App* show = bundle->add_subcommand("show", "Fetch the bundle from the server");
+    show->add_flag("--pem", *pem, "Print the X.509 authorities as PEM");
+    AddClientFlags(show, f.get());
+    OnRun(show, action, [f, pem]() -> absl::Status {
+      TW_ASSIGN_OR_RETURN(auto client, Connect(*f));
+      TW_ASSIGN_OR_RETURN(json reply, CallJson(*client, ClientFlags{.no_token = true}, "GET",
+                                                   "/v1/bundle"));
+      if (!*pem) {
+        PrintJson(reply);
+        return absl::OkStatus();
+      }
+      TW_ASSIGN_OR_RETURN(core::Bundle parsed, core::Bundle::Parse(reply.dump()));
+      std::cout << parsed.ToPem();
+      return absl::OkStatus();
+    });
+  }
+}
+
+}  // namespace tw::cli

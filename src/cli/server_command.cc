@@ -1,0 +1,101 @@
+// `trustwarden server`: the composition root of the identity server (picks the store).
+#include <signal.h>
+
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "cli/command.h"
+#include "server/server.h"
+#include "spdlog/spdlog.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace tw::cli {
+namespace {
+
+struct ServerFlags {
+  std::string config, data_dir, listen, trust_domain, store, log_level;
+};
+
+absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const server::ServerConfig& config) {
+  std::string url = config.store.empty()
+                        ? absl::StrCat("sqlite:", config.data_dir, "/trustwarden.db")
+                        : config.store;
+  absl::string_view path = url;
+  if (absl::ConsumePrefix(&path, "sqlite:")) {
+    if (path.empty()) return absl::InvalidArgumentError("--store sqlite:PATH needs a path");
+    TW_ASSIGN_OR_RETURN(auto store, store::SqliteStore::Open(std::string(path)));
+    return std::unique_ptr<store::Store>(std::move(store));
+  }
+  if (absl::StartsWith(url, "postgres://") || absl::StartsWith(url, "postgresql://")) {
+    return absl::UnimplementedError("the PostgreSQL store is not part of this build yet");
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--store \"", url, "\" is neither sqlite:PATH nor postgres://"));
+}
+
+int RunServer(const ServerFlags& flags) {
+  server::ServerConfig config;
+  if (!flags.config.empty()) {
+    if (absl::Status s = server::LoadServerConfig(flags.config, &config); !s.ok()) return Fail(s);
+  }
+  if (!flags.data_dir.empty()) config.data_dir = flags.data_dir;
+  if (!flags.listen.empty()) config.listen = flags.listen;
+  if (!flags.trust_domain.empty()) config.trust_domain = flags.trust_domain;
+  if (!flags.store.empty()) config.store = flags.store;
+  if (!flags.log_level.empty()) config.log_level = flags.log_level;
+  spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
+  if (level == spdlog::level::off && config.log_level != "off") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("log level \"", config.log_level, "\" is not trace|debug|info|warn|error")));
+  }
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
+
+  // Signals are taken synchronously by this thread; every thread started below inherits
+  // the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (absl::Status s = base::MakeDirectory(config.data_dir, 0700); !s.ok()) return Fail(s);
+  auto store = OpenStore(config);
+  if (!store.ok()) return Fail(store.status());
+  auto server = server::Server::Start(config, *std::move(store));
+  if (!server.ok()) return Fail(server.status());
+  if (!(*server)->new_admin_token().empty()) {
+    std::cout << "admin token (shown once; also in " << config.data_dir
+              << "/admin.token): " << (*server)->new_admin_token() << "\n";
+  }
+  std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  std::cout << "trustwarden listening on https://" << host << ":" << (*server)->port()
+            << " (trust domain " << config.trust_domain << ", data " << config.data_dir << ")"
+            << std::endl;
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace
+
+void RegisterServerCommand(CLI::App& app, Action* action) {
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* cmd = app.add_subcommand("server", "Run the identity server (HTTPS API)");
+  cmd->add_option("--config", flags->config, "TOML config file");
+  cmd->add_option("--data-dir", flags->data_dir, "Data directory (default ./trustwarden-data)");
+  cmd->add_option("--listen", flags->listen, "HOST:PORT (default 127.0.0.1:8443)");
+  cmd->add_option("--trust-domain", flags->trust_domain, "Trust domain (default trustwarden)");
+  cmd->add_option("--store", flags->store, "sqlite:PATH (default: in the data directory)");
+  cmd->add_option("--log-level", flags->log_level, "trace|debug|info|warn|error (default info)");
+  cmd->callback([flags, action] { *action = [flags] { return RunServer(*flags); }; });
+}
+
+}  // namespace tw::cli

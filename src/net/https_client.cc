@@ -1,0 +1,198 @@
+#include "net/https_client.h"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <functional>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+
+namespace tw::net {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+absl::Status ParseServerUrl(absl::string_view url, std::string* host, std::string* port) {
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, "https://")) {
+    return absl::InvalidArgumentError(absl::StrCat("server URL \"", url, "\" is not https://"));
+  }
+  absl::ConsumeSuffix(&rest, "/");
+  if (rest.empty() || rest.find('/') != rest.npos) {
+    return absl::InvalidArgumentError(absl::StrCat("server URL \"", url, "\" is not https://HOST:PORT"));
+  }
+  size_t colon = rest.rfind(':');
+  size_t bracket = rest.rfind(']');
+  if (colon == rest.npos || (bracket != rest.npos && colon < bracket)) {
+    *host = std::string(rest);
+    *port = "443";
+  } else {
+    *host = std::string(rest.substr(0, colon));
+    *port = std::string(rest.substr(colon + 1));
+  }
+  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  if (host->empty() || port->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("server URL \"", url, "\" is malformed"));
+  }
+  return absl::OkStatus();
+}
+
+struct HttpsClient::Impl {
+  Impl() : ctx(ssl::context::tls_client) {}
+
+  absl::Status Connect() {
+    stream.reset();
+    stream.emplace(ioc, ctx);
+    beast::error_code ec;
+    tcp::resolver resolver(ioc);
+    auto results = resolver.resolve(host, port, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", ec.message()));
+    beast::get_lowest_layer(*stream).expires_after(absl::ToChronoMilliseconds(timeout));
+    beast::get_lowest_layer(*stream).connect(results, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot connect to ", host, ":", port, ": ", ec.message()));
+    }
+    beast::get_lowest_layer(*stream).socket().set_option(tcp::no_delay(true), ec);
+    if (!SSL_set_tlsext_host_name(stream->native_handle(), host.c_str())) {
+      return absl::InternalError("TLS: cannot set SNI");
+    }
+    stream->set_verify_callback(ssl::host_name_verification(host));
+    stream->handshake(ssl::stream_base::client, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("TLS handshake with ", host, ":", port, " failed: ", ec.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  asio::io_context ioc;
+  ssl::context ctx;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> stream;
+  std::string host, port;
+  absl::Duration timeout;
+  bool connected = false;
+};
+
+HttpsClient::HttpsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpsClient::~HttpsClient() = default;
+
+absl::StatusOr<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  if (absl::Status s = ParseServerUrl(options.server, &impl->host, &impl->port); !s.ok()) {
+    return s;
+  }
+  impl->timeout = options.timeout;
+  beast::error_code ec;
+  SSL_CTX_set_min_proto_version(impl->ctx.native_handle(), TLS1_2_VERSION);
+  impl->ctx.add_certificate_authority(asio::buffer(options.ca_pem), ec);
+  if (ec) return absl::InvalidArgumentError("trust bundle: no usable CA certificate");
+  impl->ctx.set_verify_mode(ssl::verify_peer);
+  if (!options.client_chain_pem.empty()) {
+    impl->ctx.use_certificate_chain(asio::buffer(options.client_chain_pem), ec);
+    if (!ec) impl->ctx.use_private_key(asio::buffer(options.client_key_pem), ssl::context::pem, ec);
+    if (ec) return absl::InvalidArgumentError("client certificate or key is unusable");
+  }
+  return std::unique_ptr<HttpsClient>(new HttpsClient(std::move(impl)));
+}
+
+absl::StatusOr<Response> HttpsClient::Request(absl::string_view method, absl::string_view target,
+                                              absl::string_view body, const Headers& headers) {
+  http::request<http::string_body> req;
+  req.method_string(std::string(method));
+  req.target(std::string(target));
+  req.version(11);
+  req.set(http::field::host, impl_->host);
+  req.set(http::field::user_agent, "trustwarden");
+  for (const auto& [name, value] : headers) req.set(name, value);
+  if (!body.empty() || method == "POST") {
+    req.set(http::field::content_type, "application/json");
+    req.body() = std::string(body);
+  }
+  req.keep_alive(true);
+  req.prepare_payload();
+
+  // A reused connection may have been closed by the server while idle: retry once on a
+  // fresh one when nothing of the response arrived.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const bool reused = impl_->connected;
+    if (!impl_->connected) {
+      if (absl::Status s = impl_->Connect(); !s.ok()) return s;
+      impl_->connected = true;
+    }
+    beast::error_code ec;
+    beast::get_lowest_layer(*impl_->stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
+    http::write(*impl_->stream, req, ec);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    if (!ec) http::read(*impl_->stream, buffer, parser, ec);
+    if (ec) {
+      impl_->connected = false;
+      if (reused && !parser.got_some()) continue;
+      if (ec == beast::error::timeout) {
+        return absl::DeadlineExceededError(absl::StrCat("no response within ",
+                                                        absl::FormatDuration(impl_->timeout)));
+      }
+      return absl::UnavailableError(absl::StrCat("request failed: ", ec.message()));
+    }
+    auto res = parser.release();
+    if (!res.keep_alive()) impl_->connected = false;
+    return Response{static_cast<int>(res.result_int()), std::move(res.body()),
+                    std::string(res[http::field::content_type])};
+  }
+  return absl::UnavailableError("the server closed the connection");
+}
+
+absl::Status HttpsClient::Stream(absl::string_view target, const Headers& headers,
+                                 const std::function<bool(absl::string_view)>& on_data) {
+  impl_->connected = false;
+  if (absl::Status s = impl_->Connect(); !s.ok()) return s;
+  http::request<http::empty_body> req{http::verb::get, std::string(target), 11};
+  req.set(http::field::host, impl_->host);
+  req.set(http::field::accept, "text/event-stream");
+  for (const auto& [name, value] : headers) req.set(name, value);
+  beast::error_code ec;
+  auto& stream = *impl_->stream;
+  beast::get_lowest_layer(stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
+  http::write(stream, req, ec);
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  if (!ec) http::read_header(stream, buffer, parser, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
+  if (parser.get().result_int() != 200) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stream: HTTP ", parser.get().result_int()));
+  }
+  char chunk[8192];
+  bool more = true;
+  while (more && !parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof(chunk);
+    beast::get_lowest_layer(stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
+    http::read(stream, buffer, parser, ec);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) break;
+    size_t got = sizeof(chunk) - parser.get().body().size;
+    if (got > 0) more = on_data(absl::string_view(chunk, got));
+  }
+  beast::error_code ignored;
+  beast::get_lowest_layer(stream).socket().close(ignored);
+  impl_->stream.reset();
+  if (ec && more) return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace tw::net

@@ -1,0 +1,59 @@
+// A small blocking HTTPS client (Boost.Beast) for the CLI, the SDK, tests and the load
+// generator: one keep-alive connection, server verified against a trust bundle and by
+// host name, optional client certificate (mTLS). Not thread-safe: one per thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace tw::net {
+
+struct ClientOptions {
+  std::string server;  // https://HOST:PORT
+  std::string ca_pem;  // trusted CA certificates (PEM)
+  std::string client_chain_pem;  // optional client certificate chain, leaf first
+  std::string client_key_pem;    // its private key
+  absl::Duration timeout = absl::Seconds(30);
+};
+
+struct Response {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+class HttpsClient {
+ public:
+  // InvalidArgument for a malformed URL or unusable PEM.
+  static absl::StatusOr<std::unique_ptr<HttpsClient>> Create(const ClientOptions& options);
+  ~HttpsClient();
+
+  // Sends one request and reads the whole response. Unavailable when the server cannot
+  // be reached or the TLS handshake fails; DeadlineExceeded on timeout.
+  absl::StatusOr<Response> Request(absl::string_view method, absl::string_view target,
+                                   absl::string_view body = {}, const Headers& headers = {});
+
+  // Opens `target` as a text/event-stream and calls `on_data` with each chunk of body
+  // text until it returns false, the server closes, or `timeout` passes without data.
+  absl::Status Stream(absl::string_view target, const Headers& headers,
+                      const std::function<bool(absl::string_view)>& on_data);
+
+  struct Impl;
+
+ private:
+  explicit HttpsClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses "https://HOST[:PORT][/]" (default port 443). InvalidArgument otherwise.
+absl::Status ParseServerUrl(absl::string_view url, std::string* host, std::string* port);
+
+}  // namespace tw::net

@@ -1,0 +1,398 @@
+#include "server/authority.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "base/status_macros.h"
+#include "core/csr.h"
+#include "core/jwt_svid.h"
+#include "crypto/digest.h"
+#include "crypto/random.h"
+
+namespace tw::server {
+namespace {
+
+constexpr char kAdminPrincipal[] = "admin";
+constexpr absl::Duration kDefaultJwtTtl = absl::Minutes(5);
+
+std::string Sha256Hex(absl::string_view text) {
+  return base::HexEncode(crypto::Sha256(base::AsBytes(text)));
+}
+
+std::optional<std::string> InstanceOf(const core::SpiffeId& id) {
+  auto agent = core::ParseAgentSpiffeId(id);
+  if (!agent.ok()) return std::nullopt;
+  return agent->instance_id;
+}
+
+absl::StatusOr<core::CertificateRequest> CheckCsr(absl::string_view text) {
+  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, core::ParseCertificateRequest(text));
+  if (!csr.uri_sans.empty()) {
+    return absl::InvalidArgumentError(
+        "CSR: must not request SANs; the server assigns the SPIFFE ID");
+  }
+  crypto::KeyType type = csr.public_key.type();
+  if (type != crypto::KeyType::kEcP256 && type != crypto::KeyType::kEcP384) {
+    return absl::InvalidArgumentError("CSR: the key must be ECDSA P-256 or P-384");
+  }
+  return csr;
+}
+
+absl::StatusOr<std::shared_ptr<const policy::PolicyVersion>> MakeVersion(
+    const store::StoredPolicy& stored) {
+  TW_ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(stored.source));
+  auto v = std::make_shared<policy::PolicyVersion>();
+  v->version = stored.version;
+  v->sha256_hex = stored.sha256_hex;
+  v->created_at = stored.created_at;
+  v->source = stored.source;
+  v->policy = std::make_shared<const policy::Policy>(std::move(parsed));
+  return v;
+}
+
+}  // namespace
+
+Authority::Authority(const ca::CaDirectory& ca, store::Store& store, RevocationHub& hub,
+                     Metrics& metrics, AuthorityOptions options)
+    : ca_(ca),
+      store_(store),
+      hub_(hub),
+      metrics_(metrics),
+      options_(options),
+      bundles_(std::make_shared<core::BundleSet>()),
+      verifier_(bundles_,
+                core::X509VerifierOptions{
+                    .clock = options.clock,
+                    .revocation_check =
+                        [&hub](const core::VerifiedX509Svid& svid) -> absl::Status {
+                      std::optional<std::string> instance = InstanceOf(svid.spiffe_id);
+                      if (instance && hub.IsRevoked(*instance)) {
+                        return absl::PermissionDeniedError(
+                            absl::StrCat("instance ", *instance, " is revoked"));
+                      }
+                      return absl::OkStatus();
+                    },
+                    .attribute_trust_domains = {ca.issuer().trust_domain()}}),
+      principal_limiter_(options.issuances_per_principal, options.issuances_per_principal) {
+  bundles_->Put(ca.bundle());
+}
+
+absl::StatusOr<std::string> Authority::Load(
+    const std::function<absl::Status(const std::string&)>& persist) {
+  TW_ASSIGN_OR_RETURN(std::vector<store::TokenRecord> tokens, store_.ListTokens());
+  {
+    absl::MutexLock lock(&mu_);
+    for (store::TokenRecord& t : tokens) {
+      tokens_[t.id] = TokenEntry{t.principal, std::move(t.secret_hash), t.admin};
+    }
+  }
+  auto stored = store_.GetPolicy(0);
+  if (absl::IsNotFound(stored.status())) {
+    absl::string_view source = policy::Policy::DefaultSource();
+    TW_ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(source));
+    std::string sha = Sha256Hex(parsed.CanonicalJson());
+    absl::Time now = options_.clock->Now();
+    TW_ASSIGN_OR_RETURN(int64_t version, store_.AppendPolicy(source, sha, now));
+    stored = store::StoredPolicy{version, sha, absl::FromUnixSeconds(absl::ToUnixSeconds(now)),
+                                 std::string(source)};
+  }
+  if (!stored.ok()) return stored.status();
+  TW_ASSIGN_OR_RETURN(auto version, MakeVersion(*stored));
+  {
+    absl::MutexLock lock(&mu_);
+    policy_ = std::move(version);
+    if (!tokens_.empty()) return std::string();
+  }
+  return NewToken(kAdminPrincipal, /*admin=*/true, persist);
+}
+
+absl::StatusOr<std::string> Authority::NewToken(
+    absl::string_view principal, bool admin,
+    const std::function<absl::Status(const std::string&)>& persist) {
+  std::string id = base::HexEncode(crypto::RandomBytes(8));
+  base::Bytes secret_bytes = crypto::RandomBytes(32);
+  std::string secret = base::Base64UrlEncode(base::AsChars(secret_bytes));
+  store::TokenRecord record{id, std::string(principal), crypto::Sha256(base::AsBytes(secret)),
+                            admin, options_.clock->Now()};
+  std::string token = absl::StrCat("tw_", id, "_", secret);
+  if (persist) {
+    TW_RETURN_IF_ERROR(persist(token));
+  }
+  TW_RETURN_IF_ERROR(store_.InsertToken(record));
+  absl::MutexLock lock(&mu_);
+  tokens_[id] = TokenEntry{record.principal, record.secret_hash, admin};
+  return token;
+}
+
+absl::StatusOr<Caller> Authority::Authenticate(
+    absl::string_view bearer, const std::vector<base::Bytes>& peer_chain) const {
+  Caller caller;
+  if (!bearer.empty()) {
+    // tw_<16 hex id>_<base64url secret>; the id selects the record, the secret's hash is
+    // compared in constant time.
+    const absl::Status bad = absl::UnauthenticatedError("the bearer token is not valid");
+    constexpr size_t kIdSize = 16;
+    absl::string_view rest = bearer;
+    if (!absl::ConsumePrefix(&rest, "tw_") || rest.size() <= kIdSize + 1 ||
+        rest[kIdSize] != '_') {
+      return bad;
+    }
+    absl::string_view id = rest.substr(0, kIdSize);
+    base::Bytes hash = crypto::Sha256(base::AsBytes(rest.substr(kIdSize + 1)));
+    absl::MutexLock lock(&mu_);
+    auto it = tokens_.find(id);
+    if (it == tokens_.end() || !crypto::ConstantTimeEqual(hash, it->second.secret_hash)) {
+      return bad;
+    }
+    caller.principal = it->second.principal;
+    caller.admin = it->second.admin;
+  }
+  if (!peer_chain.empty()) {
+    std::vector<base::ByteView> views(peer_chain.begin(), peer_chain.end());
+    auto svid = verifier_.Verify(views);
+    if (svid.ok()) {
+      caller.instance_id = InstanceOf(svid->spiffe_id).value_or("");
+      caller.svid = *std::move(svid);
+    } else {
+      caller.svid_error = svid.status();
+    }
+  }
+  return caller;
+}
+
+absl::Status Authority::RequireAdmin(const Caller& caller) const {
+  if (caller.admin) return absl::OkStatus();
+  if (caller.principal.empty() && !caller.svid) {
+    return absl::UnauthenticatedError("this route needs the admin token");
+  }
+  return absl::PermissionDeniedError("this route needs the admin token");
+}
+
+std::shared_ptr<const policy::PolicyVersion> Authority::current_policy() const {
+  absl::MutexLock lock(&mu_);
+  return policy_;
+}
+
+absl::StatusOr<store::IdentityRecord> Authority::CallerRecord(const Caller& caller) const {
+  if (!caller.svid) {
+    if (!caller.svid_error.ok()) {
+      if (absl::IsPermissionDenied(caller.svid_error)) return caller.svid_error;
+      return absl::UnauthenticatedError(caller.svid_error.message());
+    }
+    return absl::UnauthenticatedError("this route needs the agent's SVID as client certificate");
+  }
+  if (caller.instance_id.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(caller.svid->spiffe_id.str(), " is not an agent instance"));
+  }
+  auto record = store_.GetIdentity(caller.instance_id);
+  if (absl::IsNotFound(record.status())) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("instance ", caller.instance_id, " is unknown to this server"));
+  }
+  if (!record.ok()) return record.status();
+  if (record->revoked_sequence) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("instance ", caller.instance_id, " is revoked"));
+  }
+  return record;
+}
+
+absl::StatusOr<IssuedIdentity> Authority::Issue(store::IdentityRecord record,
+                                                const core::CertificateRequest& csr,
+                                                absl::Duration ttl,
+                                                const core::SvidAttributes& attrs) {
+  const absl::Time now = options_.clock->Now();
+  TW_ASSIGN_OR_RETURN(core::SpiffeId id, core::SpiffeId::FromString(record.spiffe_id));
+  core::LeafRequest leaf{.spiffe_id = std::move(id),
+                         .not_before = now - ca::kBackdate,
+                         .not_after = now + ttl,
+                         .attributes = attrs};
+  TW_ASSIGN_OR_RETURN(base::Bytes der, ca_.issuer().IssueLeaf(leaf, csr.public_key));
+  std::vector<base::ByteView> chain = {der};
+  const auto& served = ca_.issuer().served_chain();
+  chain.insert(chain.end(), served.begin(), served.end());
+  IssuedIdentity out;
+  out.svid_pem = core::CertificatesToPem(chain);
+  TW_ASSIGN_OR_RETURN(core::Certificate cert, core::Certificate::Parse(std::move(der)));
+  record.serial_hex = base::HexEncode(cert.serial());
+  record.not_before = cert.not_before();
+  record.not_after = cert.not_after();
+  out.record = std::move(record);
+  return out;
+}
+
+absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
+                                                         const CreateIdentityRequest& request) {
+  const absl::Time start = options_.clock->Now();
+  std::shared_ptr<const policy::PolicyVersion> version = current_policy();
+  std::string principal;
+  std::optional<policy::ParentGrant> grant;
+  std::optional<store::IdentityRecord> parent;
+  if (!caller.principal.empty()) {
+    principal = caller.principal;
+  } else {
+    TW_ASSIGN_OR_RETURN(parent, CallerRecord(caller));
+    principal = parent->principal;
+    TW_ASSIGN_OR_RETURN(std::vector<core::Scope> scopes, core::ParseScopes(parent->scopes));
+    TW_ASSIGN_OR_RETURN(core::TrustLevel level, core::ParseTrustLevel(parent->trust_level));
+    grant = policy::ParentGrant{std::move(scopes), level,
+                                std::min(parent->not_after, caller.svid->not_after),
+                                parent->depth};
+  }
+  if (!principal_limiter_.Allow(principal, start)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("principal \"", principal, "\" exceeds its issuance rate"));
+  }
+  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(request.csr));
+
+  absl::Duration ttl = options_.default_ttl;
+  if (request.ttl) {
+    ttl = *request.ttl;
+  } else {
+    if (const policy::PrincipalRule* rule = version->policy->FindPrincipal(principal)) {
+      ttl = std::min(ttl, rule->max_ttl);
+    }
+    if (grant) ttl = std::min(ttl, absl::Trunc(grant->not_after - start, absl::Seconds(1)));
+  }
+  TW_RETURN_IF_ERROR(version->policy->AuthorizeCreation(policy::CreationRequest{
+      .principal = principal,
+      .name = request.name,
+      .scopes = request.scopes,
+      .ttl = ttl,
+      .trust_level = request.trust_level,
+      .parent = grant,
+      .now = start}));
+
+  const std::string instance_id = core::NewInstanceId();
+  TW_ASSIGN_OR_RETURN(
+      core::SpiffeId id,
+      core::AgentSpiffeId(ca_.issuer().trust_domain(), request.name, instance_id));
+  core::SvidAttributes attrs{.scopes = request.scopes,
+                             .trust_level = request.trust_level,
+                             .policy_version = version->version,
+                             .principal = principal};
+  store::IdentityRecord record{.instance_id = instance_id,
+                               .spiffe_id = id.str(),
+                               .name = request.name.str(),
+                               .principal = principal,
+                               .policy_version = version->version,
+                               .trust_level = std::string(core::TrustLevelName(request.trust_level)),
+                               .created_at = start};
+  for (const core::Scope& s : request.scopes) record.scopes.push_back(s.str());
+  if (parent) {
+    attrs.parent = caller.svid->spiffe_id;
+    record.parent = parent->instance_id;
+    record.depth = parent->depth + 1;
+  }
+  TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, ttl, attrs));
+  absl::Status stored = store_.InsertIdentity(issued.record);
+  if (absl::IsFailedPrecondition(stored)) {
+    return absl::PermissionDeniedError(absl::StrCat("delegation refused: ", stored.message()));
+  }
+  TW_RETURN_IF_ERROR(stored);
+  metrics_.RecordIssuance(options_.clock->Now() - start);
+  return issued;
+}
+
+absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::string_view csr_text) {
+  TW_ASSIGN_OR_RETURN(store::IdentityRecord record, CallerRecord(caller));
+  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(csr_text));
+  const absl::Time now = options_.clock->Now();
+  absl::Duration ttl = record.not_after - record.not_before - ca::kBackdate;
+  core::SvidAttributes attrs{.trust_level = core::TrustLevel::kLow,
+                             .policy_version = record.policy_version,
+                             .principal = record.principal};
+  TW_ASSIGN_OR_RETURN(attrs.scopes, core::ParseScopes(record.scopes));
+  TW_ASSIGN_OR_RETURN(attrs.trust_level, core::ParseTrustLevel(record.trust_level));
+  if (!record.parent.empty()) {
+    TW_ASSIGN_OR_RETURN(store::IdentityRecord parent, store_.GetIdentity(record.parent));
+    if (parent.revoked_sequence || parent.not_after <= now) {
+      return absl::PermissionDeniedError("the parent instance is revoked or expired");
+    }
+    ttl = std::min(ttl, parent.not_after - now);
+    TW_ASSIGN_OR_RETURN(attrs.parent, core::SpiffeId::FromString(parent.spiffe_id));
+  }
+  TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, ttl, attrs));
+  absl::Status stored = store_.RenewIdentity(issued.record.instance_id, issued.record.serial_hex,
+                                             issued.record.not_before, issued.record.not_after);
+  if (absl::IsFailedPrecondition(stored)) return absl::PermissionDeniedError(stored.message());
+  TW_RETURN_IF_ERROR(stored);
+  metrics_.RecordRenewal();
+  return issued;
+}
+
+absl::StatusOr<MintedJwt> Authority::MintJwt(const Caller& caller, const JwtRequest& request) {
+  TW_ASSIGN_OR_RETURN(store::IdentityRecord record, CallerRecord(caller));
+  const absl::Time now = options_.clock->Now();
+  absl::Duration ttl = request.ttl.value_or(kDefaultJwtTtl);
+  if (ttl > options_.max_jwt_ttl) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"ttl\": JWT-SVIDs live at most ", absl::FormatDuration(options_.max_jwt_ttl)));
+  }
+  ttl = std::min(ttl, caller.svid->not_after - now);
+  if (ttl <= absl::ZeroDuration()) return absl::PermissionDeniedError("the SVID has expired");
+  core::JwtSvidRequest jwt{.subject = caller.svid->spiffe_id,
+                           .audience = request.audience,
+                           .issued_at = now,
+                           .ttl = ttl,
+                           .attributes = caller.svid->attributes.value_or(core::SvidAttributes{})};
+  TW_ASSIGN_OR_RETURN(std::string token, core::MintJwtSvid(ca_.jwt_signer(), jwt));
+  metrics_.RecordJwt();
+  return MintedJwt{std::move(token), absl::FromUnixSeconds(absl::ToUnixSeconds(now + ttl))};
+}
+
+absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
+                                                         const RevokeRequest& request) {
+  if (!caller.admin) {
+    if (!caller.principal.empty()) return RequireAdmin(caller);
+    TW_ASSIGN_OR_RETURN(store::IdentityRecord self, CallerRecord(caller));
+    const bool by_instance = request.kind == store::RevocationKind::kInstance ||
+                             request.kind == store::RevocationKind::kSubtree;
+    if (!by_instance) {
+      return absl::PermissionDeniedError("an agent may revoke only itself or its subtree");
+    }
+    // The target must be the caller or one of its descendants: walk up the parent chain.
+    std::string at = request.target;
+    for (int hops = 0; at != self.instance_id; ++hops) {
+      auto r = store_.GetIdentity(at);
+      if (absl::IsNotFound(r.status()) && hops == 0) return r.status();
+      if (!r.ok() || r->parent.empty() || hops > 32) {
+        return absl::PermissionDeniedError("an agent may revoke only itself or its subtree");
+      }
+      at = r->parent;
+    }
+  }
+  TW_ASSIGN_OR_RETURN(store::RevocationEntry entry,
+                      store_.Revoke(request.kind, request.target, request.reason,
+                                    options_.clock->Now()));
+  hub_.Publish(entry);
+  metrics_.RecordRevocation(entry.instances.size());
+  return entry;
+}
+
+absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& caller,
+                                                             absl::string_view source) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(source));
+  std::string sha = Sha256Hex(parsed.CanonicalJson());
+  absl::MutexLock apply(&apply_mu_);
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(options_.clock->Now()));
+  TW_ASSIGN_OR_RETURN(int64_t number, store_.AppendPolicy(source, sha, now));
+  auto version = std::make_shared<policy::PolicyVersion>(policy::PolicyVersion{
+      number, sha, now, std::string(source),
+      std::make_shared<const policy::Policy>(std::move(parsed))});
+  absl::MutexLock lock(&mu_);
+  policy_ = version;
+  return *version;
+}
+
+absl::StatusOr<std::string> Authority::CreateToken(const Caller& caller,
+                                                   absl::string_view principal) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_RETURN_IF_ERROR(CheckPrincipalName(principal));
+  return NewToken(principal, /*admin=*/false);
+}
+
+}  // namespace tw::server

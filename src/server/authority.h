@@ -1,0 +1,121 @@
+// The identity authority: authenticates callers (principal tokens, agent SVIDs), applies
+// the current policy, issues X.509- and JWT-SVIDs, records them durably and revokes.
+// Transport-free: the HTTP layer decodes requests and encodes results. Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
+#include "ca/ca_directory.h"
+#include "core/csr.h"
+#include "core/x509_verifier.h"
+#include "policy/policy.h"
+#include "server/metrics.h"
+#include "server/rate_limiter.h"
+#include "server/requests.h"
+#include "server/revocation_hub.h"
+#include "store/store.h"
+
+namespace tw::server {
+
+// Who is calling: a principal token, an agent SVID (mTLS), both or neither.
+struct Caller {
+  std::string principal;  // set when a valid token was presented
+  bool admin = false;
+  std::optional<core::VerifiedX509Svid> svid;  // set when the client certificate verified
+  std::string instance_id;                    // the SVID's instance, when it is an agent
+  absl::Status svid_error;                    // why a presented certificate was refused
+};
+
+struct IssuedIdentity {
+  store::IdentityRecord record;
+  std::string svid_pem;  // leaf, then the CA chain below the root
+};
+
+struct MintedJwt {
+  std::string token;
+  absl::Time expires_at;
+};
+
+struct AuthorityOptions {
+  const base::Clock* clock = &base::Clock::System();
+  double issuances_per_principal = 0;  // per second; 0 = unlimited
+  absl::Duration default_ttl = absl::Hours(1);
+  absl::Duration max_jwt_ttl = absl::Hours(1);
+};
+
+class Authority {
+ public:
+  // `ca`, `store`, `hub` and `metrics` must outlive the Authority.
+  Authority(const ca::CaDirectory& ca, store::Store& store, RevocationHub& hub,
+            Metrics& metrics, AuthorityOptions options = {});
+
+  // Loads tokens and the current policy; installs Policy::DefaultSource() as version 1
+  // and, when no token exists, creates an admin token: `persist` saves it before it is
+  // stored (so it is never lost), and it is returned once (empty otherwise).
+  absl::StatusOr<std::string> Load(
+      const std::function<absl::Status(const std::string&)>& persist);
+
+  // `bearer` is the Authorization header's token (empty if none), `peer_chain` the client
+  // certificate chain (leaf first; empty if none). Unauthenticated for an unknown token.
+  absl::StatusOr<Caller> Authenticate(absl::string_view bearer,
+                                      const std::vector<base::Bytes>& peer_chain) const;
+
+  // POST /v1/identities. By a token's principal, or by a parent agent's SVID (delegation).
+  absl::StatusOr<IssuedIdentity> CreateIdentity(const Caller& caller,
+                                                const CreateIdentityRequest& request);
+  // POST /v1/identities/renew: a new SVID for the caller's own instance.
+  absl::StatusOr<IssuedIdentity> Renew(const Caller& caller, absl::string_view csr);
+  // POST /v1/jwt-svids for the caller's own instance.
+  absl::StatusOr<MintedJwt> MintJwt(const Caller& caller, const JwtRequest& request);
+  // POST /v1/revocations: admin for anything; an agent for itself or its subtree.
+  absl::StatusOr<store::RevocationEntry> Revoke(const Caller& caller,
+                                                const RevokeRequest& request);
+
+  // Admin operations.
+  absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller,
+                                                    absl::string_view source);
+  // Returns the new token (shown once).
+  absl::StatusOr<std::string> CreateToken(const Caller& caller, absl::string_view principal);
+  absl::Status RequireAdmin(const Caller& caller) const;
+
+  std::shared_ptr<const policy::PolicyVersion> current_policy() const;
+  const core::X509Verifier& verifier() const { return verifier_; }
+  const ca::CaDirectory& ca() const { return ca_; }
+
+ private:
+  struct TokenEntry {
+    std::string principal;
+    base::Bytes secret_hash;
+    bool admin;
+  };
+  absl::StatusOr<std::string> NewToken(
+      absl::string_view principal, bool admin,
+      const std::function<absl::Status(const std::string&)>& persist = nullptr);
+  absl::StatusOr<IssuedIdentity> Issue(store::IdentityRecord record,
+                                       const core::CertificateRequest& csr,
+                                       absl::Duration ttl, const core::SvidAttributes& attrs);
+  absl::StatusOr<store::IdentityRecord> CallerRecord(const Caller& caller) const;
+
+  const ca::CaDirectory& ca_;
+  store::Store& store_;
+  RevocationHub& hub_;
+  Metrics& metrics_;
+  const AuthorityOptions options_;
+  std::shared_ptr<core::BundleSet> bundles_;
+  core::X509Verifier verifier_;
+  RateLimiter principal_limiter_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, TokenEntry> tokens_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const policy::PolicyVersion> policy_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex apply_mu_;  // serializes policy versions
+};
+
+}  // namespace tw::server

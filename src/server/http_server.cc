@@ -1,0 +1,413 @@
+#include "server/http_server.h"
+
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "crypto/random.h"
+#include "spdlog/spdlog.h"
+
+namespace tw::server {
+
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kMaxQueuedEvents = 10000;
+constexpr char kStreamPath[] = "/v1/revocations/stream";
+
+std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
+  return absl::ToChronoMicroseconds(d);
+}
+
+absl::StatusOr<std::shared_ptr<ssl::context>> MakeContext(absl::string_view chain_pem,
+                                                          absl::string_view key_pem) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  boost::system::error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                       ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                   ec);
+  SSL_CTX* raw = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
+  SSL_CTX_set_cipher_list(raw, "ECDHE+AESGCM:ECDHE+CHACHA20");
+  static const unsigned char kSessionContext[] = "trustwarden";
+  SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof(kSessionContext) - 1);
+  if (!ec) ctx->use_certificate_chain(net::buffer(chain_pem.data(), chain_pem.size()), ec);
+  if (!ec) ctx->use_private_key(net::buffer(key_pem.data(), key_pem.size()), ssl::context::pem, ec);
+  if (ec) return absl::InternalError(absl::StrCat("TLS: ", ec.message()));
+  // Client certificates are optional and checked by the SPIFFE verifier, not OpenSSL's.
+  ctx->set_verify_mode(ssl::verify_peer);
+  ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+  return ctx;
+}
+
+std::vector<base::Bytes> PeerChain(SSL* ssl) {
+  std::vector<base::Bytes> out;
+  auto add = [&](X509* cert) {
+    int len = i2d_X509(cert, nullptr);
+    if (len <= 0) return;
+    base::Bytes der(static_cast<size_t>(len));
+    unsigned char* p = der.data();
+    i2d_X509(cert, &p);
+    out.push_back(std::move(der));
+  };
+  X509* leaf = SSL_get0_peer_certificate(ssl);
+  if (leaf == nullptr) return out;
+  add(leaf);
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);  // server side: without the leaf
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) add(sk_X509_value(chain, i));
+  return out;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(Api& a, RevocationHub& h, Metrics& m, HttpServerOptions o)
+      : api(a),
+        hub(h),
+        metrics(m),
+        options(std::move(o)),
+        ioc(options.io_threads),
+        acceptor(net::make_strand(ioc)),
+        workers(static_cast<size_t>(options.worker_threads)),
+        request_prefix(base::HexEncode(crypto::RandomBytes(3))) {}
+
+  void Accept();
+  std::shared_ptr<ssl::context> context() {
+    absl::MutexLock lock(&mu);
+    return ctx;
+  }
+  std::string NextRequestId() {
+    return absl::StrCat(request_prefix, "-", next_request.fetch_add(1));
+  }
+
+  Api& api;
+  RevocationHub& hub;
+  Metrics& metrics;
+  const HttpServerOptions options;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  net::thread_pool workers;
+  std::vector<std::thread> threads;
+  absl::Mutex mu;
+  std::shared_ptr<ssl::context> ctx ABSL_GUARDED_BY(mu);
+  uint16_t port = 0;
+  bool stopped = false;
+  const std::string request_prefix;
+  std::atomic<uint64_t> next_request{1};
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpServer::Impl& server, tcp::socket socket, std::shared_ptr<ssl::context> ctx)
+      : server_(server), ctx_(std::move(ctx)), stream_(std::move(socket), *ctx_),
+        heartbeat_(stream_.get_executor()) {
+    boost::system::error_code ec;
+    auto endpoint = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
+    remote_ = ec ? "unknown" : endpoint.address().to_string();
+  }
+
+  ~Session() {
+    if (subscription_ != 0) {
+      server_.hub.Unsubscribe(subscription_);
+      server_.metrics.SubscriberRemoved();
+    }
+  }
+
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      beast::get_lowest_layer(self->stream_).expires_after(
+          ToChrono(self->server_.options.request_timeout));
+      self->stream_.async_handshake(
+          ssl::stream_base::server,
+          [self](beast::error_code ec) {
+            if (ec) return;  // failed handshakes are the client's problem; nothing to log
+            self->peer_chain_ = PeerChain(self->stream_.native_handle());
+            self->Read();
+          });
+    });
+  }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->body_limit(server_.options.max_body_bytes);
+    parser_->header_limit(16 * 1024);
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       self->OnRead(ec);
+                     });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == beast::error::timeout || ec == net::ssl::error::stream_truncated) {
+      return Close();
+    }
+    if (ec == http::error::body_limit) {
+      return Reply(ErrorResponse(absl::InvalidArgumentError("request body too large")), 413,
+                   "payload_too_large", false, "");
+    }
+    if (ec) {
+      if (ec.category() == http::make_error_code(http::error::body_limit).category()) {
+        return Reply(ErrorResponse(absl::InvalidArgumentError("malformed HTTP request")), 400,
+                     "invalid_argument", false, "");
+      }
+      return Close();
+    }
+    http::request<http::string_body> req = parser_->release();
+    const bool keep_alive = req.keep_alive();
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    request.body = std::move(req.body());
+    request.authorization = std::string(req[http::field::authorization]);
+    request.last_event_id = std::string(req["Last-Event-ID"]);
+    request.peer_chain = peer_chain_;
+    request.remote = remote_;
+    std::string request_id = server_.NextRequestId();
+    absl::Status target = ParseTarget(std::string(req.target()), &request);
+    if (!target.ok()) return Reply(ErrorResponse(target), 0, "", false, request_id);
+    if (request.path == kStreamPath && request.method == "GET") {
+      return StartStream(request, request_id);
+    }
+    const absl::Time start = absl::Now();
+    net::post(server_.workers, [self = shared_from_this(), request = std::move(request),
+                                keep_alive, request_id, start]() mutable {
+      HttpResponse response = self->server_.api.Handle(request);
+      spdlog::info("request_id={} remote={} method={} path={} status={} duration_us={}",
+                   request_id, request.remote, request.method, request.path, response.status,
+                   absl::ToInt64Microseconds(absl::Now() - start));
+      net::post(self->stream_.get_executor(),
+                [self, response = std::move(response), keep_alive, request_id]() mutable {
+                  self->Reply(std::move(response), 0, "", keep_alive, request_id);
+                });
+    });
+  }
+
+  // Sends `response` (with `status` overriding its code when non-zero, then recording
+  // `error_code`), then reads the next request or closes.
+  void Reply(HttpResponse response, int status, absl::string_view error_code, bool keep_alive,
+             const std::string& request_id) {
+    if (status != 0) {
+      response.status = status;
+      response.body = absl::StrCat(R"({"error":{"code":")", error_code,
+                                   R"(","message":"the request is too large or malformed"}})");
+      server_.metrics.RecordError(error_code);
+    }
+    res_ = {};
+    res_.result(static_cast<http::status>(response.status));
+    res_.version(11);
+    res_.set(http::field::server, "trustwarden");
+    res_.set(http::field::content_type, response.content_type);
+    res_.set(http::field::cache_control, "no-store");
+    if (!request_id.empty()) res_.set("X-Request-Id", request_id);
+    res_.keep_alive(keep_alive);
+    res_.body() = std::move(response.body);
+    res_.prepare_payload();
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
+    http::async_write(stream_, res_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        if (ec || !keep_alive) return self->Close();
+                        self->Read();
+                      });
+  }
+
+  void StartStream(const HttpRequest& request, const std::string& request_id) {
+    absl::Status allowed = server_.api.CheckAddress(request);
+    absl::StatusOr<int64_t> after = server_.api.StreamStart(request);
+    if (!allowed.ok() || !after.ok()) {
+      return Reply(ErrorResponse(allowed.ok() ? after.status() : allowed), 0, "", false,
+                   request_id);
+    }
+    stream_res_.emplace(http::status::ok, 11);
+    stream_res_->set(http::field::server, "trustwarden");
+    stream_res_->set(http::field::content_type, "text/event-stream");
+    stream_res_->set(http::field::cache_control, "no-store");
+    stream_res_->set("X-Request-Id", request_id);
+    stream_res_->chunked(true);
+    serializer_.emplace(*stream_res_);
+    std::vector<store::RevocationEntry> backlog;
+    std::weak_ptr<Session> weak = shared_from_this();
+    auto executor = stream_.get_executor();
+    subscription_ = server_.hub.Subscribe(
+        *after,
+        [weak, executor](const store::RevocationEntry& entry) {
+          net::post(executor, [weak, event = Event(entry)]() mutable {
+            if (auto self = weak.lock()) self->Enqueue(std::move(event));
+          });
+        },
+        &backlog);
+    server_.metrics.SubscriberAdded();
+    spdlog::info("request_id={} remote={} stream after={}", request_id, remote_, *after);
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
+    http::async_write_header(stream_, *serializer_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                               if (ec) return self->Close();
+                               self->writing_ = false;
+                               self->WriteNext();
+                               self->ArmHeartbeat();
+                             });
+    // The header write is in flight: queued events go out after it.
+    writing_ = true;
+    for (const store::RevocationEntry& e : backlog) queue_.push_back(Event(e));
+  }
+
+  static std::string Event(const store::RevocationEntry& e) {
+    return absl::StrCat("id: ", e.sequence, "\nevent: revocation\ndata: ", RevocationEntryJson(e),
+                        "\n\n");
+  }
+
+  void ArmHeartbeat() {
+    heartbeat_.expires_after(ToChrono(server_.options.heartbeat));
+    heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->closed_) return;
+      self->Enqueue(absl::StrCat(": heartbeat ", self->server_.hub.sequence(), "\n\n"));
+      self->ArmHeartbeat();
+    });
+  }
+
+  void Enqueue(std::string event) {
+    if (closed_) return;
+    if (queue_.size() >= kMaxQueuedEvents) return Close();  // the client stopped reading
+    queue_.push_back(std::move(event));
+    if (!writing_) WriteNext();
+  }
+
+  void WriteNext() {
+    if (queue_.empty() || closed_) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
+    net::async_write(stream_, http::make_chunk(net::buffer(queue_.front())),
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->Close();
+                       self->queue_.pop_front();
+                       self->WriteNext();
+                     });
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    if (subscription_ != 0) {
+      server_.hub.Unsubscribe(subscription_);
+      server_.metrics.SubscriberRemoved();
+      subscription_ = 0;
+    }
+    heartbeat_.cancel();
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    stream_.async_shutdown([self = shared_from_this()](beast::error_code) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->stream_).socket().close(ignored);
+    });
+  }
+
+  HttpServer::Impl& server_;
+  std::shared_ptr<ssl::context> ctx_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+  std::vector<base::Bytes> peer_chain_;
+  std::string remote_;
+  // Event stream state.
+  std::optional<http::response<http::empty_body>> stream_res_;
+  std::optional<http::response_serializer<http::empty_body>> serializer_;
+  net::steady_timer heartbeat_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool closed_ = false;
+  uint64_t subscription_ = 0;
+};
+
+}  // namespace
+
+void HttpServer::Impl::Accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(*this, std::move(socket), context())->Run();
+    }
+    Accept();
+  });
+}
+
+HttpServer::HttpServer(Api& api, RevocationHub& hub, Metrics& metrics, HttpServerOptions options)
+    : impl_(std::make_unique<Impl>(api, hub, metrics, std::move(options))) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::SetCertificate(absl::string_view chain_pem,
+                                        absl::string_view key_pem) {
+  auto ctx = MakeContext(chain_pem, key_pem);
+  if (!ctx.ok()) return ctx.status();
+  absl::MutexLock lock(&impl_->mu);
+  impl_->ctx = *std::move(ctx);
+  return absl::OkStatus();
+}
+
+absl::Status HttpServer::Start(absl::string_view chain_pem, absl::string_view key_pem) {
+  if (absl::Status s = SetCertificate(chain_pem, key_pem); !s.ok()) return s;
+  boost::system::error_code ec;
+  net::ip::address address = net::ip::make_address(impl_->options.host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", impl_->options.host, "\" is not an IP address"));
+  }
+  tcp::endpoint endpoint(address, impl_->options.port);
+  impl_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(endpoint, ec);
+  if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", impl_->options.host, ":",
+                                               impl_->options.port, ": ", ec.message()));
+  }
+  impl_->port = impl_->acceptor.local_endpoint().port();
+  impl_->Accept();
+  for (int i = 0; i < impl_->options.io_threads; ++i) {
+    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  }
+  return absl::OkStatus();
+}
+
+uint16_t HttpServer::port() const { return impl_->port; }
+
+void HttpServer::Stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  net::post(impl_->acceptor.get_executor(), [this] {
+    boost::system::error_code ec;
+    impl_->acceptor.close(ec);
+  });
+  impl_->workers.join();
+  impl_->ioc.stop();
+  for (std::thread& t : impl_->threads) t.join();
+}
+
+}  // namespace tw::server

@@ -1,0 +1,205 @@
+#include "server/requests.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "core/json.h"
+
+namespace tw::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxBody = 256 * 1024;
+
+absl::Status Invalid(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("\"", field, "\": ", why));
+}
+
+absl::StatusOr<std::string> GetString(const std::string& name, json& value,
+                                      size_t max = 4096) {
+  if (!value.is_string()) return Invalid(name, "must be a string");
+  std::string s = value.get<std::string>();
+  if (s.size() > max) return Invalid(name, absl::StrCat("longer than ", max, " bytes"));
+  return s;
+}
+
+absl::StatusOr<std::vector<std::string>> GetStrings(const std::string& name, json& value,
+                                                    size_t max_items = 64) {
+  if (!value.is_array()) return Invalid(name, "must be an array of strings");
+  if (value.size() > max_items) return Invalid(name, absl::StrCat("more than ", max_items));
+  std::vector<std::string> out;
+  for (json& item : value) {
+    if (!item.is_string()) return Invalid(name, "must be an array of strings");
+    out.push_back(item.get<std::string>());
+    if (out.back().size() > 1024) return Invalid(name, "an item is longer than 1024 bytes");
+  }
+  return out;
+}
+
+absl::StatusOr<absl::Duration> GetDuration(const std::string& name, json& value) {
+  TW_ASSIGN_OR_RETURN(std::string s, GetString(name, value, 32));
+  auto d = core::ParseDuration(s);
+  if (!d.ok()) return Invalid(name, d.status().message());
+  return *d;
+}
+
+absl::Status Unknown(const std::string& name) {
+  return Invalid(name, "unknown field");
+}
+
+}  // namespace
+
+absl::Status CheckPrincipalName(absl::string_view name) {
+  if (name.empty() || name.size() > 128 ||
+      name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != name.npos) {
+    return absl::InvalidArgumentError("principal names are 1..128 of a-z 0-9 - _ .");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CreateIdentityRequest> DecodeCreateIdentity(absl::string_view body) {
+  CreateIdentityRequest r;
+  bool has_name = false, has_csr = false;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name == "name") {
+          TW_ASSIGN_OR_RETURN(std::string s, GetString(name, value, 256));
+          auto parsed = core::AgentName::Parse(s);
+          if (!parsed.ok()) return Invalid(name, parsed.status().message());
+          r.name = *std::move(parsed);
+          has_name = true;
+        } else if (name == "scope") {
+          TW_ASSIGN_OR_RETURN(std::vector<std::string> s, GetStrings(name, value));
+          auto parsed = core::ParseScopes(s);
+          if (!parsed.ok()) return Invalid(name, parsed.status().message());
+          r.scopes = *std::move(parsed);
+        } else if (name == "ttl") {
+          TW_ASSIGN_OR_RETURN(r.ttl, GetDuration(name, value));
+        } else if (name == "trust_level") {
+          TW_ASSIGN_OR_RETURN(std::string s, GetString(name, value, 32));
+          auto level = core::ParseTrustLevel(s);
+          if (!level.ok()) return Invalid(name, level.status().message());
+          r.trust_level = *level;
+        } else if (name == "csr") {
+          TW_ASSIGN_OR_RETURN(r.csr, GetString(name, value, 64 * 1024));
+          has_csr = true;
+        } else {
+          return Unknown(name);
+        }
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (!has_name) return Invalid("name", "is required");
+  if (!has_csr) return Invalid("csr", "is required");
+  return r;
+}
+
+absl::StatusOr<std::string> DecodeRenew(absl::string_view body) {
+  std::optional<std::string> csr;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name != "csr") return Unknown(name);
+        TW_ASSIGN_OR_RETURN(csr, GetString(name, value, 64 * 1024));
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (!csr) return Invalid("csr", "is required");
+  return *std::move(csr);
+}
+
+absl::StatusOr<JwtRequest> DecodeJwtRequest(absl::string_view body) {
+  JwtRequest r;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name == "audience") {
+          TW_ASSIGN_OR_RETURN(r.audience, GetStrings(name, value, 16));
+          for (const std::string& a : r.audience) {
+            if (a.empty()) return Invalid(name, "an audience is empty");
+          }
+        } else if (name == "ttl") {
+          TW_ASSIGN_OR_RETURN(r.ttl, GetDuration(name, value));
+        } else {
+          return Unknown(name);
+        }
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (r.audience.empty()) return Invalid("audience", "at least one audience is required");
+  return r;
+}
+
+absl::StatusOr<RevokeRequest> DecodeRevoke(absl::string_view body) {
+  std::optional<RevokeRequest> r;
+  std::string reason;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name == "reason") {
+          TW_ASSIGN_OR_RETURN(reason, GetString(name, value, 1024));
+          return absl::OkStatus();
+        }
+        store::RevocationKind kind;
+        if (name == "instance") {
+          kind = store::RevocationKind::kInstance;
+        } else if (name == "agent") {
+          kind = store::RevocationKind::kAgent;
+        } else if (name == "subtree") {
+          kind = store::RevocationKind::kSubtree;
+        } else if (name == "principal") {
+          kind = store::RevocationKind::kPrincipal;
+        } else {
+          return Unknown(name);
+        }
+        if (r) return Invalid(name, "give exactly one of instance, agent, subtree, principal");
+        TW_ASSIGN_OR_RETURN(std::string target, GetString(name, value, 256));
+        absl::Status ok;
+        if (kind == store::RevocationKind::kAgent) {
+          ok = core::AgentName::Parse(target).status();
+        } else if (kind == store::RevocationKind::kPrincipal) {
+          ok = CheckPrincipalName(target);
+        } else {
+          ok = core::CheckInstanceId(target);
+        }
+        if (!ok.ok()) return Invalid(name, ok.message());
+        r = RevokeRequest{kind, std::move(target), {}};
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (!r) return Invalid("instance", "give one of instance, agent, subtree, principal");
+  r->reason = std::move(reason);
+  return *std::move(r);
+}
+
+absl::StatusOr<std::string> DecodePolicy(absl::string_view body) {
+  std::optional<std::string> source;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name != "source") return Unknown(name);
+        TW_ASSIGN_OR_RETURN(source, GetString(name, value, 200 * 1024));
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (!source) return Invalid("source", "is required");
+  return *std::move(source);
+}
+
+absl::StatusOr<std::string> DecodeTokenRequest(absl::string_view body) {
+  std::optional<std::string> principal;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name != "principal") return Unknown(name);
+        TW_ASSIGN_OR_RETURN(principal, GetString(name, value, 256));
+        TW_RETURN_IF_ERROR(CheckPrincipalName(*principal));
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (!principal) return Invalid("principal", "is required");
+  return *std::move(principal);
+}
+
+}  // namespace tw::server

@@ -1,0 +1,281 @@
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "ca/ca_directory.h"
+#include "core/agent_name.h"
+#include "crypto/software_signer.h"
+#include "server/api.h"
+#include "server/authority.h"
+#include "spdlog/spdlog.h"
+#include "toml++/toml.h"
+
+namespace tw::server {
+namespace {
+
+constexpr absl::Duration kServerSvidTtl = absl::Hours(24);
+constexpr absl::Duration kUpkeepInterval = absl::Minutes(1);
+
+absl::Status Invalid(absl::string_view key, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": ", why));
+}
+
+std::string Path(const std::string& dir, absl::string_view name) {
+  return absl::StrCat(dir, "/", name);
+}
+
+}  // namespace
+
+struct Server::Parts {
+  const base::Clock* clock;
+  ServerConfig config;
+  std::string host;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<ca::CaDirectory> ca;
+  Metrics metrics;
+  std::unique_ptr<RevocationHub> hub;
+  std::unique_ptr<Authority> authority;
+  std::unique_ptr<Api> api;
+  std::unique_ptr<HttpServer> http;
+  absl::Time certificate_renew_at;
+};
+
+absl::Status SplitHostPort(absl::string_view listen, std::string* host, uint16_t* port) {
+  size_t colon = listen.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("listen \"", listen, "\" is not HOST:PORT"));
+  }
+  absl::string_view h = listen.substr(0, colon);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  uint32_t p;
+  if (!absl::SimpleAtoi(listen.substr(colon + 1), &p) || p > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("listen \"", listen, "\" has a bad port"));
+  }
+  *host = std::string(h);
+  *port = static_cast<uint16_t>(p);
+  return absl::OkStatus();
+}
+
+absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
+  TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
+  toml::table root;
+  try {
+    root = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    return Invalid(absl::StrCat(path, " line ", e.source().begin.line),
+                   std::string(e.description()));
+  }
+  auto string = [](const toml::node& n, absl::string_view key, std::string* out) {
+    const auto* v = n.as_string();
+    if (v == nullptr) return Invalid(key, "must be a string");
+    *out = v->get();
+    return absl::OkStatus();
+  };
+  auto number = [](const toml::node& n, absl::string_view key, double* out) {
+    if (const auto* i = n.as_integer()) {
+      *out = static_cast<double>(i->get());
+    } else if (const auto* f = n.as_floating_point()) {
+      *out = f->get();
+    } else {
+      return Invalid(key, "must be a number");
+    }
+    if (*out < 0) return Invalid(key, "must not be negative");
+    return absl::OkStatus();
+  };
+  for (const auto& [k, node] : root) {
+    const std::string key(k.str());
+    double n = 0;
+    if (key == "trust_domain") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->trust_domain));
+    } else if (key == "listen") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->listen));
+    } else if (key == "data_dir") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->data_dir));
+    } else if (key == "store") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->store));
+    } else if (key == "log_level") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->log_level));
+    } else if (key == "threads" || key == "worker_threads") {
+      TW_RETURN_IF_ERROR(number(node, key, &n));
+      if (n < 1 || n > 1024) return Invalid(key, "must be from 1 to 1024");
+      (key == "threads" ? c->threads : c->worker_threads) = static_cast<int>(n);
+    } else if (key == "limits") {
+      const toml::table* limits = node.as_table();
+      if (limits == nullptr) return Invalid(key, "must be a table");
+      for (const auto& [lk, lnode] : *limits) {
+        const std::string name = absl::StrCat("limits.", std::string(lk.str()));
+        TW_RETURN_IF_ERROR(number(lnode, name, &n));
+        if (lk == "max_body_bytes") {
+          if (n < 1024) return Invalid(name, "must be at least 1024");
+          c->max_body_bytes = static_cast<size_t>(n);
+        } else if (lk == "request_timeout_seconds") {
+          if (n < 1) return Invalid(name, "must be at least 1");
+          c->request_timeout = absl::Seconds(n);
+        } else if (lk == "rate_per_principal") {
+          c->rate_per_principal = n;
+        } else if (lk == "rate_per_address") {
+          c->rate_per_address = n;
+        } else if (lk == "auth_failures_per_address") {
+          c->auth_failures_per_address = n;
+        } else {
+          return Invalid(name, "unknown key");
+        }
+      }
+    } else {
+      return Invalid(key, "unknown key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config,
+                                                      std::unique_ptr<store::Store> store,
+                                                      const base::Clock& clock) {
+  std::unique_ptr<Server> server(new Server());
+  server->parts_ = std::make_unique<Parts>();
+  Parts& p = *server->parts_;
+  p.clock = &clock;
+  p.config = config;
+  p.store = std::move(store);
+  uint16_t port;
+  TW_RETURN_IF_ERROR(SplitHostPort(config.listen, &p.host, &port));
+  TW_ASSIGN_OR_RETURN(core::TrustDomain td, core::TrustDomain::FromName(config.trust_domain));
+
+  const std::string& dir = config.data_dir;
+  TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
+  if (::access(Path(dir, "ca.key.pem").c_str(), F_OK) != 0) {
+    TW_RETURN_IF_ERROR(ca::CaDirectory::Init(dir, {.trust_domain = td}, clock));
+    spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
+  }
+  TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir));
+  if (ca.issuer().trust_domain() != td) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " holds the CA of trust domain \"", ca.issuer().trust_domain().name(),
+                     "\", not \"", td.name(), "\""));
+  }
+  p.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
+
+  TW_ASSIGN_OR_RETURN(int64_t sequence, p.store->LastRevocationSequence());
+  TW_ASSIGN_OR_RETURN(std::vector<store::RevocationEntry> entries,
+                      p.store->ListRevocations(0, std::numeric_limits<int64_t>::max()));
+  p.hub = std::make_unique<RevocationHub>(sequence, std::move(entries));
+  p.hub->Prune(clock.Now());
+  p.authority = std::make_unique<Authority>(
+      *p.ca, *p.store, *p.hub, p.metrics,
+      AuthorityOptions{.clock = &clock, .issuances_per_principal = config.rate_per_principal});
+  TW_ASSIGN_OR_RETURN(server->new_admin_token_,
+                      p.authority->Load([&dir](const std::string& token) {
+                        return base::WriteFile(Path(dir, "admin.token"),
+                                               absl::StrCat(token, "\n"), 0600);
+                      }));
+  p.api = std::make_unique<Api>(
+      *p.authority, *p.store, *p.hub, p.metrics,
+      ApiOptions{.clock = &clock,
+                 .requests_per_address = config.rate_per_address,
+                 .auth_failures_per_address = config.auth_failures_per_address});
+  int io_threads = config.threads > 0
+                       ? config.threads
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  p.http = std::make_unique<HttpServer>(
+      *p.api, *p.hub, p.metrics,
+      HttpServerOptions{.host = p.host,
+                        .port = port,
+                        .io_threads = io_threads,
+                        .worker_threads = config.worker_threads,
+                        .max_body_bytes = config.max_body_bytes,
+                        .request_timeout = config.request_timeout});
+  TW_RETURN_IF_ERROR(server->RenewServerCertificate());
+  server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });
+  return server;
+}
+
+// The server's own X.509-SVID for TLS, spiffe://TD/trustwarden/server, with the DNS and IP
+// names it listens on so that ordinary HTTPS clients verify it against bundle.pem.
+absl::Status Server::RenewServerCertificate() {
+  Parts& p = *parts_;
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> key,
+                      crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+  const core::TrustDomain& td = p.ca->issuer().trust_domain();
+  TW_ASSIGN_OR_RETURN(core::SpiffeId id, core::SpiffeId::FromSegments(td, {"trustwarden",
+                                                                           "server"}));
+  const absl::Time now = p.clock->Now();
+  core::LeafRequest leaf{.spiffe_id = std::move(id),
+                         .not_before = now - ca::kBackdate,
+                         .not_after = now + kServerSvidTtl,
+                         .dns_names = {"localhost"},
+                         .ip_addresses = {{127, 0, 0, 1},
+                                          {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}};
+  {
+    // A literal listen address joins the IP SANs; a name joins the DNS SANs.
+    in6_addr v6;
+    in_addr v4;
+    if (inet_pton(AF_INET, p.host.c_str(), &v4) == 1) {
+      const auto* b = reinterpret_cast<const uint8_t*>(&v4);
+      base::Bytes ip(b, b + 4);
+      if (ip != base::Bytes{0, 0, 0, 0} && ip != base::Bytes{127, 0, 0, 1}) {
+        leaf.ip_addresses.push_back(ip);
+      }
+    } else if (inet_pton(AF_INET6, p.host.c_str(), &v6) == 1) {
+      const auto* b = reinterpret_cast<const uint8_t*>(&v6);
+      base::Bytes ip(b, b + 16);
+      if (ip != base::Bytes(16, 0) && ip != leaf.ip_addresses[1]) leaf.ip_addresses.push_back(ip);
+    } else if (p.host != "localhost") {
+      leaf.dns_names.push_back(p.host);
+    }
+  }
+  TW_ASSIGN_OR_RETURN(base::Bytes der, p.ca->issuer().IssueLeaf(leaf, key->public_key()));
+  std::vector<base::ByteView> chain = {der};
+  const auto& served = p.ca->issuer().served_chain();
+  chain.insert(chain.end(), served.begin(), served.end());
+  const std::string chain_pem = core::CertificatesToPem(chain);
+  crypto::SecretBytes key_pem = key->ToPkcs8Pem();
+  if (p.http->port() == 0) {
+    TW_RETURN_IF_ERROR(p.http->Start(chain_pem, key_pem.view()));
+  } else {
+    TW_RETURN_IF_ERROR(p.http->SetCertificate(chain_pem, key_pem.view()));
+  }
+  p.certificate_renew_at = now + kServerSvidTtl / 2;
+  return absl::OkStatus();
+}
+
+void Server::Upkeep() {
+  Parts& p = *parts_;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, absl::ToChronoSeconds(kUpkeepInterval),
+                       [this] { return stopping_; })) {
+    const absl::Time now = p.clock->Now();
+    auto pruned = p.store->PruneRevocations(now);
+    if (!pruned.ok()) spdlog::error("pruning the revocation log: {}", pruned.status().ToString());
+    p.hub->Prune(now);
+    if (now >= p.certificate_renew_at) {
+      absl::Status renewed = RenewServerCertificate();
+      if (!renewed.ok()) spdlog::error("renewing the TLS certificate: {}", renewed.ToString());
+    }
+  }
+}
+
+uint16_t Server::port() const { return parts_->http->port(); }
+
+void Server::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (upkeep_.joinable()) upkeep_.join();
+  parts_->http->Stop();
+}
+
+Server::~Server() {
+  if (parts_ && parts_->http) Stop();
+}
+
+}  // namespace tw::server
