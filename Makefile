@@ -17,8 +17,10 @@ build: bootstrap $(BUILD)/build.ninja
 test: build check-format
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
+# The server on the embedded defaults: SQLite and a software CA key in ./trustwarden-data,
+# trust domain "trustwarden", https://127.0.0.1:8443.
 run: build
-	$(BUILD)/bin/trustwarden --help
+	$(BUILD)/bin/trustwarden server
 
 bench: build
 	scripts/bench $(BUILD)

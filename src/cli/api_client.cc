@@ -39,8 +39,7 @@ void AddClientFlags(CLI::App* cmd, ClientFlags* flags) {
 }
 
 absl::StatusOr<std::string> BundlePem(const ClientFlags& flags) {
-  std::string path =
-      FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.pem");
+  std::string path = FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.pem");
   TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
   TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(text));
   if (bundle.x509_authorities().empty()) {
@@ -79,8 +78,8 @@ absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFl
                         absl::StrCat("server: ", code, ": ", message));
   }
   if (reply.is_discarded()) {
-    return absl::UnavailableError(absl::StrCat("server: HTTP ", response.status,
-                                               " with a body that is not JSON"));
+    return absl::UnavailableError(
+        absl::StrCat("server: HTTP ", response.status, " with a body that is not JSON"));
   }
   return reply;
 }

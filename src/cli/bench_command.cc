@@ -51,7 +51,8 @@ absl::Status BenchIssue(const BenchFlags& f) {
   const double sign_rate = RatePerSecond([&] { key->Sign(message).IgnoreError(); }, 1.0);
   const double verify_rate = RatePerSecond(
       [&] {
-        key->public_key().Verify(crypto::SignatureScheme::kEcdsaSha256, message, signature)
+        key->public_key()
+            .Verify(crypto::SignatureScheme::kEcdsaSha256, message, signature)
             .IgnoreError();
       },
       1.0);
@@ -59,12 +60,11 @@ absl::Status BenchIssue(const BenchFlags& f) {
   // Every request carries the same CSR: the server signs a new certificate (and creates
   // a new instance) for each, and the client's own key work stays out of the measurement.
   TW_ASSIGN_OR_RETURN(base::Bytes csr, core::BuildCertificateRequest(*key));
-  const std::string body =
-      nlohmann::json{{"name", "bench/load/agent"},
-                     {"scope", {"read:bench"}},
-                     {"ttl", "10m"},
-                     {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}}
-          .dump();
+  const std::string body = nlohmann::json{{"name", "bench/load/agent"},
+                                          {"scope", {"read:bench"}},
+                                          {"ttl", "10m"},
+                                          {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}}
+                               .dump();
 
   std::vector<std::unique_ptr<net::HttpsClient>> clients;
   for (int i = 0; i < f.concurrency; ++i) {
@@ -80,8 +80,8 @@ absl::Status BenchIssue(const BenchFlags& f) {
   const net::Headers headers = {{"Authorization", absl::StrCat("Bearer ", token)}};
 
   const auto start = Clock::now() + std::chrono::milliseconds(100);
-  const auto measure_from = start + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(f.warmup));
+  const auto measure_from =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(f.warmup));
   const auto end = measure_from + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(f.duration));
   std::vector<std::vector<double>> latencies(f.concurrency);
@@ -106,17 +106,17 @@ absl::Status BenchIssue(const BenchFlags& f) {
           errors.fetch_add(1);
           if (!first_error_printed.exchange(true)) {
             std::cerr << "bench: first error: "
-                      << (response.ok() ? absl::StrCat("HTTP ", response->status, " ",
-                                                       response->body)
-                                        : response.status().ToString())
+                      << (response.ok()
+                              ? absl::StrCat("HTTP ", response->status, " ", response->body)
+                              : response.status().ToString())
                       << "\n";
           }
         } else if (sent >= measure_from) {
           latencies[t].push_back(std::chrono::duration<double>(done - sent).count());
         }
         if (f.rate > 0) {
-          due += std::chrono::duration_cast<Clock::duration>(
-              std::chrono::duration<double>(interval));
+          due +=
+              std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval));
         }
       }
     });
@@ -158,9 +158,9 @@ absl::Status BenchIssue(const BenchFlags& f) {
         "floor: ECDSA P-256 sign %.0f/s, verify %.0f/s -> one sign + one verify = %.0f/s "
         "per core; throughput is %.0f%% of that on all %d cores\n",
         all.size(), f.duration, errors.load(), f.concurrency,
-        f.rate > 0 ? absl::StrFormat(", open loop at %.0f/s", f.rate) : std::string(),
-        throughput, pct(0.5), pct(0.99), pct(0.999), report["max_ms"].get<double>(), sign_rate,
-        verify_rate, floor_per_core, 100 * throughput / (floor_per_core * cores), cores);
+        f.rate > 0 ? absl::StrFormat(", open loop at %.0f/s", f.rate) : std::string(), throughput,
+        pct(0.5), pct(0.99), pct(0.999), report["max_ms"].get<double>(), sign_rate, verify_rate,
+        floor_per_core, 100 * throughput / (floor_per_core * cores), cores);
   }
   if (errors.load() > 0) {
     return absl::UnavailableError(absl::StrCat(errors.load(), " requests failed"));

@@ -32,9 +32,8 @@ absl::Status AgentCreate(const AgentCreateFlags& f) {
   // The key is made here and never leaves this machine; the server sees only the CSR.
   TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
   TW_ASSIGN_OR_RETURN(base::Bytes csr, core::BuildCertificateRequest(*key));
-  json body{{"name", f.name},
-            {"scope", f.scopes},
-            {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}};
+  json body{
+      {"name", f.name}, {"scope", f.scopes}, {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}};
   if (!f.ttl.empty()) body["ttl"] = f.ttl;
   if (!f.trust_level.empty()) body["trust_level"] = f.trust_level;
 
@@ -128,8 +127,9 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     cmd->add_flag("--json", *as_json, "One JSON document");
     cmd->add_option("--agent", (*filter)[0], "Only instances of ORG/TEAM/AGENT");
     cmd->add_option("--principal", (*filter)[1], "Only instances created by PRINCIPAL");
-    cmd->add_flag("--live", [filter](int64_t) { (*filter)[2] = "true"; },
-                  "Only unrevoked, unexpired instances");
+    cmd->add_flag(
+        "--live", [filter](int64_t) { (*filter)[2] = "true"; },
+        "Only unrevoked, unexpired instances");
     AddClientFlags(cmd, f.get());
     OnRun(cmd, action, [f, as_json, filter] {
       std::vector<std::string> params;
@@ -195,9 +195,8 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     AddClientFlags(cmd, f.get());
     OnRun(cmd, action, [f, principal] {
       json body{{"principal", *principal}};
-      return Simple(*f, "POST", "/v1/tokens", &body, [](const json& reply) {
-        std::cout << reply.value("token", "") << "\n";
-      });
+      return Simple(*f, "POST", "/v1/tokens", &body,
+                    [](const json& reply) { std::cout << reply.value("token", "") << "\n"; });
     });
   }
   {
@@ -248,8 +247,8 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     AddClientFlags(show, f.get());
     OnRun(show, action, [f, pem]() -> absl::Status {
       TW_ASSIGN_OR_RETURN(auto client, Connect(*f));
-      TW_ASSIGN_OR_RETURN(json reply, CallJson(*client, ClientFlags{.no_token = true}, "GET",
-                                                   "/v1/bundle"));
+      TW_ASSIGN_OR_RETURN(json reply,
+                          CallJson(*client, ClientFlags{.no_token = true}, "GET", "/v1/bundle"));
       if (!*pem) {
         PrintJson(reply);
         return absl::OkStatus();

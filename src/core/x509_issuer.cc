@@ -343,9 +343,9 @@ absl::StatusOr<base::Bytes> BuildCertificateRequest(const crypto::Signer& signer
   base::Bytes info;
   der::Writer w(&info);
   size_t seq = w.Open(der::kSequence);
-  w.AddUint(0);                               // version v1
-  w.Close(w.Open(der::kSequence));            // empty subject
-  w.AddRaw(signer.public_key_der());          // subjectPKInfo
+  w.AddUint(0);                                 // version v1
+  w.Close(w.Open(der::kSequence));              // empty subject
+  w.AddRaw(signer.public_key_der());            // subjectPKInfo
   w.Close(w.Open(der::ContextConstructed(0)));  // attributes [0], none
   w.Close(seq);
   return SignTbs(signer, oid, std::move(info));

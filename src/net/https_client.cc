@@ -12,8 +12,8 @@
 #include <optional>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace tw::net {
 
@@ -30,7 +30,8 @@ absl::Status ParseServerUrl(absl::string_view url, std::string* host, std::strin
   }
   absl::ConsumeSuffix(&rest, "/");
   if (rest.empty() || rest.find('/') != rest.npos) {
-    return absl::InvalidArgumentError(absl::StrCat("server URL \"", url, "\" is not https://HOST:PORT"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("server URL \"", url, "\" is not https://HOST:PORT"));
   }
   size_t colon = rest.rfind(':');
   size_t bracket = rest.rfind(']');
@@ -57,7 +58,8 @@ struct HttpsClient::Impl {
     beast::error_code ec;
     tcp::resolver resolver(ioc);
     auto results = resolver.resolve(host, port, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", ec.message()));
+    if (ec)
+      return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", ec.message()));
     beast::get_lowest_layer(*stream).expires_after(absl::ToChronoMilliseconds(timeout));
     beast::get_lowest_layer(*stream).connect(results, ec);
     if (ec) {
@@ -132,7 +134,8 @@ absl::StatusOr<Response> HttpsClient::Request(absl::string_view method, absl::st
       impl_->connected = true;
     }
     beast::error_code ec;
-    beast::get_lowest_layer(*impl_->stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
+    beast::get_lowest_layer(*impl_->stream)
+        .expires_after(absl::ToChronoMilliseconds(impl_->timeout));
     http::write(*impl_->stream, req, ec);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
@@ -142,8 +145,8 @@ absl::StatusOr<Response> HttpsClient::Request(absl::string_view method, absl::st
       impl_->connected = false;
       if (reused && !parser.got_some()) continue;
       if (ec == beast::error::timeout) {
-        return absl::DeadlineExceededError(absl::StrCat("no response within ",
-                                                        absl::FormatDuration(impl_->timeout)));
+        return absl::DeadlineExceededError(
+            absl::StrCat("no response within ", absl::FormatDuration(impl_->timeout)));
       }
       return absl::UnavailableError(absl::StrCat("request failed: ", ec.message()));
     }
@@ -173,8 +176,7 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
   if (!ec) http::read_header(stream, buffer, parser, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
   if (parser.get().result_int() != 200) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("stream: HTTP ", parser.get().result_int()));
+    return absl::FailedPreconditionError(absl::StrCat("stream: HTTP ", parser.get().result_int()));
   }
   char chunk[8192];
   bool more = true;
@@ -182,7 +184,7 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
     beast::get_lowest_layer(stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
-    http::read(stream, buffer, parser, ec);
+    http::read_some(stream, buffer, parser, ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) break;
     size_t got = sizeof(chunk) - parser.get().body().size;

@@ -15,8 +15,8 @@
 namespace tw::net {
 
 struct ClientOptions {
-  std::string server;  // https://HOST:PORT
-  std::string ca_pem;  // trusted CA certificates (PEM)
+  std::string server;            // https://HOST:PORT
+  std::string ca_pem;            // trusted CA certificates (PEM)
   std::string client_chain_pem;  // optional client certificate chain, leaf first
   std::string client_key_pem;    // its private key
   absl::Duration timeout = absl::Seconds(30);

@@ -12,7 +12,8 @@ namespace {
 using core::Scope;
 using core::TrustLevel;
 
-constexpr absl::string_view kDefaultSource = R"(# Installed on first start: the admin token may create any agent.
+constexpr absl::string_view kDefaultSource =
+    R"(# Installed on first start: the admin token may create any agent.
 [principals.admin]
 names = ["*/*/*"]
 scopes = ["*:*"]
@@ -40,8 +41,7 @@ absl::StatusOr<std::string> String(const toml::node& node, absl::string_view whe
   return s->get();
 }
 
-absl::StatusOr<std::vector<std::string>> Strings(const toml::node& node,
-                                                 absl::string_view where) {
+absl::StatusOr<std::vector<std::string>> Strings(const toml::node& node, absl::string_view where) {
   const toml::array* array = node.as_array();
   if (array == nullptr) return Invalid(where, "must be an array of strings");
   std::vector<std::string> out;
@@ -167,8 +167,8 @@ absl::StatusOr<NamePattern> NamePattern::Parse(absl::string_view pattern) {
     // A stem must be a valid name segment prefix: same alphabet, no inner wildcard.
     auto probe = core::AgentName::Parse(absl::StrCat(stem, "/x/x"));
     if (!probe.ok() || stem.size() > 63) {
-      return absl::InvalidArgumentError(absl::StrCat("name pattern segment \"", part,
-                                                     "\" is not a name, `*` or a prefix*"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("name pattern segment \"", part, "\" is not a name, `*` or a prefix*"));
     }
   }
   return NamePattern(std::string(pattern));
@@ -188,8 +188,7 @@ absl::StatusOr<Policy> Policy::Parse(absl::string_view source) {
   try {
     root = toml::parse(std::string_view(source.data(), source.size()));
   } catch (const toml::parse_error& e) {
-    return Invalid(absl::StrCat("line ", e.source().begin.line),
-                   std::string(e.description()));
+    return Invalid(absl::StrCat("line ", e.source().begin.line), std::string(e.description()));
   }
   Policy policy;
   nlohmann::json principals = nlohmann::json::object(), rules = nlohmann::json::array();
@@ -244,9 +243,7 @@ const PrincipalRule* Policy::FindPrincipal(absl::string_view principal) const {
 }
 
 absl::Status Policy::AuthorizeCreation(const CreationRequest& r) const {
-  auto denied = [](auto&&... parts) {
-    return absl::PermissionDeniedError(absl::StrCat(parts...));
-  };
+  auto denied = [](auto&&... parts) { return absl::PermissionDeniedError(absl::StrCat(parts...)); };
   const PrincipalRule* rule = FindPrincipal(r.principal);
   if (rule == nullptr) return denied("principal \"", r.principal, "\" has no policy entry");
   if (std::none_of(rule->names.begin(), rule->names.end(),
@@ -256,8 +253,7 @@ absl::Status Policy::AuthorizeCreation(const CreationRequest& r) const {
   }
   for (const Scope& s : r.scopes) {
     if (!core::ScopesAllow(rule->scopes, s)) {
-      return denied("scope ", s.str(), " is beyond the scopes of principal \"", r.principal,
-                    "\"");
+      return denied("scope ", s.str(), " is beyond the scopes of principal \"", r.principal, "\"");
     }
   }
   if (r.ttl > rule->max_ttl) {
@@ -288,8 +284,8 @@ absl::Status Policy::AuthorizeCreation(const CreationRequest& r) const {
     absl::Status covered = core::CheckScopesCovered(p.scopes, r.scopes);
     if (!covered.ok()) return denied("delegation: ", covered.message());
     if (r.trust_level > p.trust_level) {
-      return denied("trust level ", core::TrustLevelName(r.trust_level),
-                    " exceeds the parent's ", core::TrustLevelName(p.trust_level));
+      return denied("trust level ", core::TrustLevelName(r.trust_level), " exceeds the parent's ",
+                    core::TrustLevelName(p.trust_level));
     }
     if (r.now + r.ttl > p.not_after) {
       return denied("ttl ", absl::FormatDuration(r.ttl), " outlives the parent (",

@@ -35,8 +35,9 @@ CreationRequest Request(const char* name, std::vector<const char*> scopes) {
 TEST(PolicyTest, AllowsRequestWithinPrincipalRule) {
   auto policy = Policy::Parse(kSample);
   ASSERT_TRUE(policy.ok()) << policy.status();
-  EXPECT_TRUE(policy->AuthorizeCreation(Request("acme-corp/finance-team/payer",
-                                                {"read:transactions", "write:ledger.eu"}))
+  EXPECT_TRUE(policy
+                  ->AuthorizeCreation(Request("acme-corp/finance-team/payer",
+                                              {"read:transactions", "write:ledger.eu"}))
                   .ok());
   EXPECT_TRUE(policy->AuthorizeCreation(Request("acme-corp/ops-eu/watcher", {})).ok());
 }
@@ -128,10 +129,10 @@ max_trust_level = "low"
 
 TEST(PolicyTest, RejectsMalformedDocuments) {
   const char* bad[] = {
-      "[principals.p\n",                                             // TOML syntax
-      "colour = 1\n",                                                // unknown top-level key
+      "[principals.p\n",  // TOML syntax
+      "colour = 1\n",     // unknown top-level key
       "[principals.p]\nnames=[\"*/*/*\"]\nscopes=[]\nmax_ttl=\"1h\"\n"
-      "max_trust_level=\"low\"\nextra=1\n",                          // unknown key
+      "max_trust_level=\"low\"\nextra=1\n",  // unknown key
       "[principals.p]\nnames=[\"*/*\"]\nscopes=[]\nmax_ttl=\"1h\"\nmax_trust_level=\"low\"\n",
       "[principals.p]\nnames=[\"*/*/*\"]\nscopes=[\"nocolon\"]\nmax_ttl=\"1h\"\n"
       "max_trust_level=\"low\"\n",

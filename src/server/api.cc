@@ -2,10 +2,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/clock.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -31,8 +31,7 @@ json IdentityJson(const store::IdentityRecord& r, const std::string& parent_spif
               {"not_after", base::Rfc3339(r.not_after)},
               {"created_at", base::Rfc3339(r.created_at)},
               {"revoked", r.revoked_sequence.has_value()},
-              {"revoked_sequence",
-               r.revoked_sequence ? json(*r.revoked_sequence) : json(nullptr)}};
+              {"revoked_sequence", r.revoked_sequence ? json(*r.revoked_sequence) : json(nullptr)}};
 }
 
 HttpResponse Json(int status, const json& body) {
@@ -150,8 +149,7 @@ HttpResponse ErrorResponse(const absl::Status& status) {
       http = 500;
   }
   // Internal errors may carry store or library detail: say only that it failed.
-  std::string message =
-      http == 500 ? std::string("internal error") : std::string(status.message());
+  std::string message = http == 500 ? std::string("internal error") : std::string(status.message());
   return Json(http, json{{"error", {{"code", ErrorCode(status)}, {"message", message}}}});
 }
 
@@ -259,9 +257,8 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
              {"svid_pem", issued.svid_pem},
              {"expires_at", base::Rfc3339(issued.record.not_after)},
              {"serial", issued.record.serial_hex},
-             {"parent", caller.svid && caller.principal.empty()
-                            ? json(caller.svid->spiffe_id.str())
-                            : json(nullptr)},
+             {"parent", caller.svid && caller.principal.empty() ? json(caller.svid->spiffe_id.str())
+                                                                : json(nullptr)},
              {"principal", issued.record.principal},
              {"policy_version", issued.record.policy_version},
              {"scope", issued.record.scopes},
@@ -314,8 +311,7 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
         return absl::InvalidArgumentError(absl::StrCat("unknown parameter \"", key, "\""));
       }
     }
-    TW_ASSIGN_OR_RETURN(std::vector<store::IdentityRecord> records,
-                        store_.ListIdentities(filter));
+    TW_ASSIGN_OR_RETURN(std::vector<store::IdentityRecord> records, store_.ListIdentities(filter));
     absl::flat_hash_map<std::string, std::string> spiffe_ids;
     for (const auto& rec : records) spiffe_ids[rec.instance_id] = rec.spiffe_id;
     json list = json::array();

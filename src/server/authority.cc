@@ -64,8 +64,7 @@ Authority::Authority(const ca::CaDirectory& ca, store::Store& store, RevocationH
       verifier_(bundles_,
                 core::X509VerifierOptions{
                     .clock = options.clock,
-                    .revocation_check =
-                        [&hub](const core::VerifiedX509Svid& svid) -> absl::Status {
+                    .revocation_check = [&hub](const core::VerifiedX509Svid& svid) -> absl::Status {
                       std::optional<std::string> instance = InstanceOf(svid.spiffe_id);
                       if (instance && hub.IsRevoked(*instance)) {
                         return absl::PermissionDeniedError(
@@ -125,8 +124,8 @@ absl::StatusOr<std::string> Authority::NewToken(
   return token;
 }
 
-absl::StatusOr<Caller> Authority::Authenticate(
-    absl::string_view bearer, const std::vector<base::Bytes>& peer_chain) const {
+absl::StatusOr<Caller> Authority::Authenticate(absl::string_view bearer,
+                                               const std::vector<base::Bytes>& peer_chain) const {
   Caller caller;
   if (!bearer.empty()) {
     // tw_<16 hex id>_<base64url secret>; the id selects the record, the secret's hash is
@@ -134,8 +133,7 @@ absl::StatusOr<Caller> Authority::Authenticate(
     const absl::Status bad = absl::UnauthenticatedError("the bearer token is not valid");
     constexpr size_t kIdSize = 16;
     absl::string_view rest = bearer;
-    if (!absl::ConsumePrefix(&rest, "tw_") || rest.size() <= kIdSize + 1 ||
-        rest[kIdSize] != '_') {
+    if (!absl::ConsumePrefix(&rest, "tw_") || rest.size() <= kIdSize + 1 || rest[kIdSize] != '_') {
       return bad;
     }
     absl::string_view id = rest.substr(0, kIdSize);
@@ -238,8 +236,7 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
     TW_ASSIGN_OR_RETURN(std::vector<core::Scope> scopes, core::ParseScopes(parent->scopes));
     TW_ASSIGN_OR_RETURN(core::TrustLevel level, core::ParseTrustLevel(parent->trust_level));
     grant = policy::ParentGrant{std::move(scopes), level,
-                                std::min(parent->not_after, caller.svid->not_after),
-                                parent->depth};
+                                std::min(parent->not_after, caller.svid->not_after), parent->depth};
   }
   if (!principal_limiter_.Allow(principal, start)) {
     return absl::ResourceExhaustedError(
@@ -256,30 +253,30 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
     }
     if (grant) ttl = std::min(ttl, absl::Trunc(grant->not_after - start, absl::Seconds(1)));
   }
-  TW_RETURN_IF_ERROR(version->policy->AuthorizeCreation(policy::CreationRequest{
-      .principal = principal,
-      .name = request.name,
-      .scopes = request.scopes,
-      .ttl = ttl,
-      .trust_level = request.trust_level,
-      .parent = grant,
-      .now = start}));
+  TW_RETURN_IF_ERROR(
+      version->policy->AuthorizeCreation(policy::CreationRequest{.principal = principal,
+                                                                 .name = request.name,
+                                                                 .scopes = request.scopes,
+                                                                 .ttl = ttl,
+                                                                 .trust_level = request.trust_level,
+                                                                 .parent = grant,
+                                                                 .now = start}));
 
   const std::string instance_id = core::NewInstanceId();
-  TW_ASSIGN_OR_RETURN(
-      core::SpiffeId id,
-      core::AgentSpiffeId(ca_.issuer().trust_domain(), request.name, instance_id));
+  TW_ASSIGN_OR_RETURN(core::SpiffeId id,
+                      core::AgentSpiffeId(ca_.issuer().trust_domain(), request.name, instance_id));
   core::SvidAttributes attrs{.scopes = request.scopes,
                              .trust_level = request.trust_level,
                              .policy_version = version->version,
                              .principal = principal};
-  store::IdentityRecord record{.instance_id = instance_id,
-                               .spiffe_id = id.str(),
-                               .name = request.name.str(),
-                               .principal = principal,
-                               .policy_version = version->version,
-                               .trust_level = std::string(core::TrustLevelName(request.trust_level)),
-                               .created_at = start};
+  store::IdentityRecord record{
+      .instance_id = instance_id,
+      .spiffe_id = id.str(),
+      .name = request.name.str(),
+      .principal = principal,
+      .policy_version = version->version,
+      .trust_level = std::string(core::TrustLevelName(request.trust_level)),
+      .created_at = start};
   for (const core::Scope& s : request.scopes) record.scopes.push_back(s.str());
   if (parent) {
     attrs.parent = caller.svid->spiffe_id;
@@ -328,8 +325,8 @@ absl::StatusOr<MintedJwt> Authority::MintJwt(const Caller& caller, const JwtRequ
   const absl::Time now = options_.clock->Now();
   absl::Duration ttl = request.ttl.value_or(kDefaultJwtTtl);
   if (ttl > options_.max_jwt_ttl) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"ttl\": JWT-SVIDs live at most ", absl::FormatDuration(options_.max_jwt_ttl)));
+    return absl::InvalidArgumentError(absl::StrCat("\"ttl\": JWT-SVIDs live at most ",
+                                                   absl::FormatDuration(options_.max_jwt_ttl)));
   }
   ttl = std::min(ttl, caller.svid->not_after - now);
   if (ttl <= absl::ZeroDuration()) return absl::PermissionDeniedError("the SVID has expired");
@@ -364,9 +361,9 @@ absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
       at = r->parent;
     }
   }
-  TW_ASSIGN_OR_RETURN(store::RevocationEntry entry,
-                      store_.Revoke(request.kind, request.target, request.reason,
-                                    options_.clock->Now()));
+  TW_ASSIGN_OR_RETURN(
+      store::RevocationEntry entry,
+      store_.Revoke(request.kind, request.target, request.reason, options_.clock->Now()));
   hub_.Publish(entry);
   metrics_.RecordRevocation(entry.instances.size());
   return entry;
@@ -380,9 +377,9 @@ absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& calle
   absl::MutexLock apply(&apply_mu_);
   const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(options_.clock->Now()));
   TW_ASSIGN_OR_RETURN(int64_t number, store_.AppendPolicy(source, sha, now));
-  auto version = std::make_shared<policy::PolicyVersion>(policy::PolicyVersion{
-      number, sha, now, std::string(source),
-      std::make_shared<const policy::Policy>(std::move(parsed))});
+  auto version = std::make_shared<policy::PolicyVersion>(
+      policy::PolicyVersion{number, sha, now, std::string(source),
+                            std::make_shared<const policy::Policy>(std::move(parsed))});
   absl::MutexLock lock(&mu_);
   policy_ = version;
   return *version;

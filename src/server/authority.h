@@ -29,8 +29,8 @@ struct Caller {
   std::string principal;  // set when a valid token was presented
   bool admin = false;
   std::optional<core::VerifiedX509Svid> svid;  // set when the client certificate verified
-  std::string instance_id;                    // the SVID's instance, when it is an agent
-  absl::Status svid_error;                    // why a presented certificate was refused
+  std::string instance_id;                     // the SVID's instance, when it is an agent
+  absl::Status svid_error;                     // why a presented certificate was refused
 };
 
 struct IssuedIdentity {
@@ -53,14 +53,13 @@ struct AuthorityOptions {
 class Authority {
  public:
   // `ca`, `store`, `hub` and `metrics` must outlive the Authority.
-  Authority(const ca::CaDirectory& ca, store::Store& store, RevocationHub& hub,
-            Metrics& metrics, AuthorityOptions options = {});
+  Authority(const ca::CaDirectory& ca, store::Store& store, RevocationHub& hub, Metrics& metrics,
+            AuthorityOptions options = {});
 
   // Loads tokens and the current policy; installs Policy::DefaultSource() as version 1
   // and, when no token exists, creates an admin token: `persist` saves it before it is
   // stored (so it is never lost), and it is returned once (empty otherwise).
-  absl::StatusOr<std::string> Load(
-      const std::function<absl::Status(const std::string&)>& persist);
+  absl::StatusOr<std::string> Load(const std::function<absl::Status(const std::string&)>& persist);
 
   // `bearer` is the Authorization header's token (empty if none), `peer_chain` the client
   // certificate chain (leaf first; empty if none). Unauthenticated for an unknown token.
@@ -75,12 +74,10 @@ class Authority {
   // POST /v1/jwt-svids for the caller's own instance.
   absl::StatusOr<MintedJwt> MintJwt(const Caller& caller, const JwtRequest& request);
   // POST /v1/revocations: admin for anything; an agent for itself or its subtree.
-  absl::StatusOr<store::RevocationEntry> Revoke(const Caller& caller,
-                                                const RevokeRequest& request);
+  absl::StatusOr<store::RevocationEntry> Revoke(const Caller& caller, const RevokeRequest& request);
 
   // Admin operations.
-  absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller,
-                                                    absl::string_view source);
+  absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller, absl::string_view source);
   // Returns the new token (shown once).
   absl::StatusOr<std::string> CreateToken(const Caller& caller, absl::string_view principal);
   absl::Status RequireAdmin(const Caller& caller) const;
@@ -99,8 +96,8 @@ class Authority {
       absl::string_view principal, bool admin,
       const std::function<absl::Status(const std::string&)>& persist = nullptr);
   absl::StatusOr<IssuedIdentity> Issue(store::IdentityRecord record,
-                                       const core::CertificateRequest& csr,
-                                       absl::Duration ttl, const core::SvidAttributes& attrs);
+                                       const core::CertificateRequest& csr, absl::Duration ttl,
+                                       const core::SvidAttributes& attrs);
   absl::StatusOr<store::IdentityRecord> CallerRecord(const Caller& caller) const;
 
   const ca::CaDirectory& ca_;

@@ -43,8 +43,8 @@ absl::StatusOr<std::shared_ptr<ssl::context>> MakeContext(absl::string_view chai
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                       ssl::context::no_tlsv1_1 | ssl::context::single_dh_use,
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                       ssl::context::single_dh_use,
                    ec);
   SSL_CTX* raw = ctx->native_handle();
   SSL_CTX_set_min_proto_version(raw, TLS1_2_VERSION);
@@ -121,7 +121,9 @@ namespace {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(HttpServer::Impl& server, tcp::socket socket, std::shared_ptr<ssl::context> ctx)
-      : server_(server), ctx_(std::move(ctx)), stream_(std::move(socket), *ctx_),
+      : server_(server),
+        ctx_(std::move(ctx)),
+        stream_(std::move(socket), *ctx_),
         heartbeat_(stream_.get_executor()) {
     boost::system::error_code ec;
     auto endpoint = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
@@ -137,15 +139,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Run() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      beast::get_lowest_layer(self->stream_).expires_after(
-          ToChrono(self->server_.options.request_timeout));
-      self->stream_.async_handshake(
-          ssl::stream_base::server,
-          [self](beast::error_code ec) {
-            if (ec) return;  // failed handshakes are the client's problem; nothing to log
-            self->peer_chain_ = PeerChain(self->stream_.native_handle());
-            self->Read();
-          });
+      beast::get_lowest_layer(self->stream_)
+          .expires_after(ToChrono(self->server_.options.request_timeout));
+      self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+        if (ec) return;  // failed handshakes are the client's problem; nothing to log
+        self->peer_chain_ = PeerChain(self->stream_.native_handle());
+        self->Read();
+      });
     });
   }
 
@@ -155,15 +155,14 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.options.max_body_bytes);
     parser_->header_limit(16 * 1024);
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == net::error::eof ||
-        ec == beast::error::timeout || ec == net::ssl::error::stream_truncated) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout ||
+        ec == net::ssl::error::stream_truncated) {
       return Close();
     }
     if (ec == http::error::body_limit) {
@@ -193,11 +192,11 @@ class Session : public std::enable_shared_from_this<Session> {
       return StartStream(request, request_id);
     }
     const absl::Time start = absl::Now();
-    net::post(server_.workers, [self = shared_from_this(), request = std::move(request),
-                                keep_alive, request_id, start]() mutable {
+    net::post(server_.workers, [self = shared_from_this(), request = std::move(request), keep_alive,
+                                request_id, start]() mutable {
       HttpResponse response = self->server_.api.Handle(request);
-      spdlog::info("request_id={} remote={} method={} path={} status={} duration_us={}",
-                   request_id, request.remote, request.method, request.path, response.status,
+      spdlog::info("request_id={} remote={} method={} path={} status={} duration_us={}", request_id,
+                   request.remote, request.method, request.path, response.status,
                    absl::ToInt64Microseconds(absl::Now() - start));
       net::post(self->stream_.get_executor(),
                 [self, response = std::move(response), keep_alive, request_id]() mutable {
@@ -362,8 +361,7 @@ HttpServer::HttpServer(Api& api, RevocationHub& hub, Metrics& metrics, HttpServe
 
 HttpServer::~HttpServer() { Stop(); }
 
-absl::Status HttpServer::SetCertificate(absl::string_view chain_pem,
-                                        absl::string_view key_pem) {
+absl::Status HttpServer::SetCertificate(absl::string_view chain_pem, absl::string_view key_pem) {
   auto ctx = MakeContext(chain_pem, key_pem);
   if (!ctx.ok()) return ctx.status();
   absl::MutexLock lock(&impl_->mu);

@@ -37,14 +37,13 @@ std::string Metrics::Render() const {
   auto load = [](const auto& a) { return a.load(std::memory_order_relaxed); };
   std::string out;
   auto counter = [&](absl::string_view name, absl::string_view help, uint64_t value) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name,
-                    " ", value, "\n");
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ",
+                    value, "\n");
   };
   counter("trustwarden_issuances_total", "Agent identities created.", load(issuances_));
   counter("trustwarden_renewals_total", "X.509-SVIDs renewed.", load(renewals_));
   counter("trustwarden_jwt_svids_total", "JWT-SVIDs minted.", load(jwts_));
-  counter("trustwarden_revocations_total", "Revocation log entries appended.",
-          load(revocations_));
+  counter("trustwarden_revocations_total", "Revocation log entries appended.", load(revocations_));
   counter("trustwarden_revoked_instances_total", "Agent instances revoked.",
           load(revoked_instances_));
   counter("trustwarden_http_requests_total", "HTTP requests handled.", load(requests_));
@@ -70,8 +69,7 @@ std::string Metrics::Render() const {
                     absl::StrFormat("%g", kBuckets[i]), "\"} ", cumulative, "\n");
   }
   absl::StrAppend(&out, "trustwarden_issuance_latency_seconds_bucket{le=\"+Inf\"} ",
-                  load(issuances_), "\n",
-                  "trustwarden_issuance_latency_seconds_sum ",
+                  load(issuances_), "\n", "trustwarden_issuance_latency_seconds_sum ",
                   absl::StrFormat("%.6f", static_cast<double>(load(latency_micros_sum_)) / 1e6),
                   "\ntrustwarden_issuance_latency_seconds_count ", load(issuances_), "\n");
   return out;

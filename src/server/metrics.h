@@ -25,12 +25,12 @@ class Metrics {
 
   std::string Render() const;
 
-  static constexpr std::array<double, 12> kBuckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1,    2.5};
   static constexpr std::array<absl::string_view, 9> kErrorCodes = {
-      "invalid_argument", "unauthenticated",  "permission_denied", "not_found",
-      "already_exists",   "failed_precondition", "resource_exhausted", "payload_too_large",
-      "internal"};
+      "invalid_argument",   "unauthenticated",   "permission_denied",
+      "not_found",          "already_exists",    "failed_precondition",
+      "resource_exhausted", "payload_too_large", "internal"};
 
  private:
   std::atomic<uint64_t> issuances_{0}, renewals_{0}, jwts_{0}, revocations_{0},

@@ -15,8 +15,7 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("\"", field, "\": ", why));
 }
 
-absl::StatusOr<std::string> GetString(const std::string& name, json& value,
-                                      size_t max = 4096) {
+absl::StatusOr<std::string> GetString(const std::string& name, json& value, size_t max = 4096) {
   if (!value.is_string()) return Invalid(name, "must be a string");
   std::string s = value.get<std::string>();
   if (s.size() > max) return Invalid(name, absl::StrCat("longer than ", max, " bytes"));
@@ -43,9 +42,7 @@ absl::StatusOr<absl::Duration> GetDuration(const std::string& name, json& value)
   return *d;
 }
 
-absl::Status Unknown(const std::string& name) {
-  return Invalid(name, "unknown field");
-}
+absl::Status Unknown(const std::string& name) { return Invalid(name, "unknown field"); }
 
 }  // namespace
 

@@ -19,7 +19,7 @@ namespace tw::server {
 struct CreateIdentityRequest {
   core::AgentName name;
   std::vector<core::Scope> scopes;
-  std::optional<absl::Duration> ttl;           // default chosen by the Authority
+  std::optional<absl::Duration> ttl;  // default chosen by the Authority
   core::TrustLevel trust_level = core::TrustLevel::kLow;
   std::string csr;  // PEM, parsed by the Authority
 };

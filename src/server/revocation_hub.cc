@@ -40,8 +40,7 @@ int64_t RevocationHub::sequence() const {
   return sequence_;
 }
 
-std::vector<store::RevocationEntry> RevocationHub::EntriesAfter(int64_t after,
-                                                                size_t limit) const {
+std::vector<store::RevocationEntry> RevocationHub::EntriesAfter(int64_t after, size_t limit) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = std::upper_bound(entries_.begin(), entries_.end(), after,
                              [](int64_t a, const auto& e) { return a < e.sequence; });

@@ -156,9 +156,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   }
   TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir));
   if (ca.issuer().trust_domain() != td) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " holds the CA of trust domain \"", ca.issuer().trust_domain().name(),
-                     "\", not \"", td.name(), "\""));
+    return absl::FailedPreconditionError(absl::StrCat(dir, " holds the CA of trust domain \"",
+                                                      ca.issuer().trust_domain().name(),
+                                                      "\", not \"", td.name(), "\""));
   }
   p.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
 
@@ -170,11 +170,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   p.authority = std::make_unique<Authority>(
       *p.ca, *p.store, *p.hub, p.metrics,
       AuthorityOptions{.clock = &clock, .issuances_per_principal = config.rate_per_principal});
-  TW_ASSIGN_OR_RETURN(server->new_admin_token_,
-                      p.authority->Load([&dir](const std::string& token) {
-                        return base::WriteFile(Path(dir, "admin.token"),
-                                               absl::StrCat(token, "\n"), 0600);
-                      }));
+  TW_ASSIGN_OR_RETURN(server->new_admin_token_, p.authority->Load([&dir](const std::string& token) {
+    return base::WriteFile(Path(dir, "admin.token"), absl::StrCat(token, "\n"), 0600);
+  }));
   p.api = std::make_unique<Api>(
       *p.authority, *p.store, *p.hub, p.metrics,
       ApiOptions{.clock = &clock,
@@ -183,14 +181,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   int io_threads = config.threads > 0
                        ? config.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  p.http = std::make_unique<HttpServer>(
-      *p.api, *p.hub, p.metrics,
-      HttpServerOptions{.host = p.host,
-                        .port = port,
-                        .io_threads = io_threads,
-                        .worker_threads = config.worker_threads,
-                        .max_body_bytes = config.max_body_bytes,
-                        .request_timeout = config.request_timeout});
+  p.http =
+      std::make_unique<HttpServer>(*p.api, *p.hub, p.metrics,
+                                   HttpServerOptions{.host = p.host,
+                                                     .port = port,
+                                                     .io_threads = io_threads,
+                                                     .worker_threads = config.worker_threads,
+                                                     .max_body_bytes = config.max_body_bytes,
+                                                     .request_timeout = config.request_timeout});
   TW_RETURN_IF_ERROR(server->RenewServerCertificate());
   server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });
   return server;
@@ -203,15 +201,15 @@ absl::Status Server::RenewServerCertificate() {
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> key,
                       crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
   const core::TrustDomain& td = p.ca->issuer().trust_domain();
-  TW_ASSIGN_OR_RETURN(core::SpiffeId id, core::SpiffeId::FromSegments(td, {"trustwarden",
-                                                                           "server"}));
+  TW_ASSIGN_OR_RETURN(core::SpiffeId id,
+                      core::SpiffeId::FromSegments(td, {"trustwarden", "server"}));
   const absl::Time now = p.clock->Now();
-  core::LeafRequest leaf{.spiffe_id = std::move(id),
-                         .not_before = now - ca::kBackdate,
-                         .not_after = now + kServerSvidTtl,
-                         .dns_names = {"localhost"},
-                         .ip_addresses = {{127, 0, 0, 1},
-                                          {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}};
+  core::LeafRequest leaf{
+      .spiffe_id = std::move(id),
+      .not_before = now - ca::kBackdate,
+      .not_after = now + kServerSvidTtl,
+      .dns_names = {"localhost"},
+      .ip_addresses = {{127, 0, 0, 1}, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}};
   {
     // A literal listen address joins the IP SANs; a name joins the DNS SANs.
     in6_addr v6;
@@ -248,8 +246,8 @@ absl::Status Server::RenewServerCertificate() {
 void Server::Upkeep() {
   Parts& p = *parts_;
   std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, absl::ToChronoSeconds(kUpkeepInterval),
-                       [this] { return stopping_; })) {
+  while (
+      !cv_.wait_for(lock, absl::ToChronoSeconds(kUpkeepInterval), [this] { return stopping_; })) {
     const absl::Time now = p.clock->Now();
     auto pruned = p.store->PruneRevocations(now);
     if (!pruned.ok()) spdlog::error("pruning the revocation log: {}", pruned.status().ToString());

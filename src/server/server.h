@@ -42,10 +42,9 @@ class Server {
  public:
   // Creates the data directory on first start (CA, bundle.json, bundle.pem, admin token),
   // loads it afterwards, and starts serving. The server owns `store`.
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerConfig& config,
-                                                       std::unique_ptr<store::Store> store,
-                                                       const base::Clock& clock =
-                                                           base::Clock::System());
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerConfig& config, std::unique_ptr<store::Store> store,
+      const base::Clock& clock = base::Clock::System());
   ~Server();
 
   uint16_t port() const;

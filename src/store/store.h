@@ -34,9 +34,9 @@ struct IdentityRecord {
 };
 
 struct IdentityFilter {
-  std::string agent;                   // org/team/agent; empty: any
-  std::string principal;               // empty: any
-  std::optional<absl::Time> live_at;   // only unrevoked instances valid at this time
+  std::string agent;                  // org/team/agent; empty: any
+  std::string principal;              // empty: any
+  std::optional<absl::Time> live_at;  // only unrevoked instances valid at this time
   size_t limit = 1000;
 };
 

@@ -135,17 +135,17 @@ class SqliteStore::Db {
  public:
   static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path) {
     sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     std::unique_ptr<Db> db(new Db(raw));
     if (rc != SQLITE_OK) {
       return absl::InternalError(absl::StrCat("store: cannot open ", path, ": ",
                                               raw ? sqlite3_errmsg(raw) : "out of memory"));
     }
     sqlite3_busy_timeout(raw, 10000);
-    TW_RETURN_IF_ERROR(db->Exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+    TW_RETURN_IF_ERROR(
+        db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
     return db;
   }
   ~Db() {
@@ -233,9 +233,9 @@ RevocationEntry ReadRevocation(Stmt& s) {
 
 // The instances a revocation reaches: the seeds chosen by the kind, and every descendant,
 // limited to those not yet revoked and not yet expired.
-#define TW_REVOCATION_SQL(seed)                                                           \
-  "WITH RECURSIVE sub(id) AS (" seed                                                      \
-  " UNION SELECT i.instance_id FROM identities i JOIN sub ON i.parent = sub.id) "         \
+#define TW_REVOCATION_SQL(seed)                                                             \
+  "WITH RECURSIVE sub(id) AS (" seed                                                        \
+  " UNION SELECT i.instance_id FROM identities i JOIN sub ON i.parent = sub.id) "           \
   "SELECT instance_id, not_after FROM identities WHERE instance_id IN (SELECT id FROM sub)" \
   " AND revoked_sequence IS NULL AND not_after > ?2 ORDER BY rowid"
 constexpr char kReachByInstance[] =
@@ -266,8 +266,8 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   }
   constexpr int64_t kLatest = std::size(kMigrations);
   if (version > kLatest) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "store: schema version ", version, " is newer than this build's ", kLatest));
+    return absl::FailedPreconditionError(
+        absl::StrCat("store: schema version ", version, " is newer than this build's ", kLatest));
   }
   for (; version < kLatest; ++version) {
     TW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
@@ -384,9 +384,8 @@ absl::Status SqliteStore::InsertIdentity(const IdentityRecord& r) {
   });
 }
 
-absl::Status SqliteStore::RenewIdentity(absl::string_view instance_id,
-                                        absl::string_view serial_hex, absl::Time not_before,
-                                        absl::Time not_after) {
+absl::Status SqliteStore::RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
+                                        absl::Time not_before, absl::Time not_after) {
   return Write([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(
         Stmt p, db.Prepare("SELECT revoked_sequence FROM identities WHERE instance_id = ?1"));
@@ -419,8 +418,7 @@ absl::StatusOr<IdentityRecord> SqliteStore::GetIdentity(absl::string_view instan
   return out;
 }
 
-absl::StatusOr<std::vector<IdentityRecord>> SqliteStore::ListIdentities(
-    const IdentityFilter& f) {
+absl::StatusOr<std::vector<IdentityRecord>> SqliteStore::ListIdentities(const IdentityFilter& f) {
   static const std::string sql = absl::StrCat(
       "SELECT ", kIdentityColumns,
       " FROM identities WHERE (?1 = '' OR name = ?1) AND (?2 = '' OR principal = ?2)"
@@ -440,8 +438,7 @@ absl::StatusOr<std::vector<IdentityRecord>> SqliteStore::ListIdentities(
   return out;
 }
 
-absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind,
-                                                    absl::string_view target,
+absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::string_view target,
                                                     absl::string_view reason, absl::Time now) {
   RevocationEntry entry;
   TW_RETURN_IF_ERROR(Write([&](Db& db) -> absl::Status {
@@ -566,9 +563,9 @@ absl::StatusOr<StoredPolicy> SqliteStore::GetPolicy(int64_t version) {
     s.Bind(1, version);
     TW_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) {
-      return absl::NotFoundError(version == 0 ? std::string("no policy has been applied")
-                                              : absl::StrCat("policy version ", version,
-                                                             " does not exist"));
+      return absl::NotFoundError(version == 0
+                                     ? std::string("no policy has been applied")
+                                     : absl::StrCat("policy version ", version, " does not exist"));
     }
     out = StoredPolicy{s.Int(0), s.Text(1), FromSeconds(s.Int(2)), s.Text(3)};
     return absl::OkStatus();
@@ -606,8 +603,8 @@ absl::StatusOr<std::vector<TokenRecord>> SqliteStore::ListTokens() {
     for (;;) {
       TW_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return absl::OkStatus();
-      out.push_back(TokenRecord{s.Text(0), s.Text(1), s.Blob(2), s.Int(3) != 0,
-                                FromSeconds(s.Int(4))});
+      out.push_back(
+          TokenRecord{s.Text(0), s.Text(1), s.Blob(2), s.Int(3) != 0, FromSeconds(s.Int(4))});
     }
   }));
   return out;

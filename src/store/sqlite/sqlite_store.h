@@ -28,8 +28,7 @@ class SqliteStore final : public Store {
   absl::Status RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
                              absl::Time not_before, absl::Time not_after) override;
   absl::StatusOr<IdentityRecord> GetIdentity(absl::string_view instance_id) override;
-  absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(
-      const IdentityFilter& filter) override;
+  absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(const IdentityFilter& filter) override;
   absl::StatusOr<RevocationEntry> Revoke(RevocationKind kind, absl::string_view target,
                                          absl::string_view reason, absl::Time now) override;
   absl::StatusOr<std::vector<RevocationEntry>> ListRevocations(int64_t after,
@@ -58,8 +57,8 @@ class SqliteStore final : public Store {
   std::unique_ptr<Db> writer_db_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job*> queue_;  // guarded by mu_
-  bool stopping_ = false;   // guarded by mu_
+  std::deque<Job*> queue_;                    // guarded by mu_
+  bool stopping_ = false;                     // guarded by mu_
   std::vector<std::unique_ptr<Db>> readers_;  // idle read connections, guarded by mu_
   std::thread writer_;
 };

@@ -7,16 +7,15 @@
 namespace tw::store {
 namespace {
 
-INSTANTIATE_TEST_SUITE_P(
-    Sqlite, StoreConformanceTest,
-    ::testing::Values(StoreBackend{
-        "sqlite",
-        [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Store>> {
-          auto store = SqliteStore::Open(dir + "/trustwarden.db");
-          if (!store.ok()) return store.status();
-          return std::unique_ptr<Store>(*std::move(store));
-        }}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoreConformanceTest,
+                         ::testing::Values(StoreBackend{
+                             "sqlite",
+                             [](const std::string& dir) -> absl::StatusOr<std::unique_ptr<Store>> {
+                               auto store = SqliteStore::Open(dir + "/trustwarden.db");
+                               if (!store.ok()) return store.status();
+                               return std::unique_ptr<Store>(*std::move(store));
+                             }}),
+                         [](const auto& info) { return info.param.name; });
 
 TEST(SqliteStoreTest, CreatesDatabaseOwnerOnly) {
   std::string path = ::testing::TempDir() + "/tw-mode-test.db";

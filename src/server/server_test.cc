@@ -1,0 +1,371 @@
+// The server in-process on port 0, driven by the real HTTPS client.
+#include "server/server.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "base/file.h"
+#include "core/bundle.h"
+#include "core/certificate.h"
+#include "core/jwt_svid.h"
+#include "core/x509_issuer.h"
+#include "crypto/software_signer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "net/https_client.h"
+#include "nlohmann/json.hpp"
+#include "store/sqlite/sqlite_store.h"
+
+namespace tw::server {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+struct Agent {
+  std::unique_ptr<crypto::SoftwareSigner> key;
+  std::string svid_pem;
+  std::string instance_id;
+  std::string spiffe_id;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-server-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    StartServer();
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartServer() {
+    server_.reset();
+    ServerConfig config;
+    config.data_dir = dir_ + "/data";
+    config.listen = "127.0.0.1:0";
+    config.threads = 2;
+    config.worker_threads = 8;
+    config.max_body_bytes = 64 * 1024;
+    ASSERT_TRUE(base::MakeDirectory(config.data_dir).ok());
+    auto store = store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto server = Server::Start(config, *std::move(store));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto token = base::ReadFile(config.data_dir + "/admin.token");
+    ASSERT_TRUE(token.ok());
+    admin_token_ = std::string(absl::StripTrailingAsciiWhitespace(*token));
+    bundle_pem_ = *base::ReadFile(config.data_dir + "/bundle.pem");
+  }
+
+  std::unique_ptr<net::HttpsClient> Client(const std::string& chain = "",
+                                           const std::string& key = "") {
+    auto client = net::HttpsClient::Create(
+        {.server = absl::StrCat("https://127.0.0.1:", server_->port()),
+         .ca_pem = bundle_pem_,
+         .client_chain_pem = chain,
+         .client_key_pem = key});
+    EXPECT_TRUE(client.ok()) << client.status();
+    return *std::move(client);
+  }
+
+  net::Response Call(net::HttpsClient& client, const std::string& method,
+                     const std::string& target, const std::string& body = "",
+                     const std::string& token = "") {
+    net::Headers headers;
+    if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+    auto r = client.Request(method, target, body, headers);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : net::Response{};
+  }
+
+  static std::string Csr(const crypto::SoftwareSigner& key) {
+    return core::PemEncode("CERTIFICATE REQUEST", *core::BuildCertificateRequest(key));
+  }
+
+  // Creates an agent with the admin token, or with `parent`'s SVID when given.
+  Agent Create(json body, const Agent* parent = nullptr, int expect = 201) {
+    Agent a;
+    a.key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+    body["csr"] = Csr(*a.key);
+    std::unique_ptr<net::HttpsClient> client =
+        parent ? Client(parent->svid_pem, std::string(parent->key->ToPkcs8Pem().view()))
+               : Client();
+    net::Response r = Call(*client, "POST", "/v1/identities", body.dump(),
+                           parent ? "" : admin_token_);
+    EXPECT_EQ(r.status, expect) << r.body;
+    if (r.status == 201) {
+      json j = json::parse(r.body);
+      a.svid_pem = j["svid_pem"];
+      a.instance_id = j["instance_id"];
+      a.spiffe_id = j["spiffe_id"];
+    }
+    return a;
+  }
+
+  size_t IdentityCount() {
+    auto client = Client();
+    net::Response r = Call(*client, "GET", "/v1/identities", "", admin_token_);
+    return json::parse(r.body)["identities"].size();
+  }
+
+  std::string dir_;
+  std::unique_ptr<Server> server_;
+  std::string admin_token_, bundle_pem_;
+};
+
+TEST_F(ServerTest, FirstStartCreatesOwnerOnlyFilesAndPrintsTokenOnce) {
+  EXPECT_FALSE(server_->new_admin_token().empty());
+  for (const char* f : {"admin.token", "ca.key.pem", "jwt.key.pem"}) {
+    EXPECT_EQ(std::filesystem::status(dir_ + "/data/" + f).permissions() &
+                  std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+        << f;
+  }
+  StartServer();
+  EXPECT_TRUE(server_->new_admin_token().empty());
+  auto client = Client();
+  EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", admin_token_).status, 200);
+}
+
+TEST_F(ServerTest, CreatesIdentityWhoseCertificateCarriesTheRequest) {
+  Agent a = Create({{"name", "acme/fin/payer"},
+                    {"scope", {"read:tx", "write:ledger.*"}},
+                    {"ttl", "30m"},
+                    {"trust_level", "high"}});
+  ASSERT_FALSE(a.svid_pem.empty());
+  EXPECT_TRUE(absl::StartsWith(a.spiffe_id, "spiffe://trustwarden/acme/fin/payer/inst-"));
+  auto chain = core::Certificate::ParseChain(a.svid_pem);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  auto bundle = core::Bundle::Parse(bundle_pem_);
+  ASSERT_TRUE(bundle.ok());
+  auto set = std::make_shared<core::BundleSet>();
+  set->Put(*bundle);
+  core::X509Verifier verifier(set, {.attribute_trust_domains = {bundle->trust_domain()}});
+  std::vector<base::ByteView> ders;
+  for (const auto& c : *chain) ders.push_back(c.der());
+  auto svid = verifier.Verify(ders);
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  ASSERT_TRUE(svid->attributes.has_value());
+  EXPECT_EQ(svid->attributes->trust_level, core::TrustLevel::kHigh);
+  EXPECT_EQ(svid->attributes->principal, "admin");
+  EXPECT_EQ(svid->attributes->policy_version, 1);
+  EXPECT_EQ(svid->attributes->scopes.size(), 2u);
+  EXPECT_LE(svid->not_after, absl::Now() + absl::Minutes(31));
+}
+
+TEST_F(ServerTest, BadInputGetsJsonErrorAndWritesNothing) {
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  const std::string csr = Csr(*key);
+  std::string bad_sig = csr;
+  bad_sig[bad_sig.size() - 40] = bad_sig[bad_sig.size() - 40] == 'A' ? 'B' : 'A';
+  struct Case {
+    std::string body;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"{", 400},
+      {"[]", 400},
+      {R"({"name":"a/b/c"})", 400},
+      {json{{"name", "a/b/c"}, {"csr", csr}, {"colour", "red"}}.dump(), 400},
+      {json{{"name", "a/b"}, {"csr", csr}}.dump(), 400},
+      {json{{"name", "a/b/c"}, {"csr", csr}, {"scope", {"nocolon"}}}.dump(), 400},
+      {json{{"name", "a/b/c"}, {"csr", csr}, {"ttl", "soon"}}.dump(), 400},
+      {json{{"name", "a/b/c"}, {"csr", "not a csr"}}.dump(), 400},
+      {json{{"name", "a/b/c"}, {"csr", bad_sig}}.dump(), 400},
+      {json{{"name", "a/b/c"}, {"csr", csr}, {"ttl", "25h"}}.dump(), 403},
+      {json{{"name", "a/b/c"}, {"csr", csr}, {"trust_level", "critical"}}.dump(), 403},
+      {std::string(70 * 1024, ' '), 413},
+  };
+  for (const Case& c : cases) {
+    auto client = Client();
+    net::Response r = Call(*client, "POST", "/v1/identities", c.body, admin_token_);
+    EXPECT_EQ(r.status, c.status) << c.body.substr(0, 80) << " -> " << r.body;
+    json j = json::parse(r.body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << r.body;
+    EXPECT_TRUE(j["error"]["code"].is_string()) << r.body;
+  }
+  EXPECT_EQ(IdentityCount(), 0u);
+}
+
+TEST_F(ServerTest, RefusesMissingAndWrongTokensWithoutEchoingThem) {
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  json body{{"name", "a/b/c"}, {"csr", Csr(*key)}};
+  auto client = Client();
+  EXPECT_EQ(Call(*client, "POST", "/v1/identities", body.dump()).status, 401);
+  std::string forged = admin_token_;
+  forged.back() = forged.back() == 'x' ? 'y' : 'x';
+  net::Response r = Call(*client, "POST", "/v1/identities", body.dump(), forged);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_THAT(r.body, ::testing::Not(HasSubstr(forged)));
+  EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", forged).status, 401);
+}
+
+TEST_F(ServerTest, PolicyVersionsGovernCreation) {
+  auto client = Client();
+  json policy{{"source", R"([principals.ci]
+names = ["acme/fin/*"]
+scopes = ["read:*"]
+max_ttl = "1h"
+max_trust_level = "medium"
+)"}};
+  net::Response applied = Call(*client, "POST", "/v1/policies", policy.dump(), admin_token_);
+  ASSERT_EQ(applied.status, 201) << applied.body;
+  EXPECT_EQ(json::parse(applied.body)["version"], 2);
+  net::Response token =
+      Call(*client, "POST", "/v1/tokens", json{{"principal", "ci"}}.dump(), admin_token_);
+  ASSERT_EQ(token.status, 201);
+  std::string ci = json::parse(token.body)["token"];
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  auto create = [&](json body, const std::string& tok) {
+    body["csr"] = Csr(*key);
+    return Call(*client, "POST", "/v1/identities", body.dump(), tok).status;
+  };
+  EXPECT_EQ(create({{"name", "acme/fin/x"}, {"scope", {"read:tx"}}}, ci), 201);
+  EXPECT_EQ(create({{"name", "acme/hr/x"}, {"scope", {"read:tx"}}}, ci), 403);
+  EXPECT_EQ(create({{"name", "acme/fin/x"}, {"scope", {"write:tx"}}}, ci), 403);
+  EXPECT_EQ(create({{"name", "acme/fin/x"}, {"trust_level", "high"}}, ci), 403);
+  // The new policy has no [principals.admin]: the admin manages, but creates nothing.
+  EXPECT_EQ(create({{"name", "acme/fin/x"}}, admin_token_), 403);
+  EXPECT_EQ(Call(*client, "POST", "/v1/policies", json{{"source", "bad = ["}}.dump(),
+                 admin_token_)
+                .status,
+            400);
+  EXPECT_EQ(json::parse(Call(*client, "GET", "/v1/policies/current", "", admin_token_).body)
+                ["version"],
+            2);
+  EXPECT_EQ(Call(*client, "GET", "/v1/policies/1", "", admin_token_).status, 200);
+  EXPECT_EQ(Call(*client, "GET", "/v1/policies/3", "", admin_token_).status, 404);
+  EXPECT_EQ(Call(*client, "POST", "/v1/policies", policy.dump(), ci).status, 403);
+}
+
+TEST_F(ServerTest, DelegationOverMtlsOnlyNarrows) {
+  Agent parent = Create({{"name", "acme/fin/boss"},
+                         {"scope", {"read:*"}},
+                         {"ttl", "30m"},
+                         {"trust_level", "medium"}});
+  Agent child =
+      Create({{"name", "acme/fin/kid"}, {"scope", {"read:tx"}}, {"ttl", "10m"}}, &parent);
+  ASSERT_FALSE(child.instance_id.empty());
+  auto client = Client();
+  json rec = json::parse(
+      Call(*client, "GET", "/v1/identities/" + child.instance_id, "", admin_token_).body);
+  EXPECT_EQ(rec["parent"], parent.spiffe_id);
+  EXPECT_EQ(rec["principal"], "admin");
+  Create({{"name", "acme/fin/kid"}, {"scope", {"write:tx"}}}, &parent, 403);
+  Create({{"name", "acme/fin/kid"}, {"ttl", "2h"}}, &parent, 403);
+  Create({{"name", "acme/fin/kid"}, {"trust_level", "high"}}, &parent, 403);
+  ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
+                 json{{"instance", parent.instance_id}}.dump(), admin_token_)
+                .status,
+            200);
+  Create({{"name", "acme/fin/kid"}}, &parent, 403);
+  rec = json::parse(
+      Call(*client, "GET", "/v1/identities/" + child.instance_id, "", admin_token_).body);
+  EXPECT_TRUE(rec["revoked"].get<bool>());  // revoking a parent cascades
+}
+
+TEST_F(ServerTest, RenewKeepsInstanceAndMintsVerifiableJwt) {
+  Agent a = Create({{"name", "acme/fin/payer"}, {"scope", {"read:tx"}}, {"ttl", "20m"}});
+  auto mtls = Client(a.svid_pem, std::string(a.key->ToPkcs8Pem().view()));
+  auto key2 = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  net::Response renewed =
+      Call(*mtls, "POST", "/v1/identities/renew", json{{"csr", Csr(*key2)}}.dump());
+  ASSERT_EQ(renewed.status, 200) << renewed.body;
+  EXPECT_EQ(json::parse(renewed.body)["instance_id"], a.instance_id);
+
+  net::Response jwt =
+      Call(*mtls, "POST", "/v1/jwt-svids", json{{"audience", {"payments"}}}.dump());
+  ASSERT_EQ(jwt.status, 200) << jwt.body;
+  auto bundle = core::Bundle::Parse(*base::ReadFile(dir_ + "/data/bundle.json"),
+                                    *core::TrustDomain::FromName("trustwarden"));
+  ASSERT_TRUE(bundle.ok());
+  core::BundleSet set;
+  set.Put(*bundle);
+  auto token = core::ValidateJwtSvid(json::parse(jwt.body)["token"].get<std::string>(),
+                                     "payments", set, absl::Now(), {bundle->trust_domain()});
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(token->subject.str(), a.spiffe_id);
+  EXPECT_EQ(token->attributes.scopes.size(), 1u);
+
+  auto client = Client();
+  ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
+                 json{{"instance", a.instance_id}, {"reason", "test"}}.dump(), admin_token_)
+                .status,
+            200);
+  auto after = Client(a.svid_pem, std::string(a.key->ToPkcs8Pem().view()));
+  EXPECT_EQ(Call(*after, "POST", "/v1/jwt-svids", json{{"audience", {"x"}}}.dump()).status, 403);
+  EXPECT_EQ(Call(*after, "POST", "/v1/identities/renew", json{{"csr", Csr(*key2)}}.dump()).status,
+            403);
+}
+
+TEST_F(ServerTest, RevocationsAreSequencedStreamedAndSurviveRestart) {
+  Agent a = Create({{"name", "acme/fin/a"}});
+  Agent b = Create({{"name", "acme/fin/b"}});
+  auto client = Client();
+  ASSERT_EQ(Call(*client, "POST", "/v1/revocations", json{{"instance", a.instance_id}}.dump(),
+                 admin_token_)
+                .status,
+            200);
+  // A subscriber resuming after 0 gets entry 1 from the backlog, then entry 2 live.
+  std::string received;
+  std::thread reader([&] {
+    auto stream = Client();
+    stream
+        ->Stream("/v1/revocations/stream?after=0", {},
+                 [&](absl::string_view data) {
+                   received.append(data.data(), data.size());
+                   return !absl::StrContains(received, "id: 2\n");
+                 })
+        .IgnoreError();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(Call(*client, "POST", "/v1/revocations", json{{"agent", "acme/fin/b"}}.dump(),
+                 admin_token_)
+                .status,
+            200);
+  reader.join();
+  EXPECT_THAT(received, HasSubstr("id: 1\nevent: revocation\ndata: "));
+  EXPECT_THAT(received, HasSubstr(b.instance_id));
+  EXPECT_EQ(Call(*client, "POST", "/v1/revocations", json{{"instance", "inst-aaaaaaaaaaaaaaaa"}}
+                                                          .dump(),
+                 admin_token_)
+                .status,
+            404);
+  EXPECT_EQ(Call(*client, "POST", "/v1/revocations",
+                 json{{"instance", a.instance_id}, {"agent", "a/b/c"}}.dump(), admin_token_)
+                .status,
+            400);
+
+  StartServer();
+  auto again = Client();
+  json log = json::parse(Call(*again, "GET", "/v1/revocations?after=1").body);
+  EXPECT_EQ(log["sequence"], 2);
+  ASSERT_EQ(log["entries"].size(), 1u);
+  EXPECT_EQ(log["entries"][0]["instances"][0], b.instance_id);
+}
+
+TEST_F(ServerTest, ServesBundleHealthAndMetrics) {
+  auto client = Client();
+  EXPECT_EQ(Call(*client, "GET", "/healthz").status, 200);
+  net::Response bundle = Call(*client, "GET", "/v1/bundle");
+  EXPECT_EQ(bundle.body, *base::ReadFile(dir_ + "/data/bundle.json"));
+  Create({{"name", "acme/fin/a"}});
+  net::Response metrics = Call(*client, "GET", "/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("trustwarden_issuances_total 1\n"));
+  EXPECT_THAT(metrics.body, HasSubstr("trustwarden_issuance_latency_seconds_count 1\n"));
+  EXPECT_EQ(Call(*client, "GET", "/v1/nothing").status, 404);
+  EXPECT_EQ(Call(*client, "DELETE", "/healthz").status, 405);
+}
+
+}  // namespace
+}  // namespace tw::server
