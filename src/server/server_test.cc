@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "absl/strings/match.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file.h"
 #include "core/bundle.h"
@@ -69,18 +69,17 @@ class ServerTest : public ::testing::Test {
 
   std::unique_ptr<net::HttpsClient> Client(const std::string& chain = "",
                                            const std::string& key = "") {
-    auto client = net::HttpsClient::Create(
-        {.server = absl::StrCat("https://127.0.0.1:", server_->port()),
-         .ca_pem = bundle_pem_,
-         .client_chain_pem = chain,
-         .client_key_pem = key});
+    auto client =
+        net::HttpsClient::Create({.server = absl::StrCat("https://127.0.0.1:", server_->port()),
+                                  .ca_pem = bundle_pem_,
+                                  .client_chain_pem = chain,
+                                  .client_key_pem = key});
     EXPECT_TRUE(client.ok()) << client.status();
     return *std::move(client);
   }
 
-  net::Response Call(net::HttpsClient& client, const std::string& method,
-                     const std::string& target, const std::string& body = "",
-                     const std::string& token = "") {
+  net::Response Call(net::HttpsClient& client, const std::string& method, const std::string& target,
+                     const std::string& body = "", const std::string& token = "") {
     net::Headers headers;
     if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
     auto r = client.Request(method, target, body, headers);
@@ -98,10 +97,9 @@ class ServerTest : public ::testing::Test {
     a.key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
     body["csr"] = Csr(*a.key);
     std::unique_ptr<net::HttpsClient> client =
-        parent ? Client(parent->svid_pem, std::string(parent->key->ToPkcs8Pem().view()))
-               : Client();
-    net::Response r = Call(*client, "POST", "/v1/identities", body.dump(),
-                           parent ? "" : admin_token_);
+        parent ? Client(parent->svid_pem, std::string(parent->key->ToPkcs8Pem().view())) : Client();
+    net::Response r =
+        Call(*client, "POST", "/v1/identities", body.dump(), parent ? "" : admin_token_);
     EXPECT_EQ(r.status, expect) << r.body;
     if (r.status == 201) {
       json j = json::parse(r.body);
@@ -126,9 +124,9 @@ class ServerTest : public ::testing::Test {
 TEST_F(ServerTest, FirstStartCreatesOwnerOnlyFilesAndPrintsTokenOnce) {
   EXPECT_FALSE(server_->new_admin_token().empty());
   for (const char* f : {"admin.token", "ca.key.pem", "jwt.key.pem"}) {
-    EXPECT_EQ(std::filesystem::status(dir_ + "/data/" + f).permissions() &
-                  std::filesystem::perms::all,
-              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+    EXPECT_EQ(
+        std::filesystem::status(dir_ + "/data/" + f).permissions() & std::filesystem::perms::all,
+        std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
         << f;
   }
   StartServer();
@@ -236,13 +234,12 @@ max_trust_level = "medium"
   EXPECT_EQ(create({{"name", "acme/fin/x"}, {"trust_level", "high"}}, ci), 403);
   // The new policy has no [principals.admin]: the admin manages, but creates nothing.
   EXPECT_EQ(create({{"name", "acme/fin/x"}}, admin_token_), 403);
-  EXPECT_EQ(Call(*client, "POST", "/v1/policies", json{{"source", "bad = ["}}.dump(),
-                 admin_token_)
+  EXPECT_EQ(Call(*client, "POST", "/v1/policies", json{{"source", "bad = ["}}.dump(), admin_token_)
                 .status,
             400);
-  EXPECT_EQ(json::parse(Call(*client, "GET", "/v1/policies/current", "", admin_token_).body)
-                ["version"],
-            2);
+  EXPECT_EQ(
+      json::parse(Call(*client, "GET", "/v1/policies/current", "", admin_token_).body)["version"],
+      2);
   EXPECT_EQ(Call(*client, "GET", "/v1/policies/1", "", admin_token_).status, 200);
   EXPECT_EQ(Call(*client, "GET", "/v1/policies/3", "", admin_token_).status, 404);
   EXPECT_EQ(Call(*client, "POST", "/v1/policies", policy.dump(), ci).status, 403);
@@ -253,8 +250,7 @@ TEST_F(ServerTest, DelegationOverMtlsOnlyNarrows) {
                          {"scope", {"read:*"}},
                          {"ttl", "30m"},
                          {"trust_level", "medium"}});
-  Agent child =
-      Create({{"name", "acme/fin/kid"}, {"scope", {"read:tx"}}, {"ttl", "10m"}}, &parent);
+  Agent child = Create({{"name", "acme/fin/kid"}, {"scope", {"read:tx"}}, {"ttl", "10m"}}, &parent);
   ASSERT_FALSE(child.instance_id.empty());
   auto client = Client();
   json rec = json::parse(
@@ -264,8 +260,8 @@ TEST_F(ServerTest, DelegationOverMtlsOnlyNarrows) {
   Create({{"name", "acme/fin/kid"}, {"scope", {"write:tx"}}}, &parent, 403);
   Create({{"name", "acme/fin/kid"}, {"ttl", "2h"}}, &parent, 403);
   Create({{"name", "acme/fin/kid"}, {"trust_level", "high"}}, &parent, 403);
-  ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
-                 json{{"instance", parent.instance_id}}.dump(), admin_token_)
+  ASSERT_EQ(Call(*client, "POST", "/v1/revocations", json{{"instance", parent.instance_id}}.dump(),
+                 admin_token_)
                 .status,
             200);
   Create({{"name", "acme/fin/kid"}}, &parent, 403);
@@ -283,16 +279,15 @@ TEST_F(ServerTest, RenewKeepsInstanceAndMintsVerifiableJwt) {
   ASSERT_EQ(renewed.status, 200) << renewed.body;
   EXPECT_EQ(json::parse(renewed.body)["instance_id"], a.instance_id);
 
-  net::Response jwt =
-      Call(*mtls, "POST", "/v1/jwt-svids", json{{"audience", {"payments"}}}.dump());
+  net::Response jwt = Call(*mtls, "POST", "/v1/jwt-svids", json{{"audience", {"payments"}}}.dump());
   ASSERT_EQ(jwt.status, 200) << jwt.body;
   auto bundle = core::Bundle::Parse(*base::ReadFile(dir_ + "/data/bundle.json"),
                                     *core::TrustDomain::FromName("trustwarden"));
   ASSERT_TRUE(bundle.ok());
   core::BundleSet set;
   set.Put(*bundle);
-  auto token = core::ValidateJwtSvid(json::parse(jwt.body)["token"].get<std::string>(),
-                                     "payments", set, absl::Now(), {bundle->trust_domain()});
+  auto token = core::ValidateJwtSvid(json::parse(jwt.body)["token"].get<std::string>(), "payments",
+                                     set, absl::Now(), {bundle->trust_domain()});
   ASSERT_TRUE(token.ok()) << token.status();
   EXPECT_EQ(token->subject.str(), a.spiffe_id);
   EXPECT_EQ(token->attributes.scopes.size(), 1u);
@@ -329,16 +324,15 @@ TEST_F(ServerTest, RevocationsAreSequencedStreamedAndSurviveRestart) {
         .IgnoreError();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_EQ(Call(*client, "POST", "/v1/revocations", json{{"agent", "acme/fin/b"}}.dump(),
-                 admin_token_)
-                .status,
-            200);
+  ASSERT_EQ(
+      Call(*client, "POST", "/v1/revocations", json{{"agent", "acme/fin/b"}}.dump(), admin_token_)
+          .status,
+      200);
   reader.join();
   EXPECT_THAT(received, HasSubstr("id: 1\nevent: revocation\ndata: "));
   EXPECT_THAT(received, HasSubstr(b.instance_id));
-  EXPECT_EQ(Call(*client, "POST", "/v1/revocations", json{{"instance", "inst-aaaaaaaaaaaaaaaa"}}
-                                                          .dump(),
-                 admin_token_)
+  EXPECT_EQ(Call(*client, "POST", "/v1/revocations",
+                 json{{"instance", "inst-aaaaaaaaaaaaaaaa"}}.dump(), admin_token_)
                 .status,
             404);
   EXPECT_EQ(Call(*client, "POST", "/v1/revocations",
