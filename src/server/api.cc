@@ -34,6 +34,26 @@ json IdentityJson(const store::IdentityRecord& r, const std::string& parent_spif
               {"revoked_sequence", r.revoked_sequence ? json(*r.revoked_sequence) : json(nullptr)}};
 }
 
+// The reply to a creation or renewal: the record's fields, the SVID and the bundle (spliced
+// in as already-serialized JSON).
+HttpResponse IssuedResponse(int status, const IssuedIdentity& issued,
+                            const std::string& parent_spiffe_id, const std::string& bundle_json) {
+  const store::IdentityRecord& r = issued.record;
+  json out{{"spiffe_id", r.spiffe_id},
+           {"instance_id", r.instance_id},
+           {"svid_pem", issued.svid_pem},
+           {"expires_at", base::Rfc3339(r.not_after)},
+           {"serial", r.serial_hex},
+           {"parent", NullableString(parent_spiffe_id)},
+           {"principal", r.principal},
+           {"policy_version", r.policy_version},
+           {"scope", r.scopes},
+           {"trust_level", r.trust_level}};
+  std::string body = out.dump();
+  body.insert(body.size() - 1, absl::StrCat(",\"bundle\":", bundle_json));
+  return HttpResponse{status, std::move(body), "application/json"};
+}
+
 HttpResponse Json(int status, const json& body) {
   return HttpResponse{status, body.dump(), "application/json"};
 }
@@ -252,20 +272,9 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
   if (path == "/v1/identities" && post) {
     TW_ASSIGN_OR_RETURN(CreateIdentityRequest req, DecodeCreateIdentity(r.body));
     TW_ASSIGN_OR_RETURN(IssuedIdentity issued, authority_.CreateIdentity(caller, req));
-    json out{{"spiffe_id", issued.record.spiffe_id},
-             {"instance_id", issued.record.instance_id},
-             {"svid_pem", issued.svid_pem},
-             {"expires_at", base::Rfc3339(issued.record.not_after)},
-             {"serial", issued.record.serial_hex},
-             {"parent", caller.svid && caller.principal.empty() ? json(caller.svid->spiffe_id.str())
-                                                                : json(nullptr)},
-             {"principal", issued.record.principal},
-             {"policy_version", issued.record.policy_version},
-             {"scope", issued.record.scopes},
-             {"trust_level", issued.record.trust_level}};
-    std::string body = out.dump();
-    body.insert(body.size() - 1, absl::StrCat(",\"bundle\":", bundle_json_));
-    return HttpResponse{201, std::move(body), "application/json"};
+    const bool delegated = caller.svid && caller.principal.empty();
+    return IssuedResponse(201, issued, delegated ? caller.svid->spiffe_id.str() : "",
+                          bundle_json_);
   }
   if (path == "/v1/identities/renew") {
     if (!post) return wrong_method();
@@ -276,19 +285,7 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
       TW_ASSIGN_OR_RETURN(store::IdentityRecord p, store_.GetIdentity(issued.record.parent));
       parent = p.spiffe_id;
     }
-    json out{{"spiffe_id", issued.record.spiffe_id},
-             {"instance_id", issued.record.instance_id},
-             {"svid_pem", issued.svid_pem},
-             {"expires_at", base::Rfc3339(issued.record.not_after)},
-             {"serial", issued.record.serial_hex},
-             {"parent", NullableString(parent)},
-             {"principal", issued.record.principal},
-             {"policy_version", issued.record.policy_version},
-             {"scope", issued.record.scopes},
-             {"trust_level", issued.record.trust_level}};
-    std::string body = out.dump();
-    body.insert(body.size() - 1, absl::StrCat(",\"bundle\":", bundle_json_));
-    return HttpResponse{200, std::move(body), "application/json"};
+    return IssuedResponse(200, issued, parent, bundle_json_);
   }
   if (path == "/v1/identities" && get) {
     TW_RETURN_IF_ERROR(authority_.RequireAdmin(caller));
