@@ -39,16 +39,11 @@ json IdentityJson(const store::IdentityRecord& r, const std::string& parent_spif
 HttpResponse IssuedResponse(int status, const IssuedIdentity& issued,
                             const std::string& parent_spiffe_id, const std::string& bundle_json) {
   const store::IdentityRecord& r = issued.record;
-  json out{{"spiffe_id", r.spiffe_id},
-           {"instance_id", r.instance_id},
-           {"svid_pem", issued.svid_pem},
-           {"expires_at", base::Rfc3339(r.not_after)},
-           {"serial", r.serial_hex},
-           {"parent", NullableString(parent_spiffe_id)},
-           {"principal", r.principal},
-           {"policy_version", r.policy_version},
-           {"scope", r.scopes},
-           {"trust_level", r.trust_level}};
+  json out{{"spiffe_id", r.spiffe_id},    {"instance_id", r.instance_id},
+           {"svid_pem", issued.svid_pem}, {"expires_at", base::Rfc3339(r.not_after)},
+           {"serial", r.serial_hex},      {"parent", NullableString(parent_spiffe_id)},
+           {"principal", r.principal},    {"policy_version", r.policy_version},
+           {"scope", r.scopes},           {"trust_level", r.trust_level}};
   std::string body = out.dump();
   body.insert(body.size() - 1, absl::StrCat(",\"bundle\":", bundle_json));
   return HttpResponse{status, std::move(body), "application/json"};
@@ -273,8 +268,7 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
     TW_ASSIGN_OR_RETURN(CreateIdentityRequest req, DecodeCreateIdentity(r.body));
     TW_ASSIGN_OR_RETURN(IssuedIdentity issued, authority_.CreateIdentity(caller, req));
     const bool delegated = caller.svid && caller.principal.empty();
-    return IssuedResponse(201, issued, delegated ? caller.svid->spiffe_id.str() : "",
-                          bundle_json_);
+    return IssuedResponse(201, issued, delegated ? caller.svid->spiffe_id.str() : "", bundle_json_);
   }
   if (path == "/v1/identities/renew") {
     if (!post) return wrong_method();
