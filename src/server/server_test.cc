@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -313,17 +314,25 @@ TEST_F(ServerTest, RevocationsAreSequencedStreamedAndSurviveRestart) {
             200);
   // A subscriber resuming after 0 gets entry 1 from the backlog, then entry 2 live.
   std::string received;
+  std::promise<void> backlog_seen;
   std::thread reader([&] {
     auto stream = Client();
+    bool signalled = false;
     stream
         ->Stream("/v1/revocations/stream?after=0", {},
                  [&](absl::string_view data) {
                    received.append(data.data(), data.size());
+                   if (!signalled && absl::StrContains(received, "id: 1\n")) {
+                     signalled = true;
+                     backlog_seen.set_value();
+                   }
                    return !absl::StrContains(received, "id: 2\n");
                  })
         .IgnoreError();
+    if (!signalled) backlog_seen.set_value();  // failed early: let the assertions report it
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Revoke again only once the subscriber is live, so entry 2 arrives as a push.
+  backlog_seen.get_future().wait();
   ASSERT_EQ(
       Call(*client, "POST", "/v1/revocations", json{{"agent", "acme/fin/b"}}.dump(), admin_token_)
           .status,
