@@ -1,0 +1,302 @@
+#include "ledger/verifier.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/bundle.h"
+#include "core/certificate.h"
+#include "core/x509_verifier.h"
+
+namespace tw::ledger {
+namespace {
+
+// Clock skew tolerated between an event's time and its signer's validity.
+constexpr int64_t kSkewMs = 5 * 60 * 1000;
+
+std::string Key(const Hash& h) { return std::string(h.begin(), h.end()); }
+
+int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
+
+}  // namespace
+
+struct LedgerVerifier::Signer {
+  SignerKind kind;
+  std::string error;  // why this signer cannot be trusted; empty when it can
+  std::optional<crypto::PublicKey> key;
+  std::optional<core::VerifiedX509Svid> svid;
+  int64_t not_before_ms = 0;
+  int64_t not_after_ms = 0;
+};
+
+LedgerVerifier::LedgerVerifier(std::optional<base::Bytes> pinned_key)
+    : pinned_key_(std::move(pinned_key)) {}
+LedgerVerifier::~LedgerVerifier() = default;
+
+bool LedgerVerifier::Fail(std::optional<uint64_t> index, std::string error) {
+  if (!failed_) {
+    failed_ = true;
+    report_.first_bad_index = index;
+    report_.error = std::move(error);
+  }
+  return false;
+}
+
+bool LedgerVerifier::Add(const ExportRecord& record) {
+  if (failed_) return false;
+  if (!header_ && !std::holds_alternative<ExportHeader>(record)) {
+    return Fail(std::nullopt, "export does not start with a header");
+  }
+  return std::visit(
+      [this](const auto& r) {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, ExportHeader>) return AddHeader(r);
+        if constexpr (std::is_same_v<T, StoredSigner>) return AddSigner(r);
+        if constexpr (std::is_same_v<T, TreeHead>) return AddTreeHead(r);
+        if constexpr (std::is_same_v<T, EntryRow>) return AddEntry(r);
+        if constexpr (std::is_same_v<T, NodeRecord>) return AddNode(r);
+      },
+      record);
+}
+
+bool LedgerVerifier::AddHeader(const ExportHeader& h) {
+  if (next_node_ != expected_nodes_.size()) {
+    return Fail(tree_.size() - 1, "a subtree hash is missing after this entry");
+  }
+  if (tree_.size() != segment_end_) {
+    return Fail(tree_.size(), absl::StrCat("entries ", tree_.size(), " to ", segment_end_ - 1,
+                                           " are missing"));
+  }
+  if (h.start != tree_.size() || h.end < h.start || h.end > h.tree_size) {
+    return Fail(tree_.size(), absl::StrCat("segment [", h.start, ", ", h.end,
+                                           ") does not continue at entry ", tree_.size()));
+  }
+  segment_end_ = h.end;
+  if (header_) {
+    if (h.ledger_key != header_->ledger_key || h.trust_domain != header_->trust_domain) {
+      return Fail(std::nullopt, "segments name different ledger keys or trust domains");
+    }
+    return true;
+  }
+  if (pinned_key_ && *pinned_key_ != h.ledger_key) {
+    return Fail(std::nullopt, "the export's ledger key is not the pinned key");
+  }
+  auto key = crypto::PublicKey::FromSpkiDer(h.ledger_key);
+  if (!key.ok() || key->type() != crypto::KeyType::kEcP256) {
+    return Fail(std::nullopt, "the export's ledger key is not an ECDSA P-256 key");
+  }
+  auto td = core::TrustDomain::FromName(h.trust_domain);
+  if (!td.ok()) return Fail(std::nullopt, "the export's trust domain is invalid");
+  auto bundle = core::Bundle::Parse(h.bundle_json, *td);
+  if (!bundle.ok()) {
+    return Fail(std::nullopt, absl::StrCat("the export's bundle: ", bundle.status().message()));
+  }
+  auto set = std::make_shared<core::BundleSet>();
+  set->Put(std::move(*bundle));
+  core::X509VerifierOptions options;
+  options.attribute_trust_domains = {*td};
+  options.cache_capacity = 0;
+  x509_ = std::make_unique<core::X509Verifier>(set, options);
+  ledger_key_ = *key;
+  ledger_key_id_ = crypto::Sha256Concat({h.ledger_key});
+  header_ = h;
+  return true;
+}
+
+bool LedgerVerifier::AddSigner(const StoredSigner& s) {
+  auto signer = std::make_shared<Signer>();
+  signer->kind = s.signer.kind;
+  if (s.signer.id() != s.id) {
+    signer->error = "its stored signer row does not match its id";
+  } else if (s.signer.kind == SignerKind::kLedgerKey) {
+    if (s.id != ledger_key_id_) signer->error = "it names a key other than the ledger key";
+    signer->key = ledger_key_;
+  } else if (auto cert = core::Certificate::Parse(s.signer.der); !cert.ok()) {
+    signer->error = absl::StrCat("its certificate: ", cert.status().message());
+  } else {
+    absl::Time mid = cert->not_before() + (cert->not_after() - cert->not_before()) / 2;
+    auto svid = x509_->VerifyAt({base::ByteView(s.signer.der)}, mid);
+    auto key = crypto::PublicKey::FromSpkiDer(cert->spki());
+    if (!svid.ok()) {
+      signer->error = absl::StrCat("its certificate: ", svid.status().message());
+    } else if (!key.ok()) {
+      signer->error = "its certificate's key is unusable";
+    } else {
+      signer->svid = *svid;
+      signer->key = *key;
+      signer->not_before_ms = Ms(cert->not_before());
+      signer->not_after_ms = Ms(cert->not_after());
+    }
+  }
+  auto [it, inserted] = signers_.try_emplace(Key(s.id), signer);
+  if (!inserted && it->second->error.empty() != signer->error.empty()) {
+    return Fail(std::nullopt, "one signer id appears with different contents");
+  }
+  return true;
+}
+
+bool LedgerVerifier::AddTreeHead(const TreeHead& head) {
+  if (!VerifyTreeHead(*ledger_key_, head).ok()) {
+    return Fail(std::nullopt, absl::StrCat("the tree head of size ", head.tree_size, " at ",
+                                           head.timestamp_ms, " ms has a bad signature"));
+  }
+  if (head.tree_size > header_->tree_size) {
+    return Fail(header_->tree_size,
+                absl::StrCat("a tree head covers ", head.tree_size, " entries but the ledger has ",
+                             header_->tree_size));
+  }
+  if (head.tree_size < tree_.size()) {
+    return Fail(std::nullopt, absl::StrCat("the tree head of size ", head.tree_size,
+                                           " is out of order in the export"));
+  }
+  if (head.tree_size == tree_.size()) {
+    if (head.root != tree_.Root()) {
+      return Fail(verified_size_, absl::StrCat("the tree head of size ", head.tree_size,
+                                               " does not match the entries"));
+    }
+    ++report_.tree_heads;
+    return true;
+  }
+  pending_heads_.emplace(head.tree_size, head);
+  return true;
+}
+
+bool LedgerVerifier::CheckSubject(const EntryRow& row, const Event& event, const Signer& signer) {
+  const uint64_t i = row.index;
+  if (signer.kind == SignerKind::kLedgerKey) {
+    if (!IsServerType(event.type)) {
+      return Fail(i, absl::StrCat("entry ", i, ": a ", event.type, " event signed by the server"));
+    }
+    return true;
+  }
+  if (IsServerType(event.type)) {
+    return Fail(i, absl::StrCat("entry ", i, ": a ", event.type, " event not signed by the server"));
+  }
+  if (event.time_ms < signer.not_before_ms - kSkewMs ||
+      event.time_ms > signer.not_after_ms + kSkewMs) {
+    return Fail(i, absl::StrCat("entry ", i, ": event time outside its signer's validity"));
+  }
+  if (!IsSelfType(event.type)) return true;
+  const core::VerifiedX509Svid& svid = *signer.svid;
+  const core::SvidAttributes empty;
+  const core::SvidAttributes& attrs = svid.attributes ? *svid.attributes : empty;
+  std::string parent = attrs.parent ? attrs.parent->str() : "";
+  if (event.instance != svid.spiffe_id.str() || event.serial != svid.serial_hex ||
+      event.principal != attrs.principal || event.policy_version != attrs.policy_version ||
+      event.parent != parent) {
+    return Fail(i, absl::StrCat("entry ", i, ": the event's subject is not its signer"));
+  }
+  return true;
+}
+
+bool LedgerVerifier::AddEntry(const EntryRow& row) {
+  const uint64_t i = tree_.size();
+  if (next_node_ != expected_nodes_.size()) {
+    return Fail(i - 1, absl::StrCat("entry ", i - 1, ": a subtree hash is missing"));
+  }
+  if (i >= segment_end_) return Fail(i, absl::StrCat("entry ", i, ": beyond its segment"));
+  if (row.index != i) {
+    return Fail(i, absl::StrCat("entry ", i, ": the row is numbered ", row.index));
+  }
+  auto entry = DecodeEntry(row.entry);
+  if (!entry.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", entry.status().message()));
+  if (entry->index != i) {
+    return Fail(i, absl::StrCat("entry ", i, ": it was appended as entry ", entry->index));
+  }
+  auto event = DecodeEvent(entry->event);
+  if (!event.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", event.status().message()));
+  EntryRow derived = RowOf(*entry, *event);
+  if (derived != row) {
+    return Fail(i, absl::StrCat("entry ", i, ": a stored column does not match the entry"));
+  }
+  auto it = signers_.find(Key(entry->signer_id));
+  if (it == signers_.end()) return Fail(i, absl::StrCat("entry ", i, ": its signer is missing"));
+  const Signer& signer = *it->second;
+  if (!signer.error.empty()) return Fail(i, absl::StrCat("entry ", i, ": ", signer.error));
+  if (signer.kind != entry->signer_kind) {
+    return Fail(i, absl::StrCat("entry ", i, ": signer kind mismatch"));
+  }
+  if (!CheckSubject(row, *event, signer)) return false;
+  auto message = EntryBatchMessage(*entry);
+  if (!message.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", message.status().message()));
+  std::string batch = absl::StrCat(Key(entry->signer_id), base::AsChars(*message),
+                                   base::AsChars(entry->signature));
+  if (!verified_batches_.contains(batch)) {
+    if (!VerifyBatchSignature(*signer.key, *message, entry->signature).ok()) {
+      return Fail(i, absl::StrCat("entry ", i, ": its signature does not verify"));
+    }
+    verified_batches_.insert(std::move(batch));
+    ++report_.signatures;
+  }
+  expected_nodes_.clear();
+  next_node_ = 0;
+  tree_.Append(LeafHash(row.entry), &expected_nodes_);
+  ++report_.entries;
+  auto [first, last] = pending_heads_.equal_range(tree_.size());
+  if (first != last) {
+    Hash root = tree_.Root();
+    for (auto h = first; h != last; ++h) {
+      if (h->second.root != root) {
+        return Fail(verified_size_,
+                    absl::StrCat("the tree head of size ", tree_.size(),
+                                 " does not match the entries; they differ from what was "
+                                 "signed at or after entry ",
+                                 verified_size_));
+      }
+      ++report_.tree_heads;
+    }
+    pending_heads_.erase(first, last);
+    verified_size_ = tree_.size();
+  }
+  return true;
+}
+
+bool LedgerVerifier::AddNode(const NodeRecord& node) {
+  uint64_t first_leaf = node.id.index << node.id.level;
+  if (next_node_ >= expected_nodes_.size()) {
+    return Fail(first_leaf, absl::StrCat("subtree hash ", node.id.level, "/", node.id.index,
+                                         " is not expected here"));
+  }
+  const auto& [id, hash] = expected_nodes_[next_node_++];
+  if (!(id == node.id) || hash != node.hash) {
+    uint64_t bad = id.index << id.level;
+    return Fail(bad, absl::StrCat("subtree hash ", id.level, "/", id.index,
+                                  " (entries from ", bad, ") does not match the entries"));
+  }
+  return true;
+}
+
+const VerifyReport& LedgerVerifier::Finish() {
+  if (failed_) return report_;
+  if (!header_) {
+    Fail(std::nullopt, "the export is empty");
+    return report_;
+  }
+  if (next_node_ != expected_nodes_.size()) {
+    Fail(tree_.size() - 1, "a subtree hash is missing after the last entry");
+  } else if (tree_.size() != segment_end_) {
+    Fail(tree_.size(), absl::StrCat("entries from ", tree_.size(), " are missing"));
+  } else if (!pending_heads_.empty()) {
+    Fail(tree_.size(), absl::StrCat("a tree head covers ", pending_heads_.begin()->first,
+                                    " entries but the ledger ends at ", tree_.size()));
+  }
+  return report_;
+}
+
+VerifyReport VerifyExport(std::istream& in, std::optional<base::Bytes> pinned_key) {
+  LedgerVerifier verifier(std::move(pinned_key));
+  ExportReader reader(in);
+  for (;;) {
+    auto record = reader.Next();
+    if (!record.ok()) {
+      VerifyReport r = verifier.report();
+      if (r.ok()) {
+        r.error = std::string(record.status().message());
+        r.first_bad_index = r.entries;
+      }
+      return r;
+    }
+    if (!record->has_value()) break;
+    if (!verifier.Add(**record)) return verifier.report();
+  }
+  return verifier.Finish();
+}
+
+}  // namespace tw::ledger
