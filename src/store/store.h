@@ -1,7 +1,9 @@
-// The store interface: identities, the revocation log, policy versions and tokens.
-// Implementations are thread-safe; every mutation is durable when it returns OK.
+// The store interface: identities, the revocation log, policy versions, tokens and the
+// audit ledger. Implementations are thread-safe; every mutation is durable when it returns
+// OK.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +12,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/bytes.h"
+#include "ledger/entry.h"
+#include "ledger/export.h"
+#include "ledger/merkle.h"
+#include "ledger/tree_head.h"
 
 namespace tw::store {
 
@@ -70,18 +76,54 @@ struct TokenRecord {
   base::Bytes secret_hash;  // SHA-256 of the secret part
   bool admin = false;
   absl::Time created_at;
+  bool auditor = false;  // may read the ledger and the audit queries
 };
+
+// One signed batch of ledger events to append. Entries' indexes are assigned by the store,
+// in order; `events` are the decoded entries' events (for the query columns).
+struct LedgerAppend {
+  ledger::StoredSigner signer;
+  std::vector<ledger::Entry> entries;
+  std::vector<ledger::Event> events;
+};
+
+struct LedgerAppended {
+  std::vector<uint64_t> indexes;  // one per entry
+  uint64_t tree_size = 0;         // after the append
+};
+
+// Filters of a forensic query; empty strings and unset times match anything.
+struct LedgerQuery {
+  std::string instance;  // SPIFFE ID
+  std::string agent;     // org/team/agent
+  std::string principal;
+  std::string resource;
+  std::string action;
+  std::string decision;
+  std::optional<int64_t> since_ms;  // inclusive
+  std::optional<int64_t> until_ms;  // exclusive
+  std::string type;
+  size_t limit = 1000;
+};
+
+// Receives the records of a ledger export, in file order.
+using LedgerSink = std::function<absl::Status(const ledger::ExportRecord&)>;
 
 class Store {
  public:
   virtual ~Store() = default;
 
+  // Every mutation takes an optional `audit` batch of ledger events that is appended in
+  // the same transaction: both are stored, or neither.
+
   // Inserts a new instance. AlreadyExists for a known instance id; FailedPrecondition when
   // the parent is unknown or revoked (checked atomically with the insert).
-  virtual absl::Status InsertIdentity(const IdentityRecord& record) = 0;
+  virtual absl::Status InsertIdentity(const IdentityRecord& record,
+                                      const LedgerAppend* audit = nullptr) = 0;
   // Records a renewed SVID for `instance_id`. NotFound; FailedPrecondition when revoked.
   virtual absl::Status RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
-                                     absl::Time not_before, absl::Time not_after) = 0;
+                                     absl::Time not_before, absl::Time not_after,
+                                     const LedgerAppend* audit = nullptr) = 0;
   // NotFound for an unknown instance.
   virtual absl::StatusOr<IdentityRecord> GetIdentity(absl::string_view instance_id) = 0;
   // Matching instances, newest first.
@@ -92,7 +134,8 @@ class Store {
   // subtree: it and its descendants; an agent name or principal: their instances) and
   // every descendant of those. NotFound when an instance or subtree target is unknown.
   virtual absl::StatusOr<RevocationEntry> Revoke(RevocationKind kind, absl::string_view target,
-                                                 absl::string_view reason, absl::Time now) = 0;
+                                                 absl::string_view reason, absl::Time now,
+                                                 const LedgerAppend* audit = nullptr) = 0;
   // Entries with sequence > `after`, ascending, at most `limit`.
   virtual absl::StatusOr<std::vector<RevocationEntry>> ListRevocations(int64_t after,
                                                                        size_t limit) = 0;
@@ -104,15 +147,43 @@ class Store {
   // Appends a policy version; returns its number.
   virtual absl::StatusOr<int64_t> AppendPolicy(absl::string_view source,
                                                absl::string_view sha256_hex,
-                                               absl::Time created_at) = 0;
+                                               absl::Time created_at,
+                                               const LedgerAppend* audit = nullptr) = 0;
   // NotFound for an unknown version; version 0 is the latest (NotFound when none).
   virtual absl::StatusOr<StoredPolicy> GetPolicy(int64_t version) = 0;
   // Every version, ascending, without sources.
   virtual absl::StatusOr<std::vector<StoredPolicy>> ListPolicies() = 0;
 
   // AlreadyExists for a known token id.
-  virtual absl::Status InsertToken(const TokenRecord& token) = 0;
+  virtual absl::Status InsertToken(const TokenRecord& token,
+                                   const LedgerAppend* audit = nullptr) = 0;
   virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
+
+  // Appends a batch to the ledger: leaves, subtree hashes and the signer, atomically.
+  // An event id already stored with the same event bytes keeps its index (a replayed
+  // batch is acknowledged again); with other bytes the batch fails with AlreadyExists.
+  virtual absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) = 0;
+  // Runs `fn` on one consistent snapshot of the tree: its size and stored subtree hashes.
+  virtual absl::Status ReadLedgerTree(
+      const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn) = 0;
+  // Rows with start <= index < end, ascending.
+  virtual absl::StatusOr<std::vector<ledger::EntryRow>> LedgerEntries(uint64_t start,
+                                                                      uint64_t end) = 0;
+  // NotFound for an unknown event id.
+  virtual absl::StatusOr<ledger::EntryRow> LedgerEntryById(absl::string_view event_id) = 0;
+  // Matching rows, ascending by index, at most query.limit.
+  virtual absl::StatusOr<std::vector<ledger::EntryRow>> QueryLedger(const LedgerQuery& query) = 0;
+  // The stored signer with `id`. NotFound.
+  virtual absl::StatusOr<ledger::SignerRecord> LedgerSigner(const ledger::Hash& id) = 0;
+  virtual absl::Status InsertTreeHead(const ledger::TreeHead& head) = 0;
+  // Tree heads ascending by (tree size, time), those of `tree_size` only when given.
+  virtual absl::StatusOr<std::vector<ledger::TreeHead>> ListTreeHeads(
+      std::optional<uint64_t> tree_size = std::nullopt) = 0;
+  // Streams entries [start, min(end, size)) of one snapshot as an export segment: the
+  // header (`header` completed with tree_size/start/end), every signer, the tree heads of
+  // sizes in the segment, then each entry followed by the subtree hashes it completes.
+  virtual absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
+                                    const LedgerSink& sink) = 0;
 };
 
 }  // namespace tw::store

@@ -65,6 +65,44 @@ CREATE TABLE tokens (
 CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
 INSERT INTO counters VALUES ('revocation_sequence', 0);
 )sql",
+    R"sql(
+ALTER TABLE tokens ADD COLUMN auditor INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE ledger_entries (
+  idx INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  time INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  principal TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  action TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  signer BLOB NOT NULL,
+  entry BLOB NOT NULL
+);
+CREATE INDEX ledger_by_instance ON ledger_entries(instance, idx);
+CREATE INDEX ledger_by_agent ON ledger_entries(agent, idx);
+CREATE INDEX ledger_by_principal ON ledger_entries(principal, idx);
+CREATE INDEX ledger_by_resource ON ledger_entries(resource, idx);
+CREATE INDEX ledger_by_action ON ledger_entries(action, idx);
+CREATE INDEX ledger_by_time ON ledger_entries(time);
+CREATE TABLE ledger_nodes (
+  level INTEGER NOT NULL,
+  idx INTEGER NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE ledger_signers (id BLOB PRIMARY KEY NOT NULL, kind INTEGER NOT NULL, der BLOB NOT NULL);
+CREATE TABLE ledger_tree_heads (
+  id INTEGER PRIMARY KEY,
+  tree_size INTEGER NOT NULL,
+  timestamp INTEGER NOT NULL,
+  root BLOB NOT NULL,
+  signature BLOB NOT NULL
+);
+CREATE INDEX ledger_tree_heads_by_size ON ledger_tree_heads(tree_size, timestamp);
+)sql",
 };
 
 constexpr size_t kMaxReaders = 16;
@@ -150,6 +188,7 @@ class SqliteStore::Db {
   }
   ~Db() {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    for (auto& [sql, stmt] : dynamic_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
   }
 
@@ -177,10 +216,25 @@ class SqliteStore::Db {
     return absl::StatusOr<Stmt>(absl::in_place, it->second);
   }
 
+  // For SQL built at run time from a bounded set of shapes: cached by its text.
+  absl::StatusOr<Stmt> PrepareText(const std::string& sql) {
+    auto it = dynamic_.find(sql);
+    if (it == dynamic_.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+          SQLITE_OK) {
+        return absl::InternalError(absl::StrCat("store: ", sqlite3_errmsg(db_)));
+      }
+      it = dynamic_.emplace(sql, stmt).first;
+    }
+    return absl::StatusOr<Stmt>(absl::in_place, it->second);
+  }
+
  private:
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_;
   absl::flat_hash_map<const char*, sqlite3_stmt*> stmts_;
+  absl::flat_hash_map<std::string, sqlite3_stmt*> dynamic_;
 };
 
 struct SqliteStore::Job {
@@ -246,6 +300,143 @@ constexpr char kReachByPrincipal[] =
     TW_REVOCATION_SQL("SELECT instance_id FROM identities WHERE principal = ?1");
 #undef TW_REVOCATION_SQL
 
+
+constexpr char kEntryColumns[] =
+    "idx, event_id, time, type, instance, agent, principal, resource, action, decision, "
+    "signer, entry";
+
+ledger::Hash HashOf(Stmt& s, int col) {
+  ledger::Hash h{};
+  base::Bytes b = s.Blob(col);
+  if (b.size() == h.size()) std::copy(b.begin(), b.end(), h.begin());
+  return h;
+}
+
+ledger::EntryRow ReadEntryRow(Stmt& s) {
+  ledger::EntryRow r;
+  r.index = static_cast<uint64_t>(s.Int(0));
+  r.event_id = s.Text(1);
+  r.time_ms = s.Int(2);
+  r.type = s.Text(3);
+  r.instance = s.Text(4);
+  r.agent = s.Text(5);
+  r.principal = s.Text(6);
+  r.resource = s.Text(7);
+  r.action = s.Text(8);
+  r.decision = s.Text(9);
+  r.signer_id = HashOf(s, 10);
+  r.entry = s.Blob(11);
+  return r;
+}
+
+ledger::TreeHead ReadTreeHead(Stmt& s) {
+  ledger::TreeHead h;
+  h.tree_size = static_cast<uint64_t>(s.Int(0));
+  h.timestamp_ms = s.Int(1);
+  h.root = HashOf(s, 2);
+  h.signature = s.Blob(3);
+  return h;
+}
+
+// The stored subtree hashes seen through one connection (and its open transaction).
+class DbNodes final : public ledger::NodeSource {
+ public:
+  explicit DbNodes(SqliteStore::Db& db) : db_(db) {}
+  absl::StatusOr<ledger::Hash> Node(ledger::NodeId id) const override;
+
+ private:
+  SqliteStore::Db& db_;
+};
+
+absl::StatusOr<ledger::Hash> DbNodes::Node(ledger::NodeId id) const {
+  TW_ASSIGN_OR_RETURN(Stmt s,
+                      db_.Prepare("SELECT hash FROM ledger_nodes WHERE level = ?1 AND idx = ?2"));
+  s.Bind(1, int64_t{id.level}).Bind(2, static_cast<int64_t>(id.index));
+  TW_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("ledger: subtree ", id.level, "/", id.index,
+                                            " is not stored"));
+  }
+  return HashOf(s, 0);
+}
+
+absl::StatusOr<uint64_t> LedgerSizeIn(SqliteStore::Db& db) {
+  TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries"));
+  TW_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return absl::InternalError("store: no ledger size");
+  return static_cast<uint64_t>(s.Int(0));
+}
+
+// Appends `batch` inside the writer's current transaction.
+absl::Status AppendLedgerIn(SqliteStore::Db& db, const LedgerAppend& batch,
+                            LedgerAppended* out) {
+  if (batch.entries.size() != batch.events.size()) {
+    return absl::InvalidArgumentError("ledger: entries and events differ in number");
+  }
+  TW_ASSIGN_OR_RETURN(uint64_t size, LedgerSizeIn(db));
+  {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT OR IGNORE INTO ledger_signers VALUES "
+                                           "(?1, ?2, ?3)"));
+    s.Bind(1, base::ByteView(batch.signer.id))
+        .Bind(2, int64_t{static_cast<uint8_t>(batch.signer.signer.kind)})
+        .Bind(3, base::ByteView(batch.signer.signer.der));
+    TW_RETURN_IF_ERROR(s.Run());
+  }
+  DbNodes nodes(db);
+  for (size_t i = 0; i < batch.entries.size(); ++i) {
+    const ledger::Event& event = batch.events[i];
+    {
+      TW_ASSIGN_OR_RETURN(Stmt s,
+                          db.Prepare("SELECT idx, entry FROM ledger_entries WHERE event_id = ?1"));
+      s.Bind(1, event.id);
+      TW_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (found) {
+        base::Bytes stored = s.Blob(1);
+        auto entry = ledger::DecodeEntry(stored);
+        if (!entry.ok() || entry->event != batch.entries[i].event) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("event ", event.id, " is already in the ledger with other contents"));
+        }
+        out->indexes.push_back(static_cast<uint64_t>(s.Int(0)));
+        continue;
+      }
+    }
+    ledger::Entry entry = batch.entries[i];
+    entry.index = size;
+    ledger::EntryRow row = ledger::RowOf(entry, event);
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT INTO ledger_entries VALUES "
+                                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+    s.Bind(1, static_cast<int64_t>(row.index)).Bind(2, row.event_id).Bind(3, row.time_ms);
+    s.Bind(4, row.type).Bind(5, row.instance).Bind(6, row.agent).Bind(7, row.principal);
+    s.Bind(8, row.resource).Bind(9, row.action).Bind(10, row.decision);
+    s.Bind(11, base::ByteView(row.signer_id)).Bind(12, base::ByteView(row.entry));
+    TW_RETURN_IF_ERROR(s.Run());
+    // The leaf, then every perfect subtree it completes (RFC 9162 §2.1.1 MTH of aligned
+    // power-of-two ranges): the left sibling is already stored.
+    TW_ASSIGN_OR_RETURN(Stmt n, db.Prepare("INSERT INTO ledger_nodes VALUES (?1, ?2, ?3)"));
+    ledger::NodeId id{0, size};
+    ledger::Hash hash = ledger::LeafHash(row.entry);
+    for (;;) {
+      n.Bind(1, int64_t{id.level}).Bind(2, static_cast<int64_t>(id.index));
+      n.Bind(3, base::ByteView(hash));
+      TW_RETURN_IF_ERROR(n.Run());
+      n.Reset();
+      if (id.index % 2 == 0) break;
+      TW_ASSIGN_OR_RETURN(ledger::Hash left, nodes.Node({id.level, id.index - 1}));
+      hash = ledger::NodeHash(left, hash);
+      id = ledger::NodeId{id.level + 1, id.index / 2};
+    }
+    out->indexes.push_back(size++);
+  }
+  out->tree_size = size;
+  return absl::OkStatus();
+}
+
+absl::Status Audit(SqliteStore::Db& db, const LedgerAppend* audit) {
+  if (audit == nullptr) return absl::OkStatus();
+  LedgerAppended ignored;
+  return AppendLedgerIn(db, *audit, &ignored);
+}
 }  // namespace
 
 SqliteStore::SqliteStore(std::string path) : path_(std::move(path)) {}
@@ -353,8 +544,8 @@ absl::Status SqliteStore::Read(const std::function<absl::Status(Db&)>& fn) {
   return status;
 }
 
-absl::Status SqliteStore::InsertIdentity(const IdentityRecord& r) {
-  return Write([&r](Db& db) -> absl::Status {
+absl::Status SqliteStore::InsertIdentity(const IdentityRecord& r, const LedgerAppend* audit) {
+  return Write([&r, audit](Db& db) -> absl::Status {
     if (!r.parent.empty()) {
       TW_ASSIGN_OR_RETURN(
           Stmt p, db.Prepare("SELECT revoked_sequence FROM identities WHERE instance_id = ?1"));
@@ -380,12 +571,14 @@ absl::Status SqliteStore::InsertIdentity(const IdentityRecord& r) {
     if (absl::IsAlreadyExists(st)) {
       return absl::AlreadyExistsError(absl::StrCat("instance ", r.instance_id, " exists"));
     }
-    return st;
+    TW_RETURN_IF_ERROR(st);
+    return Audit(db, audit);
   });
 }
 
 absl::Status SqliteStore::RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
-                                        absl::Time not_before, absl::Time not_after) {
+                                        absl::Time not_before, absl::Time not_after,
+                                        const LedgerAppend* audit) {
   return Write([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(
         Stmt p, db.Prepare("SELECT revoked_sequence FROM identities WHERE instance_id = ?1"));
@@ -399,7 +592,8 @@ absl::Status SqliteStore::RenewIdentity(absl::string_view instance_id, absl::str
                                            "not_after = ?4 WHERE instance_id = ?1"));
     s.Bind(1, instance_id).Bind(2, serial_hex);
     s.Bind(3, Seconds(not_before)).Bind(4, Seconds(not_after));
-    return s.Run();
+    TW_RETURN_IF_ERROR(s.Run());
+    return Audit(db, audit);
   });
 }
 
@@ -439,7 +633,8 @@ absl::StatusOr<std::vector<IdentityRecord>> SqliteStore::ListIdentities(const Id
 }
 
 absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::string_view target,
-                                                    absl::string_view reason, absl::Time now) {
+                                                    absl::string_view reason, absl::Time now,
+                                                    const LedgerAppend* audit) {
   RevocationEntry entry;
   TW_RETURN_IF_ERROR(Write([&](Db& db) -> absl::Status {
     entry = RevocationEntry{.kind = kind,
@@ -487,7 +682,8 @@ absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::s
     s.Bind(1, entry.sequence).Bind(2, RevocationKindName(kind)).Bind(3, target).Bind(4, reason);
     s.Bind(5, Seconds(now)).Bind(6, absl::StrJoin(entry.instances, " "));
     s.Bind(7, Seconds(entry.expires_at));
-    return s.Run();
+    TW_RETURN_IF_ERROR(s.Run());
+    return Audit(db, audit);
   }));
   return entry;
 }
@@ -538,7 +734,8 @@ absl::StatusOr<size_t> SqliteStore::PruneRevocations(absl::Time now) {
 
 absl::StatusOr<int64_t> SqliteStore::AppendPolicy(absl::string_view source,
                                                   absl::string_view sha256_hex,
-                                                  absl::Time created_at) {
+                                                  absl::Time created_at,
+                                                  const LedgerAppend* audit) {
   int64_t version = 0;
   TW_RETURN_IF_ERROR(Write([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(
@@ -549,7 +746,8 @@ absl::StatusOr<int64_t> SqliteStore::AppendPolicy(absl::string_view source,
     TW_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return absl::InternalError("store: policy insert returned nothing");
     version = s.Int(0);
-    return s.Run();
+    TW_RETURN_IF_ERROR(s.Run());
+    return Audit(db, audit);
   }));
   return version;
 }
@@ -587,12 +785,14 @@ absl::StatusOr<std::vector<StoredPolicy>> SqliteStore::ListPolicies() {
   return out;
 }
 
-absl::Status SqliteStore::InsertToken(const TokenRecord& t) {
-  return Write([&t](Db& db) -> absl::Status {
-    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT INTO tokens VALUES (?1, ?2, ?3, ?4, ?5)"));
+absl::Status SqliteStore::InsertToken(const TokenRecord& t, const LedgerAppend* audit) {
+  return Write([&t, audit](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s,
+                        db.Prepare("INSERT INTO tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
     s.Bind(1, t.id).Bind(2, t.principal).Bind(3, base::ByteView(t.secret_hash));
-    s.Bind(4, int64_t{t.admin}).Bind(5, Seconds(t.created_at));
-    return s.Run();
+    s.Bind(4, int64_t{t.admin}).Bind(5, Seconds(t.created_at)).Bind(6, int64_t{t.auditor});
+    TW_RETURN_IF_ERROR(s.Run());
+    return Audit(db, audit);
   });
 }
 
@@ -603,11 +803,227 @@ absl::StatusOr<std::vector<TokenRecord>> SqliteStore::ListTokens() {
     for (;;) {
       TW_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return absl::OkStatus();
-      out.push_back(
-          TokenRecord{s.Text(0), s.Text(1), s.Blob(2), s.Int(3) != 0, FromSeconds(s.Int(4))});
+      out.push_back(TokenRecord{s.Text(0), s.Text(1), s.Blob(2), s.Int(3) != 0,
+                                FromSeconds(s.Int(4)), s.Int(5) != 0});
     }
   }));
   return out;
+}
+
+absl::StatusOr<LedgerAppended> SqliteStore::AppendLedger(const LedgerAppend& batch) {
+  LedgerAppended out;
+  TW_RETURN_IF_ERROR(Write([&](Db& db) -> absl::Status {
+    out = LedgerAppended{};
+    return AppendLedgerIn(db, batch, &out);
+  }));
+  return out;
+}
+
+absl::Status SqliteStore::ReadSnapshot(const std::function<absl::Status(Db&)>& fn) {
+  return Read([&fn](Db& db) -> absl::Status {
+    TW_RETURN_IF_ERROR(db.Exec("BEGIN"));
+    absl::Status s = fn(db);
+    absl::Status end = db.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+    return s.ok() ? end : s;
+  });
+}
+
+absl::Status SqliteStore::ReadLedgerTree(
+    const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn) {
+  return ReadSnapshot([&fn](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(uint64_t size, LedgerSizeIn(db));
+    DbNodes nodes(db);
+    return fn(size, nodes);
+  });
+}
+
+absl::StatusOr<std::vector<ledger::EntryRow>> SqliteStore::LedgerEntries(uint64_t start,
+                                                                         uint64_t end) {
+  static const std::string sql = absl::StrCat("SELECT ", kEntryColumns, " FROM ledger_entries ",
+                                              "WHERE idx >= ?1 AND idx < ?2 ORDER BY idx");
+  std::vector<ledger::EntryRow> out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare(sql.c_str()));
+    s.Bind(1, static_cast<int64_t>(start)).Bind(2, static_cast<int64_t>(end));
+    for (;;) {
+      TW_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return absl::OkStatus();
+      out.push_back(ReadEntryRow(s));
+    }
+  }));
+  return out;
+}
+
+absl::StatusOr<ledger::EntryRow> SqliteStore::LedgerEntryById(absl::string_view event_id) {
+  static const std::string sql =
+      absl::StrCat("SELECT ", kEntryColumns, " FROM ledger_entries WHERE event_id = ?1");
+  ledger::EntryRow out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare(sql.c_str()));
+    s.Bind(1, event_id);
+    TW_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError(absl::StrCat("event ", event_id, " is not in the ledger"));
+    out = ReadEntryRow(s);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ledger::EntryRow>> SqliteStore::QueryLedger(const LedgerQuery& q) {
+  // Only the filters given appear in the SQL, so SQLite can pick the matching index.
+  std::string sql = absl::StrCat("SELECT ", kEntryColumns, " FROM ledger_entries WHERE 1");
+  std::vector<std::string> texts;
+  auto text = [&](const char* column, const std::string& value) {
+    if (value.empty()) return;
+    texts.push_back(value);
+    absl::StrAppend(&sql, " AND ", column, " = ?", texts.size());
+  };
+  text("instance", q.instance);
+  text("agent", q.agent);
+  text("principal", q.principal);
+  text("resource", q.resource);
+  text("action", q.action);
+  text("decision", q.decision);
+  text("type", q.type);
+  int next = static_cast<int>(texts.size());
+  if (q.since_ms) absl::StrAppend(&sql, " AND time >= ?", ++next);
+  if (q.until_ms) absl::StrAppend(&sql, " AND time < ?", ++next);
+  absl::StrAppend(&sql, " ORDER BY idx LIMIT ?", ++next);
+  std::vector<ledger::EntryRow> out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.PrepareText(sql));
+    int i = 0;
+    for (const std::string& t : texts) s.Bind(++i, t);
+    if (q.since_ms) s.Bind(++i, *q.since_ms);
+    if (q.until_ms) s.Bind(++i, *q.until_ms);
+    s.Bind(++i, static_cast<int64_t>(q.limit));
+    for (;;) {
+      TW_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return absl::OkStatus();
+      out.push_back(ReadEntryRow(s));
+    }
+  }));
+  return out;
+}
+
+absl::StatusOr<ledger::SignerRecord> SqliteStore::LedgerSigner(const ledger::Hash& id) {
+  ledger::SignerRecord out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT kind, der FROM ledger_signers WHERE id = ?1"));
+    s.Bind(1, base::ByteView(id));
+    TW_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError("ledger signer is unknown");
+    out = ledger::SignerRecord{static_cast<ledger::SignerKind>(s.Int(0)), s.Blob(1)};
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status SqliteStore::InsertTreeHead(const ledger::TreeHead& head) {
+  return Write([&head](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT INTO ledger_tree_heads "
+                                           "(tree_size, timestamp, root, signature) "
+                                           "VALUES (?1, ?2, ?3, ?4)"));
+    s.Bind(1, static_cast<int64_t>(head.tree_size)).Bind(2, head.timestamp_ms);
+    s.Bind(3, base::ByteView(head.root)).Bind(4, base::ByteView(head.signature));
+    return s.Run();
+  });
+}
+
+absl::StatusOr<std::vector<ledger::TreeHead>> SqliteStore::ListTreeHeads(
+    std::optional<uint64_t> tree_size) {
+  std::vector<ledger::TreeHead> out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT tree_size, timestamp, root, signature FROM "
+                                           "ledger_tree_heads WHERE ?1 IS NULL OR tree_size = ?1 "
+                                           "ORDER BY tree_size, timestamp, id"));
+    if (tree_size) s.Bind(1, static_cast<int64_t>(*tree_size));
+    for (;;) {
+      TW_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return absl::OkStatus();
+      out.push_back(ReadTreeHead(s));
+    }
+  }));
+  return out;
+}
+
+absl::Status SqliteStore::ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
+                                       const LedgerSink& sink) {
+  return ReadSnapshot([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(uint64_t size, LedgerSizeIn(db));
+    header.tree_size = size;
+    header.start = std::min(start, size);
+    header.end = std::clamp(end, header.start, size);
+    TW_RETURN_IF_ERROR(sink(header));
+    {
+      TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT id, kind, der FROM ledger_signers"));
+      for (;;) {
+        TW_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        ledger::StoredSigner signer{HashOf(s, 0),
+                                    {static_cast<ledger::SignerKind>(s.Int(1)), s.Blob(2)}};
+        TW_RETURN_IF_ERROR(sink(signer));
+      }
+    }
+    {
+      TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT tree_size, timestamp, root, signature FROM "
+                                             "ledger_tree_heads WHERE tree_size > ?1 AND "
+                                             "tree_size <= ?2 OR (?1 = 0 AND tree_size = 0) "
+                                             "ORDER BY tree_size, timestamp, id"));
+      s.Bind(1, static_cast<int64_t>(header.start)).Bind(2, static_cast<int64_t>(header.end));
+      for (;;) {
+        TW_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        TW_RETURN_IF_ERROR(sink(ReadTreeHead(s)));
+      }
+    }
+    // One cursor per level; a node (l, j) is emitted after the entry that completes it,
+    // (j + 1) * 2^l - 1, so the reader can check it as soon as it can recompute it.
+    std::vector<std::optional<Stmt>> levels;
+    std::vector<bool> has_row;
+    for (int l = 0; (uint64_t{1} << l) <= header.end && l < 64; ++l) {
+      uint64_t width = uint64_t{1} << l;
+      TW_ASSIGN_OR_RETURN(Stmt s, db.PrepareText(absl::StrCat(
+                                      "SELECT idx, hash FROM ledger_nodes WHERE level = ", l,
+                                      " AND idx >= ?1 AND idx < ?2 ORDER BY idx")));
+      s.Bind(1, static_cast<int64_t>(((header.start + width) >> l) - 1));
+      s.Bind(2, static_cast<int64_t>(header.end >> l));
+      TW_ASSIGN_OR_RETURN(bool row, s.Step());
+      levels.emplace_back(std::move(s));
+      has_row.push_back(row);
+    }
+    static const std::string sql = absl::StrCat(
+        "SELECT ", kEntryColumns, " FROM ledger_entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx");
+    TW_ASSIGN_OR_RETURN(Stmt entries, db.Prepare(sql.c_str()));
+    entries.Bind(1, static_cast<int64_t>(header.start)).Bind(2, static_cast<int64_t>(header.end));
+    for (;;) {
+      TW_ASSIGN_OR_RETURN(bool row, entries.Step());
+      if (!row) break;
+      ledger::EntryRow e = ReadEntryRow(entries);
+      TW_RETURN_IF_ERROR(sink(e));
+      // Every stored node completed at or before this entry, in level order.
+      for (size_t l = 0; l < levels.size(); ++l) {
+        while (has_row[l]) {
+          Stmt& s = *levels[l];
+          uint64_t j = static_cast<uint64_t>(s.Int(0));
+          if (((j + 1) << l) - 1 > e.index) break;
+          TW_RETURN_IF_ERROR(sink(ledger::NodeRecord{{static_cast<int>(l), j}, HashOf(s, 1)}));
+          TW_ASSIGN_OR_RETURN(bool more, s.Step());
+          has_row[l] = more;
+        }
+      }
+    }
+    for (size_t l = 0; l < levels.size(); ++l) {
+      while (has_row[l]) {
+        Stmt& s = *levels[l];
+        TW_RETURN_IF_ERROR(sink(ledger::NodeRecord{
+            {static_cast<int>(l), static_cast<uint64_t>(s.Int(0))}, HashOf(s, 1)}));
+        TW_ASSIGN_OR_RETURN(bool more, s.Step());
+        has_row[l] = more;
+      }
+    }
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace tw::store

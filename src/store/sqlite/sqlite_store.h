@@ -24,23 +24,39 @@ class SqliteStore final : public Store {
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
   ~SqliteStore() override;
 
-  absl::Status InsertIdentity(const IdentityRecord& record) override;
+  absl::Status InsertIdentity(const IdentityRecord& record, const LedgerAppend* audit) override;
   absl::Status RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
-                             absl::Time not_before, absl::Time not_after) override;
+                             absl::Time not_before, absl::Time not_after,
+                             const LedgerAppend* audit) override;
   absl::StatusOr<IdentityRecord> GetIdentity(absl::string_view instance_id) override;
   absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(const IdentityFilter& filter) override;
   absl::StatusOr<RevocationEntry> Revoke(RevocationKind kind, absl::string_view target,
-                                         absl::string_view reason, absl::Time now) override;
+                                         absl::string_view reason, absl::Time now,
+                                         const LedgerAppend* audit) override;
   absl::StatusOr<std::vector<RevocationEntry>> ListRevocations(int64_t after,
                                                                size_t limit) override;
   absl::StatusOr<int64_t> LastRevocationSequence() override;
   absl::StatusOr<size_t> PruneRevocations(absl::Time now) override;
   absl::StatusOr<int64_t> AppendPolicy(absl::string_view source, absl::string_view sha256_hex,
-                                       absl::Time created_at) override;
+                                       absl::Time created_at, const LedgerAppend* audit) override;
   absl::StatusOr<StoredPolicy> GetPolicy(int64_t version) override;
   absl::StatusOr<std::vector<StoredPolicy>> ListPolicies() override;
-  absl::Status InsertToken(const TokenRecord& token) override;
+  absl::Status InsertToken(const TokenRecord& token, const LedgerAppend* audit) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) override;
+  absl::Status ReadLedgerTree(
+      const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn)
+      override;
+  absl::StatusOr<std::vector<ledger::EntryRow>> LedgerEntries(uint64_t start,
+                                                              uint64_t end) override;
+  absl::StatusOr<ledger::EntryRow> LedgerEntryById(absl::string_view event_id) override;
+  absl::StatusOr<std::vector<ledger::EntryRow>> QueryLedger(const LedgerQuery& query) override;
+  absl::StatusOr<ledger::SignerRecord> LedgerSigner(const ledger::Hash& id) override;
+  absl::Status InsertTreeHead(const ledger::TreeHead& head) override;
+  absl::StatusOr<std::vector<ledger::TreeHead>> ListTreeHeads(
+      std::optional<uint64_t> tree_size) override;
+  absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
+                            const LedgerSink& sink) override;
 
   class Db;  // one connection with its prepared statements
 
@@ -51,6 +67,8 @@ class SqliteStore final : public Store {
   absl::Status Write(std::function<absl::Status(Db&)> fn);
   // Runs `fn` on a pooled read connection.
   absl::Status Read(const std::function<absl::Status(Db&)>& fn);
+  // The same inside one read transaction (one consistent snapshot).
+  absl::Status ReadSnapshot(const std::function<absl::Status(Db&)>& fn);
   void WriterLoop();
 
   const std::string path_;

@@ -36,6 +36,35 @@ IdentityRecord Identity(const std::string& id, const std::string& parent = "",
                         .created_at = kNow};
 }
 
+// A batch of `n` events for the ledger (signatures are not the store's business).
+LedgerAppend LedgerBatch(int n, const std::string& instance = "spiffe://td/a/b/c/inst-1",
+                         const std::string& decision = "allow") {
+  LedgerAppend batch;
+  batch.signer = {{}, {ledger::SignerKind::kSvid, {1, 2, 3}}};
+  batch.signer.id = batch.signer.signer.id();
+  for (int i = 0; i < n; ++i) {
+    ledger::Event e;
+    e.id = ledger::NewEventId();
+    e.time_ms = 1000 + i;
+    e.type = "action";
+    e.instance = instance;
+    e.serial = "0a";
+    e.principal = "ci";
+    e.policy_version = 1;
+    e.resource = absl::StrCat("db://r", i % 3);
+    e.action = "read:x";
+    e.decision = decision;
+    if (decision == "deny") e.reason = "no";
+    ledger::Entry entry;
+    entry.signer_id = batch.signer.id;
+    entry.signature = {9};
+    entry.event = ledger::EncodeEvent(e);
+    batch.entries.push_back(entry);
+    batch.events.push_back(e);
+  }
+  return batch;
+}
+
 }  // namespace
 
 void StoreConformanceTest::SetUp() {
@@ -237,6 +266,120 @@ TEST_P(StoreConformanceTest, ConcurrentWritersGetGapFreeSequences) {
   EXPECT_EQ(*all.begin(), 1);
   EXPECT_EQ(*all.rbegin(), static_cast<int64_t>(expected));
   EXPECT_EQ(store_->ListIdentities({.limit = 10000})->size(), size_t{kThreads * kPerThread});
+}
+
+TEST_P(StoreConformanceTest, LedgerAppendsLeavesAndSubtreesOfRfc9162) {
+  ledger::MemoryTree expected;
+  for (int round = 0; round < 5; ++round) {
+    LedgerAppend batch = LedgerBatch(3);
+    auto appended = store_->AppendLedger(batch);
+    ASSERT_TRUE(appended.ok()) << appended.status();
+    ASSERT_EQ(appended->indexes.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(appended->indexes[i], expected.size());
+      ledger::Entry entry = batch.entries[i];
+      entry.index = expected.size();
+      expected.Append(ledger::LeafHash(ledger::EncodeEntry(entry)));
+    }
+    EXPECT_EQ(appended->tree_size, expected.size());
+  }
+  Reopen();
+  ASSERT_TRUE(store_
+                  ->ReadLedgerTree([&](uint64_t size, const ledger::NodeSource& nodes) {
+                    EXPECT_EQ(size, 15u);
+                    for (uint64_t n = 1; n <= size; ++n) {
+                      EXPECT_EQ(*ledger::RootHash(nodes, n), *ledger::RootHash(expected, n));
+                    }
+                    EXPECT_EQ(*ledger::InclusionProof(nodes, 6, 15),
+                              *ledger::InclusionProof(expected, 6, 15));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+}
+
+TEST_P(StoreConformanceTest, LedgerReplaysAreIdempotentAndConflictsRefused) {
+  LedgerAppend batch = LedgerBatch(2);
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(1)).ok());
+  auto first = store_->AppendLedger(batch);
+  ASSERT_TRUE(first.ok());
+  auto again = store_->AppendLedger(batch);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->indexes, first->indexes);
+  EXPECT_EQ(again->tree_size, 3u);
+
+  LedgerAppend conflict = LedgerBatch(2);
+  conflict.events[1].id = batch.events[0].id;
+  conflict.events[1].resource = "db://other";
+  conflict.entries[1].event = ledger::EncodeEvent(conflict.events[1]);
+  EXPECT_EQ(store_->AppendLedger(conflict).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->LedgerEntries(0, 100)->size(), 3u);  // nothing of the batch was written
+}
+
+TEST_P(StoreConformanceTest, LedgerAuditCommitsWithItsMutationOrNotAtAll) {
+  LedgerAppend audit = LedgerBatch(1);
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a"), &audit).ok());
+  EXPECT_TRUE(store_->LedgerEntryById(audit.events[0].id).ok());
+  LedgerAppend lost = LedgerBatch(1);
+  EXPECT_FALSE(store_->InsertIdentity(Identity("inst-a"), &lost).ok());
+  EXPECT_EQ(store_->LedgerEntryById(lost.events[0].id).status().code(),
+            absl::StatusCode::kNotFound);
+  LedgerAppend conflicting = LedgerBatch(1);
+  conflicting.events[0].id = audit.events[0].id;
+  conflicting.events[0].resource = "db://other";
+  conflicting.entries[0].event = ledger::EncodeEvent(conflicting.events[0]);
+  EXPECT_FALSE(store_->InsertIdentity(Identity("inst-b"), &conflicting).ok());
+  EXPECT_EQ(store_->GetIdentity("inst-b").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, LedgerQueriesFilterByEveryColumn) {
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(6, "spiffe://td/a/b/c/inst-1")).ok());
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(2, "spiffe://td/a/b/d/inst-2", "deny")).ok());
+  EXPECT_EQ(store_->QueryLedger({.instance = "spiffe://td/a/b/c/inst-1"})->size(), 6u);
+  EXPECT_EQ(store_->QueryLedger({.agent = "a/b/d"})->size(), 2u);
+  EXPECT_EQ(store_->QueryLedger({.decision = "deny"})->size(), 2u);
+  EXPECT_EQ(store_->QueryLedger({.resource = "db://r0"})->size(), 3u);
+  EXPECT_EQ(store_->QueryLedger({.principal = "nobody"})->size(), 0u);
+  EXPECT_EQ(store_->QueryLedger({.action = "read:x", .since_ms = 1002, .until_ms = 1005})->size(),
+            3u);
+  auto limited = store_->QueryLedger({.agent = "a/b/c", .limit = 2});
+  ASSERT_EQ(limited->size(), 2u);
+  EXPECT_EQ((*limited)[1].index, 1u);
+  auto row = store_->LedgerEntryById((*limited)[1].event_id);
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(*row, (*limited)[1]);
+  EXPECT_EQ(ledger::DecodeEntry(row->entry)->index, 1u);
+}
+
+TEST_P(StoreConformanceTest, LedgerTreeHeadsAndExportSegments) {
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(5)).ok());
+  ledger::TreeHead head{5, 77, {}, {1}};
+  ASSERT_TRUE(store_->InsertTreeHead(head).ok());
+  ASSERT_TRUE(store_->InsertTreeHead(ledger::TreeHead{5, 78, {}, {2}}).ok());
+  EXPECT_EQ(store_->ListTreeHeads()->size(), 2u);
+  EXPECT_EQ(store_->ListTreeHeads(5)->front(), head);
+  EXPECT_TRUE(store_->ListTreeHeads(4)->empty());
+
+  std::vector<ledger::ExportRecord> records;
+  auto sink = [&records](const ledger::ExportRecord& r) {
+    records.push_back(r);
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(store_->ExportLedger({.trust_domain = "td"}, 2, 100, sink).ok());
+  auto header = std::get<ledger::ExportHeader>(records.at(0));
+  EXPECT_EQ(header.tree_size, 5u);
+  EXPECT_EQ(header.start, 2u);
+  EXPECT_EQ(header.end, 5u);
+  std::vector<std::string> shape;
+  for (const auto& r : records) {
+    if (auto* e = std::get_if<ledger::EntryRow>(&r)) shape.push_back(absl::StrCat("e", e->index));
+    if (auto* n = std::get_if<ledger::NodeRecord>(&r)) {
+      shape.push_back(absl::StrCat("n", n->id.level, "/", n->id.index));
+    }
+    if (std::holds_alternative<ledger::TreeHead>(r)) shape.push_back("h");
+    if (std::holds_alternative<ledger::StoredSigner>(r)) shape.push_back("s");
+  }
+  EXPECT_THAT(shape, ElementsAre("s", "h", "h", "e2", "n0/2", "e3", "n0/3", "n1/1", "n2/0", "e4",
+                                 "n0/4"));
 }
 
 }  // namespace tw::store
