@@ -1,5 +1,7 @@
 #include "server/api.h"
 
+#include <cstring>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -8,6 +10,10 @@
 #include "absl/strings/strip.h"
 #include "base/clock.h"
 #include "base/status_macros.h"
+#include "core/certificate.h"
+#include "core/spiffe_id.h"
+#include "ledger/entry.h"
+#include "ledger/merkle.h"
 #include "nlohmann/json.hpp"
 
 namespace tw::server {
@@ -47,6 +53,49 @@ HttpResponse IssuedResponse(int status, const IssuedIdentity& issued,
   std::string body = out.dump();
   body.insert(body.size() - 1, absl::StrCat(",\"bundle\":", bundle_json));
   return HttpResponse{status, std::move(body), "application/json"};
+}
+
+constexpr uint64_t kMaxEntries = 1000;  // per /v1/ledger/entries page
+constexpr uint64_t kMaxExport = 10000;  // per /v1/ledger/export segment
+
+std::string B64(base::ByteView b) { return base::Base64UrlEncode(base::AsChars(b)); }
+
+json HashList(const std::vector<ledger::Hash>& hashes) {
+  json out = json::array();
+  for (const ledger::Hash& h : hashes) out.push_back(B64(h));
+  return out;
+}
+
+json TreeHeadJson(const ledger::TreeHead& h, const std::string& key_id) {
+  return json{{"tree_size", h.tree_size},
+              {"timestamp", h.timestamp_ms},
+              {"root_hash", B64(h.root)},
+              {"signature", B64(h.signature)},
+              {"key_id", key_id}};
+}
+
+// One ledger row: its index, id, entry bytes and decoded event.
+json EntryJson(const ledger::EntryRow& row) {
+  json out{{"index", row.index}, {"event_id", row.event_id}, {"entry", B64(row.entry)}};
+  if (auto entry = ledger::DecodeEntry(row.entry); entry.ok()) {
+    out["event"] = json::parse(entry->event, nullptr, false);
+  } else {
+    out["event"] = nullptr;
+  }
+  return out;
+}
+
+// RFC 3339 ("2026-11-23T10:00:00Z") or Unix milliseconds.
+absl::StatusOr<int64_t> ParseTimeMs(absl::string_view name, absl::string_view text) {
+  int64_t ms;
+  if (absl::SimpleAtoi(text, &ms)) return ms;
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", name, "\" must be an RFC 3339 time or Unix milliseconds"));
+  }
+  return absl::ToUnixMillis(t);
 }
 
 HttpResponse Json(int status, const json& body) {
@@ -263,6 +312,13 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
     return HttpResponse{200, std::move(body), "application/json"};
   }
 
+  if (path == "/v1/ledger/key" && options_.ledger != nullptr) {
+    if (!get) return wrong_method();
+    return Json(200, json{{"key_id", options_.ledger->key_id()},
+                          {"public_key_pem", core::PemEncode("PUBLIC KEY",
+                                                             options_.ledger->public_key().spki_der())}});
+  }
+
   TW_ASSIGN_OR_RETURN(Caller caller, Authenticate(r));
   if (path == "/v1/identities" && post) {
     TW_ASSIGN_OR_RETURN(CreateIdentityRequest req, DecodeCreateIdentity(r.body));
@@ -386,11 +442,224 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
   if (path == "/v1/tokens") {
     if (!post) return wrong_method();
     TW_RETURN_IF_ERROR(authority_.RequireAdmin(caller));
-    TW_ASSIGN_OR_RETURN(std::string principal, DecodeTokenRequest(r.body));
-    TW_ASSIGN_OR_RETURN(std::string token, authority_.CreateToken(caller, principal));
-    return Json(201, json{{"principal", principal}, {"token", token}});
+    TW_ASSIGN_OR_RETURN(TokenRequest req, DecodeTokenRequest(r.body));
+    TW_ASSIGN_OR_RETURN(std::string token,
+                        authority_.CreateToken(caller, req.principal, req.auditor));
+    return Json(201, json{{"principal", req.principal}, {"token", token}, {"auditor", req.auditor}});
+  }
+  if (options_.ledger != nullptr &&
+      (absl::StartsWith(path, "/v1/ledger/") || absl::StartsWith(path, "/v1/audit/"))) {
+    return LedgerRoute(r, caller);
   }
   return absl::NotFoundError(absl::StrCat("no route ", r.method, " ", path));
+}
+
+absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller& caller) {
+  LedgerService& ledger = *options_.ledger;
+  const std::string& path = r.path;
+  const bool get = r.method == "GET", post = r.method == "POST";
+  auto number = [&r](const char* name) -> absl::StatusOr<std::optional<uint64_t>> {
+    auto it = r.query.find(name);
+    if (it == r.query.end()) return std::optional<uint64_t>();
+    TW_ASSIGN_OR_RETURN(int64_t n, ParseNumber(name, it->second));
+    return std::optional<uint64_t>(static_cast<uint64_t>(n));
+  };
+  auto required = [&number](const char* name) -> absl::StatusOr<uint64_t> {
+    TW_ASSIGN_OR_RETURN(std::optional<uint64_t> n, number(name));
+    if (!n) return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is required"));
+    return *n;
+  };
+
+  if (path == "/v1/ledger/events") {
+    if (!post) return absl::UnimplementedError("method not allowed on this route");
+    if (!caller.svid || r.peer_chain.empty()) {
+      if (!caller.svid_error.ok()) return caller.svid_error;
+      return absl::UnauthenticatedError("ledger events need the writer's SVID (mTLS)");
+    }
+    TW_ASSIGN_OR_RETURN(LedgerEventsRequest req, DecodeLedgerEvents(r.body));
+    TW_ASSIGN_OR_RETURN(store::LedgerAppended appended,
+                        ledger.AppendSigned(*caller.svid, r.peer_chain[0], req.events,
+                                            req.signature));
+    return Json(200, json{{"indexes", appended.indexes}, {"tree_size", appended.tree_size}});
+  }
+  if (path == "/v1/ledger/sth" && post) {
+    TW_RETURN_IF_ERROR(authority_.RequireAdmin(caller));
+    TW_ASSIGN_OR_RETURN(ledger::TreeHead head, ledger.SignTreeHead());
+    return Json(201, TreeHeadJson(head, ledger.key_id()));
+  }
+  TW_RETURN_IF_ERROR(authority_.RequireAuditor(caller));
+  if (!get) return absl::UnimplementedError("method not allowed on this route");
+  if (path == "/v1/ledger/sth") {
+    TW_ASSIGN_OR_RETURN(std::optional<uint64_t> size, number("tree_size"));
+    if (!size) {
+      TW_ASSIGN_OR_RETURN(ledger::TreeHead head, ledger.LatestTreeHead());
+      return Json(200, TreeHeadJson(head, ledger.key_id()));
+    }
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::TreeHead> heads, store_.ListTreeHeads(*size));
+    if (heads.empty()) {
+      return absl::NotFoundError(absl::StrCat("no tree head of size ", *size));
+    }
+    return Json(200, TreeHeadJson(heads.back(), ledger.key_id()));
+  }
+  if (path == "/v1/ledger/sths") {
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::TreeHead> heads, store_.ListTreeHeads());
+    json list = json::array();
+    for (const ledger::TreeHead& h : heads) list.push_back(TreeHeadJson(h, ledger.key_id()));
+    return Json(200, json{{"tree_heads", std::move(list)}});
+  }
+  if (path == "/v1/ledger/proof/inclusion") {
+    TW_ASSIGN_OR_RETURN(uint64_t index, required("index"));
+    TW_ASSIGN_OR_RETURN(uint64_t size, required("size"));
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::Hash> proof, ledger.InclusionProof(index, size));
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::EntryRow> rows, store_.LedgerEntries(index, index + 1));
+    if (rows.empty()) return absl::NotFoundError(absl::StrCat("no entry ", index));
+    return Json(200, json{{"index", index},
+                          {"tree_size", size},
+                          {"leaf_hash", B64(ledger::LeafHash(rows[0].entry))},
+                          {"audit_path", HashList(proof)}});
+  }
+  if (path == "/v1/ledger/proof/consistency") {
+    TW_ASSIGN_OR_RETURN(uint64_t first, required("first"));
+    TW_ASSIGN_OR_RETURN(uint64_t second, required("second"));
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::Hash> proof, ledger.ConsistencyProof(first, second));
+    return Json(200, json{{"first", first}, {"second", second}, {"proof", HashList(proof)}});
+  }
+  if (path == "/v1/ledger/entries") {
+    TW_ASSIGN_OR_RETURN(uint64_t start, required("start"));
+    TW_ASSIGN_OR_RETURN(std::optional<uint64_t> end, number("end"));
+    uint64_t stop = std::min(end.value_or(start + kMaxEntries), start + kMaxEntries);
+    if (stop < start) return absl::InvalidArgumentError("\"end\" is before \"start\"");
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::EntryRow> rows, store_.LedgerEntries(start, stop));
+    json list = json::array();
+    for (const ledger::EntryRow& row : rows) list.push_back(EntryJson(row));
+    uint64_t size = 0;
+    TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&size](uint64_t s, const ledger::NodeSource&) {
+      size = s;
+      return absl::OkStatus();
+    }));
+    return Json(200, json{{"entries", std::move(list)}, {"tree_size", size}});
+  }
+  if (path == "/v1/ledger/export") {
+    TW_ASSIGN_OR_RETURN(uint64_t start, required("start"));
+    TW_ASSIGN_OR_RETURN(std::optional<uint64_t> end, number("end"));
+    uint64_t stop = std::min(end.value_or(start + kMaxExport), start + kMaxExport);
+    std::string body;
+    ledger::ExportWriter writer([&body](base::ByteView b) {
+      body.append(reinterpret_cast<const char*>(b.data()), b.size());
+      return absl::OkStatus();
+    });
+    TW_RETURN_IF_ERROR(store_.ExportLedger(
+        ledger.ExportHeaderTemplate(), start, stop,
+        [&writer](const ledger::ExportRecord& record) { return writer.Write(record); }));
+    return HttpResponse{200, std::move(body), "application/octet-stream"};
+  }
+  if (path == "/v1/audit/events") {
+    store::LedgerQuery q;
+    for (const auto& [key, value] : r.query) {
+      if (key == "instance") {
+        q.instance = value;
+        if (!absl::StartsWith(value, "spiffe://")) {
+          auto record = store_.GetIdentity(value);
+          if (absl::IsNotFound(record.status())) return Json(200, json{{"events", json::array()}});
+          TW_RETURN_IF_ERROR(record.status());
+          q.instance = record->spiffe_id;
+        }
+      } else if (key == "agent") {
+        q.agent = value;
+      } else if (key == "principal") {
+        q.principal = value;
+      } else if (key == "resource") {
+        q.resource = value;
+      } else if (key == "action") {
+        q.action = value;
+      } else if (key == "type") {
+        q.type = value;
+      } else if (key == "decision") {
+        if (value != "allow" && value != "deny") {
+          return absl::InvalidArgumentError("\"decision\" must be allow or deny");
+        }
+        q.decision = value;
+      } else if (key == "since" || key == "until") {
+        TW_ASSIGN_OR_RETURN(int64_t ms, ParseTimeMs(key, value));
+        (key == "since" ? q.since_ms : q.until_ms) = ms;
+      } else if (key == "limit") {
+        TW_ASSIGN_OR_RETURN(int64_t limit, ParseNumber("limit", value));
+        q.limit = static_cast<size_t>(std::clamp<int64_t>(limit, 1, 10000));
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("unknown parameter \"", key, "\""));
+      }
+    }
+    TW_ASSIGN_OR_RETURN(std::vector<ledger::EntryRow> rows, store_.QueryLedger(q));
+    json list = json::array();
+    for (const ledger::EntryRow& row : rows) list.push_back(EntryJson(row));
+    return Json(200, json{{"events", std::move(list)}});
+  }
+  if (absl::StartsWith(path, "/v1/audit/trace/")) {
+    return Trace(absl::string_view(path).substr(std::strlen("/v1/audit/trace/")));
+  }
+  return absl::NotFoundError(absl::StrCat("no route ", r.method, " ", path));
+}
+
+absl::StatusOr<HttpResponse> Api::Trace(absl::string_view event_id) {
+  LedgerService& ledger = *options_.ledger;
+  TW_ASSIGN_OR_RETURN(ledger::EntryRow row, store_.LedgerEntryById(event_id));
+  TW_ASSIGN_OR_RETURN(ledger::Entry entry, ledger::DecodeEntry(row.entry));
+  TW_ASSIGN_OR_RETURN(ledger::Event event, ledger::DecodeEvent(entry.event));
+  json out = EntryJson(row);
+  // The instance, then its parents up to the root agent.
+  json chain = json::array();
+  std::string principal = event.principal;
+  int64_t policy_version = event.policy_version;
+  if (auto id = core::SpiffeId::FromString(event.instance); id.ok() && !id->segments().empty()) {
+    std::string at(id->segments().back());
+    for (int hops = 0; !at.empty() && hops < 64; ++hops) {
+      auto record = store_.GetIdentity(at);
+      if (!record.ok()) break;
+      std::string parent;
+      if (!record->parent.empty()) {
+        if (auto p = store_.GetIdentity(record->parent); p.ok()) parent = p->spiffe_id;
+      }
+      chain.push_back(json{{"instance_id", record->instance_id},
+                           {"spiffe_id", record->spiffe_id},
+                           {"principal", record->principal},
+                           {"policy_version", record->policy_version},
+                           {"parent", NullableString(parent)},
+                           {"revoked", record->revoked_sequence.has_value()}});
+      if (principal.empty()) principal = record->principal;
+      if (policy_version == 0) policy_version = record->policy_version;
+      at = record->parent;
+    }
+  }
+  out["chain"] = std::move(chain);
+  out["principal"] = principal;
+  out["policy"] = nullptr;
+  if (policy_version > 0) {
+    if (auto p = store_.GetPolicy(policy_version); p.ok()) {
+      out["policy"] = json{{"version", p->version}, {"sha256", p->sha256_hex}};
+    }
+  }
+  out["input_digest"] = NullableString(event.input_digest);
+  out["payload_digest"] = NullableString(event.payload_digest);
+  out["decision"] = NullableString(event.decision);
+  out["reason"] = NullableString(event.reason);
+  // Prove the entry against a signed tree head that covers it (signed now if none does).
+  auto head = ledger.LatestTreeHead();
+  if (!head.ok() || head->tree_size <= row.index) {
+    TW_ASSIGN_OR_RETURN(head, ledger.SignTreeHead());
+  }
+  TW_ASSIGN_OR_RETURN(std::vector<ledger::Hash> proof,
+                      ledger.InclusionProof(row.index, head->tree_size));
+  bool verified = ledger::VerifyTreeHead(ledger.public_key(), *head).ok() &&
+                  ledger::VerifyInclusion(row.index, head->tree_size,
+                                          ledger::LeafHash(row.entry), proof, head->root)
+                      .ok();
+  out["inclusion"] = json{{"verified", verified},
+                          {"tree_size", head->tree_size},
+                          {"root_hash", B64(head->root)},
+                          {"leaf_hash", B64(ledger::LeafHash(row.entry))},
+                          {"audit_path", HashList(proof)},
+                          {"tree_head", TreeHeadJson(*head, ledger.key_id())}};
+  return Json(200, out);
 }
 
 }  // namespace tw::server

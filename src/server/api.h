@@ -38,6 +38,7 @@ struct ApiOptions {
   const base::Clock* clock = &base::Clock::System();
   double requests_per_address = 0;       // per second; 0 = unlimited
   double auth_failures_per_address = 0;  // per second; 0 = unlimited
+  LedgerService* ledger = nullptr;       // serves the ledger and audit routes when set
 };
 
 // Splits "path?a=1&b=2" into the path and percent-decoded parameters. InvalidArgument for
@@ -67,6 +68,8 @@ class Api {
 
  private:
   absl::StatusOr<HttpResponse> Route(const HttpRequest& request);
+  absl::StatusOr<HttpResponse> LedgerRoute(const HttpRequest& request, const Caller& caller);
+  absl::StatusOr<HttpResponse> Trace(absl::string_view event_id);
   absl::StatusOr<Caller> Authenticate(const HttpRequest& request);
 
   Authority& authority_;

@@ -83,7 +83,7 @@ absl::StatusOr<std::string> Authority::Load(
   {
     absl::MutexLock lock(&mu_);
     for (store::TokenRecord& t : tokens) {
-      tokens_[t.id] = TokenEntry{t.principal, std::move(t.secret_hash), t.admin};
+      tokens_[t.id] = TokenEntry{t.principal, std::move(t.secret_hash), t.admin, t.auditor};
     }
   }
   auto stored = store_.GetPolicy(0);
@@ -92,7 +92,12 @@ absl::StatusOr<std::string> Authority::Load(
     TW_ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(source));
     std::string sha = Sha256Hex(parsed.CanonicalJson());
     absl::Time now = options_.clock->Now();
-    TW_ASSIGN_OR_RETURN(int64_t version, store_.AppendPolicy(source, sha, now));
+    TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "policy",
+                                                        .principal = kAdminPrincipal,
+                                                        .resource = "policy:1",
+                                                        .reason = "sha256 " + sha}));
+    TW_ASSIGN_OR_RETURN(int64_t version,
+                        store_.AppendPolicy(source, sha, now, audit ? &*audit : nullptr));
     stored = store::StoredPolicy{version, sha, absl::FromUnixSeconds(absl::ToUnixSeconds(now)),
                                  std::string(source)};
   }
@@ -103,24 +108,44 @@ absl::StatusOr<std::string> Authority::Load(
     policy_ = std::move(version);
     if (!tokens_.empty()) return std::string();
   }
-  return NewToken(kAdminPrincipal, /*admin=*/true, persist);
+  return NewToken(kAdminPrincipal, /*admin=*/true, /*auditor=*/false, persist);
+}
+
+absl::StatusOr<std::optional<store::LedgerAppend>> Authority::Audit(ledger::Event event) const {
+  if (options_.ledger == nullptr) return std::nullopt;
+  return options_.ledger->ServerEvent(std::move(event));
+}
+
+ledger::Event Authority::SubjectEvent(const store::IdentityRecord& r, std::string parent) {
+  return ledger::Event{.instance = r.spiffe_id,
+                       .serial = r.serial_hex,
+                       .parent = std::move(parent),
+                       .principal = r.principal,
+                       .policy_version = r.policy_version,
+                       .resource = absl::StrCat("instance:", r.instance_id)};
 }
 
 absl::StatusOr<std::string> Authority::NewToken(
-    absl::string_view principal, bool admin,
+    absl::string_view principal, bool admin, bool auditor,
     const std::function<absl::Status(const std::string&)>& persist) {
   std::string id = base::HexEncode(crypto::RandomBytes(8));
   base::Bytes secret_bytes = crypto::RandomBytes(32);
   std::string secret = base::Base64UrlEncode(base::AsChars(secret_bytes));
-  store::TokenRecord record{id, std::string(principal), crypto::Sha256(base::AsBytes(secret)),
-                            admin, options_.clock->Now()};
+  store::TokenRecord record{id,    std::string(principal), crypto::Sha256(base::AsBytes(secret)),
+                            admin, options_.clock->Now(),  auditor};
   std::string token = absl::StrCat("tw_", id, "_", secret);
   if (persist) {
     TW_RETURN_IF_ERROR(persist(token));
   }
-  TW_RETURN_IF_ERROR(store_.InsertToken(record));
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "token",
+                                                      .principal = record.principal,
+                                                      .resource = absl::StrCat("token:", id),
+                                                      .reason = admin     ? "admin"
+                                                                : auditor ? "auditor"
+                                                                          : "principal"}));
+  TW_RETURN_IF_ERROR(store_.InsertToken(record, audit ? &*audit : nullptr));
   absl::MutexLock lock(&mu_);
-  tokens_[id] = TokenEntry{record.principal, record.secret_hash, admin};
+  tokens_[id] = TokenEntry{record.principal, record.secret_hash, admin, auditor};
   return token;
 }
 
@@ -145,6 +170,7 @@ absl::StatusOr<Caller> Authority::Authenticate(absl::string_view bearer,
     }
     caller.principal = it->second.principal;
     caller.admin = it->second.admin;
+    caller.auditor = it->second.auditor;
   }
   if (!peer_chain.empty()) {
     std::vector<base::ByteView> views(peer_chain.begin(), peer_chain.end());
@@ -284,7 +310,10 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
     record.depth = parent->depth + 1;
   }
   TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, ttl, attrs));
-  absl::Status stored = store_.InsertIdentity(issued.record);
+  ledger::Event event = SubjectEvent(issued.record, attrs.parent ? attrs.parent->str() : "");
+  event.type = "issuance";
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
+  absl::Status stored = store_.InsertIdentity(issued.record, audit ? &*audit : nullptr);
   if (absl::IsFailedPrecondition(stored)) {
     return absl::PermissionDeniedError(absl::StrCat("delegation refused: ", stored.message()));
   }
@@ -312,8 +341,13 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
     TW_ASSIGN_OR_RETURN(attrs.parent, core::SpiffeId::FromString(parent.spiffe_id));
   }
   TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, ttl, attrs));
-  absl::Status stored = store_.RenewIdentity(issued.record.instance_id, issued.record.serial_hex,
-                                             issued.record.not_before, issued.record.not_after);
+  ledger::Event event = SubjectEvent(issued.record, attrs.parent ? attrs.parent->str() : "");
+  event.type = "renewal";
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
+  absl::Status stored =
+      store_.RenewIdentity(issued.record.instance_id, issued.record.serial_hex,
+                           issued.record.not_before, issued.record.not_after,
+                           audit ? &*audit : nullptr);
   if (absl::IsFailedPrecondition(stored)) return absl::PermissionDeniedError(stored.message());
   TW_RETURN_IF_ERROR(stored);
   metrics_.RecordRenewal();
@@ -361,9 +395,30 @@ absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
       at = r->parent;
     }
   }
-  TW_ASSIGN_OR_RETURN(
-      store::RevocationEntry entry,
-      store_.Revoke(request.kind, request.target, request.reason, options_.clock->Now()));
+  ledger::Event event{.type = "revocation",
+                      .resource = absl::StrCat(store::RevocationKindName(request.kind), ":",
+                                               request.target),
+                      .reason = request.reason};
+  if (request.kind == store::RevocationKind::kInstance ||
+      request.kind == store::RevocationKind::kSubtree) {
+    if (auto target = store_.GetIdentity(request.target); target.ok()) {
+      event = SubjectEvent(*target, "");
+      event.type = "revocation";
+      event.resource = absl::StrCat(store::RevocationKindName(request.kind), ":", request.target);
+      event.reason = request.reason;
+      if (!target->parent.empty()) {
+        if (auto parent = store_.GetIdentity(target->parent); parent.ok()) {
+          event.parent = parent->spiffe_id;
+        }
+      }
+    }
+  } else if (request.kind == store::RevocationKind::kPrincipal) {
+    event.principal = request.target;
+  }
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
+  TW_ASSIGN_OR_RETURN(store::RevocationEntry entry,
+                      store_.Revoke(request.kind, request.target, request.reason,
+                                    options_.clock->Now(), audit ? &*audit : nullptr));
   hub_.Publish(entry);
   metrics_.RecordRevocation(entry.instances.size());
   return entry;
@@ -376,7 +431,13 @@ absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& calle
   std::string sha = Sha256Hex(parsed.CanonicalJson());
   absl::MutexLock apply(&apply_mu_);
   const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(options_.clock->Now()));
-  TW_ASSIGN_OR_RETURN(int64_t number, store_.AppendPolicy(source, sha, now));
+  int64_t next = current_policy()->version + 1;
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "policy",
+                                                      .principal = caller.principal,
+                                                      .resource = absl::StrCat("policy:", next),
+                                                      .reason = "sha256 " + sha}));
+  TW_ASSIGN_OR_RETURN(int64_t number,
+                      store_.AppendPolicy(source, sha, now, audit ? &*audit : nullptr));
   auto version = std::make_shared<policy::PolicyVersion>(
       policy::PolicyVersion{number, sha, now, std::string(source),
                             std::make_shared<const policy::Policy>(std::move(parsed))});
@@ -386,10 +447,15 @@ absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& calle
 }
 
 absl::StatusOr<std::string> Authority::CreateToken(const Caller& caller,
-                                                   absl::string_view principal) {
+                                                   absl::string_view principal, bool auditor) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
   TW_RETURN_IF_ERROR(CheckPrincipalName(principal));
-  return NewToken(principal, /*admin=*/false);
+  return NewToken(principal, /*admin=*/false, auditor);
+}
+
+absl::Status Authority::RequireAuditor(const Caller& caller) const {
+  if (caller.auditor) return absl::OkStatus();
+  return RequireAdmin(caller);
 }
 
 }  // namespace tw::server

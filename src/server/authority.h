@@ -16,6 +16,7 @@
 #include "core/csr.h"
 #include "core/x509_verifier.h"
 #include "policy/policy.h"
+#include "server/ledger_service.h"
 #include "server/metrics.h"
 #include "server/rate_limiter.h"
 #include "server/requests.h"
@@ -28,6 +29,7 @@ namespace tw::server {
 struct Caller {
   std::string principal;  // set when a valid token was presented
   bool admin = false;
+  bool auditor = false;
   std::optional<core::VerifiedX509Svid> svid;  // set when the client certificate verified
   std::string instance_id;                     // the SVID's instance, when it is an agent
   absl::Status svid_error;                     // why a presented certificate was refused
@@ -48,6 +50,8 @@ struct AuthorityOptions {
   double issuances_per_principal = 0;  // per second; 0 = unlimited
   absl::Duration default_ttl = absl::Hours(1);
   absl::Duration max_jwt_ttl = absl::Hours(1);
+  // Records issuance, renewal, revocation, policy and token events when set.
+  LedgerService* ledger = nullptr;
 };
 
 class Authority {
@@ -78,8 +82,12 @@ class Authority {
 
   // Admin operations.
   absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller, absl::string_view source);
-  // Returns the new token (shown once).
-  absl::StatusOr<std::string> CreateToken(const Caller& caller, absl::string_view principal);
+  // Returns the new token (shown once). An auditor token may read the ledger.
+  absl::StatusOr<std::string> CreateToken(const Caller& caller, absl::string_view principal,
+                                          bool auditor = false);
+  // Admin, or a token created as auditor. Unauthenticated without a token, else
+  // PermissionDenied.
+  absl::Status RequireAuditor(const Caller& caller) const;
   absl::Status RequireAdmin(const Caller& caller) const;
 
   std::shared_ptr<const policy::PolicyVersion> current_policy() const;
@@ -91,9 +99,14 @@ class Authority {
     std::string principal;
     base::Bytes secret_hash;
     bool admin;
+    bool auditor;
   };
+  // The signed lifecycle event to store with a mutation; nullopt without a ledger.
+  absl::StatusOr<std::optional<store::LedgerAppend>> Audit(ledger::Event event) const;
+  // The lifecycle event fields of an instance.
+  static ledger::Event SubjectEvent(const store::IdentityRecord& record, std::string parent);
   absl::StatusOr<std::string> NewToken(
-      absl::string_view principal, bool admin,
+      absl::string_view principal, bool admin, bool auditor,
       const std::function<absl::Status(const std::string&)>& persist = nullptr);
   absl::StatusOr<IssuedIdentity> Issue(store::IdentityRecord record,
                                        const core::CertificateRequest& csr, absl::Duration ttl,

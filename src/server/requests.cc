@@ -10,6 +10,7 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxBody = 256 * 1024;
+constexpr size_t kMaxLedgerBody = 1 << 20;  // a full batch of events
 
 absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("\"", field, "\": ", why));
@@ -184,11 +185,17 @@ absl::StatusOr<std::string> DecodePolicy(absl::string_view body) {
   return *std::move(source);
 }
 
-absl::StatusOr<std::string> DecodeTokenRequest(absl::string_view body) {
+absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body) {
   std::optional<std::string> principal;
+  TokenRequest out;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
       body, "request body",
       [&](const std::string& name, json&& value) -> absl::Status {
+        if (name == "auditor") {
+          if (!value.is_boolean()) return Invalid(name, "must be true or false");
+          out.auditor = value.get<bool>();
+          return absl::OkStatus();
+        }
         if (name != "principal") return Unknown(name);
         TW_ASSIGN_OR_RETURN(principal, GetString(name, value, 256));
         TW_RETURN_IF_ERROR(CheckPrincipalName(*principal));
@@ -196,7 +203,34 @@ absl::StatusOr<std::string> DecodeTokenRequest(absl::string_view body) {
       },
       kMaxBody));
   if (!principal) return Invalid("principal", "is required");
-  return *std::move(principal);
+  out.principal = *std::move(principal);
+  return out;
+}
+
+absl::StatusOr<LedgerEventsRequest> DecodeLedgerEvents(absl::string_view body) {
+  LedgerEventsRequest out;
+  bool has_events = false, has_signature = false;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name == "signature") {
+          TW_ASSIGN_OR_RETURN(out.signature, GetString(name, value, 1024));
+          has_signature = true;
+          return absl::OkStatus();
+        }
+        if (name != "events") return Unknown(name);
+        if (!value.is_array()) return Invalid(name, "must be an array of base64url strings");
+        for (json& e : value) {
+          if (!e.is_string()) return Invalid(name, "must be an array of base64url strings");
+          out.events.push_back(e.get<std::string>());
+        }
+        has_events = true;
+        return absl::OkStatus();
+      },
+      kMaxLedgerBody));
+  if (!has_events) return Invalid("events", "is required");
+  if (!has_signature) return Invalid("signature", "is required");
+  return out;
 }
 
 }  // namespace tw::server

@@ -47,7 +47,18 @@ absl::StatusOr<RevokeRequest> DecodeRevoke(absl::string_view body);
 absl::StatusOr<std::string> DecodePolicy(absl::string_view body);
 
 // POST /v1/tokens: {principal}.
-absl::StatusOr<std::string> DecodeTokenRequest(absl::string_view body);
+struct TokenRequest {
+  std::string principal;
+  bool auditor = false;
+};
+absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
+
+// POST /v1/ledger/events: {"events": [base64url...], "signature": base64url}.
+struct LedgerEventsRequest {
+  std::vector<std::string> events;
+  std::string signature;
+};
+absl::StatusOr<LedgerEventsRequest> DecodeLedgerEvents(absl::string_view body);
 
 // A principal name: 1..128 bytes of a-z 0-9 '-' '_' '.'.
 absl::Status CheckPrincipalName(absl::string_view name);

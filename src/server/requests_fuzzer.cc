@@ -13,6 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tw::server::DecodeRevoke(text).IgnoreError();
   tw::server::DecodePolicy(text).IgnoreError();
   tw::server::DecodeTokenRequest(text).IgnoreError();
+  tw::server::DecodeLedgerEvents(text).IgnoreError();
   tw::server::HttpRequest request;
   tw::server::ParseTarget(text, &request).IgnoreError();
   return 0;

@@ -11,6 +11,8 @@
 #include "base/status_macros.h"
 #include "ca/ca_directory.h"
 #include "core/agent_name.h"
+#include "core/certificate.h"
+#include "core/scope.h"
 #include "crypto/software_signer.h"
 #include "server/api.h"
 #include "server/authority.h"
@@ -41,6 +43,7 @@ struct Server::Parts {
   std::unique_ptr<ca::CaDirectory> ca;
   Metrics metrics;
   std::unique_ptr<RevocationHub> hub;
+  std::unique_ptr<LedgerService> ledger;
   std::unique_ptr<Authority> authority;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
@@ -106,6 +109,19 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
       TW_RETURN_IF_ERROR(number(node, key, &n));
       if (n < 1 || n > 1024) return Invalid(key, "must be from 1 to 1024");
       (key == "threads" ? c->threads : c->worker_threads) = static_cast<int>(n);
+    } else if (key == "ledger") {
+      const toml::table* ledger = node.as_table();
+      if (ledger == nullptr) return Invalid(key, "must be a table");
+      for (const auto& [lk, lnode] : *ledger) {
+        const std::string name = absl::StrCat("ledger.", std::string(lk.str()));
+        if (lk != "sth_interval") return Invalid(name, "unknown key");
+        std::string text;
+        TW_RETURN_IF_ERROR(string(lnode, name, &text));
+        auto d = core::ParseDuration(text);
+        if (!d.ok()) return Invalid(name, d.status().message());
+        if (*d < absl::Milliseconds(100)) return Invalid(name, "must be at least 100ms");
+        c->sth_interval = *d;
+      }
     } else if (key == "limits") {
       const toml::table* limits = node.as_table();
       if (limits == nullptr) return Invalid(key, "must be a table");
@@ -167,9 +183,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
                       p.store->ListRevocations(0, std::numeric_limits<int64_t>::max()));
   p.hub = std::make_unique<RevocationHub>(sequence, std::move(entries));
   p.hub->Prune(clock.Now());
+  const std::string ledger_key_path = Path(dir, "ledger.key.pem");
+  if (::access(ledger_key_path.c_str(), F_OK) != 0) {
+    TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+    TW_RETURN_IF_ERROR(base::WriteFile(ledger_key_path, key->ToPkcs8Pem().view(), 0600));
+    TW_RETURN_IF_ERROR(base::WriteFile(
+        Path(dir, "ledger.pub.pem"), core::PemEncode("PUBLIC KEY", key->public_key_der()), 0644));
+  }
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ledger_key,
+                      crypto::SoftwareSigner::ReadFile(ledger_key_path));
+  if (ledger_key->public_key().type() != crypto::KeyType::kEcP256) {
+    return absl::FailedPreconditionError(ledger_key_path + " is not an ECDSA P-256 key");
+  }
+  p.ledger = std::make_unique<LedgerService>(*p.store, std::move(ledger_key), td.name(),
+                                             p.ca->bundle().ToJson(), &clock);
   p.authority = std::make_unique<Authority>(
       *p.ca, *p.store, *p.hub, p.metrics,
-      AuthorityOptions{.clock = &clock, .issuances_per_principal = config.rate_per_principal});
+      AuthorityOptions{.clock = &clock,
+                       .issuances_per_principal = config.rate_per_principal,
+                       .ledger = p.ledger.get()});
   TW_ASSIGN_OR_RETURN(server->new_admin_token_, p.authority->Load([&dir](const std::string& token) {
     return base::WriteFile(Path(dir, "admin.token"), absl::StrCat(token, "\n"), 0600);
   }));
@@ -177,7 +209,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
       *p.authority, *p.store, *p.hub, p.metrics,
       ApiOptions{.clock = &clock,
                  .requests_per_address = config.rate_per_address,
-                 .auth_failures_per_address = config.auth_failures_per_address});
+                 .auth_failures_per_address = config.auth_failures_per_address,
+                 .ledger = p.ledger.get()});
   int io_threads = config.threads > 0
                        ? config.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -190,7 +223,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
                                                      .max_body_bytes = config.max_body_bytes,
                                                      .request_timeout = config.request_timeout});
   TW_RETURN_IF_ERROR(server->RenewServerCertificate());
+  TW_RETURN_IF_ERROR(p.ledger->SignIfGrown().status());
   server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });
+  server->tree_heads_ = std::thread([s = server.get()] { s->SignTreeHeads(); });
   return server;
 }
 
@@ -259,6 +294,20 @@ void Server::Upkeep() {
   }
 }
 
+void Server::SignTreeHeads() {
+  Parts& p = *parts_;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, absl::ToChronoMilliseconds(p.config.sth_interval),
+                       [this] { return stopping_; })) {
+    lock.unlock();
+    auto signed_head = p.ledger->SignIfGrown();
+    if (!signed_head.ok()) {
+      spdlog::error("signing a tree head: {}", signed_head.status().ToString());
+    }
+    lock.lock();
+  }
+}
+
 uint16_t Server::port() const { return parts_->http->port(); }
 
 void Server::Stop() {
@@ -269,6 +318,7 @@ void Server::Stop() {
   }
   cv_.notify_all();
   if (upkeep_.joinable()) upkeep_.join();
+  if (tree_heads_.joinable()) tree_heads_.join();
   parts_->http->Stop();
 }
 

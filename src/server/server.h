@@ -26,6 +26,7 @@ struct ServerConfig {
   int worker_threads = 32;  // request handlers
   size_t max_body_bytes = 1 << 20;
   absl::Duration request_timeout = absl::Seconds(10);
+  absl::Duration sth_interval = absl::Seconds(1);  // signed tree heads, when the tree grew
   double rate_per_principal = 0;         // issuances per second; 0 = unlimited
   double rate_per_address = 0;           // requests per second; 0 = unlimited
   double auth_failures_per_address = 5;  // failed authentications per second
@@ -58,6 +59,8 @@ class Server {
  private:
   Server() = default;
   void Upkeep();
+  // Signs a tree head every config.sth_interval when the ledger grew.
+  void SignTreeHeads();
   absl::Status RenewServerCertificate();
 
   std::unique_ptr<Parts> parts_;
@@ -66,6 +69,7 @@ class Server {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread upkeep_;
+  std::thread tree_heads_;
 };
 
 }  // namespace tw::server

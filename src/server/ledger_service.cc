@@ -1,0 +1,190 @@
+#include "server/ledger_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "core/certificate.h"
+#include "ledger/entry.h"
+
+namespace tw::server {
+namespace {
+
+// Clock skew tolerated between an event's time and the server's.
+constexpr absl::Duration kSkew = absl::Minutes(5);
+
+// Entries of one signed batch: positions and paths in the batch tree.
+std::vector<ledger::Entry> BatchEntries(const std::vector<std::string>& events,
+                                        ledger::SignerKind kind, const ledger::Hash& signer_id,
+                                        const base::Bytes& signature) {
+  ledger::MemoryTree tree = ledger::BatchTree(events);
+  std::vector<ledger::Entry> out;
+  out.reserve(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    out.push_back(ledger::Entry{.signer_kind = kind,
+                                .signer_id = signer_id,
+                                .batch_size = static_cast<uint16_t>(events.size()),
+                                .batch_position = static_cast<uint16_t>(i),
+                                .batch_path = *ledger::InclusionProof(tree, i, events.size()),
+                                .signature = signature,
+                                .event = events[i]});
+  }
+  return out;
+}
+
+absl::Status CheckSubject(const ledger::Event& e, const core::VerifiedX509Svid& svid, size_t i) {
+  const core::SvidAttributes none;
+  const core::SvidAttributes& attrs = svid.attributes ? *svid.attributes : none;
+  std::string parent = attrs.parent ? attrs.parent->str() : "";
+  const char* wrong = e.instance != svid.spiffe_id.str()     ? "instance"
+                      : e.serial != svid.serial_hex          ? "serial"
+                      : e.principal != attrs.principal       ? "principal"
+                      : e.policy_version != attrs.policy_version ? "policy_version"
+                      : e.parent != parent                   ? "parent"
+                                                             : nullptr;
+  if (wrong == nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("event ", i, ": \"", wrong, "\" of an ", e.type,
+                                                 " event must be the signing SVID's"));
+}
+
+}  // namespace
+
+LedgerService::LedgerService(store::Store& store, std::unique_ptr<crypto::Signer> key,
+                             std::string trust_domain, std::string bundle_json,
+                             const base::Clock* clock)
+    : store_(store),
+      key_(std::move(key)),
+      trust_domain_(std::move(trust_domain)),
+      bundle_json_(std::move(bundle_json)),
+      clock_(clock),
+      key_id_(ledger::LedgerKeyId(key_->public_key())) {
+  signer_.signer = {ledger::SignerKind::kLedgerKey, key_->public_key_der()};
+  signer_.id = signer_.signer.id();
+}
+
+absl::StatusOr<store::LedgerAppend> LedgerService::ServerEvent(ledger::Event event) const {
+  if (event.id.empty()) event.id = ledger::NewEventId();
+  if (event.time_ms == 0) event.time_ms = absl::ToUnixMillis(clock_->Now());
+  TW_RETURN_IF_ERROR(ledger::ValidateEvent(event));
+  std::vector<std::string> bytes = {ledger::EncodeEvent(event)};
+  TW_ASSIGN_OR_RETURN(base::Bytes signature, ledger::SignBatch(*key_, bytes));
+  store::LedgerAppend batch;
+  batch.signer = signer_;
+  batch.entries = BatchEntries(bytes, ledger::SignerKind::kLedgerKey, signer_.id, signature);
+  batch.events.push_back(std::move(event));
+  return batch;
+}
+
+absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
+    const core::VerifiedX509Svid& svid, base::ByteView leaf_der,
+    const std::vector<std::string>& encoded, absl::string_view signature_text) {
+  if (encoded.empty() || encoded.size() > ledger::kMaxBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"events\" must hold 1 to ", ledger::kMaxBatch, " events"));
+  }
+  std::string signature;
+  if (!base::Base64UrlDecode(signature_text, &signature) || signature.empty()) {
+    return absl::InvalidArgumentError("\"signature\" is not base64url");
+  }
+  TW_ASSIGN_OR_RETURN(core::Certificate leaf, core::Certificate::Parse(base::Bytes(
+                                                  leaf_der.begin(), leaf_der.end())));
+  const absl::Time now = clock_->Now();
+  store::LedgerAppend batch;
+  std::vector<std::string> bytes(encoded.size());
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    if (!base::Base64UrlDecode(encoded[i], &bytes[i])) {
+      return absl::InvalidArgumentError(absl::StrCat("event ", i, " is not base64url"));
+    }
+    auto event = ledger::DecodeEvent(bytes[i]);
+    if (!event.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("event ", i, ": ", event.status().message()));
+    }
+    if (ledger::IsServerType(event->type)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event ", i, ": only the server writes ", event->type, " events"));
+    }
+    if (ledger::IsSelfType(event->type)) TW_RETURN_IF_ERROR(CheckSubject(*event, svid, i));
+    absl::Time at = absl::FromUnixMillis(event->time_ms);
+    if (at > now + kSkew || at < leaf.not_before() - kSkew) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event ", i, ": \"time\" is outside the signing SVID's lifetime"));
+    }
+    batch.events.push_back(*std::move(event));
+  }
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(leaf.spki()));
+  ledger::MemoryTree tree = ledger::BatchTree(bytes);
+  TW_RETURN_IF_ERROR(ledger::VerifyBatchSignature(
+      key, ledger::BatchMessage(static_cast<uint32_t>(bytes.size()), tree.Root()),
+      base::AsBytes(signature)));
+  batch.signer.signer = {ledger::SignerKind::kSvid, leaf.der()};
+  batch.signer.id = batch.signer.signer.id();
+  batch.entries = BatchEntries(bytes, ledger::SignerKind::kSvid, batch.signer.id,
+                               base::ToBytes(signature));
+  return store_.AppendLedger(batch);
+}
+
+absl::StatusOr<ledger::TreeHead> LedgerService::SignTreeHead() {
+  ledger::TreeHead head;
+  TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&head](uint64_t size, const ledger::NodeSource& nodes) {
+    head.tree_size = size;
+    TW_ASSIGN_OR_RETURN(head.root, ledger::RootHash(nodes, size));
+    return absl::OkStatus();
+  }));
+  head.timestamp_ms = absl::ToUnixMillis(clock_->Now());
+  TW_RETURN_IF_ERROR(ledger::SignTreeHead(*key_, head));
+  TW_RETURN_IF_ERROR(store_.InsertTreeHead(head));
+  return head;
+}
+
+absl::StatusOr<bool> LedgerService::SignIfGrown() {
+  auto latest = LatestTreeHead();
+  if (!latest.ok() && !absl::IsNotFound(latest.status())) return latest.status();
+  uint64_t size = 0;
+  TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&size](uint64_t s, const ledger::NodeSource&) {
+    size = s;
+    return absl::OkStatus();
+  }));
+  if (latest.ok() && latest->tree_size == size) return false;
+  TW_RETURN_IF_ERROR(SignTreeHead().status());
+  return true;
+}
+
+absl::StatusOr<ledger::TreeHead> LedgerService::LatestTreeHead() {
+  TW_ASSIGN_OR_RETURN(std::vector<ledger::TreeHead> heads, store_.ListTreeHeads());
+  if (heads.empty()) return absl::NotFoundError("no tree head has been signed yet");
+  return heads.back();
+}
+
+absl::StatusOr<std::vector<ledger::Hash>> LedgerService::InclusionProof(uint64_t index,
+                                                                       uint64_t size) {
+  std::vector<ledger::Hash> out;
+  TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
+    if (size > tree) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("size ", size, " is beyond the tree size ", tree));
+    }
+    TW_ASSIGN_OR_RETURN(out, ledger::InclusionProof(nodes, index, size));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ledger::Hash>> LedgerService::ConsistencyProof(uint64_t first,
+                                                                         uint64_t second) {
+  std::vector<ledger::Hash> out;
+  TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
+    if (second > tree) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("size ", second, " is beyond the tree size ", tree));
+    }
+    TW_ASSIGN_OR_RETURN(out, ledger::ConsistencyProof(nodes, first, second));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+ledger::ExportHeader LedgerService::ExportHeaderTemplate() const {
+  return ledger::ExportHeader{.trust_domain = trust_domain_,
+                              .bundle_json = bundle_json_,
+                              .ledger_key = key_->public_key_der()};
+}
+
+}  // namespace tw::server
