@@ -59,14 +59,18 @@ absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& fla
       .client_key_pem = key_pem});
 }
 
-absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFlags& flags,
-                                        absl::string_view method, absl::string_view target,
-                                        const nlohmann::json* body) {
+net::Headers AuthHeaders(const ClientFlags& flags) {
   net::Headers headers;
   std::string token = flags.no_token ? "" : FlagOrEnv(flags.token, "TRUSTWARDEN_TOKEN", "");
   if (!token.empty()) headers.emplace_back("Authorization", absl::StrCat("Bearer ", token));
+  return headers;
+}
+
+absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFlags& flags,
+                                        absl::string_view method, absl::string_view target,
+                                        const nlohmann::json* body) {
   TW_ASSIGN_OR_RETURN(net::Response response,
-                      client.Request(method, target, body ? body->dump() : "", headers));
+                      client.Request(method, target, body ? body->dump() : "", AuthHeaders(flags)));
   nlohmann::json reply = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   if (response.status >= 400) {
     std::string code = "http_" + std::to_string(response.status), message = response.body;
@@ -82,6 +86,21 @@ absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFl
         absl::StrCat("server: HTTP ", response.status, " with a body that is not JSON"));
   }
   return reply;
+}
+
+std::string UrlEncode(absl::string_view s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace tw::cli

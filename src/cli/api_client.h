@@ -26,12 +26,16 @@ absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& fla
                                                           const std::string& chain_pem = "",
                                                           const std::string& key_pem = "");
 
+// The Authorization header of the flags' token, if any.
+net::Headers AuthHeaders(const ClientFlags& flags);
 // Sends `body` (if not null) with the flags' token (if any) and returns the JSON reply;
 // an API error becomes a Status carrying the server's code and message.
 absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFlags& flags,
                                         absl::string_view method, absl::string_view target,
                                         const nlohmann::json* body = nullptr);
 
+// Percent-encodes a query parameter value (RFC 3986 unreserved characters and '/' kept).
+std::string UrlEncode(absl::string_view s);
 // The trust bundle's X.509 authorities as PEM.
 absl::StatusOr<std::string> BundlePem(const ClientFlags& flags);
 

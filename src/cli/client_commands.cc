@@ -85,21 +85,6 @@ absl::Status Simple(const ClientFlags& flags, absl::string_view method, const st
   return absl::OkStatus();
 }
 
-std::string UrlEncode(absl::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 void RegisterClientCommands(CLI::App& app, Action* action) {
@@ -190,11 +175,13 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     token->require_subcommand(1);
     auto f = std::make_shared<ClientFlags>();
     auto principal = std::make_shared<std::string>();
+    auto auditor = std::make_shared<bool>(false);
     CLI::App* cmd = token->add_subcommand("create", "Create a principal's token (admin)");
     cmd->add_option("--principal", *principal, "Principal name")->required();
+    cmd->add_flag("--auditor", *auditor, "The token may read the ledger and audit queries");
     AddClientFlags(cmd, f.get());
-    OnRun(cmd, action, [f, principal] {
-      json body{{"principal", *principal}};
+    OnRun(cmd, action, [f, principal, auditor] {
+      json body{{"principal", *principal}, {"auditor", *auditor}};
       return Simple(*f, "POST", "/v1/tokens", &body,
                     [](const json& reply) { std::cout << reply.value("token", "") << "\n"; });
     });

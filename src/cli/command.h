@@ -22,6 +22,8 @@ void RegisterServerCommand(CLI::App& app, Action* action);
 // Registers the API clients: `agent`, `revoke`, `token`, `policy`, `bundle`.
 void RegisterClientCommands(CLI::App& app, Action* action);
 
+// Registers `audit query|trace` and `ledger verify|export`.
+void RegisterLedgerCommands(CLI::App& app, Action* action);
 // Registers `bench issue`, the HTTPS load generator.
 void RegisterBenchCommand(CLI::App& app, Action* action);
 

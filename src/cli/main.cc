@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   tw::cli::RegisterOfflineCommands(app, &action);
   tw::cli::RegisterServerCommand(app, &action);
   tw::cli::RegisterClientCommands(app, &action);
+  tw::cli::RegisterLedgerCommands(app, &action);
   tw::cli::RegisterBenchCommand(app, &action);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,357 @@
+// The ledger and forensic commands: audit query|trace against the server, and ledger
+// export|verify against the server or a local data directory.
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "base/clock.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "cli/api_client.h"
+#include "cli/command.h"
+#include "core/bundle.h"
+#include "core/scope.h"
+#include "ledger/entry.h"
+#include "ledger/verifier.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace tw::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kDefaultDataDir[] = "./trustwarden-data";
+constexpr uint64_t kPage = 10000;  // entries per export segment fetched from the server
+
+template <typename F>
+void OnRun(CLI::App* cmd, Action* action, F body) {
+  cmd->callback([action, body] { *action = body; });
+}
+
+using StreamSink = std::function<absl::Status(base::ByteView)>;
+
+struct QueryFlags {
+  ClientFlags client;
+  std::string instance, agent, principal, resource, action, decision, since, until;
+  int limit = 1000;
+  bool json = false;
+};
+
+std::string Str(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::string TimeOf(const json& event) {
+  auto it = event.find("time");
+  if (it == event.end() || !it->is_number_integer()) return "-";
+  return base::Rfc3339(absl::FromUnixMillis(it->get<int64_t>()));
+}
+
+// "1h", "30m": that long ago; anything else is passed on (RFC 3339 or Unix ms).
+std::string TimeParam(const std::string& text) {
+  auto ago = core::ParseDuration(text);
+  if (!ago.ok()) return text;
+  return std::to_string(absl::ToUnixMillis(absl::Now() - *ago));
+}
+
+int AuditQuery(const QueryFlags& f) {
+  std::string target = "/v1/audit/events?limit=" + std::to_string(f.limit);
+  auto add = [&target](const char* name, const std::string& value) {
+    if (!value.empty()) absl::StrAppend(&target, "&", name, "=", UrlEncode(value));
+  };
+  add("instance", f.instance);
+  add("agent", f.agent);
+  add("principal", f.principal);
+  add("resource", f.resource);
+  add("action", f.action);
+  add("decision", f.decision);
+  if (!f.since.empty()) add("since", TimeParam(f.since));
+  if (!f.until.empty()) add("until", TimeParam(f.until));
+  auto client = Connect(f.client);
+  if (!client.ok()) return Fail(client.status());
+  auto reply = CallJson(**client, f.client, "GET", target);
+  if (!reply.ok()) return Fail(reply.status());
+  if (f.json) {
+    std::cout << reply->dump(2) << "\n";
+    return 0;
+  }
+  for (const json& row : (*reply)["events"]) {
+    const json& e = row["event"];
+    std::cout << row.value("index", uint64_t{0}) << "  " << TimeOf(e) << "  " << Str(e, "type")
+              << "  " << (Str(e, "decision").empty() ? "-" : Str(e, "decision")) << "  "
+              << (Str(e, "instance").empty() ? Str(e, "principal") : Str(e, "instance")) << "  "
+              << Str(e, "action") << " " << Str(e, "resource");
+    if (!Str(e, "reason").empty()) std::cout << "  (" << Str(e, "reason") << ")";
+    std::cout << "  " << row.value("event_id", "") << "\n";
+  }
+  return 0;
+}
+
+ledger::Hash HashFrom(const std::string& b64) {
+  std::string raw;
+  ledger::Hash h{};
+  if (base::Base64UrlDecode(b64, &raw) && raw.size() == h.size()) {
+    std::copy(raw.begin(), raw.end(), h.begin());
+  }
+  return h;
+}
+
+// Checks the trace's inclusion proof here, against the ledger key the server publishes,
+// rather than trusting the server's own "verified".
+absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags,
+                            const json& trace) {
+  TW_ASSIGN_OR_RETURN(json key, CallJson(client, flags, "GET", "/v1/ledger/key"));
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(Str(key, "public_key_pem")));
+  const json& inc = trace.at("inclusion");
+  const json& h = inc.at("tree_head");
+  ledger::TreeHead head{h.at("tree_size").get<uint64_t>(), h.at("timestamp").get<int64_t>(),
+                        HashFrom(Str(h, "root_hash")), {}};
+  std::string sig;
+  if (!base::Base64UrlDecode(Str(h, "signature"), &sig)) {
+    return absl::InvalidArgumentError("the tree head's signature is not base64url");
+  }
+  head.signature = base::ToBytes(sig);
+  TW_RETURN_IF_ERROR(ledger::VerifyTreeHead(pub, head));
+  std::string entry;
+  if (!base::Base64UrlDecode(Str(trace, "entry"), &entry)) {
+    return absl::InvalidArgumentError("the entry is not base64url");
+  }
+  std::vector<ledger::Hash> path;
+  for (const json& p : inc.at("audit_path")) path.push_back(HashFrom(p.get<std::string>()));
+  return ledger::VerifyInclusion(trace.at("index").get<uint64_t>(), head.tree_size,
+                                 ledger::LeafHash(base::AsBytes(entry)), path, head.root);
+}
+
+int AuditTrace(const ClientFlags& flags, const std::string& id, bool as_json) {
+  auto client = Connect(flags);
+  if (!client.ok()) return Fail(client.status());
+  auto reply = CallJson(**client, flags, "GET", "/v1/audit/trace/" + UrlEncode(id));
+  if (!reply.ok()) return Fail(reply.status());
+  absl::Status proof = CheckInclusion(**client, flags, *reply);
+  if (as_json) {
+    (*reply)["inclusion"]["verified_by_client"] = proof.ok();
+    std::cout << reply->dump(2) << "\n";
+    return proof.ok() ? 0 : 1;
+  }
+  const json& t = *reply;
+  const json& e = t["event"];
+  std::cout << "event       " << Str(t, "event_id") << " (ledger index " << t.value("index", 0)
+            << ", " << TimeOf(e) << ")\n"
+            << "type        " << Str(e, "type") << "\n";
+  if (!Str(e, "action").empty()) {
+    std::cout << "action      " << Str(e, "action") << " on " << Str(e, "resource") << "\n";
+  } else if (!Str(e, "resource").empty()) {
+    std::cout << "target      " << Str(e, "resource") << "\n";
+  }
+  std::cout << "decision    " << (Str(e, "decision").empty() ? "-" : Str(e, "decision"));
+  if (!Str(e, "reason").empty()) std::cout << ": " << Str(e, "reason");
+  std::cout << "\ninstance    " << (Str(e, "instance").empty() ? "-" : Str(e, "instance"))
+            << (Str(e, "serial").empty() ? "" : " (certificate serial " + Str(e, "serial") + ")")
+            << "\n";
+  const json& chain = t["chain"];
+  for (size_t i = 1; i < chain.size(); ++i) {
+    std::cout << (i == 1 ? "spawned by  " : "  then by   ") << Str(chain[i], "spiffe_id") << "\n";
+  }
+  std::cout << "authorized  principal " << Str(t, "principal") << "\n";
+  if (t["policy"].is_object()) {
+    std::cout << "policy      version " << t["policy"].value("version", 0) << ", sha256 "
+              << Str(t["policy"], "sha256") << "\n";
+  }
+  std::cout << "input       " << (Str(t, "input_digest").empty() ? "-" : Str(t, "input_digest"))
+            << "\n";
+  if (!Str(t, "payload_digest").empty()) {
+    std::cout << "payload     " << Str(t, "payload_digest") << "\n";
+  }
+  const json& inc = t["inclusion"];
+  if (proof.ok()) {
+    std::cout << "inclusion   verified: leaf " << t.value("index", 0) << " of the signed tree head of size "
+              << inc.value("tree_size", 0) << " (root " << Str(inc, "root_hash") << ")\n";
+    return 0;
+  }
+  std::cout << "inclusion   NOT verified: " << proof.message() << "\n";
+  return 1;
+}
+
+struct LedgerFlags {
+  ClientFlags client;
+  std::string data_dir, export_file, ledger_key;
+};
+
+// Where the ledger comes from: a local data directory (given, or the default one when no
+// server is named) or the server.
+bool UseLocal(const LedgerFlags& f, std::string* dir) {
+  if (!f.data_dir.empty()) {
+    *dir = f.data_dir;
+    return true;
+  }
+  if (f.client.server.empty() && std::getenv("TRUSTWARDEN_SERVER") == nullptr &&
+      ::access(absl::StrCat(kDefaultDataDir, "/trustwarden.db").c_str(), F_OK) == 0) {
+    *dir = kDefaultDataDir;
+    return true;
+  }
+  return false;
+}
+
+// Streams the ledger as export bytes to `out`.
+absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out) {
+  std::string dir;
+  if (UseLocal(f, &dir)) {
+    const std::string db = dir + "/trustwarden.db";
+    if (::access(db.c_str(), F_OK) != 0) return absl::NotFoundError(db + " does not exist");
+    TW_ASSIGN_OR_RETURN(std::string bundle_json, base::ReadFile(dir + "/bundle.json"));
+    TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(bundle_json));
+    TW_ASSIGN_OR_RETURN(std::string pub_pem, base::ReadFile(dir + "/ledger.pub.pem"));
+    TW_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(pub_pem));
+    TW_ASSIGN_OR_RETURN(auto store, store::SqliteStore::Open(db));
+    ledger::ExportWriter writer(out);
+    return store->ExportLedger(
+        ledger::ExportHeader{.trust_domain = bundle.trust_domain().name(),
+                             .bundle_json = bundle.ToJson(),
+                             .ledger_key = pub.spki_der()},
+        0, std::numeric_limits<uint64_t>::max(),
+        [&writer](const ledger::ExportRecord& r) { return writer.Write(r); });
+  }
+  TW_ASSIGN_OR_RETURN(auto client, Connect(f.client));
+  for (uint64_t start = 0;;) {
+    TW_ASSIGN_OR_RETURN(net::Response response,
+                        client->Request("GET",
+                                        absl::StrCat("/v1/ledger/export?start=", start,
+                                                     "&end=", start + kPage),
+                                        "", AuthHeaders(f.client)));
+    if (response.status != 200) {
+      json err = json::parse(response.body, nullptr, false);
+      std::string message = err.is_object() && err.contains("error")
+                                ? err["error"].value("message", response.body)
+                                : response.body;
+      return absl::UnavailableError(absl::StrCat("server: HTTP ", response.status, ": ", message));
+    }
+    TW_RETURN_IF_ERROR(out(base::AsBytes(response.body)));
+    std::istringstream in(response.body);
+    ledger::ExportReader reader(in);
+    TW_ASSIGN_OR_RETURN(auto first, reader.Next());
+    const auto* header = first ? std::get_if<ledger::ExportHeader>(&*first) : nullptr;
+    if (header == nullptr) return absl::UnavailableError("server: the export has no header");
+    if (header->end >= header->tree_size || header->end == start) return absl::OkStatus();
+    start = header->end;
+  }
+}
+
+int LedgerExport(const LedgerFlags& f, const std::string& file) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  if (!out) return Fail(absl::PermissionDeniedError("cannot write " + file));
+  absl::Status s = ReadLedger(f, [&out](base::ByteView b) {
+    out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    return out ? absl::OkStatus() : absl::InternalError("write failed");
+  });
+  out.close();
+  if (!s.ok()) return Fail(s);
+  std::cout << "exported the ledger to " << file << "\n";
+  return 0;
+}
+
+int LedgerVerify(const LedgerFlags& f) {
+  std::optional<base::Bytes> pinned;
+  if (!f.ledger_key.empty()) {
+    auto pem = base::ReadFile(f.ledger_key);
+    if (!pem.ok()) return Fail(pem.status());
+    auto key = crypto::PublicKey::FromPem(*pem);
+    if (!key.ok()) return Fail(key.status());
+    pinned = key->spki_der();
+  }
+  ledger::VerifyReport report;
+  if (!f.export_file.empty()) {
+    std::ifstream in(f.export_file, std::ios::binary);
+    if (!in) return Fail(absl::NotFoundError("cannot read " + f.export_file));
+    report = ledger::VerifyExport(in, pinned);
+  } else {
+    std::string pending;
+    absl::Status s = ReadLedger(f, [&](base::ByteView b) {
+      pending.append(reinterpret_cast<const char*>(b.data()), b.size());
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return Fail(s);
+    std::istringstream in(pending);
+    report = ledger::VerifyExport(in, pinned);
+  }
+  if (report.ok()) {
+    std::cout << "ledger intact: " << report.entries << " entries, " << report.signatures
+              << " batch signatures, " << report.tree_heads << " tree heads verified\n";
+    return 0;
+  }
+  if (report.first_bad_index) {
+    std::cout << "ledger verify: first bad index " << *report.first_bad_index << ": "
+              << report.error << "\n";
+  } else {
+    std::cout << "ledger verify: " << report.error << "\n";
+  }
+  return 1;
+}
+
+}  // namespace
+
+void RegisterLedgerCommands(CLI::App& app, Action* action) {
+  CLI::App* audit = app.add_subcommand("audit", "Forensic queries over the ledger (admin, auditor)");
+  audit->require_subcommand(1);
+  {
+    auto f = std::make_shared<QueryFlags>();
+    CLI::App* cmd = audit->add_subcommand("query", "Events matching every filter given");
+    cmd->add_option("--instance", f->instance, "Instance id or SPIFFE ID");
+    cmd->add_option("--agent", f->agent, "Agent name ORG/TEAM/AGENT");
+    cmd->add_option("--principal", f->principal, "Authorizing principal");
+    cmd->add_option("--resource", f->resource, "Resource");
+    cmd->add_option("--action", f->action, "Action (scope)");
+    cmd->add_option("--decision", f->decision, "allow or deny")
+        ->check(CLI::IsMember({"allow", "deny"}));
+    cmd->add_option("--since", f->since, "From (RFC 3339, Unix ms, or a duration ago: 1h)");
+    cmd->add_option("--until", f->until, "Before (same forms)");
+    cmd->add_option("--limit", f->limit, "At most this many events")->check(CLI::Range(1, 10000));
+    cmd->add_flag("--json", f->json, "One JSON document");
+    AddClientFlags(cmd, &f->client);
+    OnRun(cmd, action, [f] { return AuditQuery(*f); });
+  }
+  {
+    auto f = std::make_shared<ClientFlags>();
+    auto id = std::make_shared<std::string>();
+    auto as_json = std::make_shared<bool>(false);
+    CLI::App* cmd = audit->add_subcommand(
+        "trace", "Who did it, spawned by whom, authorized by whom, from what input, under "
+                 "which policy; with its inclusion proof checked");
+    cmd->add_option("EVENT_ID", *id, "Event id")->required();
+    cmd->add_flag("--json", *as_json, "One JSON document");
+    AddClientFlags(cmd, f.get());
+    OnRun(cmd, action, [f, id, as_json] { return AuditTrace(*f, *id, *as_json); });
+  }
+  CLI::App* ledger = app.add_subcommand("ledger", "Export and verify the audit ledger");
+  ledger->require_subcommand(1);
+  auto add_source = [](CLI::App* cmd, LedgerFlags* f) {
+    cmd->add_option("--data-dir", f->data_dir,
+                    "Read the data directory's database instead of asking the server");
+    AddClientFlags(cmd, &f->client);
+  };
+  {
+    auto f = std::make_shared<LedgerFlags>();
+    CLI::App* cmd = ledger->add_subcommand(
+        "verify", "Recompute the tree and check every row, signature and tree head; exit 1 "
+                  "and the first bad index when anything was changed");
+    cmd->add_option("--export", f->export_file, "Verify this export file (offline)");
+    cmd->add_option("--ledger-key", f->ledger_key,
+                    "The ledger's public key (PEM, e.g. ledger.pub.pem) to pin");
+    add_source(cmd, f.get());
+    OnRun(cmd, action, [f] { return LedgerVerify(*f); });
+  }
+  {
+    auto f = std::make_shared<LedgerFlags>();
+    auto file = std::make_shared<std::string>();
+    CLI::App* cmd = ledger->add_subcommand("export", "Write the whole ledger to FILE");
+    cmd->add_option("FILE", *file, "Output file")->required();
+    add_source(cmd, f.get());
+    OnRun(cmd, action, [f, file] { return LedgerExport(*f, *file); });
+  }
+}
+
+}  // namespace tw::cli
