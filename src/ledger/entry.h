@@ -37,7 +37,8 @@ struct Entry {
   bool operator==(const Entry&) const = default;
 };
 
-inline constexpr size_t kMaxBatch = 1000;
+// 128 events: a batch path then has at most 7 hashes, within its one-byte length.
+inline constexpr size_t kMaxBatch = 128;
 
 base::Bytes EncodeEntry(const Entry& entry);
 // Strict inverse of EncodeEntry. InvalidArgument for anything else.

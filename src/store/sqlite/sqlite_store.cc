@@ -182,8 +182,9 @@ class SqliteStore::Db {
                                               raw ? sqlite3_errmsg(raw) : "out of memory"));
     }
     sqlite3_busy_timeout(raw, 10000);
-    TW_RETURN_IF_ERROR(
-        db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+    TW_RETURN_IF_ERROR(db->Exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+        "PRAGMA cache_size=-65536;"));
     return db;
   }
   ~Db() {
@@ -385,22 +386,6 @@ absl::Status AppendLedgerIn(SqliteStore::Db& db, const LedgerAppend& batch,
   DbNodes nodes(db);
   for (size_t i = 0; i < batch.entries.size(); ++i) {
     const ledger::Event& event = batch.events[i];
-    {
-      TW_ASSIGN_OR_RETURN(Stmt s,
-                          db.Prepare("SELECT idx, entry FROM ledger_entries WHERE event_id = ?1"));
-      s.Bind(1, event.id);
-      TW_ASSIGN_OR_RETURN(bool found, s.Step());
-      if (found) {
-        base::Bytes stored = s.Blob(1);
-        auto entry = ledger::DecodeEntry(stored);
-        if (!entry.ok() || entry->event != batch.entries[i].event) {
-          return absl::AlreadyExistsError(
-              absl::StrCat("event ", event.id, " is already in the ledger with other contents"));
-        }
-        out->indexes.push_back(static_cast<uint64_t>(s.Int(0)));
-        continue;
-      }
-    }
     ledger::Entry entry = batch.entries[i];
     entry.index = size;
     ledger::EntryRow row = ledger::RowOf(entry, event);
@@ -410,7 +395,24 @@ absl::Status AppendLedgerIn(SqliteStore::Db& db, const LedgerAppend& batch,
     s.Bind(4, row.type).Bind(5, row.instance).Bind(6, row.agent).Bind(7, row.principal);
     s.Bind(8, row.resource).Bind(9, row.action).Bind(10, row.decision);
     s.Bind(11, base::ByteView(row.signer_id)).Bind(12, base::ByteView(row.entry));
-    TW_RETURN_IF_ERROR(s.Run());
+    absl::Status inserted = s.Run();
+    if (absl::IsAlreadyExists(inserted)) {
+      // The event id is taken (the unique index said so without a lookup on the common
+      // path): a replay of the same bytes keeps its index, anything else is refused.
+      TW_ASSIGN_OR_RETURN(Stmt q,
+                          db.Prepare("SELECT idx, entry FROM ledger_entries WHERE event_id = ?1"));
+      q.Bind(1, event.id);
+      TW_ASSIGN_OR_RETURN(bool found, q.Step());
+      absl::StatusOr<ledger::Entry> stored =
+          found ? ledger::DecodeEntry(q.Blob(1)) : absl::NotFoundError("event vanished");
+      if (!stored.ok() || stored->event != entry.event) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("event ", event.id, " is already in the ledger with other contents"));
+      }
+      out->indexes.push_back(static_cast<uint64_t>(q.Int(0)));
+      continue;
+    }
+    TW_RETURN_IF_ERROR(inserted);
     // The leaf, then every perfect subtree it completes (RFC 9162 §2.1.1 MTH of aligned
     // power-of-two ranges): the left sibling is already stored.
     TW_ASSIGN_OR_RETURN(Stmt n, db.Prepare("INSERT INTO ledger_nodes VALUES (?1, ?2, ?3)"));

@@ -1,0 +1,944 @@
+#!/usr/bin/env python3
+"""End-to-end black-box tests for TrustWarden's audit ledger.
+
+    cd /work/main
+    TW_BIN=/work/main/build/bin/trustwarden /usr/bin/python3 -m unittest -v tests/e2e/ledger_test.py
+
+Server classes run a real `trustwarden server` on a temporary data directory and a free loopback
+port. The test re-implements what an auditor needs from docs/ledger.md (RFC 9162 trees and proofs,
+the Entry encoding, batch and tree head signatures) and checks the server against it. Only the
+standard library, sqlite3 and python3-cryptography 38 (which cannot parse TrustWarden leaves:
+attributes come from `trustwarden svid inspect --json`).
+"""
+import atexit, base64, hashlib, http.client, json, os, random, secrets, shutil, signal
+import socket, sqlite3, ssl, struct, subprocess, tempfile, threading, time, unittest
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+TW_BIN = os.environ.get("TW_BIN") or os.path.join(REPO, "build", "bin", "trustwarden")
+TD = "ledger.example"
+TIMEOUT = 10.0
+BATCH_MAGIC = b"trustwarden-ledger-batch-v1\x00"
+
+
+def setUpModule():
+    if not (os.path.isfile(TW_BIN) and os.access(TW_BIN, os.X_OK)):
+        raise RuntimeError(f"TW_BIN={TW_BIN!r} is not an executable file (build it first)")
+
+
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64u(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+# --------------------------------------------------------------------------- RFC 9162
+def leaf_hash(data):
+    return sha256(b"\x00" + data)
+
+
+def node_hash(left, right):
+    return sha256(b"\x01" + left + right)
+
+
+def _split(n):  # largest power of two strictly below n (n >= 2)
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def mth(hs):
+    """RFC 9162 2.1.1 Merkle tree hash over already-hashed leaves."""
+    if len(hs) <= 1:
+        return hs[0] if hs else sha256(b"")
+    k = _split(len(hs))
+    return node_hash(mth(hs[:k]), mth(hs[k:]))
+
+
+def inclusion_path(m, hs):
+    """RFC 9162 2.1.3.1 PATH(m, D[n])."""
+    if len(hs) <= 1:
+        return []
+    k = _split(len(hs))
+    if m < k:
+        return inclusion_path(m, hs[:k]) + [mth(hs[k:])]
+    return inclusion_path(m - k, hs[k:]) + [mth(hs[:k])]
+
+
+def consistency_proof(m, hs):
+    """RFC 9162 2.1.4.1 PROOF(m, D[n])."""
+    def sub(m, d, b):
+        if m == len(d):
+            return [] if b else [mth(d)]
+        k = _split(len(d))
+        if m <= k:
+            return sub(m, d[:k], b) + [mth(d[k:])]
+        return sub(m - k, d[k:], False) + [mth(d[:k])]
+    return [] if m in (0, len(hs)) else sub(m, hs, True)
+
+
+def _fold(fn, sn, r, path, second=None):
+    """The loop shared by RFC 9162 2.1.3.2 and 2.1.4.2 (second: sr for consistency)."""
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            second = None if second is None else node_hash(p, second)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn, sn = fn >> 1, sn >> 1
+        elif second is None:
+            r = node_hash(r, p)
+        else:
+            second = node_hash(second, p)
+        fn, sn = fn >> 1, sn >> 1
+    return (r, second) if sn == 0 else None
+
+
+def root_from_inclusion(index, size, leaf, path):
+    out = _fold(index, size - 1, leaf, path) if index < size else None
+    return out and out[0]
+
+
+def verify_inclusion(index, size, leaf, path, root):
+    return root_from_inclusion(index, size, leaf, path) == root
+
+
+def verify_consistency(first, second, first_root, second_root, proof):
+    if first == 0 or first > second:
+        return False
+    if first == second:
+        return not proof and first_root == second_root
+    if not proof:
+        return False
+    if first & (first - 1) == 0:   # a power of two: the first root is the proof's first node
+        proof = [first_root] + list(proof)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    out = _fold(fn, sn, proof[0], proof[1:], proof[0])
+    return out == (first_root, second_root)
+
+
+# --------------------------------------------------------------------------- ledger formats
+def parse_entry(data):
+    """docs/ledger.md Entry -> dict; AssertionError on any framing error."""
+    pos = 0
+
+    def take(n):
+        nonlocal pos
+        if pos + n > len(data):
+            raise AssertionError(f"entry truncated at byte {pos} (+{n}) of {len(data)}")
+        pos += n
+        return data[pos - n:pos]
+
+    def num(n):
+        return int.from_bytes(take(n), "big")
+
+    e = {"version": num(1), "index": num(8), "signer_kind": num(1)}
+    e["signer_id"] = take(num(1))
+    e["batch_size"], e["batch_position"] = num(2), num(2)
+    path = take(num(1))
+    e["batch_path"] = [path[i:i + 32] for i in range(0, len(path), 32)]
+    e["signature"], e["event"] = take(num(2)), take(num(3))
+    if pos != len(data) or len(path) % 32:
+        raise AssertionError(f"bad entry framing (path {len(path)}, {len(data) - pos} left)")
+    return e
+
+
+def batch_message(events):
+    return BATCH_MAGIC + len(events).to_bytes(4, "big") + mth([leaf_hash(e) for e in events])
+
+
+def ecdsa_ok(public_key, signature, message):
+    try:
+        public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def spki_der(public_key):
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --------------------------------------------------------------------------- processes
+def retry_busy(fn):
+    """The binary may be replaced while tests run: retry ETXTBSY."""
+    for attempt in range(20):
+        try:
+            return fn()
+        except OSError as e:
+            if e.errno != 26 or attempt == 19:
+                raise
+            time.sleep(0.5)
+
+
+def tw(*args, env=None):
+    return retry_busy(lambda: subprocess.run(
+        [TW_BIN, *map(str, args)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        errors="replace", timeout=60, env=env))
+
+
+def describe(r):
+    return (f"\n$ {' '.join(map(str, r.args))}\nexit={r.returncode}\n--- stdout ---\n"
+            f"{r.stdout[-3000:]}\n--- stderr ---\n{r.stderr[-3000:]}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_file(path, data, mode=None):
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
+
+
+_LIVE = set()
+atexit.register(lambda: [p.kill() for p in list(_LIVE) if p.poll() is None])
+
+
+class Response:
+    def __init__(self, method, path, status, body):
+        self.method, self.path, self.status, self.body = method, path, status, body
+
+    @property
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise AssertionError(f"{self}: body is not JSON") from None
+
+    def __repr__(self):
+        return f"<{self.method} {self.path} -> {self.status} {self.body[:600]!r}>"
+
+
+class Client:
+    """HTTPS pinned to the server's bundle; optional bearer token and mTLS client certificate."""
+
+    def __init__(self, port, cafile, token=None, cert=None, key=None):
+        self.port, self.token = port, token
+        self.ctx = ssl.create_default_context(cafile=cafile)
+        if cert:
+            self.ctx.load_cert_chain(cert, key)
+
+    def request(self, method, path, body=None):
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=TIMEOUT,
+                                           context=self.ctx)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            return Response(method, path, r.status, r.read())
+        finally:
+            conn.close()
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body=None):
+        return self.request("POST", path, body)
+
+
+class Server:
+    def __init__(self, workdir, data_dir=None):
+        self.workdir, self.proc, self.port, self.runs = workdir, None, None, 0
+        self.data_dir = data_dir or os.path.join(workdir, "data")
+        self.bundle_pem = os.path.join(self.data_dir, "bundle.pem")
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def admin_token(self):
+        with open(os.path.join(self.data_dir, "admin.token")) as f:
+            return f.read().strip()
+
+    def client(self, **kw):
+        return Client(self.port, self.bundle_pem, **kw)
+
+    def start(self):
+        for _ in range(5):
+            self.port, self.runs = free_port(), self.runs + 1
+            argv = [TW_BIN, "server", "--data-dir", self.data_dir, "--listen",
+                    f"127.0.0.1:{self.port}", "--trust-domain", TD]
+            log = os.path.join(self.workdir, f"server-{self.runs}.log")
+            with open(log, "wb") as f:
+                self.proc = retry_busy(lambda: subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT))
+            _LIVE.add(self.proc)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if os.path.exists(self.bundle_pem) and \
+                            self.client().get("/healthz").status == 200:
+                        return self
+                except (OSError, ssl.SSLError, http.client.HTTPException):
+                    pass
+                time.sleep(0.05)
+            self.stop()
+            with open(log, errors="replace") as f:
+                text = f.read()
+            if "in use" not in text.lower():
+                break
+        raise AssertionError(f"server did not start: {' '.join(argv)}\n{text[-3000:]}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            _LIVE.discard(self.proc)
+            self.proc = None
+
+    def env(self, token):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTWARDEN_")}
+        env.update(TRUSTWARDEN_SERVER=self.url, TRUSTWARDEN_TOKEN=token,
+                   TRUSTWARDEN_BUNDLE=self.bundle_pem)
+        return env
+
+
+# --------------------------------------------------------------------------- agents
+def new_csr(key):
+    csr = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2e")])).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class Agent:
+    """An instance the server created: its key, SVID and attributes (from `svid inspect`)."""
+
+    def __init__(self, server, doc, key, directory):
+        self.server, self.doc, self.key = server, doc, key
+        self.spiffe_id, self.instance_id = doc["spiffe_id"], doc["instance_id"]
+        os.makedirs(directory, exist_ok=True)
+        self.key_path = write_file(os.path.join(directory, "key.pem"), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()), 0o600)
+        self.svid_path = write_file(os.path.join(directory, "svid.pem"), doc["svid_pem"])
+        r = tw("svid", "inspect", "--json", self.svid_path)
+        if r.returncode != 0:
+            raise AssertionError("svid inspect failed" + describe(r))
+        self.info = json.loads(r.stdout)
+        leaf = doc["svid_pem"].split("-----END CERTIFICATE-----")[0].split("-----")[-1]
+        self.cert_der = base64.b64decode("".join(leaf.split()))
+
+    def client(self):
+        return self.server.client(cert=self.svid_path, key=self.key_path)
+
+    def event(self, type_="action", **fields):
+        i = self.info
+        ev = {"v": 1, "id": "evt-" + secrets.token_hex(16), "time": int(time.time() * 1000),
+              "type": type_, "instance": self.spiffe_id, "serial": i["serial"],
+              "principal": i["principal"], "policy_version": int(i["policy_version"]),
+              "parent": i.get("parent") or None}
+        if type_ == "action":
+            ev.update(resource="https://bank.example/tx", action="read:transactions",
+                      decision="allow")
+        if type_ == "outcome":
+            ev.update(outcome="ok", ref="evt-" + "0" * 32)
+        ev.update(fields)
+        return {k: v for k, v in ev.items() if v is not None}
+
+    def sign(self, raw_events, key=None):
+        return (key or self.key).sign(batch_message(raw_events), ec.ECDSA(hashes.SHA256()))
+
+    def post(self, raw_events, signature=None, client=None):
+        sig = signature if signature is not None else self.sign(raw_events)
+        return (client or self.client()).post(
+            "/v1/ledger/events", {"events": [b64u(e) for e in raw_events], "signature": b64u(sig)})
+
+
+class LedgerCase(unittest.TestCase):
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix=f"tw-ledger-{cls.__name__}-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.server = Server(cls.tmp)
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+        cls.token = cls.server.admin_token()
+        cls.admin = cls.server.client(token=cls.token)
+        cls.seq = 0
+
+    @classmethod
+    def create_agent(cls, client, name, scope=("read:transactions",), ttl="30m"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        r = client.post("/v1/identities", {"name": name, "scope": list(scope), "ttl": ttl,
+                                           "csr": new_csr(key)})
+        if r.status != 201:
+            raise AssertionError(f"creating {name} failed: {r}")
+        cls.seq += 1
+        return Agent(cls.server, r.json, key, os.path.join(cls.tmp, "agents", str(cls.seq)))
+
+    def ok(self, resp, status=200):
+        self.assertEqual(resp.status, status, resp)
+        return resp.json
+
+    def tree_size(self):
+        return self.ok(self.admin.get("/v1/ledger/entries?start=0&end=0"))["tree_size"]
+
+    def entries(self, start=0, end=None, client=None):
+        """Entries [start, end) (`raw`: the Entry bytes), in pages of 500."""
+        client, end, out = client or self.admin, self.tree_size() if end is None else end, []
+        while start + len(out) < end:
+            a = start + len(out)
+            doc = self.ok(client.get(f"/v1/ledger/entries?start={a}&end={min(end, a + 500)}"))
+            self.assertTrue(doc["entries"], f"no entries from {a} (end {end})")
+            out += [dict(e, raw=unb64u(e["entry"])) for e in doc["entries"]]
+        return out
+
+    def ledger_key(self):
+        doc = self.ok(self.server.client().get("/v1/ledger/key"))
+        key = serialization.load_pem_public_key(doc["public_key_pem"].encode())
+        self.assertEqual(doc["key_id"], b64u(sha256(spki_der(key))), doc)
+        return key
+
+    def check_tree_head(self, head, key=None):
+        key = key or self.ledger_key()
+        self.assertEqual(head["key_id"], b64u(sha256(spki_der(key))), head)
+        msg = struct.pack(">QQB", head["timestamp"], head["tree_size"], 32) + \
+            unb64u(head["root_hash"]) + b"\x00\x00"
+        self.assertTrue(ecdsa_ok(key, unb64u(head["signature"]), msg),
+                        f"tree head signature does not verify: {head}")
+
+
+# =============================================================================================
+# 1a. The test's own RFC 9162 implementation, against the Certificate Transparency vectors
+# =============================================================================================
+CT_LEAVES = [bytes.fromhex(h) for h in (
+    "", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+    "606162636465666768696a6b6c6d6e6f")]
+CT_ROOTS = [  # MTH of the first 1..8 leaves
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+
+
+class MerkleVectorsTest(unittest.TestCase):
+    def test_rfc9162_implementation_matches_ct_vectors(self):
+        leaves = [leaf_hash(x) for x in CT_LEAVES]
+        self.assertEqual(sha256(b"").hex(), mth([]).hex())
+        for n in range(1, 9):
+            self.assertEqual(mth(leaves[:n]).hex(), CT_ROOTS[n - 1], f"root of {n}")
+        # CT vector: the path of leaf 0 in the tree of 8 starts with the leaf hash of "00".
+        self.assertEqual(inclusion_path(0, leaves)[0].hex(),
+                         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7")
+        bad = b"\xff" * 32
+        for n in range(1, 9):
+            root = mth(leaves[:n])
+            for m in range(n):
+                path = inclusion_path(m, leaves[:n])
+                self.assertTrue(verify_inclusion(m, n, leaves[m], path, root), (m, n))
+                self.assertFalse(verify_inclusion(m, n, bad, path, root), (m, n))
+                if path:
+                    self.assertFalse(verify_inclusion(m, n, leaves[m], path[:-1], root))
+                    self.assertFalse(verify_inclusion(m, n, leaves[m], path + [bad], root))
+                if n > 1:
+                    self.assertFalse(verify_inclusion((m + 1) % n, n, leaves[m], path, root))
+            for m in range(1, n + 1):
+                proof = consistency_proof(m, leaves[:n])
+                first = mth(leaves[:m])
+                self.assertTrue(verify_consistency(m, n, first, root, proof), (m, n))
+                self.assertFalse(verify_consistency(m, n, bad, root, proof), (m, n))
+                if proof:
+                    self.assertFalse(verify_consistency(m, n, first, root, proof[:-1]), (m, n))
+                    wrong = [bytes([proof[0][0] ^ 1]) + proof[0][1:]] + proof[1:]
+                    self.assertFalse(verify_consistency(m, n, first, root, wrong), (m, n))
+        # The CT consistency vector (1, 8) equals the inclusion path of leaf 0.
+        self.assertEqual(consistency_proof(1, leaves), inclusion_path(0, leaves))
+
+
+# =============================================================================================
+# 1-4, 8. The ledger API of one server
+# =============================================================================================
+class LedgerApiTest(LedgerCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.a = cls.create_agent(cls.admin, "acme-corp/finance-team/payment-processor",
+                                 scope=["read:transactions", "write:ledger"], ttl="1h")
+        cls.b = cls.create_agent(cls.admin, "acme-corp/ops/watcher")
+        for agent, n in ((cls.a, 3), (cls.b, 1), (cls.a, 5), (cls.b, 2)):
+            r = agent.post([canonical(agent.event()) for _ in range(n)])
+            if r.status != 200:
+                raise AssertionError(f"seeding the ledger failed: {r}")
+        r = cls.admin.post("/v1/tokens", {"principal": "aud", "auditor": True})
+        if r.status != 201:
+            raise AssertionError(f"creating an auditor token failed: {r}")
+        cls.auditor = cls.server.client(token=r.json["token"])
+
+    def assert_refused(self, resp, status, code=None):
+        self.assertIn(resp.status, status if isinstance(status, tuple) else (status,), resp)
+        err = resp.json.get("error", {})
+        self.assertTrue(err.get("code"), resp)
+        if code:
+            self.assertEqual(err["code"], code, resp)
+
+    # ---------------------------------------------------------------- 1
+    def test_1_proofs_and_tree_head_match_own_merkle_tree(self):
+        self.ok(self.admin.post("/v1/ledger/sth"), 201)
+        leaves = [leaf_hash(e["raw"]) for e in self.entries(client=self.auditor)]
+        n = len(leaves)
+        self.assertGreaterEqual(n, 15)
+        sizes = range(1, n + 1) if n <= 64 else sorted({*range(1, 33), n, *random.sample(
+            range(33, n), 20)})
+        for size in sizes:
+            root = mth(leaves[:size])
+            for index in range(size):
+                p = self.ok(self.auditor.get(
+                    f"/v1/ledger/proof/inclusion?index={index}&size={size}"))
+                path = [unb64u(h) for h in p["audit_path"]]
+                self.assertEqual((p["index"], p["tree_size"]), (index, size), p)
+                self.assertEqual(unb64u(p["leaf_hash"]), leaves[index], p)
+                self.assertTrue(verify_inclusion(index, size, leaves[index], path, root),
+                                f"inclusion proof ({index}, {size}) does not verify: {p}")
+        pairs = {(m, n) for m in range(1, n + 1)} | {
+            tuple(sorted(random.sample(range(1, n + 1), 2))) for _ in range(40)}
+        for first, second in sorted(pairs):
+            p = self.ok(self.auditor.get(
+                f"/v1/ledger/proof/consistency?first={first}&second={second}"))
+            proof = [unb64u(h) for h in p["proof"]]
+            self.assertTrue(verify_consistency(first, second, mth(leaves[:first]),
+                                               mth(leaves[:second]), proof),
+                            f"consistency proof ({first}, {second}) does not verify: {p}")
+        head = self.ok(self.auditor.get("/v1/ledger/sth"))
+        self.assertTrue(1 <= head["tree_size"] <= n, head)
+        self.assertEqual(unb64u(head["root_hash"]), mth(leaves[:head["tree_size"]]), head)
+        self.check_tree_head(head)
+
+    def test_1b_ledger_routes_need_admin_or_auditor(self):
+        r = self.admin.post("/v1/tokens", {"principal": "plain"})
+        self.assertEqual(r.status, 201, r)
+        plain = self.server.client(token=r.json["token"])
+        for path in ("/v1/ledger/sth", "/v1/ledger/sths", "/v1/ledger/entries?start=0&end=1",
+                     "/v1/ledger/proof/inclusion?index=0&size=1", "/v1/audit/events"):
+            with self.subTest(path=path):
+                self.ok(self.auditor.get(path))
+                self.assert_refused(plain.get(path), 403)
+                self.assert_refused(self.server.client().get(path), 401)
+        self.assert_refused(self.auditor.post("/v1/ledger/sth"), 403)
+
+    # ---------------------------------------------------------------- 2
+    def test_2_batch_of_three_round_trips(self):
+        size0 = self.tree_size()
+        first = self.a.event()
+        objs = [first, self.a.event(action="write:ledger", decision="deny", reason="over limit",
+                                    input_digest="sha256:" + "0f" * 32),
+                self.a.event("outcome", ref=first["id"], outcome="error: timeout")]
+        raw = [canonical(o) for o in objs]
+        doc = self.ok(self.a.post(raw))
+        self.assertEqual(doc["indexes"], [size0, size0 + 1, size0 + 2], doc)
+        self.assertEqual(doc["tree_size"], size0 + 3, doc)
+        self.assertEqual(self.tree_size(), size0 + 3)
+        got = self.entries(size0, size0 + 3)
+        for pos, (e, obj, ev) in enumerate(zip(got, objs, raw)):
+            entry = parse_entry(e["raw"])
+            self.assertEqual((e["index"], e["event_id"], e["event"]), (size0 + pos, obj["id"], obj))
+            self.assertEqual(entry["event"], ev, "the Entry does not hold the signed bytes")
+            self.assertEqual((entry["version"], entry["index"], entry["signer_kind"]),
+                             (1, size0 + pos, 1))
+            self.assertEqual(entry["signer_id"], sha256(self.a.cert_der))
+            self.assertEqual((entry["batch_size"], entry["batch_position"]), (3, pos))
+            root = root_from_inclusion(pos, 3, leaf_hash(ev), entry["batch_path"])
+            self.assertEqual(root, mth([leaf_hash(x) for x in raw]), "batch path")
+            msg = BATCH_MAGIC + (3).to_bytes(4, "big") + root
+            self.assertTrue(ecdsa_ok(self.a.key.public_key(), entry["signature"], msg),
+                            "the stored batch signature does not verify")
+
+    def test_9_batch_of_200_events(self):
+        size0 = self.tree_size()
+        raw = [canonical(self.b.event()) for _ in range(200)]
+        doc = self.ok(self.b.post(raw))
+        self.assertEqual(doc["indexes"], list(range(size0, size0 + 200)), doc)
+        root = mth([leaf_hash(x) for x in raw])
+        for pos in (0, 127, 128, 199):
+            entry = parse_entry(self.entries(size0 + pos, size0 + pos + 1)[0]["raw"])
+            self.assertEqual(entry["event"], raw[pos])
+            self.assertEqual(root_from_inclusion(pos, 200, leaf_hash(raw[pos]),
+                                                 entry["batch_path"]), root, f"position {pos}")
+
+    # ---------------------------------------------------------------- 3
+    def test_3_refusals_leave_the_tree_unchanged(self):
+        c = self.create_agent(self.admin, "acme-corp/ops/doomed")
+        self.ok(self.admin.post("/v1/revocations", {"instance": c.instance_id}))
+        kept = canonical(self.a.event())
+        kept_doc = self.ok(self.a.post([kept]))
+        ev = self.a.event()
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        spaced = json.dumps(ev, sort_keys=True).encode()
+        unsorted = json.dumps(dict(reversed(list(ev.items()))), separators=(",", ":")).encode()
+        issuance = canonical(self.a.event("issuance", resource=f"instance:{self.a.instance_id}",
+                                          action=None, decision=None))
+        good = canonical(ev)
+        conflict = canonical({**json.loads(kept), "time": json.loads(kept)["time"] + 1})
+        cases = [
+            ("non-canonical whitespace", lambda: self.a.post([spaced]), 400, "invalid_argument"),
+            ("non-canonical key order", lambda: self.a.post([unsorted]), 400, "invalid_argument"),
+            ("valid + invalid in one batch", lambda: self.a.post([good, spaced]), 400, None),
+            ("wrong signature", lambda: self.a.post([good], self.a.sign([good], other_key)),
+             401, None),
+            ("wrong principal", lambda: self.a.post([canonical({**ev, "principal": "mallory"})]),
+             400, "invalid_argument"),
+            ("another agent's subject", lambda: self.b.post([good]), 400, "invalid_argument"),
+            ("server-only type issuance", lambda: self.a.post([issuance]), 400,
+             "invalid_argument"),
+            ("empty batch", lambda: self.a.post([]), 400, "invalid_argument"),
+            ("no client certificate", lambda: self.a.post([good], client=self.server.client()),
+             401, None),
+            ("revoked agent", lambda: c.post([canonical(c.event())]), (401, 403), None),
+            ("same id, other bytes", lambda: self.a.post([conflict]), 409, "already_exists"),
+        ]
+        for name, send, status, code in cases:
+            with self.subTest(name):
+                size0 = self.tree_size()
+                self.assert_refused(send(), status, code)
+                self.assertEqual(self.tree_size(), size0, "a refused batch changed the tree")
+        with self.subTest("identical resubmission"):
+            size0 = self.tree_size()
+            doc = self.ok(self.a.post([kept]))
+            self.assertEqual(doc["indexes"], kept_doc["indexes"], doc)
+            self.assertEqual(self.tree_size(), size0)
+        ids = {e["event_id"] for e in self.entries()}
+        self.assertNotIn(ev["id"], ids, "an event of a refused batch was written")
+
+    # ---------------------------------------------------------------- 4
+    def test_4_lifecycle_events(self):
+        d = self.create_agent(self.admin, "acme-corp/ops/short-lived")
+        key = ec.generate_private_key(ec.SECP256R1())
+        renewed = self.ok(d.client().post("/v1/identities/renew", {"csr": new_csr(key)}))
+        self.ok(self.admin.post("/v1/revocations", {"instance": d.instance_id}))
+        ledger_key, found = self.ledger_key(), {}
+        for e in self.entries():
+            ev = e["event"]
+            found.setdefault((ev["type"], ev.get("instance")), []).append(e)
+            if ev["type"] in ("action", "outcome"):
+                continue
+            entry = parse_entry(e["raw"])
+            with self.subTest(index=e["index"], type=ev["type"]):
+                self.assertEqual((entry["signer_kind"], entry["signer_id"]),
+                                 (2, sha256(spki_der(ledger_key))), "not the ledger key")
+                root = root_from_inclusion(entry["batch_position"], entry["batch_size"],
+                                           leaf_hash(entry["event"]), entry["batch_path"])
+                msg = BATCH_MAGIC + entry["batch_size"].to_bytes(4, "big") + root
+                self.assertTrue(ecdsa_ok(ledger_key, entry["signature"], msg), "signature")
+        self.assertIn(("policy", None), found)
+        self.assertIn(("token", None), found)
+        for agent in (self.a, self.b, d):
+            with self.subTest(issuance=agent.instance_id):
+                evs = [e["event"] for e in found.get(("issuance", agent.spiffe_id), [])]
+                self.assertEqual(len(evs), 1, f"issuance events for {agent.spiffe_id}: {evs}")
+                self.assertEqual(evs[0]["serial"], agent.info["serial"])
+                self.assertEqual(evs[0]["resource"], f"instance:{agent.instance_id}")
+        self.assertIn(("renewal", d.spiffe_id), found, renewed)
+        rev = found.get(("revocation", d.spiffe_id), [])
+        self.assertEqual(len(rev), 1, "no revocation event for the revoked instance")
+        self.assertGreater(rev[0]["index"], found[("renewal", d.spiffe_id)][0]["index"])
+        self.assertEqual(rev[0]["event"]["resource"], f"instance:{d.instance_id}")
+
+    # ---------------------------------------------------------------- 8
+    def test_8_tree_heads_appear_and_are_consistent(self):
+        for _ in range(2):
+            self.ok(self.a.post([canonical(self.a.event())]))
+            size, deadline = self.tree_size(), time.monotonic() + 5
+            while time.monotonic() < deadline:
+                heads = self.ok(self.auditor.get("/v1/ledger/sths"))["tree_heads"]
+                if any(h["tree_size"] == size for h in heads):
+                    break
+                time.sleep(0.1)
+            else:
+                self.fail(f"no tree head of size {size} within 5 s: {heads[-3:]}")
+        leaves = [leaf_hash(e["raw"]) for e in self.entries()]
+        heads = self.ok(self.auditor.get("/v1/ledger/sths"))["tree_heads"]
+        self.assertGreaterEqual(len(heads), 3)
+        for prev, head in zip(heads, heads[1:]):
+            self.assertGreaterEqual(head["tree_size"], prev["tree_size"], heads)
+            self.assertGreaterEqual(head["timestamp"], prev["timestamp"], heads)
+        for head in heads:
+            self.check_tree_head(head)
+            self.assertEqual(unb64u(head["root_hash"]), mth(leaves[:head["tree_size"]]), head)
+        for prev, head in zip(heads, heads[1:]):
+            m, n = prev["tree_size"], head["tree_size"]
+            if m == n:
+                self.assertEqual(prev["root_hash"], head["root_hash"])
+                continue
+            p = self.ok(self.auditor.get(f"/v1/ledger/proof/consistency?first={m}&second={n}"))
+            self.assertTrue(verify_consistency(m, n, unb64u(prev["root_hash"]), unb64u(
+                head["root_hash"]), [unb64u(h) for h in p["proof"]]), (prev, head, p))
+        count = len(heads)
+        time.sleep(2.5)
+        later = self.ok(self.auditor.get("/v1/ledger/sths"))["tree_heads"]
+        self.assertEqual(len(later), count, "tree heads were signed while the tree did not grow")
+
+
+# =============================================================================================
+# 5. Forensics: query and trace a delegated agent's events
+# =============================================================================================
+class ForensicsTest(LedgerCase):
+    def test_5_query_and_trace_a_delegated_deny(self):
+        parent = self.create_agent(self.admin, "acme-corp/finance-team/payment-processor",
+                                   scope=["read:transactions", "write:ledger"], ttl="1h")
+        child = self.create_agent(parent.client(), "acme-corp/finance-team/reconciler",
+                                  ttl="20m")
+        self.assertEqual(child.info["parent"], parent.spiffe_id)
+        digest = "sha256:" + hashlib.sha256(b"delete every record of 2024").hexdigest()
+        allow = child.event()
+        deny = child.event(action="delete:records", decision="deny", reason="scope not granted",
+                           resource="https://bank.example/records", input_digest=digest)
+        self.ok(child.post([canonical(allow)]))
+        deny_index = self.ok(child.post([canonical(deny)]))["indexes"][0]
+        env = self.server.env(self.token)
+
+        def query(*args):
+            r = tw("audit", "query", *args, "--json", env=env)
+            self.assertEqual(r.returncode, 0, describe(r))
+            return [e for e in json.loads(r.stdout)["events"]]
+
+        got = query("--instance", child.instance_id)
+        self.assertTrue(all(e["event"]["instance"] == child.spiffe_id for e in got), got)
+        actions = [e["event_id"] for e in got if e["event"]["type"] == "action"]
+        self.assertEqual(actions, [allow["id"], deny["id"]])
+        self.assertEqual({e["event"]["type"] for e in got}, {"issuance", "action"})
+        denied = query("--decision", "deny")
+        self.assertIn(deny["id"], [e["event_id"] for e in denied])
+        self.assertTrue(all(e["event"]["decision"] == "deny" for e in denied), denied)
+        self.assertEqual([e["event_id"] for e in query(
+            "--instance", child.instance_id, "--decision", "deny", "--action", "delete:records",
+            "--resource", "https://bank.example/records")], [deny["id"]])
+        self.assertEqual(query("--instance", parent.instance_id, "--decision", "deny"), [])
+
+        r = tw("audit", "trace", deny["id"], "--json", env=env)
+        self.assertEqual(r.returncode, 0, describe(r))
+        t = json.loads(r.stdout)
+        policy = self.ok(self.admin.get("/v1/policies/1"))
+        self.assertEqual((t["index"], t["event"]), (deny_index, deny))
+        self.assertEqual([(c["instance_id"], c["spiffe_id"]) for c in t["chain"]],
+                         [(child.instance_id, child.spiffe_id),
+                          (parent.instance_id, parent.spiffe_id)])
+        self.assertEqual(t["chain"][0]["parent"], parent.spiffe_id)
+        self.assertEqual((t["principal"], t["policy"]["version"], t["policy"]["sha256"]),
+                         ("admin", 1, policy["sha256"]))
+        self.assertEqual((t["input_digest"], t["decision"], t["reason"]),
+                         (digest, "deny", "scope not granted"))
+        inc = t["inclusion"]
+        self.assertIs(inc["verified"], True, inc)
+        entry = self.entries(deny_index, deny_index + 1)[0]["raw"]
+        self.assertTrue(verify_inclusion(deny_index, inc["tree_size"], leaf_hash(entry),
+                                         [unb64u(h) for h in inc["audit_path"]],
+                                         unb64u(inc["root_hash"])), inc)
+        self.assertEqual((inc["tree_head"]["tree_size"], inc["tree_head"]["root_hash"]),
+                         (inc["tree_size"], inc["root_hash"]))
+        self.check_tree_head(inc["tree_head"])
+
+        r = tw("audit", "trace", deny["id"], env=env)
+        self.assertEqual(r.returncode, 0, describe(r))
+        for needle in (child.spiffe_id, "spawned by", parent.spiffe_id, "admin",
+                       policy["sha256"], digest, "deny", "verified"):
+            self.assertIn(needle, r.stdout, describe(r))
+        self.assertNotIn("not verified", r.stdout.lower())
+        r = tw("audit", "trace", "evt-" + "ab" * 16, env=env)
+        self.assertNotEqual(r.returncode, 0, describe(r))
+
+
+# =============================================================================================
+# 6. Tamper detection: `ledger verify` on data directories, export files and a live server
+# =============================================================================================
+COLS = "event_id, time, type, instance, agent, principal, resource, action, decision, signer, entry"
+
+
+def sql(db, *statements):
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        out = [con.execute(s, p).fetchall() for s, p in statements]
+        con.commit()
+        return out
+    finally:
+        con.close()
+
+
+def flip_entry(db, k, at=-2):
+    """Flips the low bit of a byte near the end of entry k (the `1` of `"v":1}`)."""
+    (((entry,),),) = sql(db, ("SELECT entry FROM ledger_entries WHERE idx=?", (k,)))
+    entry = bytearray(entry)
+    entry[at] ^= 1
+    sql(db, ("UPDATE ledger_entries SET entry=? WHERE idx=?", (bytes(entry), k)))
+
+
+def swap_rows(db, i, j):
+    """Swaps every column but idx between rows i and j."""
+    (rows,) = sql(db, (f"SELECT idx, {COLS} FROM ledger_entries WHERE idx IN (?, ?)", (i, j)))
+    rows = {r[0]: r[1:] for r in rows}
+    sets = ", ".join(f"{c.strip()}=?" for c in COLS.split(","))
+    sql(db, ("UPDATE ledger_entries SET event_id='evt-swap' WHERE idx=?", (i,)),
+        (f"UPDATE ledger_entries SET {sets} WHERE idx=?", (*rows[i], j)),
+        (f"UPDATE ledger_entries SET {sets} WHERE idx=?", (*rows[j], i)))
+
+
+class TamperTest(LedgerCase):
+    K = 7   # an `allow` action in the middle of the ledger
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        a = cls.create_agent(cls.admin, "acme-corp/ops/bookkeeper")
+        for _ in range(4):
+            r = a.post([canonical(a.event()) for _ in range(3)])
+            if r.status != 200:
+                raise AssertionError(f"seeding failed: {r}")
+        cls.size = r.json["tree_size"]
+        cls.admin.post("/v1/ledger/sth")
+        cls.server.stop()
+        cls.pristine = cls.server.data_dir
+        cls.copies = 0
+
+    def copy(self):
+        TamperTest.copies += 1
+        d = os.path.join(self.tmp, f"copy-{self.copies}")
+        shutil.copytree(self.pristine, d)
+        return d, os.path.join(d, "trustwarden.db")
+
+    def assert_verify(self, r, bad=None, what=""):
+        if bad is None:
+            self.assertEqual(r.returncode, 0, what + describe(r))
+            self.assertIn("ledger intact", r.stdout, describe(r))
+        else:
+            self.assertEqual(r.returncode, 1, what + describe(r))
+            if bad is not True:
+                self.assertIn(f"first bad index {bad}", r.stdout, what + describe(r))
+
+    def test_6a_data_dir_tampering(self):
+        k = self.K
+        d, db = self.copy()
+        (((type_, decision),),) = sql(db, (
+            "SELECT type, decision FROM ledger_entries WHERE idx=?", (k,)))
+        self.assertEqual((type_, decision), ("action", "allow"))
+        self.assert_verify(tw("ledger", "verify", "--data-dir", d), None, "untouched")
+        cases = [
+            ("flip a byte of entry k", lambda db: flip_entry(db, k), k),
+            ("UPDATE decision at k", lambda db: sql(db, (
+                "UPDATE ledger_entries SET decision='deny' WHERE idx=?", (k,))), k),
+            ("change the leaf hash (0, k)", lambda db: sql(db, (
+                "UPDATE ledger_nodes SET hash=? WHERE level=0 AND idx=?", (b"\x42" * 32, k))), k),
+            ("DELETE row k", lambda db: sql(db, (
+                "DELETE FROM ledger_entries WHERE idx=?", (k,))), k),
+            ("swap rows k and k+3", lambda db: swap_rows(db, k + 3, k), k),
+            ("change a tree head's root", lambda db: sql(db, (
+                "UPDATE ledger_tree_heads SET root=? WHERE id=(SELECT MAX(id) FROM "
+                "ledger_tree_heads)", (b"\x13" * 32,))), True),
+        ]
+        for name, tamper, bad in cases:
+            with self.subTest(name):
+                d, db = self.copy()
+                tamper(db)
+                self.assert_verify(tw("ledger", "verify", "--data-dir", d), bad, name)
+
+    def test_6b_export_file(self):
+        d, _ = self.copy()
+        f = os.path.join(self.tmp, "ledger.twl")
+        r = tw("ledger", "export", f, "--data-dir", d)
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assert_verify(tw("ledger", "verify", "--export", f), None, "export")
+        with open(f, "rb") as fh:
+            data = bytearray(fh.read())
+        self.assertEqual(data[:10], b"TWLEDGER1\n")
+        pos, flipped = 10, None
+        while pos < len(data):
+            kind, length = data[pos], int.from_bytes(data[pos + 1:pos + 5], "big")
+            body = pos + 5
+            if kind == 4 and int.from_bytes(data[body:body + 8], "big") == self.K:
+                data[body + length - 2] ^= 1     # inside the stored entry's event bytes
+                flipped = self.K
+            pos = body + length
+        self.assertEqual((pos, flipped), (len(data), self.K), "export record framing")
+        write_file(f + ".bad", bytes(data))
+        self.assert_verify(tw("ledger", "verify", "--export", f + ".bad"), True, "bad export")
+
+    def test_6c_online_verify_of_a_tampered_running_server(self):
+        d, db = self.copy()
+        server = Server(self.tmp, data_dir=d).start()
+        self.addCleanup(server.stop)
+        env = server.env(self.token)
+        self.assert_verify(tw("ledger", "verify", env=env), None, "online, untouched")
+        flip_entry(db, self.K)
+        self.assert_verify(tw("ledger", "verify", env=env), self.K, "online, tampered")
+
+
+# =============================================================================================
+# 7. Durability: every acknowledged event survives kill -9
+# =============================================================================================
+class CrashTest(LedgerCase):
+    def test_7_acknowledged_events_survive_sigkill(self):
+        agents = [self.create_agent(self.admin, f"acme-corp/ops/writer-{i}") for i in range(3)]
+        acked, errors, stop = {}, [], threading.Event()
+
+        def writer(agent):
+            while not stop.is_set():
+                raw = [canonical(agent.event()) for _ in range(random.randint(1, 4))]
+                try:
+                    r = agent.post(raw)
+                except (OSError, ssl.SSLError, http.client.HTTPException):
+                    continue   # the server is gone: not acknowledged
+                if r.status != 200:
+                    errors.append(r)
+                    return
+                for index, ev in zip(r.json["indexes"], raw):
+                    acked[index] = ev
+
+        threads = [threading.Thread(target=writer, args=(a,), daemon=True) for a in agents]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        self.server.stop(signal.SIGKILL)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        self.assertFalse(errors, errors[:3])
+        self.assertGreater(len(acked), 20, "too few acknowledged events to mean anything")
+        self.server.start()
+        entries = {e["index"]: e["raw"] for e in self.entries()}
+        lost = sorted(i for i in acked if i not in entries)
+        self.assertFalse(lost, f"{len(lost)} acknowledged events lost, e.g. {lost[:5]}")
+        changed = sorted(i for i, ev in acked.items() if parse_entry(entries[i])["event"] != ev)
+        self.assertFalse(changed, f"acknowledged events changed at {changed[:5]}")
+        self.server.stop()
+        self.assertEqual(sorted(entries), list(range(len(entries))))
+        r = tw("ledger", "verify", "--data-dir", self.server.data_dir)
+        self.assertEqual(r.returncode, 0, describe(r))
