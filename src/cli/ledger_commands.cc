@@ -103,14 +103,16 @@ ledger::Hash HashFrom(const std::string& b64) {
 
 // Checks the trace's inclusion proof here, against the ledger key the server publishes,
 // rather than trusting the server's own "verified".
-absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags,
-                            const json& trace) {
+absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags, const json& trace) {
   TW_ASSIGN_OR_RETURN(json key, CallJson(client, flags, "GET", "/v1/ledger/key"));
-  TW_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(Str(key, "public_key_pem")));
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey pub,
+                      crypto::PublicKey::FromPem(Str(key, "public_key_pem")));
   const json& inc = trace.at("inclusion");
   const json& h = inc.at("tree_head");
-  ledger::TreeHead head{h.at("tree_size").get<uint64_t>(), h.at("timestamp").get<int64_t>(),
-                        HashFrom(Str(h, "root_hash")), {}};
+  ledger::TreeHead head{h.at("tree_size").get<uint64_t>(),
+                        h.at("timestamp").get<int64_t>(),
+                        HashFrom(Str(h, "root_hash")),
+                        {}};
   std::string sig;
   if (!base::Base64UrlDecode(Str(h, "signature"), &sig)) {
     return absl::InvalidArgumentError("the tree head's signature is not base64url");
@@ -169,8 +171,9 @@ int AuditTrace(const ClientFlags& flags, const std::string& id, bool as_json) {
   }
   const json& inc = t["inclusion"];
   if (proof.ok()) {
-    std::cout << "inclusion   verified: leaf " << t.value("index", 0) << " of the signed tree head of size "
-              << inc.value("tree_size", 0) << " (root " << Str(inc, "root_hash") << ")\n";
+    std::cout << "inclusion   verified: leaf " << t.value("index", 0)
+              << " of the signed tree head of size " << inc.value("tree_size", 0) << " (root "
+              << Str(inc, "root_hash") << ")\n";
     return 0;
   }
   std::cout << "inclusion   NOT verified: " << proof.message() << "\n";
@@ -218,11 +221,11 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out) {
   }
   TW_ASSIGN_OR_RETURN(auto client, Connect(f.client));
   for (uint64_t start = 0;;) {
-    TW_ASSIGN_OR_RETURN(net::Response response,
-                        client->Request("GET",
-                                        absl::StrCat("/v1/ledger/export?start=", start,
-                                                     "&end=", start + kPage),
-                                        "", AuthHeaders(f.client)));
+    TW_ASSIGN_OR_RETURN(
+        net::Response response,
+        client->Request("GET",
+                        absl::StrCat("/v1/ledger/export?start=", start, "&end=", start + kPage), "",
+                        AuthHeaders(f.client)));
     if (response.status != 200) {
       json err = json::parse(response.body, nullptr, false);
       std::string message = err.is_object() && err.contains("error")
@@ -295,7 +298,8 @@ int LedgerVerify(const LedgerFlags& f) {
 }  // namespace
 
 void RegisterLedgerCommands(CLI::App& app, Action* action) {
-  CLI::App* audit = app.add_subcommand("audit", "Forensic queries over the ledger (admin, auditor)");
+  CLI::App* audit =
+      app.add_subcommand("audit", "Forensic queries over the ledger (admin, auditor)");
   audit->require_subcommand(1);
   {
     auto f = std::make_shared<QueryFlags>();
@@ -319,8 +323,9 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
     auto id = std::make_shared<std::string>();
     auto as_json = std::make_shared<bool>(false);
     CLI::App* cmd = audit->add_subcommand(
-        "trace", "Who did it, spawned by whom, authorized by whom, from what input, under "
-                 "which policy; with its inclusion proof checked");
+        "trace",
+        "Who did it, spawned by whom, authorized by whom, from what input, under "
+        "which policy; with its inclusion proof checked");
     cmd->add_option("EVENT_ID", *id, "Event id")->required();
     cmd->add_flag("--json", *as_json, "One JSON document");
     AddClientFlags(cmd, f.get());
@@ -336,8 +341,9 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
   {
     auto f = std::make_shared<LedgerFlags>();
     CLI::App* cmd = ledger->add_subcommand(
-        "verify", "Recompute the tree and check every row, signature and tree head; exit 1 "
-                  "and the first bad index when anything was changed");
+        "verify",
+        "Recompute the tree and check every row, signature and tree head; exit 1 "
+        "and the first bad index when anything was changed");
     cmd->add_option("--export", f->export_file, "Verify this export file (offline)");
     cmd->add_option("--ledger-key", f->ledger_key,
                     "The ledger's public key (PEM, e.g. ledger.pub.pem) to pin");

@@ -92,10 +92,9 @@ absl::StatusOr<base::Bytes> SignBatch(const crypto::Signer& signer,
 }
 
 absl::StatusOr<base::Bytes> EntryBatchMessage(const Entry& entry) {
-  TW_ASSIGN_OR_RETURN(Hash root,
-                      RootFromInclusionProof(entry.batch_position, entry.batch_size,
-                                             LeafHash(base::AsBytes(entry.event)),
-                                             entry.batch_path));
+  TW_ASSIGN_OR_RETURN(
+      Hash root, RootFromInclusionProof(entry.batch_position, entry.batch_size,
+                                        LeafHash(base::AsBytes(entry.event)), entry.batch_path));
   return BatchMessage(entry.batch_size, root);
 }
 

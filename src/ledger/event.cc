@@ -4,8 +4,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "base/bytes.h"
 #include "base/status_macros.h"
 #include "core/json.h"
@@ -24,7 +24,7 @@ constexpr size_t kMaxString = 4096;
 
 constexpr std::array<absl::string_view, 3> kAgentTypes = {"action", "outcome", "observation"};
 constexpr std::array<absl::string_view, 5> kServerTypes = {"issuance", "renewal", "revocation",
-                                                            "policy", "token"};
+                                                           "policy", "token"};
 
 bool IsLowerHex(absl::string_view s) {
   for (char c : s) {
@@ -111,7 +111,8 @@ absl::Status ValidateEvent(const Event& e) {
   bool needs_subject = agent_type || e.type == "issuance" || e.type == "renewal";
   if (needs_subject) TW_RETURN_IF_ERROR(Require("instance", e.instance));
   if (!e.instance.empty()) {
-    if (!core::SpiffeId::FromString(e.instance).ok()) return Invalid("instance", "is not a SPIFFE ID");
+    if (!core::SpiffeId::FromString(e.instance).ok())
+      return Invalid("instance", "is not a SPIFFE ID");
     TW_RETURN_IF_ERROR(Require("serial", e.serial));
     TW_RETURN_IF_ERROR(Require("principal", e.principal));
     if (e.policy_version <= 0) return Invalid("policy_version", "is required with an instance");
@@ -152,7 +153,8 @@ absl::StatusOr<Event> DecodeEvent(absl::string_view bytes) {
   Event e;
   e.version = 0;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
-      bytes, "event", [&e](const std::string& name, json&& value) -> absl::Status {
+      bytes, "event",
+      [&e](const std::string& name, json&& value) -> absl::Status {
         if (name == "v" || name == "time" || name == "policy_version") {
           if (!value.is_number_integer()) return Invalid(name, "must be an integer");
           int64_t v = value.get<int64_t>();

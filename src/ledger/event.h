@@ -12,9 +12,9 @@ namespace tw::ledger {
 
 struct Event {
   int64_t version = 1;
-  std::string id;       // "evt-" + 16..64 lowercase hex, unique in the ledger
-  int64_t time_ms = 0;  // Unix milliseconds
-  std::string type;     // action, outcome, observation, issuance, renewal, revocation, ...
+  std::string id;        // "evt-" + 16..64 lowercase hex, unique in the ledger
+  int64_t time_ms = 0;   // Unix milliseconds
+  std::string type;      // action, outcome, observation, issuance, renewal, revocation, ...
   std::string instance;  // the subject instance's SPIFFE ID
   std::string serial;    // hex serial of the subject's certificate
   std::string parent;    // the subject's parent instance SPIFFE ID

@@ -41,7 +41,8 @@ TEST(EventTest, RefusesNonCanonicalBytes) {
   auto s = DecodeEvent(spaced);
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.status().message().find("canonical"), std::string::npos);
-  std::string unsorted = R"({"v":1,"id":"evt-00112233445566778899aabbccddeeff","time":5,"type":"token"})";
+  std::string unsorted =
+      R"({"v":1,"id":"evt-00112233445566778899aabbccddeeff","time":5,"type":"token"})";
   EXPECT_NE(DecodeEvent(unsorted).status().message().find("canonical"), std::string::npos);
   std::string escaped = bytes;
   escaped.replace(escaped.find("admin"), 5, "\\u0061dmin");
@@ -80,8 +81,18 @@ TEST(EventTest, EnforcesTheRulesPerType) {
   check([](Event& e) { e.input_digest = "md5:00"; }, "input_digest");
   check([](Event& e) { e.parent = "not an id"; }, "parent");
   check([](Event& e) { e.reason = std::string(5000, 'x'); }, "reason");
-  check([](Event& e) { e.type = "outcome"; e.ref = "evt-00112233445566778899aabbccddeeff"; }, "outcome");
-  check([](Event& e) { e.type = "outcome"; e.outcome = "ok"; }, "ref");
+  check(
+      [](Event& e) {
+        e.type = "outcome";
+        e.ref = "evt-00112233445566778899aabbccddeeff";
+      },
+      "outcome");
+  check(
+      [](Event& e) {
+        e.type = "outcome";
+        e.outcome = "ok";
+      },
+      "ref");
 }
 
 TEST(EventTest, ServerTypesNeedNoSubject) {

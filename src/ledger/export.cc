@@ -122,8 +122,8 @@ absl::StatusOr<ExportRecord> Decode(uint8_t type, base::ByteView body) {
       TreeHead t;
       uint64_t ts;
       base::ByteView sig;
-      if (!r.Uint(8, &ts) || !r.Uint(8, &t.tree_size) || !ReadHash(r, &t.root) ||
-          !r.Vec(2, &sig) || !r.done()) {
+      if (!r.Uint(8, &ts) || !r.Uint(8, &t.tree_size) || !ReadHash(r, &t.root) || !r.Vec(2, &sig) ||
+          !r.done()) {
         return Malformed("bad tree head record");
       }
       t.timestamp_ms = static_cast<int64_t>(ts);
@@ -137,8 +137,8 @@ absl::StatusOr<ExportRecord> Decode(uint8_t type, base::ByteView body) {
       if (!r.Uint(8, &e.index) || !ReadStr(r, 1, &e.event_id) || !r.Uint(8, &time) ||
           !ReadStr(r, 1, &e.type) || !ReadStr(r, 2, &e.instance) || !ReadStr(r, 2, &e.agent) ||
           !ReadStr(r, 2, &e.principal) || !ReadStr(r, 2, &e.resource) ||
-          !ReadStr(r, 2, &e.action) || !ReadStr(r, 1, &e.decision) ||
-          !ReadHash(r, &e.signer_id) || !r.Vec(3, &entry) || !r.done()) {
+          !ReadStr(r, 2, &e.action) || !ReadStr(r, 1, &e.decision) || !ReadHash(r, &e.signer_id) ||
+          !r.Vec(3, &entry) || !r.done()) {
         return Malformed("bad entry record");
       }
       e.time_ms = static_cast<int64_t>(time);

@@ -31,8 +31,8 @@ absl::Status Path(const NodeSource& nodes, uint64_t m, uint64_t begin, uint64_t 
   return absl::OkStatus();
 }
 
-absl::Status SubProof(const NodeSource& nodes, uint64_t m, uint64_t begin, uint64_t end,
-                      bool whole, std::vector<Hash>* out) {
+absl::Status SubProof(const NodeSource& nodes, uint64_t m, uint64_t begin, uint64_t end, bool whole,
+                      std::vector<Hash>* out) {
   uint64_t n = end - begin;
   if (m == n) {
     if (!whole) {

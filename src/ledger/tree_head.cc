@@ -20,8 +20,7 @@ absl::Status SignTreeHead(const crypto::Signer& signer, TreeHead& head) {
 }
 
 absl::Status VerifyTreeHead(const crypto::PublicKey& key, const TreeHead& head) {
-  if (!key.Verify(crypto::SignatureScheme::kEcdsaSha256, TreeHeadData(head), head.signature)
-           .ok()) {
+  if (!key.Verify(crypto::SignatureScheme::kEcdsaSha256, TreeHeadData(head), head.signature).ok()) {
     return absl::UnauthenticatedError("tree head signature does not verify");
   }
   return absl::OkStatus();

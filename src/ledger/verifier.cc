@@ -61,8 +61,8 @@ bool LedgerVerifier::AddHeader(const ExportHeader& h) {
     return Fail(tree_.size() - 1, "a subtree hash is missing after this entry");
   }
   if (tree_.size() != segment_end_) {
-    return Fail(tree_.size(), absl::StrCat("entries ", tree_.size(), " to ", segment_end_ - 1,
-                                           " are missing"));
+    return Fail(tree_.size(),
+                absl::StrCat("entries ", tree_.size(), " to ", segment_end_ - 1, " are missing"));
   }
   if (h.start != tree_.size() || h.end < h.start || h.end > h.tree_size) {
     return Fail(tree_.size(), absl::StrCat("segment [", h.start, ", ", h.end,
@@ -167,7 +167,8 @@ bool LedgerVerifier::CheckSubject(const EntryRow& row, const Event& event, const
     return true;
   }
   if (IsServerType(event.type)) {
-    return Fail(i, absl::StrCat("entry ", i, ": a ", event.type, " event not signed by the server"));
+    return Fail(i,
+                absl::StrCat("entry ", i, ": a ", event.type, " event not signed by the server"));
   }
   if (event.time_ms < signer.not_before_ms - kSkewMs ||
       event.time_ms > signer.not_after_ms + kSkewMs) {
@@ -216,8 +217,8 @@ bool LedgerVerifier::AddEntry(const EntryRow& row) {
   if (!CheckSubject(row, *event, signer)) return false;
   auto message = EntryBatchMessage(*entry);
   if (!message.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", message.status().message()));
-  std::string batch = absl::StrCat(Key(entry->signer_id), base::AsChars(*message),
-                                   base::AsChars(entry->signature));
+  std::string batch =
+      absl::StrCat(Key(entry->signer_id), base::AsChars(*message), base::AsChars(entry->signature));
   if (!verified_batches_.contains(batch)) {
     if (!VerifyBatchSignature(*signer.key, *message, entry->signature).ok()) {
       return Fail(i, absl::StrCat("entry ", i, ": its signature does not verify"));
@@ -257,8 +258,8 @@ bool LedgerVerifier::AddNode(const NodeRecord& node) {
   const auto& [id, hash] = expected_nodes_[next_node_++];
   if (!(id == node.id) || hash != node.hash) {
     uint64_t bad = id.index << id.level;
-    return Fail(bad, absl::StrCat("subtree hash ", id.level, "/", id.index,
-                                  " (entries from ", bad, ") does not match the entries"));
+    return Fail(bad, absl::StrCat("subtree hash ", id.level, "/", id.index, " (entries from ", bad,
+                                  ") does not match the entries"));
   }
   return true;
 }

@@ -57,7 +57,7 @@ class LedgerVerifier {
   Hash ledger_key_id_{};
   std::unique_ptr<core::X509Verifier> x509_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Signer>> signers_;  // by id
-  std::multimap<uint64_t, TreeHead> pending_heads_;  // by tree size
+  std::multimap<uint64_t, TreeHead> pending_heads_;                          // by tree size
   absl::flat_hash_set<std::string> verified_batches_;
   CompactRange tree_;
   std::vector<std::pair<NodeId, Hash>> expected_nodes_;

@@ -18,17 +18,23 @@ class LedgerFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     auto td = core::TrustDomain::FromName("td.example");
-    ca_key_ = std::shared_ptr<crypto::Signer>(*crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+    ca_key_ = std::shared_ptr<crypto::Signer>(
+        *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
     absl::Time now = absl::Now();
-    auto ca = core::X509Issuer::SelfSignedCa(*ca_key_, {*td, now - absl::Hours(1), now + absl::Hours(24), {}});
+    auto ca = core::X509Issuer::SelfSignedCa(
+        *ca_key_, {*td, now - absl::Hours(1), now + absl::Hours(24), {}});
     issuer_ = std::make_unique<core::X509Issuer>(*core::X509Issuer::Create(ca_key_, {*ca}));
     core::Bundle bundle(*td);
     ASSERT_TRUE(bundle.AddX509Authority(*ca).ok());
     bundle_json_ = bundle.ToJson();
     ledger_key_ = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
     agent_key_ = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-    core::LeafRequest leaf{*core::SpiffeId::FromString(kAgent), now - absl::Minutes(1),
-                           now + absl::Hours(1), {}, {}, {}};
+    core::LeafRequest leaf{*core::SpiffeId::FromString(kAgent),
+                           now - absl::Minutes(1),
+                           now + absl::Hours(1),
+                           {},
+                           {},
+                           {}};
     leaf.attributes.principal = "admin";
     leaf.attributes.policy_version = 1;
     agent_cert_ = *issuer_->IssueLeaf(leaf, agent_key_->public_key());
@@ -59,8 +65,13 @@ class LedgerFixture : public ::testing::Test {
     SignerRecord record{kind, der};
     signers_.push_back(StoredSigner{record.id(), record});
     for (size_t i = 0; i < bytes.size(); ++i) {
-      Entry entry{tree_.size(), kind, record.id(), static_cast<uint16_t>(bytes.size()),
-                  static_cast<uint16_t>(i), *InclusionProof(batch, i, bytes.size()), signature,
+      Entry entry{tree_.size(),
+                  kind,
+                  record.id(),
+                  static_cast<uint16_t>(bytes.size()),
+                  static_cast<uint16_t>(i),
+                  *InclusionProof(batch, i, bytes.size()),
+                  signature,
                   bytes[i]};
       EntryRow row = RowOf(entry, events[i]);
       std::vector<std::pair<NodeId, Hash>> done;
@@ -77,7 +88,8 @@ class LedgerFixture : public ::testing::Test {
   }
 
   void Build() {
-    AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {AgentEvent(0), AgentEvent(1), AgentEvent(2)});
+    AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_,
+                {AgentEvent(0), AgentEvent(1), AgentEvent(2)});
     Event token;
     token.id = NewEventId();
     token.time_ms = 1;
@@ -85,7 +97,8 @@ class LedgerFixture : public ::testing::Test {
     token.resource = "token:abc";
     AppendBatch(*ledger_key_, SignerKind::kLedgerKey, ledger_key_->public_key_der(), {token});
     AddTreeHead();
-    for (int i = 0; i < 4; ++i) AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {AgentEvent(10 + i)});
+    for (int i = 0; i < 4; ++i)
+      AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {AgentEvent(10 + i)});
     AddTreeHead();
   }
 
@@ -272,9 +285,16 @@ TEST_F(LedgerFixture, SignersMustChainToTheBundle) {
   auto stranger = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
   auto td = core::TrustDomain::FromName("td.example");
   absl::Time now = absl::Now();
-  auto rogue_ca = core::X509Issuer::SelfSignedCa(*stranger, {*td, now - absl::Hours(1), now + absl::Hours(2), {}});
-  auto rogue = *core::X509Issuer::Create(std::shared_ptr<crypto::Signer>(std::move(stranger)), {*rogue_ca});
-  core::LeafRequest leaf{*core::SpiffeId::FromString(kAgent), now - absl::Minutes(1), now + absl::Hours(1), {}, {}, {}};
+  auto rogue_ca = core::X509Issuer::SelfSignedCa(
+      *stranger, {*td, now - absl::Hours(1), now + absl::Hours(2), {}});
+  auto rogue =
+      *core::X509Issuer::Create(std::shared_ptr<crypto::Signer>(std::move(stranger)), {*rogue_ca});
+  core::LeafRequest leaf{*core::SpiffeId::FromString(kAgent),
+                         now - absl::Minutes(1),
+                         now + absl::Hours(1),
+                         {},
+                         {},
+                         {}};
   leaf.attributes.principal = "admin";
   leaf.attributes.policy_version = 1;
   base::Bytes cert = *rogue.IssueLeaf(leaf, agent_key_->public_key());

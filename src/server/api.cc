@@ -314,9 +314,10 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
 
   if (path == "/v1/ledger/key" && options_.ledger != nullptr) {
     if (!get) return wrong_method();
-    return Json(200, json{{"key_id", options_.ledger->key_id()},
-                          {"public_key_pem", core::PemEncode("PUBLIC KEY",
-                                                             options_.ledger->public_key().spki_der())}});
+    return Json(200,
+                json{{"key_id", options_.ledger->key_id()},
+                     {"public_key_pem",
+                      core::PemEncode("PUBLIC KEY", options_.ledger->public_key().spki_der())}});
   }
 
   TW_ASSIGN_OR_RETURN(Caller caller, Authenticate(r));
@@ -445,7 +446,8 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
     TW_ASSIGN_OR_RETURN(TokenRequest req, DecodeTokenRequest(r.body));
     TW_ASSIGN_OR_RETURN(std::string token,
                         authority_.CreateToken(caller, req.principal, req.auditor));
-    return Json(201, json{{"principal", req.principal}, {"token", token}, {"auditor", req.auditor}});
+    return Json(201,
+                json{{"principal", req.principal}, {"token", token}, {"auditor", req.auditor}});
   }
   if (options_.ledger != nullptr &&
       (absl::StartsWith(path, "/v1/ledger/") || absl::StartsWith(path, "/v1/audit/"))) {
@@ -477,9 +479,9 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
       return absl::UnauthenticatedError("ledger events need the writer's SVID (mTLS)");
     }
     TW_ASSIGN_OR_RETURN(LedgerEventsRequest req, DecodeLedgerEvents(r.body));
-    TW_ASSIGN_OR_RETURN(store::LedgerAppended appended,
-                        ledger.AppendSigned(*caller.svid, r.peer_chain[0], req.events,
-                                            req.signature));
+    TW_ASSIGN_OR_RETURN(
+        store::LedgerAppended appended,
+        ledger.AppendSigned(*caller.svid, r.peer_chain[0], req.events, req.signature));
     return Json(200, json{{"indexes", appended.indexes}, {"tree_size", appended.tree_size}});
   }
   if (path == "/v1/ledger/sth" && post) {
@@ -650,15 +652,13 @@ absl::StatusOr<HttpResponse> Api::Trace(absl::string_view event_id) {
   TW_ASSIGN_OR_RETURN(std::vector<ledger::Hash> proof,
                       ledger.InclusionProof(row.index, head->tree_size));
   bool verified = ledger::VerifyTreeHead(ledger.public_key(), *head).ok() &&
-                  ledger::VerifyInclusion(row.index, head->tree_size,
-                                          ledger::LeafHash(row.entry), proof, head->root)
+                  ledger::VerifyInclusion(row.index, head->tree_size, ledger::LeafHash(row.entry),
+                                          proof, head->root)
                       .ok();
-  out["inclusion"] = json{{"verified", verified},
-                          {"tree_size", head->tree_size},
-                          {"root_hash", B64(head->root)},
-                          {"leaf_hash", B64(ledger::LeafHash(row.entry))},
-                          {"audit_path", HashList(proof)},
-                          {"tree_head", TreeHeadJson(*head, ledger.key_id())}};
+  out["inclusion"] =
+      json{{"verified", verified},          {"tree_size", head->tree_size},
+           {"root_hash", B64(head->root)},  {"leaf_hash", B64(ledger::LeafHash(row.entry))},
+           {"audit_path", HashList(proof)}, {"tree_head", TreeHeadJson(*head, ledger.key_id())}};
   return Json(200, out);
 }
 

@@ -344,10 +344,9 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
   ledger::Event event = SubjectEvent(issued.record, attrs.parent ? attrs.parent->str() : "");
   event.type = "renewal";
   TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
-  absl::Status stored =
-      store_.RenewIdentity(issued.record.instance_id, issued.record.serial_hex,
-                           issued.record.not_before, issued.record.not_after,
-                           audit ? &*audit : nullptr);
+  absl::Status stored = store_.RenewIdentity(issued.record.instance_id, issued.record.serial_hex,
+                                             issued.record.not_before, issued.record.not_after,
+                                             audit ? &*audit : nullptr);
   if (absl::IsFailedPrecondition(stored)) return absl::PermissionDeniedError(stored.message());
   TW_RETURN_IF_ERROR(stored);
   metrics_.RecordRenewal();
@@ -395,10 +394,10 @@ absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
       at = r->parent;
     }
   }
-  ledger::Event event{.type = "revocation",
-                      .resource = absl::StrCat(store::RevocationKindName(request.kind), ":",
-                                               request.target),
-                      .reason = request.reason};
+  ledger::Event event{
+      .type = "revocation",
+      .resource = absl::StrCat(store::RevocationKindName(request.kind), ":", request.target),
+      .reason = request.reason};
   if (request.kind == store::RevocationKind::kInstance ||
       request.kind == store::RevocationKind::kSubtree) {
     if (auto target = store_.GetIdentity(request.target); target.ok()) {

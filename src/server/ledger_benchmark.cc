@@ -132,7 +132,8 @@ struct WireBatch {
 WireBatch MakeWireBatch(const World& w, int agent, int size, uint64_t seed) {
   WireBatch b{agent, {}, {}};
   std::vector<std::string> bytes;
-  for (int i = 0; i < size; ++i) bytes.push_back(ledger::EncodeEvent(w.Action(w.agents[agent], seed + i)));
+  for (int i = 0; i < size; ++i)
+    bytes.push_back(ledger::EncodeEvent(w.Action(w.agents[agent], seed + i)));
   base::Bytes sig = *ledger::SignBatch(*w.agents[agent].key, bytes);
   for (const std::string& e : bytes) b.events.push_back(base::Base64UrlEncode(e));
   b.signature = base::Base64UrlEncode(base::AsChars(sig));
@@ -186,7 +187,13 @@ void BM_DurableSignedAppend(benchmark::State& state) {
     delete world;
   }
 }
-BENCHMARK(BM_DurableSignedAppend)->Arg(64)->Threads(1)->Threads(4)->Threads(8)->UseRealTime()->Iterations(60);
+BENCHMARK(BM_DurableSignedAppend)
+    ->Arg(64)
+    ->Threads(1)
+    ->Threads(4)
+    ->Threads(8)
+    ->UseRealTime()
+    ->Iterations(60);
 
 // The 1,000,000-event ledger, built once through the store (batches of 125 signed events).
 World& BigWorld() {
@@ -208,13 +215,14 @@ World& BigWorld() {
       batch.signer.signer = {ledger::SignerKind::kSvid, a.cert};
       batch.signer.id = batch.signer.signer.id();
       for (size_t i = 0; i < bytes.size(); ++i) {
-        batch.entries.push_back(ledger::Entry{.signer_kind = ledger::SignerKind::kSvid,
-                                              .signer_id = batch.signer.id,
-                                              .batch_size = kBatch,
-                                              .batch_position = static_cast<uint16_t>(i),
-                                              .batch_path = *ledger::InclusionProof(tree, i, kBatch),
-                                              .signature = sig,
-                                              .event = bytes[i]});
+        batch.entries.push_back(
+            ledger::Entry{.signer_kind = ledger::SignerKind::kSvid,
+                          .signer_id = batch.signer.id,
+                          .batch_size = kBatch,
+                          .batch_position = static_cast<uint16_t>(i),
+                          .batch_path = *ledger::InclusionProof(tree, i, kBatch),
+                          .signature = sig,
+                          .event = bytes[i]});
       }
       batch.events = events;
       auto appended = world->store->AppendLedger(batch);
@@ -284,8 +292,9 @@ void BM_OfflineVerify_1M(benchmark::State& state) {
       out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
       return absl::OkStatus();
     });
-    (void)w.store->ExportLedger(w.ledger->ExportHeaderTemplate(), 0, kBigLedger * 2,
-                                [&writer](const ledger::ExportRecord& r) { return writer.Write(r); });
+    (void)w.store->ExportLedger(
+        w.ledger->ExportHeaderTemplate(), 0, kBigLedger * 2,
+        [&writer](const ledger::ExportRecord& r) { return writer.Write(r); });
   }
   uint64_t entries = 0;
   for (auto _ : state) {

@@ -34,12 +34,12 @@ absl::Status CheckSubject(const ledger::Event& e, const core::VerifiedX509Svid& 
   const core::SvidAttributes none;
   const core::SvidAttributes& attrs = svid.attributes ? *svid.attributes : none;
   std::string parent = attrs.parent ? attrs.parent->str() : "";
-  const char* wrong = e.instance != svid.spiffe_id.str()     ? "instance"
-                      : e.serial != svid.serial_hex          ? "serial"
-                      : e.principal != attrs.principal       ? "principal"
+  const char* wrong = e.instance != svid.spiffe_id.str()         ? "instance"
+                      : e.serial != svid.serial_hex              ? "serial"
+                      : e.principal != attrs.principal           ? "principal"
                       : e.policy_version != attrs.policy_version ? "policy_version"
-                      : e.parent != parent                   ? "parent"
-                                                             : nullptr;
+                      : e.parent != parent                       ? "parent"
+                                                                 : nullptr;
   if (wrong == nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat("event ", i, ": \"", wrong, "\" of an ", e.type,
                                                  " event must be the signing SVID's"));
@@ -84,8 +84,8 @@ absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
   if (!base::Base64UrlDecode(signature_text, &signature) || signature.empty()) {
     return absl::InvalidArgumentError("\"signature\" is not base64url");
   }
-  TW_ASSIGN_OR_RETURN(core::Certificate leaf, core::Certificate::Parse(base::Bytes(
-                                                  leaf_der.begin(), leaf_der.end())));
+  TW_ASSIGN_OR_RETURN(core::Certificate leaf,
+                      core::Certificate::Parse(base::Bytes(leaf_der.begin(), leaf_der.end())));
   const absl::Time now = clock_->Now();
   store::LedgerAppend batch;
   std::vector<std::string> bytes(encoded.size());
@@ -116,8 +116,8 @@ absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
       base::AsBytes(signature)));
   batch.signer.signer = {ledger::SignerKind::kSvid, leaf.der()};
   batch.signer.id = batch.signer.signer.id();
-  batch.entries = BatchEntries(bytes, ledger::SignerKind::kSvid, batch.signer.id,
-                               base::ToBytes(signature));
+  batch.entries =
+      BatchEntries(bytes, ledger::SignerKind::kSvid, batch.signer.id, base::ToBytes(signature));
   return store_.AppendLedger(batch);
 }
 
@@ -154,7 +154,7 @@ absl::StatusOr<ledger::TreeHead> LedgerService::LatestTreeHead() {
 }
 
 absl::StatusOr<std::vector<ledger::Hash>> LedgerService::InclusionProof(uint64_t index,
-                                                                       uint64_t size) {
+                                                                        uint64_t size) {
   std::vector<ledger::Hash> out;
   TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
     if (size > tree) {
@@ -168,7 +168,7 @@ absl::StatusOr<std::vector<ledger::Hash>> LedgerService::InclusionProof(uint64_t
 }
 
 absl::StatusOr<std::vector<ledger::Hash>> LedgerService::ConsistencyProof(uint64_t first,
-                                                                         uint64_t second) {
+                                                                          uint64_t second) {
   std::vector<ledger::Hash> out;
   TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
     if (second > tree) {

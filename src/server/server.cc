@@ -187,8 +187,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   if (::access(ledger_key_path.c_str(), F_OK) != 0) {
     TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
     TW_RETURN_IF_ERROR(base::WriteFile(ledger_key_path, key->ToPkcs8Pem().view(), 0600));
-    TW_RETURN_IF_ERROR(base::WriteFile(
-        Path(dir, "ledger.pub.pem"), core::PemEncode("PUBLIC KEY", key->public_key_der()), 0644));
+    TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "ledger.pub.pem"),
+                                       core::PemEncode("PUBLIC KEY", key->public_key_der()), 0644));
   }
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ledger_key,
                       crypto::SoftwareSigner::ReadFile(ledger_key_path));

@@ -27,9 +27,9 @@ struct ServerConfig {
   size_t max_body_bytes = 1 << 20;
   absl::Duration request_timeout = absl::Seconds(10);
   absl::Duration sth_interval = absl::Seconds(1);  // signed tree heads, when the tree grew
-  double rate_per_principal = 0;         // issuances per second; 0 = unlimited
-  double rate_per_address = 0;           // requests per second; 0 = unlimited
-  double auth_failures_per_address = 5;  // failed authentications per second
+  double rate_per_principal = 0;                   // issuances per second; 0 = unlimited
+  double rate_per_address = 0;                     // requests per second; 0 = unlimited
+  double auth_failures_per_address = 5;            // failed authentications per second
 };
 
 // Reads a TOML config file over `config`: the keys above at top level, and the limits

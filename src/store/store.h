@@ -146,8 +146,7 @@ class Store {
 
   // Appends a policy version; returns its number.
   virtual absl::StatusOr<int64_t> AppendPolicy(absl::string_view source,
-                                               absl::string_view sha256_hex,
-                                               absl::Time created_at,
+                                               absl::string_view sha256_hex, absl::Time created_at,
                                                const LedgerAppend* audit = nullptr) = 0;
   // NotFound for an unknown version; version 0 is the latest (NotFound when none).
   virtual absl::StatusOr<StoredPolicy> GetPolicy(int64_t version) = 0;

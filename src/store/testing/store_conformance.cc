@@ -378,8 +378,8 @@ TEST_P(StoreConformanceTest, LedgerTreeHeadsAndExportSegments) {
     if (std::holds_alternative<ledger::TreeHead>(r)) shape.push_back("h");
     if (std::holds_alternative<ledger::StoredSigner>(r)) shape.push_back("s");
   }
-  EXPECT_THAT(shape, ElementsAre("s", "h", "h", "e2", "n0/2", "e3", "n0/3", "n1/1", "n2/0", "e4",
-                                 "n0/4"));
+  EXPECT_THAT(shape,
+              ElementsAre("s", "h", "h", "e2", "n0/2", "e3", "n0/3", "n1/1", "n2/0", "e4", "n0/4"));
 }
 
 }  // namespace tw::store
