@@ -56,6 +56,14 @@ absl::Status SubProof(const NodeSource& nodes, uint64_t m, uint64_t begin, uint6
 
 bool Lsb(uint64_t x) { return (x & 1) != 0; }
 
+// RFC 9162 §2.1.3.2 / §2.1.4.2: right-shift both until LSB(fn) is set or fn is 0.
+void SkipRightEdge(uint64_t& fn, uint64_t& sn) {
+  do {
+    fn >>= 1;
+    sn >>= 1;
+  } while (!Lsb(fn) && fn != 0);
+}
+
 }  // namespace
 
 Hash EmptyHash() { return crypto::Sha256Concat({}); }
@@ -117,12 +125,7 @@ absl::StatusOr<Hash> RootFromInclusionProof(uint64_t index, uint64_t size, const
     if (sn == 0) return absl::InvalidArgumentError("inclusion: proof too long");
     if (Lsb(fn) || fn == sn) {
       r = NodeHash(p, r);
-      if (!Lsb(fn)) {
-        do {
-          fn >>= 1;
-          sn >>= 1;
-        } while (!Lsb(fn) && fn != 0);
-      }
+      if (!Lsb(fn)) SkipRightEdge(fn, sn);
     } else {
       r = NodeHash(r, p);
     }
@@ -169,12 +172,7 @@ absl::Status VerifyConsistency(uint64_t first, uint64_t second, const Hash& firs
     if (Lsb(fn) || fn == sn) {
       fr = NodeHash(c, fr);
       sr = NodeHash(c, sr);
-      if (!Lsb(fn)) {
-        do {
-          fn >>= 1;
-          sn >>= 1;
-        } while (!Lsb(fn) && fn != 0);
-      }
+      if (!Lsb(fn)) SkipRightEdge(fn, sn);
     } else {
       sr = NodeHash(sr, c);
     }

@@ -112,14 +112,18 @@ class LedgerFixture : public ::testing::Test {
     return out;
   }
 
-  static VerifyReport Verify(const Records& records) {
+  static std::string FileOf(const Records& records) {
     std::string file;
     ExportWriter writer([&file](base::ByteView b) {
       file.append(reinterpret_cast<const char*>(b.data()), b.size());
       return absl::OkStatus();
     });
     for (const auto& r : records) EXPECT_TRUE(writer.Write(r).ok());
-    std::istringstream in(file);
+    return file;
+  }
+
+  static VerifyReport Verify(const Records& records) {
+    std::istringstream in(FileOf(records));
     return VerifyExport(in);
   }
 
@@ -307,13 +311,7 @@ TEST_F(LedgerFixture, SignersMustChainToTheBundle) {
 
 TEST_F(LedgerFixture, PinnedKeyMustMatch) {
   Build();
-  std::string file;
-  ExportWriter writer([&file](base::ByteView b) {
-    file.append(reinterpret_cast<const char*>(b.data()), b.size());
-    return absl::OkStatus();
-  });
-  for (const auto& r : Export()) ASSERT_TRUE(writer.Write(r).ok());
-  std::istringstream in(file);
+  std::istringstream in(FileOf(Export()));
   VerifyReport r = VerifyExport(in, agent_key_->public_key_der());
   EXPECT_NE(r.error.find("pinned"), std::string::npos) << r.error;
 }
@@ -324,12 +322,7 @@ TEST_F(LedgerFixture, MalformedFilesAreErrors) {
   std::istringstream junk("not a ledger");
   EXPECT_NE(VerifyExport(junk).error.find("not a TrustWarden"), std::string::npos);
   Build();
-  std::string file;
-  ExportWriter writer([&file](base::ByteView b) {
-    file.append(reinterpret_cast<const char*>(b.data()), b.size());
-    return absl::OkStatus();
-  });
-  for (const auto& r : Export()) ASSERT_TRUE(writer.Write(r).ok());
+  std::string file = FileOf(Export());
   std::istringstream cut(file.substr(0, file.size() - 10));
   EXPECT_FALSE(VerifyExport(cut).ok());
 }
