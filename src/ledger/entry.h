@@ -79,5 +79,8 @@ struct EntryRow {
 
 // The row of `entry` (whose event has been decoded as `event`).
 EntryRow RowOf(const Entry& entry, const Event& event);
+// True when the columns of `row` (all but its index and entry bytes) are those RowOf
+// gives for `entry` and `event`.
+bool ColumnsMatch(const EntryRow& row, const Entry& entry, const Event& event);
 
 }  // namespace tw::ledger

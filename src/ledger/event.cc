@@ -1,18 +1,21 @@
 #include "ledger/event.h"
 
 #include <array>
+#include <cstring>
+#include <limits>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "base/bytes.h"
 #include "base/status_macros.h"
-#include "core/json.h"
 #include "core/scope.h"
 #include "core/spiffe_id.h"
 #include "crypto/digest.h"
 #include "crypto/random.h"
+#include "nlohmann/json.hpp"
 
 namespace tw::ledger {
 namespace {
@@ -27,8 +30,13 @@ constexpr std::array<absl::string_view, 5> kServerTypes = {"issuance", "renewal"
                                                            "policy", "token"};
 
 bool IsLowerHex(absl::string_view s) {
+  static constexpr auto kHex = [] {
+    std::array<bool, 256> t{};
+    for (char c : absl::string_view("0123456789abcdef")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+  }();
   for (char c : s) {
-    if (!absl::ascii_isdigit(c) && (c < 'a' || c > 'f')) return false;
+    if (!kHex[static_cast<unsigned char>(c)]) return false;
   }
   return true;
 }
@@ -50,23 +58,307 @@ absl::Status Require(absl::string_view member, const std::string& value) {
   return value.empty() ? Invalid(member, "is required for this type") : absl::OkStatus();
 }
 
-// Every string member, by name, for decoding and length checks.
-template <typename Fn>
-void ForEachString(Event& e, Fn fn) {
-  fn("id", e.id);
-  fn("type", e.type);
-  fn("instance", e.instance);
-  fn("serial", e.serial);
-  fn("parent", e.parent);
-  fn("principal", e.principal);
-  fn("resource", e.resource);
-  fn("action", e.action);
-  fn("decision", e.decision);
-  fn("reason", e.reason);
-  fn("input_digest", e.input_digest);
-  fn("payload_digest", e.payload_digest);
-  fn("outcome", e.outcome);
-  fn("ref", e.ref);
+// Every member, in byte order of the names (the canonical order): a string or an integer.
+struct Member {
+  absl::string_view name;
+  std::string Event::*text;
+  int64_t Event::*number;
+};
+constexpr Member kMembers[] = {
+    {"action", &Event::action, nullptr},
+    {"decision", &Event::decision, nullptr},
+    {"id", &Event::id, nullptr},
+    {"input_digest", &Event::input_digest, nullptr},
+    {"instance", &Event::instance, nullptr},
+    {"outcome", &Event::outcome, nullptr},
+    {"parent", &Event::parent, nullptr},
+    {"payload_digest", &Event::payload_digest, nullptr},
+    {"policy_version", nullptr, &Event::policy_version},
+    {"principal", &Event::principal, nullptr},
+    {"reason", &Event::reason, nullptr},
+    {"ref", &Event::ref, nullptr},
+    {"resource", &Event::resource, nullptr},
+    {"serial", &Event::serial, nullptr},
+    {"time", nullptr, &Event::time_ms},
+    {"type", &Event::type, nullptr},
+    {"v", nullptr, &Event::version},
+};
+constexpr size_t kMemberCount = sizeof(kMembers) / sizeof(kMembers[0]);
+
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool IsUtf8(absl::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    uint64_t word;  // eight ASCII bytes at a time
+    if (s.size() - i >= 8 &&
+        (std::memcpy(&word, s.data() + i, 8), word & 0x8080808080808080) == 0) {
+      i += 8;
+      continue;
+    }
+    const auto b = static_cast<unsigned char>(s[i]);
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 1;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 2;
+      if (b == 0xE0) lo = 0xA0;
+      if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 3;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// One member of the canonical encoding: `"name":"value",` with JSON's short escapes for
+// quote, backslash and \b \f \n \r \t, \u00xx for other control characters, and every
+// other byte as it is (the form nlohmann::json::dump gives without ensure_ascii).
+void AppendString(std::string& out, absl::string_view name, absl::string_view value) {
+  if (value.empty()) return;
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  out.append(name.data(), name.size());
+  out += "\":\"";
+  size_t plain = 0;  // start of the run of bytes copied as they are
+  for (size_t k = 0; k < value.size(); ++k) {
+    const char c = value[k];
+    if (static_cast<unsigned char>(c) >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(value.data() + plain, k - plain);
+    plain = k + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xF];
+    }
+  }
+  out.append(value.data() + plain, value.size() - plain);
+  out += "\",";
+}
+
+void AppendInt(std::string& out, absl::string_view name, int64_t value) {
+  out += '"';
+  out.append(name.data(), name.size());
+  out += "\":";
+  absl::StrAppend(&out, value, ",");
+}
+
+// Fills an Event straight from nlohmann's SAX events: members go to their slots without a
+// DOM. Only the top-level object's string and integer members are accepted; a repeated
+// member is caught afterwards, since its bytes cannot equal the canonical encoding.
+class EventReader final : public nlohmann::json_sax<json> {
+ public:
+  explicit EventReader(Event& e) : e_(e) {}
+
+  bool start_object(std::size_t) override {
+    if (depth_++ == 0) return true;
+    return WrongType();
+  }
+  bool end_object() override { return --depth_ >= 0; }
+  bool key(string_t& name) override {
+    // Canonical input names the members in table order: start after the last one.
+    text_ = nullptr;
+    number_ = nullptr;
+    name_ = std::move(name);
+    for (size_t k = 0; k < kMemberCount; ++k) {
+      const Member& m = kMembers[(next_ + k) % kMemberCount];
+      if (m.name != name_) continue;
+      next_ = (next_ + k + 1) % kMemberCount;
+      if (m.text != nullptr) text_ = &(e_.*m.text);
+      if (m.number != nullptr) number_ = &(e_.*m.number);
+      return true;
+    }
+    return Fail(Invalid(name_, "is not a known member"));
+  }
+  bool string(string_t& v) override {
+    if (text_ == nullptr) return WrongType();
+    if (v.empty()) return Fail(Invalid(name_, "must be omitted when empty"));
+    *text_ = std::move(v);
+    return true;
+  }
+  bool number_integer(number_integer_t v) override {
+    if (number_ == nullptr) return WrongType();
+    *number_ = v;
+    return true;
+  }
+  bool number_unsigned(number_unsigned_t v) override {
+    if (number_ == nullptr) return WrongType();
+    if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Fail(Invalid(name_, "is out of range"));
+    }
+    *number_ = static_cast<int64_t>(v);
+    return true;
+  }
+  bool number_float(number_float_t, const string_t&) override { return WrongType(); }
+  bool null() override { return WrongType(); }
+  bool boolean(bool) override { return WrongType(); }
+  bool binary(binary_t&) override { return WrongType(); }
+  bool start_array(std::size_t) override { return WrongType(); }
+  bool end_array() override { return false; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return Fail(absl::InvalidArgumentError("event is not valid JSON"));
+  }
+
+  const absl::Status& status() const { return status_; }
+
+ private:
+  bool Fail(absl::Status s) {
+    if (status_.ok()) status_ = std::move(s);
+    return false;
+  }
+  bool WrongType() {
+    if (depth_ == 0) return Fail(absl::InvalidArgumentError("event is not a JSON object"));
+    return Fail(Invalid(name_, number_ != nullptr ? "must be an integer" : "must be a string"));
+  }
+
+  Event& e_;
+  int depth_ = 0;
+  size_t next_ = 0;  // where the next member's name is looked up first
+  std::string name_;
+  std::string* text_ = nullptr;
+  int64_t* number_ = nullptr;
+  absl::Status status_;
+};
+
+// Reads a string value at `pos` exactly as AppendString writes it: bytes from 0x20 up as
+// they are, and only the escapes it uses. False for anything else.
+bool ReadCanonicalString(absl::string_view in, size_t& pos, std::string& out) {
+  if (pos >= in.size() || in[pos] != '"') return false;
+  size_t plain = ++pos;
+  for (; pos < in.size(); ++pos) {
+    const char c = in[pos];
+    if (c == '"') break;
+    if (static_cast<unsigned char>(c) < 0x20) return false;
+    if (c != '\\') continue;
+    out.append(in.data() + plain, pos - plain);
+    if (++pos >= in.size()) return false;
+    switch (in[pos]) {
+      case '"':
+        out += '"';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'u': {
+        // \u00xx in lowercase hex, for the control characters without a short escape.
+        if (in.size() - pos < 5 || in.substr(pos + 1, 2) != "00") return false;
+        const char hi = in[pos + 3], lo = in[pos + 4];
+        const int lo_value = lo >= '0' && lo <= '9'   ? lo - '0'
+                             : lo >= 'a' && lo <= 'f' ? lo - 'a' + 10
+                                                      : -1;
+        if ((hi != '0' && hi != '1') || lo_value < 0) return false;
+        const char value = static_cast<char>((hi - '0') * 16 + lo_value);
+        if (value == '\b' || value == '\f' || value == '\n' || value == '\r' || value == '\t') {
+          return false;
+        }
+        out += value;
+        pos += 4;
+        break;
+      }
+      default:
+        return false;
+    }
+    plain = pos + 1;
+  }
+  if (pos >= in.size()) return false;
+  out.append(in.data() + plain, pos - plain);
+  ++pos;
+  return !out.empty();
+}
+
+// Reads an integer at `pos` exactly as AppendInt writes it ("0" or no leading zero).
+bool ReadCanonicalInt(absl::string_view in, size_t& pos, int64_t& out) {
+  const size_t end =
+      in.find_first_not_of("0123456789", pos < in.size() && in[pos] == '-' ? pos + 1 : pos);
+  if (end == absl::string_view::npos) return false;
+  const absl::string_view text = in.substr(pos, end - pos);
+  const absl::string_view digits = absl::StripPrefix(text, "-");
+  if (digits.empty() || (digits[0] == '0' && text != "0")) return false;
+  if (!absl::SimpleAtoi(text, &out)) return false;
+  pos = end;
+  return true;
+}
+
+// Decodes bytes laid out exactly as EncodeEvent writes them, without a general JSON
+// parser: the same members in the same order, the same escapes, the same integers, so
+// that whatever this accepts is its own encoding (the random-edit test checks it). False
+// for anything else; the caller then decodes the general way, which says what is wrong.
+bool DecodeCanonical(absl::string_view in, Event& e) {
+  if (in.empty() || in[0] != '{') return false;
+  size_t pos = 1;
+  size_t next = 0;
+  bool time = false, version = false;  // the members EncodeEvent always writes
+  for (;;) {
+    if (pos >= in.size() || in[pos] != '"') return false;
+    const size_t end = in.find('"', pos + 1);
+    if (end == absl::string_view::npos) return false;
+    const absl::string_view name = in.substr(pos + 1, end - pos - 1);
+    while (next < kMemberCount && kMembers[next].name != name) ++next;
+    if (next == kMemberCount) return false;
+    const Member& m = kMembers[next++];
+    pos = end + 1;
+    if (pos >= in.size() || in[pos++] != ':') return false;
+    if (m.text != nullptr) {
+      if (!ReadCanonicalString(in, pos, e.*m.text)) return false;
+    } else {
+      if (!ReadCanonicalInt(in, pos, e.*m.number)) return false;
+      if (m.number == &Event::policy_version && e.policy_version == 0) return false;
+      time = time || m.number == &Event::time_ms;
+      version = version || m.number == &Event::version;
+    }
+    if (pos >= in.size()) return false;
+    if (in[pos] == '}') return pos + 1 == in.size() && time && version;
+    if (in[pos++] != ',') return false;
+  }
 }
 
 }  // namespace
@@ -80,18 +372,18 @@ bool IsServerType(absl::string_view type) {
 
 bool IsSelfType(absl::string_view type) { return type == "action" || type == "outcome"; }
 
-std::string EncodeEvent(const Event& event) {
-  json j = json::object();
-  j["v"] = event.version;
-  j["time"] = event.time_ms;
-  if (event.policy_version != 0) j["policy_version"] = event.policy_version;
-  Event copy = event;
-  ForEachString(copy, [&j](const char* name, const std::string& value) {
-    if (!value.empty()) j[name] = value;
-  });
-  // Keys come out sorted (nlohmann objects are std::map); invalid UTF-8 never reaches
-  // here because ValidateEvent ran on decode, and in-process events are ours.
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+std::string EncodeEvent(const Event& e) {
+  std::string out = "{";
+  out.reserve(512);
+  for (const Member& m : kMembers) {
+    if (m.text != nullptr) {
+      AppendString(out, m.name, e.*m.text);
+    } else if (m.number != &Event::policy_version || e.policy_version != 0) {
+      AppendInt(out, m.name, e.*m.number);
+    }
+  }
+  out.back() = '}';
+  return out;
 }
 
 absl::Status ValidateEvent(const Event& e) {
@@ -101,12 +393,12 @@ absl::Status ValidateEvent(const Event& e) {
   bool agent_type = false;
   for (absl::string_view t : kAgentTypes) agent_type = agent_type || t == e.type;
   if (!agent_type && !IsServerType(e.type)) return Invalid("type", "is not a known event type");
-  Event copy = e;
-  absl::Status length = absl::OkStatus();
-  ForEachString(copy, [&length](const char* name, const std::string& value) {
-    if (length.ok() && value.size() > kMaxString) length = Invalid(name, "is too long");
-  });
-  TW_RETURN_IF_ERROR(length);
+  for (const Member& m : kMembers) {
+    if (m.text == nullptr) continue;
+    const std::string& value = e.*m.text;
+    if (value.size() > kMaxString) return Invalid(m.name, "is too long");
+    if (!IsUtf8(value)) return Invalid(m.name, "is not UTF-8");
+  }
 
   bool needs_subject = agent_type || e.type == "issuance" || e.type == "renewal";
   if (needs_subject) TW_RETURN_IF_ERROR(Require("instance", e.instance));
@@ -151,32 +443,23 @@ absl::Status ValidateEvent(const Event& e) {
 absl::StatusOr<Event> DecodeEvent(absl::string_view bytes) {
   if (bytes.size() > kMaxEventBytes) return absl::InvalidArgumentError("event is too large");
   Event e;
+  if (DecodeCanonical(bytes, e)) {
+    TW_RETURN_IF_ERROR(ValidateEvent(e));
+    return e;
+  }
+  e = Event{};
   e.version = 0;
-  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
-      bytes, "event",
-      [&e](const std::string& name, json&& value) -> absl::Status {
-        if (name == "v" || name == "time" || name == "policy_version") {
-          if (!value.is_number_integer()) return Invalid(name, "must be an integer");
-          int64_t v = value.get<int64_t>();
-          (name == "v" ? e.version : name == "time" ? e.time_ms : e.policy_version) = v;
-          return absl::OkStatus();
-        }
-        bool known = false;
-        absl::Status s = absl::OkStatus();
-        ForEachString(e, [&](const char* field, std::string& slot) {
-          if (name != field) return;
-          known = true;
-          if (!value.is_string()) {
-            s = Invalid(name, "must be a string");
-          } else {
-            slot = value.get<std::string>();
-            if (slot.empty()) s = Invalid(name, "must be omitted when empty");
-          }
-        });
-        if (!known) return Invalid(name, "is not a known member");
-        return s;
-      },
-      kMaxEventBytes));
+  EventReader reader(e);
+  bool parsed;
+  try {
+    parsed = json::sax_parse(bytes.begin(), bytes.end(), &reader);
+  } catch (const json::exception&) {
+    parsed = false;
+  }
+  if (!parsed) {
+    return reader.status().ok() ? absl::InvalidArgumentError("event is not valid JSON")
+                                : reader.status();
+  }
   TW_RETURN_IF_ERROR(ValidateEvent(e));
   if (EncodeEvent(e) != bytes) {
     return absl::InvalidArgumentError(
@@ -193,7 +476,13 @@ std::string AgentOf(absl::string_view instance_spiffe_id) {
   return absl::StrCat(segments[0], "/", segments[1], "/", segments[2]);
 }
 
-std::string NewEventId() { return "evt-" + base::HexEncode(crypto::RandomBytes(16)); }
+std::string NewEventId() {
+  // As UUIDv7 does: the time first, so that ids made close together sort close together
+  // and the ledger's id index grows at its end instead of at random pages.
+  const uint64_t ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  return absl::StrCat("evt-", absl::Hex(ms & 0xFFFFFFFFFFFF, absl::kZeroPad12),
+                      base::HexEncode(crypto::RandomBytes(10)));
+}
 
 std::string DigestOf(absl::string_view data) {
   return "sha256:" + base::HexEncode(crypto::Sha256(base::AsBytes(data)));

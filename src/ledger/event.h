@@ -47,7 +47,8 @@ absl::Status ValidateEvent(const Event& event);
 
 // "org/team/agent" of an agent instance SPIFFE ID; empty for anything else.
 std::string AgentOf(absl::string_view instance_spiffe_id);
-// A fresh "evt-" id with 128 random bits.
+// A fresh "evt-" id: 48 bits of Unix milliseconds, then 80 random bits (the layout of
+// UUIDv7), so that ids sort by creation time.
 std::string NewEventId();
 // "sha256:" + hex of SHA-256(data), the digest format of events.
 std::string DigestOf(absl::string_view data);

@@ -1,7 +1,10 @@
 #include "ledger/event.h"
 
+#include <random>
+
 #include "gtest/gtest.h"
 #include "ledger/entry.h"
+#include "nlohmann/json.hpp"
 
 namespace tw::ledger {
 namespace {
@@ -34,6 +37,110 @@ TEST(EventTest, EncodesCanonicallyAndRoundTrips) {
   EXPECT_EQ(*decoded, Action());
 }
 
+// The canonical form is what a JSON library gives for the same members with sorted keys
+// and no whitespace; checked with every member set and every character class that needs
+// escaping or must pass through (controls, quote, backslash, DEL, multi-byte UTF-8).
+TEST(EventTest, EncodingMatchesASortedJsonDump) {
+  const std::string tricky =
+      std::string("q\"b\\s/\b\f\n\r\t\x01\x1f\x7f", 14) + "\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x91";
+  Event e = Action();
+  e.parent = "spiffe://td/acme/fin/pay/inst-parent0000000000";
+  e.payload_digest = DigestOf("payload");
+  e.outcome = "ok";
+  e.ref = "evt-ffeeddccbbaa99887766554433221100";
+  for (std::string Event::*field :
+       {&Event::reason, &Event::resource, &Event::principal, &Event::outcome}) {
+    Event v = e;
+    v.*field = "x" + tricky + "y";
+    nlohmann::json j = {{"v", v.version},
+                        {"id", v.id},
+                        {"time", v.time_ms},
+                        {"type", v.type},
+                        {"instance", v.instance},
+                        {"serial", v.serial},
+                        {"parent", v.parent},
+                        {"principal", v.principal},
+                        {"policy_version", v.policy_version},
+                        {"resource", v.resource},
+                        {"action", v.action},
+                        {"decision", v.decision},
+                        {"reason", v.reason},
+                        {"input_digest", v.input_digest},
+                        {"payload_digest", v.payload_digest},
+                        {"outcome", v.outcome},
+                        {"ref", v.ref}};
+    EXPECT_EQ(EncodeEvent(v), j.dump());
+  }
+  Event minimal;
+  minimal.id = e.id;
+  minimal.time_ms = 7;
+  minimal.type = "token";
+  EXPECT_EQ(EncodeEvent(minimal),
+            R"({"id":"evt-00112233445566778899aabbccddeeff","time":7,"type":"token","v":1})");
+}
+
+// Whatever DecodeEvent accepts is canonical and means what a JSON library reads in it;
+// checked over random edits of valid events (byte changes, insertions, deletions, escapes).
+TEST(EventTest, AcceptsOnlyCanonicalBytesUnderRandomEdits) {
+  Event base = Action();
+  base.reason = "a\tb\"c\\d\x01 \xc3\xa9";
+  const std::string valid = EncodeEvent(base);
+  const std::string alphabet = "{}[]\":,\\ 0123456789-abcdefnrtu\x01\x7f\xc3\xa9";
+  std::mt19937 rng(7);
+  int accepted = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string bytes = valid;
+    for (int edits = 1 + static_cast<int>(rng() % 3); edits > 0; --edits) {
+      size_t at = rng() % bytes.size();
+      char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 4) {
+        case 0:
+          bytes[at] = c;
+          break;
+        case 1:
+          bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        case 2:
+          bytes.erase(at, 1);
+          break;
+        default:
+          bytes.insert(at, "\\u00" + std::string(1, "01"[rng() % 2]) + c);
+          break;
+      }
+    }
+    auto decoded = DecodeEvent(bytes);
+    if (!decoded.ok()) {
+      EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+      continue;
+    }
+    ++accepted;
+    ASSERT_EQ(EncodeEvent(*decoded), bytes);
+    nlohmann::json j = nlohmann::json::parse(bytes);
+    EXPECT_EQ(j.at("reason").get<std::string>(), decoded->reason);
+    EXPECT_EQ(j.at("resource").get<std::string>(), decoded->resource);
+    EXPECT_EQ(j.at("time").get<int64_t>(), decoded->time_ms);
+    EXPECT_EQ(j.at("policy_version").get<int64_t>(), decoded->policy_version);
+    EXPECT_EQ(j.size(), nlohmann::json::parse(valid).size());
+  }
+  EXPECT_GT(accepted, 100);  // edits inside string values keep many events valid
+}
+
+TEST(EventTest, RefusesStringsThatAreNotUtf8) {
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\x80",
+                          "\xf8\x88\x80\x80\x80"}) {
+    Event e = Action();
+    e.reason = std::string("reason: ") + bad;  // after a whole word of ASCII, and alone
+    EXPECT_FALSE(ValidateEvent(e).ok()) << bad;
+    e.reason = std::string("r") + bad;
+    absl::Status s = ValidateEvent(e);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("UTF-8"), std::string::npos);
+  }
+  Event e = Action();
+  e.reason = "\xf0\x9f\x94\x91 \xe2\x82\xac \xc3\xa9";
+  EXPECT_TRUE(ValidateEvent(e).ok());
+}
+
 TEST(EventTest, RefusesNonCanonicalBytes) {
   std::string bytes = EncodeEvent(Action());
   std::string spaced = bytes;
@@ -47,6 +154,23 @@ TEST(EventTest, RefusesNonCanonicalBytes) {
   std::string escaped = bytes;
   escaped.replace(escaped.find("admin"), 5, "\\u0061dmin");
   EXPECT_FALSE(DecodeEvent(escaped).ok());
+  // Valid JSON with the same meaning, spelled other than the canonical way.
+  Event tabbed = Action();
+  tabbed.reason = "a\tb\x1f";
+  const std::string canonical = EncodeEvent(tabbed);
+  ASSERT_TRUE(DecodeEvent(canonical).ok());
+  auto respell = [&canonical](const std::string& from, const std::string& to) {
+    std::string b = canonical;
+    b.replace(b.find(from), from.size(), to);
+    return b;
+  };
+  for (const std::string& other :
+       {respell("\\t", "\\u0009"), respell("\\u001f", "\\u001F"),
+        respell("\"policy_version\":2", "\"policy_version\":02"), respell("\"v\":1", "\"v\":1.0"),
+        respell("a\\t", "\\u0061\\t"), respell("\"time\":", "\"time\":-0,\"time\":")}) {
+    auto s = DecodeEvent(other);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << other;
+  }
 }
 
 TEST(EventTest, RefusesUnknownMembersAndWrongTypes) {

@@ -1,5 +1,10 @@
 #include "ledger/verifier.h"
 
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -15,6 +20,26 @@ std::string Key(const Hash& h) { return std::string(h.begin(), h.end()); }
 
 int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
 
+// Entries checked together: enough to keep every core busy, small enough to stay cached.
+constexpr size_t kChunk = 4096;
+
+// Runs fn(k) for every k in [0, n) on the machine's cores, `grain` indexes at a time.
+template <typename Fn>
+void ParallelFor(size_t n, size_t grain, const Fn& fn) {
+  const size_t threads = std::min<size_t>(
+      {std::max(1u, std::thread::hardware_concurrency()), 16, (n + grain - 1) / grain});
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t first; (first = next.fetch_add(grain)) < n;) {
+      for (size_t k = first; k < std::min(n, first + grain); ++k) fn(k);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+}
+
 }  // namespace
 
 struct LedgerVerifier::Signer {
@@ -24,6 +49,24 @@ struct LedgerVerifier::Signer {
   std::optional<core::VerifiedX509Svid> svid;
   int64_t not_before_ms = 0;
   int64_t not_after_ms = 0;
+};
+
+struct LedgerVerifier::EntryCheck {
+  std::string error;  // why the entry is bad; empty when these checks passed
+  Hash leaf{};        // its leaf hash in the ledger tree
+  const Signer* signer = nullptr;
+  std::string batch;  // signer id, batch message and signature, as one key
+  size_t message_size = 0;
+};
+
+// Records taken together; their entries are checked on worker threads while the next
+// chunk is read.
+struct LedgerVerifier::Chunk {
+  std::vector<std::variant<EntryRow, NodeRecord>> items;
+  size_t checks_size = 0;                             // its entries
+  std::vector<EntryCheck> checks;                     // one per entry, in order
+  absl::flat_hash_map<std::string, bool> signatures;  // by batch key: whether it verifies
+  std::future<void> checked;                          // last: waited for first on destruction
 };
 
 LedgerVerifier::LedgerVerifier(std::optional<base::Bytes> pinned_key)
@@ -39,21 +82,86 @@ bool LedgerVerifier::Fail(std::optional<uint64_t> index, std::string error) {
   return false;
 }
 
-bool LedgerVerifier::Add(const ExportRecord& record) {
+bool LedgerVerifier::Add(ExportRecord record) {
   if (failed_) return false;
   if (!header_ && !std::holds_alternative<ExportHeader>(record)) {
     return Fail(std::nullopt, "export does not start with a header");
   }
+  if (auto* row = std::get_if<EntryRow>(&record)) {
+    chunk_.emplace_back(std::move(*row));
+    if (++chunk_entries_ < kChunk) return true;
+    // The next chunk is checked while this thread applies the one before it.
+    StartChunk();
+    return inflight_.size() < 2 || FinishChunk();
+  }
+  if (auto* node = std::get_if<NodeRecord>(&record)) {
+    chunk_.emplace_back(*node);
+    return true;
+  }
+  if (!Flush()) return false;
   return std::visit(
       [this](const auto& r) {
         using T = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<T, ExportHeader>) return AddHeader(r);
         if constexpr (std::is_same_v<T, StoredSigner>) return AddSigner(r);
         if constexpr (std::is_same_v<T, TreeHead>) return AddTreeHead(r);
-        if constexpr (std::is_same_v<T, EntryRow>) return AddEntry(r);
-        if constexpr (std::is_same_v<T, NodeRecord>) return AddNode(r);
+        return true;  // entries and nodes went to the chunk
       },
       record);
+}
+
+bool LedgerVerifier::Flush() {
+  if (!chunk_.empty()) StartChunk();
+  while (!inflight_.empty()) {
+    if (!FinishChunk()) return false;
+  }
+  return !failed_;
+}
+
+void LedgerVerifier::StartChunk() {
+  uint64_t first = tree_.size();
+  for (const auto& chunk : inflight_) first += chunk->checks_size;
+  Chunk& c = *inflight_.emplace_back(std::make_unique<Chunk>());
+  c.items.swap(chunk_);
+  chunk_.reserve(c.items.size());
+  c.checks_size = chunk_entries_;
+  chunk_entries_ = 0;
+  c.checked = std::async(std::launch::async, [this, &c, first] {
+    std::vector<const EntryRow*> rows;
+    for (const auto& item : c.items) {
+      if (const auto* row = std::get_if<EntryRow>(&item)) rows.push_back(row);
+    }
+    c.checks.resize(c.checks_size);
+    ParallelFor(rows.size(), 64, [&](size_t k) { c.checks[k] = CheckEntry(*rows[k], first + k); });
+    // Each batch signature of the chunk once (a batch across two chunks is checked twice).
+    std::vector<const EntryCheck*> batches;
+    const std::string* previous = nullptr;
+    for (const EntryCheck& check : c.checks) {
+      if (!check.error.empty() || (previous != nullptr && check.batch == *previous)) continue;
+      previous = &check.batch;
+      if (c.signatures.emplace(check.batch, false).second) batches.push_back(&check);
+    }
+    std::vector<char> valid(batches.size());
+    ParallelFor(batches.size(), 1, [&](size_t k) {
+      const EntryCheck& check = *batches[k];
+      auto message = base::AsBytes(check.batch).subspan(32, check.message_size);
+      auto signature = base::AsBytes(check.batch).subspan(32 + check.message_size);
+      valid[k] = VerifyBatchSignature(*check.signer->key, message, signature).ok();
+    });
+    for (size_t k = 0; k < batches.size(); ++k) c.signatures[batches[k]->batch] = valid[k];
+  });
+}
+
+bool LedgerVerifier::FinishChunk() {
+  std::unique_ptr<Chunk> c = std::move(inflight_.front());
+  inflight_.pop_front();
+  c->checked.get();
+  size_t next = 0;
+  for (const auto& item : c->items) {
+    const auto* node = std::get_if<NodeRecord>(&item);
+    if (!(node ? AddNode(*node) : CommitEntry(c->checks[next++], c->signatures))) return false;
+  }
+  return true;
 }
 
 bool LedgerVerifier::AddHeader(const ExportHeader& h) {
@@ -158,77 +266,78 @@ bool LedgerVerifier::AddTreeHead(const TreeHead& head) {
   return true;
 }
 
-bool LedgerVerifier::CheckSubject(const EntryRow& row, const Event& event, const Signer& signer) {
-  const uint64_t i = row.index;
+std::string LedgerVerifier::SubjectError(const Event& event, const Signer& signer) {
   if (signer.kind == SignerKind::kLedgerKey) {
-    if (!IsServerType(event.type)) {
-      return Fail(i, absl::StrCat("entry ", i, ": a ", event.type, " event signed by the server"));
-    }
-    return true;
+    if (!IsServerType(event.type))
+      return absl::StrCat("a ", event.type, " event signed by the server");
+    return "";
   }
-  if (IsServerType(event.type)) {
-    return Fail(i,
-                absl::StrCat("entry ", i, ": a ", event.type, " event not signed by the server"));
-  }
+  if (IsServerType(event.type))
+    return absl::StrCat("a ", event.type, " event not signed by the server");
   if (event.time_ms < signer.not_before_ms - kSkewMs ||
       event.time_ms > signer.not_after_ms + kSkewMs) {
-    return Fail(i, absl::StrCat("entry ", i, ": event time outside its signer's validity"));
+    return "event time outside its signer's validity";
   }
-  if (!IsSelfType(event.type)) return true;
+  if (!IsSelfType(event.type)) return "";
   const core::VerifiedX509Svid& svid = *signer.svid;
   const core::SvidAttributes empty;
   const core::SvidAttributes& attrs = svid.attributes ? *svid.attributes : empty;
-  std::string parent = attrs.parent ? attrs.parent->str() : "";
   if (event.instance != svid.spiffe_id.str() || event.serial != svid.serial_hex ||
       event.principal != attrs.principal || event.policy_version != attrs.policy_version ||
-      event.parent != parent) {
-    return Fail(i, absl::StrCat("entry ", i, ": the event's subject is not its signer"));
+      event.parent != (attrs.parent ? attrs.parent->str() : "")) {
+    return "the event's subject is not its signer";
   }
-  return true;
+  return "";
 }
 
-bool LedgerVerifier::AddEntry(const EntryRow& row) {
+LedgerVerifier::EntryCheck LedgerVerifier::CheckEntry(const EntryRow& row, uint64_t i) const {
+  EntryCheck c;
+  auto bad = [&c, i](const auto&... why) {
+    c.error = absl::StrCat("entry ", i, ": ", why...);
+    return std::move(c);
+  };
+  if (i >= segment_end_) return bad("beyond its segment");
+  if (row.index != i) return bad("the row is numbered ", row.index);
+  auto entry = DecodeEntry(row.entry);
+  if (!entry.ok()) return bad(entry.status().message());
+  if (entry->index != i) return bad("it was appended as entry ", entry->index);
+  auto event = DecodeEvent(entry->event);
+  if (!event.ok()) return bad(event.status().message());
+  if (!ColumnsMatch(row, *entry, *event)) return bad("a stored column does not match the entry");
+  auto it = signers_.find(Key(entry->signer_id));
+  if (it == signers_.end()) return bad("its signer is missing");
+  const Signer& signer = *it->second;
+  if (!signer.error.empty()) return bad(signer.error);
+  if (signer.kind != entry->signer_kind) return bad("signer kind mismatch");
+  if (std::string why = SubjectError(*event, signer); !why.empty()) return bad(why);
+  auto message = EntryBatchMessage(*entry);
+  if (!message.ok()) return bad(message.status().message());
+  c.signer = &signer;
+  c.batch =
+      absl::StrCat(Key(entry->signer_id), base::AsChars(*message), base::AsChars(entry->signature));
+  c.message_size = message->size();
+  c.leaf = LeafHash(row.entry);
+  return c;
+}
+
+bool LedgerVerifier::CommitEntry(const EntryCheck& c,
+                                 const absl::flat_hash_map<std::string, bool>& signatures) {
   const uint64_t i = tree_.size();
   if (next_node_ != expected_nodes_.size()) {
     return Fail(i - 1, absl::StrCat("entry ", i - 1, ": a subtree hash is missing"));
   }
-  if (i >= segment_end_) return Fail(i, absl::StrCat("entry ", i, ": beyond its segment"));
-  if (row.index != i) {
-    return Fail(i, absl::StrCat("entry ", i, ": the row is numbered ", row.index));
-  }
-  auto entry = DecodeEntry(row.entry);
-  if (!entry.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", entry.status().message()));
-  if (entry->index != i) {
-    return Fail(i, absl::StrCat("entry ", i, ": it was appended as entry ", entry->index));
-  }
-  auto event = DecodeEvent(entry->event);
-  if (!event.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", event.status().message()));
-  EntryRow derived = RowOf(*entry, *event);
-  if (derived != row) {
-    return Fail(i, absl::StrCat("entry ", i, ": a stored column does not match the entry"));
-  }
-  auto it = signers_.find(Key(entry->signer_id));
-  if (it == signers_.end()) return Fail(i, absl::StrCat("entry ", i, ": its signer is missing"));
-  const Signer& signer = *it->second;
-  if (!signer.error.empty()) return Fail(i, absl::StrCat("entry ", i, ": ", signer.error));
-  if (signer.kind != entry->signer_kind) {
-    return Fail(i, absl::StrCat("entry ", i, ": signer kind mismatch"));
-  }
-  if (!CheckSubject(row, *event, signer)) return false;
-  auto message = EntryBatchMessage(*entry);
-  if (!message.ok()) return Fail(i, absl::StrCat("entry ", i, ": ", message.status().message()));
-  std::string batch =
-      absl::StrCat(Key(entry->signer_id), base::AsChars(*message), base::AsChars(entry->signature));
-  if (!verified_batches_.contains(batch)) {
-    if (!VerifyBatchSignature(*signer.key, *message, entry->signature).ok()) {
+  if (!c.error.empty()) return Fail(i, c.error);
+  if (c.batch != last_batch_) {
+    auto valid = signatures.find(c.batch);
+    if (valid == signatures.end() || !valid->second) {
       return Fail(i, absl::StrCat("entry ", i, ": its signature does not verify"));
     }
-    verified_batches_.insert(std::move(batch));
-    ++report_.signatures;
+    if (verified_batches_.insert(c.batch).second) ++report_.signatures;
+    last_batch_ = c.batch;
   }
   expected_nodes_.clear();
   next_node_ = 0;
-  tree_.Append(LeafHash(row.entry), &expected_nodes_);
+  tree_.Append(c.leaf, &expected_nodes_);
   ++report_.entries;
   auto [first, last] = pending_heads_.equal_range(tree_.size());
   if (first != last) {
@@ -265,7 +374,7 @@ bool LedgerVerifier::AddNode(const NodeRecord& node) {
 }
 
 const VerifyReport& LedgerVerifier::Finish() {
-  if (failed_) return report_;
+  if (!Flush()) return report_;
   if (!header_) {
     Fail(std::nullopt, "the export is empty");
     return report_;
@@ -287,6 +396,7 @@ VerifyReport VerifyExport(std::istream& in, std::optional<base::Bytes> pinned_ke
   for (;;) {
     auto record = reader.Next();
     if (!record.ok()) {
+      verifier.Flush();
       VerifyReport r = verifier.report();
       if (r.ok()) {
         r.error = std::string(record.status().message());
@@ -295,7 +405,7 @@ VerifyReport VerifyExport(std::istream& in, std::optional<base::Bytes> pinned_ke
       return r;
     }
     if (!record->has_value()) break;
-    if (!verifier.Add(**record)) return verifier.report();
+    if (!verifier.Add(*std::move(*record))) return verifier.report();
   }
   return verifier.Finish();
 }

@@ -1,13 +1,17 @@
 // Offline verification of a ledger export: recomputes every leaf, subtree hash and tree
 // head, checks every column against its entry and every signature, and names the first
-// bad index. Not thread-safe (one per export stream).
+// bad index. Entries are checked in chunks on every core; the tree is rebuilt in order.
+// Not thread-safe (one per export stream).
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <istream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -35,21 +39,34 @@ class LedgerVerifier {
   explicit LedgerVerifier(std::optional<base::Bytes> pinned_key = std::nullopt);
   ~LedgerVerifier();
 
-  // Checks one record, in file order. Returns false once the ledger is known to be bad.
-  bool Add(const ExportRecord& record);
+  // Takes one record, in file order. Returns false once the ledger is known to be bad;
+  // entries may be checked later, in a chunk, so a bad entry can surface a few calls on.
+  bool Add(ExportRecord record);
+  // Checks every record taken so far; false once the ledger is known to be bad.
+  bool Flush();
   // The final checks (nothing missing at the end); returns the report.
   const VerifyReport& Finish();
   const VerifyReport& report() const { return report_; }
 
  private:
   struct Signer;
+  struct EntryCheck;
+  struct Chunk;
   bool Fail(std::optional<uint64_t> index, std::string error);
   bool AddHeader(const ExportHeader& header);
   bool AddSigner(const StoredSigner& signer);
   bool AddTreeHead(const TreeHead& head);
-  bool AddEntry(const EntryRow& row);
   bool AddNode(const NodeRecord& node);
-  bool CheckSubject(const EntryRow& row, const Event& event, const Signer& signer);
+  // Hands the records taken so far to the worker threads.
+  void StartChunk();
+  // Waits for the oldest chunk in flight and applies its results in order.
+  bool FinishChunk();
+  // The checks of entry `i` that need no other entry (run concurrently).
+  EntryCheck CheckEntry(const EntryRow& row, uint64_t i) const;
+  // The rest, in order: signature (verified once per batch), tree, subtree hashes, heads.
+  static std::string SubjectError(const Event& event, const Signer& signer);
+  bool CommitEntry(const EntryCheck& check,
+                   const absl::flat_hash_map<std::string, bool>& signatures);
 
   std::optional<base::Bytes> pinned_key_;
   std::optional<ExportHeader> header_;
@@ -58,7 +75,10 @@ class LedgerVerifier {
   std::unique_ptr<core::X509Verifier> x509_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Signer>> signers_;  // by id
   std::multimap<uint64_t, TreeHead> pending_heads_;                          // by tree size
-  absl::flat_hash_set<std::string> verified_batches_;
+  absl::flat_hash_set<std::string> verified_batches_;      // signer id, message and signature
+  std::string last_batch_;                                 // the one the previous entry used
+  std::vector<std::variant<EntryRow, NodeRecord>> chunk_;  // taken, not yet handed over
+  size_t chunk_entries_ = 0;
   CompactRange tree_;
   std::vector<std::pair<NodeId, Hash>> expected_nodes_;
   size_t next_node_ = 0;
@@ -66,6 +86,7 @@ class LedgerVerifier {
   uint64_t segment_end_ = 0;
   VerifyReport report_;
   bool failed_ = false;
+  std::deque<std::unique_ptr<Chunk>> inflight_;  // last: their checks use the members above
 };
 
 // Reads and verifies a whole export stream.

@@ -25,6 +25,7 @@ namespace {
 constexpr int kAgents = 64;
 constexpr uint64_t kBigLedger = 1'000'000;
 constexpr uint16_t kBatch = 125;
+constexpr int kAppendIterations = 200;  // batches per thread: long enough to span checkpoints
 
 std::string TempDir(const char* name) {
   std::string dir = (std::filesystem::temp_directory_path() / name).string();
@@ -169,7 +170,7 @@ void BM_DurableSignedAppend(benchmark::State& state) {
     world = new World("tw-bench-append");
     pools = new std::vector<std::vector<WireBatch>>(state.threads());
     for (int t = 0; t < state.threads(); ++t) {
-      for (int i = 0; i < 4000 / batch + 40; ++i) {
+      for (int i = 0; i < kAppendIterations; ++i) {
         (*pools)[t].push_back(MakeWireBatch(*world, t % kAgents, batch, i * 1000 + t));
       }
     }
@@ -193,7 +194,7 @@ BENCHMARK(BM_DurableSignedAppend)
     ->Threads(4)
     ->Threads(8)
     ->UseRealTime()
-    ->Iterations(60);
+    ->Iterations(kAppendIterations);
 
 // The 1,000,000-event ledger, built once through the store (batches of 125 signed events).
 World& BigWorld() {

@@ -184,7 +184,7 @@ class SqliteStore::Db {
     sqlite3_busy_timeout(raw, 10000);
     TW_RETURN_IF_ERROR(
         db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-                 "PRAGMA cache_size=-65536;"));
+                 "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
     return db;
   }
   ~Db() {
@@ -472,6 +472,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
     }
     TW_RETURN_IF_ERROR(db.Exec("COMMIT"));
   }
+  TW_RETURN_IF_ERROR(db.Exec("PRAGMA wal_autocheckpoint=8192"));
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;
 }
