@@ -197,8 +197,10 @@ BENCHMARK(BM_DurableSignedAppend)
     ->Iterations(kAppendIterations);
 
 // The 1,000,000-event ledger, built once through the store (batches of 125 signed events).
+World* big_world = nullptr;  // built on first use, removed (with its files) at exit
+
 World& BigWorld() {
-  static World* w = [] {
+  static World* w = big_world = [] {
     auto* world = new World("tw-bench-1m");
     std::vector<std::string> bytes;
     std::vector<ledger::Event> events;
@@ -311,4 +313,11 @@ BENCHMARK(BM_OfflineVerify_1M)->Unit(benchmark::kSecond)->Iterations(1)->UseReal
 }  // namespace
 }  // namespace tw::server
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete tw::server::big_world;  // its database and export are gigabytes in the temp dir
+  return 0;
+}
