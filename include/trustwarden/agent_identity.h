@@ -1,0 +1,102 @@
+// An agent instance's own identity: created with one call, renewed in the background,
+// used for scope-checked, ledger-recorded calls, and revoked when the agent is done.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trustwarden/error.h"
+
+namespace trustwarden {
+
+// Where the server is and how to reach it. Empty members come from TRUSTWARDEN_SERVER,
+// TRUSTWARDEN_TOKEN and TRUSTWARDEN_BUNDLE.
+struct Connection {
+  std::string server;  // https://HOST:PORT
+  std::string token;   // principal token, for identities without a parent
+  std::string bundle;  // path of the trust bundle, SPIFFE JSON or PEM
+};
+
+class AgentIdentity;
+
+struct IdentityOptions {
+  std::string name;                       // org/team/agent
+  std::vector<std::string> scope;         // granted scopes, "action:object"
+  std::string ttl = "30m";                // lifetime, capped by policy; a child's is cut
+                                          // to what its parent has left
+  std::string trust_level;                // low, medium, high, critical; empty: low
+  const AgentIdentity* parent = nullptr;  // delegation: the parent authenticates (mTLS)
+  Connection connection;                  // ignored with a parent (the parent's is used)
+};
+
+struct CallOptions {
+  std::string input;  // what triggered the call, e.g. the prompt; only its digest is recorded
+};
+
+// What a connector is asked to do once the call is allowed and recorded.
+struct CallRequest {
+  std::string resource;  // URI; its scheme chose the connector
+  std::string action;    // the scope exercised, "action:object"
+  std::string payload;
+};
+
+struct CallResult {
+  std::string event_id;  // the ledger event that recorded the decision
+  std::string response;  // what the connector returned
+};
+
+// Performs an allowed call for one URI scheme; throws to report a failed outcome.
+using Connector = std::function<std::string(AgentIdentity& agent, const CallRequest& request)>;
+
+class AgentIdentity {
+ public:
+  // Generates a key pair in process (never written), has the server sign its CSR, and
+  // starts renewal at half-life. Throws Error on refusal or when the server is unreachable.
+  static AgentIdentity create(const IdentityOptions& options);
+  // A child identity delegated by this one (options.parent is set to this).
+  AgentIdentity spawn(IdentityOptions options) const;
+
+  AgentIdentity(AgentIdentity&&) noexcept;
+  AgentIdentity& operator=(AgentIdentity&&) noexcept;
+  // Revokes the identity unless it was closed or detached (see close()).
+  ~AgentIdentity();
+
+  std::string spiffe_id() const;
+  std::string instance_id() const;
+  std::string svid_pem() const;  // the current certificate chain, leaf first
+  std::vector<std::string> scopes() const;
+  std::string trust_level() const;
+  std::chrono::system_clock::time_point expires_at() const;
+  bool revoked() const;
+  // A JWT-SVID for `audience`, reused until a minute before it expires.
+  std::string jwt(const std::string& audience);
+
+  // Checks, records and performs an action:
+  //  - throws Denied when the identity is expired or revoked, or its scopes do not cover
+  //    `action`; the refusal is recorded as a signed "deny" event;
+  //  - records a signed "allow" event before acting (throws Error if it cannot);
+  //  - hands the call to the connector of the resource's URI scheme, then records the
+  //    outcome.
+  CallResult call(const std::string& resource, const std::string& action,
+                  const std::string& payload = {}, const CallOptions& options = {});
+
+  // Revokes this instance and its children on the server (the ledger records it) and stops
+  // renewal; the credential cannot be reused. Idempotent.
+  void close();
+  // Hands the identity over: destruction then stops renewal without revoking.
+  void detach();
+
+  // Registers the connector for resources whose URI has `scheme` (e.g. "postgres").
+  static void register_connector(const std::string& scheme, Connector connector);
+
+  struct State;
+
+ private:
+  explicit AgentIdentity(std::shared_ptr<State> state);
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace trustwarden
