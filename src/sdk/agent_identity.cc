@@ -273,7 +273,7 @@ AgentIdentity::~AgentIdentity() {
   if (revoke) {
     try {
       close();
-    } catch (const Error&) {
+    } catch (...) {
       // Destruction cannot report it; the certificate still expires on its own.
     }
   }
@@ -283,10 +283,10 @@ AgentIdentity::~AgentIdentity() {
 AgentIdentity AgentIdentity::create(const IdentityOptions& options) {
   auto state = std::make_shared<State>();
   auto key = Check(crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
-  json body{{"name", options.name},
-            {"scope", options.scope},
-            {"csr", core::PemEncode("CERTIFICATE REQUEST",
-                                    Check(core::BuildCertificateRequest(*key)))}};
+  json body{
+      {"name", options.name},
+      {"scope", options.scope},
+      {"csr", core::PemEncode("CERTIFICATE REQUEST", Check(core::BuildCertificateRequest(*key)))}};
   if (!options.ttl.empty()) body["ttl"] = options.ttl;
   if (!options.trust_level.empty()) body["trust_level"] = options.trust_level;
   json reply;
@@ -296,7 +296,8 @@ AgentIdentity AgentIdentity::create(const IdentityOptions& options) {
     const absl::Duration left =
         absl::Trunc(parent.Current().svid.not_after - absl::Now(), absl::Seconds(1)) -
         absl::Seconds(1);
-    const absl::Duration ttl = Check(core::ParseDuration(options.ttl.empty() ? "30m" : options.ttl));
+    const absl::Duration ttl =
+        Check(core::ParseDuration(options.ttl.empty() ? "30m" : options.ttl));
     if (ttl > left) body["ttl"] = absl::StrCat(absl::ToInt64Seconds(left), "s");
     state->endpoint = parent.endpoint;
     auto client = parent.Client(parent.Current());
@@ -304,7 +305,8 @@ AgentIdentity AgentIdentity::create(const IdentityOptions& options) {
   } else {
     state->endpoint = Resolve(options.connection);
     if (state->endpoint.token.empty()) {
-      throw Error("unauthenticated", "no principal token: set Connection.token or TRUSTWARDEN_TOKEN");
+      throw Error("unauthenticated",
+                  "no principal token: set Connection.token or TRUSTWARDEN_TOKEN");
     }
     auto client = Check(net::HttpsClient::Create(
         {.server = state->endpoint.server, .ca_pem = state->endpoint.ca_pem}));
@@ -386,7 +388,8 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
     if (it != Connectors().end()) connector = it->second;
   }
   if (!connector) {
-    throw Error("failed_precondition", absl::StrCat("no connector for \"", scheme, ":\" resources"));
+    throw Error("failed_precondition",
+                absl::StrCat("no connector for \"", scheme, ":\" resources"));
   }
 
   State::Credential c = state_->Current();

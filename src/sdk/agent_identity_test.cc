@@ -1,6 +1,4 @@
 // The SDK against the real server in-process on port 0.
-#include "trustwarden/trustwarden.h"
-
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -17,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "server/server.h"
 #include "store/sqlite/sqlite_store.h"
+#include "trustwarden/trustwarden.h"
 
 namespace trustwarden {
 namespace {
@@ -69,7 +68,8 @@ class AgentIdentityTest : public ::testing::Test {
     auto client = tw::net::HttpsClient::Create(
         {.server = connection_.server, .ca_pem = *tw::base::ReadFile(connection_.bundle)});
     EXPECT_TRUE(client.ok());
-    auto r = (*client)->Request("GET", target, "", {{"Authorization", "Bearer " + connection_.token}});
+    auto r =
+        (*client)->Request("GET", target, "", {{"Authorization", "Bearer " + connection_.token}});
     EXPECT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->status, 200) << r->body;
     return json::parse(r->body);
@@ -83,8 +83,8 @@ class AgentIdentityTest : public ::testing::Test {
 
 TEST_F(AgentIdentityTest, CreateReturnsAVerifiedIdentityCarryingTheRequest) {
   AgentIdentity agent = AgentIdentity::create(Payments());
-  EXPECT_TRUE(absl::StartsWith(agent.spiffe_id(),
-                               "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-"));
+  EXPECT_TRUE(absl::StartsWith(
+      agent.spiffe_id(), "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-"));
   EXPECT_TRUE(absl::EndsWith(agent.spiffe_id(), "/" + agent.instance_id()));
   EXPECT_EQ(agent.scopes(), (std::vector<std::string>{"read:transactions", "write:ledger"}));
   EXPECT_EQ(agent.trust_level(), "high");
@@ -149,7 +149,8 @@ TEST_F(AgentIdentityTest, AllowedCallIsRecordedThenPerformedThenItsOutcomeRecord
   AgentIdentity agent = AgentIdentity::create(Payments());
   CallResult r = agent.call("test://ledger-db/transactions", "read:transactions", "SELECT 1",
                             {.input = "summarize today's payments"});
-  EXPECT_EQ(r.response, agent.instance_id() + " did read:transactions on test://ledger-db/transactions");
+  EXPECT_EQ(r.response,
+            agent.instance_id() + " did read:transactions on test://ledger-db/transactions");
   EXPECT_EQ(connector_calls_, 1);
   json trace = AdminGet("/v1/audit/trace/" + r.event_id);
   const std::string text = trace.dump();
@@ -163,7 +164,9 @@ TEST_F(AgentIdentityTest, AllowedCallIsRecordedThenPerformedThenItsOutcomeRecord
   EXPECT_THROW(agent.call("test://ledger-db/transactions", "read:transactions", "fail"),
                std::runtime_error);
   EXPECT_EQ(connector_calls_, 2);
-  EXPECT_NE(AdminGet("/v1/audit/events?instance=" + agent.instance_id()).dump().find("the resource said no"),
+  EXPECT_NE(AdminGet("/v1/audit/events?instance=" + agent.instance_id())
+                .dump()
+                .find("the resource said no"),
             std::string::npos);
 }
 
@@ -187,8 +190,8 @@ TEST_F(AgentIdentityTest, CallOutsideTheScopesIsDeniedRecordedAndNotPerformed) {
 
 TEST_F(AgentIdentityTest, CloseRevokesTheInstanceAndItsChildrenOnTheServer) {
   AgentIdentity parent = AgentIdentity::create(Payments());
-  AgentIdentity child = parent.spawn({.name = "acme-corp/finance-team/reconciler",
-                                      .scope = {"read:transactions"}});
+  AgentIdentity child =
+      parent.spawn({.name = "acme-corp/finance-team/reconciler", .scope = {"read:transactions"}});
   const std::string parent_id = parent.instance_id(), child_id = child.instance_id();
   child.detach();
   parent.close();
