@@ -45,6 +45,23 @@ absl::Status CheckSubject(const ledger::Event& e, const core::VerifiedX509Svid& 
                                                  " event must be the signing SVID's"));
 }
 
+// A proof up to tree size `size`, built by `make` from one snapshot of the stored tree.
+absl::StatusOr<std::vector<ledger::Hash>> Proof(
+    store::Store& store, uint64_t size,
+    const std::function<absl::StatusOr<std::vector<ledger::Hash>>(const ledger::NodeSource&)>&
+        make) {
+  std::vector<ledger::Hash> out;
+  TW_RETURN_IF_ERROR(store.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
+    if (size > tree) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("size ", size, " is beyond the tree size ", tree));
+    }
+    TW_ASSIGN_OR_RETURN(out, make(nodes));
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 }  // namespace
 
 LedgerService::LedgerService(store::Store& store, std::unique_ptr<crypto::Signer> key,
@@ -155,30 +172,16 @@ absl::StatusOr<ledger::TreeHead> LedgerService::LatestTreeHead() {
 
 absl::StatusOr<std::vector<ledger::Hash>> LedgerService::InclusionProof(uint64_t index,
                                                                         uint64_t size) {
-  std::vector<ledger::Hash> out;
-  TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
-    if (size > tree) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("size ", size, " is beyond the tree size ", tree));
-    }
-    TW_ASSIGN_OR_RETURN(out, ledger::InclusionProof(nodes, index, size));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Proof(store_, size, [&](const ledger::NodeSource& nodes) {
+    return ledger::InclusionProof(nodes, index, size);
+  });
 }
 
 absl::StatusOr<std::vector<ledger::Hash>> LedgerService::ConsistencyProof(uint64_t first,
                                                                           uint64_t second) {
-  std::vector<ledger::Hash> out;
-  TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&](uint64_t tree, const ledger::NodeSource& nodes) {
-    if (second > tree) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("size ", second, " is beyond the tree size ", tree));
-    }
-    TW_ASSIGN_OR_RETURN(out, ledger::ConsistencyProof(nodes, first, second));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Proof(store_, second, [&](const ledger::NodeSource& nodes) {
+    return ledger::ConsistencyProof(nodes, first, second);
+  });
 }
 
 ledger::ExportHeader LedgerService::ExportHeaderTemplate() const {
