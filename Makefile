@@ -3,7 +3,7 @@ JOBS     ?= $(shell nproc)
 BUILD    ?= build
 GENERATOR = -G Ninja
 
-.PHONY: bootstrap build test run bench test-asan fuzz format check-format clean
+.PHONY: bootstrap build test run bench demo test-asan fuzz format check-format clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -24,6 +24,11 @@ run: build
 
 bench: build
 	scripts/bench $(BUILD)
+
+# The incident story through the SDK: against TRUSTWARDEN_SERVER when it is set, otherwise
+# against a throwaway server.
+demo: build
+	scripts/demo $(BUILD)
 
 build-asan/build.ninja:
 	CXX=clang++ cmake -S . -B build-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DTW_SANITIZE=ON

@@ -8,19 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "trustwarden/connection.h"
 #include "trustwarden/error.h"
 
 namespace trustwarden {
 
-// Where the server is and how to reach it. Empty members come from TRUSTWARDEN_SERVER,
-// TRUSTWARDEN_TOKEN and TRUSTWARDEN_BUNDLE.
-struct Connection {
-  std::string server;  // https://HOST:PORT
-  std::string token;   // principal token, for identities without a parent
-  std::string bundle;  // path of the trust bundle, SPIFFE JSON or PEM
-};
-
 class AgentIdentity;
+namespace internal {
+struct Access;
+}
 
 struct IdentityOptions {
   std::string name;                       // org/team/agent
@@ -34,6 +30,7 @@ struct IdentityOptions {
 
 struct CallOptions {
   std::string input;  // what triggered the call, e.g. the prompt; only its digest is recorded
+  std::string min_trust_level;  // this call needs at least this trust level
 };
 
 // What a connector is asked to do once the call is allowed and recorded.
@@ -75,9 +72,13 @@ class AgentIdentity {
   std::string jwt(const std::string& audience);
 
   // Checks, records and performs an action:
-  //  - throws Denied when the identity is expired or revoked, or its scopes do not cover
-  //    `action`; the refusal is recorded as a signed "deny" event;
-  //  - records a signed "allow" event before acting (throws Error if it cannot);
+  //  - throws Denied when the identity is expired or revoked, the revocation stream is
+  //    staler than Connection::max_staleness, its scopes do not cover `action`, or its
+  //    trust level is below what the call or a trust rule requires; a refusal by scope or
+  //    trust level is recorded as a signed "deny" event;
+  //  - records a signed "allow" event before acting: with the server, or durably in the
+  //    spool when the server is unreachable (shipped in order later); throws Error if
+  //    neither is possible;
   //  - hands the call to the connector of the resource's URI scheme, then records the
   //    outcome.
   CallResult call(const std::string& resource, const std::string& action,
@@ -90,11 +91,18 @@ class AgentIdentity {
   void detach();
 
   // Registers the connector for resources whose URI has `scheme` (e.g. "postgres").
+  // "http" and "https" are built in: the payload is POSTed (GET when empty) with
+  // "Authorization: Bearer <JWT-SVID>" for the resource's origin, over mTLS with the SVID
+  // for https, whose server must present an SVID of the same bundle.
   static void register_connector(const std::string& scheme, Connector connector);
+  // Every action overlapping `scope` (e.g. "delete:*") needs at least `min_trust_level`
+  // in this process.
+  static void require_trust_level(const std::string& scope, const std::string& min_trust_level);
 
   struct State;
 
  private:
+  friend struct internal::Access;
   explicit AgentIdentity(std::shared_ptr<State> state);
   std::shared_ptr<State> state_;
 };

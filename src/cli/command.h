@@ -26,6 +26,14 @@ void RegisterClientCommands(CLI::App& app, Action* action);
 void RegisterLedgerCommands(CLI::App& app, Action* action);
 // Registers `bench issue`, the HTTPS load generator.
 void RegisterBenchCommand(CLI::App& app, Action* action);
+// Registers `demo`, the incident story told through the SDK against a running server.
+void RegisterDemoCommand(CLI::App& app, Action* action);
+
+struct ClientFlags;  // cli/api_client.h
+// `audit trace`: fetches the trace of ledger event `event_id` with the flags' (admin or
+// auditor) token, checks its inclusion proof here, and prints it (one JSON document with
+// `as_json`). Returns the exit code: 1 when the server refused or the proof did not verify.
+int AuditTrace(const ClientFlags& flags, const std::string& event_id, bool as_json);
 
 // Prints "error: <message>" to stderr and returns exit code 1.
 int Fail(const absl::Status& status);

@@ -129,6 +129,8 @@ absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags, 
                                  ledger::LeafHash(base::AsBytes(entry)), path, head.root);
 }
 
+}  // namespace
+
 int AuditTrace(const ClientFlags& flags, const std::string& id, bool as_json) {
   auto client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
@@ -156,6 +158,13 @@ int AuditTrace(const ClientFlags& flags, const std::string& id, bool as_json) {
             << (Str(e, "serial").empty() ? "" : " (certificate serial " + Str(e, "serial") + ")")
             << "\n";
   const json& chain = t["chain"];
+  if (chain.size() == 1) {
+    const std::string parent = Str(chain[0], "parent");
+    std::cout << "spawned by  "
+              << (parent.empty() ? "- (a root instance, created with the principal's token)"
+                                 : parent)
+              << "\n";
+  }
   for (size_t i = 1; i < chain.size(); ++i) {
     std::cout << (i == 1 ? "spawned by  " : "  then by   ") << Str(chain[i], "spiffe_id") << "\n";
   }
@@ -179,6 +188,8 @@ int AuditTrace(const ClientFlags& flags, const std::string& id, bool as_json) {
   std::cout << "inclusion   NOT verified: " << proof.message() << "\n";
   return 1;
 }
+
+namespace {
 
 struct LedgerFlags {
   ClientFlags client;

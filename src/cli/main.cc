@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   tw::cli::RegisterClientCommands(app, &action);
   tw::cli::RegisterLedgerCommands(app, &action);
   tw::cli::RegisterBenchCommand(app, &action);
+  tw::cli::RegisterDemoCommand(app, &action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,7 @@
 #include "net/https_client.h"
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -9,8 +10,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <functional>
+#include <mutex>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -85,6 +88,9 @@ struct HttpsClient::Impl {
   std::string host, port;
   absl::Duration timeout;
   bool connected = false;
+  std::mutex cancel_mu;  // guards the two below, for Cancel() from another thread
+  int stream_fd = -1;
+  bool cancelled = false;
 };
 
 HttpsClient::HttpsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -162,6 +168,15 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
                                  const std::function<bool(absl::string_view)>& on_data) {
   impl_->connected = false;
   if (absl::Status s = impl_->Connect(); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    if (impl_->cancelled) return absl::CancelledError("stream: cancelled");
+    impl_->stream_fd = beast::get_lowest_layer(*impl_->stream).socket().native_handle();
+  }
+  absl::Cleanup forget_fd = [this] {
+    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    impl_->stream_fd = -1;
+  };
   http::request<http::empty_body> req{http::verb::get, std::string(target), 11};
   req.set(http::field::host, impl_->host);
   req.set(http::field::accept, "text/event-stream");
@@ -174,7 +189,11 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(boost::none);
   if (!ec) http::read_header(stream, buffer, parser, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
+  if (ec) {
+    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    if (impl_->cancelled) return absl::CancelledError("stream: cancelled");
+    return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
+  }
   if (parser.get().result_int() != 200) {
     return absl::FailedPreconditionError(absl::StrCat("stream: HTTP ", parser.get().result_int()));
   }
@@ -190,11 +209,25 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
     size_t got = sizeof(chunk) - parser.get().body().size;
     if (got > 0) more = on_data(absl::string_view(chunk, got));
   }
+  std::move(forget_fd).Invoke();
+  bool cancelled;
+  {
+    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    cancelled = impl_->cancelled;
+  }
   beast::error_code ignored;
   beast::get_lowest_layer(stream).socket().close(ignored);
   impl_->stream.reset();
+  if (cancelled) return absl::CancelledError("stream: cancelled");
   if (ec && more) return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
   return absl::OkStatus();
+}
+
+void HttpsClient::Cancel() {
+  std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+  impl_->cancelled = true;
+  // Shutting the socket down wakes the blocked read; the reading thread closes it.
+  if (impl_->stream_fd >= 0) ::shutdown(impl_->stream_fd, SHUT_RDWR);
 }
 
 }  // namespace tw::net

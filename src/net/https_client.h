@@ -3,6 +3,7 @@
 // host name, optional client certificate (mTLS). Not thread-safe: one per thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -45,6 +46,8 @@ class HttpsClient {
   // text until it returns false, the server closes, or `timeout` passes without data.
   absl::Status Stream(absl::string_view target, const Headers& headers,
                       const std::function<bool(absl::string_view)>& on_data);
+  // Ends a Stream() in progress, or the next one, from any thread: it returns Cancelled.
+  void Cancel();
 
   struct Impl;
 

@@ -1,55 +1,31 @@
 #include "trustwarden/agent_identity.h"
 
-#include <condition_variable>
 #include <cstdlib>
-#include <map>
-#include <mutex>
-#include <random>
-#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/bytes.h"
 #include "base/file.h"
-#include "core/bundle.h"
 #include "core/certificate.h"
 #include "core/csr.h"
 #include "core/scope.h"
 #include "core/x509_issuer.h"
-#include "core/x509_verifier.h"
-#include "crypto/software_signer.h"
 #include "ledger/entry.h"
-#include "ledger/event.h"
-#include "net/https_client.h"
-#include "nlohmann/json.hpp"
+#include "sdk/http_connector.h"
+#include "sdk/identity_state.h"
 
 namespace trustwarden {
-namespace {
+namespace internal {
 
 using nlohmann::json;
 namespace core = tw::core;
-namespace crypto = tw::crypto;
-namespace ledger = tw::ledger;
-namespace net = tw::net;
 
-// JWT-SVIDs are reused until this long before they expire.
-constexpr absl::Duration kJwtMargin = absl::Minutes(1);
-constexpr absl::Duration kMaxBackoff = absl::Seconds(30);
-
-[[noreturn]] void Throw(const absl::Status& s) {
+void Throw(const absl::Status& s) {
   throw Error(absl::AsciiStrToLower(absl::StatusCodeToString(s.code())), std::string(s.message()));
 }
 
-template <typename T>
-T Check(absl::StatusOr<T> v) {
-  if (!v.ok()) Throw(v.status());
-  return *std::move(v);
-}
-
-void Check(const absl::Status& s) {
-  if (!s.ok()) Throw(s);
-}
+namespace {
 
 std::string Env(const std::string& value, const char* name, const char* fallback) {
   if (!value.empty()) return value;
@@ -57,36 +33,32 @@ std::string Env(const std::string& value, const char* name, const char* fallback
   return env != nullptr && *env != '\0' ? env : fallback;
 }
 
-// The server's URL and token, and the trust bundle's CA certificates as PEM.
-struct Endpoint {
-  std::string server;
-  std::string token;
-  std::string ca_pem;
-  std::shared_ptr<core::BundleSet> bundles = std::make_shared<core::BundleSet>();
-  std::vector<core::TrustDomain> trust_domains;  // whose TrustWarden attributes count
-};
+}  // namespace
 
-Endpoint Resolve(const Connection& c) {
+Endpoint Resolve(const Connection& c, bool watch) {
   Endpoint e;
   e.server = Env(c.server, "TRUSTWARDEN_SERVER", "https://127.0.0.1:8443");
   e.token = Env(c.token, "TRUSTWARDEN_TOKEN", "");
-  const std::string path = Env(c.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.pem");
+  e.spool_dir = Env(c.spool_dir, "TRUSTWARDEN_SPOOL", "./trustwarden-spool");
+  e.max_staleness = absl::FromChrono(c.max_staleness);
+  const std::string path = Env(c.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json");
   core::Bundle bundle = Check(core::Bundle::Parse(Check(tw::base::ReadFile(path))));
   if (bundle.x509_authorities().empty()) {
     throw Error("invalid_argument", absl::StrCat(path, " has no X.509 authority"));
   }
   e.ca_pem = bundle.ToPem();
   e.trust_domains.push_back(bundle.trust_domain());
+  e.bundles = std::make_shared<core::BundleSet>();
   e.bundles->Put(std::move(bundle));
+  if (watch) e.watcher = RevocationWatcher::Shared(e.server, e.ca_pem);
   return e;
 }
 
-// POSTs `body` and returns the reply's JSON; throws the server's error code and message.
-json Post(net::HttpsClient& client, const std::string& target, const json& body,
-          const std::string& token = "") {
-  net::Headers headers;
+json Post(tw::net::HttpsClient& client, const std::string& target, const std::string& body,
+          const std::string& token) {
+  tw::net::Headers headers;
   if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
-  net::Response r = Check(client.Request("POST", target, body.dump(), headers));
+  tw::net::Response r = Check(client.Request("POST", target, body, headers));
   json reply = json::parse(r.body, nullptr, false);
   if (r.status >= 200 && r.status < 300 && reply.is_object()) return reply;
   if (reply.is_object() && reply.contains("error") && reply["error"].is_object()) {
@@ -96,161 +68,305 @@ json Post(net::HttpsClient& client, const std::string& target, const json& body,
   throw Error("unavailable", absl::StrCat("server: HTTP ", r.status));
 }
 
-std::mutex connectors_mu;
-std::map<std::string, Connector>& Connectors() {
-  static auto* connectors = new std::map<std::string, Connector>();
-  return *connectors;
+std::string InstanceOf(const core::SpiffeId& id) {
+  return id.segments().empty() ? "" : std::string(id.segments().back());
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::Check;
+using nlohmann::json;
+namespace core = tw::core;
+namespace crypto = tw::crypto;
+namespace ledger = tw::ledger;
+namespace net = tw::net;
+
+// JWT-SVIDs are reused until this long before they expire.
+constexpr absl::Duration kJwtMargin = absl::Minutes(1);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(30);
+// A spool with records is offered to the server this often.
+constexpr absl::Duration kShipInterval = absl::Seconds(1);
+
+// Process-wide registries: connectors by URI scheme, and trust-level rules.
+struct Registry {
+  std::mutex mu;
+  std::map<std::string, Connector> connectors = {{"http", internal::HttpConnector},
+                                                 {"https", internal::HttpConnector}};
+  std::vector<std::pair<core::Scope, core::TrustLevel>> trust_rules;
+};
+Registry& Registered() {
+  static auto* registry = new Registry();
+  return *registry;
+}
+
+bool Transient(const Error& e) {
+  return e.code() == "unavailable" || e.code() == "deadline_exceeded";
 }
 
 }  // namespace
 
-// One instance: its key and certificate (replaced together on renewal) and the renewer.
-struct AgentIdentity::State {
-  Endpoint endpoint;
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  std::shared_ptr<const crypto::SoftwareSigner> key;  // guarded by mu, with the fields below
-  std::string key_pem;
-  std::string svid_pem;
-  std::optional<core::VerifiedX509Svid> svid;  // set once created
-  absl::Time issued_at;  // when the current certificate arrived (its notBefore is backdated)
-  std::string instance_id;
-  std::map<std::string, std::pair<std::string, absl::Time>> jwts;  // by audience
-  bool revoked = false;
-  bool closed = false;
-  bool detached = false;
-  bool stopping = false;
-  std::thread renewer;
+using State = AgentIdentity::State;
 
-  // The key and certificate at one moment, for one signed request.
-  struct Credential {
-    std::shared_ptr<const crypto::SoftwareSigner> key;
-    std::string key_pem, svid_pem;
-    core::VerifiedX509Svid svid;
-  };
-  Credential Current() const {
+State::Credential State::Current() const {
+  std::lock_guard<std::mutex> lock(mu);
+  return {key, key_pem, svid_pem, *svid};
+}
+
+std::unique_ptr<net::HttpsClient> State::Client(const Credential& c) const {
+  return Check(net::HttpsClient::Create({.server = endpoint.server,
+                                         .ca_pem = endpoint.ca_pem,
+                                         .client_chain_pem = c.svid_pem,
+                                         .client_key_pem = c.key_pem}));
+}
+
+bool State::IsRevoked() const {
+  std::string id;
+  {
     std::lock_guard<std::mutex> lock(mu);
-    return {key, key_pem, svid_pem, *svid};
+    if (revoked || closed) return true;
+    id = instance_id;
   }
+  return endpoint.watcher->IsRevoked(id);
+}
 
-  std::unique_ptr<net::HttpsClient> Client(const Credential& c) const {
-    return Check(net::HttpsClient::Create({.server = endpoint.server,
-                                           .ca_pem = endpoint.ca_pem,
-                                           .client_chain_pem = c.svid_pem,
-                                           .client_key_pem = c.key_pem}));
+// Checks an issued SVID (chain to the bundle, our key, the expected SPIFFE ID) and makes
+// it current together with `new_key`.
+void State::Adopt(const json& reply, std::unique_ptr<crypto::SoftwareSigner> new_key) {
+  const std::string pem = reply.value("svid_pem", "");
+  std::vector<core::Certificate> chain = Check(core::Certificate::ParseChain(pem));
+  if (chain.empty()) throw Error("unavailable", "server: the reply has no certificate");
+  const tw::base::ByteView spki = chain[0].spki();
+  if (tw::base::Bytes(spki.begin(), spki.end()) != new_key->public_key_der()) {
+    throw Error("unavailable", "server: the certificate is not for this identity's key");
   }
+  std::vector<tw::base::ByteView> ders;
+  for (const core::Certificate& c : chain) ders.emplace_back(c.der());
+  core::X509VerifierOptions options;
+  options.attribute_trust_domains = endpoint.trust_domains;
+  core::X509Verifier verifier(endpoint.bundles, options);
+  core::VerifiedX509Svid verified = Check(verifier.Verify(ders));
+  if (!verified.attributes) throw Error("unavailable", "server: the SVID has no attributes");
+  std::lock_guard<std::mutex> lock(mu);
+  if (svid && verified.spiffe_id.str() != svid->spiffe_id.str()) {
+    throw Error("unavailable", "server: the renewed SVID names another instance");
+  }
+  instance_id = reply.value("instance_id", internal::InstanceOf(verified.spiffe_id));
+  issued_at = absl::Now();
+  svid = std::move(verified);
+  svid_pem = pem;
+  key_pem = std::string(new_key->ToPkcs8Pem().view());
+  key = std::move(new_key);
+  jwts.clear();
+}
 
-  // Checks an issued SVID (chain to the bundle, our key, the expected SPIFFE ID) and makes
-  // it current together with `new_key`.
-  void Adopt(const json& reply, std::unique_ptr<crypto::SoftwareSigner> new_key) {
-    const std::string pem = reply.value("svid_pem", "");
-    std::vector<core::Certificate> chain = Check(core::Certificate::ParseChain(pem));
-    if (chain.empty()) throw Error("unavailable", "server: the reply has no certificate");
-    const tw::base::ByteView spki = chain[0].spki();
-    if (tw::base::Bytes(spki.begin(), spki.end()) != new_key->public_key_der()) {
-      throw Error("unavailable", "server: the certificate is not for this identity's key");
+// A new key, a CSR for it, and the server's certificate over mTLS with the current one.
+void State::Renew() {
+  auto new_key = Check(crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+  const std::string csr =
+      core::PemEncode("CERTIFICATE REQUEST", Check(core::BuildCertificateRequest(*new_key)));
+  auto client = Client(Current());
+  Adopt(internal::Post(*client, "/v1/identities/renew", json{{"csr", csr}}.dump()),
+        std::move(new_key));
+}
+
+// Renews at half-life (with up to 10% jitter); retries failures with backoff until the
+// certificate expires; stops on revocation, close or destruction. Offers spooled ledger
+// records to the server every second meanwhile.
+void State::RenewLoop() {
+  ShipSpool();  // also what a crashed process left behind
+  std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = absl::Seconds(1);
+  std::unique_lock<std::mutex> lock(mu);
+  absl::Time due = RenewalTime(rng);
+  while (!stopping && !revoked) {
+    const absl::Time wake = spool_pending ? std::min(due, absl::Now() + kShipInterval) : due;
+    if (cv.wait_for(lock, absl::ToChronoMilliseconds(std::max(wake - absl::Now(), {})),
+                    [this] { return stopping || spool_kick; })) {
+      if (stopping) return;
+      spool_kick = false;
+      continue;  // wake again in kShipInterval
     }
-    std::vector<tw::base::ByteView> ders;
-    for (const core::Certificate& c : chain) ders.emplace_back(c.der());
-    core::X509VerifierOptions options;
-    options.attribute_trust_domains = endpoint.trust_domains;
-    core::X509Verifier verifier(endpoint.bundles, options);
-    core::VerifiedX509Svid verified = Check(verifier.Verify(ders));
-    if (!verified.attributes) throw Error("unavailable", "server: the SVID has no attributes");
-    std::lock_guard<std::mutex> lock(mu);
-    if (svid && verified.spiffe_id.str() != svid->spiffe_id.str()) {
-      throw Error("unavailable", "server: the renewed SVID names another instance");
-    }
-    instance_id = reply.value("instance_id", std::string(verified.spiffe_id.segments().back()));
-    issued_at = absl::Now();
-    svid = std::move(verified);
-    svid_pem = pem;
-    key_pem = std::string(new_key->ToPkcs8Pem().view());
-    key = std::move(new_key);
-    jwts.clear();
-  }
-
-  // A new key, a CSR for it, and the server's certificate over mTLS with the current one.
-  void Renew() {
-    auto new_key = Check(crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
-    const std::string csr =
-        core::PemEncode("CERTIFICATE REQUEST", Check(core::BuildCertificateRequest(*new_key)));
-    auto client = Client(Current());
-    Adopt(Post(*client, "/v1/identities/renew", json{{"csr", csr}}), std::move(new_key));
-  }
-
-  // Renews at half-life (with up to 10% jitter); retries failures with backoff until the
-  // certificate expires; stops on revocation, close or destruction.
-  void RenewLoop() {
-    std::mt19937_64 rng(std::random_device{}());
-    absl::Duration backoff = absl::Seconds(1);
-    std::unique_lock<std::mutex> lock(mu);
-    absl::Time due = RenewalTime(rng);
-    while (!stopping && !revoked) {
-      if (cv.wait_for(lock, absl::ToChronoMilliseconds(std::max(due - absl::Now(), {})),
-                      [this] { return stopping; })) {
-        return;
-      }
-      if (absl::Now() < due) continue;
+    if (spool_pending) {
       lock.unlock();
-      std::string failure;
-      try {
-        Renew();
-      } catch (const Error& e) {
-        failure = e.code();
-      }
+      ShipSpool();
       lock.lock();
-      if (failure.empty()) {
-        backoff = absl::Seconds(1);
-        due = RenewalTime(rng);
-      } else if (failure == "permission_denied" || failure == "unauthenticated") {
-        revoked = true;  // the server no longer accepts this instance
-      } else {
-        due = std::min(absl::Now() + backoff, svid->not_after);
-        backoff = std::min(backoff * 2, kMaxBackoff);
-      }
+    }
+    if (absl::Now() < due) continue;
+    lock.unlock();
+    std::string failure;
+    try {
+      Renew();
+    } catch (const Error& e) {
+      failure = e.code();
+    }
+    lock.lock();
+    if (failure.empty()) {
+      backoff = absl::Seconds(1);
+      due = RenewalTime(rng);
+    } else if (failure == "permission_denied" || failure == "unauthenticated") {
+      revoked = true;  // the server no longer accepts this instance
+    } else {
+      due = std::min(absl::Now() + backoff, svid->not_after);
+      backoff = std::min(backoff * 2, kMaxBackoff);
     }
   }
+}
 
-  absl::Time RenewalTime(std::mt19937_64& rng) const {
-    const absl::Duration life = svid->not_after - issued_at;
-    const double jitter = std::uniform_real_distribution<double>(-0.05, 0.05)(rng);
-    return issued_at + life * (0.5 + jitter);
+absl::Time State::RenewalTime(std::mt19937_64& rng) const {
+  const absl::Duration life = svid->not_after - issued_at;
+  const double jitter = std::uniform_real_distribution<double>(-0.05, 0.05)(rng);
+  return issued_at + life * (0.5 + jitter);
+}
+
+void State::StopRenewal() {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stopping = true;
   }
+  cv.notify_all();
+  if (renewer.joinable() && renewer.get_id() != std::this_thread::get_id()) renewer.join();
+}
 
-  void StopRenewal() {
+ledger::Event State::SubjectEvent(const Credential& c, std::string type) {
+  const core::SvidAttributes& a = *c.svid.attributes;
+  return ledger::Event{.id = ledger::NewEventId(),
+                       .time_ms = absl::ToUnixMillis(absl::Now()),
+                       .type = std::move(type),
+                       .instance = c.svid.spiffe_id.str(),
+                       .serial = c.svid.serial_hex,
+                       .parent = a.parent ? a.parent->str() : "",
+                       .principal = a.principal,
+                       .policy_version = a.policy_version};
+}
+
+// Group commit: the caller that finds the batch leader's lock free signs and sends every
+// queued event of its credential as one batch; the others find theirs done.
+void State::Record(const Credential& c, const ledger::Event& event) {
+  Check(ledger::ValidateEvent(event));
+  Pending mine{.bytes = ledger::EncodeEvent(event), .credential = &c};
+  {
+    std::lock_guard<std::mutex> lock(queue_mu);
+    queue.push_back(&mine);
+  }
+  std::lock_guard<std::mutex> leader(ship_mu);
+  for (;;) {
+    // The oldest events signed by one credential (a renewal may sit between two batches).
+    std::vector<Pending*> batch;
+    {
+      std::lock_guard<std::mutex> lock(queue_mu);
+      if (mine.done) break;
+      const std::string& serial = queue.front()->credential->svid.serial_hex;
+      while (!queue.empty() && batch.size() < ledger::kMaxBatch &&
+             queue.front()->credential->svid.serial_hex == serial) {
+        batch.push_back(queue.front());
+        queue.pop_front();
+      }
+    }
+    ShipBatch(*batch.front()->credential, batch);
+  }
+  if (!mine.error_code.empty()) throw Error(mine.error_code, mine.error_message);
+}
+
+void State::ShipBatch(const Credential& c, const std::vector<Pending*>& batch) {
+  std::vector<std::string> bytes;
+  for (const Pending* p : batch) bytes.push_back(p->bytes);
+  std::string code, message;
+  try {
+    const tw::base::Bytes signature = Check(ledger::SignBatch(*c.key, bytes));
+    json body{{"signature", tw::base::Base64UrlEncode(tw::base::AsChars(signature))}};
+    for (const std::string& b : bytes) body["events"].push_back(tw::base::Base64UrlEncode(b));
+    const std::string direct = body.dump();
+    body["chain"] = c.svid_pem;  // a spooled batch names its signer
+    Send(c, direct, body.dump());
+  } catch (const Error& e) {
+    code = e.code();
+    message = e.what();
+  }
+  std::lock_guard<std::mutex> lock(queue_mu);
+  for (Pending* p : batch) {
+    p->done = true;
+    p->error_code = code;
+    p->error_message = message;
+  }
+}
+
+// To the server when nothing waits in the spool; to the spool when the server cannot be
+// reached. Called with ship_mu held.
+void State::Send(const Credential& c, const std::string& body, const std::string& record) {
+  if (spool != nullptr && !spool->empty()) Deliver(*spool, c);
+  if (spool == nullptr || spool->empty()) {
+    try {
+      if (ledger_client == nullptr || ledger_client_serial != c.svid.serial_hex) {
+        ledger_client = Client(c);
+        ledger_client_serial = c.svid.serial_hex;
+      }
+      internal::Post(*ledger_client, "/v1/ledger/events", body);
+      return;
+    } catch (const Error& e) {
+      ledger_client.reset();
+      if (!Transient(e)) throw;
+    }
+  }
+  if (spool == nullptr) {
+    std::string name;
     {
       std::lock_guard<std::mutex> lock(mu);
-      stopping = true;
+      name = instance_id;
     }
-    cv.notify_all();
-    if (renewer.joinable() && renewer.get_id() != std::this_thread::get_id()) renewer.join();
+    auto opened = internal::Spool::Open(endpoint.spool_dir, name);
+    if (!opened.ok()) {
+      throw Error("unavailable", absl::StrCat("cannot record: the server is unreachable and ",
+                                              opened.status().message()));
+    }
+    spool = *std::move(opened);
   }
+  if (absl::Status s = spool->Append(record); !s.ok()) {
+    throw Error("unavailable",
+                absl::StrCat("cannot record: the server is unreachable and ", s.message()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    spool_pending = spool_kick = true;
+  }
+  cv.notify_all();
+}
 
-  // An event about this instance, as of the credential `c`.
-  static ledger::Event SubjectEvent(const Credential& c, std::string type) {
-    const core::SvidAttributes& a = *c.svid.attributes;
-    return ledger::Event{.id = ledger::NewEventId(),
-                         .time_ms = absl::ToUnixMillis(absl::Now()),
-                         .type = std::move(type),
-                         .instance = c.svid.spiffe_id.str(),
-                         .serial = c.svid.serial_hex,
-                         .parent = a.parent ? a.parent->str() : "",
-                         .principal = a.principal,
-                         .policy_version = a.policy_version};
+// Sends `spool`'s records in order until one fails to go through; drops those delivered
+// (or found delivered already). Returns how many were delivered.
+size_t State::Deliver(internal::Spool& from, const Credential& c) {
+  auto records = from.Records();
+  if (!records.ok()) return 0;
+  size_t sent = 0;
+  try {
+    if (ledger_client == nullptr || ledger_client_serial != c.svid.serial_hex) {
+      ledger_client = Client(c);
+      ledger_client_serial = c.svid.serial_hex;
+    }
+    for (const std::string& record : *records) {
+      try {
+        internal::Post(*ledger_client, "/v1/ledger/events", record);
+      } catch (const Error& e) {
+        if (e.code() != "already_exists") throw;
+      }
+      ++sent;
+    }
+  } catch (const Error&) {
+    ledger_client.reset();
   }
+  if (sent > 0 && !from.Drop(sent).ok()) return 0;
+  return sent;
+}
 
-  // Signs `event` with the credential's key and stores it in the ledger (mTLS).
-  static void Record(const State& s, const Credential& c, const ledger::Event& event) {
-    Check(ledger::ValidateEvent(event));
-    const std::vector<std::string> bytes = {ledger::EncodeEvent(event)};
-    const tw::base::Bytes signature = Check(ledger::SignBatch(*c.key, bytes));
-    json body{{"events", {tw::base::Base64UrlEncode(bytes[0])}},
-              {"signature", tw::base::Base64UrlEncode(tw::base::AsChars(signature))}};
-    auto client = s.Client(c);
-    Post(*client, "/v1/ledger/events", body);
-  }
-};
+void State::ShipSpool() {
+  const Credential c = Current();
+  std::lock_guard<std::mutex> leader(ship_mu);
+  if (spool != nullptr && !spool->empty()) Deliver(*spool, c);
+  for (auto& orphan : internal::Spool::Orphans(endpoint.spool_dir)) Deliver(*orphan, c);
+  std::lock_guard<std::mutex> lock(mu);
+  spool_pending = spool != nullptr && !spool->empty();
+}
 
 AgentIdentity::AgentIdentity(std::shared_ptr<State> state) : state_(std::move(state)) {}
 AgentIdentity::AgentIdentity(AgentIdentity&&) noexcept = default;
@@ -301,18 +417,21 @@ AgentIdentity AgentIdentity::create(const IdentityOptions& options) {
     if (ttl > left) body["ttl"] = absl::StrCat(absl::ToInt64Seconds(left), "s");
     state->endpoint = parent.endpoint;
     auto client = parent.Client(parent.Current());
-    reply = Post(*client, "/v1/identities", body);
+    reply = internal::Post(*client, "/v1/identities", body.dump());
   } else {
-    state->endpoint = Resolve(options.connection);
+    state->endpoint = internal::Resolve(options.connection);
     if (state->endpoint.token.empty()) {
       throw Error("unauthenticated",
                   "no principal token: set Connection.token or TRUSTWARDEN_TOKEN");
     }
     auto client = Check(net::HttpsClient::Create(
         {.server = state->endpoint.server, .ca_pem = state->endpoint.ca_pem}));
-    reply = Post(*client, "/v1/identities", body, state->endpoint.token);
+    reply = internal::Post(*client, "/v1/identities", body.dump(), state->endpoint.token);
   }
   state->Adopt(reply, std::move(key));
+  // The first identity of a process waits for the revocation stream to be live, so its
+  // first call is not refused as stale.
+  state->endpoint.watcher->WaitLive(state->endpoint.max_staleness);
   state->renewer = std::thread([s = state.get()] { s->RenewLoop(); });
   return AgentIdentity(std::move(state));
 }
@@ -346,10 +465,7 @@ std::chrono::system_clock::time_point AgentIdentity::expires_at() const {
   return absl::ToChronoTime(state_->Current().svid.not_after);
 }
 
-bool AgentIdentity::revoked() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  return state_->revoked || state_->closed;
-}
+bool AgentIdentity::revoked() const { return state_->IsRevoked(); }
 
 std::string AgentIdentity::jwt(const std::string& audience) {
   {
@@ -360,7 +476,7 @@ std::string AgentIdentity::jwt(const std::string& audience) {
     }
   }
   auto client = state_->Client(state_->Current());
-  json reply = Post(*client, "/v1/jwt-svids", json{{"audience", {audience}}});
+  json reply = internal::Post(*client, "/v1/jwt-svids", json{{"audience", {audience}}}.dump());
   const std::string token = reply.value("token", "");
   absl::Time expires;
   std::string err;
@@ -380,12 +496,20 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
   if (colon == std::string::npos || colon == 0) {
     throw Error("invalid_argument", absl::StrCat("resource \"", resource, "\" is not a URI"));
   }
+  std::optional<core::TrustLevel> needed;
+  if (!options.min_trust_level.empty()) {
+    needed = Check(core::ParseTrustLevel(options.min_trust_level));
+  }
   const std::string scheme = absl::AsciiStrToLower(resource.substr(0, colon));
   Connector connector;
   {
-    std::lock_guard<std::mutex> lock(connectors_mu);
-    auto it = Connectors().find(scheme);
-    if (it != Connectors().end()) connector = it->second;
+    Registry& r = Registered();
+    std::lock_guard<std::mutex> lock(r.mu);
+    auto it = r.connectors.find(scheme);
+    if (it != r.connectors.end()) connector = it->second;
+    for (const auto& [scope, level] : r.trust_rules) {
+      if (core::ScopesAllow({scope}, requested) && (!needed || *needed < level)) needed = level;
+    }
   }
   if (!connector) {
     throw Error("failed_precondition",
@@ -402,33 +526,40 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
   bool recordable = true;  // a revoked or expired instance cannot write to the ledger
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    if (state_->closed) {
-      refusal = "the identity was closed";
-      recordable = false;
-    } else if (state_->revoked) {
-      refusal = "the identity is revoked";
-      recordable = false;
-    }
+    if (state_->closed) refusal = "the identity was closed";
   }
-  if (refusal.empty() && absl::Now() >= c.svid.not_after) {
-    refusal = "the identity has expired";
-    recordable = false;
+  if (refusal.empty() && state_->IsRevoked()) refusal = "the identity is revoked";
+  if (refusal.empty() && absl::Now() >= c.svid.not_after) refusal = "the identity has expired";
+  if (!refusal.empty()) recordable = false;
+  if (absl::Status fresh = state_->endpoint.watcher->CheckFresh(state_->endpoint.max_staleness);
+      refusal.empty() && !fresh.ok()) {
+    refusal = absl::StrCat("fail closed: ", fresh.message());
   }
-  if (refusal.empty() && !core::ScopesAllow(c.svid.attributes->scopes, requested)) {
+  const core::SvidAttributes& granted = *c.svid.attributes;
+  if (refusal.empty() && !core::ScopesAllow(granted.scopes, requested)) {
     refusal = absl::StrCat("scope ", action, " is not granted to ", c.svid.spiffe_id.str());
+  }
+  if (refusal.empty() && needed && granted.trust_level < *needed) {
+    refusal =
+        absl::StrCat(action, " needs trust level ", core::TrustLevelName(*needed), "; ",
+                     c.svid.spiffe_id.str(), " has ", core::TrustLevelName(granted.trust_level));
   }
   if (!refusal.empty()) {
     event.decision = "deny";
     event.reason = refusal;
     std::string recorded;
     if (recordable) {
-      State::Record(*state_, c, event);
-      recorded = event.id;
+      try {
+        state_->Record(c, event);
+        recorded = event.id;
+      } catch (const Error&) {
+        // Refused either way; the denial could not be recorded.
+      }
     }
     throw Denied(refusal, recorded);
   }
   event.decision = "allow";
-  State::Record(*state_, c, event);
+  state_->Record(c, event);
 
   ledger::Event outcome = State::SubjectEvent(c, "outcome");
   outcome.ref = event.id;
@@ -438,12 +569,12 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
   } catch (const std::exception& e) {
     outcome.outcome = "error";
     outcome.reason = e.what();
-    State::Record(*state_, c, outcome);
+    state_->Record(c, outcome);
     throw;
   }
   outcome.outcome = "ok";
   outcome.payload_digest = result.response.empty() ? "" : ledger::DigestOf(result.response);
-  State::Record(*state_, c, outcome);
+  state_->Record(c, outcome);
   return result;
 }
 
@@ -453,9 +584,10 @@ void AgentIdentity::close() {
     if (state_->closed || state_->detached) return;
   }
   state_->StopRenewal();
+  state_->ShipSpool();  // before the credential stops working
   auto client = state_->Client(state_->Current());
-  Post(*client, "/v1/revocations",
-       json{{"subtree", instance_id()}, {"reason", "closed by the agent"}});
+  internal::Post(*client, "/v1/revocations",
+                 json{{"subtree", instance_id()}, {"reason", "closed by the agent"}}.dump());
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->closed = true;
   state_->revoked = true;
@@ -470,8 +602,37 @@ void AgentIdentity::detach() {
 }
 
 void AgentIdentity::register_connector(const std::string& scheme, Connector connector) {
-  std::lock_guard<std::mutex> lock(connectors_mu);
-  Connectors()[absl::AsciiStrToLower(scheme)] = std::move(connector);
+  Registry& r = Registered();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.connectors[absl::AsciiStrToLower(scheme)] = std::move(connector);
+}
+
+void AgentIdentity::require_trust_level(const std::string& scope,
+                                        const std::string& min_trust_level) {
+  const core::Scope parsed = Check(core::Scope::Parse(scope));
+  const core::TrustLevel level = Check(core::ParseTrustLevel(min_trust_level));
+  Registry& r = Registered();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.trust_rules.emplace_back(parsed, level);
+}
+
+int64_t revoke(const RevokeRequest& request, const Connection& connection) {
+  const internal::Endpoint e = internal::Resolve(connection, /*watch=*/false);
+  json body = json::object();
+  if (!request.instance.empty()) body["instance"] = request.instance;
+  if (!request.agent.empty()) body["agent"] = request.agent;
+  if (!request.subtree.empty()) body["subtree"] = request.subtree;
+  if (!request.principal.empty()) body["principal"] = request.principal;
+  if (body.size() != 1) {
+    throw Error("invalid_argument", "revoke exactly one of instance, agent, subtree or principal");
+  }
+  if (!request.reason.empty()) body["reason"] = request.reason;
+  auto client = Check(net::HttpsClient::Create({.server = e.server, .ca_pem = e.ca_pem}));
+  json reply = internal::Post(*client, "/v1/revocations", body.dump(), e.token);
+  if (!reply.contains("sequence") || !reply["sequence"].is_number_integer()) {
+    throw Error("unavailable", "server: the revocation reply lacks its sequence");
+  }
+  return reply["sequence"].get<int64_t>();
 }
 
 }  // namespace trustwarden

@@ -1,6 +1,15 @@
 // The SDK against the real server in-process on port 0.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -28,21 +37,13 @@ class AgentIdentityTest : public ::testing::Test {
     std::string tmpl = (std::filesystem::temp_directory_path() / "tw-sdk-XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    tw::server::ServerConfig config;
-    config.data_dir = dir_ + "/data";
-    config.listen = "127.0.0.1:0";
-    config.threads = 2;
-    config.worker_threads = 8;
-    ASSERT_TRUE(tw::base::MakeDirectory(config.data_dir).ok());
-    auto store = tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto server = tw::server::Server::Start(config, *std::move(store));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
+    ASSERT_TRUE(tw::base::MakeDirectory(dir_ + "/data").ok());
+    StartServer("127.0.0.1:0");
     connection_.server = absl::StrCat("https://127.0.0.1:", server_->port());
     connection_.token = std::string(
-        absl::StripTrailingAsciiWhitespace(*tw::base::ReadFile(config.data_dir + "/admin.token")));
-    connection_.bundle = config.data_dir + "/bundle.pem";
+        absl::StripTrailingAsciiWhitespace(*tw::base::ReadFile(dir_ + "/data/admin.token")));
+    connection_.bundle = dir_ + "/data/bundle.pem";
+    connection_.spool_dir = dir_ + "/spool";
     AgentIdentity::register_connector("test", [this](AgentIdentity& agent,
                                                      const CallRequest& request) {
       ++connector_calls_;
@@ -50,6 +51,26 @@ class AgentIdentityTest : public ::testing::Test {
       return absl::StrCat(agent.instance_id(), " did ", request.action, " on ", request.resource);
     });
   }
+  // Starts the server on the fixture's data directory (again, after StopServer()).
+  void StartServer(const std::string& listen) {
+    tw::server::ServerConfig config;
+    config.data_dir = dir_ + "/data";
+    config.listen = listen;
+    config.threads = 2;
+    config.worker_threads = 8;
+    auto store = tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto server = tw::server::Server::Start(config, *std::move(store));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+  void StopServer() { server_.reset(); }
+  void RestartServer() { StartServer(absl::StrCat("127.0.0.1:", port())); }
+  uint16_t port() const {
+    return static_cast<uint16_t>(
+        std::stoi(connection_.server.substr(connection_.server.rfind(':') + 1)));
+  }
+
   void TearDown() override {
     server_.reset();
     std::filesystem::remove_all(dir_);
@@ -250,6 +271,349 @@ TEST_F(AgentIdentityTest, RenewsAtHalfLifeWithANewKeyKeepingTheInstance) {
   EXPECT_NE(tw::base::AsChars((*old_leaf)[0].spki()), tw::base::AsChars((*new_leaf)[0].spki()));
   // The renewed credential is usable at once.
   EXPECT_NO_THROW(agent.call("test://ledger-db/transactions", "read:transactions"));
+}
+
+// Polls `done` every 10 ms for up to `seconds`.
+bool Eventually(const std::function<bool()>& done, double seconds = 5) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+TEST_F(AgentIdentityTest, RevocationByTheOperatorBlocksTheNextCallEverywhere) {
+  AgentIdentity agent = AgentIdentity::create(Payments());
+  AgentIdentity other = AgentIdentity::create(Payments());
+  agent.call("test://ledger-db/transactions", "read:transactions");
+  const int64_t sequence =
+      revoke({.instance = agent.instance_id(), .reason = "incident 42"}, connection_);
+  EXPECT_GT(sequence, 0);
+  ASSERT_TRUE(Eventually([&] { return agent.revoked(); }));
+  const int before = connector_calls_;
+  try {
+    agent.call("test://ledger-db/transactions", "read:transactions");
+    ADD_FAILURE() << "a revoked identity's call went through";
+  } catch (const Denied& d) {
+    EXPECT_NE(std::string(d.reason()).find("revoked"), std::string::npos) << d.reason();
+  }
+  EXPECT_EQ(connector_calls_, before);
+  // Only that instance: another of the same agent name still works.
+  EXPECT_FALSE(other.revoked());
+  other.call("test://ledger-db/transactions", "read:transactions");
+  EXPECT_THROW(revoke({.instance = "x", .agent = "y"}, connection_), Error);
+}
+
+TEST_F(AgentIdentityTest, AStaleRevocationStreamFailsClosed) {
+  IdentityOptions options = Payments();
+  options.connection.max_staleness = std::chrono::milliseconds(1500);
+  AgentIdentity agent = AgentIdentity::create(options);
+  agent.call("test://ledger-db/transactions", "read:transactions");
+  StopServer();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  const int before = connector_calls_;
+  try {
+    agent.call("test://ledger-db/transactions", "read:transactions");
+    ADD_FAILURE() << "a call went through with a stale revocation stream";
+  } catch (const Denied& d) {
+    EXPECT_NE(std::string(d.reason()).find("fail closed"), std::string::npos) << d.reason();
+  }
+  EXPECT_EQ(connector_calls_, before);
+  agent.detach();
+}
+
+TEST_F(AgentIdentityTest, EventsAreSpooledWhileTheServerIsAwayThenDeliveredInOrder) {
+  IdentityOptions options = Payments();
+  options.connection.max_staleness = std::chrono::hours(1);
+  AgentIdentity agent = AgentIdentity::create(options);
+  StopServer();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(agent.call("test://ledger-db/transactions", "read:transactions").event_id);
+  }
+  const std::string spool = dir_ + "/spool/" + agent.instance_id() + ".spool";
+  auto text = tw::base::ReadFile(spool);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 6);  // 3 actions, 3 outcomes
+
+  RestartServer();
+  const std::string query = "/v1/audit/events?instance=" + agent.instance_id();
+  ASSERT_TRUE(Eventually([&] { return AdminGet(query).dump().find(ids[2]) != std::string::npos; }));
+  const std::string events = AdminGet(query).dump();
+  for (const std::string& id : ids) EXPECT_NE(events.find(id), std::string::npos) << id;
+  EXPECT_TRUE(Eventually(
+      [&] { return !std::filesystem::exists(spool) || std::filesystem::file_size(spool) == 0; }));
+}
+
+TEST_F(AgentIdentityTest, ASpoolLeftBehindIsDeliveredByTheNextIdentity) {
+  IdentityOptions options = Payments();
+  options.connection.max_staleness = std::chrono::hours(1);
+  std::string id;
+  std::string instance;
+  {
+    AgentIdentity gone = AgentIdentity::create(options);
+    instance = gone.instance_id();
+    StopServer();
+    id = gone.call("test://ledger-db/transactions", "read:transactions").event_id;
+    gone.detach();  // the process "dies" with its spool undelivered
+  }
+  ASSERT_TRUE(std::filesystem::exists(dir_ + "/spool/" + instance + ".spool"));
+  RestartServer();
+  AgentIdentity next = AgentIdentity::create(options);
+  ASSERT_TRUE(Eventually([&] {
+    return AdminGet("/v1/audit/events?instance=" + instance).dump().find(id) != std::string::npos;
+  }));
+}
+
+TEST_F(AgentIdentityTest, ConcurrentCallsAreAllRecorded) {
+  AgentIdentity agent = AgentIdentity::create(Payments());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        try {
+          agent.call("test://ledger-db/transactions", "read:transactions");
+        } catch (...) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  json events = AdminGet("/v1/audit/events?instance=" + agent.instance_id() + "&limit=1000");
+  const std::string text = events.dump();
+  size_t count = 0;
+  for (size_t at = 0; (at = text.find("\"type\":\"action\"", at)) != std::string::npos; ++at) {
+    ++count;
+  }
+  EXPECT_EQ(count, 80u) << text.substr(0, 500);
+}
+
+TEST_F(AgentIdentityTest, TrustLevelRulesRefuseAndRecord) {
+  AgentIdentity agent = AgentIdentity::create(Payments());  // "high"
+  try {
+    agent.call("test://ledger-db/transactions", "read:transactions", "",
+               {.min_trust_level = "critical"});
+    ADD_FAILURE() << "a call below its trust level went through";
+  } catch (const Denied& d) {
+    EXPECT_NE(std::string(d.reason()).find("trust level critical"), std::string::npos);
+    EXPECT_FALSE(d.event_id().empty());
+  }
+  AgentIdentity::require_trust_level("write:ledger", "critical");
+  EXPECT_THROW(agent.call("test://ledger-db/entries", "write:ledger"), Denied);
+  agent.call("test://ledger-db/transactions", "read:transactions", "", {.min_trust_level = "high"});
+  EXPECT_THROW(AgentIdentity::require_trust_level("write:ledger", "supreme"), Error);
+}
+
+TEST_F(AgentIdentityTest, VerifierDecidesFromTheBundleAndTheStreamAndRecords) {
+  AgentIdentity caller = AgentIdentity::create(Payments());
+  AgentIdentity resource =
+      AgentIdentity::create(IdentityOptions{.name = "acme-corp/finance-team/ledger-api",
+                                            .scope = {"serve:ledger"},
+                                            .connection = connection_});
+  Connection with_jwt_keys = connection_;  // bundle.pem has only the X.509 authorities
+  with_jwt_keys.bundle = dir_ + "/data/bundle.json";
+  Verifier verifier({.connection = with_jwt_keys, .audience = "https://ledger.acme"});
+  Decision ok = verifier.verify_x509(caller.svid_pem(), {.scope = "read:transactions"});
+  EXPECT_TRUE(ok.allowed) << ok.reason;
+  EXPECT_EQ(ok.spiffe_id, caller.spiffe_id());
+  EXPECT_EQ(ok.trust_level, "high");
+  Decision no_scope = verifier.verify_x509(caller.svid_pem(), {.scope = "delete:records"});
+  EXPECT_FALSE(no_scope.allowed);
+  EXPECT_NE(no_scope.reason.find("delete:records"), std::string::npos);
+  EXPECT_FALSE(verifier.verify_x509(caller.svid_pem(), {.min_trust_level = "critical"}).allowed);
+  EXPECT_FALSE(verifier.verify_x509(caller.svid_pem(), {.trust_domain = "other.example"}).allowed);
+  EXPECT_FALSE(verifier.verify_x509("not a certificate").allowed);
+
+  const std::string token = caller.jwt("https://ledger.acme");
+  Decision jwt_ok = verifier.verify_jwt(token, {.scope = "write:ledger"});
+  EXPECT_TRUE(jwt_ok.allowed) << jwt_ok.reason;
+  Verifier elsewhere({.connection = with_jwt_keys, .audience = "https://other.acme"});
+  EXPECT_FALSE(elsewhere.verify_jwt(token).allowed);
+
+  // Decisions recorded by the resource's identity, about the caller.
+  Verifier recording({.connection = connection_, .recorder = &resource});
+  Decision recorded = recording.verify_x509(
+      caller.svid_pem(), {.scope = "write:ledger", .resource = "https://ledger.acme/entries"});
+  ASSERT_FALSE(recorded.event_id.empty());
+  const std::string trace = AdminGet("/v1/audit/trace/" + recorded.event_id).dump();
+  EXPECT_NE(trace.find("observation"), std::string::npos) << trace;
+  EXPECT_NE(trace.find(caller.spiffe_id()), std::string::npos) << trace;
+  EXPECT_THROW(recording.verify_x509(caller.svid_pem()), Error);  // nothing to record under
+
+  revoke({.instance = caller.instance_id()}, connection_);
+  ASSERT_TRUE(Eventually([&] { return !verifier.verify_x509(caller.svid_pem()).allowed; }));
+  EXPECT_NE(verifier.verify_x509(caller.svid_pem()).reason.find("revoked"), std::string::npos);
+  EXPECT_FALSE(verifier.verify_jwt(token).allowed);
+}
+
+// TLS servers on loopback, one thread, one connection at a time: `handler` turns the
+// authenticated peer and what it sent (up to a blank line or a newline) into the answer.
+class TlsServer {
+ public:
+  using Handler = std::function<std::string(const std::string& peer, const std::string& text)>;
+  TlsServer(SSL_CTX* ctx, Handler handler) : ctx_(ctx), handler_(std::move(handler)) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(fd_, 8), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~TlsServer() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+    SSL_CTX_free(ctx_);
+  }
+  int port() const { return port_; }
+  int refused() const { return refused_; }
+
+ private:
+  void Serve() {
+    for (;;) {
+      int conn = accept(fd_, nullptr, nullptr);
+      if (conn < 0) return;
+      SSL* ssl = SSL_new(ctx_);
+      SSL_set_fd(ssl, conn);
+      if (SSL_accept(ssl) == 1) {
+        std::string text;
+        char buf[4096];
+        int n;
+        while (text.find("\r\n\r\n") == std::string::npos && text.find('\n') == std::string::npos &&
+               (n = SSL_read(ssl, buf, sizeof(buf))) > 0) {
+          text.append(buf, n);
+        }
+        if (text.find("\r\n\r\n") == std::string::npos &&
+            text.find("HTTP/1.1") != std::string::npos) {
+          while (text.find("\r\n\r\n") == std::string::npos &&
+                 (n = SSL_read(ssl, buf, sizeof(buf))) > 0) {
+            text.append(buf, n);
+          }
+        }
+        const std::string answer = handler_(peer_spiffe_id(ssl), text);
+        SSL_write(ssl, answer.data(), static_cast<int>(answer.size()));
+        SSL_shutdown(ssl);
+      } else {
+        ++refused_;
+      }
+      SSL_free(ssl);
+      close(conn);
+    }
+  }
+  SSL_CTX* ctx_;
+  Handler handler_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<int> refused_{0};
+  std::thread thread_;
+};
+
+// Connects with `ctx`, sends `text`, returns the answer; empty when the handshake or the
+// exchange fails. `peer` receives the server's SPIFFE ID.
+std::string TlsExchange(SSL_CTX* ctx, int port, const std::string& text, std::string* peer) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::string answer;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) == 1) {
+      *peer = peer_spiffe_id(ssl);
+      SSL_write(ssl, text.data(), static_cast<int>(text.size()));
+      char buf[4096];
+      int n;
+      while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0) answer.append(buf, n);
+    }
+    SSL_free(ssl);
+  }
+  close(fd);
+  return answer;
+}
+
+TEST_F(AgentIdentityTest, TlsContextsAuthenticatePeersBySpiffeRules) {
+  AgentIdentity processor = AgentIdentity::create(Payments());
+  AgentIdentity reporter =
+      AgentIdentity::create(IdentityOptions{.name = "acme-corp/finance-team/reporter",
+                                            .scope = {"read:transactions"},
+                                            .connection = connection_});
+  AgentIdentity intruder =
+      AgentIdentity::create(IdentityOptions{.name = "acme-corp/finance-team/intruder",
+                                            .scope = {"write:ledger"},
+                                            .connection = connection_});
+  TlsServer server(server_tls_context(processor, {.scope = "read:transactions"}),
+                   [](const std::string& peer, const std::string& text) {
+                     return "hello " + peer + " you said " + text;
+                   });
+  std::string peer;
+  SSL_CTX* client = client_tls_context(reporter, {.spiffe_ids = {processor.spiffe_id()}});
+  EXPECT_EQ(TlsExchange(client, server.port(), "ping\n", &peer),
+            "hello " + reporter.spiffe_id() + " you said ping\n");
+  EXPECT_EQ(peer, processor.spiffe_id());
+  SSL_CTX_free(client);
+
+  // A client whose SVID lacks the scope, and one expecting another server, get nothing.
+  SSL_CTX* lacking = client_tls_context(intruder);
+  EXPECT_EQ(TlsExchange(lacking, server.port(), "ping\n", &peer), "");
+  SSL_CTX_free(lacking);
+  SSL_CTX* picky = client_tls_context(reporter, {.spiffe_ids = {intruder.spiffe_id()}});
+  peer.clear();
+  EXPECT_EQ(TlsExchange(picky, server.port(), "ping\n", &peer), "");
+  EXPECT_EQ(peer, "");
+  SSL_CTX_free(picky);
+
+  // Revoked: refused at the next handshake.
+  SSL_CTX* after = client_tls_context(reporter);
+  revoke({.instance = reporter.instance_id()}, connection_);
+  ASSERT_TRUE(Eventually([&] { return reporter.revoked(); }));
+  EXPECT_EQ(TlsExchange(after, server.port(), "ping\n", &peer), "");
+  SSL_CTX_free(after);
+  EXPECT_GE(server.refused(), 2);
+}
+
+TEST_F(AgentIdentityTest, HttpsConnectorPresentsTheSvidAndAJwtForTheOrigin) {
+  AgentIdentity agent = AgentIdentity::create(Payments());
+  AgentIdentity api =
+      AgentIdentity::create(IdentityOptions{.name = "acme-corp/finance-team/reports-api",
+                                            .scope = {"serve:reports"},
+                                            .connection = connection_});
+  Connection with_jwt_keys = connection_;
+  with_jwt_keys.bundle = dir_ + "/data/bundle.json";
+  std::unique_ptr<Verifier> verifier;
+  TlsServer server(server_tls_context(api), [&](const std::string& peer, const std::string& text) {
+    const size_t at = text.find("Authorization: Bearer ");
+    const std::string token =
+        at == std::string::npos ? "" : text.substr(at + 22, text.find("\r\n", at) - at - 22);
+    Decision d = verifier->verify_jwt(token, {.scope = "read:transactions"});
+    const std::string body = d.allowed ? "hello " + d.spiffe_id + " over " + peer : d.reason;
+    return absl::StrCat("HTTP/1.1 ", d.allowed ? "200 OK" : "403 Forbidden",
+                        "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
+  });
+  const std::string origin = absl::StrCat("https://127.0.0.1:", server.port());
+  verifier =
+      std::make_unique<Verifier>(VerifierOptions{.connection = with_jwt_keys, .audience = origin});
+  CallResult r = agent.call(origin + "/reports?day=today", "read:transactions");
+  EXPECT_EQ(r.response, "hello " + agent.spiffe_id() + " over " + agent.spiffe_id());
+  // The resource's refusal is the call's error, and the outcome records it.
+  verifier = std::make_unique<Verifier>(
+      VerifierOptions{.connection = with_jwt_keys, .audience = "https://elsewhere"});
+  try {
+    agent.call(origin + "/reports", "read:transactions");
+    ADD_FAILURE() << "the resource's 403 did not reach the caller";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), "permission_denied");
+  }
+  EXPECT_THROW(agent.call("https://", "read:transactions"), Error);
 }
 
 }  // namespace

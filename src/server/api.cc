@@ -474,14 +474,32 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
 
   if (path == "/v1/ledger/events") {
     if (!post) return absl::UnimplementedError("method not allowed on this route");
-    if (!caller.svid || r.peer_chain.empty()) {
+    if (!caller.admin && (!caller.svid || r.peer_chain.empty())) {
       if (!caller.svid_error.ok()) return caller.svid_error;
       return absl::UnauthenticatedError("ledger events need the writer's SVID (mTLS)");
     }
     TW_ASSIGN_OR_RETURN(LedgerEventsRequest req, DecodeLedgerEvents(r.body));
-    TW_ASSIGN_OR_RETURN(
-        store::LedgerAppended appended,
-        ledger.AppendSigned(*caller.svid, r.peer_chain[0], req.events, req.signature));
+    if (req.chain.empty() && !caller.svid) {
+      return absl::InvalidArgumentError("\"chain\" is required without an SVID (mTLS)");
+    }
+    if (req.chain.empty()) {
+      TW_ASSIGN_OR_RETURN(
+          store::LedgerAppended appended,
+          ledger.AppendSigned(*caller.svid, r.peer_chain[0], req.events, req.signature));
+      return Json(200, json{{"indexes", appended.indexes}, {"tree_size", appended.tree_size}});
+    }
+    // A batch delivered later (an agent's spool): its signer's chain must have been valid
+    // when issued and must not be revoked; the events must fall within its lifetime.
+    auto chain = core::Certificate::ParseChain(req.chain);
+    if (!chain.ok() || chain->empty()) {
+      return absl::InvalidArgumentError("\"chain\" is not a PEM certificate chain");
+    }
+    std::vector<base::ByteView> ders;
+    for (const core::Certificate& c : *chain) ders.emplace_back(c.der());
+    TW_ASSIGN_OR_RETURN(core::VerifiedX509Svid signer,
+                        authority_.verifier().VerifyAt(ders, (*chain)[0].not_before()));
+    TW_ASSIGN_OR_RETURN(store::LedgerAppended appended,
+                        ledger.AppendSigned(signer, ders[0], req.events, req.signature));
     return Json(200, json{{"indexes", appended.indexes}, {"tree_size", appended.tree_size}});
   }
   if (path == "/v1/ledger/sth" && post) {

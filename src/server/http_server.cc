@@ -271,6 +271,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // The header write is in flight: queued events go out after it.
     writing_ = true;
     for (const store::RevocationEntry& e : backlog) queue_.push_back(Event(e));
+    // A first heartbeat at once tells the subscriber the stream is live.
+    queue_.push_back(absl::StrCat(": heartbeat ", server_.hub.sequence(), "\n\n"));
   }
 
   static std::string Event(const store::RevocationEntry& e) {

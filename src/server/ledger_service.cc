@@ -120,7 +120,7 @@ absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
     }
     if (ledger::IsSelfType(event->type)) TW_RETURN_IF_ERROR(CheckSubject(*event, svid, i));
     absl::Time at = absl::FromUnixMillis(event->time_ms);
-    if (at > now + kSkew || at < leaf.not_before() - kSkew) {
+    if (at > now + kSkew || at < leaf.not_before() - kSkew || at > leaf.not_after() + kSkew) {
       return absl::InvalidArgumentError(
           absl::StrCat("event ", i, ": \"time\" is outside the signing SVID's lifetime"));
     }

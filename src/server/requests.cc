@@ -218,6 +218,10 @@ absl::StatusOr<LedgerEventsRequest> DecodeLedgerEvents(absl::string_view body) {
           has_signature = true;
           return absl::OkStatus();
         }
+        if (name == "chain") {
+          TW_ASSIGN_OR_RETURN(out.chain, GetString(name, value, 64 * 1024));
+          return absl::OkStatus();
+        }
         if (name != "events") return Unknown(name);
         if (!value.is_array()) return Invalid(name, "must be an array of base64url strings");
         for (json& e : value) {

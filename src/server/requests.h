@@ -57,6 +57,7 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 struct LedgerEventsRequest {
   std::vector<std::string> events;
   std::string signature;
+  std::string chain;  // PEM of the signing SVID when it is not the caller's (a spooled batch)
 };
 absl::StatusOr<LedgerEventsRequest> DecodeLedgerEvents(absl::string_view body);
 

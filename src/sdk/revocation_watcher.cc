@@ -1,0 +1,183 @@
+#include "sdk/revocation_watcher.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "nlohmann/json.hpp"
+
+namespace trustwarden::internal {
+namespace {
+
+// The server sends a heartbeat every second: a connection silent this long is dropped
+// and made again.
+constexpr absl::Duration kSilenceLimit = absl::Seconds(3);
+constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
+// One event's text may not grow past this (entries are small).
+constexpr size_t kMaxEvent = 1 << 20;
+
+}  // namespace
+
+std::shared_ptr<RevocationWatcher> RevocationWatcher::Shared(const std::string& server,
+                                                             const std::string& ca_pem) {
+  static std::mutex mu;
+  static auto* watchers =
+      new std::map<std::pair<std::string, std::string>, std::weak_ptr<RevocationWatcher>>();
+  std::lock_guard<std::mutex> lock(mu);
+  std::weak_ptr<RevocationWatcher>& slot = (*watchers)[{server, ca_pem}];
+  std::shared_ptr<RevocationWatcher> watcher = slot.lock();
+  if (watcher == nullptr) {
+    watcher = std::make_shared<RevocationWatcher>(server, ca_pem);
+    slot = watcher;
+  }
+  return watcher;
+}
+
+RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem)
+    : server_(std::move(server)), ca_pem_(std::move(ca_pem)) {
+  reader_ = std::thread([this] { Run(); });
+  supervisor_ = std::thread([this] { Supervise(); });
+}
+
+RevocationWatcher::~RevocationWatcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    if (client_ != nullptr) client_->Cancel();
+  }
+  changed_.notify_all();
+  reader_.join();
+  supervisor_.join();
+}
+
+bool RevocationWatcher::IsRevoked(const std::string& instance_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return revoked_.contains(instance_id);
+}
+
+absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (last_seen_ == absl::InfinitePast()) {
+    return absl::UnavailableError(
+        absl::StrCat("the revocation stream of ", server_, " has not connected"));
+  }
+  const absl::Duration silent = absl::Now() - last_seen_;
+  if (silent > bound) {
+    return absl::UnavailableError(
+        absl::StrCat("the revocation stream of ", server_, " has been silent for ",
+                     absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))), " (bound ",
+                     absl::FormatDuration(bound), ")"));
+  }
+  return absl::OkStatus();
+}
+
+bool RevocationWatcher::WaitLive(absl::Duration timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                           [this] { return last_seen_ != absl::InfinitePast(); });
+}
+
+bool RevocationWatcher::WaitRevoked(const std::string& instance_id, absl::Duration timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                           [&] { return revoked_.contains(instance_id); });
+}
+
+int64_t RevocationWatcher::sequence() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sequence_;
+}
+
+void RevocationWatcher::Run() {
+  absl::Duration backoff = kFirstBackoff;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    const int64_t after = sequence_;
+    pending_.clear();
+    lock.unlock();
+    bool delivered = false;
+    auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = ca_pem_});
+    if (client.ok()) {
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        client_ = client->get();
+        if (stopping_) client_->Cancel();
+      }
+      const std::string resume = absl::StrCat(after);
+      (void)(*client)->Stream(absl::StrCat("/v1/revocations/stream?after=", after),
+                              {{"Last-Event-ID", resume}}, [&](absl::string_view text) {
+                                delivered = true;
+                                return Consume(text);
+                              });
+      std::lock_guard<std::mutex> guard(mu_);
+      client_ = nullptr;
+    }
+    lock.lock();
+    // Past entries stay known across reconnects; expired ones are forgotten.
+    absl::erase_if(revoked_, [now = absl::Now()](const auto& e) { return e.second < now; });
+    if (delivered) backoff = kFirstBackoff;
+    changed_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stopping_; });
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+// Drops a connection that has gone silent (a dead peer may never close it), so Run()
+// connects again.
+void RevocationWatcher::Supervise() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    changed_.wait_for(lock, std::chrono::seconds(1));
+    if (client_ != nullptr && last_seen_ != absl::InfinitePast() &&
+        absl::Now() - last_seen_ > kSilenceLimit) {
+      client_->Cancel();
+    }
+  }
+}
+
+bool RevocationWatcher::Consume(absl::string_view text) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return false;
+  last_seen_ = absl::Now();
+  pending_.append(text.data(), text.size());
+  size_t end;
+  while ((end = pending_.find("\n\n")) != std::string::npos) {
+    const std::string event = pending_.substr(0, end);
+    pending_.erase(0, end + 2);
+    std::string data;
+    int64_t id = 0;
+    for (absl::string_view line : absl::StrSplit(event, '\n')) {
+      if (absl::ConsumePrefix(&line, "data:")) {
+        absl::StrAppend(&data, absl::StripLeadingAsciiWhitespace(line));
+      } else if (absl::ConsumePrefix(&line, "id:")) {
+        if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &id)) return false;
+      }
+    }
+    if (!data.empty()) Apply(data);
+    if (id > sequence_) sequence_ = id;
+  }
+  changed_.notify_all();
+  return pending_.size() <= kMaxEvent;
+}
+
+void RevocationWatcher::Apply(const std::string& data) {
+  nlohmann::json entry = nlohmann::json::parse(data, nullptr, false);
+  if (!entry.is_object() || !entry.contains("instances") || !entry["instances"].is_array()) {
+    return;
+  }
+  absl::Time expires = absl::InfiniteFuture();
+  std::string err;
+  if (entry.contains("expires_at") && entry["expires_at"].is_string() &&
+      !absl::ParseTime(absl::RFC3339_full, entry["expires_at"].get<std::string>(), &expires,
+                       &err)) {
+    expires = absl::InfiniteFuture();
+  }
+  for (const nlohmann::json& id : entry["instances"]) {
+    if (id.is_string()) revoked_[id.get<std::string>()] = expires;
+  }
+}
+
+}  // namespace trustwarden::internal

@@ -1,0 +1,185 @@
+#include "trustwarden/verifier.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/certificate.h"
+#include "core/jwt_svid.h"
+#include "core/scope.h"
+#include "sdk/peer_check.h"
+
+namespace trustwarden {
+namespace internal {
+namespace {
+
+namespace core = tw::core;
+
+Decision Refuse(std::string reason) {
+  Decision d;
+  d.reason = std::move(reason);
+  return d;
+}
+
+// Fails closed on a stale stream; refuses a revoked instance of our trust domain.
+absl::Status Live(const RevocationWatcher* watcher, absl::Duration bound,
+                  const core::SpiffeId& id) {
+  if (watcher == nullptr) return absl::OkStatus();
+  if (absl::Status s = watcher->CheckFresh(bound); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("fail closed: ", s.message()));
+  }
+  if (watcher->IsRevoked(InstanceOf(id))) {
+    return absl::PermissionDeniedError(absl::StrCat(id.str(), " is revoked"));
+  }
+  return absl::OkStatus();
+}
+
+core::X509VerifierOptions VerifierOptionsFor(const Endpoint& e) {
+  core::X509VerifierOptions options;
+  options.attribute_trust_domains = e.trust_domains;
+  options.revocation_check = [watcher = e.watcher,
+                              bound = e.max_staleness](const core::VerifiedX509Svid& svid) {
+    return Live(watcher.get(), bound, svid.spiffe_id);
+  };
+  return options;
+}
+
+}  // namespace
+
+PeerCheck::PeerCheck(Endpoint endpoint)
+    : endpoint_(std::move(endpoint)), x509_(endpoint_.bundles, VerifierOptionsFor(endpoint_)) {}
+
+Decision PeerCheck::Judge(const core::SpiffeId& id, const core::SvidAttributes* attributes,
+                          const Requirement& r) const {
+  Decision d;
+  d.spiffe_id = id.str();
+  d.instance_id = InstanceOf(id);
+  if (attributes != nullptr) {
+    d.trust_level = std::string(core::TrustLevelName(attributes->trust_level));
+    for (const core::Scope& s : attributes->scopes) d.scopes.push_back(s.str());
+  }
+  if (!r.spiffe_ids.empty() &&
+      std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) == r.spiffe_ids.end()) {
+    d.reason = absl::StrCat(id.str(), " is not an allowed peer");
+  } else if (!r.trust_domain.empty() && id.trust_domain_name() != r.trust_domain) {
+    d.reason = absl::StrCat(id.str(), " is not in trust domain ", r.trust_domain);
+  } else if (!r.scope.empty() &&
+             (attributes == nullptr ||
+              !core::ScopesAllow(attributes->scopes, Check(core::Scope::Parse(r.scope))))) {
+    d.reason = absl::StrCat("scope ", r.scope, " is not granted to ", id.str());
+  } else if (!r.min_trust_level.empty()) {
+    const core::TrustLevel needed = Check(core::ParseTrustLevel(r.min_trust_level));
+    if (attributes == nullptr || attributes->trust_level < needed) {
+      d.reason = absl::StrCat(id.str(), " is below trust level ", r.min_trust_level);
+    }
+  }
+  d.allowed = d.reason.empty();
+  return d;
+}
+
+Decision PeerCheck::CheckX509(const std::vector<tw::base::ByteView>& chain, const Requirement& r,
+                              std::optional<core::VerifiedX509Svid>* subject) const {
+  absl::StatusOr<core::VerifiedX509Svid> svid = x509_.Verify(chain);
+  if (!svid.ok()) return Refuse(std::string(svid.status().message()));
+  Decision d = Judge(svid->spiffe_id, svid->attributes ? &*svid->attributes : nullptr, r);
+  if (subject != nullptr) *subject = *std::move(svid);
+  return d;
+}
+
+Decision PeerCheck::CheckJwt(const std::string& token, const std::string& audience,
+                             const Requirement& r) const {
+  absl::StatusOr<core::JwtSvid> jwt = core::ValidateJwtSvid(token, audience, *endpoint_.bundles,
+                                                            absl::Now(), endpoint_.trust_domains);
+  if (!jwt.ok()) return Refuse(std::string(jwt.status().message()));
+  if (absl::Status live = Live(endpoint_.watcher.get(), endpoint_.max_staleness, jwt->subject);
+      !live.ok()) {
+    return Refuse(std::string(live.message()));
+  }
+  const bool ours =
+      std::any_of(endpoint_.trust_domains.begin(), endpoint_.trust_domains.end(),
+                  [&](const core::TrustDomain& td) { return jwt->subject.MemberOf(td); });
+  return Judge(jwt->subject, ours ? &jwt->attributes : nullptr, r);
+}
+
+}  // namespace internal
+
+struct Verifier::Impl {
+  std::shared_ptr<const internal::PeerCheck> check;
+  std::string audience;
+  AgentIdentity* recorder;
+
+  // Records `d` as an observation signed by the recorder; `subject` is the verified
+  // X.509-SVID, when there is one.
+  void Record(Decision& d, const Requirement& r,
+              const std::optional<tw::core::VerifiedX509Svid>& subject) const {
+    if (recorder == nullptr) return;
+    const auto& state = internal::Access::Of(*recorder);
+    const AgentIdentity::State::Credential c = state->Current();
+    tw::ledger::Event e = AgentIdentity::State::SubjectEvent(c, "observation");
+    e.instance.clear();
+    e.serial.clear();
+    e.parent.clear();
+    e.principal.clear();
+    e.policy_version = 0;
+    if (subject && subject->attributes) {
+      const tw::core::SvidAttributes& a = *subject->attributes;
+      e.instance = subject->spiffe_id.str();
+      e.serial = subject->serial_hex;
+      e.parent = a.parent ? a.parent->str() : "";
+      e.principal = a.principal;
+      e.policy_version = a.policy_version;
+    }
+    e.resource = r.resource;
+    e.action = r.scope;
+    e.decision = d.allowed ? "allow" : "deny";
+    e.reason = d.allowed && e.instance.empty() && !d.spiffe_id.empty()
+                   ? absl::StrCat("JWT-SVID of ", d.spiffe_id)
+                   : d.reason;
+    state->Record(c, e);
+    d.event_id = e.id;
+  }
+};
+
+Verifier::Verifier(VerifierOptions options)
+    : impl_(new Impl{std::make_shared<internal::PeerCheck>(internal::Resolve(options.connection)),
+                     std::move(options.audience), options.recorder}) {}
+Verifier::~Verifier() = default;
+Verifier::Verifier(Verifier&&) noexcept = default;
+Verifier& Verifier::operator=(Verifier&&) noexcept = default;
+
+namespace {
+
+void CheckRecordable(const Requirement& r, bool recording) {
+  if (recording && (r.resource.empty() || r.scope.empty())) {
+    throw Error("invalid_argument",
+                "a recorded verification needs Requirement.resource and Requirement.scope");
+  }
+}
+
+}  // namespace
+
+Decision Verifier::verify_x509(const std::string& chain_pem, const Requirement& r) const {
+  CheckRecordable(r, impl_->recorder != nullptr);
+  std::optional<tw::core::VerifiedX509Svid> subject;
+  Decision d;
+  auto chain = tw::core::Certificate::ParseChain(chain_pem);
+  if (!chain.ok() || chain->empty()) {
+    d.reason = chain.ok() ? "no certificate" : std::string(chain.status().message());
+  } else {
+    std::vector<tw::base::ByteView> ders;
+    for (const tw::core::Certificate& c : *chain) ders.emplace_back(c.der());
+    d = impl_->check->CheckX509(ders, r, &subject);
+  }
+  impl_->Record(d, r, subject);
+  return d;
+}
+
+Decision Verifier::verify_jwt(const std::string& token, const Requirement& r) const {
+  CheckRecordable(r, impl_->recorder != nullptr);
+  if (impl_->audience.empty()) {
+    throw Error("failed_precondition", "VerifierOptions.audience is needed to verify JWT-SVIDs");
+  }
+  Decision d = impl_->check->CheckJwt(token, impl_->audience, r);
+  impl_->Record(d, r, std::nullopt);
+  return d;
+}
+
+}  // namespace trustwarden
