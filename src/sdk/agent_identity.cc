@@ -101,6 +101,39 @@ Registry& Registered() {
   return *registry;
 }
 
+// Kept-alive server connections without a client certificate (creation with a token),
+// reused across create() calls: a TLS handshake per identity would double its cost.
+class ConnectionPool {
+ public:
+  std::unique_ptr<net::HttpsClient> Take(const internal::Endpoint& e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& idle = idle_[{e.server, e.ca_pem}];
+      if (!idle.empty()) {
+        auto client = std::move(idle.back());
+        idle.pop_back();
+        return client;
+      }
+    }
+    return Check(net::HttpsClient::Create({.server = e.server, .ca_pem = e.ca_pem}));
+  }
+  void Give(const internal::Endpoint& e, std::unique_ptr<net::HttpsClient> client) {
+    constexpr size_t kMaxIdle = 8;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& idle = idle_[{e.server, e.ca_pem}];
+    if (idle.size() < kMaxIdle) idle.push_back(std::move(client));
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, std::vector<std::unique_ptr<net::HttpsClient>>>
+      idle_;
+};
+ConnectionPool& Pool() {
+  static auto* pool = new ConnectionPool();
+  return *pool;
+}
+
 bool Transient(const Error& e) {
   return e.code() == "unavailable" || e.code() == "deadline_exceeded";
 }
@@ -424,9 +457,9 @@ AgentIdentity AgentIdentity::create(const IdentityOptions& options) {
       throw Error("unauthenticated",
                   "no principal token: set Connection.token or TRUSTWARDEN_TOKEN");
     }
-    auto client = Check(net::HttpsClient::Create(
-        {.server = state->endpoint.server, .ca_pem = state->endpoint.ca_pem}));
+    auto client = Pool().Take(state->endpoint);
     reply = internal::Post(*client, "/v1/identities", body.dump(), state->endpoint.token);
+    Pool().Give(state->endpoint, std::move(client));
   }
   state->Adopt(reply, std::move(key));
   // The first identity of a process waits for the revocation stream to be live, so its

@@ -26,14 +26,10 @@ std::shared_ptr<RevocationWatcher> RevocationWatcher::Shared(const std::string& 
                                                              const std::string& ca_pem) {
   static std::mutex mu;
   static auto* watchers =
-      new std::map<std::pair<std::string, std::string>, std::weak_ptr<RevocationWatcher>>();
+      new std::map<std::pair<std::string, std::string>, std::shared_ptr<RevocationWatcher>>();
   std::lock_guard<std::mutex> lock(mu);
-  std::weak_ptr<RevocationWatcher>& slot = (*watchers)[{server, ca_pem}];
-  std::shared_ptr<RevocationWatcher> watcher = slot.lock();
-  if (watcher == nullptr) {
-    watcher = std::make_shared<RevocationWatcher>(server, ca_pem);
-    slot = watcher;
-  }
+  std::shared_ptr<RevocationWatcher>& watcher = (*watchers)[{server, ca_pem}];
+  if (watcher == nullptr) watcher = std::make_shared<RevocationWatcher>(server, ca_pem);
   return watcher;
 }
 
@@ -87,6 +83,13 @@ bool RevocationWatcher::WaitRevoked(const std::string& instance_id, absl::Durati
                            [&] { return revoked_.contains(instance_id); });
 }
 
+std::optional<absl::Time> RevocationWatcher::LearnedAt(const std::string& instance_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = revoked_.find(instance_id);
+  if (it == revoked_.end()) return std::nullopt;
+  return it->second.learned;
+}
+
 int64_t RevocationWatcher::sequence() const {
   std::lock_guard<std::mutex> lock(mu_);
   return sequence_;
@@ -118,7 +121,7 @@ void RevocationWatcher::Run() {
     }
     lock.lock();
     // Past entries stay known across reconnects; expired ones are forgotten.
-    absl::erase_if(revoked_, [now = absl::Now()](const auto& e) { return e.second < now; });
+    absl::erase_if(revoked_, [now = absl::Now()](const auto& e) { return e.second.expires < now; });
     if (delivered) backoff = kFirstBackoff;
     changed_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stopping_; });
     backoff = std::min(backoff * 2, kMaxBackoff);
@@ -175,8 +178,9 @@ void RevocationWatcher::Apply(const std::string& data) {
                        &err)) {
     expires = absl::InfiniteFuture();
   }
+  const absl::Time now = absl::Now();
   for (const nlohmann::json& id : entry["instances"]) {
-    if (id.is_string()) revoked_[id.get<std::string>()] = expires;
+    if (id.is_string()) revoked_.try_emplace(id.get<std::string>(), Known{expires, now});
   }
 }
 

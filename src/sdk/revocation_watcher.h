@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -19,7 +20,8 @@ namespace trustwarden::internal {
 class RevocationWatcher {
  public:
   // The watcher shared by every identity and verifier of this process that trusts
-  // `ca_pem` at `server`; started on first use, kept until the last user releases it.
+  // `ca_pem` at `server`; started on first use and kept for the life of the process, so
+  // identities come and go without resubscribing.
   static std::shared_ptr<RevocationWatcher> Shared(const std::string& server,
                                                    const std::string& ca_pem);
 
@@ -37,6 +39,8 @@ class RevocationWatcher {
   bool WaitLive(absl::Duration timeout) const;
   // Waits until `instance_id` is known revoked, at most `timeout`; true if it is.
   bool WaitRevoked(const std::string& instance_id, absl::Duration timeout) const;
+  // When this watcher learned that `instance_id` is revoked; nullopt if it has not.
+  std::optional<absl::Time> LearnedAt(const std::string& instance_id) const;
   // The last sequence received.
   int64_t sequence() const;
 
@@ -51,7 +55,11 @@ class RevocationWatcher {
   const std::string ca_pem_;
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
-  absl::flat_hash_map<std::string, absl::Time> revoked_;  // instance id -> prunable after
+  struct Known {
+    absl::Time expires;  // prunable after
+    absl::Time learned;
+  };
+  absl::flat_hash_map<std::string, Known> revoked_;  // by instance id
   int64_t sequence_ = 0;
   absl::Time last_seen_ = absl::InfinitePast();
   std::string pending_;                     // text of an event not yet complete
