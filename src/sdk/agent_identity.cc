@@ -592,22 +592,43 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
     throw Denied(refusal, recorded);
   }
   event.decision = "allow";
-  state_->Record(c, event);
+  try {
+    state_->Record(c, event);
+  } catch (const Error& e) {
+    // Revoked between the local check and the record: the server refuses the writer.
+    if (e.code() != "permission_denied" && e.code() != "unauthenticated") throw;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->revoked = true;
+    }
+    throw Denied(absl::StrCat("the identity is revoked (", e.what(), ")"), "");
+  }
 
   ledger::Event outcome = State::SubjectEvent(c, "outcome");
   outcome.ref = event.id;
+  // The action happened: a revocation landing meanwhile makes the server refuse the
+  // outcome event, which must not turn a performed call into a failed one.
+  auto record_outcome = [&] {
+    try {
+      state_->Record(c, outcome);
+    } catch (const Error& e) {
+      if (e.code() != "permission_denied" && e.code() != "unauthenticated") throw;
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->revoked = true;
+    }
+  };
   CallResult result{event.id, {}};
   try {
     result.response = connector(*this, CallRequest{resource, action, payload});
   } catch (const std::exception& e) {
     outcome.outcome = "error";
     outcome.reason = e.what();
-    state_->Record(c, outcome);
+    record_outcome();
     throw;
   }
   outcome.outcome = "ok";
   outcome.payload_digest = result.response.empty() ? "" : ledger::DigestOf(result.response);
-  state_->Record(c, outcome);
+  record_outcome();
   return result;
 }
 

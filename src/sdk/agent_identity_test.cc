@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -22,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "net/https_client.h"
 #include "nlohmann/json.hpp"
+#include "sdk/spool.h"
 #include "server/server.h"
 #include "store/sqlite/sqlite_store.h"
 #include "trustwarden/trustwarden.h"
@@ -614,6 +616,79 @@ TEST_F(AgentIdentityTest, HttpsConnectorPresentsTheSvidAndAJwtForTheOrigin) {
     EXPECT_EQ(e.code(), "permission_denied");
   }
   EXPECT_THROW(agent.call("https://", "read:transactions"), Error);
+}
+
+TEST_F(AgentIdentityTest, CallsKeepWorkingThroughRotationAndStopAtRevocation) {
+  IdentityOptions options = Payments();
+  options.ttl = "4s";  // renewed after about 2 s
+  AgentIdentity agent = AgentIdentity::create(options);
+  const auto first_expiry = agent.expires_at();
+  std::atomic<bool> revoked{false};
+  std::atomic<int> allowed{0}, denied_after{0}, other_errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        try {
+          agent.call("test://ledger-db/transactions", "read:transactions");
+          ++allowed;
+        } catch (const Denied&) {
+          if (revoked)
+            ++denied_after;
+          else
+            ++other_errors;
+          return;
+        } catch (const std::exception& e) {
+          ++other_errors;
+          ADD_FAILURE() << e.what();
+          return;
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(Eventually([&] { return agent.expires_at() != first_expiry; }, 4));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  revoked = true;
+  revoke({.instance = agent.instance_id()}, connection_);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(other_errors, 0);
+  EXPECT_EQ(denied_after, 4);
+  // Every allowed call was recorded, before and after the key changed.
+  const std::string events =
+      AdminGet("/v1/audit/events?instance=" + agent.instance_id() + "&decision=allow&limit=10000")
+          .dump();
+  size_t count = 0;
+  for (size_t at = 0; (at = events.find("\"type\":\"action\"", at)) != std::string::npos; ++at) {
+    ++count;
+  }
+  EXPECT_GE(count, static_cast<size_t>(allowed.load()));
+  EXPECT_GT(allowed, 0);
+}
+
+TEST(SpoolTest, KeepsCompleteRecordsInOrderAcrossReopenAndDrop) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "tw-spool-XXXXXX").string();
+  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+  {
+    auto spool = internal::Spool::Open(tmpl, "inst-a");
+    ASSERT_TRUE(spool.ok()) << spool.status();
+    for (const char* r : {"one", "two", "three"}) ASSERT_TRUE((*spool)->Append(r).ok());
+    EXPECT_FALSE((*spool)->Append("two\nlines").ok());
+    // Held by this writer: nobody else takes it.
+    EXPECT_EQ(internal::Spool::Open(tmpl, "inst-a").status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(internal::Spool::Orphans(tmpl).empty());
+    ASSERT_TRUE((*spool)->Drop(1).ok());
+    EXPECT_EQ(*(*spool)->Records(), (std::vector<std::string>{"two", "three"}));
+  }
+  // A crash in the middle of an append leaves a torn line, never acknowledged: dropped.
+  { std::ofstream(tmpl + "/inst-a.spool", std::ios::app) << "{\"torn"; }
+  auto orphans = internal::Spool::Orphans(tmpl);
+  ASSERT_EQ(orphans.size(), 1u);
+  EXPECT_EQ(*orphans[0]->Records(), (std::vector<std::string>{"two", "three"}));
+  ASSERT_TRUE(orphans[0]->Drop(2).ok());
+  orphans.clear();  // empty: removed
+  EXPECT_FALSE(std::filesystem::exists(tmpl + "/inst-a.spool"));
+  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace
