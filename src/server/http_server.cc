@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -166,6 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return Close();
     }
     if (ec == http::error::body_limit) {
+      unread_body_ = true;
       return Reply(ErrorResponse(absl::InvalidArgumentError("request body too large")), 413,
                    "payload_too_large", false, "");
     }
@@ -228,9 +230,25 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
     http::async_write(stream_, res_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        if (!ec && self->unread_body_) return self->Linger();
                         if (ec || !keep_alive) return self->Close();
                         self->Read();
                       });
+  }
+
+  // Reads and drops what the client is still sending (for at most two seconds) before
+  // closing: closing with unread input resets the connection, and the client may lose the
+  // response it has not read yet.
+  void Linger() {
+    if (unread_body_) {
+      unread_body_ = false;
+      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    }
+    stream_.async_read_some(net::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->Close();
+                              self->Linger();
+                            });
   }
 
   void StartStream(const HttpRequest& request, const std::string& request_id) {
@@ -331,6 +349,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<ssl::context> ctx_;
   beast::ssl_stream<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
+  bool unread_body_ = false;  // a refused request's body is still arriving
+  std::array<char, 16384> drain_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   std::vector<base::Bytes> peer_chain_;
