@@ -134,6 +134,11 @@ ConnectionPool& Pool() {
   return *pool;
 }
 
+// The server no longer accepts the instance (revoked, or its certificate refused).
+bool Refused(const std::string& code) {
+  return code == "permission_denied" || code == "unauthenticated";
+}
+
 bool Transient(const Error& e) {
   return e.code() == "unavailable" || e.code() == "deadline_exceeded";
 }
@@ -238,7 +243,7 @@ void State::RenewLoop() {
     if (failure.empty()) {
       backoff = absl::Seconds(1);
       due = RenewalTime(rng);
-    } else if (failure == "permission_denied" || failure == "unauthenticated") {
+    } else if (Refused(failure)) {
       revoked = true;  // the server no longer accepts this instance
     } else {
       due = std::min(absl::Now() + backoff, svid->not_after);
@@ -331,11 +336,7 @@ void State::Send(const Credential& c, const std::string& body, const std::string
   if (spool != nullptr && !spool->empty()) Deliver(*spool, c);
   if (spool == nullptr || spool->empty()) {
     try {
-      if (ledger_client == nullptr || ledger_client_serial != c.svid.serial_hex) {
-        ledger_client = Client(c);
-        ledger_client_serial = c.svid.serial_hex;
-      }
-      internal::Post(*ledger_client, "/v1/ledger/events", body);
+      internal::Post(LedgerClient(c), "/v1/ledger/events", body);
       return;
     } catch (const Error& e) {
       ledger_client.reset();
@@ -366,6 +367,26 @@ void State::Send(const Credential& c, const std::string& body, const std::string
   cv.notify_all();
 }
 
+net::HttpsClient& State::LedgerClient(const Credential& c) {
+  if (ledger_client == nullptr || ledger_client_serial != c.svid.serial_hex) {
+    ledger_client = Client(c);
+    ledger_client_serial = c.svid.serial_hex;
+  }
+  return *ledger_client;
+}
+
+bool State::RecordUnlessRefused(const Credential& c, const ledger::Event& event) {
+  try {
+    Record(c, event);
+    return true;
+  } catch (const Error& e) {
+    if (!Refused(e.code())) throw;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  revoked = true;
+  return false;
+}
+
 // Sends `spool`'s records in order until one fails to go through; drops those delivered
 // (or found delivered already). Returns how many were delivered.
 size_t State::Deliver(internal::Spool& from, const Credential& c) {
@@ -373,13 +394,10 @@ size_t State::Deliver(internal::Spool& from, const Credential& c) {
   if (!records.ok()) return 0;
   size_t sent = 0;
   try {
-    if (ledger_client == nullptr || ledger_client_serial != c.svid.serial_hex) {
-      ledger_client = Client(c);
-      ledger_client_serial = c.svid.serial_hex;
-    }
+    net::HttpsClient& client = LedgerClient(c);
     for (const std::string& record : *records) {
       try {
-        internal::Post(*ledger_client, "/v1/ledger/events", record);
+        internal::Post(client, "/v1/ledger/events", record);
       } catch (const Error& e) {
         if (e.code() != "already_exists") throw;
       }
@@ -592,31 +610,16 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
     throw Denied(refusal, recorded);
   }
   event.decision = "allow";
-  try {
-    state_->Record(c, event);
-  } catch (const Error& e) {
-    // Revoked between the local check and the record: the server refuses the writer.
-    if (e.code() != "permission_denied" && e.code() != "unauthenticated") throw;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->revoked = true;
-    }
-    throw Denied(absl::StrCat("the identity is revoked (", e.what(), ")"), "");
+  // Revoked between the local check and the record: the server refuses the writer.
+  if (!state_->RecordUnlessRefused(c, event)) {
+    throw Denied("the identity is revoked (the server refused its ledger event)", "");
   }
 
   ledger::Event outcome = State::SubjectEvent(c, "outcome");
   outcome.ref = event.id;
   // The action happened: a revocation landing meanwhile makes the server refuse the
   // outcome event, which must not turn a performed call into a failed one.
-  auto record_outcome = [&] {
-    try {
-      state_->Record(c, outcome);
-    } catch (const Error& e) {
-      if (e.code() != "permission_denied" && e.code() != "unauthenticated") throw;
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->revoked = true;
-    }
-  };
+  auto record_outcome = [&] { state_->RecordUnlessRefused(c, outcome); };
   CallResult result{event.id, {}};
   try {
     result.response = connector(*this, CallRequest{resource, action, payload});

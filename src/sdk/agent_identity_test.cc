@@ -285,6 +285,26 @@ bool Eventually(const std::function<bool()>& done, double seconds = 5) {
   return done();
 }
 
+// The reason of the Denied that `call` throws; a failure when it does not throw Denied.
+std::string DenialReason(const std::function<void()>& call) {
+  try {
+    call();
+    ADD_FAILURE() << "the call went through";
+  } catch (const Denied& d) {
+    return d.reason();
+  }
+  return "";
+}
+
+// How often `needle` occurs in `text`.
+size_t Occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at += needle.size()) {
+    ++count;
+  }
+  return count;
+}
+
 TEST_F(AgentIdentityTest, RevocationByTheOperatorBlocksTheNextCallEverywhere) {
   AgentIdentity agent = AgentIdentity::create(Payments());
   AgentIdentity other = AgentIdentity::create(Payments());
@@ -294,12 +314,9 @@ TEST_F(AgentIdentityTest, RevocationByTheOperatorBlocksTheNextCallEverywhere) {
   EXPECT_GT(sequence, 0);
   ASSERT_TRUE(Eventually([&] { return agent.revoked(); }));
   const int before = connector_calls_;
-  try {
-    agent.call("test://ledger-db/transactions", "read:transactions");
-    ADD_FAILURE() << "a revoked identity's call went through";
-  } catch (const Denied& d) {
-    EXPECT_NE(std::string(d.reason()).find("revoked"), std::string::npos) << d.reason();
-  }
+  const std::string reason =
+      DenialReason([&] { agent.call("test://ledger-db/transactions", "read:transactions"); });
+  EXPECT_NE(reason.find("revoked"), std::string::npos) << reason;
   EXPECT_EQ(connector_calls_, before);
   // Only that instance: another of the same agent name still works.
   EXPECT_FALSE(other.revoked());
@@ -315,12 +332,9 @@ TEST_F(AgentIdentityTest, AStaleRevocationStreamFailsClosed) {
   StopServer();
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   const int before = connector_calls_;
-  try {
-    agent.call("test://ledger-db/transactions", "read:transactions");
-    ADD_FAILURE() << "a call went through with a stale revocation stream";
-  } catch (const Denied& d) {
-    EXPECT_NE(std::string(d.reason()).find("fail closed"), std::string::npos) << d.reason();
-  }
+  const std::string reason =
+      DenialReason([&] { agent.call("test://ledger-db/transactions", "read:transactions"); });
+  EXPECT_NE(reason.find("fail closed"), std::string::npos) << reason;
   EXPECT_EQ(connector_calls_, before);
   agent.detach();
 }
@@ -387,10 +401,7 @@ TEST_F(AgentIdentityTest, ConcurrentCallsAreAllRecorded) {
   EXPECT_EQ(failures, 0);
   json events = AdminGet("/v1/audit/events?instance=" + agent.instance_id() + "&limit=1000");
   const std::string text = events.dump();
-  size_t count = 0;
-  for (size_t at = 0; (at = text.find("\"type\":\"action\"", at)) != std::string::npos; ++at) {
-    ++count;
-  }
+  const size_t count = Occurrences(text, "\"type\":\"action\"");
   EXPECT_EQ(count, 80u) << text.substr(0, 500);
 }
 
@@ -657,10 +668,7 @@ TEST_F(AgentIdentityTest, CallsKeepWorkingThroughRotationAndStopAtRevocation) {
   const std::string events =
       AdminGet("/v1/audit/events?instance=" + agent.instance_id() + "&decision=allow&limit=10000")
           .dump();
-  size_t count = 0;
-  for (size_t at = 0; (at = events.find("\"type\":\"action\"", at)) != std::string::npos; ++at) {
-    ++count;
-  }
+  const size_t count = Occurrences(events, "\"type\":\"action\"");
   EXPECT_GE(count, static_cast<size_t>(allowed.load()));
   EXPECT_GT(allowed, 0);
 }

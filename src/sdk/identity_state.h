@@ -107,6 +107,9 @@ struct AgentIdentity::State {
   // Signs `event` with `c`'s key and stores it durably: in the ledger, or in the spool
   // when the server is unreachable. Concurrent calls are signed and sent as one batch.
   void Record(const Credential& c, const tw::ledger::Event& event);
+  // Record(), except that the server refusing the instance marks it revoked and returns
+  // false instead of throwing.
+  bool RecordUnlessRefused(const Credential& c, const tw::ledger::Event& event);
   // Delivers spooled records (this instance's, and those a crashed process left).
   void ShipSpool();
 
@@ -118,6 +121,8 @@ struct AgentIdentity::State {
     std::string error_code, error_message;
   };
   void ShipBatch(const Credential& c, const std::vector<Pending*>& batch);
+  // The kept-alive ledger connection of credential `c`. Called with ship_mu held.
+  tw::net::HttpsClient& LedgerClient(const Credential& c);
   void Send(const Credential& c, const std::string& body, const std::string& record);
   size_t Deliver(internal::Spool& spool, const Credential& c);
 
