@@ -2,6 +2,8 @@
 
 #include <openssl/objects.h>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "crypto/der.h"
 #include "gtest/gtest.h"
 
@@ -25,6 +27,22 @@ TEST(AttributesTest, OidMatchesTheDesign) {
   EXPECT_EQ(base::Bytes(want.begin(), want.end()),
             base::Bytes(std::begin(kAttributesOid), std::end(kAttributesOid)));
   ASN1_OBJECT_free(obj);
+  obj = OBJ_txt2obj(kLegacyAttributesOidText, 1);
+  ASSERT_NE(obj, nullptr);
+  want = base::ByteView(OBJ_get0_data(obj), OBJ_length(obj));
+  EXPECT_EQ(base::Bytes(want.begin(), want.end()),
+            base::Bytes(std::begin(kLegacyAttributesOid), std::end(kLegacyAttributesOid)));
+  ASN1_OBJECT_free(obj);
+}
+
+// Go's crypto/x509 and pyca/cryptography before 39 refuse a certificate with an OID arc of
+// 2^31 or more.
+TEST(AttributesTest, EveryArcOfTheOidIsBelowTwoToThe31) {
+  for (absl::string_view arc : absl::StrSplit(kAttributesOidText, '.')) {
+    uint64_t n;
+    ASSERT_TRUE(absl::SimpleAtoi(arc, &n)) << arc;
+    EXPECT_LT(n, uint64_t{1} << 31) << arc;
+  }
 }
 
 TEST(AttributesTest, RoundTripsFullAndMinimal) {

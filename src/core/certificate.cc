@@ -141,7 +141,8 @@ absl::Status Certificate::ParseExtension(base::ByteView oid, bool critical, base
         !seq.ReadOptional(der::ContextPrimitive(0), &aki_, &present)) {
       return Malformed("bad authorityKeyIdentifier");
     }
-  } else if (base::Equal(oid, kAttributesOid)) {
+  } else if (base::Equal(oid, kAttributesOid) || base::Equal(oid, kLegacyAttributesOid)) {
+    if (attributes_) return Malformed("two TrustWarden attribute extensions");
     attributes_ = value;
   } else if (base::Equal(oid, kOidNameConstraints)) {
     return ParseNameConstraints(value);

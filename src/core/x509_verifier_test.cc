@@ -409,6 +409,27 @@ TEST_F(X509VerifierTest, ReturnsAttributesOnlyForNamedTrustDomains) {
   EXPECT_EQ(*named->attributes, req.attributes);
 }
 
+// SVIDs of releases before 0.2 carry the attributes under the old 2.25 OID.
+TEST_F(X509VerifierTest, ReadsAttributesUnderTheLegacyOidButNotTwoOfThem) {
+  SvidAttributes attrs{.scopes = {*Scope::Parse("write:ledger")},
+                       .trust_level = TrustLevel::kMedium,
+                       .policy_version = 3,
+                       .principal = "ops"};
+  testing::CertSpec spec = testing::LeafSpec(kId);
+  spec.extensions = {{kLegacyAttributesOidText, EncodeAttributes(attrs)}};
+  testing::TestCert leaf = testing::MakeCert(spec, &root_);
+  options_.attribute_trust_domains = {*TrustDomain::FromName("example.org")};
+  auto legacy = X509Verifier(bundles_, options_).Verify({leaf.der});
+  ASSERT_TRUE(legacy.ok()) << legacy.status();
+  ASSERT_TRUE(legacy->attributes.has_value());
+  EXPECT_EQ(*legacy->attributes, attrs);
+
+  spec.extensions.emplace_back(kAttributesOidText, EncodeAttributes(attrs));
+  auto both = X509Verifier(bundles_, options_).Verify({testing::MakeCert(spec, &root_).der});
+  EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(both.status().message(), ::testing::HasSubstr("two TrustWarden attribute"));
+}
+
 TEST_F(X509VerifierTest, RejectsExpiredBundleAuthority) {
   TestCert old_root =
       MakeRootCa("example.org", absl::Now() - absl::Hours(5), absl::Now() - absl::Hours(1));

@@ -94,11 +94,10 @@ REASONS = {
 }
 
 # TrustWarden's private certificate extension (DESIGN.md "Identity model").
-TW_EXTENSION_OID = "2.25.83181399120337084466483300138004988053.1"
-# DER (tag, length, contents) of that OID, and a same-length stand-in cryptography 38 can read.
-TW_EXTENSION_OID_DER = bytes.fromhex("0614" "69fd9493e79dc092baa587afd092f6b9dd811501")
-SUBSTITUTE_OID = "1.3.6.1.4.1" + ".1" * 15
-SUBSTITUTE_OID_DER = bytes.fromhex("0614" "2b06010401" + "01" * 15)
+TW_EXTENSION_OID = "1.2.840.113556.1.8000.2554.16020.10140.60418.20114.34655.4233063.3621013.1"
+# DER (tag, length, contents) of that OID.
+TW_EXTENSION_OID_DER = bytes.fromhex(
+    "0621" "2a864886f71401be40937afd14cf1c83d802819d12828e5f8282ae6781dd811501")
 
 TD = "example.org"
 OTHER_TD = "other.example"
@@ -406,17 +405,12 @@ class InteropTestCase(unittest.TestCase):
         return int(fields["serial"], 16), parse(fields["notBefore"]), parse(fields["notAfter"])
 
     def load_leaf(self, chain_path):
-        """Parses the first certificate of a chain with pyca/cryptography.
-
-        Debian 12's cryptography 38 rejects OID arcs wider than 32 bits
-        (pyca/cryptography#11338), and the TrustWarden extension's UUID arc is 126 bits, so
-        its OID bytes are swapped for a same-length OID with small arcs before loading. Only
-        that OID changes; the profile checks below see every other byte as issued.
-        """
+        """Parses the first certificate of a chain with pyca/cryptography, byte for byte as
+        issued (Debian 12's cryptography 38 refuses OID arcs of 2^31 or more)."""
         block = pem_blocks(read(chain_path))[0]
         der = base64.b64decode(b"".join(block.splitlines()[1:-1]))
         self.assertEqual(der.count(TW_EXTENSION_OID_DER), 1, "extension OID present once")
-        return x509.load_der_x509_certificate(der.replace(TW_EXTENSION_OID_DER, SUBSTITUTE_OID_DER))
+        return x509.load_der_x509_certificate(der)
 
     # --- crafted chains ----------------------------------------------------------------------
     def write_chain(self, *certs, name="chain.pem"):
@@ -623,7 +617,7 @@ class IssuanceTest(InteropTestCase):
                 self.assertIn(ExtendedKeyUsageOID.SERVER_AUTH, eku)
                 self.assertIn(ExtendedKeyUsageOID.CLIENT_AUTH, eku)
                 self.assertLessEqual(leaf.not_valid_after, ca.cert.not_valid_after)
-                tw_ext = [e for e in ext if e.oid.dotted_string == SUBSTITUTE_OID]
+                tw_ext = [e for e in ext if e.oid.dotted_string == TW_EXTENSION_OID]
                 self.assertEqual([e.critical for e in tw_ext], [False],
                                  f"one non-critical extension {TW_EXTENSION_OID}")
                 self.assertEqual(leaf.issuer, ca.cert.subject)

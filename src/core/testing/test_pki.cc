@@ -158,6 +158,15 @@ TestCert MakeCertWithKey(const CertSpec& spec, TestKey key, const TestCert* issu
     X509_EXTENSION_free(ext);
     ASN1_OCTET_STRING_free(value);
   }
+  for (const auto& [oid, value] : spec.extensions) {
+    crypto::UniquePtr<ASN1_OBJECT> obj(OBJ_txt2obj(oid.c_str(), 1));
+    TW_CHECK(obj != nullptr);
+    crypto::UniquePtr<ASN1_OCTET_STRING> content(ASN1_OCTET_STRING_new());
+    ASN1_OCTET_STRING_set(content.get(), value.data(), static_cast<int>(value.size()));
+    X509_EXTENSION* ext = X509_EXTENSION_create_by_OBJ(nullptr, obj.get(), 0, content.get());
+    X509_add_ext(cert.get(), ext, -1);
+    X509_EXTENSION_free(ext);
+  }
   const TestKey& signing = issuer != nullptr ? issuer->key : out.key;
   TW_CHECK(X509_sign(cert.get(), signing.get(), EVP_sha256()) > 0);
   unsigned char* der = nullptr;

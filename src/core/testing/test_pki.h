@@ -50,6 +50,8 @@ struct CertSpec {
   std::optional<std::string> name_constraints;  // e.g. "critical,permitted;URI:.example.org"
   long serial = 0;                              // 0: a fresh positive serial
   std::optional<base::Bytes> raw_san;           // subjectAltName extnValue DER, verbatim
+  // Further non-critical extensions: dotted OID and extnValue DER, verbatim.
+  std::vector<std::pair<std::string, base::Bytes>> extensions;
 };
 
 struct TestCert {
