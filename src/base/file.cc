@@ -1,6 +1,7 @@
 #include "base/file.h"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 
 namespace tw::base {
@@ -49,30 +51,56 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) 
   return out;
 }
 
+namespace {
+
+// A name beside `path` that nobody can predict: 16 random hex digits.
+absl::StatusOr<std::string> TemporaryName(const std::string& path) {
+  unsigned char random[8];
+  if (::getrandom(random, sizeof random, 0) != static_cast<ssize_t>(sizeof random)) {
+    return Errno("cannot name a temporary file for", path);
+  }
+  return absl::StrCat(path, ".tmp.",
+                      absl::BytesToHexString(
+                          absl::string_view(reinterpret_cast<const char*>(random), sizeof random)));
+}
+
+}  // namespace
+
 absl::Status WriteFile(const std::string& path, absl::string_view content, int mode,
                        bool exclusive) {
   if (exclusive && ::access(path.c_str(), F_OK) == 0) {
     return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
   }
-  std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 8; ++attempt) {
+    absl::StatusOr<std::string> name = TemporaryName(path);
+    if (!name.ok()) return name.status();
+    tmp = *std::move(name);
+    // O_EXCL and O_NOFOLLOW: never open what someone else placed under that name.
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) return Errno("cannot create", tmp);
+  }
   if (fd < 0) return Errno("cannot create", tmp);
-  ::fchmod(fd, static_cast<mode_t>(mode));  // umask must not widen or narrow it
+  auto fail = [&](absl::string_view what) {
+    absl::Status s = Errno(what, tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  };
+  // The mode is exactly `mode`: the umask must neither widen nor narrow it.
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) return fail("cannot chmod");
   const char* p = content.data();
   size_t left = content.size();
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      absl::Status s = Errno("cannot write", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return s;
-    }
+    if (n < 0) return fail("cannot write");
     p += n;
     left -= static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (::fsync(fd) != 0) return fail("cannot write");
+  if (::close(fd) != 0) {
     absl::Status s = Errno("cannot write", tmp);
     ::unlink(tmp.c_str());
     return s;
@@ -88,10 +116,16 @@ absl::Status WriteFile(const std::string& path, absl::string_view content, int m
 }
 
 absl::Status MakeDirectory(const std::string& path, int mode) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return absl::OkStatus();  // its owner chose its mode
+    return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a directory"));
+  }
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  if (ec)
+  if (ec) {
     return absl::InternalError(absl::StrCat("cannot create directory ", path, ": ", ec.message()));
+  }
   if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) return Errno("cannot chmod", path);
   return absl::OkStatus();
 }

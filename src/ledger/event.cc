@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "base/bytes.h"
 #include "base/status_macros.h"
+#include "base/text.h"
 #include "core/scope.h"
 #include "core/spiffe_id.h"
 #include "crypto/digest.h"
@@ -84,44 +85,6 @@ constexpr Member kMembers[] = {
     {"v", nullptr, &Event::version},
 };
 constexpr size_t kMemberCount = sizeof(kMembers) / sizeof(kMembers[0]);
-
-// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
-bool IsUtf8(absl::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    uint64_t word;  // eight ASCII bytes at a time
-    if (s.size() - i >= 8 &&
-        (std::memcpy(&word, s.data() + i, 8), word & 0x8080808080808080) == 0) {
-      i += 8;
-      continue;
-    }
-    const auto b = static_cast<unsigned char>(s[i]);
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
-    if (b < 0x80) {
-      ++i;
-      continue;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-      n = 1;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      n = 2;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      n = 3;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (s.size() - i <= n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
 
 // One member of the canonical encoding: `"name":"value",` with JSON's short escapes for
 // quote, backslash and \b \f \n \r \t, \u00xx for other control characters, and every
@@ -397,7 +360,7 @@ absl::Status ValidateEvent(const Event& e) {
     if (m.text == nullptr) continue;
     const std::string& value = e.*m.text;
     if (value.size() > kMaxString) return Invalid(m.name, "is too long");
-    if (!IsUtf8(value)) return Invalid(m.name, "is not UTF-8");
+    if (!base::IsUtf8(value)) return Invalid(m.name, "is not UTF-8");
   }
 
   bool needs_subject = agent_type || e.type == "issuance" || e.type == "renewal";

@@ -1,8 +1,10 @@
 #include "server/api.h"
 
+#include <boost/url/parse.hpp>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -10,11 +12,13 @@
 #include "absl/strings/strip.h"
 #include "base/clock.h"
 #include "base/status_macros.h"
+#include "base/text.h"
 #include "core/certificate.h"
 #include "core/spiffe_id.h"
 #include "ledger/entry.h"
 #include "ledger/merkle.h"
 #include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
 
 namespace tw::server {
 namespace {
@@ -98,8 +102,11 @@ absl::StatusOr<int64_t> ParseTimeMs(absl::string_view name, absl::string_view te
   return absl::ToUnixMillis(t);
 }
 
+// Text stored or echoed is checked to be UTF-8 on the way in; should anything slip
+// through, it is replaced rather than thrown on.
 HttpResponse Json(int status, const json& body) {
-  return HttpResponse{status, body.dump(), "application/json"};
+  return HttpResponse{status, body.dump(-1, ' ', false, json::error_handler_t::replace),
+                      "application/json"};
 }
 
 absl::StatusOr<int64_t> ParseNumber(absl::string_view name, absl::string_view text) {
@@ -111,44 +118,34 @@ absl::StatusOr<int64_t> ParseNumber(absl::string_view name, absl::string_view te
   return n;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = absl::ascii_tolower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-absl::StatusOr<std::string> PercentDecode(absl::string_view in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] != '%') {
-      out += in[i];
-    } else {
-      int hi = i + 2 < in.size() ? HexValue(in[i + 1]) : -1;
-      int lo = i + 2 < in.size() ? HexValue(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0) return absl::InvalidArgumentError("bad percent-escape in the URL");
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 absl::Status ParseTarget(absl::string_view target, HttpRequest* out) {
-  size_t q = target.find('?');
-  out->path = std::string(target.substr(0, q));
+  out->path.clear();
   out->query.clear();
-  if (q == absl::string_view::npos) return absl::OkStatus();
-  for (absl::string_view pair : absl::StrSplit(target.substr(q + 1), '&', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(pair, '=');
-    TW_ASSIGN_OR_RETURN(std::string key, PercentDecode(kv.first));
-    TW_ASSIGN_OR_RETURN(std::string value, PercentDecode(kv.second));
-    if (!out->query.emplace(std::move(key), std::move(value)).second) {
-      return absl::InvalidArgumentError("a query parameter is repeated");
+  // RFC 9112 §3.2: origin-form, or absolute-form (which a server must accept).
+  const boost::core::string_view text(target.data(), target.size());
+  auto parsed = absl::StartsWith(target, "/") ? boost::urls::parse_origin_form(text)
+                                              : boost::urls::parse_absolute_uri(text);
+  if (!parsed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request target ", base::Quote(target), " is not a valid URI"));
+  }
+  out->path = parsed->path();
+  if (out->path.empty()) out->path = "/";
+  if (!base::IsUtf8(out->path)) {
+    return absl::InvalidArgumentError("the request path is not UTF-8 once percent-decoded");
+  }
+  for (boost::urls::param p : parsed->params()) {  // decoded, '+' as a space
+    std::string key = std::move(p.key), value = std::move(p.value);
+    if (!base::IsUtf8(key) || !base::IsUtf8(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("query parameter ", base::Quote(key), " is not UTF-8 once percent-decoded"));
+    }
+    auto [it, inserted] = out->query.emplace(std::move(key), std::move(value));
+    if (!inserted) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("query parameter ", base::Quote(it->first), " is repeated"));
     }
   }
   return absl::OkStatus();
@@ -256,7 +253,15 @@ absl::Status Api::CheckAddress(const HttpRequest& request) {
 HttpResponse Api::Handle(const HttpRequest& request) {
   metrics_.RecordRequest();
   absl::Status allowed = CheckAddress(request);
-  absl::StatusOr<HttpResponse> response = allowed.ok() ? Route(request) : allowed;
+  absl::StatusOr<HttpResponse> response = absl::InternalError("unset");
+  try {
+    response = allowed.ok() ? Route(request) : allowed;
+  } catch (const std::exception& e) {
+    // Our code does not throw; a library did (an allocation, a JSON type error).
+    spdlog::error("request_id={} handler threw: {}", request.request_id,
+                  base::Quote(e.what(), 512));
+    response = absl::InternalError("handler threw");
+  }
   if (response.ok()) return *std::move(response);
   if (absl::IsUnauthenticated(response.status())) {
     auth_failure_limiter_.Allow(request.remote, options_.clock->Now());
@@ -356,7 +361,7 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
         TW_ASSIGN_OR_RETURN(int64_t limit, ParseNumber("limit", value));
         filter.limit = static_cast<size_t>(std::min<int64_t>(limit, 10000));
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("unknown parameter \"", key, "\""));
+        return absl::InvalidArgumentError(absl::StrCat("unknown parameter ", base::Quote(key)));
       }
     }
     TW_ASSIGN_OR_RETURN(std::vector<store::IdentityRecord> records, store_.ListIdentities(filter));
@@ -453,7 +458,8 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
       (absl::StartsWith(path, "/v1/ledger/") || absl::StartsWith(path, "/v1/audit/"))) {
     return LedgerRoute(r, caller);
   }
-  return absl::NotFoundError(absl::StrCat("no route ", r.method, " ", path));
+  return absl::NotFoundError(
+      absl::StrCat("no route ", absl::CHexEscape(r.method), " ", base::Quote(path)));
 }
 
 absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller& caller) {
@@ -606,7 +612,7 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
         TW_ASSIGN_OR_RETURN(int64_t limit, ParseNumber("limit", value));
         q.limit = static_cast<size_t>(std::clamp<int64_t>(limit, 1, 10000));
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("unknown parameter \"", key, "\""));
+        return absl::InvalidArgumentError(absl::StrCat("unknown parameter ", base::Quote(key)));
       }
     }
     TW_ASSIGN_OR_RETURN(std::vector<ledger::EntryRow> rows, store_.QueryLedger(q));
@@ -617,11 +623,17 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
   if (absl::StartsWith(path, "/v1/audit/trace/")) {
     return Trace(absl::string_view(path).substr(std::strlen("/v1/audit/trace/")));
   }
-  return absl::NotFoundError(absl::StrCat("no route ", r.method, " ", path));
+  return absl::NotFoundError(
+      absl::StrCat("no route ", absl::CHexEscape(r.method), " ", base::Quote(path)));
 }
 
 absl::StatusOr<HttpResponse> Api::Trace(absl::string_view event_id) {
   LedgerService& ledger = *options_.ledger;
+  if (event_id.empty() || event_id.size() > 64 ||
+      event_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != event_id.npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("event id ", base::Quote(event_id), " is malformed"));
+  }
   TW_ASSIGN_OR_RETURN(ledger::EntryRow row, store_.LedgerEntryById(event_id));
   TW_ASSIGN_OR_RETURN(ledger::Entry entry, ledger::DecodeEntry(row.entry));
   TW_ASSIGN_OR_RETURN(ledger::Event event, ledger::DecodeEvent(entry.event));

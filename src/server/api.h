@@ -26,6 +26,7 @@ struct HttpRequest {
   std::string body;
   std::vector<base::Bytes> peer_chain;  // client certificate chain, leaf first
   std::string remote;                   // client address
+  std::string request_id;               // for the logs
 };
 
 struct HttpResponse {

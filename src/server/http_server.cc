@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/text.h"
 #include "crypto/random.h"
 #include "spdlog/spdlog.h"
 
@@ -188,6 +189,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request.peer_chain = peer_chain_;
     request.remote = remote_;
     std::string request_id = server_.NextRequestId();
+    request.request_id = request_id;
     absl::Status target = ParseTarget(std::string(req.target()), &request);
     if (!target.ok()) return Reply(ErrorResponse(target), 0, "", false, request_id);
     if (request.path == kStreamPath && request.method == "GET") {
@@ -196,9 +198,15 @@ class Session : public std::enable_shared_from_this<Session> {
     const absl::Time start = absl::Now();
     net::post(server_.workers, [self = shared_from_this(), request = std::move(request), keep_alive,
                                 request_id, start]() mutable {
-      HttpResponse response = self->server_.api.Handle(request);
+      HttpResponse response;
+      try {
+        response = self->server_.api.Handle(request);
+      } catch (...) {
+        spdlog::error("request_id={} the handler threw", request_id);
+        response = ErrorResponse(absl::InternalError("handler threw"));
+      }
       spdlog::info("request_id={} remote={} method={} path={} status={} duration_us={}", request_id,
-                   request.remote, request.method, request.path, response.status,
+                   request.remote, request.method, base::Quote(request.path), response.status,
                    absl::ToInt64Microseconds(absl::Now() - start));
       net::post(self->stream_.get_executor(),
                 [self, response = std::move(response), keep_alive, request_id]() mutable {
@@ -411,7 +419,20 @@ absl::Status HttpServer::Start(absl::string_view chain_pem, absl::string_view ke
   impl_->port = impl_->acceptor.local_endpoint().port();
   impl_->Accept();
   for (int i = 0; i < impl_->options.io_threads; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+    impl_->threads.emplace_back([this] {
+      // An exception out of a completion handler must not end the process: log it and
+      // keep serving the other connections.
+      for (;;) {
+        try {
+          impl_->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("I/O thread: {}", base::Quote(e.what(), 512));
+        } catch (...) {
+          spdlog::error("I/O thread: unknown exception");
+        }
+      }
+    });
   }
   return absl::OkStatus();
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file.h"
@@ -193,6 +194,43 @@ TEST_F(ServerTest, BadInputGetsJsonErrorAndWritesNothing) {
     ASSERT_TRUE(j.is_object()) << r.body;
     EXPECT_TRUE(j["error"]["code"].is_string()) << r.body;
   }
+  EXPECT_EQ(IdentityCount(), 0u);
+}
+
+// Every byte sequence in a target or a body is a clear 400 that echoes no raw byte, and
+// the server goes on serving (a non-UTF-8 path used to end the process).
+TEST_F(ServerTest, HostileTargetsAndBodiesGet400AndTheServerKeepsServing) {
+  const std::string origin = absl::StrCat("https://127.0.0.1:", server_->port());
+  struct Case {
+    std::string method, target, body;
+  };
+  const std::vector<Case> cases = {
+      {"GET", "/\xff", ""},
+      {"GET", origin + "/\xff", ""},
+      {"GET", "/v1/%ff", ""},
+      {"GET", "/v1/audit/events?instance=%c3%28", ""},
+      {"GET", "/v1/audit/events?agent=a/b/c&agent=a/b/c", ""},
+      {"GET", "/v1/identities?agent=%ff", ""},
+      {"GET", "/v1/identities?%c0%af=1", ""},
+      {"GET", "/healthz?a=%zz", ""},
+      {"GET", "/v1/audit/trace/evt-\x01\x02", ""},
+      {"POST", "/v1/identities", "{\"name\":\"a/b/\xff\",\"csr\":\"x\"}"},
+      {"POST", "/v1/identities", R"({"name":"a/b/c","csr":"\ud800"})"},
+      {"POST", "/v1/revocations", "{\"reason\":\"\xc3\x28\",\"instance\":\"inst-x\"}"},
+      {"POST", "/v1/policies", "{\"source\":\"[principals.\xed\xa0\x80]\"}"},
+  };
+  for (const Case& c : cases) {
+    auto client = Client();
+    net::Response r = Call(*client, c.method, c.target, c.body, admin_token_);
+    EXPECT_EQ(r.status, 400) << absl::CHexEscape(c.target) << " -> " << r.body;
+    json j = json::parse(r.body, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << absl::CHexEscape(r.body);
+    EXPECT_EQ(j["error"]["code"], "invalid_argument") << r.body;
+    for (char ch : r.body) EXPECT_TRUE(ch >= 0x20 && ch < 0x7f) << absl::CHexEscape(r.body);
+  }
+  auto client = Client();
+  EXPECT_EQ(Call(*client, "GET", origin + "/healthz").status, 200);  // absolute-form
+  EXPECT_EQ(Call(*client, "GET", "/healthz").status, 200);
   EXPECT_EQ(IdentityCount(), 0u);
 }
 

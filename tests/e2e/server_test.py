@@ -11,9 +11,9 @@ are used. The contract is the HTTP and CLI sections of /work/shared/API.md plus 
 (data directory layout, default policy, error codes, revocation stream).
 
 Notes for whoever reads a failure:
-  * cryptography 38 cannot parse leaves carrying TrustWarden's attribute extension (its OID has a
-    128-bit arc), so leaves are examined with `trustwarden svid inspect --json`, `svid verify`
-    and `openssl x509 -text`.
+  * Leaves are examined with `trustwarden svid inspect --json`, `svid verify` and
+    `openssl x509 -text`; tests/interop/verifiers_test.py loads them with cryptography 38, Go
+    and Java.
   * Every socket operation has a timeout; a hung server fails a test, it does not hang the suite.
   * Server output is kept in the class's temporary directory and its tail is shown when the
     server fails to start.

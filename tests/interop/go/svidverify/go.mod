@@ -1,0 +1,3 @@
+module svidverify
+
+go 1.19
