@@ -13,9 +13,9 @@ TEST(TextTest, AcceptsUtf8) {
 }
 
 TEST(TextTest, RejectsMalformedUtf8) {
-  for (const char* bad : {"\xff", "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
-                          "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80", "abc\xe2\x82", "\x80",
-                          "12345678\xc3"}) {
+  for (const char* bad :
+       {"\xff", "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\xf8\x88\x80\x80\x80", "abc\xe2\x82", "\x80", "12345678\xc3"}) {
     EXPECT_FALSE(IsUtf8(bad)) << Quote(bad);
   }
 }

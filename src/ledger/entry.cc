@@ -120,6 +120,7 @@ EntryRow RowOf(const Entry& entry, const Event& event) {
   row.resource = event.resource;
   row.action = event.action;
   row.decision = event.decision;
+  row.caller = event.caller;
   row.signer_id = entry.signer_id;
   row.entry = EncodeEntry(entry);
   return row;
@@ -129,8 +130,8 @@ bool ColumnsMatch(const EntryRow& row, const Entry& entry, const Event& event) {
   return row.event_id == event.id && row.time_ms == event.time_ms && row.type == event.type &&
          row.instance == event.instance && row.principal == event.principal &&
          row.resource == event.resource && row.action == event.action &&
-         row.decision == event.decision && row.signer_id == entry.signer_id &&
-         row.agent == AgentOf(event.instance);
+         row.decision == event.decision && row.caller == event.caller &&
+         row.signer_id == entry.signer_id && row.agent == AgentOf(event.instance);
 }
 
 }  // namespace tw::ledger

@@ -71,6 +71,7 @@ struct EntryRow {
   std::string resource;
   std::string action;
   std::string decision;
+  std::string caller;  // an observation's observed caller
   Hash signer_id{};
   base::Bytes entry;
 

@@ -67,6 +67,7 @@ struct Member {
 };
 constexpr Member kMembers[] = {
     {"action", &Event::action, nullptr},
+    {"caller", &Event::caller, nullptr},
     {"decision", &Event::decision, nullptr},
     {"id", &Event::id, nullptr},
     {"input_digest", &Event::input_digest, nullptr},
@@ -333,7 +334,9 @@ bool IsServerType(absl::string_view type) {
   return false;
 }
 
-bool IsSelfType(absl::string_view type) { return type == "action" || type == "outcome"; }
+bool IsSelfType(absl::string_view type) {
+  return type == "action" || type == "outcome" || type == "observation";
+}
 
 std::string EncodeEvent(const Event& e) {
   std::string out = "{";
@@ -375,6 +378,12 @@ absl::Status ValidateEvent(const Event& e) {
   if (!e.serial.empty() && !IsLowerHex(e.serial)) return Invalid("serial", "must be lowercase hex");
   if (!e.parent.empty() && !core::SpiffeId::FromString(e.parent).ok()) {
     return Invalid("parent", "is not a SPIFFE ID");
+  }
+  if (!e.caller.empty() && !core::SpiffeId::FromString(e.caller).ok()) {
+    return Invalid("caller", "is not a SPIFFE ID");
+  }
+  if (!e.caller.empty() && e.type != "observation") {
+    return Invalid("caller", "belongs to observation events only");
   }
   if (e.policy_version < 0) return Invalid("policy_version", "must be positive");
   if (e.type == "action" || e.type == "observation") {

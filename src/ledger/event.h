@@ -28,13 +28,16 @@ struct Event {
   std::string payload_digest;  // "sha256:" + hex
   std::string outcome;
   std::string ref;  // the action event an outcome belongs to
+  // The observed caller's SPIFFE ID, in an observation (whose instance is its signer,
+  // the resource's verifier); empty when the caller presented no verifiable SVID.
+  std::string caller;
 
   bool operator==(const Event&) const = default;
 };
 
 // True for the types only the server writes (issuance, renewal, revocation, policy, token).
 bool IsServerType(absl::string_view type);
-// True for the types whose subject is the signer itself (action, outcome).
+// True for the types whose subject is the signer itself (action, outcome, observation).
 bool IsSelfType(absl::string_view type);
 
 // The canonical bytes: sorted keys, no whitespace, empty optional members omitted.

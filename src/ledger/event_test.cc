@@ -229,7 +229,30 @@ TEST(EventTest, ServerTypesNeedNoSubject) {
   EXPECT_TRUE(IsServerType("policy"));
   EXPECT_FALSE(IsServerType("action"));
   EXPECT_TRUE(IsSelfType("outcome"));
-  EXPECT_FALSE(IsSelfType("observation"));
+  EXPECT_TRUE(IsSelfType("observation"));  // signed by the resource's own SVID
+}
+
+TEST(EventTest, CallerBelongsToObservationsAndIsASpiffeId) {
+  Event e;
+  e.id = NewEventId();
+  e.time_ms = 1;
+  e.type = "observation";
+  e.instance = "spiffe://td/acme/fin/gateway/inst-aaaaaaaaaaaaaaaa";
+  e.serial = "0a";
+  e.principal = "ci";
+  e.policy_version = 1;
+  e.resource = "https://payments";
+  e.action = "write:ledger";
+  e.decision = "allow";
+  e.caller = "spiffe://td/acme/fin/payer/inst-bbbbbbbbbbbbbbbb";
+  ASSERT_TRUE(ValidateEvent(e).ok());
+  EXPECT_EQ(*DecodeEvent(EncodeEvent(e)), e);
+  e.caller = "not an id";
+  EXPECT_FALSE(ValidateEvent(e).ok());
+  e.caller = "spiffe://td/x";
+  e.type = "action";
+  EXPECT_EQ(ValidateEvent(e).message(),
+            "event member \"caller\" belongs to observation events only");
 }
 
 TEST(EventTest, AgentOfNamesTheAgent) {

@@ -73,6 +73,7 @@ uint8_t Encode(const ExportRecord& record, WireWriter& w) {
       Str(w, e.decision, 1);
       w.Raw(e.signer_id);
       w.Vec(e.entry, 3);
+      Str(w, e.caller, 2);
       return kEntry;
     }
     uint8_t operator()(const NodeRecord& n) {
@@ -138,7 +139,11 @@ absl::StatusOr<ExportRecord> Decode(uint8_t type, base::ByteView body) {
           !ReadStr(r, 1, &e.type) || !ReadStr(r, 2, &e.instance) || !ReadStr(r, 2, &e.agent) ||
           !ReadStr(r, 2, &e.principal) || !ReadStr(r, 2, &e.resource) ||
           !ReadStr(r, 2, &e.action) || !ReadStr(r, 1, &e.decision) || !ReadHash(r, &e.signer_id) ||
-          !r.Vec(3, &entry) || !r.done()) {
+          !r.Vec(3, &entry)) {
+        return Malformed("bad entry record");
+      }
+      // Exports before 0.2 end the record here; later ones add the caller column.
+      if (!r.done() && (!ReadStr(r, 2, &e.caller) || !r.done())) {
         return Malformed("bad entry record");
       }
       e.time_ms = static_cast<int64_t>(time);

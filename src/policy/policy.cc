@@ -295,4 +295,40 @@ absl::Status Policy::AuthorizeCreation(const CreationRequest& r) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<RenewalGrant> Policy::AuthorizeRenewal(const RenewalRequest& r) const {
+  auto denied = [](auto&&... parts) { return absl::PermissionDeniedError(absl::StrCat(parts...)); };
+  const PrincipalRule* rule = FindPrincipal(r.principal);
+  if (rule == nullptr) {
+    return denied("principal \"", r.principal, "\" is no longer in the policy");
+  }
+  if (std::none_of(rule->names.begin(), rule->names.end(),
+                   [&](const NamePattern& p) { return p.Matches(r.name); })) {
+    return denied("name ", r.name.str(), " is no longer among the names of principal \"",
+                  r.principal, "\"");
+  }
+  RenewalGrant grant{.trust_level = std::min(r.trust_level, rule->max_trust_level),
+                     .ttl = std::min(r.ttl, rule->max_ttl)};
+  if (r.parent) {
+    if (!rule->may_delegate) {
+      return denied("principal \"", r.principal, "\" no longer allows delegation");
+    }
+    if (r.parent->depth + 1 > rule->max_depth) {
+      return denied("delegation depth ", r.parent->depth + 1, " exceeds max_depth ",
+                    rule->max_depth);
+    }
+    grant.trust_level = std::min(grant.trust_level, r.parent->trust_level);
+    grant.ttl = std::min(grant.ttl, r.parent->not_after - r.now);
+  }
+  for (const Scope& s : r.scopes) {
+    bool keep =
+        core::ScopesAllow(rule->scopes, s) && (!r.parent || core::ScopesAllow(r.parent->scopes, s));
+    for (const ScopeRule& sr : scope_rules_) {
+      keep = keep && !(sr.scope.Overlaps(s) && grant.trust_level < sr.min_trust_level);
+    }
+    if (keep) grant.scopes.push_back(s);
+  }
+  if (grant.ttl <= absl::ZeroDuration()) return denied("no lifetime is left to renew");
+  return grant;
+}
+
 }  // namespace tw::policy

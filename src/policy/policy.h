@@ -63,6 +63,22 @@ struct CreationRequest {
   absl::Time now;
 };
 
+// What an instance renewing its certificate holds, and what it may keep.
+struct RenewalRequest {
+  std::string principal;  // who created it (a delegated child: the root's principal)
+  core::AgentName name;
+  std::vector<core::Scope> scopes;
+  core::TrustLevel trust_level;
+  absl::Duration ttl;  // what it asks for (its original lifetime)
+  std::optional<ParentGrant> parent;
+  absl::Time now;
+};
+struct RenewalGrant {
+  std::vector<core::Scope> scopes;
+  core::TrustLevel trust_level;
+  absl::Duration ttl;
+};
+
 class Policy {
  public:
   // Parses a TOML policy document:
@@ -82,6 +98,12 @@ class Policy {
 
   // OK when the policy allows `request`; PermissionDenied naming the first rule broken.
   absl::Status AuthorizeCreation(const CreationRequest& request) const;
+  // The grant a renewal keeps under this policy: scopes the principal (and the parent)
+  // no longer covers, or whose scope rule the capped trust level no longer meets, are
+  // dropped; trust level and TTL are capped by the principal's rule and the parent.
+  // PermissionDenied when the principal has no entry, the name is outside its names, its
+  // delegation rules no longer allow the child, or no lifetime is left.
+  absl::StatusOr<RenewalGrant> AuthorizeRenewal(const RenewalRequest& request) const;
 
  private:
   Policy() = default;

@@ -172,3 +172,71 @@ names = ["acme-corp/finance-team/*", "acme-corp/ops-*/watcher"]
 
 }  // namespace
 }  // namespace tw::policy
+
+namespace tw::policy {
+namespace {
+
+RenewalRequest Renewal(std::vector<const char*> scopes, core::TrustLevel level) {
+  RenewalRequest r{.principal = "ci-pipeline",
+                   .name = *core::AgentName::Parse("acme-corp/finance-team/payer"),
+                   .trust_level = level,
+                   .ttl = absl::Hours(2),
+                   .now = absl::FromUnixSeconds(1'800'000'000)};
+  for (const char* s : scopes) r.scopes.push_back(*core::Scope::Parse(s));
+  return r;
+}
+
+std::vector<std::string> Names(const std::vector<core::Scope>& scopes) {
+  std::vector<std::string> out;
+  for (const core::Scope& s : scopes) out.push_back(s.str());
+  return out;
+}
+
+TEST(PolicyTest, RenewalKeepsWhatTheCurrentPolicyStillGrants) {
+  auto policy = *Policy::Parse(R"(
+[principals.ci-pipeline]
+names = ["acme-corp/*/*"]
+scopes = ["read:transactions", "delete:*"]
+max_ttl = "1h"
+max_trust_level = "high"
+[[scope_rules]]
+scope = "delete:*"
+min_trust_level = "critical"
+)");
+  auto grant = policy.AuthorizeRenewal(Renewal(
+      {"read:transactions", "write:ledger", "delete:records"}, core::TrustLevel::kCritical));
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  // write:ledger left the rule; delete:records needs critical, which is now capped at high.
+  EXPECT_THAT(Names(grant->scopes), ::testing::ElementsAre("read:transactions"));
+  EXPECT_EQ(grant->trust_level, core::TrustLevel::kHigh);
+  EXPECT_EQ(grant->ttl, absl::Hours(1));
+}
+
+TEST(PolicyTest, RenewalRefusedOnceThePrincipalOrNameLeavesThePolicy) {
+  auto policy = *Policy::Parse(kSample);
+  RenewalRequest gone = Renewal({"read:transactions"}, core::TrustLevel::kHigh);
+  gone.principal = "removed";
+  EXPECT_EQ(policy.AuthorizeRenewal(gone).status().code(), absl::StatusCode::kPermissionDenied);
+  RenewalRequest moved = Renewal({"read:transactions"}, core::TrustLevel::kHigh);
+  moved.name = *core::AgentName::Parse("other-org/finance-team/payer");
+  auto refused = policy.AuthorizeRenewal(moved);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("no longer among the names"));
+}
+
+TEST(PolicyTest, RenewalOfAChildStaysWithinItsParent) {
+  auto policy = *Policy::Parse(kSample);
+  RenewalRequest r = Renewal({"read:transactions", "write:ledger.eu"}, core::TrustLevel::kHigh);
+  r.parent = ParentGrant{
+      {*core::Scope::Parse("read:*")}, core::TrustLevel::kMedium, r.now + absl::Minutes(10), 0};
+  auto grant = policy.AuthorizeRenewal(r);
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_THAT(Names(grant->scopes), ::testing::ElementsAre("read:transactions"));
+  EXPECT_EQ(grant->trust_level, core::TrustLevel::kMedium);
+  EXPECT_EQ(grant->ttl, absl::Minutes(10));
+  r.parent->not_after = r.now;
+  EXPECT_EQ(policy.AuthorizeRenewal(r).status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace tw::policy

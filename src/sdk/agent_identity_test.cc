@@ -452,9 +452,16 @@ TEST_F(AgentIdentityTest, VerifierDecidesFromTheBundleAndTheStreamAndRecords) {
   Decision recorded = recording.verify_x509(
       caller.svid_pem(), {.scope = "write:ledger", .resource = "https://ledger.acme/entries"});
   ASSERT_FALSE(recorded.event_id.empty());
-  const std::string trace = AdminGet("/v1/audit/trace/" + recorded.event_id).dump();
-  EXPECT_NE(trace.find("observation"), std::string::npos) << trace;
-  EXPECT_NE(trace.find(caller.spiffe_id()), std::string::npos) << trace;
+  const json trace = AdminGet("/v1/audit/trace/" + recorded.event_id);
+  EXPECT_EQ(trace["event"]["type"], "observation") << trace;
+  // The observation's subject is its signer, the resource; the caller has its own member.
+  EXPECT_EQ(trace["event"]["instance"], resource.spiffe_id()) << trace;
+  EXPECT_EQ(trace["event"]["caller"], caller.spiffe_id()) << trace;
+  const std::string by_caller = AdminGet("/v1/audit/events?caller=" + caller.spiffe_id()).dump();
+  EXPECT_NE(by_caller.find(recorded.event_id), std::string::npos) << by_caller;
+  const std::string by_caller_instance =
+      AdminGet("/v1/audit/events?caller=" + caller.instance_id()).dump();
+  EXPECT_NE(by_caller_instance.find(recorded.event_id), std::string::npos);
   EXPECT_THROW(recording.verify_x509(caller.svid_pem()), Error);  // nothing to record under
 
   revoke({.instance = caller.instance_id()}, connection_);

@@ -20,8 +20,7 @@ class PeerCheck {
   PeerCheck& operator=(const PeerCheck&) = delete;
 
   // A DER chain, leaf first. The ledger subject of a verified leaf is set in `subject`.
-  Decision CheckX509(const std::vector<tw::base::ByteView>& chain, const Requirement& r,
-                     std::optional<tw::core::VerifiedX509Svid>* subject = nullptr) const;
+  Decision CheckX509(const std::vector<tw::base::ByteView>& chain, const Requirement& r) const;
   Decision CheckJwt(const std::string& token, const std::string& audience,
                     const Requirement& r) const;
   const Endpoint& endpoint() const { return endpoint_; }

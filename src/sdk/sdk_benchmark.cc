@@ -36,6 +36,7 @@ struct World {
     tw::server::ServerConfig config;
     config.data_dir = dir + "/data";
     config.listen = "127.0.0.1:0";
+    config.ledger_events_per_instance = 0;  // one instance drives the whole call load
     auto server_or = tw::server::Server::Start(
         config, *tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db"));
     if (!server_or.ok()) throw std::runtime_error(std::string(server_or.status().message()));

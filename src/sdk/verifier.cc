@@ -75,13 +75,11 @@ Decision PeerCheck::Judge(const core::SpiffeId& id, const core::SvidAttributes* 
   return d;
 }
 
-Decision PeerCheck::CheckX509(const std::vector<tw::base::ByteView>& chain, const Requirement& r,
-                              std::optional<core::VerifiedX509Svid>* subject) const {
+Decision PeerCheck::CheckX509(const std::vector<tw::base::ByteView>& chain,
+                              const Requirement& r) const {
   absl::StatusOr<core::VerifiedX509Svid> svid = x509_.Verify(chain);
   if (!svid.ok()) return Refuse(std::string(svid.status().message()));
-  Decision d = Judge(svid->spiffe_id, svid->attributes ? &*svid->attributes : nullptr, r);
-  if (subject != nullptr) *subject = *std::move(svid);
-  return d;
+  return Judge(svid->spiffe_id, svid->attributes ? &*svid->attributes : nullptr, r);
 }
 
 Decision PeerCheck::CheckJwt(const std::string& token, const std::string& audience,
@@ -106,33 +104,18 @@ struct Verifier::Impl {
   std::string audience;
   AgentIdentity* recorder;
 
-  // Records `d` as an observation signed by the recorder; `subject` is the verified
-  // X.509-SVID, when there is one.
-  void Record(Decision& d, const Requirement& r,
-              const std::optional<tw::core::VerifiedX509Svid>& subject) const {
+  // Records `d` as an observation signed by the recorder (its subject), naming the caller
+  // when its SVID verified.
+  void Record(Decision& d, const Requirement& r) const {
     if (recorder == nullptr) return;
     const auto& state = internal::Access::Of(*recorder);
     const AgentIdentity::State::Credential c = state->Current();
     tw::ledger::Event e = AgentIdentity::State::SubjectEvent(c, "observation");
-    e.instance.clear();
-    e.serial.clear();
-    e.parent.clear();
-    e.principal.clear();
-    e.policy_version = 0;
-    if (subject && subject->attributes) {
-      const tw::core::SvidAttributes& a = *subject->attributes;
-      e.instance = subject->spiffe_id.str();
-      e.serial = subject->serial_hex;
-      e.parent = a.parent ? a.parent->str() : "";
-      e.principal = a.principal;
-      e.policy_version = a.policy_version;
-    }
+    e.caller = d.spiffe_id;
     e.resource = r.resource;
     e.action = r.scope;
     e.decision = d.allowed ? "allow" : "deny";
-    e.reason = d.allowed && e.instance.empty() && !d.spiffe_id.empty()
-                   ? absl::StrCat("JWT-SVID of ", d.spiffe_id)
-                   : d.reason;
+    e.reason = d.reason;
     state->Record(c, e);
     d.event_id = e.id;
   }
@@ -158,7 +141,6 @@ void CheckRecordable(const Requirement& r, bool recording) {
 
 Decision Verifier::verify_x509(const std::string& chain_pem, const Requirement& r) const {
   CheckRecordable(r, impl_->recorder != nullptr);
-  std::optional<tw::core::VerifiedX509Svid> subject;
   Decision d;
   auto chain = tw::core::Certificate::ParseChain(chain_pem);
   if (!chain.ok() || chain->empty()) {
@@ -166,9 +148,9 @@ Decision Verifier::verify_x509(const std::string& chain_pem, const Requirement& 
   } else {
     std::vector<tw::base::ByteView> ders;
     for (const tw::core::Certificate& c : *chain) ders.emplace_back(c.der());
-    d = impl_->check->CheckX509(ders, r, &subject);
+    d = impl_->check->CheckX509(ders, r);
   }
-  impl_->Record(d, r, subject);
+  impl_->Record(d, r);
   return d;
 }
 
@@ -178,7 +160,7 @@ Decision Verifier::verify_jwt(const std::string& token, const Requirement& r) co
     throw Error("failed_precondition", "VerifierOptions.audience is needed to verify JWT-SVIDs");
   }
   Decision d = impl_->check->CheckJwt(token, impl_->audience, r);
-  impl_->Record(d, r, std::nullopt);
+  impl_->Record(d, r);
   return d;
 }
 

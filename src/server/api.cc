@@ -263,25 +263,24 @@ HttpResponse Api::Handle(const HttpRequest& request) {
     response = absl::InternalError("handler threw");
   }
   if (response.ok()) return *std::move(response);
-  if (absl::IsUnauthenticated(response.status())) {
-    auth_failure_limiter_.Allow(request.remote, options_.clock->Now());
-  }
   metrics_.RecordError(ErrorCode(response.status()));
   return ErrorResponse(response.status());
 }
 
 absl::StatusOr<Caller> Api::Authenticate(const HttpRequest& request) {
-  absl::string_view bearer;
-  if (!request.authorization.empty()) {
-    if (!auth_failure_limiter_.HasToken(request.remote, options_.clock->Now())) {
-      return absl::ResourceExhaustedError("too many failed authentications from this address");
-    }
-    bearer = request.authorization;
-    if (!absl::ConsumePrefix(&bearer, "Bearer ")) {
-      return absl::UnauthenticatedError("the Authorization header must be \"Bearer TOKEN\"");
-    }
+  absl::string_view bearer = request.authorization;
+  absl::StatusOr<Caller> caller =
+      absl::UnauthenticatedError("the Authorization header must be \"Bearer TOKEN\"");
+  if (bearer.empty() || absl::ConsumePrefix(&bearer, "Bearer ")) {
+    caller = authority_.Authenticate(bearer, request.peer_chain);
   }
-  return authority_.Authenticate(bearer, request.peer_chain);
+  // Wrong credentials count against the address, absent ones do not; a valid token is
+  // never refused, however many wrong ones came from the same address.
+  if (absl::IsUnauthenticated(caller.status()) &&
+      !auth_failure_limiter_.Allow(request.remote, options_.clock->Now())) {
+    return absl::ResourceExhaustedError("too many failed authentications from this address");
+  }
+  return caller;
 }
 
 absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
@@ -446,13 +445,39 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
                           {"policy", parsed.json()}});
   }
   if (path == "/v1/tokens") {
+    if (get) {
+      TW_ASSIGN_OR_RETURN(std::vector<store::TokenRecord> tokens, authority_.ListTokens(caller));
+      json list = json::array();
+      for (const store::TokenRecord& t : tokens) {
+        list.push_back(json{
+            {"id", t.id},
+            {"principal", t.principal},
+            {"admin", t.admin},
+            {"auditor", t.auditor},
+            {"created_at", base::Rfc3339(t.created_at)},
+            {"expires_at", t.expires_at ? json(base::Rfc3339(*t.expires_at)) : json(nullptr)},
+            {"revoked_at", t.revoked_at ? json(base::Rfc3339(*t.revoked_at)) : json(nullptr)}});
+      }
+      return Json(200, json{{"tokens", std::move(list)}});
+    }
     if (!post) return wrong_method();
     TW_RETURN_IF_ERROR(authority_.RequireAdmin(caller));
     TW_ASSIGN_OR_RETURN(TokenRequest req, DecodeTokenRequest(r.body));
-    TW_ASSIGN_OR_RETURN(std::string token,
-                        authority_.CreateToken(caller, req.principal, req.auditor));
-    return Json(201,
-                json{{"principal", req.principal}, {"token", token}, {"auditor", req.auditor}});
+    TW_ASSIGN_OR_RETURN(CreatedToken created,
+                        authority_.CreateToken(caller, req.principal, req.auditor, req.ttl));
+    return Json(
+        201, json{{"id", created.id},
+                  {"principal", req.principal},
+                  {"token", created.token},
+                  {"auditor", req.auditor},
+                  {"expires_at",
+                   created.expires_at ? json(base::Rfc3339(*created.expires_at)) : json(nullptr)}});
+  }
+  if (absl::StartsWith(path, "/v1/tokens/")) {
+    if (r.method != "DELETE") return wrong_method();
+    const std::string id = path.substr(std::strlen("/v1/tokens/"));
+    TW_RETURN_IF_ERROR(authority_.RevokeToken(caller, id));
+    return Json(200, json{{"id", id}, {"revoked", true}});
   }
   if (options_.ledger != nullptr &&
       (absl::StartsWith(path, "/v1/ledger/") || absl::StartsWith(path, "/v1/audit/"))) {
@@ -495,17 +520,18 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
       return Json(200, json{{"indexes", appended.indexes}, {"tree_size", appended.tree_size}});
     }
     // A batch delivered later (an agent's spool): its signer's chain must have been valid
-    // when issued and must not be revoked; the events must fall within its lifetime.
+    // when issued; the events must fall within its lifetime and, if it has been revoked
+    // since, before the revocation.
     auto chain = core::Certificate::ParseChain(req.chain);
     if (!chain.ok() || chain->empty()) {
       return absl::InvalidArgumentError("\"chain\" is not a PEM certificate chain");
     }
     std::vector<base::ByteView> ders;
     for (const core::Certificate& c : *chain) ders.emplace_back(c.der());
-    TW_ASSIGN_OR_RETURN(core::VerifiedX509Svid signer,
-                        authority_.verifier().VerifyAt(ders, (*chain)[0].not_before()));
-    TW_ASSIGN_OR_RETURN(store::LedgerAppended appended,
-                        ledger.AppendSigned(signer, ders[0], req.events, req.signature));
+    TW_ASSIGN_OR_RETURN(Authority::LateSigner signer, authority_.VerifyLateSigner(ders));
+    TW_ASSIGN_OR_RETURN(
+        store::LedgerAppended appended,
+        ledger.AppendSigned(signer.svid, ders[0], req.events, req.signature, signer.revoked_at));
     return Json(200, json{{"indexes", appended.indexes}, {"tree_size", appended.tree_size}});
   }
   if (path == "/v1/ledger/sth" && post) {
@@ -582,13 +608,15 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
   if (path == "/v1/audit/events") {
     store::LedgerQuery q;
     for (const auto& [key, value] : r.query) {
-      if (key == "instance") {
-        q.instance = value;
+      if (key == "instance" || key == "caller") {
+        // A SPIFFE ID, or the instance id of one of ours.
+        std::string& id = key == "instance" ? q.instance : q.caller;
+        id = value;
         if (!absl::StartsWith(value, "spiffe://")) {
           auto record = store_.GetIdentity(value);
           if (absl::IsNotFound(record.status())) return Json(200, json{{"events", json::array()}});
           TW_RETURN_IF_ERROR(record.status());
-          q.instance = record->spiffe_id;
+          id = record->spiffe_id;
         }
       } else if (key == "agent") {
         q.agent = value;

@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
+#include "base/text.h"
+#include "core/certificate.h"
 #include "core/csr.h"
 #include "core/jwt_svid.h"
 #include "crypto/digest.h"
@@ -73,6 +75,11 @@ Authority::Authority(const ca::CaDirectory& ca, store::Store& store, RevocationH
                       return absl::OkStatus();
                     },
                     .attribute_trust_domains = {ca.issuer().trust_domain()}}),
+      late_verifier_(
+          bundles_,
+          core::X509VerifierOptions{.clock = options.clock,
+                                    .attribute_trust_domains = {ca.issuer().trust_domain()},
+                                    .cache_capacity = 0}),
       principal_limiter_(options.issuances_per_principal, options.issuances_per_principal) {
   bundles_->Put(ca.bundle());
 }
@@ -83,7 +90,8 @@ absl::StatusOr<std::string> Authority::Load(
   {
     absl::MutexLock lock(&mu_);
     for (store::TokenRecord& t : tokens) {
-      tokens_[t.id] = TokenEntry{t.principal, std::move(t.secret_hash), t.admin, t.auditor};
+      tokens_[t.id] = TokenEntry{t.principal,  std::move(t.secret_hash), t.admin, t.auditor,
+                                 t.expires_at, t.revoked_at.has_value()};
     }
   }
   auto stored = store_.GetPolicy(0);
@@ -108,7 +116,9 @@ absl::StatusOr<std::string> Authority::Load(
     policy_ = std::move(version);
     if (!tokens_.empty()) return std::string();
   }
-  return NewToken(kAdminPrincipal, /*admin=*/true, /*auditor=*/false, persist);
+  TW_ASSIGN_OR_RETURN(CreatedToken admin, NewToken(kAdminPrincipal, /*admin=*/true,
+                                                   /*auditor=*/false, std::nullopt, persist));
+  return admin.token;
 }
 
 absl::StatusOr<std::optional<store::LedgerAppend>> Authority::Audit(ledger::Event event) const {
@@ -125,28 +135,31 @@ ledger::Event Authority::SubjectEvent(const store::IdentityRecord& r, std::strin
                        .resource = absl::StrCat("instance:", r.instance_id)};
 }
 
-absl::StatusOr<std::string> Authority::NewToken(
-    absl::string_view principal, bool admin, bool auditor,
+absl::StatusOr<CreatedToken> Authority::NewToken(
+    absl::string_view principal, bool admin, bool auditor, std::optional<absl::Duration> ttl,
     const std::function<absl::Status(const std::string&)>& persist) {
   std::string id = base::HexEncode(crypto::RandomBytes(8));
   base::Bytes secret_bytes = crypto::RandomBytes(32);
   std::string secret = base::Base64UrlEncode(base::AsChars(secret_bytes));
-  store::TokenRecord record{id,    std::string(principal), crypto::Sha256(base::AsBytes(secret)),
-                            admin, options_.clock->Now(),  auditor};
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(options_.clock->Now()));
+  store::TokenRecord record{
+      id, std::string(principal), crypto::Sha256(base::AsBytes(secret)), admin, now, auditor};
+  if (ttl) record.expires_at = now + *ttl;
   std::string token = absl::StrCat("tw_", id, "_", secret);
   if (persist) {
     TW_RETURN_IF_ERROR(persist(token));
   }
+  std::string reason = admin ? "admin" : auditor ? "auditor" : "principal";
+  if (ttl) absl::StrAppend(&reason, ", expires ", base::Rfc3339(*record.expires_at));
   TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "token",
                                                       .principal = record.principal,
                                                       .resource = absl::StrCat("token:", id),
-                                                      .reason = admin     ? "admin"
-                                                                : auditor ? "auditor"
-                                                                          : "principal"}));
+                                                      .reason = reason}));
   TW_RETURN_IF_ERROR(store_.InsertToken(record, audit ? &*audit : nullptr));
   absl::MutexLock lock(&mu_);
-  tokens_[id] = TokenEntry{record.principal, record.secret_hash, admin, auditor};
-  return token;
+  tokens_[id] =
+      TokenEntry{record.principal, record.secret_hash, admin, auditor, record.expires_at, false};
+  return CreatedToken{id, std::move(token), record.expires_at};
 }
 
 absl::StatusOr<Caller> Authority::Authenticate(absl::string_view bearer,
@@ -167,6 +180,11 @@ absl::StatusOr<Caller> Authority::Authenticate(absl::string_view bearer,
     auto it = tokens_.find(id);
     if (it == tokens_.end() || !crypto::ConstantTimeEqual(hash, it->second.secret_hash)) {
       return bad;
+    }
+    // Only the holder of the secret learns why a real token no longer works.
+    if (it->second.revoked) return absl::UnauthenticatedError("the bearer token was revoked");
+    if (it->second.expires_at && options_.clock->Now() >= *it->second.expires_at) {
+      return absl::UnauthenticatedError("the bearer token has expired");
     }
     caller.principal = it->second.principal;
     caller.admin = it->second.admin;
@@ -191,6 +209,29 @@ absl::Status Authority::RequireAdmin(const Caller& caller) const {
     return absl::UnauthenticatedError("this route needs the admin token");
   }
   return absl::PermissionDeniedError("this route needs the admin token");
+}
+
+absl::StatusOr<Authority::LateSigner> Authority::VerifyLateSigner(
+    const std::vector<base::ByteView>& chain) const {
+  if (chain.empty()) return absl::InvalidArgumentError("the chain is empty");
+  TW_ASSIGN_OR_RETURN(core::Certificate leaf,
+                      core::Certificate::Parse(base::Bytes(chain[0].begin(), chain[0].end())));
+  TW_ASSIGN_OR_RETURN(core::VerifiedX509Svid svid,
+                      late_verifier_.VerifyAt(chain, leaf.not_before()));
+  std::optional<std::string> instance = InstanceOf(svid.spiffe_id);
+  if (!instance) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(svid.spiffe_id.str(), " is not an agent instance"));
+  }
+  auto record = store_.GetIdentity(*instance);
+  if (absl::IsNotFound(record.status())) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("instance ", *instance, " is unknown to this server"));
+  }
+  TW_RETURN_IF_ERROR(record.status());
+  LateSigner out{std::move(svid), std::nullopt};
+  if (record->revoked_sequence) out.revoked_at = record->revoked_at.value_or(absl::InfinitePast());
+  return out;
 }
 
 std::shared_ptr<const policy::PolicyVersion> Authority::current_policy() const {
@@ -224,10 +265,9 @@ absl::StatusOr<store::IdentityRecord> Authority::CallerRecord(const Caller& call
 }
 
 absl::StatusOr<IssuedIdentity> Authority::Issue(store::IdentityRecord record,
-                                                const core::CertificateRequest& csr,
+                                                const core::CertificateRequest& csr, absl::Time now,
                                                 absl::Duration ttl,
                                                 const core::SvidAttributes& attrs) {
-  const absl::Time now = options_.clock->Now();
   TW_ASSIGN_OR_RETURN(core::SpiffeId id, core::SpiffeId::FromString(record.spiffe_id));
   core::LeafRequest leaf{.spiffe_id = std::move(id),
                          .not_before = now - ca::kBackdate,
@@ -254,6 +294,10 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
   std::string principal;
   std::optional<policy::ParentGrant> grant;
   std::optional<store::IdentityRecord> parent;
+  if (caller.auditor && !caller.admin) {
+    return absl::PermissionDeniedError(
+        "an auditor token is read-only: it cannot create identities");
+  }
   if (!caller.principal.empty()) {
     principal = caller.principal;
   } else {
@@ -273,7 +317,13 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
   absl::Duration ttl = options_.default_ttl;
   if (request.ttl) {
     ttl = *request.ttl;
+    if (ttl > options_.max_instance_lifetime) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("ttl ", absl::FormatDuration(ttl), " exceeds the server's max lifetime ",
+                       absl::FormatDuration(options_.max_instance_lifetime)));
+    }
   } else {
+    ttl = std::min(ttl, options_.max_instance_lifetime);
     if (const policy::PrincipalRule* rule = version->policy->FindPrincipal(principal)) {
       ttl = std::min(ttl, rule->max_ttl);
     }
@@ -309,7 +359,8 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
     record.parent = parent->instance_id;
     record.depth = parent->depth + 1;
   }
-  TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, ttl, attrs));
+  // notAfter counts from the instant the TTL was checked against the parent's lifetime.
+  TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, start, ttl, attrs));
   ledger::Event event = SubjectEvent(issued.record, attrs.parent ? attrs.parent->str() : "");
   event.type = "issuance";
   TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
@@ -324,29 +375,71 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
 
 absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::string_view csr_text) {
   TW_ASSIGN_OR_RETURN(store::IdentityRecord record, CallerRecord(caller));
-  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(csr_text));
   const absl::Time now = options_.clock->Now();
-  absl::Duration ttl = record.not_after - record.not_before - ca::kBackdate;
-  core::SvidAttributes attrs{.trust_level = core::TrustLevel::kLow,
-                             .policy_version = record.policy_version,
-                             .principal = record.principal};
-  TW_ASSIGN_OR_RETURN(attrs.scopes, core::ParseScopes(record.scopes));
-  TW_ASSIGN_OR_RETURN(attrs.trust_level, core::ParseTrustLevel(record.trust_level));
+  if (caller.svid->serial_hex != record.serial_hex) {
+    // The instance renewed already: whoever holds this older certificate's key is not the
+    // instance, or its key was copied.
+    ledger::Event event = SubjectEvent(record, "");
+    event.type = "renewal";
+    event.serial = caller.svid->serial_hex;
+    event.decision = "deny";
+    event.reason = absl::StrCat("suspected key theft: renewal with certificate ",
+                                caller.svid->serial_hex, ", replaced by ", record.serial_hex);
+    TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
+    if (audit) TW_RETURN_IF_ERROR(store_.AppendLedger(*audit).status());
+    metrics_.RecordSuspectedKeyTheft();
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate ", caller.svid->serial_hex, " is not the current one of ",
+                     record.instance_id, ": renewal refused and recorded as suspected key theft"));
+  }
+  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(csr_text));
+  const absl::Duration lifetime_left = record.created_at + options_.max_instance_lifetime - now;
+  if (lifetime_left < absl::Seconds(1)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("instance ", record.instance_id, " reached the server's max lifetime of ",
+                     absl::FormatDuration(options_.max_instance_lifetime), ": create a new one"));
+  }
+  std::shared_ptr<const policy::PolicyVersion> version = current_policy();
+  TW_ASSIGN_OR_RETURN(core::AgentName name, core::AgentName::Parse(record.name));
+  policy::RenewalRequest request{
+      .principal = record.principal,
+      .name = std::move(name),
+      .ttl = std::min(record.not_after - record.not_before - ca::kBackdate,
+                      absl::Trunc(lifetime_left, absl::Seconds(1))),
+      .now = now};
+  TW_ASSIGN_OR_RETURN(request.scopes, core::ParseScopes(record.scopes));
+  TW_ASSIGN_OR_RETURN(request.trust_level, core::ParseTrustLevel(record.trust_level));
+  std::optional<core::SpiffeId> parent_id;
   if (!record.parent.empty()) {
     TW_ASSIGN_OR_RETURN(store::IdentityRecord parent, store_.GetIdentity(record.parent));
     if (parent.revoked_sequence || parent.not_after <= now) {
       return absl::PermissionDeniedError("the parent instance is revoked or expired");
     }
-    ttl = std::min(ttl, parent.not_after - now);
-    TW_ASSIGN_OR_RETURN(attrs.parent, core::SpiffeId::FromString(parent.spiffe_id));
+    TW_ASSIGN_OR_RETURN(std::vector<core::Scope> parent_scopes, core::ParseScopes(parent.scopes));
+    TW_ASSIGN_OR_RETURN(core::TrustLevel parent_level, core::ParseTrustLevel(parent.trust_level));
+    request.parent =
+        policy::ParentGrant{std::move(parent_scopes), parent_level, parent.not_after, parent.depth};
+    TW_ASSIGN_OR_RETURN(parent_id, core::SpiffeId::FromString(parent.spiffe_id));
   }
-  TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, ttl, attrs));
-  ledger::Event event = SubjectEvent(issued.record, attrs.parent ? attrs.parent->str() : "");
+  // The policy as it is now, not as it was at creation: narrowed scopes, capped trust level
+  // and TTL, and no renewal for a principal the policy dropped.
+  TW_ASSIGN_OR_RETURN(policy::RenewalGrant grant, version->policy->AuthorizeRenewal(request));
+  core::SvidAttributes attrs{.scopes = grant.scopes,
+                             .trust_level = grant.trust_level,
+                             .policy_version = version->version,
+                             .parent = parent_id,
+                             .principal = record.principal};
+  const std::string current_serial = record.serial_hex;
+  record.policy_version = version->version;
+  record.trust_level = std::string(core::TrustLevelName(grant.trust_level));
+  record.scopes.clear();
+  for (const core::Scope& s : grant.scopes) record.scopes.push_back(s.str());
+  TW_ASSIGN_OR_RETURN(IssuedIdentity issued, Issue(std::move(record), csr, now, grant.ttl, attrs));
+  ledger::Event event = SubjectEvent(issued.record, parent_id ? parent_id->str() : "");
   event.type = "renewal";
   TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
-  absl::Status stored = store_.RenewIdentity(issued.record.instance_id, issued.record.serial_hex,
-                                             issued.record.not_before, issued.record.not_after,
-                                             audit ? &*audit : nullptr);
+  absl::Status stored =
+      store_.RenewIdentity(issued.record, current_serial, audit ? &*audit : nullptr);
   if (absl::IsFailedPrecondition(stored)) return absl::PermissionDeniedError(stored.message());
   TW_RETURN_IF_ERROR(stored);
   metrics_.RecordRenewal();
@@ -445,11 +538,54 @@ absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& calle
   return *version;
 }
 
-absl::StatusOr<std::string> Authority::CreateToken(const Caller& caller,
-                                                   absl::string_view principal, bool auditor) {
+absl::StatusOr<CreatedToken> Authority::CreateToken(const Caller& caller,
+                                                    absl::string_view principal, bool auditor,
+                                                    std::optional<absl::Duration> ttl) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
   TW_RETURN_IF_ERROR(CheckPrincipalName(principal));
-  return NewToken(principal, /*admin=*/false, auditor);
+  if (principal == kAdminPrincipal) {
+    return absl::InvalidArgumentError("principal \"admin\" is reserved for the admin token");
+  }
+  if (ttl && *ttl < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("\"ttl\": a token lives at least 1s");
+  }
+  return NewToken(principal, /*admin=*/false, auditor, ttl);
+}
+
+absl::StatusOr<std::vector<store::TokenRecord>> Authority::ListTokens(const Caller& caller) const {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_ASSIGN_OR_RETURN(std::vector<store::TokenRecord> tokens, store_.ListTokens());
+  for (store::TokenRecord& t : tokens) t.secret_hash.clear();
+  return tokens;
+}
+
+absl::Status Authority::RevokeToken(const Caller& caller, absl::string_view id) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  std::string principal;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tokens_.find(id);
+    if (it == tokens_.end()) {
+      return absl::NotFoundError(absl::StrCat("token ", base::Quote(id), " is unknown"));
+    }
+    if (it->second.revoked) {
+      return absl::FailedPreconditionError(absl::StrCat("token ", id, " is already revoked"));
+    }
+    if (it->second.admin && std::none_of(tokens_.begin(), tokens_.end(), [&](const auto& other) {
+          return other.first != it->first && other.second.admin && !other.second.revoked;
+        })) {
+      return absl::FailedPreconditionError("the last admin token cannot be revoked");
+    }
+    principal = it->second.principal;
+  }
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "token",
+                                                      .principal = principal,
+                                                      .resource = absl::StrCat("token:", id),
+                                                      .reason = "revoked"}));
+  TW_RETURN_IF_ERROR(store_.RevokeToken(id, options_.clock->Now(), audit ? &*audit : nullptr));
+  absl::MutexLock lock(&mu_);
+  tokens_[id].revoked = true;
+  return absl::OkStatus();
 }
 
 absl::Status Authority::RequireAuditor(const Caller& caller) const {

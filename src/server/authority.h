@@ -40,6 +40,12 @@ struct IssuedIdentity {
   std::string svid_pem;  // leaf, then the CA chain below the root
 };
 
+struct CreatedToken {
+  std::string id;     // public: names the token in lists and revocations
+  std::string token;  // the secret, shown once
+  std::optional<absl::Time> expires_at;
+};
+
 struct MintedJwt {
   std::string token;
   absl::Time expires_at;
@@ -50,6 +56,8 @@ struct AuthorityOptions {
   double issuances_per_principal = 0;  // per second; 0 = unlimited
   absl::Duration default_ttl = absl::Hours(1);
   absl::Duration max_jwt_ttl = absl::Hours(1);
+  // An instance's total lifetime from creation, across renewals.
+  absl::Duration max_instance_lifetime = absl::Hours(24);
   // Records issuance, renewal, revocation, policy and token events when set.
   LedgerService* ledger = nullptr;
 };
@@ -70,10 +78,14 @@ class Authority {
   absl::StatusOr<Caller> Authenticate(absl::string_view bearer,
                                       const std::vector<base::Bytes>& peer_chain) const;
 
-  // POST /v1/identities. By a token's principal, or by a parent agent's SVID (delegation).
+  // POST /v1/identities. By a token's principal (not an auditor's), or by a parent agent's
+  // SVID (delegation). The child's notAfter counts from the instant its TTL was checked.
   absl::StatusOr<IssuedIdentity> CreateIdentity(const Caller& caller,
                                                 const CreateIdentityRequest& request);
-  // POST /v1/identities/renew: a new SVID for the caller's own instance.
+  // POST /v1/identities/renew: a new SVID for the caller's own instance, presenting its
+  // current certificate (an older one is PermissionDenied and recorded as a suspected key
+  // theft). The current policy is applied again (Policy::AuthorizeRenewal), and the
+  // lifetime never passes creation + max_instance_lifetime.
   absl::StatusOr<IssuedIdentity> Renew(const Caller& caller, absl::string_view csr);
   // POST /v1/jwt-svids for the caller's own instance.
   absl::StatusOr<MintedJwt> MintJwt(const Caller& caller, const JwtRequest& request);
@@ -82,13 +94,30 @@ class Authority {
 
   // Admin operations.
   absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller, absl::string_view source);
-  // Returns the new token (shown once). An auditor token may read the ledger.
-  absl::StatusOr<std::string> CreateToken(const Caller& caller, absl::string_view principal,
-                                          bool auditor = false);
+  // Returns the new token (its secret shown once), expiring after `ttl` when given. An
+  // auditor token may read the ledger and the audit routes, and nothing else.
+  absl::StatusOr<CreatedToken> CreateToken(const Caller& caller, absl::string_view principal,
+                                           bool auditor = false,
+                                           std::optional<absl::Duration> ttl = std::nullopt);
+  // Every token, without its secret's hash.
+  absl::StatusOr<std::vector<store::TokenRecord>> ListTokens(const Caller& caller) const;
+  // NotFound; FailedPrecondition when already revoked, or for the last admin token.
+  absl::Status RevokeToken(const Caller& caller, absl::string_view id);
   // Admin, or a token created as auditor. Unauthenticated without a token, else
   // PermissionDenied.
   absl::Status RequireAuditor(const Caller& caller) const;
   absl::Status RequireAdmin(const Caller& caller) const;
+
+  // The signer of a batch delivered late (an agent's spool) with its chain: the chain must
+  // have been valid at the leaf's notBefore, and the instance must be ours. Revocation is
+  // read from the durable record, never only from memory, so pruning the hub never
+  // re-admits a revoked key: `revoked_at` is set when it was revoked (InfinitePast for a
+  // revocation whose instant is unknown). Unauthenticated or PermissionDenied otherwise.
+  struct LateSigner {
+    core::VerifiedX509Svid svid;
+    std::optional<absl::Time> revoked_at;
+  };
+  absl::StatusOr<LateSigner> VerifyLateSigner(const std::vector<base::ByteView>& chain) const;
 
   std::shared_ptr<const policy::PolicyVersion> current_policy() const;
   const core::X509Verifier& verifier() const { return verifier_; }
@@ -100,17 +129,20 @@ class Authority {
     base::Bytes secret_hash;
     bool admin;
     bool auditor;
+    std::optional<absl::Time> expires_at;
+    bool revoked;
   };
   // The signed lifecycle event to store with a mutation; nullopt without a ledger.
   absl::StatusOr<std::optional<store::LedgerAppend>> Audit(ledger::Event event) const;
   // The lifecycle event fields of an instance.
   static ledger::Event SubjectEvent(const store::IdentityRecord& record, std::string parent);
-  absl::StatusOr<std::string> NewToken(
-      absl::string_view principal, bool admin, bool auditor,
+  absl::StatusOr<CreatedToken> NewToken(
+      absl::string_view principal, bool admin, bool auditor, std::optional<absl::Duration> ttl,
       const std::function<absl::Status(const std::string&)>& persist = nullptr);
+  // Signs the certificate: valid from `now` (back-dated) for `ttl`.
   absl::StatusOr<IssuedIdentity> Issue(store::IdentityRecord record,
-                                       const core::CertificateRequest& csr, absl::Duration ttl,
-                                       const core::SvidAttributes& attrs);
+                                       const core::CertificateRequest& csr, absl::Time now,
+                                       absl::Duration ttl, const core::SvidAttributes& attrs);
   absl::StatusOr<store::IdentityRecord> CallerRecord(const Caller& caller) const;
 
   const ca::CaDirectory& ca_;
@@ -120,6 +152,7 @@ class Authority {
   const AuthorityOptions options_;
   std::shared_ptr<core::BundleSet> bundles_;
   core::X509Verifier verifier_;
+  core::X509Verifier late_verifier_;  // the same bundles, revocation left to the store
   RateLimiter principal_limiter_;
 
   mutable absl::Mutex mu_;

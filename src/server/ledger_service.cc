@@ -66,13 +66,14 @@ absl::StatusOr<std::vector<ledger::Hash>> Proof(
 
 LedgerService::LedgerService(store::Store& store, std::unique_ptr<crypto::Signer> key,
                              std::string trust_domain, std::string bundle_json,
-                             const base::Clock* clock)
+                             LedgerServiceOptions options)
     : store_(store),
       key_(std::move(key)),
       trust_domain_(std::move(trust_domain)),
       bundle_json_(std::move(bundle_json)),
-      clock_(clock),
-      key_id_(ledger::LedgerKeyId(key_->public_key())) {
+      clock_(options.clock),
+      key_id_(ledger::LedgerKeyId(key_->public_key())),
+      instance_limiter_(options.events_per_instance, options.events_per_instance * 10) {
   signer_.signer = {ledger::SignerKind::kLedgerKey, key_->public_key_der()};
   signer_.id = signer_.signer.id();
 }
@@ -92,7 +93,8 @@ absl::StatusOr<store::LedgerAppend> LedgerService::ServerEvent(ledger::Event eve
 
 absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
     const core::VerifiedX509Svid& svid, base::ByteView leaf_der,
-    const std::vector<std::string>& encoded, absl::string_view signature_text) {
+    const std::vector<std::string>& encoded, absl::string_view signature_text,
+    std::optional<absl::Time> revoked_at) {
   if (encoded.empty() || encoded.size() > ledger::kMaxBatch) {
     return absl::InvalidArgumentError(
         absl::StrCat("\"events\" must hold 1 to ", ledger::kMaxBatch, " events"));
@@ -124,6 +126,11 @@ absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
       return absl::InvalidArgumentError(
           absl::StrCat("event ", i, ": \"time\" is outside the signing SVID's lifetime"));
     }
+    if (revoked_at && at >= *revoked_at) {
+      return absl::PermissionDeniedError(absl::StrCat("event ", i,
+                                                      " is dated after its signer was revoked (",
+                                                      base::Rfc3339(*revoked_at), ")"));
+    }
     batch.events.push_back(*std::move(event));
   }
   TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(leaf.spki()));
@@ -131,6 +138,11 @@ absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
   TW_RETURN_IF_ERROR(ledger::VerifyBatchSignature(
       key, ledger::BatchMessage(static_cast<uint32_t>(bytes.size()), tree.Root()),
       base::AsBytes(signature)));
+  // After the signature: only the instance itself can spend its budget.
+  if (!instance_limiter_.Allow(svid.spiffe_id.str(), now, static_cast<double>(bytes.size()))) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(svid.spiffe_id.str(), " exceeds its rate of ledger events"));
+  }
   batch.signer.signer = {ledger::SignerKind::kSvid, leaf.der()};
   batch.signer.id = batch.signer.signer.id();
   batch.entries =

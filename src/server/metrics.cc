@@ -42,6 +42,9 @@ std::string Metrics::Render() const {
   };
   counter("trustwarden_issuances_total", "Agent identities created.", load(issuances_));
   counter("trustwarden_renewals_total", "X.509-SVIDs renewed.", load(renewals_));
+  counter("trustwarden_suspected_key_thefts_total",
+          "Renewals refused because the certificate was no longer the instance's current one.",
+          load(key_thefts_));
   counter("trustwarden_jwt_svids_total", "JWT-SVIDs minted.", load(jwts_));
   counter("trustwarden_revocations_total", "Revocation log entries appended.", load(revocations_));
   counter("trustwarden_revoked_instances_total", "Agent instances revoked.",

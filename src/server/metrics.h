@@ -15,6 +15,7 @@ class Metrics {
  public:
   void RecordIssuance(absl::Duration latency);
   void RecordRenewal() { renewals_.fetch_add(1, std::memory_order_relaxed); }
+  void RecordSuspectedKeyTheft() { key_thefts_.fetch_add(1, std::memory_order_relaxed); }
   void RecordJwt() { jwts_.fetch_add(1, std::memory_order_relaxed); }
   void RecordRevocation(size_t instances);
   void RecordRequest() { requests_.fetch_add(1, std::memory_order_relaxed); }
@@ -33,7 +34,7 @@ class Metrics {
       "resource_exhausted", "payload_too_large", "internal"};
 
  private:
-  std::atomic<uint64_t> issuances_{0}, renewals_{0}, jwts_{0}, revocations_{0},
+  std::atomic<uint64_t> issuances_{0}, renewals_{0}, key_thefts_{0}, jwts_{0}, revocations_{0},
       revoked_instances_{0}, requests_{0};
   std::atomic<int64_t> subscribers_{0};
   std::array<std::atomic<uint64_t>, kBuckets.size()> buckets_{};

@@ -20,12 +20,12 @@ RateLimiter::Bucket& RateLimiter::Refill(absl::string_view key, absl::Time now) 
   return b;
 }
 
-bool RateLimiter::Allow(absl::string_view key, absl::Time now) {
+bool RateLimiter::Allow(absl::string_view key, absl::Time now, double cost) {
   if (rate_ <= 0) return true;
   absl::MutexLock lock(&mu_);
   Bucket& b = Refill(key, now);
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
+  if (b.tokens < cost) return false;
+  b.tokens -= cost;
   return true;
 }
 

@@ -15,8 +15,8 @@ class RateLimiter {
   // `rate` tokens per second, at most `burst` saved; rate 0 disables the limit.
   RateLimiter(double rate, double burst) : rate_(rate), burst_(burst) {}
 
-  // Takes one token from `key`'s bucket; false when it is empty.
-  bool Allow(absl::string_view key, absl::Time now);
+  // Takes `cost` tokens from `key`'s bucket; false (taking none) when it holds fewer.
+  bool Allow(absl::string_view key, absl::Time now, double cost = 1);
   // True when `key`'s bucket has a token, without taking it.
   bool HasToken(absl::string_view key, absl::Time now);
 

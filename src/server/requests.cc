@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "base/text.h"
 #include "core/json.h"
 
 namespace tw::server {
@@ -13,7 +14,7 @@ constexpr size_t kMaxBody = 256 * 1024;
 constexpr size_t kMaxLedgerBody = 1 << 20;  // a full batch of events
 
 absl::Status Invalid(absl::string_view field, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("\"", field, "\": ", why));
+  return absl::InvalidArgumentError(absl::StrCat(base::Quote(field), ": ", why));
 }
 
 absl::StatusOr<std::string> GetString(const std::string& name, json& value, size_t max = 4096) {
@@ -194,6 +195,10 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body) {
         if (name == "auditor") {
           if (!value.is_boolean()) return Invalid(name, "must be true or false");
           out.auditor = value.get<bool>();
+          return absl::OkStatus();
+        }
+        if (name == "ttl") {
+          TW_ASSIGN_OR_RETURN(out.ttl, GetDuration(name, value));
           return absl::OkStatus();
         }
         if (name != "principal") return Unknown(name);

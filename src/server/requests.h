@@ -46,10 +46,11 @@ absl::StatusOr<RevokeRequest> DecodeRevoke(absl::string_view body);
 // POST /v1/policies: {source} (TOML text).
 absl::StatusOr<std::string> DecodePolicy(absl::string_view body);
 
-// POST /v1/tokens: {principal}.
+// POST /v1/tokens: {principal, auditor?, ttl?}.
 struct TokenRequest {
   std::string principal;
   bool auditor = false;
+  std::optional<absl::Duration> ttl;  // unset: the token does not expire
 };
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 

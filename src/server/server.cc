@@ -140,6 +140,11 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
           c->rate_per_address = n;
         } else if (lk == "auth_failures_per_address") {
           c->auth_failures_per_address = n;
+        } else if (lk == "ledger_events_per_instance") {
+          c->ledger_events_per_instance = n;
+        } else if (lk == "max_instance_lifetime_seconds") {
+          if (n < 60) return Invalid(name, "must be at least 60");
+          c->max_instance_lifetime = absl::Seconds(n);
         } else {
           return Invalid(name, "unknown key");
         }
@@ -195,12 +200,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   if (ledger_key->public_key().type() != crypto::KeyType::kEcP256) {
     return absl::FailedPreconditionError(ledger_key_path + " is not an ECDSA P-256 key");
   }
-  p.ledger = std::make_unique<LedgerService>(*p.store, std::move(ledger_key), td.name(),
-                                             p.ca->bundle().ToJson(), &clock);
+  p.ledger = std::make_unique<LedgerService>(
+      *p.store, std::move(ledger_key), td.name(), p.ca->bundle().ToJson(),
+      LedgerServiceOptions{.clock = &clock,
+                           .events_per_instance = config.ledger_events_per_instance});
   p.authority = std::make_unique<Authority>(
       *p.ca, *p.store, *p.hub, p.metrics,
       AuthorityOptions{.clock = &clock,
                        .issuances_per_principal = config.rate_per_principal,
+                       .max_instance_lifetime = config.max_instance_lifetime,
                        .ledger = p.ledger.get()});
   TW_ASSIGN_OR_RETURN(server->new_admin_token_, p.authority->Load([&dir](const std::string& token) {
     return base::WriteFile(Path(dir, "admin.token"), absl::StrCat(token, "\n"), 0600);

@@ -26,10 +26,12 @@ struct ServerConfig {
   int worker_threads = 32;  // request handlers
   size_t max_body_bytes = 1 << 20;
   absl::Duration request_timeout = absl::Seconds(10);
-  absl::Duration sth_interval = absl::Seconds(1);  // signed tree heads, when the tree grew
-  double rate_per_principal = 0;                   // issuances per second; 0 = unlimited
-  double rate_per_address = 0;                     // requests per second; 0 = unlimited
-  double auth_failures_per_address = 5;            // failed authentications per second
+  absl::Duration sth_interval = absl::Seconds(1);          // signed tree heads, when the tree grew
+  double rate_per_principal = 0;                           // issuances per second; 0 = unlimited
+  double rate_per_address = 0;                             // requests per second; 0 = unlimited
+  double auth_failures_per_address = 5;                    // failed authentications per second
+  double ledger_events_per_instance = 200;                 // agent events per second; 0 = unlimited
+  absl::Duration max_instance_lifetime = absl::Hours(24);  // from creation, across renewals
 };
 
 // Reads a TOML config file over `config`: the keys above at top level, and the limits

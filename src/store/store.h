@@ -35,6 +35,8 @@ struct IdentityRecord {
   absl::Time not_after;
   absl::Time created_at;
   std::optional<int64_t> revoked_sequence;  // set once revoked
+  std::optional<absl::Time> revoked_at;     // when (ms precision); unset for records
+                                            // revoked before 0.2
 
   bool operator==(const IdentityRecord&) const = default;
 };
@@ -76,7 +78,9 @@ struct TokenRecord {
   base::Bytes secret_hash;  // SHA-256 of the secret part
   bool admin = false;
   absl::Time created_at;
-  bool auditor = false;  // may read the ledger and the audit queries
+  bool auditor = false;                  // may read the ledger and the audit queries; never write
+  std::optional<absl::Time> expires_at;  // unset: does not expire
+  std::optional<absl::Time> revoked_at;  // set once revoked
 };
 
 // One signed batch of ledger events to append. Entries' indexes are assigned by the store,
@@ -94,7 +98,8 @@ struct LedgerAppended {
 
 // Filters of a forensic query; empty strings and unset times match anything.
 struct LedgerQuery {
-  std::string instance;  // SPIFFE ID
+  std::string instance;  // SPIFFE ID of the subject (an observation's: its signer)
+  std::string caller;    // SPIFFE ID an observation observed
   std::string agent;     // org/team/agent
   std::string principal;
   std::string resource;
@@ -120,9 +125,12 @@ class Store {
   // the parent is unknown or revoked (checked atomically with the insert).
   virtual absl::Status InsertIdentity(const IdentityRecord& record,
                                       const LedgerAppend* audit = nullptr) = 0;
-  // Records a renewed SVID for `instance_id`. NotFound; FailedPrecondition when revoked.
-  virtual absl::Status RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
-                                     absl::Time not_before, absl::Time not_after,
+  // Records a renewed SVID: the serial, validity, scopes, trust level and policy version of
+  // `renewed` replace those of its instance, provided the instance's certificate is still
+  // `current_serial` (checked atomically: of two renewals by one certificate, one wins).
+  // NotFound; FailedPrecondition when revoked or when `current_serial` is no longer current.
+  virtual absl::Status RenewIdentity(const IdentityRecord& renewed,
+                                     absl::string_view current_serial,
                                      const LedgerAppend* audit = nullptr) = 0;
   // NotFound for an unknown instance.
   virtual absl::StatusOr<IdentityRecord> GetIdentity(absl::string_view instance_id) = 0;
@@ -157,6 +165,9 @@ class Store {
   virtual absl::Status InsertToken(const TokenRecord& token,
                                    const LedgerAppend* audit = nullptr) = 0;
   virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
+  // Marks token `id` revoked at `now`. NotFound; FailedPrecondition when already revoked.
+  virtual absl::Status RevokeToken(absl::string_view id, absl::Time now,
+                                   const LedgerAppend* audit = nullptr) = 0;
 
   // Appends a batch to the ledger: leaves, subtree hashes and the signer, atomically.
   // An event id already stored with the same event bytes keeps its index (a replayed

@@ -103,6 +103,16 @@ CREATE TABLE ledger_tree_heads (
 );
 CREATE INDEX ledger_tree_heads_by_size ON ledger_tree_heads(tree_size, timestamp);
 )sql",
+    R"sql(
+ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+ALTER TABLE identities ADD COLUMN revoked_at_ms INTEGER;
+UPDATE identities SET revoked_at_ms = 1000 * (SELECT revoked_at FROM revocations r
+                                              WHERE r.sequence = identities.revoked_sequence)
+  WHERE revoked_sequence IS NOT NULL;
+ALTER TABLE ledger_entries ADD COLUMN caller TEXT NOT NULL DEFAULT '';
+CREATE INDEX ledger_by_caller ON ledger_entries(caller, idx) WHERE caller != '';
+)sql",
 };
 
 constexpr size_t kMaxReaders = 16;
@@ -143,9 +153,14 @@ class Stmt {
     int rc = sqlite3_step(s_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    const char* msg = sqlite3_errmsg(sqlite3_db_handle(s_));
-    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    sqlite3* db = sqlite3_db_handle(s_);
+    const char* msg = sqlite3_errmsg(db);
+    const int extended = sqlite3_extended_errcode(db);
+    if (extended == SQLITE_CONSTRAINT_UNIQUE || extended == SQLITE_CONSTRAINT_PRIMARYKEY) {
       return absl::AlreadyExistsError(absl::StrCat("store: ", msg));
+    }
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+      return absl::FailedPreconditionError(absl::StrCat("store: ", msg));
     }
     return absl::InternalError(absl::StrCat("store: ", msg));
   }
@@ -247,7 +262,7 @@ namespace {
 
 constexpr char kIdentityColumns[] =
     "instance_id, spiffe_id, name, parent, principal, policy_version, depth, serial, scopes, "
-    "trust_level, not_before, not_after, created_at, revoked_sequence";
+    "trust_level, not_before, not_after, created_at, revoked_sequence, revoked_at_ms";
 
 IdentityRecord ReadIdentity(Stmt& s) {
   IdentityRecord r;
@@ -266,6 +281,7 @@ IdentityRecord ReadIdentity(Stmt& s) {
   r.not_after = FromSeconds(s.Int(11));
   r.created_at = FromSeconds(s.Int(12));
   if (!s.IsNull(13)) r.revoked_sequence = s.Int(13);
+  if (!s.IsNull(14)) r.revoked_at = absl::FromUnixMillis(s.Int(14));
   return r;
 }
 
@@ -303,7 +319,7 @@ constexpr char kReachByPrincipal[] =
 
 constexpr char kEntryColumns[] =
     "idx, event_id, time, type, instance, agent, principal, resource, action, decision, "
-    "signer, entry";
+    "signer, entry, caller";
 
 ledger::Hash HashOf(Stmt& s, int col) {
   ledger::Hash h{};
@@ -326,6 +342,7 @@ ledger::EntryRow ReadEntryRow(Stmt& s) {
   r.decision = s.Text(9);
   r.signer_id = HashOf(s, 10);
   r.entry = s.Blob(11);
+  r.caller = s.Text(12);
   return r;
 }
 
@@ -390,11 +407,13 @@ absl::Status AppendLedgerIn(SqliteStore::Db& db, const LedgerAppend& batch, Ledg
     entry.index = size;
     ledger::EntryRow row = ledger::RowOf(entry, event);
     TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT INTO ledger_entries VALUES "
-                                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+                                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                                           "?13)"));
     s.Bind(1, static_cast<int64_t>(row.index)).Bind(2, row.event_id).Bind(3, row.time_ms);
     s.Bind(4, row.type).Bind(5, row.instance).Bind(6, row.agent).Bind(7, row.principal);
     s.Bind(8, row.resource).Bind(9, row.action).Bind(10, row.decision);
     s.Bind(11, base::ByteView(row.signer_id)).Bind(12, base::ByteView(row.entry));
+    s.Bind(13, row.caller);
     absl::Status inserted = s.Run();
     if (absl::IsAlreadyExists(inserted)) {
       // The event id is taken (the unique index said so without a lookup on the common
@@ -559,7 +578,7 @@ absl::Status SqliteStore::InsertIdentity(const IdentityRecord& r, const LedgerAp
     }
     TW_ASSIGN_OR_RETURN(
         Stmt s, db.Prepare("INSERT INTO identities VALUES "
-                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL)"));
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, NULL, NULL)"));
     s.Bind(1, r.instance_id).Bind(2, r.spiffe_id).Bind(3, r.name);
     if (r.parent.empty()) {
       s.BindNull(4);
@@ -579,22 +598,30 @@ absl::Status SqliteStore::InsertIdentity(const IdentityRecord& r, const LedgerAp
   });
 }
 
-absl::Status SqliteStore::RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
-                                        absl::Time not_before, absl::Time not_after,
+absl::Status SqliteStore::RenewIdentity(const IdentityRecord& r, absl::string_view current_serial,
                                         const LedgerAppend* audit) {
   return Write([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(
-        Stmt p, db.Prepare("SELECT revoked_sequence FROM identities WHERE instance_id = ?1"));
-    p.Bind(1, instance_id);
+        Stmt p,
+        db.Prepare("SELECT revoked_sequence, serial FROM identities WHERE instance_id = ?1"));
+    p.Bind(1, r.instance_id);
     TW_ASSIGN_OR_RETURN(bool found, p.Step());
-    if (!found) return absl::NotFoundError(absl::StrCat("instance ", instance_id, " is unknown"));
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("instance ", r.instance_id, " is unknown"));
+    }
     if (!p.IsNull(0)) {
-      return absl::FailedPreconditionError(absl::StrCat("instance ", instance_id, " is revoked"));
+      return absl::FailedPreconditionError(absl::StrCat("instance ", r.instance_id, " is revoked"));
+    }
+    if (p.Text(1) != current_serial) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "certificate ", current_serial, " is no longer the current one of ", r.instance_id));
     }
     TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE identities SET serial = ?2, not_before = ?3, "
-                                           "not_after = ?4 WHERE instance_id = ?1"));
-    s.Bind(1, instance_id).Bind(2, serial_hex);
-    s.Bind(3, Seconds(not_before)).Bind(4, Seconds(not_after));
+                                           "not_after = ?4, scopes = ?5, trust_level = ?6, "
+                                           "policy_version = ?7 WHERE instance_id = ?1"));
+    s.Bind(1, r.instance_id).Bind(2, r.serial_hex);
+    s.Bind(3, Seconds(r.not_before)).Bind(4, Seconds(r.not_after));
+    s.Bind(5, absl::StrJoin(r.scopes, " ")).Bind(6, r.trust_level).Bind(7, r.policy_version);
     TW_RETURN_IF_ERROR(s.Run());
     return Audit(db, audit);
   });
@@ -672,10 +699,10 @@ absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::s
       entry.sequence = s.Int(0);
     }
     {
-      TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE identities SET revoked_sequence = ?2 "
-                                             "WHERE instance_id = ?1"));
+      TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE identities SET revoked_sequence = ?2, "
+                                             "revoked_at_ms = ?3 WHERE instance_id = ?1"));
       for (const std::string& id : entry.instances) {
-        s.Bind(1, id).Bind(2, entry.sequence);
+        s.Bind(1, id).Bind(2, entry.sequence).Bind(3, absl::ToUnixMillis(now));
         TW_RETURN_IF_ERROR(s.Run());
         s.Reset();
       }
@@ -790,9 +817,11 @@ absl::StatusOr<std::vector<StoredPolicy>> SqliteStore::ListPolicies() {
 
 absl::Status SqliteStore::InsertToken(const TokenRecord& t, const LedgerAppend* audit) {
   return Write([&t, audit](Db& db) -> absl::Status {
-    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT INTO tokens VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT INTO tokens VALUES "
+                                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"));
     s.Bind(1, t.id).Bind(2, t.principal).Bind(3, base::ByteView(t.secret_hash));
     s.Bind(4, int64_t{t.admin}).Bind(5, Seconds(t.created_at)).Bind(6, int64_t{t.auditor});
+    if (t.expires_at) s.Bind(7, Seconds(*t.expires_at));
     TW_RETURN_IF_ERROR(s.Run());
     return Audit(db, audit);
   });
@@ -801,15 +830,37 @@ absl::Status SqliteStore::InsertToken(const TokenRecord& t, const LedgerAppend* 
 absl::StatusOr<std::vector<TokenRecord>> SqliteStore::ListTokens() {
   std::vector<TokenRecord> out;
   TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
-    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT * FROM tokens ORDER BY created_at"));
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT id, principal, secret_hash, admin, created_at, "
+                                           "auditor, expires_at, revoked_at FROM tokens "
+                                           "ORDER BY created_at, id"));
     for (;;) {
       TW_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return absl::OkStatus();
-      out.push_back(TokenRecord{s.Text(0), s.Text(1), s.Blob(2), s.Int(3) != 0,
-                                FromSeconds(s.Int(4)), s.Int(5) != 0});
+      TokenRecord t{s.Text(0),    s.Text(1), s.Blob(2), s.Int(3) != 0, FromSeconds(s.Int(4)),
+                    s.Int(5) != 0};
+      if (!s.IsNull(6)) t.expires_at = FromSeconds(s.Int(6));
+      if (!s.IsNull(7)) t.revoked_at = FromSeconds(s.Int(7));
+      out.push_back(std::move(t));
     }
   }));
   return out;
+}
+
+absl::Status SqliteStore::RevokeToken(absl::string_view id, absl::Time now,
+                                      const LedgerAppend* audit) {
+  return Write([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt p, db.Prepare("SELECT revoked_at FROM tokens WHERE id = ?1"));
+    p.Bind(1, id);
+    TW_ASSIGN_OR_RETURN(bool found, p.Step());
+    if (!found) return absl::NotFoundError(absl::StrCat("token ", id, " is unknown"));
+    if (!p.IsNull(0)) {
+      return absl::FailedPreconditionError(absl::StrCat("token ", id, " is already revoked"));
+    }
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1"));
+    s.Bind(1, id).Bind(2, Seconds(now));
+    TW_RETURN_IF_ERROR(s.Run());
+    return Audit(db, audit);
+  });
 }
 
 absl::StatusOr<LedgerAppended> SqliteStore::AppendLedger(const LedgerAppend& batch) {
@@ -882,6 +933,7 @@ absl::StatusOr<std::vector<ledger::EntryRow>> SqliteStore::QueryLedger(const Led
     absl::StrAppend(&sql, " AND ", column, " = ?", texts.size());
   };
   text("instance", q.instance);
+  text("caller", q.caller);
   text("agent", q.agent);
   text("principal", q.principal);
   text("resource", q.resource);

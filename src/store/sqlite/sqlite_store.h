@@ -25,8 +25,7 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   absl::Status InsertIdentity(const IdentityRecord& record, const LedgerAppend* audit) override;
-  absl::Status RenewIdentity(absl::string_view instance_id, absl::string_view serial_hex,
-                             absl::Time not_before, absl::Time not_after,
+  absl::Status RenewIdentity(const IdentityRecord& renewed, absl::string_view current_serial,
                              const LedgerAppend* audit) override;
   absl::StatusOr<IdentityRecord> GetIdentity(absl::string_view instance_id) override;
   absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(const IdentityFilter& filter) override;
@@ -43,6 +42,8 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<StoredPolicy>> ListPolicies() override;
   absl::Status InsertToken(const TokenRecord& token, const LedgerAppend* audit) override;
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::Status RevokeToken(absl::string_view id, absl::Time now,
+                           const LedgerAppend* audit) override;
   absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) override;
   absl::Status ReadLedgerTree(
       const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn)

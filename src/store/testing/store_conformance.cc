@@ -104,8 +104,7 @@ TEST_P(StoreConformanceTest, DuplicateInstanceIsAlreadyExists) {
 
 TEST_P(StoreConformanceTest, UnknownInstanceIsNotFound) {
   EXPECT_EQ(store_->GetIdentity("inst-none").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(store_->RenewIdentity("inst-none", "01", kNow, kNow).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->RenewIdentity(Identity("inst-none"), "01").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->Revoke(RevocationKind::kInstance, "inst-none", "", kNow).status().code(),
             absl::StatusCode::kNotFound);
 }
@@ -122,16 +121,46 @@ TEST_P(StoreConformanceTest, ChildNeedsKnownUnrevokedParent) {
   EXPECT_EQ(store_->GetIdentity("inst-d").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_P(StoreConformanceTest, RenewReplacesSerialAndValidityUnlessRevoked) {
-  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
-  ASSERT_TRUE(store_->RenewIdentity("inst-a", "beef", kNow, kNow + absl::Hours(2)).ok());
-  auto got = *store_->GetIdentity("inst-a");
-  EXPECT_EQ(got.serial_hex, "beef");
-  EXPECT_EQ(got.not_after, kNow + absl::Hours(2));
+TEST_P(StoreConformanceTest, RenewReplacesCertificateAndGrantUnlessRevoked) {
+  IdentityRecord original = Identity("inst-a");
+  ASSERT_TRUE(store_->InsertIdentity(original).ok());
+  IdentityRecord renewed = original;
+  renewed.serial_hex = "beef";
+  renewed.not_after = kNow + absl::Hours(2);
+  renewed.scopes = {"read:x"};
+  renewed.trust_level = "medium";
+  renewed.policy_version = 4;
+  ASSERT_TRUE(store_->RenewIdentity(renewed, original.serial_hex).ok());
+  EXPECT_EQ(*store_->GetIdentity("inst-a"), renewed);
   ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-a", "", kNow).ok());
-  EXPECT_EQ(store_->RenewIdentity("inst-a", "cafe", kNow, kNow + absl::Hours(3)).code(),
-            absl::StatusCode::kFailedPrecondition);
+  IdentityRecord again = renewed;
+  again.serial_hex = "cafe";
+  EXPECT_EQ(store_->RenewIdentity(again, "beef").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store_->GetIdentity("inst-a")->serial_hex, "beef");
+}
+
+// Two renewals by the same certificate: the second finds it replaced.
+TEST_P(StoreConformanceTest, RenewByAReplacedCertificateIsRefused) {
+  IdentityRecord original = Identity("inst-a");
+  ASSERT_TRUE(store_->InsertIdentity(original).ok());
+  IdentityRecord first = original, second = original;
+  first.serial_hex = "01";
+  second.serial_hex = "02";
+  ASSERT_TRUE(store_->RenewIdentity(first, original.serial_hex).ok());
+  absl::Status s = store_->RenewIdentity(second, original.serial_hex);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("no longer the current"));
+  EXPECT_EQ(store_->GetIdentity("inst-a")->serial_hex, "01");
+}
+
+TEST_P(StoreConformanceTest, RevocationRecordsItsInstantOnTheIdentity) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  const absl::Time at = kNow + absl::Milliseconds(1234);
+  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-a", "", at).ok());
+  Reopen();
+  auto got = *store_->GetIdentity("inst-a");
+  ASSERT_TRUE(got.revoked_at.has_value());
+  EXPECT_EQ(*got.revoked_at, at);
 }
 
 TEST_P(StoreConformanceTest, RevokingAnInstanceCascadesToDescendants) {
@@ -233,12 +262,28 @@ TEST_P(StoreConformanceTest, TokensRoundTrip) {
   TokenRecord t{"tid1", "ci", {1, 2, 3}, false, kNow};
   ASSERT_TRUE(store_->InsertToken(t).ok());
   EXPECT_EQ(store_->InsertToken(t).code(), absl::StatusCode::kAlreadyExists);
+  TokenRecord expiring{
+      "tid2", "audit", {4}, false, kNow + absl::Seconds(1), true, kNow + absl::Hours(1)};
+  ASSERT_TRUE(store_->InsertToken(expiring).ok());
   Reopen();
   auto tokens = *store_->ListTokens();
-  ASSERT_EQ(tokens.size(), 1u);
+  ASSERT_EQ(tokens.size(), 2u);
   EXPECT_EQ(tokens[0].principal, "ci");
   EXPECT_EQ(tokens[0].secret_hash, (base::Bytes{1, 2, 3}));
   EXPECT_FALSE(tokens[0].admin);
+  EXPECT_FALSE(tokens[0].expires_at.has_value());
+  EXPECT_FALSE(tokens[0].revoked_at.has_value());
+  EXPECT_TRUE(tokens[1].auditor);
+  EXPECT_EQ(tokens[1].expires_at, kNow + absl::Hours(1));
+}
+
+TEST_P(StoreConformanceTest, TokensAreRevokedOnce) {
+  ASSERT_TRUE(store_->InsertToken(TokenRecord{"tid1", "ci", {1}, false, kNow}).ok());
+  EXPECT_EQ(store_->RevokeToken("nope", kNow).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->RevokeToken("tid1", kNow + absl::Seconds(5)).ok());
+  EXPECT_EQ(store_->RevokeToken("tid1", kNow).code(), absl::StatusCode::kFailedPrecondition);
+  Reopen();
+  EXPECT_EQ(store_->ListTokens()->at(0).revoked_at, kNow + absl::Seconds(5));
 }
 
 TEST_P(StoreConformanceTest, ConcurrentWritersGetGapFreeSequences) {
@@ -348,6 +393,17 @@ TEST_P(StoreConformanceTest, LedgerQueriesFilterByEveryColumn) {
   ASSERT_TRUE(row.ok());
   EXPECT_EQ(*row, (*limited)[1]);
   EXPECT_EQ(ledger::DecodeEntry(row->entry)->index, 1u);
+
+  LedgerAppend observed = LedgerBatch(1, "spiffe://td/a/b/gw/inst-9");
+  observed.events[0].type = "observation";
+  observed.events[0].caller = "spiffe://td/a/b/c/inst-1";
+  observed.entries[0].event = ledger::EncodeEvent(observed.events[0]);
+  ASSERT_TRUE(store_->AppendLedger(observed).ok());
+  auto by_caller = *store_->QueryLedger({.caller = "spiffe://td/a/b/c/inst-1"});
+  ASSERT_EQ(by_caller.size(), 1u);
+  EXPECT_EQ(by_caller[0].instance, "spiffe://td/a/b/gw/inst-9");
+  EXPECT_EQ(by_caller[0].caller, "spiffe://td/a/b/c/inst-1");
+  EXPECT_EQ(store_->QueryLedger({.instance = "spiffe://td/a/b/c/inst-1"})->size(), 6u);
 }
 
 TEST_P(StoreConformanceTest, LedgerTreeHeadsAndExportSegments) {
