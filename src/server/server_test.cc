@@ -234,6 +234,24 @@ TEST_F(ServerTest, HostileTargetsAndBodiesGet400AndTheServerKeepsServing) {
   EXPECT_EQ(IdentityCount(), 0u);
 }
 
+// Absent credentials are not failures; wrong ones are, and they never lock out a valid token.
+TEST_F(ServerTest, AuthFailureLimitCountsWrongTokensAndNeverRefusesAValidOne) {
+  auto client = Client();
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(Call(*client, "GET", "/v1/identities").status, 401) << i;
+  }
+  EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", admin_token_).status, 200);
+  std::string wrong = admin_token_;
+  wrong.back() = wrong.back() == 'x' ? 'y' : 'x';
+  int limited = 0;
+  for (int i = 0; i < 40; ++i) {
+    net::Response r = Call(*client, "GET", "/v1/identities", "", wrong);
+    if (r.status == 429) ++limited;
+  }
+  EXPECT_GT(limited, 0);
+  EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", admin_token_).status, 200);
+}
+
 TEST_F(ServerTest, RefusesMissingAndWrongTokensWithoutEchoingThem) {
   auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
   json body{{"name", "a/b/c"}, {"csr", Csr(*key)}};

@@ -1,0 +1,280 @@
+// The Authority's decisions, called directly with fake time over a SQLite store in a
+// temporary directory.
+#include "server/authority.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/certificate.h"
+#include "core/csr.h"
+#include "crypto/software_signer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace tw::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
+
+// Moves one second forward every time it is read: any code that reads the clock twice
+// sees two instants.
+class TickingClock final : public base::Clock {
+ public:
+  absl::Time Now() const override { return kStart + absl::Seconds(ticks_.fetch_add(1)); }
+
+ private:
+  mutable std::atomic<int64_t> ticks_{0};
+};
+
+class AuthorityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-authority-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(ca::CaDirectory::Init(dir_ + "/ca", {.trust_domain = *core::TrustDomain::FromName(
+                                                         "example.org")},
+                                      fake_)
+                    .ok());
+    ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir_ + "/ca"));
+    store_ = *store::SqliteStore::Open(dir_ + "/tw.db");
+    hub_ = std::make_unique<RevocationHub>(0, std::vector<store::RevocationEntry>{});
+    ledger_ = std::make_unique<LedgerService>(
+        *store_, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "example.org",
+        ca_->bundle().ToJson(), LedgerServiceOptions{.clock = &fake_});
+    Recreate(&fake_);
+  }
+  void TearDown() override {
+    authority_.reset();
+    ledger_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void Recreate(const base::Clock* clock,
+                absl::Duration max_lifetime = absl::Hours(24)) {
+    authority_ = std::make_unique<Authority>(
+        *ca_, *store_, *hub_, metrics_,
+        AuthorityOptions{
+            .clock = clock, .max_instance_lifetime = max_lifetime, .ledger = ledger_.get()});
+    ASSERT_TRUE(authority_->Load(nullptr).ok());
+  }
+
+  struct Made {
+    std::unique_ptr<crypto::SoftwareSigner> key;
+    IssuedIdentity issued;
+    std::vector<core::Certificate> chain;
+    const core::Certificate& cert() const { return chain[0]; }
+  };
+
+  static std::string Csr(const crypto::SoftwareSigner& key) {
+    return core::PemEncode("CERTIFICATE REQUEST", *core::BuildCertificateRequest(key));
+  }
+
+  absl::StatusOr<Made> Create(const Caller& caller, const std::string& name,
+                              std::vector<std::string> scopes, std::optional<absl::Duration> ttl,
+                              core::TrustLevel level = core::TrustLevel::kMedium) {
+    Made m{*crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), {}, {}};
+    CreateIdentityRequest request{.name = *core::AgentName::Parse(name),
+                                  .ttl = ttl,
+                                  .trust_level = level,
+                                  .csr = Csr(*m.key)};
+    for (const std::string& s : scopes) request.scopes.push_back(*core::Scope::Parse(s));
+    auto issued = authority_->CreateIdentity(caller, request);
+    if (!issued.ok()) return issued.status();
+    m.issued = *std::move(issued);
+    m.chain = *core::Certificate::ParseChain(m.issued.svid_pem);
+    return m;
+  }
+
+  // The caller presenting `made`'s certificate over mTLS.
+  Caller AsAgent(const core::Certificate& cert) {
+    auto caller = authority_->Authenticate("", {base::Bytes(cert.der().begin(), cert.der().end())});
+    EXPECT_TRUE(caller.ok() && caller->svid.has_value()) << caller.status();
+    return *caller;
+  }
+
+  absl::StatusOr<Made> Renew(const core::Certificate& presented) {
+    Made m{*crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), {}, {}};
+    auto issued = authority_->Renew(AsAgent(presented), Csr(*m.key));
+    if (!issued.ok()) return issued.status();
+    m.issued = *std::move(issued);
+    m.chain = *core::Certificate::ParseChain(m.issued.svid_pem);
+    return m;
+  }
+
+  absl::Status ApplyPolicy(const std::string& toml) {
+    return authority_->ApplyPolicy(admin_, toml).status();
+  }
+
+  base::FakeClock fake_{kStart};
+  TickingClock ticking_;
+  std::string dir_;
+  std::unique_ptr<ca::CaDirectory> ca_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<RevocationHub> hub_;
+  Metrics metrics_;
+  std::unique_ptr<LedgerService> ledger_;
+  std::unique_ptr<Authority> authority_;
+  const Caller admin_{.principal = "admin", .admin = true};
+};
+
+TEST_F(AuthorityTest, AnAuditorTokenCannotCreateIdentities) {
+  auto created = authority_->CreateToken(admin_, "aud", /*auditor=*/true);
+  ASSERT_TRUE(created.ok()) << created.status();
+  auto auditor = authority_->Authenticate(created->token, {});
+  ASSERT_TRUE(auditor.ok());
+  EXPECT_TRUE(auditor->auditor);
+  EXPECT_EQ(Create(*auditor, "acme/fin/payer", {"read:x"}, absl::Minutes(5)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(authority_->RequireAuditor(*auditor).ok());
+  EXPECT_EQ(authority_->CreateToken(admin_, "admin").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(AuthorityTest, TokensExpireAndAreRevoked) {
+  auto expiring = *authority_->CreateToken(admin_, "ci", false, absl::Minutes(10));
+  auto kept = *authority_->CreateToken(admin_, "ops");
+  EXPECT_TRUE(authority_->Authenticate(expiring.token, {}).ok());
+  fake_.Set(kStart + absl::Minutes(10));
+  auto expired = authority_->Authenticate(expiring.token, {});
+  EXPECT_EQ(expired.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(expired.status().message(), HasSubstr("expired"));
+
+  ASSERT_TRUE(authority_->RevokeToken(admin_, kept.id).ok());
+  auto revoked = authority_->Authenticate(kept.token, {});
+  EXPECT_THAT(revoked.status().message(), HasSubstr("revoked"));
+  EXPECT_EQ(authority_->RevokeToken(admin_, kept.id).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(authority_->RevokeToken(admin_, "0123456789abcdef").code(),
+            absl::StatusCode::kNotFound);
+  // Revocation and expiry survive a restart (they are read back from the store).
+  Recreate(&fake_);
+  EXPECT_THAT(authority_->Authenticate(kept.token, {}).status().message(), HasSubstr("revoked"));
+  auto listed = *authority_->ListTokens(admin_);
+  ASSERT_EQ(listed.size(), 3u);
+  for (const store::TokenRecord& t : listed) EXPECT_TRUE(t.secret_hash.empty());
+}
+
+TEST_F(AuthorityTest, TheLastAdminTokenCannotBeRevoked) {
+  auto listed = *authority_->ListTokens(admin_);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(authority_->RevokeToken(admin_, listed[0].id).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// With a clock that moves on every read, the TTL check and the certificate's notAfter
+// must use one instant, or a child asking for all its parent has left outlives it.
+TEST_F(AuthorityTest, AChildNeverOutlivesItsParent) {
+  Recreate(&ticking_);
+  auto parent = Create(admin_, "acme/fin/orchestrator", {"read:*"}, absl::Minutes(10));
+  ASSERT_TRUE(parent.ok()) << parent.status();
+  const Caller as_parent = AsAgent(parent->cert());
+  for (int i = 0; i < 5; ++i) {
+    const absl::Duration left =
+        absl::Trunc(parent->cert().not_after() - ticking_.Now(), absl::Seconds(1)) -
+        absl::Seconds(1);
+    auto child = Create(as_parent, "acme/fin/worker", {"read:x"}, left);
+    ASSERT_TRUE(child.ok()) << child.status();
+    EXPECT_LE(child->cert().not_after(), parent->cert().not_after()) << i;
+    auto defaulted = Create(as_parent, "acme/fin/worker", {"read:x"}, std::nullopt);
+    ASSERT_TRUE(defaulted.ok()) << defaulted.status();
+    EXPECT_LE(defaulted->cert().not_after(), parent->cert().not_after()) << i;
+  }
+}
+
+TEST_F(AuthorityTest, OnlyTheCurrentCertificateRenewsAndAnOlderOneIsRecorded) {
+  auto first = *Create(admin_, "acme/fin/payer", {"read:x"}, absl::Minutes(10));
+  auto second = Renew(first.cert());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->issued.record.instance_id, first.issued.record.instance_id);
+  auto stolen = Renew(first.cert());
+  EXPECT_EQ(stolen.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(stolen.status().message(), HasSubstr("suspected key theft"));
+  auto events = *store_->QueryLedger({.decision = "deny", .type = "renewal"});
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].instance, first.issued.record.spiffe_id);
+  // The current certificate still renews.
+  EXPECT_TRUE(Renew(second->cert()).ok());
+}
+
+TEST_F(AuthorityTest, RenewalAppliesTheCurrentPolicy) {
+  auto made = *Create(admin_, "acme/fin/payer", {"read:x", "write:y"}, absl::Hours(2),
+                      core::TrustLevel::kHigh);
+  ASSERT_TRUE(ApplyPolicy(R"(
+[principals.admin]
+names = ["*/*/*"]
+scopes = ["read:*"]
+max_ttl = "30m"
+max_trust_level = "medium"
+may_delegate = true
+max_depth = 3
+)")
+                  .ok());
+  auto renewed = Renew(made.cert());
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  const store::IdentityRecord& r = renewed->issued.record;
+  EXPECT_THAT(r.scopes, ::testing::ElementsAre("read:x"));
+  EXPECT_EQ(r.trust_level, "medium");
+  EXPECT_EQ(r.policy_version, authority_->current_policy()->version);
+  EXPECT_LE(renewed->cert().not_after() - kStart, absl::Minutes(30));
+  auto attributes = core::DecodeAttributes(*renewed->cert().attributes());
+  ASSERT_TRUE(attributes.ok());
+  ASSERT_EQ(attributes->scopes.size(), 1u);
+  EXPECT_EQ(attributes->scopes[0].str(), "read:x");
+  EXPECT_EQ(*store_->GetIdentity(r.instance_id), r);
+
+  ASSERT_TRUE(ApplyPolicy(R"(
+[principals.someone-else]
+names = ["*/*/*"]
+scopes = ["read:*"]
+max_ttl = "30m"
+max_trust_level = "medium"
+)")
+                  .ok());
+  auto refused = Renew(renewed->cert());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("no longer in the policy"));
+}
+
+TEST_F(AuthorityTest, AnInstanceLivesNoLongerThanTheMaximumLifetime) {
+  Recreate(&fake_, absl::Hours(1));
+  EXPECT_EQ(Create(admin_, "acme/fin/payer", {"read:x"}, absl::Hours(2)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto made = *Create(admin_, "acme/fin/payer", {"read:x"}, absl::Minutes(40));
+  fake_.Set(kStart + absl::Minutes(30));
+  auto renewed = Renew(made.cert());
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_LE(renewed->cert().not_after(), kStart + absl::Hours(1));
+  fake_.Set(kStart + absl::Hours(1));
+  EXPECT_THAT(Renew(renewed->cert()).status().message(), HasSubstr("max lifetime"));
+}
+
+TEST_F(AuthorityTest, LateSignersAreJudgedByTheDurableRevocationRecord) {
+  auto made = *Create(admin_, "acme/fin/payer", {"read:x"}, absl::Minutes(10));
+  std::vector<base::ByteView> chain = {made.cert().der()};
+  auto live = authority_->VerifyLateSigner(chain);
+  ASSERT_TRUE(live.ok()) << live.status();
+  EXPECT_FALSE(live->revoked_at.has_value());
+  fake_.Set(kStart + absl::Minutes(1));
+  ASSERT_TRUE(authority_
+                  ->Revoke(admin_, RevokeRequest{store::RevocationKind::kInstance,
+                                                 made.issued.record.instance_id, "test"})
+                  .ok());
+  // A hub that has forgotten the revocation (pruned, or a fresh replica) changes nothing.
+  hub_ = std::make_unique<RevocationHub>(0, std::vector<store::RevocationEntry>{});
+  Recreate(&fake_);
+  auto revoked = authority_->VerifyLateSigner(chain);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  ASSERT_TRUE(revoked->revoked_at.has_value());
+  EXPECT_EQ(*revoked->revoked_at, kStart + absl::Minutes(1));
+}
+
+}  // namespace
+}  // namespace tw::server
