@@ -193,7 +193,8 @@ namespace {
 
 struct LedgerFlags {
   ClientFlags client;
-  std::string data_dir, export_file, ledger_key;
+  std::string data_dir, export_file, ledger_key, since;
+  bool allow_unsigned_tail = false;
 };
 
 // Where the ledger comes from: a local data directory (given, or the default one when no
@@ -211,8 +212,10 @@ bool UseLocal(const LedgerFlags& f, std::string* dir) {
   return false;
 }
 
-// Streams the ledger as export bytes to `out`.
-absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out) {
+// Streams the ledger as export bytes to `out`: the whole database of a data directory, or
+// the server's entries up to `server_end`.
+absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out,
+                        uint64_t server_end = std::numeric_limits<uint64_t>::max()) {
   std::string dir;
   if (UseLocal(f, &dir)) {
     const std::string db = dir + "/trustwarden.db";
@@ -232,10 +235,10 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out) {
   }
   TW_ASSIGN_OR_RETURN(auto client, Connect(f.client));
   for (uint64_t start = 0;;) {
+    const uint64_t end = std::min(start + kPage, server_end);
     TW_ASSIGN_OR_RETURN(
         net::Response response,
-        client->Request("GET",
-                        absl::StrCat("/v1/ledger/export?start=", start, "&end=", start + kPage), "",
+        client->Request("GET", absl::StrCat("/v1/ledger/export?start=", start, "&end=", end), "",
                         AuthHeaders(f.client)));
     if (response.status != 200) {
       json err = json::parse(response.body, nullptr, false);
@@ -250,7 +253,9 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out) {
     TW_ASSIGN_OR_RETURN(auto first, reader.Next());
     const auto* header = first ? std::get_if<ledger::ExportHeader>(&*first) : nullptr;
     if (header == nullptr) return absl::UnavailableError("server: the export has no header");
-    if (header->end >= header->tree_size || header->end == start) return absl::OkStatus();
+    if (header->end >= std::min(header->tree_size, server_end) || header->end == start) {
+      return absl::OkStatus();
+    }
     start = header->end;
   }
 }
@@ -268,33 +273,119 @@ int LedgerExport(const LedgerFlags& f, const std::string& file) {
   return 0;
 }
 
-int LedgerVerify(const LedgerFlags& f) {
-  std::optional<base::Bytes> pinned;
-  if (!f.ledger_key.empty()) {
-    auto pem = base::ReadFile(f.ledger_key);
-    if (!pem.ok()) return Fail(pem.status());
-    auto key = crypto::PublicKey::FromPem(*pem);
-    if (!key.ok()) return Fail(key.status());
-    pinned = key->spki_der();
+// A signed tree head as GET /v1/ledger/sth gives it and `ledger sth --out` saves it.
+absl::StatusOr<ledger::TreeHead> TreeHeadOf(const json& j) {
+  ledger::TreeHead head;
+  std::string root, signature;
+  if (!j.is_object() || !j.contains("tree_size") || !j["tree_size"].is_number_unsigned() ||
+      !j.contains("timestamp") || !j["timestamp"].is_number_integer() ||
+      !base::Base64UrlDecode(Str(j, "root_hash"), &root) || root.size() != head.root.size() ||
+      !base::Base64UrlDecode(Str(j, "signature"), &signature) || signature.empty()) {
+    return absl::InvalidArgumentError(
+        "not a signed tree head (tree_size, timestamp, root_hash, signature)");
   }
+  head.tree_size = j["tree_size"].get<uint64_t>();
+  head.timestamp_ms = j["timestamp"].get<int64_t>();
+  std::copy(root.begin(), root.end(), head.root.begin());
+  head.signature = base::ToBytes(signature);
+  return head;
+}
+
+// The server the anchors and heads come from, connected once.
+class ServerSource {
+ public:
+  explicit ServerSource(const ClientFlags& flags) : flags_(flags) {}
+  absl::StatusOr<json> Get(const std::string& target) {
+    if (client_ == nullptr) {
+      auto client = Connect(flags_);
+      if (!client.ok()) return client.status();
+      client_ = *std::move(client);
+    }
+    return CallJson(*client_, flags_, "GET", target);
+  }
+
+ private:
+  const ClientFlags& flags_;
+  std::unique_ptr<net::HttpsClient> client_;
+};
+
+// The trust anchors, from outside what is verified: --ledger-key and --bundle (or
+// $TRUSTWARDEN_BUNDLE), or else the server's, over TLS. Never the copies in an export
+// header or a data directory.
+absl::StatusOr<ledger::VerifyOptions> TrustAnchors(const LedgerFlags& f, ServerSource& server) {
+  ledger::VerifyOptions o{.allow_unsigned_tail = f.allow_unsigned_tail};
+  auto unreachable = [](absl::string_view what, const absl::Status& why) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the ", what, " must come from outside the ledger: give ",
+                     what == "ledger key" ? "--ledger-key FILE" : "--bundle FILE",
+                     " or reach the server (--server, $TRUSTWARDEN_SERVER): ", why.message()));
+  };
+  std::string key_pem;
+  if (!f.ledger_key.empty()) {
+    TW_ASSIGN_OR_RETURN(key_pem, base::ReadFile(f.ledger_key));
+  } else {
+    auto reply = server.Get("/v1/ledger/key");
+    if (!reply.ok()) return unreachable("ledger key", reply.status());
+    key_pem = Str(*reply, "public_key_pem");
+  }
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromPem(key_pem));
+  o.ledger_key = key.spki_der();
+  const char* env = std::getenv("TRUSTWARDEN_BUNDLE");
+  if (!f.client.bundle.empty() || (env != nullptr && *env != '\0')) {
+    TW_ASSIGN_OR_RETURN(o.bundle, base::ReadFile(f.client.bundle.empty() ? env : f.client.bundle));
+  } else {
+    auto reply = server.Get("/v1/bundle");
+    if (!reply.ok()) return unreachable("bundle", reply.status());
+    o.bundle = reply->dump();
+  }
+  if (!f.since.empty()) {
+    TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(f.since));
+    auto head = TreeHeadOf(json::parse(text, nullptr, false));
+    if (!head.ok())
+      return absl::InvalidArgumentError(absl::StrCat(f.since, ": ", head.status().message()));
+    o.since = *head;
+  }
+  return o;
+}
+
+int LedgerVerify(const LedgerFlags& f) {
+  ServerSource server(f.client);
+  auto options = TrustAnchors(f, server);
+  if (!options.ok()) return Fail(options.status());
   ledger::VerifyReport report;
   if (!f.export_file.empty()) {
     std::ifstream in(f.export_file, std::ios::binary);
     if (!in) return Fail(absl::NotFoundError("cannot read " + f.export_file));
-    report = ledger::VerifyExport(in, pinned);
+    report = ledger::VerifyExport(in, *std::move(options));
   } else {
+    // From the server: up to its latest signed tree head (entries after it are at most one
+    // signing interval old, and not yet claimed by anything).
+    uint64_t end = std::numeric_limits<uint64_t>::max();
+    std::string dir;
+    if (!UseLocal(f, &dir)) {
+      auto latest = server.Get("/v1/ledger/sth");
+      if (!latest.ok()) return Fail(latest.status());
+      auto head = TreeHeadOf(*latest);
+      if (!head.ok()) return Fail(head.status());
+      end = head->tree_size;
+    }
     std::string pending;
-    absl::Status s = ReadLedger(f, [&](base::ByteView b) {
-      pending.append(reinterpret_cast<const char*>(b.data()), b.size());
-      return absl::OkStatus();
-    });
+    absl::Status s = ReadLedger(
+        f,
+        [&](base::ByteView b) {
+          pending.append(reinterpret_cast<const char*>(b.data()), b.size());
+          return absl::OkStatus();
+        },
+        end);
     if (!s.ok()) return Fail(s);
     std::istringstream in(pending);
-    report = ledger::VerifyExport(in, pinned);
+    report = ledger::VerifyExport(in, *std::move(options));
   }
   if (report.ok()) {
     std::cout << "ledger intact: " << report.entries << " entries, " << report.signatures
-              << " batch signatures, " << report.tree_heads << " tree heads verified\n";
+              << " batch signatures, " << report.tree_heads << " tree heads verified";
+    if (!f.since.empty()) std::cout << ", consistent with " << f.since;
+    std::cout << "\n";
     return 0;
   }
   if (report.first_bad_index) {
@@ -304,6 +395,41 @@ int LedgerVerify(const LedgerFlags& f) {
     std::cout << "ledger verify: " << report.error << "\n";
   }
   return 1;
+}
+
+// `ledger sth --out FILE`: the server's latest signed tree head, checked against the ledger
+// key, saved for a later `ledger verify --since FILE`.
+int LedgerSth(const LedgerFlags& f, const std::string& out) {
+  ServerSource server(f.client);
+  auto latest = server.Get("/v1/ledger/sth");
+  if (!latest.ok()) return Fail(latest.status());
+  auto head = TreeHeadOf(*latest);
+  if (!head.ok()) return Fail(head.status());
+  std::string key_pem;
+  if (!f.ledger_key.empty()) {
+    auto pem = base::ReadFile(f.ledger_key);
+    if (!pem.ok()) return Fail(pem.status());
+    key_pem = *pem;
+  } else {
+    auto key = server.Get("/v1/ledger/key");
+    if (!key.ok()) return Fail(key.status());
+    key_pem = Str(*key, "public_key_pem");
+  }
+  auto key = crypto::PublicKey::FromPem(key_pem);
+  if (!key.ok()) return Fail(key.status());
+  if (absl::Status s = ledger::VerifyTreeHead(*key, *head); !s.ok()) {
+    return Fail(absl::UnauthenticatedError(
+        absl::StrCat("the server's tree head does not verify with the ledger key: ", s.message())));
+  }
+  const json saved{{"tree_size", head->tree_size},
+                   {"timestamp", head->timestamp_ms},
+                   {"root_hash", Str(*latest, "root_hash")},
+                   {"signature", Str(*latest, "signature")},
+                   {"key_id", ledger::LedgerKeyId(*key)}};
+  if (absl::Status s = base::WriteFile(out, saved.dump(2) + "\n", 0644); !s.ok()) return Fail(s);
+  std::cout << "saved the signed tree head of size " << head->tree_size << " (root "
+            << Str(*latest, "root_hash") << ") to " << out << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -357,9 +483,27 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
         "and the first bad index when anything was changed");
     cmd->add_option("--export", f->export_file, "Verify this export file (offline)");
     cmd->add_option("--ledger-key", f->ledger_key,
-                    "The ledger's public key (PEM, e.g. ledger.pub.pem) to pin");
+                    "The ledger's public key (PEM), a copy kept outside the ledger; default: "
+                    "the server's");
+    cmd->add_option("--since", f->since,
+                    "A tree head saved earlier (ledger sth --out): the ledger must hold exactly "
+                    "what it signed, and at least as much");
+    cmd->add_flag("--allow-unsigned-tail", f->allow_unsigned_tail,
+                  "Accept entries after the last signed tree head");
     add_source(cmd, f.get());
     OnRun(cmd, action, [f] { return LedgerVerify(*f); });
+  }
+  {
+    auto f = std::make_shared<LedgerFlags>();
+    auto out = std::make_shared<std::string>();
+    CLI::App* cmd = ledger->add_subcommand(
+        "sth", "Save the server's current signed tree head (the auditor's copy, for --since)");
+    cmd->add_option("--out", *out, "File to write (JSON)")->required();
+    cmd->add_option("--ledger-key", f->ledger_key,
+                    "The ledger's public key (PEM) to check the head with; default: the "
+                    "server's");
+    AddClientFlags(cmd, &f->client);
+    OnRun(cmd, action, [f, out] { return LedgerSth(*f, *out); });
   }
   {
     auto f = std::make_shared<LedgerFlags>();

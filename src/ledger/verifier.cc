@@ -69,8 +69,7 @@ struct LedgerVerifier::Chunk {
   std::future<void> checked;                          // last: waited for first on destruction
 };
 
-LedgerVerifier::LedgerVerifier(std::optional<base::Bytes> pinned_key)
-    : pinned_key_(std::move(pinned_key)) {}
+LedgerVerifier::LedgerVerifier(VerifyOptions options) : options_(std::move(options)) {}
 LedgerVerifier::~LedgerVerifier() = default;
 
 bool LedgerVerifier::Fail(std::optional<uint64_t> index, std::string error) {
@@ -183,18 +182,27 @@ bool LedgerVerifier::AddHeader(const ExportHeader& h) {
     }
     return true;
   }
-  if (pinned_key_ && *pinned_key_ != h.ledger_key) {
-    return Fail(std::nullopt, "the export's ledger key is not the pinned key");
+  if (h.ledger_key != options_.ledger_key) {
+    return Fail(std::nullopt, "the export's ledger key is not the trusted ledger key");
   }
   auto key = crypto::PublicKey::FromSpkiDer(h.ledger_key);
   if (!key.ok() || key->type() != crypto::KeyType::kEcP256) {
-    return Fail(std::nullopt, "the export's ledger key is not an ECDSA P-256 key");
+    return Fail(std::nullopt, "the ledger key is not an ECDSA P-256 key");
+  }
+  if (options_.since && !VerifyTreeHead(*key, *options_.since).ok()) {
+    return Fail(std::nullopt,
+                "the saved tree head's signature does not verify with the ledger key");
   }
   auto td = core::TrustDomain::FromName(h.trust_domain);
   if (!td.ok()) return Fail(std::nullopt, "the export's trust domain is invalid");
-  auto bundle = core::Bundle::Parse(h.bundle_json, *td);
+  auto bundle = core::Bundle::Parse(options_.bundle, *td);
   if (!bundle.ok()) {
-    return Fail(std::nullopt, absl::StrCat("the export's bundle: ", bundle.status().message()));
+    return Fail(std::nullopt, absl::StrCat("the trusted bundle: ", bundle.status().message()));
+  }
+  if (bundle->trust_domain() != *td) {
+    return Fail(std::nullopt,
+                absl::StrCat("the trusted bundle is of ", bundle->trust_domain().name(),
+                             ", the export of ", h.trust_domain));
   }
   auto set = std::make_shared<core::BundleSet>();
   set->Put(std::move(*bundle));
@@ -339,6 +347,12 @@ bool LedgerVerifier::CommitEntry(const EntryCheck& c,
   next_node_ = 0;
   tree_.Append(c.leaf, &expected_nodes_);
   ++report_.entries;
+  if (options_.since && options_.since->tree_size == tree_.size() &&
+      options_.since->root != tree_.Root()) {
+    return Fail(verified_size_, absl::StrCat("the entries differ from those the saved tree head of "
+                                             "size ",
+                                             tree_.size(), " signed"));
+  }
   auto [first, last] = pending_heads_.equal_range(tree_.size());
   if (first != last) {
     Hash root = tree_.Root();
@@ -386,12 +400,19 @@ const VerifyReport& LedgerVerifier::Finish() {
   } else if (!pending_heads_.empty()) {
     Fail(tree_.size(), absl::StrCat("a tree head covers ", pending_heads_.begin()->first,
                                     " entries but the ledger ends at ", tree_.size()));
+  } else if (options_.since && tree_.size() < options_.since->tree_size) {
+    Fail(tree_.size(), absl::StrCat("the ledger has ", tree_.size(),
+                                    " entries, fewer than the saved tree head's ",
+                                    options_.since->tree_size, ": it was truncated"));
+  } else if (!options_.allow_unsigned_tail && verified_size_ < tree_.size()) {
+    Fail(verified_size_,
+         absl::StrCat("entries from ", verified_size_, " on are covered by no signed tree head"));
   }
   return report_;
 }
 
-VerifyReport VerifyExport(std::istream& in, std::optional<base::Bytes> pinned_key) {
-  LedgerVerifier verifier(std::move(pinned_key));
+VerifyReport VerifyExport(std::istream& in, VerifyOptions options) {
+  LedgerVerifier verifier(std::move(options));
   ExportReader reader(in);
   for (;;) {
     auto record = reader.Next();

@@ -33,10 +33,23 @@ struct VerifyReport {
   bool ok() const { return error.empty(); }
 };
 
+// What a ledger is checked against. The trust anchors come from outside what is
+// verified: the copies in an export's header are compared with them, never trusted.
+struct VerifyOptions {
+  base::Bytes ledger_key;  // SPKI DER of the ledger key that signs tree heads and server events
+  std::string bundle;      // the trust domain's bundle (SPIFFE JSON or PEM): agents' signers
+  // Entries beyond the last signed tree head are accepted (normally a failure: a tail
+  // deleted together with its tree heads would otherwise pass).
+  bool allow_unsigned_tail = false;
+  // A tree head saved earlier (and verified with `ledger_key`): the ledger must be at least
+  // as long and hold exactly the entries it signed (RFC 9162 §8.1.2: the auditor's defence
+  // against truncation and rewriting).
+  std::optional<TreeHead> since;
+};
+
 class LedgerVerifier {
  public:
-  // `pinned_key`: when set, the ledger key (SPKI DER) the export must name.
-  explicit LedgerVerifier(std::optional<base::Bytes> pinned_key = std::nullopt);
+  explicit LedgerVerifier(VerifyOptions options);
   ~LedgerVerifier();
 
   // Takes one record, in file order. Returns false once the ledger is known to be bad;
@@ -68,7 +81,7 @@ class LedgerVerifier {
   bool CommitEntry(const EntryCheck& check,
                    const absl::flat_hash_map<std::string, bool>& signatures);
 
-  std::optional<base::Bytes> pinned_key_;
+  const VerifyOptions options_;
   std::optional<ExportHeader> header_;
   std::optional<crypto::PublicKey> ledger_key_;
   Hash ledger_key_id_{};
@@ -90,6 +103,6 @@ class LedgerVerifier {
 };
 
 // Reads and verifies a whole export stream.
-VerifyReport VerifyExport(std::istream& in, std::optional<base::Bytes> pinned_key = std::nullopt);
+VerifyReport VerifyExport(std::istream& in, VerifyOptions options);
 
 }  // namespace tw::ledger

@@ -1,5 +1,6 @@
 #include "ledger/verifier.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "core/bundle.h"
@@ -122,9 +123,13 @@ class LedgerFixture : public ::testing::Test {
     return file;
   }
 
-  static VerifyReport Verify(const Records& records) {
+  // The trust anchors as an auditor holds them: the ledger key and the bundle.
+  VerifyOptions Anchors() const { return {ledger_key_->public_key_der(), bundle_json_}; }
+
+  VerifyReport Verify(const Records& records) const { return Verify(records, Anchors()); }
+  static VerifyReport Verify(const Records& records, VerifyOptions options) {
     std::istringstream in(FileOf(records));
-    return VerifyExport(in);
+    return VerifyExport(in, std::move(options));
   }
 
   // The position in `records` of the entry with `index`.
@@ -309,22 +314,92 @@ TEST_F(LedgerFixture, SignersMustChainToTheBundle) {
   EXPECT_NE(r.error.find("certificate"), std::string::npos) << r.error;
 }
 
-TEST_F(LedgerFixture, PinnedKeyMustMatch) {
+// An attacker who rewrites the ledger re-signs it with a key of their own and puts that
+// key (and a bundle of their own) in the export: the anchors come from elsewhere.
+TEST_F(LedgerFixture, TrustAnchorsComeFromOutsideTheExport) {
   Build();
-  std::istringstream in(FileOf(Export()));
-  VerifyReport r = VerifyExport(in, agent_key_->public_key_der());
-  EXPECT_NE(r.error.find("pinned"), std::string::npos) << r.error;
+  VerifyOptions wrong_key = Anchors();
+  wrong_key.ledger_key = agent_key_->public_key_der();
+  EXPECT_NE(Verify(Export(), wrong_key).error.find("not the trusted ledger key"),
+            std::string::npos);
+
+  auto stranger = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  auto td = core::TrustDomain::FromName("td.example");
+  auto rogue_ca = core::X509Issuer::SelfSignedCa(
+      *stranger, {*td, absl::Now() - absl::Hours(1), absl::Now() + absl::Hours(2), {}});
+  core::Bundle rogue(*td);
+  ASSERT_TRUE(rogue.AddX509Authority(*rogue_ca).ok());
+  Records records = Export();
+  std::get<ExportHeader>(records[0]).bundle_json = rogue.ToJson();  // ignored
+  EXPECT_TRUE(Verify(records).ok());
+  VerifyOptions rogue_bundle = Anchors();
+  rogue_bundle.bundle = rogue.ToJson();  // agents' certificates no longer chain
+  VerifyReport r = Verify(Export(), rogue_bundle);
+  EXPECT_EQ(r.first_bad_index, 0u) << r.error;
+
+  core::Bundle other(*core::TrustDomain::FromName("other.example"));
+  VerifyOptions other_domain = Anchors();
+  other_domain.bundle = other.ToJson();
+  EXPECT_FALSE(Verify(Export(), other_domain).ok());
+}
+
+TEST_F(LedgerFixture, AnUnsignedTailFailsUnlessAllowed) {
+  Build();
+  AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {AgentEvent(20), AgentEvent(21)});
+  VerifyReport r = Verify(Export());
+  EXPECT_EQ(r.first_bad_index, 8u) << r.error;
+  EXPECT_NE(r.error.find("no signed tree head"), std::string::npos) << r.error;
+  VerifyOptions allowed = Anchors();
+  allowed.allow_unsigned_tail = true;
+  EXPECT_TRUE(Verify(Export(), allowed).ok());
+}
+
+// A tail deleted together with the tree heads that covered it leaves a ledger that is
+// consistent with itself; only a tree head saved before catches it.
+TEST_F(LedgerFixture, ATailDeletedWithItsTreeHeadsFailsAgainstASavedHead) {
+  Build();
+  const TreeHead saved = heads_.back();  // size 8
+  Records records = Export();
+  records.erase(records.begin() + EntryAt(records, 4), records.end());
+  records.erase(std::remove_if(records.begin(), records.end(),
+                               [](const ExportRecord& rec) {
+                                 const auto* h = std::get_if<TreeHead>(&rec);
+                                 return h != nullptr && h->tree_size == 8;
+                               }),
+                records.end());
+  std::get<ExportHeader>(records[0]).end = 4;
+  std::get<ExportHeader>(records[0]).tree_size = 4;
+  ASSERT_TRUE(Verify(records).ok()) << Verify(records).error;
+  VerifyOptions since = Anchors();
+  since.since = saved;
+  VerifyReport r = Verify(records, since);
+  EXPECT_EQ(r.first_bad_index, 4u) << r.error;
+  EXPECT_NE(r.error.find("truncated"), std::string::npos) << r.error;
+  EXPECT_TRUE(Verify(Export(), since).ok());
+}
+
+TEST_F(LedgerFixture, ARewrittenPrefixFailsAgainstASavedHead) {
+  Build();
+  TreeHead elsewhere{4, 1, LeafHash(base::AsBytes("another history")), {}};
+  ASSERT_TRUE(SignTreeHead(*ledger_key_, elsewhere).ok());
+  VerifyOptions since = Anchors();
+  since.since = elsewhere;
+  VerifyReport r = Verify(Export(), since);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error.find("saved tree head of size 4"), std::string::npos) << r.error;
+  since.since->signature[5] ^= 1;
+  EXPECT_NE(Verify(Export(), since).error.find("saved tree head's signature"), std::string::npos);
 }
 
 TEST_F(LedgerFixture, MalformedFilesAreErrors) {
   std::istringstream empty("");
-  EXPECT_FALSE(VerifyExport(empty).ok());
+  EXPECT_FALSE(VerifyExport(empty, Anchors()).ok());
   std::istringstream junk("not a ledger");
-  EXPECT_NE(VerifyExport(junk).error.find("not a TrustWarden"), std::string::npos);
+  EXPECT_NE(VerifyExport(junk, Anchors()).error.find("not a TrustWarden"), std::string::npos);
   Build();
   std::string file = FileOf(Export());
   std::istringstream cut(file.substr(0, file.size() - 10));
-  EXPECT_FALSE(VerifyExport(cut).ok());
+  EXPECT_FALSE(VerifyExport(cut, Anchors()).ok());
 }
 
 }  // namespace

@@ -38,8 +38,8 @@ class AuthorityTest : public ::testing::Test {
     std::string tmpl = (std::filesystem::temp_directory_path() / "tw-authority-XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    ASSERT_TRUE(ca::CaDirectory::Init(dir_ + "/ca", {.trust_domain = *core::TrustDomain::FromName(
-                                                         "example.org")},
+    ASSERT_TRUE(ca::CaDirectory::Init(dir_ + "/ca",
+                                      {.trust_domain = *core::TrustDomain::FromName("example.org")},
                                       fake_)
                     .ok());
     ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir_ + "/ca"));
@@ -57,8 +57,7 @@ class AuthorityTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void Recreate(const base::Clock* clock,
-                absl::Duration max_lifetime = absl::Hours(24)) {
+  void Recreate(const base::Clock* clock, absl::Duration max_lifetime = absl::Hours(24)) {
     authority_ = std::make_unique<Authority>(
         *ca_, *store_, *hub_, metrics_,
         AuthorityOptions{
@@ -150,8 +149,7 @@ TEST_F(AuthorityTest, TokensExpireAndAreRevoked) {
   ASSERT_TRUE(authority_->RevokeToken(admin_, kept.id).ok());
   auto revoked = authority_->Authenticate(kept.token, {});
   EXPECT_THAT(revoked.status().message(), HasSubstr("revoked"));
-  EXPECT_EQ(authority_->RevokeToken(admin_, kept.id).code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(authority_->RevokeToken(admin_, kept.id).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(authority_->RevokeToken(admin_, "0123456789abcdef").code(),
             absl::StatusCode::kNotFound);
   // Revocation and expiry survive a restart (they are read back from the store).

@@ -774,6 +774,11 @@ class TamperTest(LedgerCase):
         shutil.copytree(self.pristine, d)
         return d, os.path.join(d, "trustwarden.db")
 
+    def anchors(self):
+        """The auditor's own copies of the trust anchors, kept outside the data directory."""
+        return ["--ledger-key", os.path.join(self.pristine, "ledger.pub.pem"),
+                "--bundle", os.path.join(self.pristine, "bundle.json")]
+
     def assert_verify(self, r, bad=None, what=""):
         if bad is None:
             self.assertEqual(r.returncode, 0, what + describe(r))
@@ -789,7 +794,8 @@ class TamperTest(LedgerCase):
         (((type_, decision),),) = sql(db, (
             "SELECT type, decision FROM ledger_entries WHERE idx=?", (k,)))
         self.assertEqual((type_, decision), ("action", "allow"))
-        self.assert_verify(tw("ledger", "verify", "--data-dir", d), None, "untouched")
+        self.assert_verify(tw("ledger", "verify", "--data-dir", d, *self.anchors()), None,
+                           "untouched")
         cases = [
             ("flip a byte of entry k", lambda db: flip_entry(db, k), k),
             ("UPDATE decision at k", lambda db: sql(db, (
@@ -807,14 +813,15 @@ class TamperTest(LedgerCase):
             with self.subTest(name):
                 d, db = self.copy()
                 tamper(db)
-                self.assert_verify(tw("ledger", "verify", "--data-dir", d), bad, name)
+                self.assert_verify(tw("ledger", "verify", "--data-dir", d, *self.anchors()), bad,
+                                   name)
 
     def test_6b_export_file(self):
         d, _ = self.copy()
         f = os.path.join(self.tmp, "ledger.twl")
         r = tw("ledger", "export", f, "--data-dir", d)
         self.assertEqual(r.returncode, 0, describe(r))
-        self.assert_verify(tw("ledger", "verify", "--export", f), None, "export")
+        self.assert_verify(tw("ledger", "verify", "--export", f, *self.anchors()), None, "export")
         with open(f, "rb") as fh:
             data = bytearray(fh.read())
         self.assertEqual(data[:10], b"TWLEDGER1\n")
@@ -828,7 +835,8 @@ class TamperTest(LedgerCase):
             pos = body + length
         self.assertEqual((pos, flipped), (len(data), self.K), "export record framing")
         write_file(f + ".bad", bytes(data))
-        self.assert_verify(tw("ledger", "verify", "--export", f + ".bad"), True, "bad export")
+        self.assert_verify(tw("ledger", "verify", "--export", f + ".bad", *self.anchors()), True,
+                           "bad export")
 
     def test_6c_online_verify_of_a_tampered_running_server(self):
         d, db = self.copy()
@@ -836,8 +844,74 @@ class TamperTest(LedgerCase):
         self.addCleanup(server.stop)
         env = server.env(self.token)
         self.assert_verify(tw("ledger", "verify", env=env), None, "online, untouched")
+        saved = os.path.join(self.tmp, "auditor-sth.json")
+        r = tw("ledger", "sth", "--out", saved, env=env)
+        self.assertEqual(r.returncode, 0, describe(r))
+        with open(saved) as fh:
+            head = json.load(fh)
+        self.assertEqual(set(head) >= {"tree_size", "timestamp", "root_hash", "signature"}, True)
+        self.assertGreater(head["tree_size"], self.K)
+        self.assert_verify(tw("ledger", "verify", "--since", saved, env=env), None,
+                           "online, consistent with the saved head")
         flip_entry(db, self.K)
         self.assert_verify(tw("ledger", "verify", env=env), self.K, "online, tampered")
+
+    def test_6d_anchors_never_come_from_the_data_directory(self):
+        d, _ = self.copy()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTWARDEN_")}
+        env["TRUSTWARDEN_SERVER"] = f"https://127.0.0.1:{free_port()}"   # nobody there
+        r = tw("ledger", "verify", "--data-dir", d, env=env)
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("must come from outside the ledger", r.stderr, describe(r))
+        # An attacker's ledger key in the data directory is not the auditor's.
+        other = os.path.join(self.tmp, "other.pub.pem")
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_file(other, key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        r = tw("ledger", "verify", "--data-dir", d, "--ledger-key", other,
+               "--bundle", os.path.join(self.pristine, "bundle.json"))
+        self.assert_verify(r, True, "another ledger key")
+        self.assertIn("not the trusted ledger key", r.stdout, describe(r))
+
+    def test_6e_tails_deleted_with_or_without_their_tree_heads(self):
+        d, db = self.copy()
+        ((size,),), ((heads,),) = sql(db, ("SELECT COUNT(*) FROM ledger_entries", ()),
+                                      ("SELECT COUNT(*) FROM ledger_tree_heads", ()))
+        (rows,) = sql(db, ("SELECT tree_size, timestamp, root, signature FROM ledger_tree_heads "
+                           "ORDER BY tree_size, timestamp", ()))
+        last = rows[-1]
+        self.assertEqual(last[0], size, "the seeded ledger ends at a signed tree head")
+        saved = os.path.join(self.tmp, "saved-sth.json")
+        b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        write_file(saved, json.dumps({"tree_size": last[0], "timestamp": last[1],
+                                      "root_hash": b64(last[2]), "signature": b64(last[3])}))
+        self.assert_verify(tw("ledger", "verify", "--data-dir", d, "--since", saved,
+                              *self.anchors()), None, "the saved head")
+        # Drop the last entries and the heads covering them: what is left is unsigned.
+        cut = size - 2
+        d2, db2 = self.copy()
+        sql(db2, ("DELETE FROM ledger_entries WHERE idx >= ?", (cut,)),
+            ("DELETE FROM ledger_tree_heads WHERE tree_size > ?", (cut,)))
+        earlier = [r[0] for r in rows if r[0] <= cut]
+        r = tw("ledger", "verify", "--data-dir", d2, *self.anchors())
+        self.assert_verify(r, max(earlier) if earlier else 0, "unsigned tail")
+        self.assertIn("no signed tree head", r.stdout, describe(r))
+        self.assert_verify(tw("ledger", "verify", "--data-dir", d2, "--allow-unsigned-tail",
+                              *self.anchors()), None, "unsigned tail allowed")
+        r = tw("ledger", "verify", "--data-dir", d2, "--allow-unsigned-tail", "--since", saved,
+               *self.anchors())
+        self.assert_verify(r, cut, "truncated below the saved head")
+        self.assertIn("truncated", r.stdout, describe(r))
+        # Cut back to an earlier signed head: consistent with itself, not with the saved one.
+        self.assertTrue(earlier and max(earlier) > 0, f"no earlier tree head: {rows}")
+        h = max(earlier)
+        d3, db3 = self.copy()
+        sql(db3, ("DELETE FROM ledger_entries WHERE idx >= ?", (h,)),
+            ("DELETE FROM ledger_tree_heads WHERE tree_size > ?", (h,)))
+        self.assert_verify(tw("ledger", "verify", "--data-dir", d3, *self.anchors()), None,
+                           "self-consistent after the cut")
+        self.assert_verify(tw("ledger", "verify", "--data-dir", d3, "--since", saved,
+                              *self.anchors()), h, "cut below the saved head")
 
 
 # 7. Durability: every acknowledged event survives kill -9
@@ -878,5 +952,7 @@ class CrashTest(LedgerCase):
         self.assertFalse(changed, f"acknowledged events changed at {changed[:5]}")
         self.server.stop()
         self.assertEqual(sorted(entries), list(range(len(entries))))
-        r = tw("ledger", "verify", "--data-dir", self.server.data_dir)
+        d = self.server.data_dir
+        r = tw("ledger", "verify", "--data-dir", d, "--ledger-key",
+               os.path.join(d, "ledger.pub.pem"), "--bundle", os.path.join(d, "bundle.json"))
         self.assertEqual(r.returncode, 0, describe(r))
