@@ -60,6 +60,7 @@ class AgentIdentityTest : public ::testing::Test {
     config.listen = listen;
     config.threads = 2;
     config.worker_threads = 8;
+    config.ledger_events_per_instance = ledger_rate_;
     auto store = tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
     ASSERT_TRUE(store.ok()) << store.status();
     auto server = tw::server::Server::Start(config, *std::move(store));
@@ -67,6 +68,8 @@ class AgentIdentityTest : public ::testing::Test {
     server_ = *std::move(server);
   }
   void StopServer() { server_.reset(); }
+  // Events per second and instance; the load tests drive one instance flat out.
+  double ledger_rate_ = 0;
   void RestartServer() { StartServer(absl::StrCat("127.0.0.1:", port())); }
   uint16_t port() const {
     return static_cast<uint16_t>(
@@ -468,6 +471,26 @@ TEST_F(AgentIdentityTest, VerifierDecidesFromTheBundleAndTheStreamAndRecords) {
   ASSERT_TRUE(Eventually([&] { return !verifier.verify_x509(caller.svid_pem()).allowed; }));
   EXPECT_NE(verifier.verify_x509(caller.svid_pem()).reason.find("revoked"), std::string::npos);
   EXPECT_FALSE(verifier.verify_jwt(token).allowed);
+}
+
+// One compromised agent cannot fill the ledger: past its rate (here 1/s, a burst of 10)
+// its events are refused, and so are its calls, before the connector runs.
+TEST_F(AgentIdentityTest, AnInstancePastItsLedgerRateIsRefusedBeforeActing) {
+  StopServer();
+  ledger_rate_ = 1;
+  RestartServer();
+  AgentIdentity agent = AgentIdentity::create(Payments());
+  int refused = 0;
+  for (int i = 0; i < 8; ++i) {
+    try {
+      agent.call("test://ledger-db/transactions", "read:transactions");
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), "resource_exhausted") << e.what();
+      ++refused;
+    }
+  }
+  EXPECT_EQ(connector_calls_, 5);  // allow + outcome: two events a call
+  EXPECT_EQ(refused, 3);
 }
 
 // TLS servers on loopback, one thread, one connection at a time: `handler` turns the
