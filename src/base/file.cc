@@ -1,6 +1,7 @@
 #include "base/file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace tw::base {
 namespace {
@@ -128,6 +130,46 @@ absl::Status MakeDirectory(const std::string& path, int mode) {
   }
   if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) return Errno("cannot chmod", path);
   return absl::OkStatus();
+}
+
+absl::StatusOr<LockFile> LockFile::Acquire(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Errno("cannot open", path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    char pid[32] = {};
+    const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    if (e != EWOULDBLOCK) {
+      errno = e;
+      return Errno("cannot lock", path);
+    }
+    absl::string_view holder = n > 0 ? absl::StripAsciiWhitespace(absl::string_view(pid, n)) : "";
+    return absl::FailedPreconditionError(absl::StrCat(path, " is locked by process ",
+                                                      holder.empty() ? "(unknown)" : holder,
+                                                      ": another server uses this data"));
+  }
+  const std::string mine = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, mine.data(), mine.size(), 0) != static_cast<ssize_t>(mine.size())) {
+    absl::Status s = Errno("cannot write", path);
+    ::close(fd);
+    return s;
+  }
+  return LockFile(fd);
+}
+
+LockFile& LockFile::operator=(LockFile&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+LockFile::~LockFile() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
 }
 
 }  // namespace tw::base

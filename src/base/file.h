@@ -22,4 +22,19 @@ absl::Status WriteFile(const std::string& path, absl::string_view content, int m
 // mode. FailedPrecondition when `path` exists and is not a directory.
 absl::Status MakeDirectory(const std::string& path, int mode = 0700);
 
+// An exclusive advisory lock (flock) on `path`, created 0600 if missing, held until
+// destruction; the holder's PID is written into the file. Move-only.
+class LockFile {
+ public:
+  // FailedPrecondition naming the PID that holds the lock; Internal on I/O errors.
+  static absl::StatusOr<LockFile> Acquire(const std::string& path);
+  LockFile(LockFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  LockFile& operator=(LockFile&& other) noexcept;
+  ~LockFile();
+
+ private:
+  explicit LockFile(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 }  // namespace tw::base

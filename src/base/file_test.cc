@@ -77,5 +77,17 @@ TEST_F(FileTest, ExclusiveWriteRefusesAnExistingFile) {
   EXPECT_EQ(*ReadFile(dir_ + "/once"), "1");
 }
 
+TEST_F(FileTest, LockFileIsExclusiveAndNamesItsHolder) {
+  const std::string path = dir_ + "/data.lock";
+  auto first = LockFile::Acquire(path);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = LockFile::Acquire(path);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find(std::to_string(::getpid())), absl::string_view::npos)
+      << second.status();
+  { LockFile released = *std::move(first); }
+  EXPECT_TRUE(LockFile::Acquire(path).ok());
+}
+
 }  // namespace
 }  // namespace tw::base

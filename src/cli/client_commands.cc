@@ -1,4 +1,5 @@
-// The API clients: agent create|list|show, revoke, token create, policy apply|show|history,
+// The API clients: agent create|list|show, revoke, token create|list|revoke,
+// policy apply|show|history,
 // bundle show.
 #include <iostream>
 
@@ -171,20 +172,62 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     });
   }
   {
-    CLI::App* token = app.add_subcommand("token", "Principal tokens");
+    CLI::App* token = app.add_subcommand("token", "Principal tokens (admin)");
     token->require_subcommand(1);
-    auto f = std::make_shared<ClientFlags>();
-    auto principal = std::make_shared<std::string>();
-    auto auditor = std::make_shared<bool>(false);
-    CLI::App* cmd = token->add_subcommand("create", "Create a principal's token (admin)");
-    cmd->add_option("--principal", *principal, "Principal name")->required();
-    cmd->add_flag("--auditor", *auditor, "The token may read the ledger and audit queries");
-    AddClientFlags(cmd, f.get());
-    OnRun(cmd, action, [f, principal, auditor] {
-      json body{{"principal", *principal}, {"auditor", *auditor}};
-      return Simple(*f, "POST", "/v1/tokens", &body,
-                    [](const json& reply) { std::cout << reply.value("token", "") << "\n"; });
-    });
+    {
+      auto f = std::make_shared<ClientFlags>();
+      auto principal = std::make_shared<std::string>();
+      auto ttl = std::make_shared<std::string>();
+      auto auditor = std::make_shared<bool>(false);
+      CLI::App* cmd = token->add_subcommand("create", "Create a principal's token (shown once)");
+      cmd->add_option("--principal", *principal, "Principal name")->required();
+      cmd->add_flag("--auditor", *auditor,
+                    "A read-only token: the ledger and audit queries, nothing else");
+      cmd->add_option("--ttl", *ttl, "Lifetime (30m, 8h, 90d); default: no expiry");
+      AddClientFlags(cmd, f.get());
+      OnRun(cmd, action, [f, principal, auditor, ttl] {
+        json body{{"principal", *principal}, {"auditor", *auditor}};
+        if (!ttl->empty()) body["ttl"] = *ttl;
+        return Simple(*f, "POST", "/v1/tokens", &body,
+                      [](const json& reply) { std::cout << reply.value("token", "") << "\n"; });
+      });
+    }
+    {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      CLI::App* cmd = token->add_subcommand("list", "List tokens (never their secrets)");
+      cmd->add_flag("--json", *as_json, "One JSON document");
+      AddClientFlags(cmd, f.get());
+      OnRun(cmd, action, [f, as_json] {
+        return Simple(*f, "GET", "/v1/tokens", nullptr, [as_json](const json& reply) {
+          if (*as_json) return PrintJson(reply);
+          auto text = [](const json& t, const char* key) {
+            return t.contains(key) && t[key].is_string() ? t[key].get<std::string>() : "-";
+          };
+          for (const json& t : reply.value("tokens", json::array())) {
+            const std::string kind = t.value("admin", false)     ? "admin"
+                                     : t.value("auditor", false) ? "auditor"
+                                                                 : "principal";
+            std::cout << text(t, "id") << "  " << text(t, "principal") << "  " << kind
+                      << "  created " << text(t, "created_at") << "  expires "
+                      << text(t, "expires_at")
+                      << (t["revoked_at"].is_string() ? "  REVOKED " + text(t, "revoked_at") : "")
+                      << "\n";
+          }
+        });
+      });
+    }
+    {
+      auto f = std::make_shared<ClientFlags>();
+      auto id = std::make_shared<std::string>();
+      CLI::App* cmd = token->add_subcommand("revoke", "Revoke a token by its id (token list)");
+      cmd->add_option("ID", *id, "Token id")->required();
+      AddClientFlags(cmd, f.get());
+      OnRun(cmd, action, [f, id] {
+        return Simple(*f, "DELETE", "/v1/tokens/" + UrlEncode(*id), nullptr,
+                      [id](const json&) { std::cout << "revoked token " << *id << "\n"; });
+      });
+    }
   }
   {
     CLI::App* policy = app.add_subcommand("policy", "Apply and read policy versions (admin)");

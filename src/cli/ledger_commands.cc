@@ -224,7 +224,7 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out,
     TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(bundle_json));
     TW_ASSIGN_OR_RETURN(std::string pub_pem, base::ReadFile(dir + "/ledger.pub.pem"));
     TW_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(pub_pem));
-    TW_ASSIGN_OR_RETURN(auto store, store::SqliteStore::Open(db));
+    TW_ASSIGN_OR_RETURN(auto store, store::SqliteStore::Open(db, /*exclusive=*/false));
     ledger::ExportWriter writer(out);
     return store->ExportLedger(
         ledger::ExportHeader{.trust_domain = bundle.trust_domain().name(),

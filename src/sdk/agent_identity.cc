@@ -642,9 +642,17 @@ void AgentIdentity::close() {
   }
   state_->StopRenewal();
   state_->ShipSpool();  // before the credential stops working
-  auto client = state_->Client(state_->Current());
-  internal::Post(*client, "/v1/revocations",
-                 json{{"subtree", instance_id()}, {"reason", "closed by the agent"}}.dump());
+  if (!state_->IsRevoked()) {
+    try {
+      auto client = state_->Client(state_->Current());
+      internal::Post(*client, "/v1/revocations",
+                     json{{"subtree", instance_id()}, {"reason", "closed by the agent"}}.dump());
+    } catch (const Error& e) {
+      // Refused: the server revoked it already (an operator was first), so there is
+      // nothing left to do.
+      if (!Refused(e.code())) throw;
+    }
+  }
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->closed = true;
   state_->revoked = true;

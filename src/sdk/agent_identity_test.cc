@@ -214,6 +214,23 @@ TEST_F(AgentIdentityTest, CallOutsideTheScopesIsDeniedRecordedAndNotPerformed) {
   EXPECT_EQ(connector_calls_, 0);
 }
 
+// close() and destruction after an operator's revocation are quiet no-ops, whether or not
+// the revocation stream has told the process yet.
+TEST_F(AgentIdentityTest, ClosingAnIdentityAnOperatorRevokedIsQuiet) {
+  AgentIdentity agent = AgentIdentity::create(Payments());
+  AgentIdentity other = AgentIdentity::create(Payments());
+  revoke({.instance = agent.instance_id()}, connection_);
+  EXPECT_NO_THROW(agent.close());
+  EXPECT_TRUE(agent.revoked());
+  // The stream has not delivered this one yet when close() runs: the server's refusal
+  // ("revoked") is just as final.
+  const std::string other_id = other.instance_id();
+  StopServer();
+  RestartServer();
+  revoke({.instance = other_id}, connection_);
+  EXPECT_NO_THROW(other.close());
+}
+
 TEST_F(AgentIdentityTest, CloseRevokesTheInstanceAndItsChildrenOnTheServer) {
   AgentIdentity parent = AgentIdentity::create(Payments());
   AgentIdentity child =

@@ -505,15 +505,14 @@ absl::StatusOr<HttpResponse> Api::LedgerRoute(const HttpRequest& r, const Caller
 
   if (path == "/v1/ledger/events") {
     if (!post) return absl::UnimplementedError("method not allowed on this route");
-    if (!caller.admin && (!caller.svid || r.peer_chain.empty())) {
-      if (!caller.svid_error.ok()) return caller.svid_error;
-      return absl::UnauthenticatedError("ledger events need the writer's SVID (mTLS)");
-    }
     TW_ASSIGN_OR_RETURN(LedgerEventsRequest req, DecodeLedgerEvents(r.body));
-    if (req.chain.empty() && !caller.svid) {
-      return absl::InvalidArgumentError("\"chain\" is required without an SVID (mTLS)");
-    }
     if (req.chain.empty()) {
+      // The batch is signed by the caller's own SVID (mTLS).
+      if (!caller.svid || r.peer_chain.empty()) {
+        if (!caller.svid_error.ok()) return caller.svid_error;
+        return absl::UnauthenticatedError(
+            "ledger events need the writer's SVID (mTLS), or the signer's \"chain\"");
+      }
       TW_ASSIGN_OR_RETURN(
           store::LedgerAppended appended,
           ledger.AppendSigned(*caller.svid, r.peer_chain[0], req.events, req.signature));

@@ -62,6 +62,22 @@ absl::StatusOr<std::shared_ptr<ssl::context>> MakeContext(absl::string_view chai
   return ctx;
 }
 
+// RFC 9110 §5.5: a field value is visible ASCII, spaces and tabs; obs-text (bytes of 0x80
+// and above) is obsolete, and this server refuses it rather than guess an encoding.
+absl::Status CheckFields(const http::request<http::string_body>& req) {
+  for (const auto& field : req) {
+    for (char c : field.value()) {
+      const auto b = static_cast<unsigned char>(c);
+      if ((b < 0x20 && b != '\t') || b >= 0x7f) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("header ", base::Quote(std::string(field.name_string())),
+                         " holds a byte outside visible ASCII"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::vector<base::Bytes> PeerChain(SSL* ssl) {
   std::vector<base::Bytes> out;
   auto add = [&](X509* cert) {
@@ -190,7 +206,8 @@ class Session : public std::enable_shared_from_this<Session> {
     request.remote = remote_;
     std::string request_id = server_.NextRequestId();
     request.request_id = request_id;
-    absl::Status target = ParseTarget(std::string(req.target()), &request);
+    absl::Status target = CheckFields(req);
+    if (target.ok()) target = ParseTarget(std::string(req.target()), &request);
     if (!target.ok()) return Reply(ErrorResponse(target), 0, "", false, request_id);
     if (request.path == kStreamPath && request.method == "GET") {
       return StartStream(request, request_id);

@@ -462,12 +462,18 @@ absl::Status Audit(SqliteStore::Db& db, const LedgerAppend* audit) {
 
 SqliteStore::SqliteStore(std::string path) : path_(std::move(path)) {}
 
-absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
+                                                               bool exclusive) {
+  std::optional<base::LockFile> lock;
+  if (exclusive) {
+    TW_ASSIGN_OR_RETURN(lock, base::LockFile::Acquire(path + ".lock"));
+  }
   // Create the file 0600 before SQLite does (it would honour the umask).
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return absl::InternalError(absl::StrCat("store: cannot create ", path));
   ::close(fd);
   std::unique_ptr<SqliteStore> store(new SqliteStore(path));
+  store->lock_ = std::move(lock);
   TW_ASSIGN_OR_RETURN(store->writer_db_, Db::Open(path));
   Db& db = *store->writer_db_;
   int64_t version = 0;

@@ -8,10 +8,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/file.h"
 #include "store/store.h"
 
 namespace tw::store {
@@ -19,9 +21,12 @@ namespace tw::store {
 class SqliteStore final : public Store {
  public:
   // Opens or creates the database at `path` (mode 0600) and applies pending schema
-  // migrations. Internal on I/O errors; FailedPrecondition when the schema is newer than
-  // this build.
-  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+  // migrations. `exclusive` (a server) holds the lock file `path`.lock for the store's life,
+  // so a second server on the same data refuses to start; tools that only read pass false.
+  // Internal on I/O errors; FailedPrecondition when the schema is newer than this build,
+  // or when another process holds the lock (naming its PID).
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path,
+                                                           bool exclusive = true);
   ~SqliteStore() override;
 
   absl::Status InsertIdentity(const IdentityRecord& record, const LedgerAppend* audit) override;
@@ -73,6 +78,7 @@ class SqliteStore final : public Store {
   void WriterLoop();
 
   const std::string path_;
+  std::optional<base::LockFile> lock_;
   std::unique_ptr<Db> writer_db_;
   std::mutex mu_;
   std::condition_variable cv_;
