@@ -92,7 +92,11 @@ absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtS
   std::string signing_input =
       absl::StrCat(base::Base64UrlEncode(header), ".", base::Base64UrlEncode(claims));
   TW_ASSIGN_OR_RETURN(base::Bytes der_sig, signer.Sign(base::AsBytes(signing_input)));
-  base::Bytes raw = crypto::EcdsaDerToRaw(der_sig, crypto::FieldBytes(signer.public_key().type()));
+  const crypto::KeyType curve = signer.public_key().type();
+  // Low-S: one encoding per signature, as strict JOSE verifiers (and token caches keyed
+  // by the token) expect.
+  base::Bytes raw =
+      crypto::EcdsaLowS(curve, crypto::EcdsaDerToRaw(der_sig, crypto::FieldBytes(curve)));
   if (raw.empty()) return absl::InternalError("JWT-SVID: signer returned a malformed signature");
   return absl::StrCat(signing_input, ".", base::Base64UrlEncode(base::AsChars(raw)));
 }

@@ -103,6 +103,48 @@ TEST_F(JwtSvidTest, MintedTokenValidatesWithItsClaims) {
                    .ok());
 }
 
+// Each of 64 signatures has s <= n/2; half of them would not by chance.
+TEST_F(JwtSvidTest, MintsLowSSignatures) {
+  const std::string half = absl::HexStringToBytes(  // P-256's n / 2
+      "7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8");
+  const base::Bytes half_order(half.begin(), half.end());
+  auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  AddKey("example.org", signer->key_id(), signer->public_key());
+  for (int i = 0; i < 64; ++i) {
+    auto token = MintJwtSvid(*signer, {.subject = *SpiffeId::FromString(kSub),
+                                       .audience = {"svc"},
+                                       .issued_at = kNow,
+                                       .ttl = absl::Minutes(5),
+                                       .attributes = {}});
+    ASSERT_TRUE(token.ok());
+    std::string sig;
+    ASSERT_TRUE(base::Base64UrlDecode(token->substr(token->rfind('.') + 1), &sig));
+    ASSERT_EQ(sig.size(), 64u);
+    const base::Bytes s(sig.begin() + 32, sig.end());
+    EXPECT_LE(s, half_order) << i;
+    EXPECT_TRUE(Validate(*token).ok());
+  }
+}
+
+TEST(EcdsaLowSTest, FlipsHighSAndKeepsTheSignatureValid) {
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  const std::string message = "low-s";
+  for (int i = 0; i < 16; ++i) {
+    base::Bytes raw = crypto::EcdsaDerToRaw(*key->Sign(base::AsBytes(message)), 32);
+    base::Bytes low = crypto::EcdsaLowS(crypto::KeyType::kEcP256, raw);
+    ASSERT_EQ(low.size(), 64u);
+    EXPECT_EQ(base::Bytes(low.begin(), low.begin() + 32),
+              base::Bytes(raw.begin(), raw.begin() + 32));
+    EXPECT_TRUE(key->public_key()
+                    .Verify(crypto::SignatureScheme::kEcdsaSha256, base::AsBytes(message),
+                            crypto::EcdsaRawToDer(low))
+                    .ok());
+    EXPECT_EQ(crypto::EcdsaLowS(crypto::KeyType::kEcP256, low), low);  // idempotent
+  }
+  EXPECT_TRUE(crypto::EcdsaLowS(crypto::KeyType::kEcP256, base::Bytes(10)).empty());
+  EXPECT_TRUE(crypto::EcdsaLowS(crypto::KeyType::kRsa, base::Bytes(64)).empty());
+}
+
 TEST_F(JwtSvidTest, MintsEs384WithP384) {
   auto signer = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP384);
   AddKey("example.org", signer->key_id(), signer->public_key());

@@ -56,6 +56,23 @@ const EC_GROUP* Group(const Curve& c) {
   return groups[static_cast<size_t>(&c - kCurves)];
 }
 
+// n and n/2 of every curve's group order.
+struct Order {
+  UniquePtr<BIGNUM> n, half;
+};
+const Order& OrderOf(const Curve& c) {
+  static const std::array<Order, 3> orders = [] {
+    std::array<Order, 3> out;
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i].n.reset(BN_dup(EC_GROUP_get0_order(Group(kCurves[i]))));
+      out[i].half.reset(BN_new());
+      BN_rshift1(out[i].half.get(), out[i].n.get());
+    }
+    return out;
+  }();
+  return orders[static_cast<size_t>(&c - kCurves)];
+}
+
 const EVP_MD* SchemeMd(SignatureScheme s) {
   switch (s) {
     case SignatureScheme::kEcdsaSha256:
@@ -94,6 +111,21 @@ base::Bytes Spki(base::ByteView alg_oid, base::ByteView params_element, base::By
 absl::string_view CurveName(KeyType t) {
   const Curve* c = CurveFor(t);
   return c ? c->name : "";
+}
+
+base::Bytes EcdsaLowS(KeyType t, base::ByteView raw) {
+  const Curve* c = CurveFor(t);
+  if (c == nullptr || raw.size() != 2 * c->field_bytes) return {};
+  const Order& order = OrderOf(*c);
+  const int half = static_cast<int>(c->field_bytes);
+  UniquePtr<BIGNUM> s(BN_bin2bn(raw.data() + half, half, nullptr));
+  base::Bytes out(raw.begin(), raw.end());
+  if (s == nullptr) return {};
+  if (BN_cmp(s.get(), order.half.get()) > 0) {
+    BN_sub(s.get(), order.n.get(), s.get());
+    if (BN_bn2binpad(s.get(), out.data() + half, half) != half) return {};
+  }
+  return out;
 }
 
 size_t FieldBytes(KeyType t) {

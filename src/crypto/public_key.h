@@ -21,6 +21,11 @@ absl::string_view CurveName(KeyType t);
 // Bytes of one EC coordinate (32, 48, 66); 0 for RSA.
 size_t FieldBytes(KeyType t);
 
+// A JOSE r||s ECDSA signature on curve `t` in its low-S form: s replaced by n - s when it
+// is above n/2, so that each signature has one encoding (both verify). Empty when `raw`
+// is not 2 * FieldBytes(t) long or `t` is not an EC curve.
+base::Bytes EcdsaLowS(KeyType t, base::ByteView raw);
+
 class PublicKey {
  public:
   // Parses a DER SubjectPublicKeyInfo. EC keys must use a named curve above and an
