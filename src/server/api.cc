@@ -59,8 +59,9 @@ HttpResponse IssuedResponse(int status, const IssuedIdentity& issued,
   return HttpResponse{status, std::move(body), "application/json"};
 }
 
-constexpr uint64_t kMaxEntries = 1000;  // per /v1/ledger/entries page
-constexpr uint64_t kMaxExport = 10000;  // per /v1/ledger/export segment
+constexpr uint64_t kMaxEntries = 1000;        // per /v1/ledger/entries page
+constexpr int64_t kMaxRevocationPage = 1000;  // per GET /v1/revocations
+constexpr uint64_t kMaxExport = 10000;        // per /v1/ledger/export segment
 
 std::string B64(base::ByteView b) { return base::Base64UrlEncode(base::AsChars(b)); }
 
@@ -237,6 +238,11 @@ Api::Api(Authority& authority, store::Store& store, RevocationHub& hub, Metrics&
                             options.auth_failures_per_address * 5),
       bundle_json_(authority.ca().bundle().ToJson()) {}
 
+absl::StatusOr<std::vector<store::RevocationEntry>> Api::RevocationLog(int64_t after,
+                                                                       size_t limit) {
+  return store_.ListRevocations(after, limit);
+}
+
 absl::StatusOr<int64_t> Api::StreamStart(const HttpRequest& request) {
   if (!request.last_event_id.empty()) return ParseNumber("Last-Event-ID", request.last_event_id);
   auto it = request.query.find("after");
@@ -301,18 +307,33 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
     return HttpResponse{200, bundle_json_, "application/json"};
   }
   if (path == "/v1/revocations" && get) {
-    int64_t after = 0;
-    if (auto it = r.query.find("after"); it != r.query.end()) {
-      TW_ASSIGN_OR_RETURN(after, ParseNumber("after", it->second));
+    int64_t after = 0, limit = kMaxRevocationPage;
+    for (const auto& [key, value] : r.query) {
+      if (key == "after") {
+        TW_ASSIGN_OR_RETURN(after, ParseNumber("after", value));
+      } else if (key == "limit") {
+        TW_ASSIGN_OR_RETURN(limit, ParseNumber("limit", value));
+        limit = std::clamp<int64_t>(limit, 1, kMaxRevocationPage);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("unknown parameter ", base::Quote(key)));
+      }
     }
+    // A page of the durable log up to what the hub has published; `next_after` resumes
+    // after it (past pruned sequences too), `more` says whether to.
     const int64_t sequence = hub_.sequence();
+    TW_ASSIGN_OR_RETURN(std::vector<store::RevocationEntry> page,
+                        RevocationLog(after, static_cast<size_t>(limit)));
+    std::erase_if(page, [sequence](const auto& e) { return e.sequence > sequence; });
+    const bool more = page.size() == static_cast<size_t>(limit) && page.back().sequence < sequence;
+    const int64_t next = more ? page.back().sequence : std::max(after, sequence);
     std::string body = "{\"entries\":[";
     bool first = true;
-    for (const store::RevocationEntry& e : hub_.EntriesAfter(after, 1000)) {
+    for (const store::RevocationEntry& e : page) {
       absl::StrAppend(&body, first ? "" : ",", RevocationEntryJson(e));
       first = false;
     }
-    absl::StrAppend(&body, "],\"sequence\":", sequence, "}");
+    absl::StrAppend(&body, "],\"sequence\":", sequence, ",\"next_after\":", next,
+                    ",\"more\":", more ? "true" : "false", "}");
     return HttpResponse{200, std::move(body), "application/json"};
   }
 

@@ -66,6 +66,8 @@ class Api {
   static absl::StatusOr<int64_t> StreamStart(const HttpRequest& request);
   // The per-address request limit, shared with the stream route. ResourceExhausted.
   absl::Status CheckAddress(const HttpRequest& request);
+  // A page of the durable revocation log: entries after `after`, ascending, at most `limit`.
+  absl::StatusOr<std::vector<store::RevocationEntry>> RevocationLog(int64_t after, size_t limit);
 
  private:
   absl::StatusOr<HttpResponse> Route(const HttpRequest& request);

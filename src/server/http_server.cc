@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "base/text.h"
@@ -34,6 +35,7 @@ using tcp = boost::asio::ip::tcp;
 namespace {
 
 constexpr size_t kMaxQueuedEvents = 10000;
+constexpr size_t kBacklogPage = 256;  // revocation entries read from the store at once
 constexpr char kStreamPath[] = "/v1/revocations/stream";
 
 std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
@@ -117,17 +119,42 @@ struct HttpServer::Impl {
   std::string NextRequestId() {
     return absl::StrCat(request_prefix, "-", next_request.fetch_add(1));
   }
+  // Counts a stream subscriber of `remote`; ResourceExhausted past the limits.
+  absl::Status AddSubscriber(const std::string& remote) {
+    absl::MutexLock lock(&count_mu);
+    if (subscribers_total >= options.max_subscribers) {
+      return absl::ResourceExhaustedError("too many revocation stream subscribers");
+    }
+    int& mine = subscribers[remote];
+    if (mine >= options.max_subscribers_per_address) {
+      return absl::ResourceExhaustedError("too many revocation streams from this address");
+    }
+    ++mine;
+    ++subscribers_total;
+    return absl::OkStatus();
+  }
+  void RemoveSubscriber(const std::string& remote) {
+    absl::MutexLock lock(&count_mu);
+    --subscribers_total;
+    if (--subscribers[remote] <= 0) subscribers.erase(remote);
+  }
 
   Api& api;
   RevocationHub& hub;
   Metrics& metrics;
   const HttpServerOptions options;
+  // Before the io_context: sessions it destroys on shutdown still count themselves out.
+  absl::Mutex count_mu;
+  absl::flat_hash_map<std::string, int> subscribers ABSL_GUARDED_BY(count_mu);  // by address
+  size_t subscribers_total ABSL_GUARDED_BY(count_mu) = 0;
+  std::atomic<size_t> connections{0};
   net::io_context ioc;
   tcp::acceptor acceptor;
   net::thread_pool workers;
   std::vector<std::thread> threads;
   absl::Mutex mu;
   std::shared_ptr<ssl::context> ctx ABSL_GUARDED_BY(mu);
+  net::steady_timer accept_backoff{ioc};
   uint16_t port = 0;
   bool stopped = false;
   const std::string request_prefix;
@@ -153,6 +180,8 @@ class Session : public std::enable_shared_from_this<Session> {
       server_.hub.Unsubscribe(subscription_);
       server_.metrics.SubscriberRemoved();
     }
+    if (counted_subscriber_) server_.RemoveSubscriber(remote_);
+    server_.connections.fetch_sub(1);
   }
 
   void Run() {
@@ -279,10 +308,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void StartStream(const HttpRequest& request, const std::string& request_id) {
     absl::Status allowed = server_.api.CheckAddress(request);
     absl::StatusOr<int64_t> after = server_.api.StreamStart(request);
+    if (allowed.ok() && after.ok()) allowed = server_.AddSubscriber(remote_);
     if (!allowed.ok() || !after.ok()) {
       return Reply(ErrorResponse(allowed.ok() ? after.status() : allowed), 0, "", false,
                    request_id);
     }
+    counted_subscriber_ = true;
     stream_res_.emplace(http::status::ok, 11);
     stream_res_->set(http::field::server, "trustwarden");
     stream_res_->set(http::field::content_type, "text/event-stream");
@@ -290,17 +321,19 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_res_->set("X-Request-Id", request_id);
     stream_res_->chunked(true);
     serializer_.emplace(*stream_res_);
-    std::vector<store::RevocationEntry> backlog;
     std::weak_ptr<Session> weak = shared_from_this();
     auto executor = stream_.get_executor();
+    // Live entries from the moment of subscription; the backlog before it is read from the
+    // store a page at a time, so a subscriber far behind costs one page of memory.
     subscription_ = server_.hub.Subscribe(
-        *after,
         [weak, executor](const store::RevocationEntry& entry) {
-          net::post(executor, [weak, event = Event(entry)]() mutable {
-            if (auto self = weak.lock()) self->Enqueue(std::move(event));
+          net::post(executor, [weak, sequence = entry.sequence, event = Event(entry)]() mutable {
+            if (auto self = weak.lock()) self->EnqueueLive(sequence, std::move(event));
           });
         },
-        &backlog);
+        &backlog_end_);
+    backlog_next_ = *after;
+    position_ = *after;
     server_.metrics.SubscriberAdded();
     spdlog::info("request_id={} remote={} stream after={}", request_id, remote_, *after);
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
@@ -311,11 +344,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                self->WriteNext();
                                self->ArmHeartbeat();
                              });
-    // The header write is in flight: queued events go out after it.
+    // The header write is in flight: queued events go out after it. A first heartbeat at
+    // once tells the subscriber the stream is live.
     writing_ = true;
-    for (const store::RevocationEntry& e : backlog) queue_.push_back(Event(e));
-    // A first heartbeat at once tells the subscriber the stream is live.
-    queue_.push_back(absl::StrCat(": heartbeat ", server_.hub.sequence(), "\n\n"));
+    queue_.push_back(Heartbeat());
   }
 
   static std::string Event(const store::RevocationEntry& e) {
@@ -323,13 +355,60 @@ class Session : public std::enable_shared_from_this<Session> {
                         "\n\n");
   }
 
+  // ": heartbeat N": N is the last sequence this stream has sent (or will have, once the
+  // backlog is out), so a subscriber behind N knows it missed something.
+  std::string Heartbeat() const {
+    return absl::StrCat(": heartbeat ", backlog_done_ ? server_.hub.sequence() : position_, "\n\n");
+  }
+
+  // Reads the next backlog page on a worker; its entries join the queue on this strand.
+  void FetchBacklog() {
+    if (fetching_ || backlog_done_ || closed_) return;
+    if (backlog_next_ >= backlog_end_) {
+      backlog_done_ = true;
+      for (auto& [sequence, event] : live_) {
+        if (sequence > backlog_end_) queue_.push_back(std::move(event));
+      }
+      live_.clear();
+      return;
+    }
+    fetching_ = true;
+    net::post(server_.workers, [self = shared_from_this()] {
+      auto page = self->server_.api.RevocationLog(self->backlog_next_, kBacklogPage);
+      net::post(self->stream_.get_executor(), [self, page = std::move(page)]() mutable {
+        self->fetching_ = false;
+        if (!page.ok()) {
+          spdlog::error("revocation stream backlog: {}", page.status().ToString());
+          return self->Close();
+        }
+        for (const store::RevocationEntry& e : *page) {
+          if (e.sequence > self->backlog_end_) break;
+          self->queue_.push_back(Event(e));
+          self->backlog_next_ = self->position_ = e.sequence;
+        }
+        if (page->size() < kBacklogPage) self->backlog_next_ = self->backlog_end_;
+        if (!self->writing_) self->WriteNext();
+      });
+    });
+  }
+
   void ArmHeartbeat() {
     heartbeat_.expires_after(ToChrono(server_.options.heartbeat));
     heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->closed_) return;
-      self->Enqueue(absl::StrCat(": heartbeat ", self->server_.hub.sequence(), "\n\n"));
+      self->Enqueue(self->Heartbeat());
       self->ArmHeartbeat();
     });
+  }
+
+  void EnqueueLive(int64_t sequence, std::string event) {
+    if (closed_) return;
+    if (!backlog_done_) {
+      if (live_.size() >= kMaxQueuedEvents) return Close();  // the client stopped reading
+      live_.emplace_back(sequence, std::move(event));
+      return;
+    }
+    Enqueue(std::move(event));
   }
 
   void Enqueue(std::string event) {
@@ -340,9 +419,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void WriteNext() {
-    if (queue_.empty() || closed_) {
+    if (closed_) {
       writing_ = false;
       return;
+    }
+    if (queue_.empty()) {
+      writing_ = false;
+      FetchBacklog();
+      if (queue_.empty()) return;
     }
     writing_ = true;
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
@@ -361,6 +445,10 @@ class Session : public std::enable_shared_from_this<Session> {
       server_.hub.Unsubscribe(subscription_);
       server_.metrics.SubscriberRemoved();
       subscription_ = 0;
+    }
+    if (counted_subscriber_) {
+      server_.RemoveSubscriber(remote_);
+      counted_subscriber_ = false;
     }
     heartbeat_.cancel();
     beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
@@ -385,8 +473,15 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::response_serializer<http::empty_body>> serializer_;
   net::steady_timer heartbeat_;
   std::deque<std::string> queue_;
+  std::deque<std::pair<int64_t, std::string>> live_;  // published while the backlog is out
+  int64_t backlog_next_ = 0;                          // the backlog resumes after this
+  int64_t backlog_end_ = 0;                           // and ends here (the subscription's start)
+  int64_t position_ = 0;                              // the last sequence queued
+  bool backlog_done_ = false;
+  bool fetching_ = false;
   bool writing_ = false;
   bool closed_ = false;
+  bool counted_subscriber_ = false;
   uint64_t subscription_ = 0;
 };
 
@@ -395,9 +490,26 @@ class Session : public std::enable_shared_from_this<Session> {
 void HttpServer::Impl::Accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+    if (ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+        ec == net::error::no_memory) {
+      // Out of file descriptors (EMFILE, ENFILE): wait for connections to close rather than
+      // spin on a listener that stays readable.
+      spdlog::warn("accept: {}; pausing for 100 ms", ec.message());
+      accept_backoff.expires_after(std::chrono::milliseconds(100));
+      accept_backoff.async_wait([this](beast::error_code wait) {
+        if (!wait) Accept();
+      });
+      return;
+    }
     if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(*this, std::move(socket), context())->Run();
+      if (connections.fetch_add(1) >= options.max_connections) {
+        connections.fetch_sub(1);
+        boost::system::error_code ignored;
+        socket.close(ignored);  // over the limit: no handshake, no state
+      } else {
+        socket.set_option(tcp::no_delay(true), ec);
+        std::make_shared<Session>(*this, std::move(socket), context())->Run();
+      }
     }
     Accept();
   });
@@ -462,6 +574,7 @@ void HttpServer::Stop() {
   net::post(impl_->acceptor.get_executor(), [this] {
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
+    impl_->accept_backoff.cancel();
   });
   impl_->workers.join();
   impl_->ioc.stop();

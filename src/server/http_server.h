@@ -21,6 +21,9 @@ struct HttpServerOptions {
   size_t max_body_bytes = 1 << 20;
   absl::Duration request_timeout = absl::Seconds(10);  // to receive a whole request
   absl::Duration heartbeat = absl::Seconds(1);         // revocation stream comments
+  size_t max_connections = 4096;                       // open at once; more are closed on accept
+  size_t max_subscribers = 10000;                      // revocation streams in total
+  int max_subscribers_per_address = 64;
 };
 
 class HttpServer {

@@ -1,33 +1,70 @@
 #include "server/revocation_hub.h"
 
-#include <algorithm>
+#include "spdlog/spdlog.h"
 
 namespace tw::server {
 
-RevocationHub::RevocationHub(int64_t last_sequence, std::vector<store::RevocationEntry> entries)
-    : sequence_(last_sequence) {
+RevocationHub::RevocationHub(int64_t last_sequence,
+                             const std::vector<store::RevocationEntry>& entries, LogReader log)
+    : log_(std::move(log)), sequence_(last_sequence) {
   for (const store::RevocationEntry& e : entries) {
     for (const std::string& id : e.instances) revoked_[id] = e.expires_at;
   }
-  entries_ = std::move(entries);
 }
 
 void RevocationHub::Publish(store::RevocationEntry entry) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (entry.sequence <= sequence_) return;  // already known
+    pending_.emplace(entry.sequence, std::move(entry));
+    DrainLocked();
+    if (pending_.empty() || log_ == nullptr) return;
+  }
+  // A hole below a durable entry: its own publisher may be a moment behind, or gone. The
+  // log has every entry committed before the one held (the store commits in sequence
+  // order), so read them now rather than wait.
+  absl::MutexLock fill(&fill_mu_);
+  int64_t after, until;
+  {
+    absl::MutexLock lock(&mu_);
+    if (pending_.empty()) return;
+    after = sequence_;
+    until = pending_.begin()->first;
+  }
+  auto missing = log_(after, static_cast<size_t>(until - after - 1));
   absl::MutexLock lock(&mu_);
-  if (entry.sequence <= sequence_) return;  // already known
-  pending_.emplace(entry.sequence, std::move(entry));
+  if (!missing.ok()) {
+    // Held until the next publication retries; the stream's heartbeats say how far it got.
+    spdlog::error("revocation hub: reading the log after {}: {}", after,
+                  missing.status().ToString());
+    return;
+  }
+  for (store::RevocationEntry& e : *missing) {
+    if (e.sequence > sequence_ && e.sequence < until) pending_.emplace(e.sequence, std::move(e));
+  }
+  while (sequence_ < until - 1) {
+    auto next = pending_.find(sequence_ + 1);
+    if (next == pending_.end()) {
+      ++sequence_;  // pruned from the log: nothing left to enforce
+      continue;
+    }
+    PublishLocked(next->second);
+    pending_.erase(next);
+  }
+  DrainLocked();
+}
+
+void RevocationHub::DrainLocked() {
   while (!pending_.empty() && pending_.begin()->first == sequence_ + 1) {
-    store::RevocationEntry next = std::move(pending_.begin()->second);
+    PublishLocked(pending_.begin()->second);
     pending_.erase(pending_.begin());
-    PublishLocked(std::move(next));
   }
 }
 
-void RevocationHub::PublishLocked(store::RevocationEntry entry) {
+void RevocationHub::PublishLocked(const store::RevocationEntry& entry) {
   sequence_ = entry.sequence;
   for (const std::string& id : entry.instances) revoked_[id] = entry.expires_at;
   for (auto& [id, subscriber] : subscribers_) subscriber(entry);
-  entries_.push_back(std::move(entry));
 }
 
 bool RevocationHub::IsRevoked(absl::string_view instance_id) const {
@@ -40,21 +77,9 @@ int64_t RevocationHub::sequence() const {
   return sequence_;
 }
 
-std::vector<store::RevocationEntry> RevocationHub::EntriesAfter(int64_t after, size_t limit) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = std::upper_bound(entries_.begin(), entries_.end(), after,
-                             [](int64_t a, const auto& e) { return a < e.sequence; });
-  std::vector<store::RevocationEntry> out;
-  for (; it != entries_.end() && out.size() < limit; ++it) out.push_back(*it);
-  return out;
-}
-
-uint64_t RevocationHub::Subscribe(int64_t after, Subscriber subscriber,
-                                  std::vector<store::RevocationEntry>* backlog) {
+uint64_t RevocationHub::Subscribe(Subscriber subscriber, int64_t* at) {
   absl::MutexLock lock(&mu_);
-  auto it = std::upper_bound(entries_.begin(), entries_.end(), after,
-                             [](int64_t a, const auto& e) { return a < e.sequence; });
-  backlog->assign(it, entries_.end());
+  *at = sequence_;
   uint64_t id = next_subscriber_++;
   subscribers_.emplace(id, std::move(subscriber));
   return id;
@@ -67,7 +92,6 @@ void RevocationHub::Unsubscribe(uint64_t id) {
 
 void RevocationHub::Prune(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  std::erase_if(entries_, [&](const auto& e) { return e.expires_at < now; });
   absl::erase_if(revoked_, [&](const auto& kv) { return kv.second < now; });
 }
 

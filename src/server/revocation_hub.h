@@ -1,5 +1,6 @@
 // The server's live view of the revocation log: revoked instances for enforcement, and
-// the entries pushed in sequence order to stream subscribers. Thread-safe.
+// entries pushed in sequence order to stream subscribers. The log itself stays in the
+// store; the hub reads it to fill a gap. Thread-safe.
 #pragma once
 
 #include <functional>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "store/store.h"
 
@@ -18,35 +20,42 @@ class RevocationHub {
   // Called with each published entry, in sequence order, under the hub's lock: it must
   // not block or call back into the hub.
   using Subscriber = std::function<void(const store::RevocationEntry&)>;
+  // Reads the durable log: entries with sequence > `after`, ascending, at most `limit`.
+  using LogReader = std::function<absl::StatusOr<std::vector<store::RevocationEntry>>(
+      int64_t after, size_t limit)>;
 
-  // Starts from the stored log: `entries` (unpruned, ascending) up to `last_sequence`.
-  RevocationHub(int64_t last_sequence, std::vector<store::RevocationEntry> entries);
+  // Starts from the stored log: `entries` (unpruned) up to `last_sequence`.
+  RevocationHub(int64_t last_sequence, const std::vector<store::RevocationEntry>& entries,
+                LogReader log = nullptr);
 
-  // Publishes a durable entry. Entries committed concurrently may arrive out of order;
-  // each is held back until every lower sequence has been published.
+  // Publishes a durable entry. Entries committed concurrently may arrive out of order: a
+  // later one is held back until every lower sequence is published, and the hole is filled
+  // from the log at once. A sequence the log no longer holds below a durable one was
+  // pruned and is skipped.
   void Publish(store::RevocationEntry entry);
 
   bool IsRevoked(absl::string_view instance_id) const;
   // The last published sequence.
   int64_t sequence() const;
-  // Published entries with sequence > `after`, at most `limit`.
-  std::vector<store::RevocationEntry> EntriesAfter(int64_t after, size_t limit) const;
 
-  // Registers `subscriber` and returns its id; `backlog` receives the entries after
-  // `after` published so far, so nothing is missed or repeated.
-  uint64_t Subscribe(int64_t after, Subscriber subscriber,
-                     std::vector<store::RevocationEntry>* backlog);
+  // Registers `subscriber` for the entries published from now on and returns its id; the
+  // sequence published at that moment goes to `*at` (the subscriber's backlog is the log up
+  // to it).
+  uint64_t Subscribe(Subscriber subscriber, int64_t* at);
   void Unsubscribe(uint64_t id);
 
-  // Forgets entries and revoked instances whose certificates expired before `now`.
+  // Forgets revoked instances whose certificates expired before `now`.
   void Prune(absl::Time now);
 
  private:
-  void PublishLocked(store::RevocationEntry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked(const store::RevocationEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes the held entries that follow the published sequence.
+  void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const LogReader log_;
+  absl::Mutex fill_mu_;  // one gap filler at a time
   mutable absl::Mutex mu_;
   int64_t sequence_ ABSL_GUARDED_BY(mu_);
-  std::vector<store::RevocationEntry> entries_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, store::RevocationEntry> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> revoked_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);

@@ -142,6 +142,15 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
           c->auth_failures_per_address = n;
         } else if (lk == "ledger_events_per_instance") {
           c->ledger_events_per_instance = n;
+        } else if (lk == "max_connections") {
+          if (n < 1) return Invalid(name, "must be at least 1");
+          c->max_connections = static_cast<size_t>(n);
+        } else if (lk == "max_stream_subscribers") {
+          if (n < 1) return Invalid(name, "must be at least 1");
+          c->max_stream_subscribers = static_cast<size_t>(n);
+        } else if (lk == "max_stream_subscribers_per_address") {
+          if (n < 1 || n > 1e6) return Invalid(name, "must be from 1 to 1000000");
+          c->max_stream_subscribers_per_address = static_cast<int>(n);
         } else if (lk == "max_instance_lifetime_seconds") {
           if (n < 60) return Invalid(name, "must be at least 60");
           c->max_instance_lifetime = absl::Seconds(n);
@@ -186,7 +195,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   TW_ASSIGN_OR_RETURN(int64_t sequence, p.store->LastRevocationSequence());
   TW_ASSIGN_OR_RETURN(std::vector<store::RevocationEntry> entries,
                       p.store->ListRevocations(0, std::numeric_limits<int64_t>::max()));
-  p.hub = std::make_unique<RevocationHub>(sequence, std::move(entries));
+  p.hub = std::make_unique<RevocationHub>(sequence, entries,
+                                          [store = p.store.get()](int64_t after, size_t limit) {
+                                            return store->ListRevocations(after, limit);
+                                          });
   p.hub->Prune(clock.Now());
   const std::string ledger_key_path = Path(dir, "ledger.key.pem");
   if (::access(ledger_key_path.c_str(), F_OK) != 0) {
@@ -222,14 +234,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   int io_threads = config.threads > 0
                        ? config.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  p.http =
-      std::make_unique<HttpServer>(*p.api, *p.hub, p.metrics,
-                                   HttpServerOptions{.host = p.host,
-                                                     .port = port,
-                                                     .io_threads = io_threads,
-                                                     .worker_threads = config.worker_threads,
-                                                     .max_body_bytes = config.max_body_bytes,
-                                                     .request_timeout = config.request_timeout});
+  p.http = std::make_unique<HttpServer>(
+      *p.api, *p.hub, p.metrics,
+      HttpServerOptions{.host = p.host,
+                        .port = port,
+                        .io_threads = io_threads,
+                        .worker_threads = config.worker_threads,
+                        .max_body_bytes = config.max_body_bytes,
+                        .request_timeout = config.request_timeout,
+                        .max_connections = config.max_connections,
+                        .max_subscribers = config.max_stream_subscribers,
+                        .max_subscribers_per_address = config.max_stream_subscribers_per_address});
   TW_RETURN_IF_ERROR(server->RenewServerCertificate());
   TW_RETURN_IF_ERROR(p.ledger->SignIfGrown().status());
   server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });

@@ -11,6 +11,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/file.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -57,6 +59,7 @@ class ServerTest : public ::testing::Test {
     config.threads = 2;
     config.worker_threads = 8;
     config.max_body_bytes = 64 * 1024;
+    if (tweak_) tweak_(config);
     ASSERT_TRUE(base::MakeDirectory(config.data_dir).ok());
     auto store = store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
     ASSERT_TRUE(store.ok()) << store.status();
@@ -118,9 +121,26 @@ class ServerTest : public ::testing::Test {
     return json::parse(r.body)["identities"].size();
   }
 
+  // Reads a revocation stream until `done` says so, at most 10 s.
+  std::string ReadStream(const std::string& target,
+                         const std::function<bool(const std::string&)>& done) {
+    std::string received;
+    auto stream = Client();
+    auto deadline = absl::Now() + absl::Seconds(10);
+    stream
+        ->Stream(target, {},
+                 [&](absl::string_view data) {
+                   received.append(data.data(), data.size());
+                   return !done(received) && absl::Now() < deadline;
+                 })
+        .IgnoreError();
+    return received;
+  }
+
   std::string dir_;
   std::unique_ptr<Server> server_;
   std::string admin_token_, bundle_pem_;
+  std::function<void(ServerConfig&)> tweak_;  // applied to the config by StartServer
 };
 
 TEST_F(ServerTest, FirstStartCreatesOwnerOnlyFilesAndPrintsTokenOnce) {
@@ -411,6 +431,107 @@ TEST_F(ServerTest, RevocationsAreSequencedStreamedAndSurviveRestart) {
   EXPECT_EQ(log["sequence"], 2);
   ASSERT_EQ(log["entries"].size(), 1u);
   EXPECT_EQ(log["entries"][0]["instances"][0], b.instance_id);
+}
+
+// GET /v1/revocations pages through the log; the cursor never skips an entry.
+TEST_F(ServerTest, RevocationPagesCarryACursor) {
+  auto client = Client();
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
+                   json{{"principal", absl::StrCat("p", i)}}.dump(), admin_token_)
+                  .status,
+              200);
+  }
+  std::vector<int64_t> sequences;
+  int64_t after = 0;
+  for (int pages = 0; pages < 10; ++pages) {
+    json page = json::parse(
+        Call(*client, "GET", absl::StrCat("/v1/revocations?limit=3&after=", after)).body);
+    for (const json& e : page["entries"]) sequences.push_back(e["sequence"]);
+    EXPECT_EQ(page["sequence"], 7);
+    after = page["next_after"];
+    if (!page["more"].get<bool>()) break;
+  }
+  EXPECT_THAT(sequences, ::testing::ElementsAre(1, 2, 3, 4, 5, 6, 7));
+  EXPECT_EQ(after, 7);
+  EXPECT_EQ(Call(*client, "GET", "/v1/revocations?after=1&colour=red").status, 400);
+}
+
+// A subscriber far behind gets its backlog from the store in pages, in order, then the
+// live entries, with nothing missed or repeated.
+TEST_F(ServerTest, AStreamSendsALongBacklogInOrderThenLiveEntries) {
+  auto client = Client();
+  constexpr int kBacklog = 600;  // more than two pages
+  for (int i = 0; i < kBacklog; ++i) {
+    ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
+                   json{{"principal", absl::StrCat("p", i)}}.dump(), admin_token_)
+                  .status,
+              200);
+  }
+  std::thread live([&] {
+    // Once the reader is subscribed (the hub counts it), add one more.
+    for (int i = 0; i < 200 && server_->port() != 0; ++i) {
+      auto metrics = Call(*client, "GET", "/metrics").body;
+      if (absl::StrContains(metrics, "trustwarden_stream_subscribers 1")) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    Call(*client, "POST", "/v1/revocations", json{{"principal", "late"}}.dump(), admin_token_);
+  });
+  const std::string text =
+      ReadStream("/v1/revocations/stream?after=0", [](const std::string& received) {
+        return absl::StrContains(received, absl::StrCat("id: ", kBacklog + 1, "\n"));
+      });
+  live.join();
+  std::vector<int64_t> ids;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::ConsumePrefix(&line, "id: ")) ids.push_back(std::stoll(std::string(line)));
+  }
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kBacklog + 1)) << text.substr(text.size() - 300);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], static_cast<int64_t>(i + 1));
+}
+
+TEST_F(ServerTest, StreamSubscribersAndConnectionsAreLimited) {
+  tweak_ = [](ServerConfig& c) {
+    c.max_stream_subscribers_per_address = 2;
+    c.max_connections = 6;
+  };
+  StartServer();
+  std::vector<std::unique_ptr<net::HttpsClient>> streams;
+  std::vector<std::thread> readers;
+  std::atomic<int> open{0};
+  for (int i = 0; i < 2; ++i) {
+    streams.push_back(Client());
+    readers.emplace_back([&, s = streams.back().get()] {
+      bool counted = false;
+      s->Stream("/v1/revocations/stream", {}, [&](absl::string_view) {
+         if (!counted) open.fetch_add(1);
+         counted = true;
+         return true;
+       }).IgnoreError();
+    });
+  }
+  for (int i = 0; i < 500 && open.load() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(open.load(), 2);
+  auto third = Client();
+  net::Response refused = Call(*third, "GET", "/v1/revocations/stream");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("resource_exhausted"));
+
+  // Connections: the two streams and `third` are open; a few more and the rest are closed
+  // at accept.
+  std::vector<std::unique_ptr<net::HttpsClient>> more;
+  int served = 0, closed = 0;
+  for (int i = 0; i < 6; ++i) {
+    more.push_back(Client());
+    auto r = more.back()->Request("GET", "/healthz");
+    (r.ok() && r->status == 200 ? served : closed)++;
+  }
+  EXPECT_GT(closed, 0);
+  EXPECT_LE(served, 4);
+  for (auto& s : streams) s->Cancel();
+  for (auto& t : readers) t.join();
 }
 
 TEST_F(ServerTest, ServesBundleHealthAndMetrics) {
