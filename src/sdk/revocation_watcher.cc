@@ -17,8 +17,6 @@ namespace {
 constexpr absl::Duration kSilenceLimit = absl::Seconds(3);
 constexpr absl::Duration kFirstBackoff = absl::Milliseconds(100);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
-// One event's text may not grow past this (entries are small).
-constexpr size_t kMaxEvent = 1 << 20;
 
 }  // namespace
 
@@ -52,16 +50,17 @@ RevocationWatcher::~RevocationWatcher() {
 
 bool RevocationWatcher::IsRevoked(const std::string& instance_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return revoked_.contains(instance_id);
+  return stream_.revoked().contains(instance_id);
 }
 
 absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (last_seen_ == absl::InfinitePast()) {
+  const auto last_seen = stream_.last_seen();
+  if (!last_seen) {
     return absl::UnavailableError(
         absl::StrCat("the revocation stream of ", server_, " has not connected"));
   }
-  const absl::Duration silent = absl::Now() - last_seen_;
+  const absl::Duration silent = absl::FromChrono(std::chrono::steady_clock::now() - *last_seen);
   if (silent > bound) {
     return absl::UnavailableError(
         absl::StrCat("the revocation stream of ", server_, " has been silent for ",
@@ -74,33 +73,33 @@ absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
 bool RevocationWatcher::WaitLive(absl::Duration timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
   return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [this] { return last_seen_ != absl::InfinitePast(); });
+                           [this] { return stream_.last_seen().has_value(); });
 }
 
 bool RevocationWatcher::WaitRevoked(const std::string& instance_id, absl::Duration timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
   return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [&] { return revoked_.contains(instance_id); });
+                           [&] { return stream_.revoked().contains(instance_id); });
 }
 
 std::optional<absl::Time> RevocationWatcher::LearnedAt(const std::string& instance_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = revoked_.find(instance_id);
-  if (it == revoked_.end()) return std::nullopt;
+  auto it = stream_.revoked().find(instance_id);
+  if (it == stream_.revoked().end()) return std::nullopt;
   return it->second.learned;
 }
 
 int64_t RevocationWatcher::sequence() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return sequence_;
+  return stream_.sequence();
 }
 
 void RevocationWatcher::Run() {
   absl::Duration backoff = kFirstBackoff;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    const int64_t after = sequence_;
-    pending_.clear();
+    const int64_t after = stream_.sequence();
+    stream_.Restart();
     lock.unlock();
     bool delivered = false;
     auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = ca_pem_});
@@ -121,7 +120,7 @@ void RevocationWatcher::Run() {
     }
     lock.lock();
     // Past entries stay known across reconnects; expired ones are forgotten.
-    absl::erase_if(revoked_, [now = absl::Now()](const auto& e) { return e.second.expires < now; });
+    stream_.Prune(absl::Now());
     if (delivered) backoff = kFirstBackoff;
     changed_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stopping_; });
     backoff = std::min(backoff * 2, kMaxBackoff);
@@ -134,8 +133,9 @@ void RevocationWatcher::Supervise() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     changed_.wait_for(lock, std::chrono::seconds(1));
-    if (client_ != nullptr && last_seen_ != absl::InfinitePast() &&
-        absl::Now() - last_seen_ > kSilenceLimit) {
+    const auto last_seen = stream_.last_seen();
+    if (client_ != nullptr && last_seen &&
+        absl::FromChrono(std::chrono::steady_clock::now() - *last_seen) > kSilenceLimit) {
       client_->Cancel();
     }
   }
@@ -144,44 +144,9 @@ void RevocationWatcher::Supervise() {
 bool RevocationWatcher::Consume(absl::string_view text) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return false;
-  last_seen_ = absl::Now();
-  pending_.append(text.data(), text.size());
-  size_t end;
-  while ((end = pending_.find("\n\n")) != std::string::npos) {
-    const std::string event = pending_.substr(0, end);
-    pending_.erase(0, end + 2);
-    std::string data;
-    int64_t id = 0;
-    for (absl::string_view line : absl::StrSplit(event, '\n')) {
-      if (absl::ConsumePrefix(&line, "data:")) {
-        absl::StrAppend(&data, absl::StripLeadingAsciiWhitespace(line));
-      } else if (absl::ConsumePrefix(&line, "id:")) {
-        if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &id)) return false;
-      }
-    }
-    if (!data.empty()) Apply(data);
-    if (id > sequence_) sequence_ = id;
-  }
+  const bool keep = stream_.Consume(text);
   changed_.notify_all();
-  return pending_.size() <= kMaxEvent;
-}
-
-void RevocationWatcher::Apply(const std::string& data) {
-  nlohmann::json entry = nlohmann::json::parse(data, nullptr, false);
-  if (!entry.is_object() || !entry.contains("instances") || !entry["instances"].is_array()) {
-    return;
-  }
-  absl::Time expires = absl::InfiniteFuture();
-  std::string err;
-  if (entry.contains("expires_at") && entry["expires_at"].is_string() &&
-      !absl::ParseTime(absl::RFC3339_full, entry["expires_at"].get<std::string>(), &expires,
-                       &err)) {
-    expires = absl::InfiniteFuture();
-  }
-  const absl::Time now = absl::Now();
-  for (const nlohmann::json& id : entry["instances"]) {
-    if (id.is_string()) revoked_.try_emplace(id.get<std::string>(), Known{expires, now});
-  }
+  return keep;
 }
 
 }  // namespace trustwarden::internal

@@ -3,6 +3,7 @@
 // Identities and verifiers consult it locally; none of its checks calls the server.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "net/https_client.h"
+#include "sdk/revocation_stream.h"
 
 namespace trustwarden::internal {
 
@@ -47,22 +49,14 @@ class RevocationWatcher {
  private:
   void Run();
   void Supervise();
-  // Consumes stream text; returns false to drop the connection (malformed stream).
+  // Consumes stream text; returns false to drop the connection (see RevocationStreamReader).
   bool Consume(absl::string_view text);
-  void Apply(const std::string& data);
 
   const std::string server_;
   const std::string ca_pem_;
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
-  struct Known {
-    absl::Time expires;  // prunable after
-    absl::Time learned;
-  };
-  absl::flat_hash_map<std::string, Known> revoked_;  // by instance id
-  int64_t sequence_ = 0;
-  absl::Time last_seen_ = absl::InfinitePast();
-  std::string pending_;                     // text of an event not yet complete
+  RevocationStreamReader stream_;           // guarded by mu_
   tw::net::HttpsClient* client_ = nullptr;  // the connection being read, for Cancel()
   bool stopping_ = false;
   std::thread reader_;

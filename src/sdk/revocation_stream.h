@@ -1,0 +1,49 @@
+// What a subscriber of the revocation stream (API.md: Server-Sent Events, `id:` = sequence,
+// `data:` = entry JSON, ": heartbeat N" comments) knows: the instances revoked, the last
+// sequence read, and when the stream last proved alive. Not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace trustwarden::internal {
+
+class RevocationStreamReader {
+ public:
+  struct Known {
+    absl::Time expires;  // prunable after
+    absl::Time learned;  // when this reader read it (wall clock)
+  };
+
+  // Feeds the next stream text. False when the connection must be dropped and the stream
+  // read again after sequence(): an event that cannot be read (never stepped over), a
+  // heartbeat that is not "heartbeat N", the server ahead of this reader at two heartbeats
+  // running, or an event longer than 1 MiB. Complete events before the failure are kept.
+  bool Consume(absl::string_view text);
+  // A new connection: the partial text of the old one is dropped.
+  void Restart();
+  // Forgets instances whose certificates expired before `now`.
+  void Prune(absl::Time now);
+
+  int64_t sequence() const { return sequence_; }
+  // When a complete event or heartbeat last arrived, on a monotonic clock; unset before.
+  std::optional<std::chrono::steady_clock::time_point> last_seen() const { return last_seen_; }
+  const absl::flat_hash_map<std::string, Known>& revoked() const { return revoked_; }
+
+ private:
+  bool Apply(const std::string& data);
+
+  absl::flat_hash_map<std::string, Known> revoked_;  // by instance id
+  int64_t sequence_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_seen_;
+  bool behind_at_last_heartbeat_ = false;
+  std::string pending_;  // text of an event not yet complete
+};
+
+}  // namespace trustwarden::internal
