@@ -6,6 +6,7 @@
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "core/bundle.h"
+#include "crypto/software_signer.h"
 
 namespace tw::cli {
 namespace {
@@ -52,11 +53,15 @@ absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& fla
                                                           const std::string& chain_pem,
                                                           const std::string& key_pem) {
   TW_ASSIGN_OR_RETURN(std::string ca_pem, BundlePem(flags));
+  std::shared_ptr<const crypto::SoftwareSigner> key;
+  if (!key_pem.empty()) {
+    TW_ASSIGN_OR_RETURN(key, crypto::SoftwareSigner::FromPem(key_pem));
+  }
   return net::HttpsClient::Create(net::ClientOptions{
       .server = FlagOrEnv(flags.server, "TRUSTWARDEN_SERVER", "https://127.0.0.1:8443"),
       .ca_pem = std::move(ca_pem),
       .client_chain_pem = chain_pem,
-      .client_key_pem = key_pem});
+      .client_key = std::move(key)});
 }
 
 net::Headers AuthHeaders(const ClientFlags& flags) {

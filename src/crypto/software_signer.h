@@ -27,6 +27,10 @@ class SoftwareSigner final : public Signer {
   // Writes ToPkcs8Pem() to a new file with mode 0600; AlreadyExists if the path exists.
   absl::Status WriteFile(const std::string& path) const;
 
+  // Borrows the OpenSSL key, e.g. for SSL_CTX_use_PrivateKey (which takes its own
+  // reference), so that no copy of the private key is made.
+  EVP_PKEY* get0_pkey() const { return pkey_; }
+
   const std::string& key_id() const override { return public_key_.Thumbprint(); }
   SignatureScheme algorithm() const override { return scheme_; }
   const PublicKey& public_key() const override { return public_key_; }

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "net/deadline.h"
 
 namespace tw::net {
 
@@ -63,8 +64,11 @@ struct HttpsClient::Impl {
     auto results = resolver.resolve(host, port, ec);
     if (ec)
       return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", ec.message()));
-    beast::get_lowest_layer(*stream).expires_after(absl::ToChronoMilliseconds(timeout));
-    beast::get_lowest_layer(*stream).connect(results, ec);
+    // A host that never answers fails in seconds, not at the system's TCP timeout.
+    beast::get_lowest_layer(*stream).expires_after(absl::ToChronoMilliseconds(connect_timeout));
+    ec = RunToCompletion(ioc, [&](auto handler) {
+      beast::get_lowest_layer(*stream).async_connect(results, std::move(handler));
+    });
     if (ec) {
       return absl::UnavailableError(
           absl::StrCat("cannot connect to ", host, ":", port, ": ", ec.message()));
@@ -74,7 +78,9 @@ struct HttpsClient::Impl {
       return absl::InternalError("TLS: cannot set SNI");
     }
     stream->set_verify_callback(ssl::host_name_verification(host));
-    stream->handshake(ssl::stream_base::client, ec);
+    ec = RunToCompletion(ioc, [&](auto handler) {
+      stream->async_handshake(ssl::stream_base::client, std::move(handler));
+    });
     if (ec) {
       return absl::UnavailableError(
           absl::StrCat("TLS handshake with ", host, ":", port, " failed: ", ec.message()));
@@ -86,7 +92,7 @@ struct HttpsClient::Impl {
   ssl::context ctx;
   std::optional<beast::ssl_stream<beast::tcp_stream>> stream;
   std::string host, port;
-  absl::Duration timeout;
+  absl::Duration timeout, connect_timeout;
   bool connected = false;
   std::mutex cancel_mu;  // guards the two below, for Cancel() from another thread
   int stream_fd = -1;
@@ -102,6 +108,7 @@ absl::StatusOr<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOpt
     return s;
   }
   impl->timeout = options.timeout;
+  impl->connect_timeout = options.connect_timeout;
   beast::error_code ec;
   SSL_CTX_set_min_proto_version(impl->ctx.native_handle(), TLS1_2_VERSION);
   impl->ctx.add_certificate_authority(asio::buffer(options.ca_pem), ec);
@@ -109,8 +116,10 @@ absl::StatusOr<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOpt
   impl->ctx.set_verify_mode(ssl::verify_peer);
   if (!options.client_chain_pem.empty()) {
     impl->ctx.use_certificate_chain(asio::buffer(options.client_chain_pem), ec);
-    if (!ec) impl->ctx.use_private_key(asio::buffer(options.client_key_pem), ssl::context::pem, ec);
-    if (ec) return absl::InvalidArgumentError("client certificate or key is unusable");
+    if (ec || options.client_key == nullptr ||
+        SSL_CTX_use_PrivateKey(impl->ctx.native_handle(), options.client_key->get0_pkey()) != 1) {
+      return absl::InvalidArgumentError("client certificate or key is unusable");
+    }
   }
   return std::unique_ptr<HttpsClient>(new HttpsClient(std::move(impl)));
 }
@@ -142,11 +151,17 @@ absl::StatusOr<Response> HttpsClient::Request(absl::string_view method, absl::st
     beast::error_code ec;
     beast::get_lowest_layer(*impl_->stream)
         .expires_after(absl::ToChronoMilliseconds(impl_->timeout));
-    http::write(*impl_->stream, req, ec);
+    ec = RunToCompletion(impl_->ioc, [&](auto handler) {
+      http::async_write(*impl_->stream, req, std::move(handler));
+    });
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
-    if (!ec) http::read(*impl_->stream, buffer, parser, ec);
+    if (!ec) {
+      ec = RunToCompletion(impl_->ioc, [&](auto handler) {
+        http::async_read(*impl_->stream, buffer, parser, std::move(handler));
+      });
+    }
     if (ec) {
       impl_->connected = false;
       if (reused && !parser.got_some()) continue;
@@ -184,11 +199,16 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
   beast::error_code ec;
   auto& stream = *impl_->stream;
   beast::get_lowest_layer(stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
-  http::write(stream, req, ec);
+  ec = RunToCompletion(impl_->ioc,
+                       [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(boost::none);
-  if (!ec) http::read_header(stream, buffer, parser, ec);
+  if (!ec) {
+    ec = RunToCompletion(impl_->ioc, [&](auto handler) {
+      http::async_read_header(stream, buffer, parser, std::move(handler));
+    });
+  }
   if (ec) {
     std::lock_guard<std::mutex> lock(impl_->cancel_mu);
     if (impl_->cancelled) return absl::CancelledError("stream: cancelled");
@@ -203,7 +223,9 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
     beast::get_lowest_layer(stream).expires_after(absl::ToChronoMilliseconds(impl_->timeout));
-    http::read_some(stream, buffer, parser, ec);
+    ec = RunToCompletion(impl_->ioc, [&](auto handler) {
+      http::async_read_some(stream, buffer, parser, std::move(handler));
+    });
     if (ec == http::error::need_buffer) ec = {};
     if (ec) break;
     size_t got = sizeof(chunk) - parser.get().body().size;

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "crypto/software_signer.h"
 
 namespace tw::net {
 
@@ -19,8 +20,9 @@ struct ClientOptions {
   std::string server;            // https://HOST:PORT
   std::string ca_pem;            // trusted CA certificates (PEM)
   std::string client_chain_pem;  // optional client certificate chain, leaf first
-  std::string client_key_pem;    // its private key
-  absl::Duration timeout = absl::Seconds(30);
+  std::shared_ptr<const crypto::SoftwareSigner> client_key;  // its private key
+  absl::Duration connect_timeout = absl::Seconds(5);         // TCP and TLS handshake
+  absl::Duration timeout = absl::Seconds(30);                // each request, once connected
 };
 
 struct Response {

@@ -149,14 +149,14 @@ using State = AgentIdentity::State;
 
 State::Credential State::Current() const {
   std::lock_guard<std::mutex> lock(mu);
-  return {key, key_pem, svid_pem, *svid};
+  return {key, svid_pem, *svid};
 }
 
 std::unique_ptr<net::HttpsClient> State::Client(const Credential& c) const {
   return Check(net::HttpsClient::Create({.server = endpoint.server,
                                          .ca_pem = endpoint.ca_pem,
                                          .client_chain_pem = c.svid_pem,
-                                         .client_key_pem = c.key_pem}));
+                                         .client_key = c.key}));
 }
 
 bool State::IsRevoked() const {
@@ -194,7 +194,6 @@ void State::Adopt(const json& reply, std::unique_ptr<crypto::SoftwareSigner> new
   issued_at = absl::Now();
   svid = std::move(verified);
   svid_pem = pem;
-  key_pem = std::string(new_key->ToPkcs8Pem().view());
   key = std::move(new_key);
   jwts.clear();
 }

@@ -70,8 +70,8 @@ struct AgentIdentity::State {
   internal::Endpoint endpoint;
   mutable std::mutex mu;
   std::condition_variable cv;
+  // The key lives only in its signer: TLS contexts borrow its OpenSSL key object.
   std::shared_ptr<const tw::crypto::SoftwareSigner> key;  // guarded by mu, with the below
-  std::string key_pem;
   std::string svid_pem;
   std::optional<tw::core::VerifiedX509Svid> svid;  // set once created
   absl::Time issued_at;  // when the current certificate arrived (notBefore is backdated)
@@ -88,7 +88,7 @@ struct AgentIdentity::State {
   // The key and certificate at one moment, for one signed request.
   struct Credential {
     std::shared_ptr<const tw::crypto::SoftwareSigner> key;
-    std::string key_pem, svid_pem;
+    std::string svid_pem;
     tw::core::VerifiedX509Svid svid;
   };
   Credential Current() const;

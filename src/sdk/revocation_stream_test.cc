@@ -25,7 +25,8 @@ TEST(RevocationStreamReaderTest, ReadsEntriesSplitAnywhere) {
 // reconnection asks for that entry again instead of stepping over it.
 TEST(RevocationStreamReaderTest, NeverStepsOverAnEntryItCannotRead) {
   for (const std::string& bad :
-       {std::string("id: 2\ndata: {not json\n\n"), std::string("id: 2\ndata: {\"instances\":7}\n\n"),
+       {std::string("id: 2\ndata: {not json\n\n"),
+        std::string("id: 2\ndata: {\"instances\":7}\n\n"),
         std::string("id: 2\ndata: {\"instances\":[7]}\n\n"), std::string("id: two\ndata: {}\n\n"),
         std::string("data: {\"instances\":[\"inst-x\"]}\n\n"), std::string("id: 2\n\n")}) {
     RevocationStreamReader r;

@@ -26,7 +26,7 @@ struct Binding {
   std::string serial;  // of the parsed credential below
   UniquePtr<X509> leaf;
   std::vector<UniquePtr<X509>> intermediates;
-  UniquePtr<EVP_PKEY> key;
+  std::shared_ptr<const tw::crypto::SoftwareSigner> key;  // its private key, in its signer
 };
 
 void FreeBinding(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
@@ -52,22 +52,21 @@ int UseCurrentSvid(SSL* ssl, void* arg) {
   std::lock_guard<std::mutex> lock(b.mu);
   if (b.serial != c.svid.serial_hex) {
     UniquePtr<BIO> chain(BIO_new_mem_buf(c.svid_pem.data(), static_cast<int>(c.svid_pem.size())));
-    UniquePtr<BIO> key(BIO_new_mem_buf(c.key_pem.data(), static_cast<int>(c.key_pem.size())));
-    if (chain == nullptr || key == nullptr) return 0;
+    if (chain == nullptr) return 0;
     UniquePtr<X509> leaf(PEM_read_bio_X509(chain.get(), nullptr, nullptr, nullptr));
-    UniquePtr<EVP_PKEY> pkey(PEM_read_bio_PrivateKey(key.get(), nullptr, nullptr, nullptr));
-    if (leaf == nullptr || pkey == nullptr) return 0;
+    if (leaf == nullptr) return 0;
     std::vector<UniquePtr<X509>> intermediates;
     while (X509* x = PEM_read_bio_X509(chain.get(), nullptr, nullptr, nullptr)) {
       intermediates.emplace_back(x);
     }
     ERR_clear_error();  // the read past the last certificate
     b.leaf = std::move(leaf);
-    b.key = std::move(pkey);
+    b.key = c.key;
     b.intermediates = std::move(intermediates);
     b.serial = c.svid.serial_hex;
   }
-  if (SSL_use_certificate(ssl, b.leaf.get()) != 1 || SSL_use_PrivateKey(ssl, b.key.get()) != 1) {
+  if (SSL_use_certificate(ssl, b.leaf.get()) != 1 ||
+      SSL_use_PrivateKey(ssl, b.key->get0_pkey()) != 1) {
     return 0;
   }
   for (const UniquePtr<X509>& x : b.intermediates) {

@@ -74,11 +74,13 @@ class ServerTest : public ::testing::Test {
 
   std::unique_ptr<net::HttpsClient> Client(const std::string& chain = "",
                                            const std::string& key = "") {
-    auto client =
-        net::HttpsClient::Create({.server = absl::StrCat("https://127.0.0.1:", server_->port()),
-                                  .ca_pem = bundle_pem_,
-                                  .client_chain_pem = chain,
-                                  .client_key_pem = key});
+    auto client = net::HttpsClient::Create(
+        {.server = absl::StrCat("https://127.0.0.1:", server_->port()),
+         .ca_pem = bundle_pem_,
+         .client_chain_pem = chain,
+         .client_key = key.empty() ? nullptr
+                                   : std::shared_ptr<const crypto::SoftwareSigner>(
+                                         *crypto::SoftwareSigner::FromPem(key))});
     EXPECT_TRUE(client.ok()) << client.status();
     return *std::move(client);
   }
