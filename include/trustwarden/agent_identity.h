@@ -31,6 +31,9 @@ struct IdentityOptions {
 struct CallOptions {
   std::string input;  // what triggered the call, e.g. the prompt; only its digest is recorded
   std::string min_trust_level;  // this call needs at least this trust level
+  // The SPIFFE ID the resource's server must present (https: resources), overriding the
+  // one named for its origin with AgentIdentity::trust_origin.
+  std::string server_spiffe_id;
 };
 
 // What a connector is asked to do once the call is allowed and recorded.
@@ -38,6 +41,7 @@ struct CallRequest {
   std::string resource;  // URI; its scheme chose the connector
   std::string action;    // the scope exercised, "action:object"
   std::string payload;
+  std::string server_spiffe_id;  // CallOptions::server_spiffe_id
 };
 
 struct CallResult {
@@ -92,9 +96,16 @@ class AgentIdentity {
 
   // Registers the connector for resources whose URI has `scheme` (e.g. "postgres").
   // "http" and "https" are built in: the payload is POSTed (GET when empty) with
-  // "Authorization: Bearer <JWT-SVID>" for the resource's origin, over mTLS with the SVID
-  // for https, whose server must present an SVID of the same bundle.
+  // "Authorization: Bearer <JWT-SVID>" for the resource's origin. Over https (mTLS with
+  // the SVID) the server must present the SPIFFE ID named for the call or its origin; a
+  // call naming none fails before anything is sent. Plain http needs allow_plain_http.
   static void register_connector(const std::string& scheme, Connector connector);
+  // The built-in https connector sends to `origin` ("https://payments.internal:8443") only
+  // when its server presents `server_spiffe_id`. Throws Error (invalid_argument).
+  static void trust_origin(const std::string& origin, const std::string& server_spiffe_id);
+  // The built-in http connector may send bearer tokens to `origin` ("http://localhost:8080")
+  // in the clear. Throws Error (invalid_argument).
+  static void allow_plain_http(const std::string& origin);
   // Every action overlapping `scope` (e.g. "delete:*") needs at least `min_trust_level`
   // in this process.
   static void require_trust_level(const std::string& scope, const std::string& min_trust_level);

@@ -621,7 +621,8 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
   auto record_outcome = [&] { state_->RecordUnlessRefused(c, outcome); };
   CallResult result{event.id, {}};
   try {
-    result.response = connector(*this, CallRequest{resource, action, payload});
+    result.response =
+        connector(*this, CallRequest{resource, action, payload, options.server_spiffe_id});
   } catch (const std::exception& e) {
     outcome.outcome = "error";
     outcome.reason = e.what();
@@ -669,6 +670,14 @@ void AgentIdentity::register_connector(const std::string& scheme, Connector conn
   Registry& r = Registered();
   std::lock_guard<std::mutex> lock(r.mu);
   r.connectors[absl::AsciiStrToLower(scheme)] = std::move(connector);
+}
+
+void AgentIdentity::trust_origin(const std::string& origin, const std::string& server_spiffe_id) {
+  internal::TrustOrigin(origin, server_spiffe_id);
+}
+
+void AgentIdentity::allow_plain_http(const std::string& origin) {
+  internal::AllowPlainHttp(origin);
 }
 
 void AgentIdentity::require_trust_level(const std::string& scope,

@@ -662,8 +662,30 @@ TEST_F(AgentIdentityTest, HttpsConnectorPresentsTheSvidAndAJwtForTheOrigin) {
   const std::string origin = absl::StrCat("https://127.0.0.1:", server.port());
   verifier =
       std::make_unique<Verifier>(VerifierOptions{.connection = with_jwt_keys, .audience = origin});
+  // No SPIFFE ID named for the origin: the token goes nowhere.
+  try {
+    agent.call(origin + "/reports", "read:transactions");
+    ADD_FAILURE() << "a bearer token went to an unnamed server";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), "failed_precondition") << e.what();
+    EXPECT_NE(std::string(e.what()).find("trust_origin"), std::string::npos) << e.what();
+  }
+  // Named for this call, but not the server that answers: the handshake fails.
+  EXPECT_THROW(agent.call(origin + "/reports", "read:transactions", "",
+                          {.server_spiffe_id = agent.spiffe_id()}),
+               Error);
+  AgentIdentity::trust_origin(origin, api.spiffe_id());
   CallResult r = agent.call(origin + "/reports?day=today", "read:transactions");
   EXPECT_EQ(r.response, "hello " + agent.spiffe_id() + " over " + agent.spiffe_id());
+  // Plain http carries no bearer token without an opt-in.
+  try {
+    agent.call(absl::StrCat("http://127.0.0.1:", server.port(), "/reports"), "read:transactions");
+    ADD_FAILURE() << "a bearer token went over plain http";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), "failed_precondition") << e.what();
+  }
+  EXPECT_THROW(AgentIdentity::trust_origin("https://x/y", api.spiffe_id()), Error);
+  EXPECT_THROW(AgentIdentity::trust_origin(origin, "not-an-id"), Error);
   // The resource's refusal is the call's error, and the outcome records it.
   verifier = std::make_unique<Verifier>(
       VerifierOptions{.connection = with_jwt_keys, .audience = "https://elsewhere"});

@@ -1,14 +1,19 @@
 #include "sdk/http_connector.h"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
+#include <map>
+#include <mutex>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/spiffe_id.h"
+#include "net/deadline.h"
 #include "nlohmann/json.hpp"
 #include "trustwarden/tls.h"
 
@@ -20,40 +25,48 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 
+constexpr auto kConnectTimeout = std::chrono::seconds(5);
+constexpr auto kRequestTimeout = std::chrono::seconds(30);
+
 struct Url {
   bool tls = false;
   std::string host, port, origin, target;
 };
 
-Url ParseUrl(const std::string& resource) {
+// An http(s) URL as Boost.URL reads it (RFC 3986); the origin is scheme://host[:port],
+// lower-cased, without a default port.
+Url ParseUrl(const std::string& text) {
+  auto parsed = boost::urls::parse_uri(text);
+  if (!parsed) throw Error("invalid_argument", absl::StrCat("\"", text, "\" is not a URL"));
   Url u;
-  const size_t colon = resource.find("://");
-  const std::string scheme = absl::AsciiStrToLower(resource.substr(0, colon));
+  const std::string scheme = absl::AsciiStrToLower(std::string(parsed->scheme()));
+  if (scheme != "http" && scheme != "https") {
+    throw Error("invalid_argument", absl::StrCat("\"", text, "\" is not an http(s) URL"));
+  }
   u.tls = scheme == "https";
-  if (colon == std::string::npos || (scheme != "http" && scheme != "https")) {
-    throw Error("invalid_argument", absl::StrCat("\"", resource, "\" is not an http(s) URL"));
+  u.host = absl::AsciiStrToLower(std::string(parsed->host_address()));
+  if (u.host.empty() || parsed->has_userinfo()) {
+    throw Error("invalid_argument", absl::StrCat("\"", text, "\" has no usable host"));
   }
-  const size_t start = colon + 3;
-  const size_t slash = resource.find_first_of("/?#", start);
-  const std::string authority = resource.substr(start, slash - start);
-  u.target = slash == std::string::npos ? "/" : resource.substr(slash);
-  if (u.target[0] != '/') u.target = "/" + u.target;
-  if (const size_t hash = u.target.find('#'); hash != std::string::npos) u.target.resize(hash);
-  const size_t bracket = authority.rfind(']');
-  const size_t port = authority.rfind(':');
-  if (port != std::string::npos && (bracket == std::string::npos || port > bracket)) {
-    u.host = authority.substr(0, port);
-    u.port = authority.substr(port + 1);
-  } else {
-    u.host = authority;
-    u.port = u.tls ? "443" : "80";
-  }
-  if (u.host.size() > 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
-  if (u.host.empty() || u.port.empty() || authority.find('@') != std::string::npos) {
-    throw Error("invalid_argument", absl::StrCat("\"", resource, "\" has no usable host"));
-  }
-  u.origin = absl::StrCat(scheme, "://", absl::AsciiStrToLower(authority));
+  const std::string default_port = u.tls ? "443" : "80";
+  u.port =
+      parsed->has_port() && !parsed->port().empty() ? std::string(parsed->port()) : default_port;
+  const std::string host_text = absl::AsciiStrToLower(std::string(parsed->encoded_host()));
+  u.origin = absl::StrCat(scheme, "://", host_text, u.port == default_port ? "" : ":" + u.port);
+  u.target = std::string(parsed->encoded_path());
+  if (u.target.empty()) u.target = "/";
+  if (parsed->has_query()) absl::StrAppend(&u.target, "?", std::string(parsed->encoded_query()));
   return u;
+}
+
+struct Origins {
+  std::mutex mu;
+  std::map<std::string, std::string> servers;  // origin -> the SPIFFE ID it must present
+  std::set<std::string> plain_http;
+};
+Origins& Registered() {
+  static auto* origins = new Origins();
+  return *origins;
 }
 
 // The status of a refused request, as an SDK error code.
@@ -67,20 +80,69 @@ std::string CodeOf(unsigned status) {
 }
 
 template <typename Stream>
-http::response<http::string_body> Exchange(Stream& stream,
+http::response<http::string_body> Exchange(asio::io_context& ioc, Stream& stream,
                                            const http::request<http::string_body>& req) {
-  http::write(stream, req);
+  beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
+  beast::error_code ec = tw::net::RunToCompletion(
+      ioc, [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
-  http::read(stream, buffer, parser);
+  if (!ec) {
+    ec = tw::net::RunToCompletion(
+        ioc, [&](auto handler) { http::async_read(stream, buffer, parser, std::move(handler)); });
+  }
+  if (ec) throw beast::system_error(ec);
   return parser.release();
 }
 
 }  // namespace
 
+void TrustOrigin(const std::string& origin, const std::string& spiffe_id) {
+  const Url url = ParseUrl(origin);
+  if (url.target != "/") {
+    throw Error("invalid_argument", absl::StrCat("\"", origin, "\" is not an origin"));
+  }
+  if (auto id = tw::core::SpiffeId::FromString(spiffe_id); !id.ok()) {
+    throw Error("invalid_argument", std::string(id.status().message()));
+  }
+  Origins& o = Registered();
+  std::lock_guard<std::mutex> lock(o.mu);
+  o.servers[url.origin] = spiffe_id;
+}
+
+void AllowPlainHttp(const std::string& origin) {
+  const Url url = ParseUrl(origin);
+  Origins& o = Registered();
+  std::lock_guard<std::mutex> lock(o.mu);
+  o.plain_http.insert(url.origin);
+}
+
 std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
   const Url url = ParseUrl(request.resource);
+  std::string server_id = request.server_spiffe_id;
+  bool plain_allowed;
+  {
+    Origins& o = Registered();
+    std::lock_guard<std::mutex> lock(o.mu);
+    if (server_id.empty()) {
+      auto it = o.servers.find(url.origin);
+      if (it != o.servers.end()) server_id = it->second;
+    }
+    plain_allowed = o.plain_http.contains(url.origin);
+  }
+  // The bearer token goes only where the application said it may.
+  if (url.tls && server_id.empty()) {
+    throw Error("failed_precondition", absl::StrCat("no server SPIFFE ID is named for ", url.origin,
+                                                    ": AgentIdentity::trust_origin(origin, id) or "
+                                                    "CallOptions::server_spiffe_id"));
+  }
+  if (!url.tls && !plain_allowed) {
+    throw Error("failed_precondition",
+                absl::StrCat(url.origin,
+                             " is plain http: the bearer token would travel in the "
+                             "clear; use https, or AgentIdentity::allow_plain_http"));
+  }
   http::request<http::string_body> req{request.payload.empty() ? http::verb::get : http::verb::post,
                                        url.target, 11};
   req.set(http::field::host, url.host);
@@ -101,18 +163,28 @@ std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
     asio::io_context ioc;
     tcp::resolver resolver(ioc);
     const auto endpoints = resolver.resolve(url.host, url.port);
+    auto connect = [&](beast::tcp_stream& tcp) {
+      tcp.expires_after(kConnectTimeout);
+      beast::error_code ec = tw::net::RunToCompletion(
+          ioc, [&](auto handler) { tcp.async_connect(endpoints, std::move(handler)); });
+      if (ec) throw beast::system_error(ec);
+    };
     if (url.tls) {
-      asio::ssl::context ctx(client_tls_context(agent));
+      asio::ssl::context ctx(client_tls_context(agent, Requirement{.spiffe_ids = {server_id}}));
       beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
-      beast::get_lowest_layer(stream).connect(endpoints);
-      stream.handshake(asio::ssl::stream_base::client);
-      res = Exchange(stream, req);
-      beast::error_code ignored;
-      stream.shutdown(ignored);
+      connect(beast::get_lowest_layer(stream));
+      beast::error_code ec = tw::net::RunToCompletion(ioc, [&](auto handler) {
+        stream.async_handshake(asio::ssl::stream_base::client, std::move(handler));
+      });
+      if (ec) throw beast::system_error(ec);
+      res = Exchange(ioc, stream, req);
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+      tw::net::RunToCompletion(ioc,
+                               [&](auto handler) { stream.async_shutdown(std::move(handler)); });
     } else {
       beast::tcp_stream stream(ioc);
-      stream.connect(endpoints);
-      res = Exchange(stream, req);
+      connect(stream);
+      res = Exchange(ioc, stream, req);
     }
   } catch (const boost::system::system_error& e) {
     throw Error("unavailable", absl::StrCat(request.resource, ": ", e.what()));

@@ -1,4 +1,5 @@
-// The built-in connector for http: and https: resources.
+// The built-in connector for http: and https: resources, and the process-wide rules on
+// which server each origin must be. Thread-safe.
 #pragma once
 
 #include <string>
@@ -7,10 +8,19 @@
 
 namespace trustwarden::internal {
 
-// POSTs the payload (GET when empty) to the resource with "Authorization: Bearer" and a
-// JWT-SVID whose audience is the resource's origin; https is mTLS with the agent's SVID,
-// and the server must present an SVID of the agent's bundle. Throws Error on a transport
-// failure or a non-2xx status; returns the response body.
+// POSTs the payload (GET when empty) with "Authorization: Bearer" and a JWT-SVID whose
+// audience is the resource's origin. Over https (mTLS with the agent's SVID) the server
+// must present the SPIFFE ID named for the call (CallRequest::server_spiffe_id) or for its
+// origin (TrustOrigin); with none named the call fails before anything is sent. Plain http
+// carries the bearer token only to an origin passed to AllowPlainHttp. Connects within 5 s
+// and reads the response within 30 s. Throws Error on a refusal, a transport failure or a
+// non-2xx status; returns the response body.
 std::string HttpConnector(AgentIdentity& agent, const CallRequest& request);
+
+// `origin` ("https://payments.internal:8443") must present `spiffe_id`. InvalidArgument
+// for a malformed origin or SPIFFE ID.
+void TrustOrigin(const std::string& origin, const std::string& spiffe_id);
+// Bearer tokens may go to `origin` ("http://localhost:8080") over plain http.
+void AllowPlainHttp(const std::string& origin);
 
 }  // namespace trustwarden::internal
