@@ -5,6 +5,7 @@ Paired benchmarks alternate blocks of the floor operation and the measured one a
 the ratio themselves ("vs_floor"), so a noisy machine moves both alike.
 """
 import json
+import os
 import sys
 
 # benchmark -> (floor it is paired with, target ratio, target text)
@@ -60,7 +61,9 @@ def main(paths):
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print(line(r))
-    return 1 if failed else 0
+    # A smoke run (scripts/bench --smoke) checks that this script reads what the benchmarks
+    # write; its figures are too short to judge.
+    return 1 if failed and not os.environ.get("TW_BENCH_SMOKE") else 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ struct World {
     tw::server::ServerConfig config;
     config.data_dir = dir + "/data";
     config.listen = "127.0.0.1:0";
-    config.ledger_events_per_instance = 0;  // one instance drives the whole call load
+    config.ledger_events_per_instance = 0;             // one instance drives the whole call load
+    config.max_stream_subscribers_per_address = 1000;  // a hundred watchers on loopback
     auto server_or = tw::server::Server::Start(
         config, *tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db"));
     if (!server_or.ok()) throw std::runtime_error(std::string(server_or.status().message()));

@@ -23,7 +23,7 @@ struct HttpServerOptions {
   absl::Duration heartbeat = absl::Seconds(1);         // revocation stream comments
   size_t max_connections = 4096;                       // open at once; more are closed on accept
   size_t max_subscribers = 10000;                      // revocation streams in total
-  int max_subscribers_per_address = 64;
+  int max_subscribers_per_address = 256;
 };
 
 class HttpServer {

@@ -4,6 +4,7 @@
 // verification of the export.
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -23,7 +24,11 @@ namespace tw::server {
 namespace {
 
 constexpr int kAgents = 64;
-constexpr uint64_t kBigLedger = 1'000'000;
+// The forensic benchmarks' ledger: 1M events, fewer for a smoke run (TW_BENCH_LEDGER_EVENTS).
+const uint64_t kBigLedger = [] {
+  const char* env = std::getenv("TW_BENCH_LEDGER_EVENTS");
+  return env != nullptr ? std::strtoull(env, nullptr, 10) : uint64_t{1'000'000};
+}();
 constexpr uint16_t kBatch = 125;
 constexpr int kAppendIterations = 200;  // batches per thread: long enough to span checkpoints
 

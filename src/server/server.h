@@ -33,7 +33,7 @@ struct ServerConfig {
   double ledger_events_per_instance = 200;         // agent events per second; 0 = unlimited
   size_t max_connections = 4096;                   // open at once
   size_t max_stream_subscribers = 10000;           // revocation streams in total
-  int max_stream_subscribers_per_address = 64;
+  int max_stream_subscribers_per_address = 256;
   absl::Duration max_instance_lifetime = absl::Hours(24);  // from creation, across renewals
 };
 
