@@ -256,6 +256,46 @@ absl::Status Api::CheckAddress(const HttpRequest& request) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Routes that need a token or an SVID. The rest are public, unknown (404), or ledger
+// events, whose body may authenticate itself with its signer's chain.
+bool NeedsCredentials(const HttpRequest& r) {
+  const absl::string_view p = r.path;
+  if (p == "/v1/revocations") return r.method != "GET";
+  if (p == "/v1/ledger/events" || p == "/v1/ledger/key") return false;
+  for (absl::string_view prefix : {"/v1/identities", "/v1/jwt-svids", "/v1/policies", "/v1/tokens",
+                                   "/v1/audit/", "/v1/ledger/"}) {
+    if (absl::StartsWith(p, prefix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status Api::Preflight(const HttpRequest& request) {
+  absl::Status s;
+  if (!address_limiter_.HasToken(request.remote, options_.clock->Now())) {
+    s = absl::ResourceExhaustedError("too many requests from this address");
+  } else if (NeedsCredentials(request)) {
+    absl::StatusOr<Caller> caller = Authenticate(request);
+    if (!caller.ok()) {
+      s = caller.status();
+    } else if (caller->principal.empty() && !caller->svid) {
+      s = !caller->svid_error.ok() && absl::IsPermissionDenied(caller->svid_error)
+              ? caller->svid_error
+              : absl::UnauthenticatedError(
+                    "this route needs a token (Authorization: Bearer, e.g. $TRUSTWARDEN_TOKEN) "
+                    "or an agent's SVID as client certificate");
+    }
+  }
+  if (!s.ok()) {
+    metrics_.RecordRequest();
+    metrics_.RecordError(ErrorCode(s));
+  }
+  return s;
+}
+
 HttpResponse Api::Handle(const HttpRequest& request) {
   metrics_.RecordRequest();
   absl::Status allowed = CheckAddress(request);

@@ -66,6 +66,10 @@ class Api {
   static absl::StatusOr<int64_t> StreamStart(const HttpRequest& request);
   // The per-address request limit, shared with the stream route. ResourceExhausted.
   absl::Status CheckAddress(const HttpRequest& request);
+  // Decides on the headers alone (`request` has no body yet) whether the request may go on:
+  // the address limit, and on every route that is not public, credentials present and
+  // valid. Unauthenticated, PermissionDenied or ResourceExhausted otherwise.
+  absl::Status Preflight(const HttpRequest& request);
   // A page of the durable revocation log: entries after `after`, ascending, at most `limit`.
   absl::StatusOr<std::vector<store::RevocationEntry>> RevocationLog(int64_t after, size_t limit);
 

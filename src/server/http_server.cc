@@ -202,45 +202,67 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.options.max_body_bytes);
     parser_->header_limit(16 * 1024);
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
-    http::async_read(
+    http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
-  void OnRead(beast::error_code ec) {
+  // Handles a failed read; false when there was none.
+  bool ReadFailed(beast::error_code ec) {
+    if (!ec) return false;
     if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout ||
         ec == net::ssl::error::stream_truncated) {
-      return Close();
-    }
-    if (ec == http::error::body_limit) {
+      Close();
+    } else if (ec == http::error::body_limit) {
       unread_body_ = true;
-      return Reply(ErrorResponse(absl::InvalidArgumentError("request body too large")), 413,
-                   "payload_too_large", false, "");
+      Reply(ErrorResponse(absl::InvalidArgumentError("request body too large")), 413,
+            "payload_too_large", false, "");
+    } else if (ec.category() == http::make_error_code(http::error::body_limit).category()) {
+      Reply(ErrorResponse(absl::InvalidArgumentError("malformed HTTP request")), 400,
+            "invalid_argument", false, "");
+    } else {
+      Close();
     }
-    if (ec) {
-      if (ec.category() == http::make_error_code(http::error::body_limit).category()) {
-        return Reply(ErrorResponse(absl::InvalidArgumentError("malformed HTTP request")), 400,
-                     "invalid_argument", false, "");
-      }
-      return Close();
+    return true;
+  }
+
+  // The headers are in: the request is refused here, before its body is read, when its
+  // target or headers are malformed or its credentials are missing or wrong.
+  void OnHeader(beast::error_code ec) {
+    if (ReadFailed(ec)) return;
+    const auto& req = parser_->get();
+    request_ = HttpRequest{};
+    request_.method = std::string(req.method_string());
+    request_.authorization = std::string(req[http::field::authorization]);
+    request_.last_event_id = std::string(req["Last-Event-ID"]);
+    request_.peer_chain = peer_chain_;
+    request_.remote = remote_;
+    request_.request_id = server_.NextRequestId();
+    absl::Status early = CheckFields(req);
+    if (early.ok()) early = ParseTarget(std::string(req.target()), &request_);
+    if (early.ok() && request_.path == kStreamPath && request_.method == "GET") {
+      return StartStream(request_, request_.request_id);
     }
+    if (early.ok()) early = server_.api.Preflight(request_);
+    if (!early.ok()) {
+      unread_body_ = !parser_->is_done();
+      return Reply(ErrorResponse(early), 0, "", false, request_.request_id);
+    }
+    if (parser_->is_done()) return Dispatch();
+    beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!self->ReadFailed(ec)) self->Dispatch();
+                     });
+  }
+
+  // Hands the whole request to a worker.
+  void Dispatch() {
     http::request<http::string_body> req = parser_->release();
     const bool keep_alive = req.keep_alive();
-    HttpRequest request;
-    request.method = std::string(req.method_string());
+    HttpRequest request = std::move(request_);
     request.body = std::move(req.body());
-    request.authorization = std::string(req[http::field::authorization]);
-    request.last_event_id = std::string(req["Last-Event-ID"]);
-    request.peer_chain = peer_chain_;
-    request.remote = remote_;
-    std::string request_id = server_.NextRequestId();
-    request.request_id = request_id;
-    absl::Status target = CheckFields(req);
-    if (target.ok()) target = ParseTarget(std::string(req.target()), &request);
-    if (!target.ok()) return Reply(ErrorResponse(target), 0, "", false, request_id);
-    if (request.path == kStreamPath && request.method == "GET") {
-      return StartStream(request, request_id);
-    }
+    const std::string request_id = request.request_id;
     const absl::Time start = absl::Now();
     net::post(server_.workers, [self = shared_from_this(), request = std::move(request), keep_alive,
                                 request_id, start]() mutable {
@@ -468,6 +490,7 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> res_;
   std::vector<base::Bytes> peer_chain_;
   std::string remote_;
+  HttpRequest request_;  // the one being read
   // Event stream state.
   std::optional<http::response<http::empty_body>> stream_res_;
   std::optional<http::response_serializer<http::empty_body>> serializer_;

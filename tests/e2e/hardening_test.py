@@ -398,6 +398,19 @@ class HostileRequestTest(HardeningCase):
             body=b'{"principal":"hdr"}'))
         self.assert_nothing_written()
 
+    def test_credentials_are_decided_before_the_body_is_read(self):
+        """Headers announcing a large body, and no body: a request without credentials (or
+        with wrong ones) is answered at once, without waiting for bytes that never come."""
+        for label, auth in (("no token", []), ("wrong token", [b"Authorization: Bearer tw_x"])):
+            with self.subTest(label):
+                head = b"\r\n".join([b"POST /v1/identities HTTP/1.1", b"Host: " + self.host,
+                                      *auth, b"Content-Type: application/json",
+                                      b"Content-Length: 60000"]) + b"\r\n\r\n"
+                r = raw_request(self.server, head, timeout=3)
+                self.assertIsNotNone(r, f"{label}: closed without an answer")
+                self.assertEqual(r.status, 401, f"{label}: {r.status} {r.body[:200]!r}")
+        self.assert_nothing_written()
+
     # ------------------------------------------------------------------ bodies
     def csr_json(self):
         return json.dumps(st.make_csr()).encode()
