@@ -233,7 +233,7 @@ void BundleSet::ReplaceAll(std::vector<Bundle> bundles) {
   }
   absl::MutexLock lock(&mu_);
   bundles_ = std::move(next);
-  ++generation_;
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::string Bundle::ToJson() const {
@@ -266,13 +266,13 @@ void BundleSet::Put(Bundle bundle) {
   auto shared = std::make_shared<const Bundle>(std::move(bundle));
   absl::MutexLock lock(&mu_);
   bundles_[shared->trust_domain().name()] = std::move(shared);
-  ++generation_;
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void BundleSet::Remove(const TrustDomain& td) {
   absl::MutexLock lock(&mu_);
   bundles_.erase(td.name());
-  ++generation_;
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<const Bundle> BundleSet::Get(absl::string_view trust_domain_name) const {
@@ -281,9 +281,6 @@ std::shared_ptr<const Bundle> BundleSet::Get(absl::string_view trust_domain_name
   return it == bundles_.end() ? nullptr : it->second;
 }
 
-uint64_t BundleSet::generation() const {
-  absl::ReaderMutexLock lock(&mu_);
-  return generation_;
-}
+uint64_t BundleSet::generation() const { return generation_.load(std::memory_order_acquire); }
 
 }  // namespace tw::core

@@ -2,6 +2,7 @@
 // authorities of one trust domain, and a thread-safe set of bundles keyed by trust domain.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -98,7 +99,7 @@ class BundleSet {
  private:
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const Bundle>, std::less<>> bundles_ ABSL_GUARDED_BY(mu_);
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> generation_{0};  // written under mu_, read without it
 };
 
 }  // namespace tw::core

@@ -1,6 +1,7 @@
 #include "core/x509_verifier.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -115,31 +116,57 @@ absl::Status CheckNameConstraints(const Certificate& ca,
 
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> next_verifier_id{1};
+}  // namespace
+
 X509Verifier::X509Verifier(std::shared_ptr<const BundleSet> bundles, X509VerifierOptions options)
-    : bundles_(std::move(bundles)), options_(std::move(options)) {}
+    : bundles_(std::move(bundles)),
+      options_(std::move(options)),
+      id_(next_verifier_id.fetch_add(1, std::memory_order_relaxed)) {}
+
+X509Verifier::LocalEntry& X509Verifier::LocalSlot(size_t hash) {
+  thread_local std::array<LocalEntry, 256> slots;  // direct-mapped by the leaf's hash
+  return slots[(hash >> 7) % slots.size()];
+}
 
 absl::StatusOr<VerifiedX509Svid> X509Verifier::Verify(
     const std::vector<base::ByteView>& chain) const {
   absl::Time now = options_.clock->Now();
-  if (options_.cache_capacity > 0 && !chain.empty()) {
-    std::optional<VerifiedX509Svid> hit;
-    {
-      absl::ReaderMutexLock lock(&mu_);
-      auto it = cache_.find(base::AsChars(chain[0]));
-      if (it != cache_.end() && it->second.generation == bundles_->generation() &&
-          now >= it->second.not_before && now <= it->second.svid.not_after) {
-        hit = it->second.svid;
-      }
-    }
-    if (hit) return CheckRevocation(*std::move(hit));
+  if (options_.cache_capacity == 0 || chain.empty()) {
+    TW_ASSIGN_OR_RETURN(CacheEntry entry, VerifyUncached(chain, now));
+    return CheckRevocation(std::move(entry.svid));
   }
-  TW_ASSIGN_OR_RETURN(CacheEntry entry, VerifyUncached(chain, now));
-  if (options_.cache_capacity > 0) {
-    absl::MutexLock lock(&mu_);
-    if (cache_.size() >= options_.cache_capacity) cache_.clear();
-    cache_.insert_or_assign(std::string(base::AsChars(chain[0])), entry);
+  const absl::string_view der = base::AsChars(chain[0]);
+  const size_t hash = absl::Hash<absl::string_view>{}(der);
+  const uint64_t generation = bundles_->generation();
+  auto usable = [&](const CacheEntry& e) {
+    return e.generation == generation && now >= e.not_before && now <= e.svid.not_after;
+  };
+  // This thread's copy first, then the shared shard.
+  LocalEntry& local = LocalSlot(hash);
+  if (local.verifier == id_ && local.der == der && usable(*local.entry)) {
+    return CheckRevocation(local.entry->svid);
   }
-  return CheckRevocation(std::move(entry.svid));
+  std::optional<CacheEntry> hit;
+  Shard& shard = ShardOf(hash);
+  {
+    absl::ReaderMutexLock lock(&shard.mu);
+    auto it = shard.entries.find(der);
+    if (it != shard.entries.end() && usable(it->second)) hit = it->second;
+  }
+  if (!hit) {
+    TW_ASSIGN_OR_RETURN(hit, VerifyUncached(chain, now));
+    const size_t per_shard = std::max<size_t>(1, options_.cache_capacity / kShards);
+    absl::MutexLock lock(&shard.mu);
+    if (shard.entries.size() >= per_shard) shard.entries.clear();
+    shard.entries.insert_or_assign(std::string(der), *hit);
+  }
+  // Assigned in place: the slot's buffers are reused.
+  local.verifier = id_;
+  local.der.assign(der.data(), der.size());
+  local.entry = *hit;
+  return CheckRevocation(hit->svid);
 }
 
 absl::StatusOr<VerifiedX509Svid> X509Verifier::VerifyAt(const std::vector<base::ByteView>& chain,
@@ -156,12 +183,12 @@ absl::StatusOr<VerifiedX509Svid> X509Verifier::CheckRevocation(VerifiedX509Svid 
 absl::StatusOr<crypto::PublicKey> X509Verifier::IntermediateKey(base::ByteView spki) const {
   constexpr size_t kMaxKeys = 256;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&keys_mu_);
     auto it = keys_.find(base::AsChars(spki));
     if (it != keys_.end()) return it->second;
   }
   TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromSpkiDer(spki));
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&keys_mu_);
   if (keys_.size() >= kMaxKeys) keys_.clear();
   keys_.emplace(std::string(base::AsChars(spki)), key);
   return key;

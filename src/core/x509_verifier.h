@@ -3,6 +3,7 @@
 // Thread-safe; verified leaves are cached by their DER until the bundles change.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -37,7 +38,9 @@ struct X509VerifierOptions {
   // Any CA in a loaded bundle can assert any attribute, so a federated domain's are
   // ignored unless named here.
   std::vector<TrustDomain> attribute_trust_domains;
-  // Verified leaves remembered; 0 disables the cache. When full it starts over.
+  // Verified leaves remembered; 0 disables the cache. Kept in shards, a full one starting
+  // over, with a small per-thread copy in front: a hit repeated on a thread touches no
+  // shared lock, so hits scale with cores.
   size_t cache_capacity = 65536;
 };
 
@@ -73,9 +76,24 @@ class X509Verifier {
   // OpenSSL's key object costs a quarter of a verification, and intermediates repeat.
   absl::StatusOr<crypto::PublicKey> IntermediateKey(base::ByteView spki) const;
 
-  mutable absl::Mutex mu_;
-  mutable absl::flat_hash_map<std::string, CacheEntry> cache_ ABSL_GUARDED_BY(mu_);
-  mutable absl::flat_hash_map<std::string, crypto::PublicKey> keys_ ABSL_GUARDED_BY(mu_);
+  // Verified leaves by DER, in shards chosen by the DER's hash.
+  struct alignas(64) Shard {  // a cache line each: no false sharing between shards
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, CacheEntry> entries ABSL_GUARDED_BY(mu);
+  };
+  static constexpr size_t kShards = 32;
+  Shard& ShardOf(size_t hash) const { return shards_[hash % kShards]; }
+  const uint64_t id_;  // tells this verifier's per-thread entries from another's
+  // A thread's copy of one cached leaf (its DER, and the entry it verified to).
+  struct LocalEntry {
+    uint64_t verifier = 0;
+    std::string der;
+    std::optional<CacheEntry> entry;
+  };
+  static LocalEntry& LocalSlot(size_t hash);
+  mutable std::array<Shard, kShards> shards_;
+  mutable absl::Mutex keys_mu_;
+  mutable absl::flat_hash_map<std::string, crypto::PublicKey> keys_ ABSL_GUARDED_BY(keys_mu_);
 };
 
 }  // namespace tw::core

@@ -39,7 +39,7 @@ RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem)
 
 RevocationWatcher::~RevocationWatcher() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::shared_mutex> lock(mu_);
     stopping_ = true;
     if (client_ != nullptr) client_->Cancel();
   }
@@ -49,12 +49,13 @@ RevocationWatcher::~RevocationWatcher() {
 }
 
 bool RevocationWatcher::IsRevoked(const std::string& instance_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Readers share the lock: verifiers on every core consult it at once.
+  std::shared_lock<std::shared_mutex> lock(mu_);
   return stream_.revoked().contains(instance_id);
 }
 
 absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   const auto last_seen = stream_.last_seen();
   if (!last_seen) {
     return absl::UnavailableError(
@@ -71,32 +72,32 @@ absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
 }
 
 bool RevocationWatcher::WaitLive(absl::Duration timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::shared_mutex> lock(mu_);
   return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                            [this] { return stream_.last_seen().has_value(); });
 }
 
 bool RevocationWatcher::WaitRevoked(const std::string& instance_id, absl::Duration timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::shared_mutex> lock(mu_);
   return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                            [&] { return stream_.revoked().contains(instance_id); });
 }
 
 std::optional<absl::Time> RevocationWatcher::LearnedAt(const std::string& instance_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   auto it = stream_.revoked().find(instance_id);
   if (it == stream_.revoked().end()) return std::nullopt;
   return it->second.learned;
 }
 
 int64_t RevocationWatcher::sequence() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   return stream_.sequence();
 }
 
 void RevocationWatcher::Run() {
   absl::Duration backoff = kFirstBackoff;
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::shared_mutex> lock(mu_);
   while (!stopping_) {
     const int64_t after = stream_.sequence();
     stream_.Restart();
@@ -105,7 +106,7 @@ void RevocationWatcher::Run() {
     auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = ca_pem_});
     if (client.ok()) {
       {
-        std::lock_guard<std::mutex> guard(mu_);
+        std::lock_guard<std::shared_mutex> guard(mu_);
         client_ = client->get();
         if (stopping_) client_->Cancel();
       }
@@ -115,7 +116,7 @@ void RevocationWatcher::Run() {
                                 delivered = true;
                                 return Consume(text);
                               });
-      std::lock_guard<std::mutex> guard(mu_);
+      std::lock_guard<std::shared_mutex> guard(mu_);
       client_ = nullptr;
     }
     lock.lock();
@@ -130,7 +131,7 @@ void RevocationWatcher::Run() {
 // Drops a connection that has gone silent (a dead peer may never close it), so Run()
 // connects again.
 void RevocationWatcher::Supervise() {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::shared_mutex> lock(mu_);
   while (!stopping_) {
     changed_.wait_for(lock, std::chrono::seconds(1));
     const auto last_seen = stream_.last_seen();
@@ -142,7 +143,7 @@ void RevocationWatcher::Supervise() {
 }
 
 bool RevocationWatcher::Consume(absl::string_view text) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::shared_mutex> lock(mu_);
   if (stopping_) return false;
   const bool keep = stream_.Consume(text);
   changed_.notify_all();

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 
@@ -54,8 +55,8 @@ class RevocationWatcher {
 
   const std::string server_;
   const std::string ca_pem_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable changed_;
+  mutable std::shared_mutex mu_;  // shared by the readers of the state below
+  mutable std::condition_variable_any changed_;
   RevocationStreamReader stream_;           // guarded by mu_
   tw::net::HttpsClient* client_ = nullptr;  // the connection being read, for Cancel()
   bool stopping_ = false;
