@@ -288,6 +288,22 @@ TEST_F(X509VerifierTest, RejectsCorruptDerAndFlippedSignature) {
   EXPECT_EQ(Verify({&truncated}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// One thread's cached leaves belong to the verifier that verified them: another verifier,
+// with other bundles, decides for itself (and one made later at the same address too).
+TEST_F(X509VerifierTest, CachedLeavesAreNeverSharedBetweenVerifiers) {
+  TestCert leaf = MakeCert(LeafSpec(kId), &root_);
+  auto trusting = std::make_unique<X509Verifier>(bundles_, options_);
+  ASSERT_TRUE(trusting->Verify({leaf.der}).ok());
+  ASSERT_TRUE(trusting->Verify({leaf.der}).ok());
+  auto other = std::make_shared<BundleSet>();
+  other->Put(Bundle(*TrustDomain::FromName("example.org")));
+  X509Verifier strict(other, options_);
+  EXPECT_FALSE(strict.Verify({leaf.der}).ok());
+  trusting.reset();
+  auto again = std::make_unique<X509Verifier>(other, options_);
+  EXPECT_FALSE(again->Verify({leaf.der}).ok());
+}
+
 TEST_F(X509VerifierTest, BundleUpdatesTakeEffectEvenForCachedLeaves) {
   TestCert leaf = MakeCert(LeafSpec(kId), &root_);
   X509Verifier verifier(bundles_, options_);
