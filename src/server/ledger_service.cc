@@ -177,9 +177,9 @@ absl::StatusOr<bool> LedgerService::SignIfGrown() {
 }
 
 absl::StatusOr<ledger::TreeHead> LedgerService::LatestTreeHead() {
-  TW_ASSIGN_OR_RETURN(std::vector<ledger::TreeHead> heads, store_.ListTreeHeads());
-  if (heads.empty()) return absl::NotFoundError("no tree head has been signed yet");
-  return heads.back();
+  TW_ASSIGN_OR_RETURN(std::optional<ledger::TreeHead> head, store_.LatestTreeHead());
+  if (!head) return absl::NotFoundError("no tree head has been signed yet");
+  return *head;
 }
 
 absl::StatusOr<std::vector<ledger::Hash>> LedgerService::InclusionProof(uint64_t index,

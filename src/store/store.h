@@ -186,6 +186,8 @@ class Store {
   // The stored signer with `id`. NotFound.
   virtual absl::StatusOr<ledger::SignerRecord> LedgerSigner(const ledger::Hash& id) = 0;
   virtual absl::Status InsertTreeHead(const ledger::TreeHead& head) = 0;
+  // The head of the largest tree size (the latest of those); nullopt when none.
+  virtual absl::StatusOr<std::optional<ledger::TreeHead>> LatestTreeHead() = 0;
   // Tree heads ascending by (tree size, time), those of `tree_size` only when given.
   virtual absl::StatusOr<std::vector<ledger::TreeHead>> ListTreeHeads(
       std::optional<uint64_t> tree_size = std::nullopt) = 0;

@@ -995,6 +995,19 @@ absl::Status SqliteStore::InsertTreeHead(const ledger::TreeHead& head) {
   });
 }
 
+absl::StatusOr<std::optional<ledger::TreeHead>> SqliteStore::LatestTreeHead() {
+  std::optional<ledger::TreeHead> out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT tree_size, timestamp, root, signature FROM "
+                                           "ledger_tree_heads ORDER BY tree_size DESC, "
+                                           "timestamp DESC, id DESC LIMIT 1"));
+    TW_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) out = ReadTreeHead(s);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
 absl::StatusOr<std::vector<ledger::TreeHead>> SqliteStore::ListTreeHeads(
     std::optional<uint64_t> tree_size) {
   std::vector<ledger::TreeHead> out;

@@ -59,6 +59,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<ledger::EntryRow>> QueryLedger(const LedgerQuery& query) override;
   absl::StatusOr<ledger::SignerRecord> LedgerSigner(const ledger::Hash& id) override;
   absl::Status InsertTreeHead(const ledger::TreeHead& head) override;
+  absl::StatusOr<std::optional<ledger::TreeHead>> LatestTreeHead() override;
   absl::StatusOr<std::vector<ledger::TreeHead>> ListTreeHeads(
       std::optional<uint64_t> tree_size) override;
   absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,

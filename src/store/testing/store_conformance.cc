@@ -406,6 +406,18 @@ TEST_P(StoreConformanceTest, LedgerQueriesFilterByEveryColumn) {
   EXPECT_EQ(store_->QueryLedger({.instance = "spiffe://td/a/b/c/inst-1"})->size(), 6u);
 }
 
+TEST_P(StoreConformanceTest, LatestTreeHeadIsTheLargestAndNewest) {
+  EXPECT_FALSE(store_->LatestTreeHead()->has_value());
+  ASSERT_TRUE(store_->InsertTreeHead({5, 10, {}, {1}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({9, 20, {}, {2}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({9, 30, {}, {3}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({7, 40, {}, {4}}).ok());
+  auto latest = *store_->LatestTreeHead();
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->tree_size, 9u);
+  EXPECT_EQ(latest->timestamp_ms, 30);
+}
+
 TEST_P(StoreConformanceTest, LedgerTreeHeadsAndExportSegments) {
   ASSERT_TRUE(store_->AppendLedger(LedgerBatch(5)).ok());
   ledger::TreeHead head{5, 77, {}, {1}};
