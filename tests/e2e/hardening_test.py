@@ -19,13 +19,16 @@ import datetime
 import json
 import os
 import random
+import resource
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -1175,6 +1178,57 @@ class SecondServerTest(HardeningCase):
                          f"{self.server.proc.pid}:\n{stderr}")
         self.assert_alive("after the second server's attempt")
         self.assertEqual(self.admin.get("/v1/identities").status, 200)
+
+
+
+# =============================================================================================
+# 10. Out of file descriptors: accept backs off instead of spinning, and recovers
+# =============================================================================================
+class FileDescriptorLimitTest(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tw-fd-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        # The server inherits a soft limit of 96 descriptors.
+        old = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (96, old[1]))
+        try:
+            self.server = st.Server(self.tmp).start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, old)
+        self.addCleanup(self.server.stop)
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.server.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def test_accept_backs_off_when_out_of_descriptors_and_recovers(self):
+        held = []
+        for _ in range(150):  # far past the server's 96
+            try:
+                held.append(socket.create_connection(("127.0.0.1", self.server.port), timeout=2))
+            except OSError:
+                break
+        time.sleep(0.5)  # the listener is readable and accept fails with EMFILE from here on
+        before = self.cpu_ticks()
+        time.sleep(2.0)
+        used = self.cpu_ticks() - before
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        self.assertLess(used, ticks_per_s, f"the server used {used} clock ticks in 2 s while out "
+                                           "of descriptors: accept is spinning")
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                r = self.server.client().get("/healthz")
+                if r.status == 200:
+                    break
+            except Exception:  # noqa: BLE001
+                pass
+            self.assertLess(time.monotonic(), deadline, "the server did not recover")
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":
