@@ -233,17 +233,8 @@ TEST(EventTest, ServerTypesNeedNoSubject) {
 }
 
 TEST(EventTest, CallerBelongsToObservationsAndIsASpiffeId) {
-  Event e;
-  e.id = NewEventId();
-  e.time_ms = 1;
+  Event e = Action();  // its instance is the observer, the resource's verifier
   e.type = "observation";
-  e.instance = "spiffe://td/acme/fin/gateway/inst-aaaaaaaaaaaaaaaa";
-  e.serial = "0a";
-  e.principal = "ci";
-  e.policy_version = 1;
-  e.resource = "https://payments";
-  e.action = "write:ledger";
-  e.decision = "allow";
   e.caller = "spiffe://td/acme/fin/payer/inst-bbbbbbbbbbbbbbbb";
   ASSERT_TRUE(ValidateEvent(e).ok());
   EXPECT_EQ(*DecodeEvent(EncodeEvent(e)), e);
