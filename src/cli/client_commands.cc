@@ -204,14 +204,21 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
           auto text = [](const json& t, const char* key) {
             return t.contains(key) && t[key].is_string() ? t[key].get<std::string>() : "-";
           };
-          for (const json& t : reply.value("tokens", json::array())) {
-            const std::string kind = t.value("admin", false)     ? "admin"
-                                     : t.value("auditor", false) ? "auditor"
-                                                                 : "principal";
+          auto flag = [](const json& t, const char* key) {
+            return t.contains(key) && t[key].is_boolean() && t[key].get<bool>();
+          };
+          const json& tokens = reply.contains("tokens") && reply["tokens"].is_array()
+                                   ? reply["tokens"]
+                                   : json::array();
+          for (const json& t : tokens) {
+            if (!t.is_object()) continue;
+            const std::string kind = flag(t, "admin")     ? "admin"
+                                     : flag(t, "auditor") ? "auditor"
+                                                          : "principal";
             std::cout << text(t, "id") << "  " << text(t, "principal") << "  " << kind
                       << "  created " << text(t, "created_at") << "  expires "
                       << text(t, "expires_at")
-                      << (t["revoked_at"].is_string() ? "  REVOKED " + text(t, "revoked_at") : "")
+                      << (text(t, "revoked_at") != "-" ? "  REVOKED " + text(t, "revoked_at") : "")
                       << "\n";
           }
         });

@@ -287,6 +287,9 @@ std::string LedgerVerifier::SubjectError(const Event& event, const Signer& signe
     return "event time outside its signer's validity";
   }
   if (!IsSelfType(event.type)) return "";
+  // Observations written before 0.2 named the observed caller in `instance` and have no
+  // `caller` member: read as they were for one release (the server no longer takes them).
+  if (event.type == "observation" && event.caller.empty()) return "";
   const core::VerifiedX509Svid& svid = *signer.svid;
   const core::SvidAttributes empty;
   const core::SvidAttributes& attrs = svid.attributes ? *svid.attributes : empty;

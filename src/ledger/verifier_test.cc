@@ -290,6 +290,25 @@ TEST_F(LedgerFixture, AgentEventsMustNameTheirSigner) {
   EXPECT_NE(r.error.find("subject"), std::string::npos) << r.error;
 }
 
+// An observation names its signer; one written before 0.2 (no `caller`) named the caller
+// in `instance` and is still read.
+TEST_F(LedgerFixture, ObservationsNameTheirSignerExceptThoseBefore02) {
+  Event legacy = AgentEvent(0);
+  legacy.type = "observation";
+  legacy.instance = "spiffe://td.example/acme/fin/caller/inst-qrstuvwxyzabcdef";
+  AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {legacy});
+  AddTreeHead();
+  EXPECT_TRUE(Verify(Export()).ok()) << Verify(Export()).error;
+  Event forged = legacy;
+  forged.id = NewEventId();
+  forged.caller = "spiffe://td.example/acme/fin/other/inst-aaaaaaaaaaaaaaaa";
+  AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {forged});
+  AddTreeHead();
+  VerifyReport r = Verify(Export());
+  EXPECT_EQ(r.first_bad_index, 1u) << r.error;
+  EXPECT_NE(r.error.find("subject"), std::string::npos) << r.error;
+}
+
 TEST_F(LedgerFixture, SignersMustChainToTheBundle) {
   auto stranger = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
   auto td = core::TrustDomain::FromName("td.example");

@@ -199,13 +199,17 @@ void State::Adopt(const json& reply, std::unique_ptr<crypto::SoftwareSigner> new
 }
 
 // A new key, a CSR for it, and the server's certificate over mTLS with the current one.
+// The key asked for is kept until a renewal succeeds: a retry after a lost reply must ask
+// for the same one, or the server takes the old certificate for a stolen copy.
 void State::Renew() {
-  auto new_key = Check(crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+  if (renewal_key == nullptr) {
+    renewal_key = Check(crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+  }
   const std::string csr =
-      core::PemEncode("CERTIFICATE REQUEST", Check(core::BuildCertificateRequest(*new_key)));
+      core::PemEncode("CERTIFICATE REQUEST", Check(core::BuildCertificateRequest(*renewal_key)));
   auto client = Client(Current());
-  Adopt(internal::Post(*client, "/v1/identities/renew", json{{"csr", csr}}.dump()),
-        std::move(new_key));
+  const json reply = internal::Post(*client, "/v1/identities/renew", json{{"csr", csr}}.dump());
+  Adopt(reply, std::move(renewal_key));
 }
 
 // Renews at half-life (with up to 10% jitter); retries failures with backoff until the

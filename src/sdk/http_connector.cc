@@ -31,6 +31,8 @@ constexpr auto kRequestTimeout = std::chrono::seconds(30);
 struct Url {
   bool tls = false;
   std::string host, port, origin, target;
+  std::string authority;  // for the Host header: the host (IPv6 in brackets) and any port
+  bool dns_name = false;  // the host is a name (it goes in the TLS server name)
 };
 
 // An http(s) URL as Boost.URL reads it (RFC 3986); the origin is scheme://host[:port],
@@ -53,6 +55,8 @@ Url ParseUrl(const std::string& text) {
       parsed->has_port() && !parsed->port().empty() ? std::string(parsed->port()) : default_port;
   const std::string host_text = absl::AsciiStrToLower(std::string(parsed->encoded_host()));
   u.origin = absl::StrCat(scheme, "://", host_text, u.port == default_port ? "" : ":" + u.port);
+  u.authority = std::string(parsed->encoded_host_and_port());
+  u.dns_name = parsed->host_type() == boost::urls::host_type::name;
   u.target = std::string(parsed->encoded_path());
   if (u.target.empty()) u.target = "/";
   if (parsed->has_query()) absl::StrAppend(&u.target, "?", std::string(parsed->encoded_query()));
@@ -145,7 +149,7 @@ std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
   }
   http::request<http::string_body> req{request.payload.empty() ? http::verb::get : http::verb::post,
                                        url.target, 11};
-  req.set(http::field::host, url.host);
+  req.set(http::field::host, url.authority);
   req.set(http::field::user_agent, "trustwarden-sdk");
   req.set(http::field::authorization, "Bearer " + agent.jwt(url.origin));
   req.set("X-TrustWarden-Action", request.action);
@@ -172,6 +176,7 @@ std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
     if (url.tls) {
       asio::ssl::context ctx(client_tls_context(agent, Requirement{.spiffe_ids = {server_id}}));
       beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+      if (url.dns_name) SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
       connect(beast::get_lowest_layer(stream));
       beast::error_code ec = tw::net::RunToCompletion(ioc, [&](auto handler) {
         stream.async_handshake(asio::ssl::stream_base::client, std::move(handler));

@@ -84,6 +84,7 @@ struct AgentIdentity::State {
   bool spool_pending = false;  // the spool holds records
   bool spool_kick = false;     // records were just spooled: the renewer starts shipping
   std::thread renewer;
+  std::unique_ptr<tw::crypto::SoftwareSigner> renewal_key;  // the renewer's, until it succeeds
 
   // The key and certificate at one moment, for one signed request.
   struct Credential {

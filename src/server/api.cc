@@ -290,6 +290,7 @@ absl::Status Api::Preflight(const HttpRequest& request) {
     }
   }
   if (!s.ok()) {
+    address_limiter_.Allow(request.remote, options_.clock->Now());  // refusals count too
     metrics_.RecordRequest();
     metrics_.RecordError(ErrorCode(s));
   }

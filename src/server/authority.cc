@@ -17,6 +17,11 @@ namespace {
 
 constexpr char kAdminPrincipal[] = "admin";
 constexpr absl::Duration kDefaultJwtTtl = absl::Minutes(5);
+// How long after its signer expired a spooled batch may still be delivered: it bounds
+// what a stolen key of a revoked or expired instance can add, backdated, later.
+constexpr absl::Duration kLateDeliveryWindow = absl::Hours(24);
+// How long a renewal whose reply may have been lost can be asked for again.
+constexpr absl::Duration kRenewalRetryWindow = absl::Minutes(10);
 
 std::string Sha256Hex(absl::string_view text) {
   return base::HexEncode(crypto::Sha256(base::AsBytes(text)));
@@ -216,6 +221,11 @@ absl::StatusOr<Authority::LateSigner> Authority::VerifyLateSigner(
   if (chain.empty()) return absl::InvalidArgumentError("the chain is empty");
   TW_ASSIGN_OR_RETURN(core::Certificate leaf,
                       core::Certificate::Parse(base::Bytes(chain[0].begin(), chain[0].end())));
+  if (options_.clock->Now() > leaf.not_after() + kLateDeliveryWindow) {
+    return absl::PermissionDeniedError(absl::StrCat("the batch's signer expired more than ",
+                                                    absl::FormatDuration(kLateDeliveryWindow),
+                                                    " ago: too late to deliver"));
+  }
   TW_ASSIGN_OR_RETURN(core::VerifiedX509Svid svid,
                       late_verifier_.VerifyAt(chain, leaf.not_before()));
   std::optional<std::string> instance = InstanceOf(svid.spiffe_id);
@@ -376,7 +386,19 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
 absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::string_view csr_text) {
   TW_ASSIGN_OR_RETURN(store::IdentityRecord record, CallerRecord(caller));
   const absl::Time now = options_.clock->Now();
-  if (caller.svid->serial_hex != record.serial_hex) {
+  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(csr_text));
+  const base::Bytes csr_key = csr.public_key.spki_der();
+  bool retry = false;
+  {
+    // A renewal whose reply was lost comes again with the previous certificate and the key
+    // it asked for then: that is the instance, not a thief.
+    absl::MutexLock lock(&mu_);
+    auto it = recent_renewals_.find(record.instance_id);
+    retry = it != recent_renewals_.end() && it->second.previous_serial == caller.svid->serial_hex &&
+            it->second.current_serial == record.serial_hex && it->second.key == csr_key &&
+            now - it->second.at < kRenewalRetryWindow;
+  }
+  if (caller.svid->serial_hex != record.serial_hex && !retry) {
     // The instance renewed already: whoever holds this older certificate's key is not the
     // instance, or its key was copied.
     ledger::Event event = SubjectEvent(record, "");
@@ -392,7 +414,6 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
         absl::StrCat("certificate ", caller.svid->serial_hex, " is not the current one of ",
                      record.instance_id, ": renewal refused and recorded as suspected key theft"));
   }
-  TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(csr_text));
   const absl::Duration lifetime_left = record.created_at + options_.max_instance_lifetime - now;
   if (lifetime_left < absl::Seconds(1)) {
     return absl::PermissionDeniedError(
@@ -442,6 +463,16 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
       store_.RenewIdentity(issued.record, current_serial, audit ? &*audit : nullptr);
   if (absl::IsFailedPrecondition(stored)) return absl::PermissionDeniedError(stored.message());
   TW_RETURN_IF_ERROR(stored);
+  {
+    absl::MutexLock lock(&mu_);
+    if (recent_renewals_.size() > 100000) {
+      absl::erase_if(recent_renewals_,
+                     [now](const auto& kv) { return now - kv.second.at >= kRenewalRetryWindow; });
+    }
+    recent_renewals_[issued.record.instance_id] = RecentRenewal{
+        retry ? recent_renewals_[issued.record.instance_id].previous_serial : current_serial,
+        issued.record.serial_hex, csr_key, now};
+  }
   metrics_.RecordRenewal();
   return issued;
 }

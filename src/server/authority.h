@@ -155,8 +155,17 @@ class Authority {
   core::X509Verifier late_verifier_;  // the same bundles, revocation left to the store
   RateLimiter principal_limiter_;
 
+  // The last renewal of an instance: a retry by `previous_serial` with the same key, whose
+  // reply was lost, renews again instead of counting as key theft.
+  struct RecentRenewal {
+    std::string previous_serial, current_serial;
+    base::Bytes key;  // SPKI DER the renewal certified
+    absl::Time at;
+  };
+
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, TokenEntry> tokens_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, RecentRenewal> recent_renewals_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const policy::PolicyVersion> policy_ ABSL_GUARDED_BY(mu_);
   absl::Mutex apply_mu_;  // serializes policy versions
 };

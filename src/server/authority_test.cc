@@ -99,8 +99,10 @@ class AuthorityTest : public ::testing::Test {
     return *caller;
   }
 
-  absl::StatusOr<Made> Renew(const core::Certificate& presented) {
-    Made m{*crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), {}, {}};
+  absl::StatusOr<Made> Renew(const core::Certificate& presented,
+                             std::unique_ptr<crypto::SoftwareSigner> key = nullptr) {
+    Made m{
+        key ? std::move(key) : *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), {}, {}};
     auto issued = authority_->Renew(AsAgent(presented), Csr(*m.key));
     if (!issued.ok()) return issued.status();
     m.issued = *std::move(issued);
@@ -202,6 +204,24 @@ TEST_F(AuthorityTest, OnlyTheCurrentCertificateRenewsAndAnOlderOneIsRecorded) {
   EXPECT_TRUE(Renew(second->cert()).ok());
 }
 
+// The reply to a renewal was lost: the instance asks again with its previous certificate
+// and the same key. That renews; another key with that certificate is a thief.
+TEST_F(AuthorityTest, ARenewalRetriedAfterALostReplyIsNotKeyTheft) {
+  auto first = *Create(admin_, "acme/fin/payer", {"read:x"}, absl::Minutes(10));
+  auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  const std::string pem = std::string(key->ToPkcs8Pem().view());
+  auto lost = Renew(first.cert(), std::move(key));
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  auto retried = Renew(first.cert(), *crypto::SoftwareSigner::FromPem(pem));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(store_->QueryLedger({.decision = "deny", .type = "renewal"})->empty());
+  EXPECT_EQ(store_->GetIdentity(first.issued.record.instance_id)->serial_hex,
+            retried->issued.record.serial_hex);
+  auto stolen = Renew(first.cert());  // same old certificate, another key
+  EXPECT_THAT(stolen.status().message(), HasSubstr("suspected key theft"));
+  EXPECT_TRUE(Renew(retried->cert()).ok());
+}
+
 TEST_F(AuthorityTest, RenewalAppliesTheCurrentPolicy) {
   auto made = *Create(admin_, "acme/fin/payer", {"read:x", "write:y"}, absl::Hours(2),
                       core::TrustLevel::kHigh);
@@ -272,6 +292,11 @@ TEST_F(AuthorityTest, LateSignersAreJudgedByTheDurableRevocationRecord) {
   ASSERT_TRUE(revoked.ok()) << revoked.status();
   ASSERT_TRUE(revoked->revoked_at.has_value());
   EXPECT_EQ(*revoked->revoked_at, kStart + absl::Minutes(1));
+  // A day after its signer expired, a spool is too late to deliver.
+  fake_.Set(made.cert().not_after() + absl::Hours(24) + absl::Seconds(1));
+  auto late = authority_->VerifyLateSigner(chain);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(late.status().message(), HasSubstr("too late"));
 }
 
 }  // namespace

@@ -154,7 +154,7 @@ struct HttpServer::Impl {
   std::vector<std::thread> threads;
   absl::Mutex mu;
   std::shared_ptr<ssl::context> ctx ABSL_GUARDED_BY(mu);
-  net::steady_timer accept_backoff{ioc};
+  net::steady_timer accept_backoff{acceptor.get_executor()};  // on the acceptor's strand
   uint16_t port = 0;
   bool stopped = false;
   const std::string request_prefix;
@@ -377,11 +377,10 @@ class Session : public std::enable_shared_from_this<Session> {
                         "\n\n");
   }
 
-  // ": heartbeat N": N is the last sequence this stream has sent (or will have, once the
-  // backlog is out), so a subscriber behind N knows it missed something.
-  std::string Heartbeat() const {
-    return absl::StrCat(": heartbeat ", backlog_done_ ? server_.hub.sequence() : position_, "\n\n");
-  }
+  // ": heartbeat N": N is the last sequence this stream has queued, in order with the
+  // entries (pruned and skipped sequences are never in it), so a subscriber behind N missed
+  // an entry it was sent.
+  std::string Heartbeat() const { return absl::StrCat(": heartbeat ", position_, "\n\n"); }
 
   // Reads the next backlog page on a worker; its entries join the queue on this strand.
   void FetchBacklog() {
@@ -389,7 +388,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (backlog_next_ >= backlog_end_) {
       backlog_done_ = true;
       for (auto& [sequence, event] : live_) {
-        if (sequence > backlog_end_) queue_.push_back(std::move(event));
+        if (sequence <= backlog_end_) continue;
+        queue_.push_back(std::move(event));
+        position_ = std::max(position_, sequence);
       }
       live_.clear();
       return;
@@ -404,7 +405,10 @@ class Session : public std::enable_shared_from_this<Session> {
           return self->Close();
         }
         for (const store::RevocationEntry& e : *page) {
-          if (e.sequence > self->backlog_end_) break;
+          if (e.sequence > self->backlog_end_) {
+            self->backlog_next_ = self->backlog_end_;  // the rest is live
+            break;
+          }
           self->queue_.push_back(Event(e));
           self->backlog_next_ = self->position_ = e.sequence;
         }
@@ -430,6 +434,7 @@ class Session : public std::enable_shared_from_this<Session> {
       live_.emplace_back(sequence, std::move(event));
       return;
     }
+    position_ = std::max(position_, sequence);
     Enqueue(std::move(event));
   }
 

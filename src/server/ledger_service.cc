@@ -73,7 +73,9 @@ LedgerService::LedgerService(store::Store& store, std::unique_ptr<crypto::Signer
       bundle_json_(std::move(bundle_json)),
       clock_(options.clock),
       key_id_(ledger::LedgerKeyId(key_->public_key())),
-      instance_limiter_(options.events_per_instance, options.events_per_instance * 10) {
+      // A burst of ten seconds' worth, and never less than one full batch.
+      instance_limiter_(options.events_per_instance,
+                        std::max(options.events_per_instance * 10, double{ledger::kMaxBatch})) {
   signer_.signer = {ledger::SignerKind::kLedgerKey, key_->public_key_der()};
   signer_.id = signer_.signer.id();
 }

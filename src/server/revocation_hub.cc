@@ -18,8 +18,13 @@ void RevocationHub::Publish(store::RevocationEntry entry) {
     if (entry.sequence <= sequence_) return;  // already known
     pending_.emplace(entry.sequence, std::move(entry));
     DrainLocked();
-    if (pending_.empty() || log_ == nullptr) return;
+    if (pending_.empty()) return;
   }
+  FillGaps();
+}
+
+void RevocationHub::FillGaps() {
+  if (log_ == nullptr) return;
   // A hole below a durable entry: its own publisher may be a moment behind, or gone. The
   // log has every entry committed before the one held (the store commits in sequence
   // order), so read them now rather than wait.
@@ -34,7 +39,7 @@ void RevocationHub::Publish(store::RevocationEntry entry) {
   auto missing = log_(after, static_cast<size_t>(until - after - 1));
   absl::MutexLock lock(&mu_);
   if (!missing.ok()) {
-    // Held until the next publication retries; the stream's heartbeats say how far it got.
+    // Held until FillGaps() runs again (the next publication, or the server's upkeep).
     spdlog::error("revocation hub: reading the log after {}: {}", after,
                   missing.status().ToString());
     return;

@@ -33,6 +33,9 @@ class RevocationHub {
   // from the log at once. A sequence the log no longer holds below a durable one was
   // pruned and is skipped.
   void Publish(store::RevocationEntry entry);
+  // Fills the holes below held entries from the log (Publish does it; the server's upkeep
+  // calls it again in case the log could not be read then).
+  void FillGaps();
 
   bool IsRevoked(absl::string_view instance_id) const;
   // The last published sequence.

@@ -310,6 +310,7 @@ void Server::Upkeep() {
     auto pruned = p.store->PruneRevocations(now);
     if (!pruned.ok()) spdlog::error("pruning the revocation log: {}", pruned.status().ToString());
     p.hub->Prune(now);
+    p.hub->FillGaps();
     if (now >= p.certificate_renew_at) {
       absl::Status renewed = RenewServerCertificate();
       if (!renewed.ok()) spdlog::error("renewing the TLS certificate: {}", renewed.ToString());

@@ -492,6 +492,31 @@ TEST_F(ServerTest, AStreamSendsALongBacklogInOrderThenLiveEntries) {
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], static_cast<int64_t>(i + 1));
 }
 
+// Heartbeats name the last sequence the stream sent: once the log's entries are pruned, a
+// subscriber from 0 hears "0", not the log's last sequence (which it would take for a loss,
+// and reconnect for ever).
+TEST_F(ServerTest, HeartbeatsNameWhatTheStreamSentNotWhatWasPruned) {
+  auto client = Client();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
+                   json{{"principal", absl::StrCat("p", i)}}.dump(), admin_token_)
+                  .status,
+              200);
+  }
+  {
+    auto store = store::SqliteStore::Open(dir_ + "/data/trustwarden.db", /*exclusive=*/false);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_EQ(*(*store)->PruneRevocations(absl::Now() + absl::Hours(1)), 3u);
+  }
+  const std::string text =
+      ReadStream("/v1/revocations/stream?after=0", [](const std::string& received) {
+        return std::count(received.begin(), received.end(), ':') >= 3;  // three heartbeats
+      });
+  EXPECT_THAT(text, HasSubstr(": heartbeat 0\n\n"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr(": heartbeat 3")));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("id: ")));
+}
+
 TEST_F(ServerTest, StreamSubscribersAndConnectionsAreLimited) {
   tweak_ = [](ServerConfig& c) {
     c.max_stream_subscribers_per_address = 2;
