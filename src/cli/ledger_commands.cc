@@ -101,6 +101,24 @@ ledger::Hash HashFrom(const std::string& b64) {
   return h;
 }
 
+// A signed tree head as GET /v1/ledger/sth gives it and `ledger sth --out` saves it.
+absl::StatusOr<ledger::TreeHead> TreeHeadOf(const json& j) {
+  ledger::TreeHead head;
+  std::string root, signature;
+  if (!j.is_object() || !j.contains("tree_size") || !j["tree_size"].is_number_unsigned() ||
+      !j.contains("timestamp") || !j["timestamp"].is_number_integer() ||
+      !base::Base64UrlDecode(Str(j, "root_hash"), &root) || root.size() != head.root.size() ||
+      !base::Base64UrlDecode(Str(j, "signature"), &signature) || signature.empty()) {
+    return absl::InvalidArgumentError(
+        "not a signed tree head (tree_size, timestamp, root_hash, signature)");
+  }
+  head.tree_size = j["tree_size"].get<uint64_t>();
+  head.timestamp_ms = j["timestamp"].get<int64_t>();
+  std::copy(root.begin(), root.end(), head.root.begin());
+  head.signature = base::ToBytes(signature);
+  return head;
+}
+
 // Checks the trace's inclusion proof here, against the ledger key the server publishes,
 // rather than trusting the server's own "verified".
 absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags, const json& trace) {
@@ -108,16 +126,7 @@ absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags, 
   TW_ASSIGN_OR_RETURN(crypto::PublicKey pub,
                       crypto::PublicKey::FromPem(Str(key, "public_key_pem")));
   const json& inc = trace.at("inclusion");
-  const json& h = inc.at("tree_head");
-  ledger::TreeHead head{h.at("tree_size").get<uint64_t>(),
-                        h.at("timestamp").get<int64_t>(),
-                        HashFrom(Str(h, "root_hash")),
-                        {}};
-  std::string sig;
-  if (!base::Base64UrlDecode(Str(h, "signature"), &sig)) {
-    return absl::InvalidArgumentError("the tree head's signature is not base64url");
-  }
-  head.signature = base::ToBytes(sig);
+  TW_ASSIGN_OR_RETURN(ledger::TreeHead head, TreeHeadOf(inc.at("tree_head")));
   TW_RETURN_IF_ERROR(ledger::VerifyTreeHead(pub, head));
   std::string entry;
   if (!base::Base64UrlDecode(Str(trace, "entry"), &entry)) {
@@ -273,24 +282,6 @@ int LedgerExport(const LedgerFlags& f, const std::string& file) {
   return 0;
 }
 
-// A signed tree head as GET /v1/ledger/sth gives it and `ledger sth --out` saves it.
-absl::StatusOr<ledger::TreeHead> TreeHeadOf(const json& j) {
-  ledger::TreeHead head;
-  std::string root, signature;
-  if (!j.is_object() || !j.contains("tree_size") || !j["tree_size"].is_number_unsigned() ||
-      !j.contains("timestamp") || !j["timestamp"].is_number_integer() ||
-      !base::Base64UrlDecode(Str(j, "root_hash"), &root) || root.size() != head.root.size() ||
-      !base::Base64UrlDecode(Str(j, "signature"), &signature) || signature.empty()) {
-    return absl::InvalidArgumentError(
-        "not a signed tree head (tree_size, timestamp, root_hash, signature)");
-  }
-  head.tree_size = j["tree_size"].get<uint64_t>();
-  head.timestamp_ms = j["timestamp"].get<int64_t>();
-  std::copy(root.begin(), root.end(), head.root.begin());
-  head.signature = base::ToBytes(signature);
-  return head;
-}
-
 // The server the anchors and heads come from, connected once.
 class ServerSource {
  public:
@@ -309,33 +300,40 @@ class ServerSource {
   std::unique_ptr<net::HttpsClient> client_;
 };
 
+// The ledger key: --ledger-key (a copy kept outside the ledger), or the server's.
+absl::StatusOr<crypto::PublicKey> LedgerKey(const LedgerFlags& f, ServerSource& server) {
+  if (!f.ledger_key.empty()) {
+    TW_ASSIGN_OR_RETURN(std::string pem, base::ReadFile(f.ledger_key));
+    return crypto::PublicKey::FromPem(pem);
+  }
+  auto reply = server.Get("/v1/ledger/key");
+  if (!reply.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ledger key must come from outside the ledger: give --ledger-key FILE or reach the "
+        "server (--server, $TRUSTWARDEN_SERVER): ",
+        reply.status().message()));
+  }
+  return crypto::PublicKey::FromPem(Str(*reply, "public_key_pem"));
+}
+
 // The trust anchors, from outside what is verified: --ledger-key and --bundle (or
 // $TRUSTWARDEN_BUNDLE), or else the server's, over TLS. Never the copies in an export
 // header or a data directory.
 absl::StatusOr<ledger::VerifyOptions> TrustAnchors(const LedgerFlags& f, ServerSource& server) {
   ledger::VerifyOptions o{.allow_unsigned_tail = f.allow_unsigned_tail};
-  auto unreachable = [](absl::string_view what, const absl::Status& why) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the ", what, " must come from outside the ledger: give ",
-                     what == "ledger key" ? "--ledger-key FILE" : "--bundle FILE",
-                     " or reach the server (--server, $TRUSTWARDEN_SERVER): ", why.message()));
-  };
-  std::string key_pem;
-  if (!f.ledger_key.empty()) {
-    TW_ASSIGN_OR_RETURN(key_pem, base::ReadFile(f.ledger_key));
-  } else {
-    auto reply = server.Get("/v1/ledger/key");
-    if (!reply.ok()) return unreachable("ledger key", reply.status());
-    key_pem = Str(*reply, "public_key_pem");
-  }
-  TW_ASSIGN_OR_RETURN(crypto::PublicKey key, crypto::PublicKey::FromPem(key_pem));
+  TW_ASSIGN_OR_RETURN(crypto::PublicKey key, LedgerKey(f, server));
   o.ledger_key = key.spki_der();
   const char* env = std::getenv("TRUSTWARDEN_BUNDLE");
   if (!f.client.bundle.empty() || (env != nullptr && *env != '\0')) {
     TW_ASSIGN_OR_RETURN(o.bundle, base::ReadFile(f.client.bundle.empty() ? env : f.client.bundle));
   } else {
     auto reply = server.Get("/v1/bundle");
-    if (!reply.ok()) return unreachable("bundle", reply.status());
+    if (!reply.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the bundle must come from outside the ledger: give --bundle FILE or reach the server "
+          "(--server, $TRUSTWARDEN_SERVER): ",
+          reply.status().message()));
+    }
     o.bundle = reply->dump();
   }
   if (!f.since.empty()) {
@@ -405,17 +403,7 @@ int LedgerSth(const LedgerFlags& f, const std::string& out) {
   if (!latest.ok()) return Fail(latest.status());
   auto head = TreeHeadOf(*latest);
   if (!head.ok()) return Fail(head.status());
-  std::string key_pem;
-  if (!f.ledger_key.empty()) {
-    auto pem = base::ReadFile(f.ledger_key);
-    if (!pem.ok()) return Fail(pem.status());
-    key_pem = *pem;
-  } else {
-    auto key = server.Get("/v1/ledger/key");
-    if (!key.ok()) return Fail(key.status());
-    key_pem = Str(*key, "public_key_pem");
-  }
-  auto key = crypto::PublicKey::FromPem(key_pem);
+  auto key = LedgerKey(f, server);
   if (!key.ok()) return Fail(key.status());
   if (absl::Status s = ledger::VerifyTreeHead(*key, *head); !s.ok()) {
     return Fail(absl::UnauthenticatedError(

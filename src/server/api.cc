@@ -273,7 +273,7 @@ bool NeedsCredentials(const HttpRequest& r) {
 
 }  // namespace
 
-absl::Status Api::Preflight(const HttpRequest& request) {
+absl::Status Api::Preflight(HttpRequest& request) {
   absl::Status s;
   if (!address_limiter_.HasToken(request.remote, options_.clock->Now())) {
     s = absl::ResourceExhaustedError("too many requests from this address");
@@ -287,6 +287,8 @@ absl::Status Api::Preflight(const HttpRequest& request) {
               : absl::UnauthenticatedError(
                     "this route needs a token (Authorization: Bearer, e.g. $TRUSTWARDEN_TOKEN) "
                     "or an agent's SVID as client certificate");
+    } else {
+      request.caller = *std::move(caller);
     }
   }
   if (!s.ok()) {
@@ -386,7 +388,8 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
                       core::PemEncode("PUBLIC KEY", options_.ledger->public_key().spki_der())}});
   }
 
-  TW_ASSIGN_OR_RETURN(Caller caller, Authenticate(r));
+  TW_ASSIGN_OR_RETURN(Caller caller,
+                      r.caller ? absl::StatusOr<Caller>(*r.caller) : Authenticate(r));
   if (path == "/v1/identities" && post) {
     TW_ASSIGN_OR_RETURN(CreateIdentityRequest req, DecodeCreateIdentity(r.body));
     TW_ASSIGN_OR_RETURN(IssuedIdentity issued, authority_.CreateIdentity(caller, req));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct HttpRequest {
   std::vector<base::Bytes> peer_chain;  // client certificate chain, leaf first
   std::string remote;                   // client address
   std::string request_id;               // for the logs
+  std::optional<Caller> caller;         // authenticated already (by Preflight)
 };
 
 struct HttpResponse {
@@ -68,8 +70,9 @@ class Api {
   absl::Status CheckAddress(const HttpRequest& request);
   // Decides on the headers alone (`request` has no body yet) whether the request may go on:
   // the address limit, and on every route that is not public, credentials present and
-  // valid. Unauthenticated, PermissionDenied or ResourceExhausted otherwise.
-  absl::Status Preflight(const HttpRequest& request);
+  // valid; the caller it authenticated goes to `request.caller`, which Handle then uses.
+  // Unauthenticated, PermissionDenied or ResourceExhausted otherwise.
+  absl::Status Preflight(HttpRequest& request);
   // A page of the durable revocation log: entries after `after`, ascending, at most `limit`.
   absl::StatusOr<std::vector<store::RevocationEntry>> RevocationLog(int64_t after, size_t limit);
 

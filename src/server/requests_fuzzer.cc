@@ -139,6 +139,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The server answers a bad target itself; the rest goes to the API as the server sends it.
   if (!tw::server::ParseTarget(target, &request).ok()) return 0;
   tw::server::Api::StreamStart(request).IgnoreError();
+  // As the server does: the headers' verdict first, then the handler with its caller.
+  if (!w.api->Preflight(request).ok()) return 0;
   const tw::server::HttpResponse response = w.api->Handle(request);
   if (response.status < 200 || response.status >= 500) abort();
   const bool binary = response.content_type == "application/octet-stream";  // ledger export
