@@ -215,9 +215,9 @@ HttpResponse ErrorResponse(const absl::Status& status) {
   return Json(http, json{{"error", {{"code", ErrorCode(status)}, {"message", message}}}});
 }
 
-std::string RevocationEntryJson(const store::RevocationEntry& e) {
+std::string RevocationEntryJson(const revocation::Entry& e) {
   return json{{"sequence", e.sequence},
-              {"kind", std::string(store::RevocationKindName(e.kind))},
+              {"kind", std::string(revocation::KindName(e.kind))},
               {"target", e.target},
               {"reason", e.reason},
               {"revoked_at", base::Rfc3339(e.revoked_at)},
@@ -226,7 +226,7 @@ std::string RevocationEntryJson(const store::RevocationEntry& e) {
       .dump();
 }
 
-Api::Api(Authority& authority, store::Store& store, RevocationHub& hub, Metrics& metrics,
+Api::Api(Authority& authority, store::Store& store, revocation::Hub& hub, Metrics& metrics,
          ApiOptions options)
     : authority_(authority),
       store_(store),
@@ -238,8 +238,7 @@ Api::Api(Authority& authority, store::Store& store, RevocationHub& hub, Metrics&
                             options.auth_failures_per_address * 5),
       bundle_json_(authority.ca().bundle().ToJson()) {}
 
-absl::StatusOr<std::vector<store::RevocationEntry>> Api::RevocationLog(int64_t after,
-                                                                       size_t limit) {
+absl::StatusOr<std::vector<revocation::Entry>> Api::RevocationLog(int64_t after, size_t limit) {
   return store_.ListRevocations(after, limit);
 }
 
@@ -364,14 +363,14 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
     // A page of the durable log up to what the hub has published; `next_after` resumes
     // after it (past pruned sequences too), `more` says whether to.
     const int64_t sequence = hub_.sequence();
-    TW_ASSIGN_OR_RETURN(std::vector<store::RevocationEntry> page,
+    TW_ASSIGN_OR_RETURN(std::vector<revocation::Entry> page,
                         RevocationLog(after, static_cast<size_t>(limit)));
     std::erase_if(page, [sequence](const auto& e) { return e.sequence > sequence; });
     const bool more = page.size() == static_cast<size_t>(limit) && page.back().sequence < sequence;
     const int64_t next = more ? page.back().sequence : std::max(after, sequence);
     std::string body = "{\"entries\":[";
     bool first = true;
-    for (const store::RevocationEntry& e : page) {
+    for (const revocation::Entry& e : page) {
       absl::StrAppend(&body, first ? "" : ",", RevocationEntryJson(e));
       first = false;
     }
@@ -469,7 +468,7 @@ absl::StatusOr<HttpResponse> Api::Route(const HttpRequest& r) {
   if (path == "/v1/revocations") {
     if (!post) return wrong_method();
     TW_ASSIGN_OR_RETURN(RevokeRequest req, DecodeRevoke(r.body));
-    TW_ASSIGN_OR_RETURN(store::RevocationEntry entry, authority_.Revoke(caller, req));
+    TW_ASSIGN_OR_RETURN(revocation::Entry entry, authority_.Revoke(caller, req));
     return Json(200, json{{"sequence", entry.sequence}, {"revoked", entry.instances}});
   }
   if (path == "/v1/policies") {

@@ -10,10 +10,10 @@
 
 #include "absl/status/status.h"
 #include "base/bytes.h"
+#include "revocation/hub.h"
 #include "server/authority.h"
 #include "server/metrics.h"
 #include "server/rate_limiter.h"
-#include "server/revocation_hub.h"
 #include "store/store.h"
 
 namespace tw::server {
@@ -54,11 +54,11 @@ HttpResponse ErrorResponse(const absl::Status& status);
 std::string ErrorCode(const absl::Status& status);
 
 // One revocation log entry as JSON (the data of a stream event).
-std::string RevocationEntryJson(const store::RevocationEntry& entry);
+std::string RevocationEntryJson(const revocation::Entry& entry);
 
 class Api {
  public:
-  Api(Authority& authority, store::Store& store, RevocationHub& hub, Metrics& metrics,
+  Api(Authority& authority, store::Store& store, revocation::Hub& hub, Metrics& metrics,
       ApiOptions options = {});
 
   HttpResponse Handle(const HttpRequest& request);
@@ -74,7 +74,7 @@ class Api {
   // Unauthenticated, PermissionDenied or ResourceExhausted otherwise.
   absl::Status Preflight(HttpRequest& request);
   // A page of the durable revocation log: entries after `after`, ascending, at most `limit`.
-  absl::StatusOr<std::vector<store::RevocationEntry>> RevocationLog(int64_t after, size_t limit);
+  absl::StatusOr<std::vector<revocation::Entry>> RevocationLog(int64_t after, size_t limit);
 
  private:
   absl::StatusOr<HttpResponse> Route(const HttpRequest& request);
@@ -84,7 +84,7 @@ class Api {
 
   Authority& authority_;
   store::Store& store_;
-  RevocationHub& hub_;
+  revocation::Hub& hub_;
   Metrics& metrics_;
   const ApiOptions options_;
   RateLimiter address_limiter_;

@@ -60,7 +60,7 @@ absl::StatusOr<std::shared_ptr<const policy::PolicyVersion>> MakeVersion(
 
 }  // namespace
 
-Authority::Authority(const ca::CaDirectory& ca, store::Store& store, RevocationHub& hub,
+Authority::Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub,
                      Metrics& metrics, AuthorityOptions options)
     : ca_(ca),
       store_(store),
@@ -497,13 +497,13 @@ absl::StatusOr<MintedJwt> Authority::MintJwt(const Caller& caller, const JwtRequ
   return MintedJwt{std::move(token), absl::FromUnixSeconds(absl::ToUnixSeconds(now + ttl))};
 }
 
-absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
-                                                         const RevokeRequest& request) {
+absl::StatusOr<revocation::Entry> Authority::Revoke(const Caller& caller,
+                                                    const RevokeRequest& request) {
   if (!caller.admin) {
     if (!caller.principal.empty()) return RequireAdmin(caller);
     TW_ASSIGN_OR_RETURN(store::IdentityRecord self, CallerRecord(caller));
-    const bool by_instance = request.kind == store::RevocationKind::kInstance ||
-                             request.kind == store::RevocationKind::kSubtree;
+    const bool by_instance =
+        request.kind == revocation::Kind::kInstance || request.kind == revocation::Kind::kSubtree;
     if (!by_instance) {
       return absl::PermissionDeniedError("an agent may revoke only itself or its subtree");
     }
@@ -520,14 +520,13 @@ absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
   }
   ledger::Event event{
       .type = "revocation",
-      .resource = absl::StrCat(store::RevocationKindName(request.kind), ":", request.target),
+      .resource = absl::StrCat(revocation::KindName(request.kind), ":", request.target),
       .reason = request.reason};
-  if (request.kind == store::RevocationKind::kInstance ||
-      request.kind == store::RevocationKind::kSubtree) {
+  if (request.kind == revocation::Kind::kInstance || request.kind == revocation::Kind::kSubtree) {
     if (auto target = store_.GetIdentity(request.target); target.ok()) {
       event = SubjectEvent(*target, "");
       event.type = "revocation";
-      event.resource = absl::StrCat(store::RevocationKindName(request.kind), ":", request.target);
+      event.resource = absl::StrCat(revocation::KindName(request.kind), ":", request.target);
       event.reason = request.reason;
       if (!target->parent.empty()) {
         if (auto parent = store_.GetIdentity(target->parent); parent.ok()) {
@@ -535,11 +534,11 @@ absl::StatusOr<store::RevocationEntry> Authority::Revoke(const Caller& caller,
         }
       }
     }
-  } else if (request.kind == store::RevocationKind::kPrincipal) {
+  } else if (request.kind == revocation::Kind::kPrincipal) {
     event.principal = request.target;
   }
   TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
-  TW_ASSIGN_OR_RETURN(store::RevocationEntry entry,
+  TW_ASSIGN_OR_RETURN(revocation::Entry entry,
                       store_.Revoke(request.kind, request.target, request.reason,
                                     options_.clock->Now(), audit ? &*audit : nullptr));
   hub_.Publish(entry);

@@ -16,11 +16,11 @@
 #include "core/csr.h"
 #include "core/x509_verifier.h"
 #include "policy/policy.h"
+#include "revocation/hub.h"
 #include "server/ledger_service.h"
 #include "server/metrics.h"
 #include "server/rate_limiter.h"
 #include "server/requests.h"
-#include "server/revocation_hub.h"
 #include "store/store.h"
 
 namespace tw::server {
@@ -65,7 +65,7 @@ struct AuthorityOptions {
 class Authority {
  public:
   // `ca`, `store`, `hub` and `metrics` must outlive the Authority.
-  Authority(const ca::CaDirectory& ca, store::Store& store, RevocationHub& hub, Metrics& metrics,
+  Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub, Metrics& metrics,
             AuthorityOptions options = {});
 
   // Loads tokens and the current policy; installs Policy::DefaultSource() as version 1
@@ -90,7 +90,7 @@ class Authority {
   // POST /v1/jwt-svids for the caller's own instance.
   absl::StatusOr<MintedJwt> MintJwt(const Caller& caller, const JwtRequest& request);
   // POST /v1/revocations: admin for anything; an agent for itself or its subtree.
-  absl::StatusOr<store::RevocationEntry> Revoke(const Caller& caller, const RevokeRequest& request);
+  absl::StatusOr<revocation::Entry> Revoke(const Caller& caller, const RevokeRequest& request);
 
   // Admin operations.
   absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller, absl::string_view source);
@@ -147,7 +147,7 @@ class Authority {
 
   const ca::CaDirectory& ca_;
   store::Store& store_;
-  RevocationHub& hub_;
+  revocation::Hub& hub_;
   Metrics& metrics_;
   const AuthorityOptions options_;
   std::shared_ptr<core::BundleSet> bundles_;

@@ -44,7 +44,7 @@ class AuthorityTest : public ::testing::Test {
                     .ok());
     ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir_ + "/ca"));
     store_ = *store::SqliteStore::Open(dir_ + "/tw.db");
-    hub_ = std::make_unique<RevocationHub>(0, std::vector<store::RevocationEntry>{});
+    hub_ = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
     ledger_ = std::make_unique<LedgerService>(
         *store_, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "example.org",
         ca_->bundle().ToJson(), LedgerServiceOptions{.clock = &fake_});
@@ -119,7 +119,7 @@ class AuthorityTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<ca::CaDirectory> ca_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<RevocationHub> hub_;
+  std::unique_ptr<revocation::Hub> hub_;
   Metrics metrics_;
   std::unique_ptr<LedgerService> ledger_;
   std::unique_ptr<Authority> authority_;
@@ -282,11 +282,11 @@ TEST_F(AuthorityTest, LateSignersAreJudgedByTheDurableRevocationRecord) {
   EXPECT_FALSE(live->revoked_at.has_value());
   fake_.Set(kStart + absl::Minutes(1));
   ASSERT_TRUE(authority_
-                  ->Revoke(admin_, RevokeRequest{store::RevocationKind::kInstance,
+                  ->Revoke(admin_, RevokeRequest{revocation::Kind::kInstance,
                                                  made.issued.record.instance_id, "test"})
                   .ok());
   // A hub that has forgotten the revocation (pruned, or a fresh replica) changes nothing.
-  hub_ = std::make_unique<RevocationHub>(0, std::vector<store::RevocationEntry>{});
+  hub_ = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
   Recreate(&fake_);
   auto revoked = authority_->VerifyLateSigner(chain);
   ASSERT_TRUE(revoked.ok()) << revoked.status();

@@ -101,7 +101,7 @@ std::vector<base::Bytes> PeerChain(SSL* ssl) {
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(Api& a, RevocationHub& h, Metrics& m, HttpServerOptions o)
+  Impl(Api& a, revocation::Hub& h, Metrics& m, HttpServerOptions o)
       : api(a),
         hub(h),
         metrics(m),
@@ -140,7 +140,7 @@ struct HttpServer::Impl {
   }
 
   Api& api;
-  RevocationHub& hub;
+  revocation::Hub& hub;
   Metrics& metrics;
   const HttpServerOptions options;
   // Before the io_context: sessions it destroys on shutdown still count themselves out.
@@ -348,7 +348,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Live entries from the moment of subscription; the backlog before it is read from the
     // store a page at a time, so a subscriber far behind costs one page of memory.
     subscription_ = server_.hub.Subscribe(
-        [weak, executor](const store::RevocationEntry& entry) {
+        [weak, executor](const revocation::Entry& entry) {
           net::post(executor, [weak, sequence = entry.sequence, event = Event(entry)]() mutable {
             if (auto self = weak.lock()) self->EnqueueLive(sequence, std::move(event));
           });
@@ -372,7 +372,7 @@ class Session : public std::enable_shared_from_this<Session> {
     queue_.push_back(Heartbeat());
   }
 
-  static std::string Event(const store::RevocationEntry& e) {
+  static std::string Event(const revocation::Entry& e) {
     return absl::StrCat("id: ", e.sequence, "\nevent: revocation\ndata: ", RevocationEntryJson(e),
                         "\n\n");
   }
@@ -404,7 +404,7 @@ class Session : public std::enable_shared_from_this<Session> {
           spdlog::error("revocation stream backlog: {}", page.status().ToString());
           return self->Close();
         }
-        for (const store::RevocationEntry& e : *page) {
+        for (const revocation::Entry& e : *page) {
           if (e.sequence > self->backlog_end_) {
             self->backlog_next_ = self->backlog_end_;  // the rest is live
             break;
@@ -543,7 +543,7 @@ void HttpServer::Impl::Accept() {
   });
 }
 
-HttpServer::HttpServer(Api& api, RevocationHub& hub, Metrics& metrics, HttpServerOptions options)
+HttpServer::HttpServer(Api& api, revocation::Hub& hub, Metrics& metrics, HttpServerOptions options)
     : impl_(std::make_unique<Impl>(api, hub, metrics, std::move(options))) {}
 
 HttpServer::~HttpServer() { Stop(); }

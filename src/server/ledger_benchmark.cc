@@ -54,7 +54,7 @@ struct World {
   std::unique_ptr<LedgerService> ledger;
   std::vector<Agent> agents;
   Metrics metrics;
-  std::unique_ptr<RevocationHub> hub;
+  std::unique_ptr<revocation::Hub> hub;
   std::unique_ptr<Authority> authority;
   std::unique_ptr<Api> api;
   std::string admin;
@@ -96,7 +96,7 @@ struct World {
                                        .created_at = now};
       agents.push_back(std::move(a));
     }
-    hub = std::make_unique<RevocationHub>(0, std::vector<store::RevocationEntry>{});
+    hub = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
     authority = std::make_unique<Authority>(*ca, *store, *hub, metrics,
                                             AuthorityOptions{.ledger = ledger.get()});
     admin = *authority->Load([](const std::string&) { return absl::OkStatus(); });

@@ -140,24 +140,24 @@ absl::StatusOr<RevokeRequest> DecodeRevoke(absl::string_view body) {
           TW_ASSIGN_OR_RETURN(reason, GetString(name, value, 1024));
           return absl::OkStatus();
         }
-        store::RevocationKind kind;
+        revocation::Kind kind;
         if (name == "instance") {
-          kind = store::RevocationKind::kInstance;
+          kind = revocation::Kind::kInstance;
         } else if (name == "agent") {
-          kind = store::RevocationKind::kAgent;
+          kind = revocation::Kind::kAgent;
         } else if (name == "subtree") {
-          kind = store::RevocationKind::kSubtree;
+          kind = revocation::Kind::kSubtree;
         } else if (name == "principal") {
-          kind = store::RevocationKind::kPrincipal;
+          kind = revocation::Kind::kPrincipal;
         } else {
           return Unknown(name);
         }
         if (r) return Invalid(name, "give exactly one of instance, agent, subtree, principal");
         TW_ASSIGN_OR_RETURN(std::string target, GetString(name, value, 256));
         absl::Status ok;
-        if (kind == store::RevocationKind::kAgent) {
+        if (kind == revocation::Kind::kAgent) {
           ok = core::AgentName::Parse(target).status();
-        } else if (kind == store::RevocationKind::kPrincipal) {
+        } else if (kind == revocation::Kind::kPrincipal) {
           ok = CheckPrincipalName(target);
         } else {
           ok = core::CheckInstanceId(target);

@@ -37,7 +37,7 @@ absl::StatusOr<JwtRequest> DecodeJwtRequest(absl::string_view body);
 
 // POST /v1/revocations: exactly one of {instance, agent, subtree, principal}, reason?.
 struct RevokeRequest {
-  store::RevocationKind kind;
+  revocation::Kind kind;
   std::string target;
   std::string reason;
 };

@@ -42,10 +42,10 @@ struct World {
     }
     ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir + "/ca"));
     store = *store::SqliteStore::Open(dir + "/tw.db");
-    hub = std::make_unique<RevocationHub>(0, std::vector<store::RevocationEntry>{},
-                                          [s = store.get()](int64_t after, size_t limit) {
-                                            return s->ListRevocations(after, limit);
-                                          });
+    hub = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{},
+                                            [s = store.get()](int64_t after, size_t limit) {
+                                              return s->ListRevocations(after, limit);
+                                            });
     ledger = std::make_unique<LedgerService>(
         *store, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "fuzz.example",
         ca->bundle().ToJson());
@@ -75,7 +75,7 @@ struct World {
   std::unique_ptr<ca::CaDirectory> ca;
   std::unique_ptr<store::Store> store;
   Metrics metrics;
-  std::unique_ptr<RevocationHub> hub;
+  std::unique_ptr<revocation::Hub> hub;
   std::unique_ptr<LedgerService> ledger;
   std::unique_ptr<Authority> authority;
   std::unique_ptr<Api> api;

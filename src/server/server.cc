@@ -42,7 +42,7 @@ struct Server::Parts {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<ca::CaDirectory> ca;
   Metrics metrics;
-  std::unique_ptr<RevocationHub> hub;
+  std::unique_ptr<revocation::Hub> hub;
   std::unique_ptr<LedgerService> ledger;
   std::unique_ptr<Authority> authority;
   std::unique_ptr<Api> api;
@@ -193,12 +193,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   p.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
 
   TW_ASSIGN_OR_RETURN(int64_t sequence, p.store->LastRevocationSequence());
-  TW_ASSIGN_OR_RETURN(std::vector<store::RevocationEntry> entries,
+  TW_ASSIGN_OR_RETURN(std::vector<revocation::Entry> entries,
                       p.store->ListRevocations(0, std::numeric_limits<int64_t>::max()));
-  p.hub = std::make_unique<RevocationHub>(sequence, entries,
-                                          [store = p.store.get()](int64_t after, size_t limit) {
-                                            return store->ListRevocations(after, limit);
-                                          });
+  p.hub = std::make_unique<revocation::Hub>(sequence, entries,
+                                            [store = p.store.get()](int64_t after, size_t limit) {
+                                              return store->ListRevocations(after, limit);
+                                            });
   p.hub->Prune(clock.Now());
   const std::string ledger_key_path = Path(dir, "ledger.key.pem");
   if (::access(ledger_key_path.c_str(), F_OK) != 0) {

@@ -16,6 +16,7 @@
 #include "ledger/export.h"
 #include "ledger/merkle.h"
 #include "ledger/tree_head.h"
+#include "revocation/entry.h"
 
 namespace tw::store {
 
@@ -46,22 +47,6 @@ struct IdentityFilter {
   std::string principal;              // empty: any
   std::optional<absl::Time> live_at;  // only unrevoked instances valid at this time
   size_t limit = 1000;
-};
-
-enum class RevocationKind { kInstance, kAgent, kSubtree, kPrincipal };
-absl::string_view RevocationKindName(RevocationKind kind);
-
-// One entry of the revocation log.
-struct RevocationEntry {
-  int64_t sequence = 0;  // 1, 2, 3, ... never reused
-  RevocationKind kind = RevocationKind::kInstance;
-  std::string target;
-  std::string reason;
-  absl::Time revoked_at;
-  std::vector<std::string> instances;  // the instance ids this entry revoked
-  absl::Time expires_at;               // the last not_after among them; prunable after
-
-  bool operator==(const RevocationEntry&) const = default;
 };
 
 struct StoredPolicy {
@@ -141,12 +126,12 @@ class Store {
   // Appends a revocation: the target's unrevoked, unexpired instances (an instance or
   // subtree: it and its descendants; an agent name or principal: their instances) and
   // every descendant of those. NotFound when an instance or subtree target is unknown.
-  virtual absl::StatusOr<RevocationEntry> Revoke(RevocationKind kind, absl::string_view target,
-                                                 absl::string_view reason, absl::Time now,
-                                                 const LedgerAppend* audit = nullptr) = 0;
+  virtual absl::StatusOr<revocation::Entry> Revoke(revocation::Kind kind, absl::string_view target,
+                                                   absl::string_view reason, absl::Time now,
+                                                   const LedgerAppend* audit = nullptr) = 0;
   // Entries with sequence > `after`, ascending, at most `limit`.
-  virtual absl::StatusOr<std::vector<RevocationEntry>> ListRevocations(int64_t after,
-                                                                       size_t limit) = 0;
+  virtual absl::StatusOr<std::vector<revocation::Entry>> ListRevocations(int64_t after,
+                                                                         size_t limit) = 0;
   // The last sequence handed out (0 before any); pruning never lowers it.
   virtual absl::StatusOr<int64_t> LastRevocationSequence() = 0;
   // Deletes entries whose expires_at is before `now`; returns how many.

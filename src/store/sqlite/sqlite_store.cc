@@ -285,13 +285,13 @@ IdentityRecord ReadIdentity(Stmt& s) {
   return r;
 }
 
-RevocationEntry ReadRevocation(Stmt& s) {
-  RevocationEntry e;
+revocation::Entry ReadRevocation(Stmt& s) {
+  revocation::Entry e;
   e.sequence = s.Int(0);
   std::string kind = s.Text(1);
-  for (RevocationKind k : {RevocationKind::kInstance, RevocationKind::kAgent,
-                           RevocationKind::kSubtree, RevocationKind::kPrincipal}) {
-    if (RevocationKindName(k) == kind) e.kind = k;
+  for (revocation::Kind k : {revocation::Kind::kInstance, revocation::Kind::kAgent,
+                             revocation::Kind::kSubtree, revocation::Kind::kPrincipal}) {
+    if (revocation::KindName(k) == kind) e.kind = k;
   }
   e.target = s.Text(2);
   e.reason = s.Text(3);
@@ -672,19 +672,20 @@ absl::StatusOr<std::vector<IdentityRecord>> SqliteStore::ListIdentities(const Id
   return out;
 }
 
-absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::string_view target,
-                                                    absl::string_view reason, absl::Time now,
-                                                    const LedgerAppend* audit) {
-  RevocationEntry entry;
+absl::StatusOr<revocation::Entry> SqliteStore::Revoke(revocation::Kind kind,
+                                                      absl::string_view target,
+                                                      absl::string_view reason, absl::Time now,
+                                                      const LedgerAppend* audit) {
+  revocation::Entry entry;
   TW_RETURN_IF_ERROR(Write([&](Db& db) -> absl::Status {
-    entry = RevocationEntry{.kind = kind,
-                            .target = std::string(target),
-                            .reason = std::string(reason),
-                            .revoked_at = now,
-                            .expires_at = now};
+    entry = revocation::Entry{.kind = kind,
+                              .target = std::string(target),
+                              .reason = std::string(reason),
+                              .revoked_at = now,
+                              .expires_at = now};
     const char* reach = kReachByInstance;
-    if (kind == RevocationKind::kAgent) reach = kReachByAgent;
-    if (kind == RevocationKind::kPrincipal) reach = kReachByPrincipal;
+    if (kind == revocation::Kind::kAgent) reach = kReachByAgent;
+    if (kind == revocation::Kind::kPrincipal) reach = kReachByPrincipal;
     if (reach == kReachByInstance) {
       TW_ASSIGN_OR_RETURN(Stmt e, db.Prepare("SELECT 1 FROM identities WHERE instance_id = ?1"));
       e.Bind(1, target);
@@ -719,7 +720,7 @@ absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::s
     }
     TW_ASSIGN_OR_RETURN(Stmt s,
                         db.Prepare("INSERT INTO revocations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    s.Bind(1, entry.sequence).Bind(2, RevocationKindName(kind)).Bind(3, target).Bind(4, reason);
+    s.Bind(1, entry.sequence).Bind(2, revocation::KindName(kind)).Bind(3, target).Bind(4, reason);
     s.Bind(5, Seconds(now)).Bind(6, absl::StrJoin(entry.instances, " "));
     s.Bind(7, Seconds(entry.expires_at));
     TW_RETURN_IF_ERROR(s.Run());
@@ -728,9 +729,9 @@ absl::StatusOr<RevocationEntry> SqliteStore::Revoke(RevocationKind kind, absl::s
   return entry;
 }
 
-absl::StatusOr<std::vector<RevocationEntry>> SqliteStore::ListRevocations(int64_t after,
-                                                                          size_t limit) {
-  std::vector<RevocationEntry> out;
+absl::StatusOr<std::vector<revocation::Entry>> SqliteStore::ListRevocations(int64_t after,
+                                                                            size_t limit) {
+  std::vector<revocation::Entry> out;
   TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT * FROM revocations WHERE sequence > ?1 "
                                            "ORDER BY sequence LIMIT ?2"));

@@ -34,11 +34,11 @@ class SqliteStore final : public Store {
                              const LedgerAppend* audit) override;
   absl::StatusOr<IdentityRecord> GetIdentity(absl::string_view instance_id) override;
   absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(const IdentityFilter& filter) override;
-  absl::StatusOr<RevocationEntry> Revoke(RevocationKind kind, absl::string_view target,
-                                         absl::string_view reason, absl::Time now,
-                                         const LedgerAppend* audit) override;
-  absl::StatusOr<std::vector<RevocationEntry>> ListRevocations(int64_t after,
-                                                               size_t limit) override;
+  absl::StatusOr<revocation::Entry> Revoke(revocation::Kind kind, absl::string_view target,
+                                           absl::string_view reason, absl::Time now,
+                                           const LedgerAppend* audit) override;
+  absl::StatusOr<std::vector<revocation::Entry>> ListRevocations(int64_t after,
+                                                                 size_t limit) override;
   absl::StatusOr<int64_t> LastRevocationSequence() override;
   absl::StatusOr<size_t> PruneRevocations(absl::Time now) override;
   absl::StatusOr<int64_t> AppendPolicy(absl::string_view source, absl::string_view sha256_hex,

@@ -105,7 +105,7 @@ TEST_P(StoreConformanceTest, DuplicateInstanceIsAlreadyExists) {
 TEST_P(StoreConformanceTest, UnknownInstanceIsNotFound) {
   EXPECT_EQ(store_->GetIdentity("inst-none").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->RenewIdentity(Identity("inst-none"), "01").code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(store_->Revoke(RevocationKind::kInstance, "inst-none", "", kNow).status().code(),
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-none", "", kNow).status().code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -114,7 +114,7 @@ TEST_P(StoreConformanceTest, ChildNeedsKnownUnrevokedParent) {
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-p")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-c", "inst-p")).ok());
-  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-p", "", kNow).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-p", "", kNow).ok());
   absl::Status s = store_->InsertIdentity(Identity("inst-d", "inst-p"));
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("revoked"));
@@ -132,7 +132,7 @@ TEST_P(StoreConformanceTest, RenewReplacesCertificateAndGrantUnlessRevoked) {
   renewed.policy_version = 4;
   ASSERT_TRUE(store_->RenewIdentity(renewed, original.serial_hex).ok());
   EXPECT_EQ(*store_->GetIdentity("inst-a"), renewed);
-  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-a", "", kNow).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow).ok());
   IdentityRecord again = renewed;
   again.serial_hex = "cafe";
   EXPECT_EQ(store_->RenewIdentity(again, "beef").code(), absl::StatusCode::kFailedPrecondition);
@@ -156,7 +156,7 @@ TEST_P(StoreConformanceTest, RenewByAReplacedCertificateIsRefused) {
 TEST_P(StoreConformanceTest, RevocationRecordsItsInstantOnTheIdentity) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
   const absl::Time at = kNow + absl::Milliseconds(1234);
-  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-a", "", at).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", at).ok());
   Reopen();
   auto got = *store_->GetIdentity("inst-a");
   ASSERT_TRUE(got.revoked_at.has_value());
@@ -168,14 +168,14 @@ TEST_P(StoreConformanceTest, RevokingAnInstanceCascadesToDescendants) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-c", "inst-p")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-g", "inst-c")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-other")).ok());
-  auto e = store_->Revoke(RevocationKind::kSubtree, "inst-c", "compromised", kNow);
+  auto e = store_->Revoke(revocation::Kind::kSubtree, "inst-c", "compromised", kNow);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->sequence, 1);
   EXPECT_THAT(e->instances, UnorderedElementsAre("inst-c", "inst-g"));
   EXPECT_EQ(e->expires_at, kNow + absl::Hours(1));
   EXPECT_EQ(store_->GetIdentity("inst-g")->revoked_sequence, 1);
   EXPECT_FALSE(store_->GetIdentity("inst-p")->revoked_sequence.has_value());
-  auto again = *store_->Revoke(RevocationKind::kInstance, "inst-p", "", kNow);
+  auto again = *store_->Revoke(revocation::Kind::kInstance, "inst-p", "", kNow);
   EXPECT_EQ(again.sequence, 2);
   EXPECT_THAT(again.instances, ElementsAre("inst-p"));  // children already revoked
 }
@@ -185,11 +185,11 @@ TEST_P(StoreConformanceTest, RevokesByAgentNameAndPrincipal) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-2", "", "a/b/one", "p2")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-3", "", "a/b/two", "p2")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-4", "inst-3", "a/b/kid", "p2")).ok());
-  auto by_agent = *store_->Revoke(RevocationKind::kAgent, "a/b/one", "", kNow);
+  auto by_agent = *store_->Revoke(revocation::Kind::kAgent, "a/b/one", "", kNow);
   EXPECT_THAT(by_agent.instances, UnorderedElementsAre("inst-1", "inst-2"));
-  auto by_principal = *store_->Revoke(RevocationKind::kPrincipal, "p2", "", kNow);
+  auto by_principal = *store_->Revoke(revocation::Kind::kPrincipal, "p2", "", kNow);
   EXPECT_THAT(by_principal.instances, UnorderedElementsAre("inst-3", "inst-4"));
-  auto nothing = *store_->Revoke(RevocationKind::kAgent, "a/b/none", "", kNow);
+  auto nothing = *store_->Revoke(revocation::Kind::kAgent, "a/b/none", "", kNow);
   EXPECT_TRUE(nothing.instances.empty());
   EXPECT_EQ(nothing.sequence, 3);
 }
@@ -198,7 +198,7 @@ TEST_P(StoreConformanceTest, ExpiredInstancesAreNotRevokedAgain) {
   IdentityRecord old = Identity("inst-old");
   old.not_after = kNow - absl::Seconds(1);
   ASSERT_TRUE(store_->InsertIdentity(old).ok());
-  auto e = *store_->Revoke(RevocationKind::kInstance, "inst-old", "", kNow);
+  auto e = *store_->Revoke(revocation::Kind::kInstance, "inst-old", "", kNow);
   EXPECT_TRUE(e.instances.empty());
 }
 
@@ -207,12 +207,12 @@ TEST_P(StoreConformanceTest, RevocationLogListsAfterSequenceAndSurvivesPruning) 
   IdentityRecord brief = Identity("inst-b");
   brief.not_after = kNow + absl::Minutes(1);
   ASSERT_TRUE(store_->InsertIdentity(brief).ok());
-  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-b", "r1", kNow).ok());
-  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-a", "r2", kNow).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-b", "r1", kNow).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-a", "r2", kNow).ok());
   auto all = *store_->ListRevocations(0, 100);
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].reason, "r1");
-  EXPECT_EQ(all[1].kind, RevocationKind::kInstance);
+  EXPECT_EQ(all[1].kind, revocation::Kind::kInstance);
   EXPECT_EQ(store_->ListRevocations(1, 100)->size(), 1u);
   EXPECT_EQ(*store_->PruneRevocations(kNow + absl::Minutes(2)), 1u);
   Reopen();
@@ -221,14 +221,14 @@ TEST_P(StoreConformanceTest, RevocationLogListsAfterSequenceAndSurvivesPruning) 
   EXPECT_EQ(left[0].sequence, 2);
   EXPECT_EQ(*store_->LastRevocationSequence(), 2);
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-c")).ok());
-  EXPECT_EQ(store_->Revoke(RevocationKind::kInstance, "inst-c", "", kNow)->sequence, 3);
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-c", "", kNow)->sequence, 3);
 }
 
 TEST_P(StoreConformanceTest, ListsIdentitiesByFilterNewestFirst) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-1", "", "a/b/one", "p1")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-2", "", "a/b/one", "p2")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-3", "", "a/b/two", "p2")).ok());
-  ASSERT_TRUE(store_->Revoke(RevocationKind::kInstance, "inst-3", "", kNow).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-3", "", kNow).ok());
   auto ids = [](const std::vector<IdentityRecord>& rs) {
     std::vector<std::string> out;
     for (const auto& r : rs) out.push_back(r.instance_id);
@@ -296,7 +296,7 @@ TEST_P(StoreConformanceTest, ConcurrentWritersGetGapFreeSequences) {
         std::string id = absl::StrCat("inst-", t, "-", i);
         ASSERT_TRUE(store_->InsertIdentity(Identity(id)).ok());
         if (i % 2 == 0) {
-          auto e = store_->Revoke(RevocationKind::kInstance, id, "", kNow);
+          auto e = store_->Revoke(revocation::Kind::kInstance, id, "", kNow);
           ASSERT_TRUE(e.ok()) << e.status();
           seqs[t].push_back(e->sequence);
         }

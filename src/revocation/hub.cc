@@ -1,18 +1,17 @@
-#include "server/revocation_hub.h"
+#include "revocation/hub.h"
 
 #include "spdlog/spdlog.h"
 
-namespace tw::server {
+namespace tw::revocation {
 
-RevocationHub::RevocationHub(int64_t last_sequence,
-                             const std::vector<store::RevocationEntry>& entries, LogReader log)
+Hub::Hub(int64_t last_sequence, const std::vector<Entry>& entries, LogReader log)
     : log_(std::move(log)), sequence_(last_sequence) {
-  for (const store::RevocationEntry& e : entries) {
+  for (const Entry& e : entries) {
     for (const std::string& id : e.instances) revoked_[id] = e.expires_at;
   }
 }
 
-void RevocationHub::Publish(store::RevocationEntry entry) {
+void Hub::Publish(Entry entry) {
   {
     absl::MutexLock lock(&mu_);
     if (entry.sequence <= sequence_) return;  // already known
@@ -23,7 +22,7 @@ void RevocationHub::Publish(store::RevocationEntry entry) {
   FillGaps();
 }
 
-void RevocationHub::FillGaps() {
+void Hub::FillGaps() {
   if (log_ == nullptr) return;
   // A hole below a durable entry: its own publisher may be a moment behind, or gone. The
   // log has every entry committed before the one held (the store commits in sequence
@@ -44,7 +43,7 @@ void RevocationHub::FillGaps() {
                   missing.status().ToString());
     return;
   }
-  for (store::RevocationEntry& e : *missing) {
+  for (Entry& e : *missing) {
     if (e.sequence > sequence_ && e.sequence < until) pending_.emplace(e.sequence, std::move(e));
   }
   while (sequence_ < until - 1) {
@@ -59,30 +58,30 @@ void RevocationHub::FillGaps() {
   DrainLocked();
 }
 
-void RevocationHub::DrainLocked() {
+void Hub::DrainLocked() {
   while (!pending_.empty() && pending_.begin()->first == sequence_ + 1) {
     PublishLocked(pending_.begin()->second);
     pending_.erase(pending_.begin());
   }
 }
 
-void RevocationHub::PublishLocked(const store::RevocationEntry& entry) {
+void Hub::PublishLocked(const Entry& entry) {
   sequence_ = entry.sequence;
   for (const std::string& id : entry.instances) revoked_[id] = entry.expires_at;
   for (auto& [id, subscriber] : subscribers_) subscriber(entry);
 }
 
-bool RevocationHub::IsRevoked(absl::string_view instance_id) const {
+bool Hub::IsRevoked(absl::string_view instance_id) const {
   absl::ReaderMutexLock lock(&mu_);
   return revoked_.contains(instance_id);
 }
 
-int64_t RevocationHub::sequence() const {
+int64_t Hub::sequence() const {
   absl::ReaderMutexLock lock(&mu_);
   return sequence_;
 }
 
-uint64_t RevocationHub::Subscribe(Subscriber subscriber, int64_t* at) {
+uint64_t Hub::Subscribe(Subscriber subscriber, int64_t* at) {
   absl::MutexLock lock(&mu_);
   *at = sequence_;
   uint64_t id = next_subscriber_++;
@@ -90,14 +89,14 @@ uint64_t RevocationHub::Subscribe(Subscriber subscriber, int64_t* at) {
   return id;
 }
 
-void RevocationHub::Unsubscribe(uint64_t id) {
+void Hub::Unsubscribe(uint64_t id) {
   absl::MutexLock lock(&mu_);
   subscribers_.erase(id);
 }
 
-void RevocationHub::Prune(absl::Time now) {
+void Hub::Prune(absl::Time now) {
   absl::MutexLock lock(&mu_);
   absl::erase_if(revoked_, [&](const auto& kv) { return kv.second < now; });
 }
 
-}  // namespace tw::server
+}  // namespace tw::revocation
