@@ -3,10 +3,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "core/certificate.h"
+#include "crypto/signer_factory.h"
 
 namespace tw::ca {
 namespace {
@@ -68,7 +71,7 @@ absl::Status CaDirectory::InitIntermediate(const std::string& dir, const std::st
                                            crypto::KeyType key_type, absl::Duration ttl,
                                            const base::Clock& clock) {
   TW_RETURN_IF_ERROR(RefuseExisting(dir));
-  TW_ASSIGN_OR_RETURN(CaDirectory parent, Load(parent_dir));
+  TW_ASSIGN_OR_RETURN(CaDirectory parent, Open(parent_dir));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ca_key,
                       crypto::SoftwareSigner::Generate(key_type));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> jwt_key,
@@ -88,29 +91,50 @@ absl::Status CaDirectory::InitIntermediate(const std::string& dir, const std::st
   return WriteDirectory(dir, chain, bundle, *jwt_key, *ca_key);
 }
 
-absl::StatusOr<CaDirectory> CaDirectory::Load(const std::string& dir) {
+CaSigners::Uris CaSigners::FilesIn(const std::string& dir) {
+  return Uris{.ca = crypto::FileKeyUri(Path(dir, "ca.key.pem")),
+              .jwt = crypto::FileKeyUri(Path(dir, "jwt.key.pem"))};
+}
+
+absl::StatusOr<CaSigners> CaSigners::Open(const Uris& uris) {
+  CaSigners out;
+  auto ca = crypto::OpenSigner(uris.ca);
+  if (!ca.ok()) return Annotate(ca.status(), uris.ca);
+  out.ca = *std::move(ca);
+  auto jwt = crypto::OpenSigner(uris.jwt);
+  if (!jwt.ok()) return Annotate(jwt.status(), uris.jwt);
+  out.jwt = *std::move(jwt);
+  return out;
+}
+
+absl::StatusOr<CaDirectory> CaDirectory::Open(const std::string& dir) {
+  TW_ASSIGN_OR_RETURN(CaSigners signers, CaSigners::Open(CaSigners::FilesIn(dir)));
+  return Load(dir, std::move(signers));
+}
+
+absl::StatusOr<CaDirectory> CaDirectory::Load(const std::string& dir, CaSigners signers) {
   CaDirectory out;
-  std::string key_path = Path(dir, "ca.key.pem");
-  auto ca_key = crypto::SoftwareSigner::ReadFile(key_path);
-  if (!ca_key.ok()) return Annotate(ca_key.status(), key_path);
   std::string ca_path = Path(dir, "ca.pem");
   TW_ASSIGN_OR_RETURN(std::string ca_pem, base::ReadFile(ca_path));
   std::vector<base::Bytes> chain = core::DecodePemBlocks(ca_pem, "CERTIFICATE");
   if (chain.empty()) return absl::InvalidArgumentError(absl::StrCat(ca_path, ": no certificate"));
-  auto issuer = core::X509Issuer::Create(std::shared_ptr<const crypto::Signer>(std::move(*ca_key)),
-                                         std::move(chain));
+  auto issuer = core::X509Issuer::Create(std::move(signers.ca), std::move(chain));
   if (!issuer.ok()) return Annotate(issuer.status(), ca_path);
   out.issuer_ = std::make_shared<const core::X509Issuer>(*std::move(issuer));
-
-  std::string jwt_path = Path(dir, "jwt.key.pem");
-  auto jwt_key = crypto::SoftwareSigner::ReadFile(jwt_path);
-  if (!jwt_key.ok()) return Annotate(jwt_key.status(), jwt_path);
-  out.jwt_signer_ = std::move(*jwt_key);
 
   std::string bundle_path = Path(dir, "bundle.json");
   TW_ASSIGN_OR_RETURN(std::string bundle_json, base::ReadFile(bundle_path));
   auto bundle = core::Bundle::Parse(bundle_json, out.issuer_->trust_domain());
   if (!bundle.ok()) return Annotate(bundle.status(), bundle_path);
+  // A JWT key the bundle does not publish would mint tokens nobody can verify.
+  const auto& published = bundle->jwt_authorities();
+  if (std::none_of(published.begin(), published.end(), [&signers](const core::JwtAuthority& a) {
+        return a.key_id == signers.jwt->key_id() && a.key == signers.jwt->public_key();
+      })) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(bundle_path, ": the JWT signing key is not among its JWT authorities"));
+  }
+  out.jwt_signer_ = std::move(signers.jwt);
   out.bundle_ = std::make_shared<const core::Bundle>(*std::move(bundle));
   return out;
 }

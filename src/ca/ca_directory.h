@@ -22,6 +22,19 @@ struct CaInitOptions {
   absl::Duration ttl = absl::Hours(24 * 365);
 };
 
+// The CA's two signing keys, wherever they live (crypto/signer_factory.h).
+struct CaSigners {
+  std::shared_ptr<const crypto::Signer> ca;   // signs X.509-SVIDs
+  std::shared_ptr<const crypto::Signer> jwt;  // signs JWT-SVIDs
+  struct Uris {
+    std::string ca, jwt;
+  };
+  // The key files Init writes in `dir`.
+  static Uris FilesIn(const std::string& dir);
+  // Opens both keys. The key's error, prefixed with its URI.
+  static absl::StatusOr<CaSigners> Open(const Uris& uris);
+};
+
 // Leaf certificates are back-dated this much to absorb clock skew between peers.
 inline constexpr absl::Duration kBackdate = absl::Seconds(30);
 
@@ -37,8 +50,13 @@ class CaDirectory {
   static absl::Status InitIntermediate(const std::string& dir, const std::string& parent_dir,
                                        crypto::KeyType key_type, absl::Duration ttl,
                                        const base::Clock& clock);
-  // Loads a directory written by Init. NotFound / InvalidArgument naming the bad file.
-  static absl::StatusOr<CaDirectory> Load(const std::string& dir);
+  // Loads the certificates and bundle of a directory written by Init, signing with
+  // `signers`. NotFound / InvalidArgument naming the bad file; InvalidArgument when the CA
+  // key does not match the CA certificate, FailedPrecondition when the bundle does not
+  // publish the JWT key.
+  static absl::StatusOr<CaDirectory> Load(const std::string& dir, CaSigners signers);
+  // Load with the directory's own key files.
+  static absl::StatusOr<CaDirectory> Open(const std::string& dir);
 
   const core::X509Issuer& issuer() const { return *issuer_; }
   const crypto::Signer& jwt_signer() const { return *jwt_signer_; }
@@ -47,7 +65,7 @@ class CaDirectory {
  private:
   CaDirectory() = default;
   std::shared_ptr<const core::X509Issuer> issuer_;
-  std::shared_ptr<const crypto::SoftwareSigner> jwt_signer_;
+  std::shared_ptr<const crypto::Signer> jwt_signer_;
   std::shared_ptr<const core::Bundle> bundle_;
 };
 

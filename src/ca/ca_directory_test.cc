@@ -63,7 +63,7 @@ TEST_F(CaDirectoryTest, InitWritesTheApiFilesWithSafeModes) {
 
 TEST_F(CaDirectoryTest, LoadsWhatInitWroteAndIssuesVerifiableSvids) {
   ASSERT_TRUE(Init(crypto::KeyType::kEcP384).ok());
-  auto ca = CaDirectory::Load(dir_);
+  auto ca = CaDirectory::Open(dir_);
   ASSERT_TRUE(ca.ok()) << ca.status();
   EXPECT_EQ(ca->issuer().trust_domain().name(), "example.org");
   EXPECT_EQ(ca->bundle().x509_authorities().size(), 1u);
@@ -85,7 +85,7 @@ TEST_F(CaDirectoryTest, IntermediateIssuesLeavesThatChainToTheRoot) {
   ASSERT_TRUE(CaDirectory::InitIntermediate(inter, dir_, crypto::KeyType::kEcP256, absl::Hours(2),
                                             base::Clock::System())
                   .ok());
-  auto ca = CaDirectory::Load(inter);
+  auto ca = CaDirectory::Open(inter);
   ASSERT_TRUE(ca.ok()) << ca.status();
   EXPECT_EQ(ca->issuer().chain().size(), 2u);
   ASSERT_EQ(ca->issuer().served_chain().size(), 1u);
@@ -97,7 +97,7 @@ TEST_F(CaDirectoryTest, IntermediateIssuesLeavesThatChainToTheRoot) {
   ASSERT_TRUE(der.ok());
   auto leaf = core::Certificate::Parse(*der);
   EXPECT_LE(leaf->not_after(), ca->issuer().certificate().not_after());
-  auto root_ca = CaDirectory::Load(dir_);
+  auto root_ca = CaDirectory::Open(dir_);
   auto bundles = std::make_shared<core::BundleSet>();
   bundles->Put(root_ca->bundle());  // the root's own bundle suffices for X.509
   core::X509Verifier verifier(bundles);
@@ -118,10 +118,10 @@ TEST_F(CaDirectoryTest, InitRefusesToOverwrite) {
 }
 
 TEST_F(CaDirectoryTest, LoadNamesTheMissingOrBadFile) {
-  EXPECT_EQ(CaDirectory::Load(root_ + "/none").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CaDirectory::Open(root_ + "/none").status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(Init().ok());
   ASSERT_TRUE(base::WriteFile(dir_ + "/bundle.json", "{oops").ok());
-  auto bad = CaDirectory::Load(dir_);
+  auto bad = CaDirectory::Open(dir_);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("bundle.json"));
   // A CA certificate that is not the key's.
@@ -133,7 +133,7 @@ TEST_F(CaDirectoryTest, LoadNamesTheMissingOrBadFile) {
                                 base::Clock::System())
                   .ok());
   ASSERT_TRUE(base::WriteFile(dir_ + "/ca.pem", *base::ReadFile(other + "/ca.pem")).ok());
-  EXPECT_THAT(std::string(CaDirectory::Load(dir_).status().message()), HasSubstr("ca.pem"));
+  EXPECT_THAT(std::string(CaDirectory::Open(dir_).status().message()), HasSubstr("ca.pem"));
 }
 
 }  // namespace

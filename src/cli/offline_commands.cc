@@ -132,7 +132,7 @@ void RegisterCa(CLI::App& app, Action* action) {
         absl::Status s = ca::CaDirectory::Init(o->out, options, base::Clock::System());
         if (!s.ok()) return Fail(s);
       }
-      auto loaded = ca::CaDirectory::Load(o->out);
+      auto loaded = ca::CaDirectory::Open(o->out);
       if (!loaded.ok()) return Fail(loaded.status());
       const core::Certificate& cert = loaded->issuer().certificate();
       std::cout << "trust domain: " << loaded->issuer().trust_domain().name() << "\n"
@@ -151,7 +151,7 @@ struct IssueOptions {
 };
 
 int IssueSvid(const IssueOptions& o) {
-  auto ca = ca::CaDirectory::Load(o.ca);
+  auto ca = ca::CaDirectory::Open(o.ca);
   if (!ca.ok()) return Fail(ca.status());
   auto id = core::SpiffeId::FromString(o.spiffe_id);
   if (!id.ok()) return Fail(id.status());
@@ -347,7 +347,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
   mint->add_option("--trust-level", mo->trust_level, "low, medium, high or critical");
   mint->callback([action, mo] {
     *action = [mo] {
-      auto ca = ca::CaDirectory::Load(mo->ca);
+      auto ca = ca::CaDirectory::Open(mo->ca);
       if (!ca.ok()) return Fail(ca.status());
       auto id = core::SpiffeId::FromString(mo->spiffe_id);
       if (!id.ok()) return Fail(id.status());

@@ -67,7 +67,9 @@ int RunServer(const ServerFlags& flags) {
   if (absl::Status s = base::MakeDirectory(config.data_dir, 0700); !s.ok()) return Fail(s);
   auto store = OpenStore(config);
   if (!store.ok()) return Fail(store.status());
-  auto server = server::Server::Start(config, *std::move(store));
+  auto keys = server::OpenServerKeys(config, base::Clock::System());
+  if (!keys.ok()) return Fail(keys.status());
+  auto server = server::Server::Start(config, *std::move(store), *std::move(keys));
   if (!server.ok()) return Fail(server.status());
   if (!(*server)->new_admin_token().empty()) {
     std::cout << "admin token (shown once; also in " << config.data_dir

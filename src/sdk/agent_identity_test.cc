@@ -63,7 +63,9 @@ class AgentIdentityTest : public ::testing::Test {
     config.ledger_events_per_instance = ledger_rate_;
     auto store = tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
     ASSERT_TRUE(store.ok()) << store.status();
-    auto server = tw::server::Server::Start(config, *std::move(store));
+    auto keys = tw::server::OpenServerKeys(config, tw::base::Clock::System());
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    auto server = tw::server::Server::Start(config, *std::move(store), *std::move(keys));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }

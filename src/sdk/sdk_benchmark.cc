@@ -39,7 +39,8 @@ struct World {
     config.ledger_events_per_instance = 0;             // one instance drives the whole call load
     config.max_stream_subscribers_per_address = 1000;  // a hundred watchers on loopback
     auto server_or = tw::server::Server::Start(
-        config, *tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db"));
+        config, *tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db"),
+        *tw::server::OpenServerKeys(config, tw::base::Clock::System()));
     if (!server_or.ok()) throw std::runtime_error(std::string(server_or.status().message()));
     server = *std::move(server_or);
     connection.server = absl::StrCat("https://127.0.0.1:", server->port());

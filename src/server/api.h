@@ -1,65 +1,52 @@
-// The HTTP API of API.md over the Authority: routing, JSON encoding, status mapping,
-// per-address limits. Transport-free (the HttpServer feeds it parsed requests); the
-// revocation stream is served by the HttpServer. Thread-safe; Handle may block on the store.
+// The HTTP API of API.md over the authority and the ledger service: a route table (method,
+// path pattern, who may call it, handler), per-address limits and JSON encoding. Transport-
+// free (the HttpServer feeds it parsed requests; the revocation stream is the HttpServer's).
+// Thread-safe; Handle may block on the store.
 #pragma once
 
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
-#include "base/bytes.h"
-#include "revocation/hub.h"
-#include "server/authority.h"
-#include "server/metrics.h"
-#include "server/rate_limiter.h"
-#include "store/store.h"
+#include "absl/status/statusor.h"
+#include "authority/authority.h"
+#include "base/clock.h"
+#include "base/rate_limiter.h"
+#include "ledger/service.h"
+#include "metrics/metrics.h"
+#include "server/http_message.h"
 
 namespace tw::server {
-
-struct HttpRequest {
-  std::string method;
-  std::string path;  // without the query
-  std::map<std::string, std::string> query;
-  std::string authorization;  // the Authorization header
-  std::string last_event_id;  // the Last-Event-ID header
-  std::string body;
-  std::vector<base::Bytes> peer_chain;  // client certificate chain, leaf first
-  std::string remote;                   // client address
-  std::string request_id;               // for the logs
-  std::optional<Caller> caller;         // authenticated already (by Preflight)
-};
-
-struct HttpResponse {
-  int status = 200;
-  std::string body;
-  std::string content_type = "application/json";
-};
 
 struct ApiOptions {
   const base::Clock* clock = &base::Clock::System();
   double requests_per_address = 0;       // per second; 0 = unlimited
   double auth_failures_per_address = 0;  // per second; 0 = unlimited
-  LedgerService* ledger = nullptr;       // serves the ledger and audit routes when set
+  ledger::Service* ledger = nullptr;     // serves the ledger and audit routes when set
 };
-
-// Splits "path?a=1&b=2" into the path and percent-decoded parameters. InvalidArgument for
-// bad escapes or a repeated parameter.
-absl::Status ParseTarget(absl::string_view target, HttpRequest* out);
-
-// The one place Status codes become HTTP: {"error":{"code","message"}}.
-HttpResponse ErrorResponse(const absl::Status& status);
-// The API error code of `status` ("invalid_argument", ...).
-std::string ErrorCode(const absl::Status& status);
-
-// One revocation log entry as JSON (the data of a stream event).
-std::string RevocationEntryJson(const revocation::Entry& entry);
 
 class Api {
  public:
-  Api(Authority& authority, store::Store& store, revocation::Hub& hub, Metrics& metrics,
-      ApiOptions options = {});
+  // Who may call a route.
+  enum class Access {
+    kPublic,   // anyone
+    kSigned,   // anyone: the body authenticates itself (credentials are checked if sent)
+    kCaller,   // a principal's token or an agent's SVID; the handler decides the rest
+    kAuditor,  // an admin or auditor token
+    kAdmin,    // an admin token
+  };
+  struct Call;  // a request being handled, with its caller
+  using Handler = absl::StatusOr<HttpResponse> (Api::*)(const Call&);
+  struct Route {
+    absl::string_view method;
+    absl::string_view pattern;  // a trailing '*' matches the rest of the path
+    Access access;
+    Handler handler;
+    bool ledger = false;  // only when a ledger service is configured
+  };
+
+  // `authority` and `metrics` must outlive the Api.
+  Api(authority::Authority& authority, metrics::Metrics& metrics, ApiOptions options = {});
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -69,26 +56,59 @@ class Api {
   // The per-address request limit, shared with the stream route. ResourceExhausted.
   absl::Status CheckAddress(const HttpRequest& request);
   // Decides on the headers alone (`request` has no body yet) whether the request may go on:
-  // the address limit, and on every route that is not public, credentials present and
-  // valid; the caller it authenticated goes to `request.caller`, which Handle then uses.
-  // Unauthenticated, PermissionDenied or ResourceExhausted otherwise.
+  // the address limit, and the route's access with the credentials presented; the caller it
+  // authenticated goes to `request.caller`, which Handle then uses. Unauthenticated,
+  // PermissionDenied or ResourceExhausted otherwise; an unknown route goes on (to its 404).
   absl::Status Preflight(HttpRequest& request);
-  // A page of the durable revocation log: entries after `after`, ascending, at most `limit`.
-  absl::StatusOr<std::vector<revocation::Entry>> RevocationLog(int64_t after, size_t limit);
+  // The durable revocation log after `after`, at most `limit` (a stream's backlog).
+  absl::StatusOr<std::vector<revocation::Entry>> RevocationLog(int64_t after, size_t limit) {
+    return authority_.RevocationLog(after, limit);
+  }
 
  private:
-  absl::StatusOr<HttpResponse> Route(const HttpRequest& request);
-  absl::StatusOr<HttpResponse> LedgerRoute(const HttpRequest& request, const Caller& caller);
-  absl::StatusOr<HttpResponse> Trace(absl::string_view event_id);
-  absl::StatusOr<Caller> Authenticate(const HttpRequest& request);
+  // The route of `request` and the part of its path the pattern's '*' matched. NotFound
+  // for an unknown path, Unimplemented for a known path with another method.
+  absl::StatusOr<std::pair<const Route*, absl::string_view>> Find(const HttpRequest& r) const;
+  // The caller of `request` when `route` lets it through.
+  absl::StatusOr<authority::Caller> Admit(const Route& route, const HttpRequest& request);
+  absl::StatusOr<authority::Caller> Authenticate(const HttpRequest& request);
+  absl::StatusOr<HttpResponse> Dispatch(const HttpRequest& request);
 
-  Authority& authority_;
-  store::Store& store_;
-  revocation::Hub& hub_;
-  Metrics& metrics_;
+  absl::StatusOr<HttpResponse> Health(const Call& c);
+  absl::StatusOr<HttpResponse> MetricsText(const Call& c);
+  absl::StatusOr<HttpResponse> Bundle(const Call& c);
+  absl::StatusOr<HttpResponse> CreateIdentity(const Call& c);
+  absl::StatusOr<HttpResponse> Renew(const Call& c);
+  absl::StatusOr<HttpResponse> ListIdentities(const Call& c);
+  absl::StatusOr<HttpResponse> GetIdentity(const Call& c);
+  absl::StatusOr<HttpResponse> MintJwt(const Call& c);
+  absl::StatusOr<HttpResponse> ListRevocations(const Call& c);
+  absl::StatusOr<HttpResponse> Revoke(const Call& c);
+  absl::StatusOr<HttpResponse> ApplyPolicy(const Call& c);
+  absl::StatusOr<HttpResponse> ListPolicies(const Call& c);
+  absl::StatusOr<HttpResponse> GetPolicy(const Call& c);
+  absl::StatusOr<HttpResponse> ListTokens(const Call& c);
+  absl::StatusOr<HttpResponse> CreateToken(const Call& c);
+  absl::StatusOr<HttpResponse> RevokeToken(const Call& c);
+  absl::StatusOr<HttpResponse> LedgerKey(const Call& c);
+  absl::StatusOr<HttpResponse> AppendEvents(const Call& c);
+  absl::StatusOr<HttpResponse> SignTreeHead(const Call& c);
+  absl::StatusOr<HttpResponse> GetTreeHead(const Call& c);
+  absl::StatusOr<HttpResponse> ListTreeHeads(const Call& c);
+  absl::StatusOr<HttpResponse> InclusionProof(const Call& c);
+  absl::StatusOr<HttpResponse> ConsistencyProof(const Call& c);
+  absl::StatusOr<HttpResponse> Entries(const Call& c);
+  absl::StatusOr<HttpResponse> Export(const Call& c);
+  absl::StatusOr<HttpResponse> QueryEvents(const Call& c);
+  absl::StatusOr<HttpResponse> Trace(const Call& c);
+
+  static const Route kRoutes[];
+
+  authority::Authority& authority_;
+  metrics::Metrics& metrics_;
   const ApiOptions options_;
-  RateLimiter address_limiter_;
-  RateLimiter auth_failure_limiter_;
+  base::RateLimiter address_limiter_;
+  base::RateLimiter auth_failure_limiter_;
   const std::string bundle_json_;
 };
 

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/text.h"
 #include "crypto/random.h"
+#include "server/encode.h"
 #include "spdlog/spdlog.h"
 
 namespace tw::server {
@@ -101,7 +102,7 @@ std::vector<base::Bytes> PeerChain(SSL* ssl) {
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(Api& a, revocation::Hub& h, Metrics& m, HttpServerOptions o)
+  Impl(Api& a, revocation::Hub& h, metrics::Metrics& m, HttpServerOptions o)
       : api(a),
         hub(h),
         metrics(m),
@@ -141,7 +142,7 @@ struct HttpServer::Impl {
 
   Api& api;
   revocation::Hub& hub;
-  Metrics& metrics;
+  metrics::Metrics& metrics;
   const HttpServerOptions options;
   // Before the io_context: sessions it destroys on shutdown still count themselves out.
   absl::Mutex count_mu;
@@ -215,11 +216,9 @@ class Session : public std::enable_shared_from_this<Session> {
       Close();
     } else if (ec == http::error::body_limit) {
       unread_body_ = true;
-      Reply(ErrorResponse(absl::InvalidArgumentError("request body too large")), 413,
-            "payload_too_large", false, "");
+      Refuse(absl::OutOfRangeError("request body too large"));
     } else if (ec.category() == http::make_error_code(http::error::body_limit).category()) {
-      Reply(ErrorResponse(absl::InvalidArgumentError("malformed HTTP request")), 400,
-            "invalid_argument", false, "");
+      Refuse(absl::InvalidArgumentError("malformed HTTP request"));
     } else {
       Close();
     }
@@ -246,7 +245,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (early.ok()) early = server_.api.Preflight(request_);
     if (!early.ok()) {
       unread_body_ = !parser_->is_done();
-      return Reply(ErrorResponse(early), 0, "", false, request_.request_id);
+      return Reply(ErrorResponse(early), false, request_.request_id);
     }
     if (parser_->is_done()) return Dispatch();
     beast::get_lowest_layer(stream_).expires_after(ToChrono(server_.options.request_timeout));
@@ -278,21 +277,20 @@ class Session : public std::enable_shared_from_this<Session> {
                    absl::ToInt64Microseconds(absl::Now() - start));
       net::post(self->stream_.get_executor(),
                 [self, response = std::move(response), keep_alive, request_id]() mutable {
-                  self->Reply(std::move(response), 0, "", keep_alive, request_id);
+                  self->Reply(std::move(response), keep_alive, request_id);
                 });
     });
   }
 
-  // Sends `response` (with `status` overriding its code when non-zero, then recording
-  // `error_code`), then reads the next request or closes.
-  void Reply(HttpResponse response, int status, absl::string_view error_code, bool keep_alive,
-             const std::string& request_id) {
-    if (status != 0) {
-      response.status = status;
-      response.body = absl::StrCat(R"({"error":{"code":")", error_code,
-                                   R"(","message":"the request is too large or malformed"}})");
-      server_.metrics.RecordError(error_code);
-    }
+  // Answers a request the parser refused (it never reaches the API), then closes.
+  void Refuse(const absl::Status& status) {
+    server_.metrics.RecordRequest();
+    server_.metrics.RecordError(status.code());
+    Reply(ErrorResponse(status), false, "");
+  }
+
+  // Sends `response`, then reads the next request or closes.
+  void Reply(HttpResponse response, bool keep_alive, const std::string& request_id) {
     res_ = {};
     res_.result(static_cast<http::status>(response.status));
     res_.version(11);
@@ -332,8 +330,7 @@ class Session : public std::enable_shared_from_this<Session> {
     absl::StatusOr<int64_t> after = server_.api.StreamStart(request);
     if (allowed.ok() && after.ok()) allowed = server_.AddSubscriber(remote_);
     if (!allowed.ok() || !after.ok()) {
-      return Reply(ErrorResponse(allowed.ok() ? after.status() : allowed), 0, "", false,
-                   request_id);
+      return Reply(ErrorResponse(allowed.ok() ? after.status() : allowed), false, request_id);
     }
     counted_subscriber_ = true;
     stream_res_.emplace(http::status::ok, 11);
@@ -543,7 +540,8 @@ void HttpServer::Impl::Accept() {
   });
 }
 
-HttpServer::HttpServer(Api& api, revocation::Hub& hub, Metrics& metrics, HttpServerOptions options)
+HttpServer::HttpServer(Api& api, revocation::Hub& hub, metrics::Metrics& metrics,
+                       HttpServerOptions options)
     : impl_(std::make_unique<Impl>(api, hub, metrics, std::move(options))) {}
 
 HttpServer::~HttpServer() { Stop(); }

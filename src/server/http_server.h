@@ -29,7 +29,7 @@ struct HttpServerOptions {
 class HttpServer {
  public:
   // `api`, `hub` and `metrics` must outlive the server.
-  HttpServer(Api& api, revocation::Hub& hub, Metrics& metrics, HttpServerOptions options);
+  HttpServer(Api& api, revocation::Hub& hub, metrics::Metrics& metrics, HttpServerOptions options);
   ~HttpServer();
 
   // Binds, then serves on background threads with the given certificate chain (PEM,

@@ -15,9 +15,9 @@
 #include "core/certificate.h"
 #include "core/x509_verifier.h"
 #include "crypto/software_signer.h"
+#include "ledger/service.h"
 #include "ledger/verifier.h"
 #include "server/api.h"
-#include "server/ledger_service.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace tw::server {
@@ -51,20 +51,20 @@ struct World {
   std::string dir;
   std::unique_ptr<ca::CaDirectory> ca;
   std::unique_ptr<store::SqliteStore> store;
-  std::unique_ptr<LedgerService> ledger;
+  std::unique_ptr<ledger::Service> ledger;
   std::vector<Agent> agents;
-  Metrics metrics;
+  metrics::Metrics metrics;
   std::unique_ptr<revocation::Hub> hub;
-  std::unique_ptr<Authority> authority;
+  std::unique_ptr<authority::Authority> authority;
   std::unique_ptr<Api> api;
   std::string admin;
 
   explicit World(const char* name) : dir(TempDir(name)) {
     auto td = *core::TrustDomain::FromName("trustwarden");
     (void)ca::CaDirectory::Init(dir + "/ca", {.trust_domain = td}, base::Clock::System());
-    ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir + "/ca"));
+    ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir + "/ca"));
     store = *store::SqliteStore::Open(dir + "/trustwarden.db");
-    ledger = std::make_unique<LedgerService>(
+    ledger = std::make_unique<ledger::Service>(
         *store, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "trustwarden",
         ca->bundle().ToJson());
     auto bundles = std::make_shared<core::BundleSet>();
@@ -97,12 +97,11 @@ struct World {
       agents.push_back(std::move(a));
     }
     hub = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
-    authority = std::make_unique<Authority>(*ca, *store, *hub, metrics,
-                                            AuthorityOptions{.ledger = ledger.get()});
+    authority = std::make_unique<authority::Authority>(
+        *ca, *store, *hub, metrics, authority::AuthorityOptions{.ledger = ledger.get()});
     admin = *authority->Load([](const std::string&) { return absl::OkStatus(); });
     for (const Agent& a : agents) (void)store->InsertIdentity(a.record, nullptr);
-    api = std::make_unique<Api>(*authority, *store, *hub, metrics,
-                                ApiOptions{.ledger = ledger.get()});
+    api = std::make_unique<Api>(*authority, metrics, ApiOptions{.ledger = ledger.get()});
   }
   ~World() {
     api.reset();

@@ -48,16 +48,8 @@ absl::Status Unknown(const std::string& name) { return Invalid(name, "unknown fi
 
 }  // namespace
 
-absl::Status CheckPrincipalName(absl::string_view name) {
-  if (name.empty() || name.size() > 128 ||
-      name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.") != name.npos) {
-    return absl::InvalidArgumentError("principal names are 1..128 of a-z 0-9 - _ .");
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<CreateIdentityRequest> DecodeCreateIdentity(absl::string_view body) {
-  CreateIdentityRequest r;
+absl::StatusOr<authority::CreateIdentityRequest> DecodeCreateIdentity(absl::string_view body) {
+  authority::CreateIdentityRequest r;
   bool has_name = false, has_csr = false;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
       body, "request body",
@@ -108,8 +100,8 @@ absl::StatusOr<std::string> DecodeRenew(absl::string_view body) {
   return *std::move(csr);
 }
 
-absl::StatusOr<JwtRequest> DecodeJwtRequest(absl::string_view body) {
-  JwtRequest r;
+absl::StatusOr<authority::JwtRequest> DecodeJwtRequest(absl::string_view body) {
+  authority::JwtRequest r;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
       body, "request body",
       [&](const std::string& name, json&& value) -> absl::Status {
@@ -130,8 +122,8 @@ absl::StatusOr<JwtRequest> DecodeJwtRequest(absl::string_view body) {
   return r;
 }
 
-absl::StatusOr<RevokeRequest> DecodeRevoke(absl::string_view body) {
-  std::optional<RevokeRequest> r;
+absl::StatusOr<authority::RevokeRequest> DecodeRevoke(absl::string_view body) {
+  std::optional<authority::RevokeRequest> r;
   std::string reason;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
       body, "request body",
@@ -158,12 +150,12 @@ absl::StatusOr<RevokeRequest> DecodeRevoke(absl::string_view body) {
         if (kind == revocation::Kind::kAgent) {
           ok = core::AgentName::Parse(target).status();
         } else if (kind == revocation::Kind::kPrincipal) {
-          ok = CheckPrincipalName(target);
+          ok = authority::CheckPrincipalName(target);
         } else {
           ok = core::CheckInstanceId(target);
         }
         if (!ok.ok()) return Invalid(name, ok.message());
-        r = RevokeRequest{kind, std::move(target), {}};
+        r = authority::RevokeRequest{kind, std::move(target), {}};
         return absl::OkStatus();
       },
       kMaxBody));
@@ -203,7 +195,7 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body) {
         }
         if (name != "principal") return Unknown(name);
         TW_ASSIGN_OR_RETURN(principal, GetString(name, value, 256));
-        TW_RETURN_IF_ERROR(CheckPrincipalName(*principal));
+        TW_RETURN_IF_ERROR(authority::CheckPrincipalName(*principal));
         return absl::OkStatus();
       },
       kMaxBody));

@@ -13,15 +13,15 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "authority/authority.h"
 #include "base/text.h"
 #include "ca/ca_directory.h"
 #include "core/certificate.h"
 #include "core/csr.h"
 #include "crypto/software_signer.h"
+#include "ledger/service.h"
 #include "nlohmann/json.hpp"
 #include "server/api.h"
-#include "server/authority.h"
-#include "server/ledger_service.h"
 #include "server/requests.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -40,25 +40,24 @@ struct World {
     if (!ca::CaDirectory::Init(dir + "/ca", {.trust_domain = td}, base::Clock::System()).ok()) {
       abort();
     }
-    ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir + "/ca"));
+    ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir + "/ca"));
     store = *store::SqliteStore::Open(dir + "/tw.db");
     hub = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{},
                                             [s = store.get()](int64_t after, size_t limit) {
                                               return s->ListRevocations(after, limit);
                                             });
-    ledger = std::make_unique<LedgerService>(
+    ledger = std::make_unique<ledger::Service>(
         *store, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "fuzz.example",
         ca->bundle().ToJson());
-    authority = std::make_unique<Authority>(*ca, *store, *hub, metrics,
-                                            AuthorityOptions{.ledger = ledger.get()});
+    authority = std::make_unique<authority::Authority>(
+        *ca, *store, *hub, metrics, authority::AuthorityOptions{.ledger = ledger.get()});
     admin_token = *authority->Load(nullptr);
-    const Caller admin{.principal = "admin", .admin = true};
+    const authority::Caller admin{.principal = "admin", .admin = true};
     auditor_token = authority->CreateToken(admin, "auditor", /*auditor=*/true)->token;
-    api = std::make_unique<Api>(*authority, *store, *hub, metrics,
-                                ApiOptions{.ledger = ledger.get()});
+    api = std::make_unique<Api>(*authority, metrics, ApiOptions{.ledger = ledger.get()});
     // An agent whose SVID some inputs present.
     auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
-    CreateIdentityRequest create{
+    authority::CreateIdentityRequest create{
         .name = *core::AgentName::Parse("acme/fin/payer"),
         .scopes = {*core::Scope::Parse("read:*")},
         .ttl = absl::Hours(1),
@@ -74,10 +73,10 @@ struct World {
   std::string dir;
   std::unique_ptr<ca::CaDirectory> ca;
   std::unique_ptr<store::Store> store;
-  Metrics metrics;
+  metrics::Metrics metrics;
   std::unique_ptr<revocation::Hub> hub;
-  std::unique_ptr<LedgerService> ledger;
-  std::unique_ptr<Authority> authority;
+  std::unique_ptr<ledger::Service> ledger;
+  std::unique_ptr<authority::Authority> authority;
   std::unique_ptr<Api> api;
   std::string admin_token, auditor_token;
   std::vector<base::Bytes> agent_chain;

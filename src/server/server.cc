@@ -7,15 +7,16 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "authority/authority.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "ca/ca_directory.h"
 #include "core/agent_name.h"
 #include "core/certificate.h"
 #include "core/scope.h"
+#include "crypto/signer_factory.h"
 #include "crypto/software_signer.h"
 #include "server/api.h"
-#include "server/authority.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
 
@@ -41,10 +42,10 @@ struct Server::Parts {
   std::string host;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<ca::CaDirectory> ca;
-  Metrics metrics;
+  metrics::Metrics metrics;
   std::unique_ptr<revocation::Hub> hub;
-  std::unique_ptr<LedgerService> ledger;
-  std::unique_ptr<Authority> authority;
+  std::unique_ptr<ledger::Service> ledger;
+  std::unique_ptr<authority::Authority> authority;
   std::unique_ptr<Api> api;
   std::unique_ptr<HttpServer> http;
   absl::Time certificate_renew_at;
@@ -109,6 +110,18 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
       TW_RETURN_IF_ERROR(number(node, key, &n));
       if (n < 1 || n > 1024) return Invalid(key, "must be from 1 to 1024");
       (key == "threads" ? c->threads : c->worker_threads) = static_cast<int>(n);
+    } else if (key == "keys") {
+      const toml::table* keys = node.as_table();
+      if (keys == nullptr) return Invalid(key, "must be a table");
+      for (const auto& [kk, knode] : *keys) {
+        const std::string name = absl::StrCat("keys.", std::string(kk.str()));
+        std::string* out = kk == "ca"       ? &c->ca_key
+                           : kk == "jwt"    ? &c->jwt_key
+                           : kk == "ledger" ? &c->ledger_key
+                                            : nullptr;
+        if (out == nullptr) return Invalid(name, "unknown key (ca, jwt or ledger)");
+        TW_RETURN_IF_ERROR(string(knode, name, out));
+      }
     } else if (key == "ledger") {
       const toml::table* ledger = node.as_table();
       if (ledger == nullptr) return Invalid(key, "must be a table");
@@ -165,32 +178,63 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base::Clock& clock) {
+  TW_ASSIGN_OR_RETURN(core::TrustDomain td, core::TrustDomain::FromName(config.trust_domain));
+  const std::string& dir = config.data_dir;
+  TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
+  ca::CaSigners::Uris ca_uris = ca::CaSigners::FilesIn(dir);
+  if (config.ca_key.empty() && ::access(Path(dir, "ca.key.pem").c_str(), F_OK) != 0) {
+    TW_RETURN_IF_ERROR(ca::CaDirectory::Init(dir, {.trust_domain = td}, clock));
+    spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
+  }
+  if (!config.ca_key.empty()) ca_uris.ca = config.ca_key;
+  if (!config.jwt_key.empty()) ca_uris.jwt = config.jwt_key;
+  TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));
+  TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir, std::move(signers)));
+  if (ca.issuer().trust_domain() != td) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " holds the CA of trust domain \"",
+                                                      ca.issuer().trust_domain().name(),
+                                                      "\", not \"", td.name(), "\""));
+  }
+  std::string ledger_uri = config.ledger_key;
+  if (ledger_uri.empty()) {
+    const std::string path = Path(dir, "ledger.key.pem");
+    ledger_uri = crypto::FileKeyUri(path);
+    if (::access(path.c_str(), F_OK) != 0) {
+      TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+      TW_RETURN_IF_ERROR(base::WriteFile(path, key->ToPkcs8Pem().view(), 0600));
+      TW_RETURN_IF_ERROR(base::WriteFile(
+          Path(dir, "ledger.pub.pem"), core::PemEncode("PUBLIC KEY", key->public_key_der()), 0644));
+    }
+  }
+  ServerKeys keys;
+  auto ledger = crypto::OpenSigner(ledger_uri);
+  if (!ledger.ok()) {
+    return absl::Status(ledger.status().code(),
+                        absl::StrCat(ledger_uri, ": ", ledger.status().message()));
+  }
+  if ((*ledger)->public_key().type() != crypto::KeyType::kEcP256) {
+    return absl::FailedPreconditionError(ledger_uri + " is not an ECDSA P-256 key");
+  }
+  keys.ledger = *std::move(ledger);
+  keys.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
+  return keys;
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config,
                                                       std::unique_ptr<store::Store> store,
-                                                      const base::Clock& clock) {
+                                                      ServerKeys keys, const base::Clock& clock) {
   std::unique_ptr<Server> server(new Server());
   server->parts_ = std::make_unique<Parts>();
   Parts& p = *server->parts_;
   p.clock = &clock;
   p.config = config;
   p.store = std::move(store);
+  p.ca = std::move(keys.ca);
   uint16_t port;
   TW_RETURN_IF_ERROR(SplitHostPort(config.listen, &p.host, &port));
-  TW_ASSIGN_OR_RETURN(core::TrustDomain td, core::TrustDomain::FromName(config.trust_domain));
-
   const std::string& dir = config.data_dir;
-  TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
-  if (::access(Path(dir, "ca.key.pem").c_str(), F_OK) != 0) {
-    TW_RETURN_IF_ERROR(ca::CaDirectory::Init(dir, {.trust_domain = td}, clock));
-    spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
-  }
-  TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir));
-  if (ca.issuer().trust_domain() != td) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " holds the CA of trust domain \"",
-                                                      ca.issuer().trust_domain().name(),
-                                                      "\", not \"", td.name(), "\""));
-  }
-  p.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
+  const core::TrustDomain& td = p.ca->issuer().trust_domain();
 
   TW_ASSIGN_OR_RETURN(int64_t sequence, p.store->LastRevocationSequence());
   TW_ASSIGN_OR_RETURN(std::vector<revocation::Entry> entries,
@@ -200,33 +244,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
                                               return store->ListRevocations(after, limit);
                                             });
   p.hub->Prune(clock.Now());
-  const std::string ledger_key_path = Path(dir, "ledger.key.pem");
-  if (::access(ledger_key_path.c_str(), F_OK) != 0) {
-    TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
-    TW_RETURN_IF_ERROR(base::WriteFile(ledger_key_path, key->ToPkcs8Pem().view(), 0600));
-    TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "ledger.pub.pem"),
-                                       core::PemEncode("PUBLIC KEY", key->public_key_der()), 0644));
-  }
-  TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> ledger_key,
-                      crypto::SoftwareSigner::ReadFile(ledger_key_path));
-  if (ledger_key->public_key().type() != crypto::KeyType::kEcP256) {
-    return absl::FailedPreconditionError(ledger_key_path + " is not an ECDSA P-256 key");
-  }
-  p.ledger = std::make_unique<LedgerService>(
-      *p.store, std::move(ledger_key), td.name(), p.ca->bundle().ToJson(),
-      LedgerServiceOptions{.clock = &clock,
-                           .events_per_instance = config.ledger_events_per_instance});
-  p.authority = std::make_unique<Authority>(
+  p.ledger = std::make_unique<ledger::Service>(
+      *p.store, std::move(keys.ledger), td.name(), p.ca->bundle().ToJson(),
+      ledger::ServiceOptions{.clock = &clock,
+                             .events_per_instance = config.ledger_events_per_instance});
+  p.authority = std::make_unique<authority::Authority>(
       *p.ca, *p.store, *p.hub, p.metrics,
-      AuthorityOptions{.clock = &clock,
-                       .issuances_per_principal = config.rate_per_principal,
-                       .max_instance_lifetime = config.max_instance_lifetime,
-                       .ledger = p.ledger.get()});
+      authority::AuthorityOptions{.clock = &clock,
+                                  .issuances_per_principal = config.rate_per_principal,
+                                  .max_instance_lifetime = config.max_instance_lifetime,
+                                  .ledger = p.ledger.get()});
   TW_ASSIGN_OR_RETURN(server->new_admin_token_, p.authority->Load([&dir](const std::string& token) {
     return base::WriteFile(Path(dir, "admin.token"), absl::StrCat(token, "\n"), 0600);
   }));
   p.api = std::make_unique<Api>(
-      *p.authority, *p.store, *p.hub, p.metrics,
+      *p.authority, p.metrics,
       ApiOptions{.clock = &clock,
                  .requests_per_address = config.rate_per_address,
                  .auth_failures_per_address = config.auth_failures_per_address,

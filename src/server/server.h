@@ -1,5 +1,5 @@
 // A running TrustWarden server: the data directory (CA, bundle, admin token), the store,
-// the Authority, the HTTPS API and the background upkeep (pruning, TLS certificate
+// the authority::Authority, the HTTPS API and the background upkeep (pruning, TLS certificate
 // renewal). Thread-safe.
 #pragma once
 
@@ -11,6 +11,8 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "ca/ca_directory.h"
+#include "crypto/signer.h"
 #include "server/http_server.h"
 #include "store/store.h"
 
@@ -35,10 +37,26 @@ struct ServerConfig {
   size_t max_stream_subscribers = 10000;           // revocation streams in total
   int max_stream_subscribers_per_address = 256;
   absl::Duration max_instance_lifetime = absl::Hours(24);  // from creation, across renewals
+  // Where the signing keys live (crypto/signer_factory.h); empty: the data directory's
+  // files (ca.key.pem, jwt.key.pem, ledger.key.pem), created on first start.
+  std::string ca_key, jwt_key, ledger_key;
 };
 
-// Reads a TOML config file over `config`: the keys above at top level, and the limits
-// in a [limits] table. InvalidArgument naming the key for unknown keys or bad values.
+// What the server signs with: the CA (X.509- and JWT-SVIDs) and the ledger key (tree heads
+// and the server's own events, ECDSA P-256).
+struct ServerKeys {
+  std::unique_ptr<ca::CaDirectory> ca;
+  std::unique_ptr<crypto::Signer> ledger;
+};
+
+// Creates the data directory on first start (a CA and a ledger key in software, unless
+// the config names keys elsewhere), then opens the keys the config names. FailedPrecondition
+// when the CA is another trust domain's or the ledger key is not P-256.
+absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base::Clock& clock);
+
+// Reads a TOML config file over `config`: the keys above at top level, the limits in a
+// [limits] table and the key URIs in a [keys] table (ca, jwt, ledger). InvalidArgument naming the
+// key for unknown keys or bad values.
 absl::Status LoadServerConfig(const std::string& path, ServerConfig* config);
 
 // Splits "HOST:PORT" ("[::1]:8443" for IPv6). InvalidArgument when malformed.
@@ -46,10 +64,10 @@ absl::Status SplitHostPort(absl::string_view listen, std::string* host, uint16_t
 
 class Server {
  public:
-  // Creates the data directory on first start (CA, bundle.json, bundle.pem, admin token),
-  // loads it afterwards, and starts serving. The server owns `store`.
+  // Starts serving with `store` and `keys` (the server owns both), writing the admin token
+  // to the data directory when it creates one.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
-      const ServerConfig& config, std::unique_ptr<store::Store> store,
+      const ServerConfig& config, std::unique_ptr<store::Store> store, ServerKeys keys,
       const base::Clock& clock = base::Clock::System());
   ~Server();
 

@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "net/https_client.h"
 #include "nlohmann/json.hpp"
+#include "server/testing/test_server.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace tw::server {
@@ -41,35 +42,23 @@ struct Agent {
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-server-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    StartServer();
-  }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
+    auto server = TestServer::Start([](ServerConfig& c) { c.max_body_bytes = 64 * 1024; });
+    ASSERT_TRUE(server.ok()) << server.status();
+    test_server_ = *std::move(server);
+    Reload();
   }
 
-  void StartServer() {
-    server_.reset();
-    ServerConfig config;
-    config.data_dir = dir_ + "/data";
-    config.listen = "127.0.0.1:0";
-    config.threads = 2;
-    config.worker_threads = 8;
-    config.max_body_bytes = 64 * 1024;
-    if (tweak_) tweak_(config);
-    ASSERT_TRUE(base::MakeDirectory(config.data_dir).ok());
-    auto store = store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto server = Server::Start(config, *std::move(store));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    auto token = base::ReadFile(config.data_dir + "/admin.token");
-    ASSERT_TRUE(token.ok());
-    admin_token_ = std::string(absl::StripTrailingAsciiWhitespace(*token));
-    bundle_pem_ = *base::ReadFile(config.data_dir + "/bundle.pem");
+  // Restarts the server on its data directory, with `tweak` applied to the config.
+  void Restart(TestServer::Tweak tweak = nullptr) {
+    absl::Status restarted = test_server_->Restart(std::move(tweak));
+    ASSERT_TRUE(restarted.ok()) << restarted;
+    Reload();
+  }
+  void Reload() {
+    server_ = &test_server_->server();
+    dir_ = test_server_->dir();
+    admin_token_ = test_server_->admin_token();
+    bundle_pem_ = test_server_->bundle_pem();
   }
 
   std::unique_ptr<net::HttpsClient> Client(const std::string& chain = "",
@@ -139,10 +128,10 @@ class ServerTest : public ::testing::Test {
     return received;
   }
 
+  std::unique_ptr<TestServer> test_server_;
+  Server* server_ = nullptr;
   std::string dir_;
-  std::unique_ptr<Server> server_;
   std::string admin_token_, bundle_pem_;
-  std::function<void(ServerConfig&)> tweak_;  // applied to the config by StartServer
 };
 
 TEST_F(ServerTest, FirstStartCreatesOwnerOnlyFilesAndPrintsTokenOnce) {
@@ -153,7 +142,7 @@ TEST_F(ServerTest, FirstStartCreatesOwnerOnlyFilesAndPrintsTokenOnce) {
         std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
         << f;
   }
-  StartServer();
+  Restart();
   EXPECT_TRUE(server_->new_admin_token().empty());
   auto client = Client();
   EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", admin_token_).status, 200);
@@ -427,7 +416,7 @@ TEST_F(ServerTest, RevocationsAreSequencedStreamedAndSurviveRestart) {
                 .status,
             400);
 
-  StartServer();
+  Restart();
   auto again = Client();
   json log = json::parse(Call(*again, "GET", "/v1/revocations?after=1").body);
   EXPECT_EQ(log["sequence"], 2);
@@ -518,11 +507,10 @@ TEST_F(ServerTest, HeartbeatsNameWhatTheStreamSentNotWhatWasPruned) {
 }
 
 TEST_F(ServerTest, StreamSubscribersAndConnectionsAreLimited) {
-  tweak_ = [](ServerConfig& c) {
+  Restart([](ServerConfig& c) {
     c.max_stream_subscribers_per_address = 2;
     c.max_connections = 6;
-  };
-  StartServer();
+  });
   std::vector<std::unique_ptr<net::HttpsClient>> streams;
   std::vector<std::thread> readers;
   std::atomic<int> open{0};

@@ -1,6 +1,6 @@
 // The Authority's decisions, called directly with fake time over a SQLite store in a
 // temporary directory.
-#include "server/authority.h"
+#include "authority/authority.h"
 
 #include <stdlib.h>
 
@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "store/sqlite/sqlite_store.h"
 
-namespace tw::server {
+namespace tw::authority {
 namespace {
 
 using ::testing::HasSubstr;
@@ -42,12 +42,12 @@ class AuthorityTest : public ::testing::Test {
                                       {.trust_domain = *core::TrustDomain::FromName("example.org")},
                                       fake_)
                     .ok());
-    ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Load(dir_ + "/ca"));
+    ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir_ + "/ca"));
     store_ = *store::SqliteStore::Open(dir_ + "/tw.db");
     hub_ = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
-    ledger_ = std::make_unique<LedgerService>(
+    ledger_ = std::make_unique<ledger::Service>(
         *store_, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "example.org",
-        ca_->bundle().ToJson(), LedgerServiceOptions{.clock = &fake_});
+        ca_->bundle().ToJson(), ledger::ServiceOptions{.clock = &fake_});
     Recreate(&fake_);
   }
   void TearDown() override {
@@ -120,8 +120,8 @@ class AuthorityTest : public ::testing::Test {
   std::unique_ptr<ca::CaDirectory> ca_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<revocation::Hub> hub_;
-  Metrics metrics_;
-  std::unique_ptr<LedgerService> ledger_;
+  metrics::Metrics metrics_;
+  std::unique_ptr<ledger::Service> ledger_;
   std::unique_ptr<Authority> authority_;
   const Caller admin_{.principal = "admin", .admin = true};
 };
@@ -300,4 +300,4 @@ TEST_F(AuthorityTest, LateSignersAreJudgedByTheDurableRevocationRecord) {
 }
 
 }  // namespace
-}  // namespace tw::server
+}  // namespace tw::authority

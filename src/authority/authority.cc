@@ -1,4 +1,4 @@
-#include "server/authority.h"
+#include "authority/authority.h"
 
 #include <algorithm>
 
@@ -12,7 +12,7 @@
 #include "crypto/digest.h"
 #include "crypto/random.h"
 
-namespace tw::server {
+namespace tw::authority {
 namespace {
 
 constexpr char kAdminPrincipal[] = "admin";
@@ -61,7 +61,7 @@ absl::StatusOr<std::shared_ptr<const policy::PolicyVersion>> MakeVersion(
 }  // namespace
 
 Authority::Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub,
-                     Metrics& metrics, AuthorityOptions options)
+                     metrics::Metrics& metrics, AuthorityOptions options)
     : ca_(ca),
       store_(store),
       hub_(hub),
@@ -380,6 +380,7 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
   }
   TW_RETURN_IF_ERROR(stored);
   metrics_.RecordIssuance(options_.clock->Now() - start);
+  if (attrs.parent) issued.parent_spiffe_id = attrs.parent->str();
   return issued;
 }
 
@@ -474,6 +475,7 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
         issued.record.serial_hex, csr_key, now};
   }
   metrics_.RecordRenewal();
+  if (parent_id) issued.parent_spiffe_id = parent_id->str();
   return issued;
 }
 
@@ -623,4 +625,71 @@ absl::Status Authority::RequireAuditor(const Caller& caller) const {
   return RequireAdmin(caller);
 }
 
-}  // namespace tw::server
+absl::StatusOr<IdentityView> Authority::View(store::IdentityRecord record) const {
+  IdentityView view{.record = std::move(record)};
+  if (!view.record.parent.empty()) {
+    TW_ASSIGN_OR_RETURN(store::IdentityRecord parent, store_.GetIdentity(view.record.parent));
+    view.parent_spiffe_id = std::move(parent.spiffe_id);
+  }
+  return view;
+}
+
+absl::StatusOr<IdentityView> Authority::GetIdentity(const Caller& caller,
+                                                    absl::string_view instance_id) const {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_RETURN_IF_ERROR(core::CheckInstanceId(instance_id));
+  TW_ASSIGN_OR_RETURN(store::IdentityRecord record, store_.GetIdentity(instance_id));
+  return View(std::move(record));
+}
+
+absl::StatusOr<std::vector<IdentityView>> Authority::ListIdentities(
+    const Caller& caller, const store::IdentityFilter& filter) const {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_ASSIGN_OR_RETURN(std::vector<store::IdentityRecord> records, store_.ListIdentities(filter));
+  // Parents are mostly in the same page; the others are read one by one.
+  absl::flat_hash_map<std::string, std::string> spiffe_ids;
+  for (const store::IdentityRecord& r : records) spiffe_ids[r.instance_id] = r.spiffe_id;
+  std::vector<IdentityView> out;
+  out.reserve(records.size());
+  for (store::IdentityRecord& r : records) {
+    auto it = r.parent.empty() ? spiffe_ids.end() : spiffe_ids.find(r.parent);
+    if (it != spiffe_ids.end()) {
+      out.push_back(IdentityView{.record = std::move(r), .parent_spiffe_id = it->second});
+    } else {
+      TW_ASSIGN_OR_RETURN(IdentityView view, View(std::move(r)));
+      out.push_back(std::move(view));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<store::StoredPolicy>> Authority::ListPolicies(
+    const Caller& caller) const {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  return store_.ListPolicies();
+}
+
+absl::StatusOr<store::StoredPolicy> Authority::GetPolicy(const Caller& caller,
+                                                         int64_t version) const {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  return store_.GetPolicy(version);
+}
+
+absl::StatusOr<std::vector<revocation::Entry>> Authority::RevocationLog(int64_t after,
+                                                                        size_t limit) const {
+  return store_.ListRevocations(after, limit);
+}
+
+absl::StatusOr<RevocationPage> Authority::Revocations(int64_t after, size_t limit) const {
+  RevocationPage page;
+  page.sequence = hub_.sequence();
+  TW_ASSIGN_OR_RETURN(page.entries, store_.ListRevocations(after, limit));
+  // Entries committed but not yet published wait for the hub, so that a page never runs
+  // ahead of the stream.
+  std::erase_if(page.entries, [&page](const auto& e) { return e.sequence > page.sequence; });
+  page.more = page.entries.size() == limit && page.entries.back().sequence < page.sequence;
+  page.next_after = page.more ? page.entries.back().sequence : std::max(after, page.sequence);
+  return page;
+}
+
+}  // namespace tw::authority

@@ -1,8 +1,8 @@
-#include "server/rate_limiter.h"
+#include "base/rate_limiter.h"
 
 #include <algorithm>
 
-namespace tw::server {
+namespace tw::base {
 
 RateLimiter::Bucket& RateLimiter::Refill(absl::string_view key, absl::Time now) {
   if (buckets_.size() > 100000) {
@@ -35,4 +35,4 @@ bool RateLimiter::HasToken(absl::string_view key, absl::Time now) {
   return Refill(key, now).tokens >= 1;
 }
 
-}  // namespace tw::server
+}  // namespace tw::base

@@ -11,19 +11,19 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "authority/requests.h"
 #include "base/clock.h"
+#include "base/rate_limiter.h"
 #include "ca/ca_directory.h"
 #include "core/csr.h"
 #include "core/x509_verifier.h"
+#include "ledger/service.h"
+#include "metrics/metrics.h"
 #include "policy/policy.h"
 #include "revocation/hub.h"
-#include "server/ledger_service.h"
-#include "server/metrics.h"
-#include "server/rate_limiter.h"
-#include "server/requests.h"
 #include "store/store.h"
 
-namespace tw::server {
+namespace tw::authority {
 
 // Who is calling: a principal token, an agent SVID (mTLS), both or neither.
 struct Caller {
@@ -37,7 +37,22 @@ struct Caller {
 
 struct IssuedIdentity {
   store::IdentityRecord record;
-  std::string svid_pem;  // leaf, then the CA chain below the root
+  std::string svid_pem;          // leaf, then the CA chain below the root
+  std::string parent_spiffe_id;  // empty for a root agent
+};
+
+// An instance as the API shows it: its record and its parent's SPIFFE ID.
+struct IdentityView {
+  store::IdentityRecord record;
+  std::string parent_spiffe_id;  // empty for a root agent
+};
+
+// A page of the revocation log as published: GET /v1/revocations.
+struct RevocationPage {
+  std::vector<revocation::Entry> entries;  // ascending, none past `sequence`
+  int64_t sequence = 0;                    // the last sequence the hub has published
+  int64_t next_after = 0;                  // where the next page starts
+  bool more = false;                       // whether there is a next page
 };
 
 struct CreatedToken {
@@ -59,14 +74,14 @@ struct AuthorityOptions {
   // An instance's total lifetime from creation, across renewals.
   absl::Duration max_instance_lifetime = absl::Hours(24);
   // Records issuance, renewal, revocation, policy and token events when set.
-  LedgerService* ledger = nullptr;
+  ledger::Service* ledger = nullptr;
 };
 
 class Authority {
  public:
   // `ca`, `store`, `hub` and `metrics` must outlive the Authority.
-  Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub, Metrics& metrics,
-            AuthorityOptions options = {});
+  Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub,
+            metrics::Metrics& metrics, AuthorityOptions options = {});
 
   // Loads tokens and the current policy; installs Policy::DefaultSource() as version 1
   // and, when no token exists, creates an admin token: `persist` saves it before it is
@@ -119,6 +134,20 @@ class Authority {
   };
   absl::StatusOr<LateSigner> VerifyLateSigner(const std::vector<base::ByteView>& chain) const;
 
+  // Admin reads: an instance (NotFound; InvalidArgument for a malformed id), matching
+  // instances newest first, policy versions (0 is the latest; NotFound).
+  absl::StatusOr<IdentityView> GetIdentity(const Caller& caller,
+                                           absl::string_view instance_id) const;
+  absl::StatusOr<std::vector<IdentityView>> ListIdentities(
+      const Caller& caller, const store::IdentityFilter& filter) const;
+  absl::StatusOr<std::vector<store::StoredPolicy>> ListPolicies(const Caller& caller) const;
+  absl::StatusOr<store::StoredPolicy> GetPolicy(const Caller& caller, int64_t version) const;
+
+  // The public revocation log: the durable entries after `after`, at most `limit`
+  // (a stream's backlog), and the same as a published page.
+  absl::StatusOr<std::vector<revocation::Entry>> RevocationLog(int64_t after, size_t limit) const;
+  absl::StatusOr<RevocationPage> Revocations(int64_t after, size_t limit) const;
+
   std::shared_ptr<const policy::PolicyVersion> current_policy() const;
   const core::X509Verifier& verifier() const { return verifier_; }
   const ca::CaDirectory& ca() const { return ca_; }
@@ -144,16 +173,17 @@ class Authority {
                                        const core::CertificateRequest& csr, absl::Time now,
                                        absl::Duration ttl, const core::SvidAttributes& attrs);
   absl::StatusOr<store::IdentityRecord> CallerRecord(const Caller& caller) const;
+  absl::StatusOr<IdentityView> View(store::IdentityRecord record) const;
 
   const ca::CaDirectory& ca_;
   store::Store& store_;
   revocation::Hub& hub_;
-  Metrics& metrics_;
+  metrics::Metrics& metrics_;
   const AuthorityOptions options_;
   std::shared_ptr<core::BundleSet> bundles_;
   core::X509Verifier verifier_;
   core::X509Verifier late_verifier_;  // the same bundles, revocation left to the store
-  RateLimiter principal_limiter_;
+  base::RateLimiter principal_limiter_;
 
   // The last renewal of an instance: a retry by `previous_serial` with the same key, whose
   // reply was lost, renews again instead of counting as key theft.
@@ -170,4 +200,4 @@ class Authority {
   absl::Mutex apply_mu_;  // serializes policy versions
 };
 
-}  // namespace tw::server
+}  // namespace tw::authority

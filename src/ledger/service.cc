@@ -1,11 +1,11 @@
-#include "server/ledger_service.h"
+#include "ledger/service.h"
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "core/certificate.h"
 #include "ledger/entry.h"
 
-namespace tw::server {
+namespace tw::ledger {
 namespace {
 
 // Clock skew tolerated between an event's time and the server's.
@@ -64,9 +64,8 @@ absl::StatusOr<std::vector<ledger::Hash>> Proof(
 
 }  // namespace
 
-LedgerService::LedgerService(store::Store& store, std::unique_ptr<crypto::Signer> key,
-                             std::string trust_domain, std::string bundle_json,
-                             LedgerServiceOptions options)
+Service::Service(store::Store& store, std::unique_ptr<crypto::Signer> key, std::string trust_domain,
+                 std::string bundle_json, ServiceOptions options)
     : store_(store),
       key_(std::move(key)),
       trust_domain_(std::move(trust_domain)),
@@ -80,7 +79,7 @@ LedgerService::LedgerService(store::Store& store, std::unique_ptr<crypto::Signer
   signer_.id = signer_.signer.id();
 }
 
-absl::StatusOr<store::LedgerAppend> LedgerService::ServerEvent(ledger::Event event) const {
+absl::StatusOr<store::LedgerAppend> Service::ServerEvent(ledger::Event event) const {
   if (event.id.empty()) event.id = ledger::NewEventId();
   if (event.time_ms == 0) event.time_ms = absl::ToUnixMillis(clock_->Now());
   TW_RETURN_IF_ERROR(ledger::ValidateEvent(event));
@@ -93,10 +92,11 @@ absl::StatusOr<store::LedgerAppend> LedgerService::ServerEvent(ledger::Event eve
   return batch;
 }
 
-absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
-    const core::VerifiedX509Svid& svid, base::ByteView leaf_der,
-    const std::vector<std::string>& encoded, absl::string_view signature_text,
-    std::optional<absl::Time> revoked_at) {
+absl::StatusOr<store::LedgerAppended> Service::AppendSigned(const core::VerifiedX509Svid& svid,
+                                                            base::ByteView leaf_der,
+                                                            const std::vector<std::string>& encoded,
+                                                            absl::string_view signature_text,
+                                                            std::optional<absl::Time> revoked_at) {
   if (encoded.empty() || encoded.size() > ledger::kMaxBatch) {
     return absl::InvalidArgumentError(
         absl::StrCat("\"events\" must hold 1 to ", ledger::kMaxBatch, " events"));
@@ -152,7 +152,7 @@ absl::StatusOr<store::LedgerAppended> LedgerService::AppendSigned(
   return store_.AppendLedger(batch);
 }
 
-absl::StatusOr<ledger::TreeHead> LedgerService::SignTreeHead() {
+absl::StatusOr<ledger::TreeHead> Service::SignTreeHead() {
   ledger::TreeHead head;
   TW_RETURN_IF_ERROR(store_.ReadLedgerTree([&head](uint64_t size, const ledger::NodeSource& nodes) {
     head.tree_size = size;
@@ -165,7 +165,7 @@ absl::StatusOr<ledger::TreeHead> LedgerService::SignTreeHead() {
   return head;
 }
 
-absl::StatusOr<bool> LedgerService::SignIfGrown() {
+absl::StatusOr<bool> Service::SignIfGrown() {
   auto latest = LatestTreeHead();
   if (!latest.ok() && !absl::IsNotFound(latest.status())) return latest.status();
   uint64_t size = 0;
@@ -178,30 +178,29 @@ absl::StatusOr<bool> LedgerService::SignIfGrown() {
   return true;
 }
 
-absl::StatusOr<ledger::TreeHead> LedgerService::LatestTreeHead() {
+absl::StatusOr<ledger::TreeHead> Service::LatestTreeHead() {
   TW_ASSIGN_OR_RETURN(std::optional<ledger::TreeHead> head, store_.LatestTreeHead());
   if (!head) return absl::NotFoundError("no tree head has been signed yet");
   return *head;
 }
 
-absl::StatusOr<std::vector<ledger::Hash>> LedgerService::InclusionProof(uint64_t index,
-                                                                        uint64_t size) {
+absl::StatusOr<std::vector<ledger::Hash>> Service::InclusionProof(uint64_t index, uint64_t size) {
   return Proof(store_, size, [&](const ledger::NodeSource& nodes) {
     return ledger::InclusionProof(nodes, index, size);
   });
 }
 
-absl::StatusOr<std::vector<ledger::Hash>> LedgerService::ConsistencyProof(uint64_t first,
-                                                                          uint64_t second) {
+absl::StatusOr<std::vector<ledger::Hash>> Service::ConsistencyProof(uint64_t first,
+                                                                    uint64_t second) {
   return Proof(store_, second, [&](const ledger::NodeSource& nodes) {
     return ledger::ConsistencyProof(nodes, first, second);
   });
 }
 
-ledger::ExportHeader LedgerService::ExportHeaderTemplate() const {
+ledger::ExportHeader Service::ExportHeaderTemplate() const {
   return ledger::ExportHeader{.trust_domain = trust_domain_,
                               .bundle_json = bundle_json_,
                               .ledger_key = key_->public_key_der()};
 }
 
-}  // namespace tw::server
+}  // namespace tw::ledger

@@ -8,7 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace tw::server {
+namespace tw::base {
 
 class RateLimiter {
  public:
@@ -32,4 +32,4 @@ class RateLimiter {
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace tw::server
+}  // namespace tw::base
