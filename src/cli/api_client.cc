@@ -1,8 +1,12 @@
 #include "cli/api_client.h"
 
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <boost/url/url.hpp>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "base/api_status.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "core/bundle.h"
@@ -18,13 +22,8 @@ std::string FlagOrEnv(const std::string& flag, const char* env, const char* fall
 }
 
 absl::StatusCode CodeFromApi(const std::string& code, int http) {
-  if (code == "invalid_argument") return absl::StatusCode::kInvalidArgument;
-  if (code == "unauthenticated") return absl::StatusCode::kUnauthenticated;
-  if (code == "permission_denied") return absl::StatusCode::kPermissionDenied;
-  if (code == "not_found") return absl::StatusCode::kNotFound;
-  if (code == "resource_exhausted") return absl::StatusCode::kResourceExhausted;
-  if (code == "already_exists") return absl::StatusCode::kAlreadyExists;
-  if (code == "failed_precondition") return absl::StatusCode::kFailedPrecondition;
+  const absl::StatusCode known = base::StatusCodeOfName(code);
+  if (known != absl::StatusCode::kUnknown && known != absl::StatusCode::kInternal) return known;
   return http >= 500 ? absl::StatusCode::kUnavailable : absl::StatusCode::kUnknown;
 }
 
@@ -93,19 +92,24 @@ absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFl
   return reply;
 }
 
-std::string UrlEncode(absl::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
+std::string Target(absl::string_view path,
+                   const std::vector<std::pair<std::string, std::string>>& params,
+                   absl::string_view segment) {
+  boost::urls::url target;
+  target.set_path(boost::core::string_view(path.data(), path.size()));
+  if (!segment.empty()) {
+    target.segments().push_back(boost::core::string_view(segment.data(), segment.size()));
   }
-  return out;
+  // Everything but RFC 3986 unreserved characters is escaped: the server reads '+' in a
+  // query as a space (HTML forms), so the '+' of "10:00+01:00" must travel as %2B.
+  std::string query;
+  for (const auto& [name, value] : params) {
+    if (value.empty()) continue;
+    absl::StrAppend(&query, query.empty() ? "" : "&", name, "=",
+                    boost::urls::encode(value, boost::urls::unreserved_chars));
+  }
+  if (!query.empty()) target.set_encoded_query(query);
+  return std::string(target.buffer());
 }
 
 }  // namespace tw::cli

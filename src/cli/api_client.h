@@ -4,6 +4,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
@@ -34,8 +36,11 @@ absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFl
                                         absl::string_view method, absl::string_view target,
                                         const nlohmann::json* body = nullptr);
 
-// Percent-encodes a query parameter value (RFC 3986 unreserved characters and '/' kept).
-std::string UrlEncode(absl::string_view s);
+// A request target: `path`, then `segment` percent-encoded as one more path segment when
+// given, then the non-empty parameters percent-encoded in order.
+std::string Target(absl::string_view path,
+                   const std::vector<std::pair<std::string, std::string>>& params = {},
+                   absl::string_view segment = "");
 // The trust bundle's X.509 authorities as PEM.
 absl::StatusOr<std::string> BundlePem(const ClientFlags& flags);
 

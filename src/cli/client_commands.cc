@@ -118,12 +118,9 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
         "Only unrevoked, unexpired instances");
     AddClientFlags(cmd, f.get());
     OnRun(cmd, action, [f, as_json, filter] {
-      std::vector<std::string> params;
-      if (!(*filter)[0].empty()) params.push_back("agent=" + UrlEncode((*filter)[0]));
-      if (!(*filter)[1].empty()) params.push_back("principal=" + UrlEncode((*filter)[1]));
-      if (!(*filter)[2].empty()) params.push_back("live=true");
-      std::string target = "/v1/identities";
-      if (!params.empty()) target += "?" + absl::StrJoin(params, "&");
+      const std::string target =
+          Target("/v1/identities",
+                 {{"agent", (*filter)[0]}, {"principal", (*filter)[1]}, {"live", (*filter)[2]}});
       return Simple(*f, "GET", target, nullptr, [as_json](const json& reply) {
         if (*as_json) return PrintJson(reply);
         for (const json& r : reply.value("identities", json::array())) {
@@ -141,7 +138,7 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     cmd->add_option("instance", *instance, "Instance id (inst-...)")->required();
     AddClientFlags(cmd, f.get());
     OnRun(cmd, action, [f, instance] {
-      return Simple(*f, "GET", "/v1/identities/" + UrlEncode(*instance), nullptr, PrintJson);
+      return Simple(*f, "GET", Target("/v1/identities", {}, *instance), nullptr, PrintJson);
     });
   }
   {
@@ -231,7 +228,7 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
       cmd->add_option("ID", *id, "Token id")->required();
       AddClientFlags(cmd, f.get());
       OnRun(cmd, action, [f, id] {
-        return Simple(*f, "DELETE", "/v1/tokens/" + UrlEncode(*id), nullptr,
+        return Simple(*f, "DELETE", Target("/v1/tokens", {}, *id), nullptr,
                       [id](const json&) { std::cout << "revoked token " << *id << "\n"; });
       });
     }

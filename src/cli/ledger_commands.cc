@@ -60,18 +60,16 @@ std::string TimeParam(const std::string& text) {
 }
 
 int AuditQuery(const QueryFlags& f) {
-  std::string target = "/v1/audit/events?limit=" + std::to_string(f.limit);
-  auto add = [&target](const char* name, const std::string& value) {
-    if (!value.empty()) absl::StrAppend(&target, "&", name, "=", UrlEncode(value));
-  };
-  add("instance", f.instance);
-  add("agent", f.agent);
-  add("principal", f.principal);
-  add("resource", f.resource);
-  add("action", f.action);
-  add("decision", f.decision);
-  if (!f.since.empty()) add("since", TimeParam(f.since));
-  if (!f.until.empty()) add("until", TimeParam(f.until));
+  const std::string target =
+      Target("/v1/audit/events", {{"limit", std::to_string(f.limit)},
+                                  {"instance", f.instance},
+                                  {"agent", f.agent},
+                                  {"principal", f.principal},
+                                  {"resource", f.resource},
+                                  {"action", f.action},
+                                  {"decision", f.decision},
+                                  {"since", f.since.empty() ? "" : TimeParam(f.since)},
+                                  {"until", f.until.empty() ? "" : TimeParam(f.until)}});
   auto client = Connect(f.client);
   if (!client.ok()) return Fail(client.status());
   auto reply = CallJson(**client, f.client, "GET", target);
@@ -143,7 +141,7 @@ absl::Status CheckInclusion(net::HttpsClient& client, const ClientFlags& flags, 
 int AuditTrace(const ClientFlags& flags, const std::string& id, bool as_json) {
   auto client = Connect(flags);
   if (!client.ok()) return Fail(client.status());
-  auto reply = CallJson(**client, flags, "GET", "/v1/audit/trace/" + UrlEncode(id));
+  auto reply = CallJson(**client, flags, "GET", Target("/v1/audit/trace", {}, id));
   if (!reply.ok()) return Fail(reply.status());
   absl::Status proof = CheckInclusion(**client, flags, *reply);
   if (as_json) {

@@ -15,9 +15,9 @@ absl::StatusOr<std::unique_ptr<Signer>> OpenSigner(absl::string_view key_uri) {
     const size_t colon = key_uri.find(':');
     const size_t slash = key_uri.find('/');
     if (colon != key_uri.npos && (slash == key_uri.npos || colon < slash)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "key \"", key_uri.substr(0, colon), ":...\": no signer backend for this scheme "
-          "(keys are \"file:PATH\" PKCS#8 PEM files)"));
+      return absl::InvalidArgumentError(absl::StrCat("key \"", key_uri.substr(0, colon),
+                                                     ":...\": no signer backend for this scheme "
+                                                     "(keys are \"file:PATH\" PKCS#8 PEM files)"));
     }
   }
   if (path.empty()) return absl::InvalidArgumentError("the key URI names no file");

@@ -9,12 +9,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/url/parse.hpp>
 #include <functional>
 #include <mutex>
 #include <optional>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "net/deadline.h"
@@ -27,29 +29,30 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 
+namespace {
+
+// A decimal TCP port, 1..65535.
+bool ValidPort(absl::string_view text) {
+  uint32_t n;
+  return absl::SimpleAtoi(text, &n) && n > 0 && n <= 65535;
+}
+
+}  // namespace
+
 absl::Status ParseServerUrl(absl::string_view url, std::string* host, std::string* port) {
-  absl::string_view rest = url;
-  if (!absl::ConsumePrefix(&rest, "https://")) {
+  auto parsed = boost::urls::parse_absolute_uri(boost::core::string_view(url.data(), url.size()));
+  if (!parsed || parsed->scheme_id() != boost::urls::scheme::https) {
     return absl::InvalidArgumentError(absl::StrCat("server URL \"", url, "\" is not https://"));
   }
-  absl::ConsumeSuffix(&rest, "/");
-  if (rest.empty() || rest.find('/') != rest.npos) {
+  if (parsed->has_userinfo() || parsed->has_query() || parsed->has_fragment() ||
+      parsed->host_address().empty() ||
+      (parsed->has_port() && !ValidPort(std::string(parsed->port()))) ||
+      (!parsed->path().empty() && parsed->path() != "/")) {
     return absl::InvalidArgumentError(
         absl::StrCat("server URL \"", url, "\" is not https://HOST:PORT"));
   }
-  size_t colon = rest.rfind(':');
-  size_t bracket = rest.rfind(']');
-  if (colon == rest.npos || (bracket != rest.npos && colon < bracket)) {
-    *host = std::string(rest);
-    *port = "443";
-  } else {
-    *host = std::string(rest.substr(0, colon));
-    *port = std::string(rest.substr(colon + 1));
-  }
-  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
-  if (host->empty() || port->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("server URL \"", url, "\" is malformed"));
-  }
+  *host = parsed->host_address();
+  *port = parsed->has_port() ? std::string(parsed->port()) : "443";
   return absl::OkStatus();
 }
 

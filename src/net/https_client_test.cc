@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/testing/test_pki.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace tw::net {
@@ -13,6 +14,27 @@ namespace {
 
 // A host that takes the TCP connection and then says nothing: without a deadline the TLS
 // handshake would wait forever.
+TEST(ParseServerUrlTest, ReadsHostAndPortWithTheHttpsDefault) {
+  std::string host, port;
+  ASSERT_TRUE(ParseServerUrl("https://ca.example.org:8443/", &host, &port).ok());
+  EXPECT_EQ(host, "ca.example.org");
+  EXPECT_EQ(port, "8443");
+  ASSERT_TRUE(ParseServerUrl("https://[::1]", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, "443");
+}
+
+TEST(ParseServerUrlTest, RefusesAnythingButAnHttpsOrigin) {
+  std::string host, port;
+  for (const char* url : {"http://127.0.0.1:8443", "127.0.0.1:8443", "https://", "https://h:0",
+                          "https://h:1/v1", "https://h:1?x=1", "https://user@h:1", "https://h:1#f",
+                          "https://h:99999", "https://[::1"}) {
+    absl::Status s = ParseServerUrl(url, &host, &port);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << url;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("server URL")) << url;
+  }
+}
+
 TEST(HttpsClientTest, ASilentServerFailsAtTheConnectDeadline) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);

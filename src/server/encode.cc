@@ -56,16 +56,11 @@ json IdentityJson(const authority::IdentityView& identity) {
 HttpResponse IssuedResponse(int status, const authority::IssuedIdentity& issued,
                             const std::string& bundle_json) {
   const store::IdentityRecord& r = issued.record;
-  json out{{"spiffe_id", r.spiffe_id},
-           {"instance_id", r.instance_id},
-           {"svid_pem", issued.svid_pem},
-           {"expires_at", base::Rfc3339(r.not_after)},
-           {"serial", r.serial_hex},
-           {"parent", NullableString(issued.parent_spiffe_id)},
-           {"principal", r.principal},
-           {"policy_version", r.policy_version},
-           {"scope", r.scopes},
-           {"trust_level", r.trust_level}};
+  json out{{"spiffe_id", r.spiffe_id},    {"instance_id", r.instance_id},
+           {"svid_pem", issued.svid_pem}, {"expires_at", base::Rfc3339(r.not_after)},
+           {"serial", r.serial_hex},      {"parent", NullableString(issued.parent_spiffe_id)},
+           {"principal", r.principal},    {"policy_version", r.policy_version},
+           {"scope", r.scopes},           {"trust_level", r.trust_level}};
   std::string body = out.dump();
   body.insert(body.size() - 1, absl::StrCat(",\"bundle\":", bundle_json));
   return HttpResponse{status, std::move(body), "application/json"};
@@ -93,8 +88,9 @@ std::string RevocationPageJson(const authority::RevocationPage& page) {
 }
 
 json PolicyJson(const store::StoredPolicy& p) {
-  return json{
-      {"version", p.version}, {"sha256", p.sha256_hex}, {"created_at", base::Rfc3339(p.created_at)}};
+  return json{{"version", p.version},
+              {"sha256", p.sha256_hex},
+              {"created_at", base::Rfc3339(p.created_at)}};
 }
 
 json TokenJson(const store::TokenRecord& t) {
@@ -131,9 +127,7 @@ json EntryJson(const ledger::EntryRow& row) {
   return out;
 }
 
-std::string LeafHashJson(const ledger::EntryRow& row) {
-  return B64(ledger::LeafHash(row.entry));
-}
+std::string LeafHashJson(const ledger::EntryRow& row) { return B64(ledger::LeafHash(row.entry)); }
 
 json TraceJson(const ledger::Trace& trace, const std::string& key_id) {
   json out = EntryJson(trace.row);
@@ -148,9 +142,9 @@ json TraceJson(const ledger::Trace& trace, const std::string& key_id) {
   }
   out["chain"] = std::move(chain);
   out["principal"] = trace.principal;
-  out["policy"] = trace.policy ? json{{"version", trace.policy->version},
-                                      {"sha256", trace.policy->sha256_hex}}
-                               : json(nullptr);
+  out["policy"] =
+      trace.policy ? json{{"version", trace.policy->version}, {"sha256", trace.policy->sha256_hex}}
+                   : json(nullptr);
   out["input_digest"] = NullableString(trace.event.input_digest);
   out["payload_digest"] = NullableString(trace.event.payload_digest);
   out["decision"] = NullableString(trace.event.decision);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <boost/url/parse.hpp>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -52,18 +53,17 @@ struct Server::Parts {
 };
 
 absl::Status SplitHostPort(absl::string_view listen, std::string* host, uint16_t* port) {
-  size_t colon = listen.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0) {
+  auto parsed =
+      boost::urls::parse_authority(boost::core::string_view(listen.data(), listen.size()));
+  if (!parsed || parsed->has_userinfo() || parsed->host_address().empty() || !parsed->has_port()) {
     return absl::InvalidArgumentError(absl::StrCat("listen \"", listen, "\" is not HOST:PORT"));
   }
-  absl::string_view h = listen.substr(0, colon);
-  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  uint32_t p;
-  if (!absl::SimpleAtoi(listen.substr(colon + 1), &p) || p > 65535) {
+  uint32_t number;
+  if (!absl::SimpleAtoi(std::string(parsed->port()), &number) || number > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("listen \"", listen, "\" has a bad port"));
   }
-  *host = std::string(h);
-  *port = static_cast<uint16_t>(p);
+  *host = parsed->host_address();
+  *port = static_cast<uint16_t>(number);
   return absl::OkStatus();
 }
 

@@ -564,3 +564,32 @@ TEST_F(ServerTest, ServesBundleHealthAndMetrics) {
 
 }  // namespace
 }  // namespace tw::server
+
+namespace tw::server {
+namespace {
+
+TEST(SplitHostPortTest, ReadsNamesAddressesAndBracketedIpv6) {
+  std::string host;
+  uint16_t port = 1;
+  ASSERT_TRUE(SplitHostPort("127.0.0.1:0", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 0);
+  ASSERT_TRUE(SplitHostPort("[::1]:8443", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 8443);
+  ASSERT_TRUE(SplitHostPort("ca.internal:443", &host, &port).ok());
+  EXPECT_EQ(host, "ca.internal");
+}
+
+TEST(SplitHostPortTest, RefusesWhatIsNotHostColonPort) {
+  std::string host;
+  uint16_t port;
+  for (const char* listen :
+       {"127.0.0.1", ":8443", "[::1]", "h:65536", "h:x", "u@h:1", "h:1/x", "[::1:80"}) {
+    EXPECT_EQ(SplitHostPort(listen, &host, &port).code(), absl::StatusCode::kInvalidArgument)
+        << listen;
+  }
+}
+
+}  // namespace
+}  // namespace tw::server

@@ -26,7 +26,7 @@ class TestServer {
   absl::Status Restart(Tweak tweak = nullptr);
 
   uint16_t port() const { return port_; }
-  std::string url() const;  // https://127.0.0.1:PORT
+  std::string url() const;                         // https://127.0.0.1:PORT
   const std::string& dir() const { return dir_; }  // the temporary directory (scratch space)
   std::string data_dir() const { return dir_ + "/data"; }
   std::string bundle_path() const { return data_dir() + "/bundle.pem"; }
