@@ -59,16 +59,6 @@ class RawResponse:
         return f"<raw {self.status} {self.raw[:600]!r}>"
 
 
-def tls_socket(server, timeout=RAW_TIMEOUT):
-    ctx = ssl.create_default_context(cafile=server.bundle_pem)
-    raw = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-    try:
-        return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-    except BaseException:
-        raw.close()
-        raise
-
-
 def _recv(sock, deadline):
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -102,7 +92,7 @@ def parse_response(buf):
 def raw_request(server, data, timeout=RAW_TIMEOUT):
     """Sends `data` over a fresh TLS connection and reads one response (Content-Length framed),
     or until the server closes. Returns a RawResponse or None (closed without an answer)."""
-    s = tls_socket(server, timeout)
+    s = server.tls_socket(timeout=timeout)
     buf = b""
     deadline = time.monotonic() + timeout
     try:
@@ -134,7 +124,7 @@ def raw_request(server, data, timeout=RAW_TIMEOUT):
 def raw_exchange_half_close(server, data, timeout=RAW_TIMEOUT):
     """Sends `data` over TLS, then half-closes TCP (the server reads EOF after it), and reads
     everything until the server closes. Returns (bytes received, timed_out)."""
-    s = tls_socket(server, timeout)
+    s = server.tls_socket(timeout=timeout)
     buf = b""
     deadline = time.monotonic() + timeout
     try:

@@ -272,38 +272,29 @@ class FirstStartTest(ServerTestCase):
 # =============================================================================================
 class TLSTest(ServerTestCase):
 
-    def tls_socket(self, server_hostname, ctx=None):
-        ctx = ctx or ssl.create_default_context(cafile=self.server.bundle_pem)
-        raw = socket.create_connection(("127.0.0.1", self.server.port), timeout=SOCKET_TIMEOUT)
-        try:
-            return ctx.wrap_socket(raw, server_hostname=server_hostname)
-        except BaseException:
-            raw.close()
-            raise
-
     def test_certificate_matches_the_loopback_ip(self):
         # The handshake checks the name 127.0.0.1 (check_hostname); the server's certificate
         # must carry it as an IP address SAN, not as a DNS name.
-        with self.tls_socket("127.0.0.1") as s:
+        with self.server.tls_socket("127.0.0.1") as s:
             cert = s.getpeercert()
         self.assertIn(("IP Address", "127.0.0.1"), cert["subjectAltName"], cert)
         self.assertNotIn(("DNS", "127.0.0.1"), cert["subjectAltName"], cert)
 
     def test_verifies_with_localhost_name(self):
-        with self.tls_socket("localhost") as s:
+        with self.server.tls_socket("localhost") as s:
             self.assertIsNotNone(s.getpeercert())
 
     def test_wrong_hostname_rejected(self):
         with self.assertRaises(ssl.SSLCertVerificationError):
-            self.tls_socket("not-this-server.example").close()
+            self.server.tls_socket("not-this-server.example").close()
 
     def test_untrusted_without_bundle(self):
         ctx = ssl.create_default_context()  # system roots only
         with self.assertRaises(ssl.SSLCertVerificationError):
-            self.tls_socket("127.0.0.1", ctx).close()
+            self.server.tls_socket("127.0.0.1", ctx).close()
 
     def test_server_certificate_names(self):
-        with self.tls_socket("127.0.0.1") as s:
+        with self.server.tls_socket("127.0.0.1") as s:
             der = s.getpeercert(binary_form=True)
         path = self.write_tmp("server.der", der)
         text = openssl_text(path, der=True)
@@ -314,7 +305,7 @@ class TLSTest(ServerTestCase):
     def test_tls12_only_client(self):
         ctx = ssl.create_default_context(cafile=self.server.bundle_pem)
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        with self.tls_socket("127.0.0.1", ctx) as s:
+        with self.server.tls_socket("127.0.0.1", ctx) as s:
             self.assertEqual(s.version(), "TLSv1.2")
         c = self.server.client(max_version=ssl.TLSVersion.TLSv1_2)
         self.assertEqual(c.get("/healthz").status, 200)
@@ -322,7 +313,7 @@ class TLSTest(ServerTestCase):
     def test_tls13_client(self):
         ctx = ssl.create_default_context(cafile=self.server.bundle_pem)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        with self.tls_socket("127.0.0.1", ctx) as s:
+        with self.server.tls_socket("127.0.0.1", ctx) as s:
             self.assertEqual(s.version(), "TLSv1.3")
 
 
@@ -595,9 +586,7 @@ class SlowClientTest(ServerTestCase):
 
     def test_slow_clients_disconnected(self):
         t0 = time.monotonic()
-        ctx = ssl.create_default_context(cafile=self.server.bundle_pem)
-        raw = socket.create_connection(("127.0.0.1", self.server.port), timeout=SOCKET_TIMEOUT)
-        slow_tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        slow_tls = self.server.tls_socket()
         self.addCleanup(slow_tls.close)
         slow_tls.sendall(b"POST /v1/identities HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 400\r\n")

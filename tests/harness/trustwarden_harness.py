@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import stat
 import subprocess
@@ -460,6 +461,16 @@ class Server:
 
     def client(self, **kw):
         return Client(self.port, self.bundle_pem, **kw)
+
+    def tls_socket(self, server_hostname="127.0.0.1", ctx=None, timeout=SOCKET_TIMEOUT):
+        """A raw TLS connection to the server, verified against its bundle (or ctx)."""
+        ctx = ctx or ssl.create_default_context(cafile=self.bundle_pem)
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        try:
+            return ctx.wrap_socket(raw, server_hostname=server_hostname)
+        except BaseException:
+            raw.close()
+            raise
 
     def spawn(self):
         """Starts the process and returns at once (see wait_listening)."""
