@@ -7,11 +7,10 @@ current certificate and under the current policy, delegated lifetimes, observati
     cd /work/main
     TW_BIN=/work/main/build/bin/trustwarden /usr/bin/python3 -m unittest -v tests/e2e/hardening_test.py
 
-Each test class starts its own real server (tests/e2e/server_test.py's Server: loopback, a free
-port, a temporary data directory, stopped by PID). Only the standard library and
-python3-cryptography 38 are used; the ledger encodings (canonical events, batch signatures) come
-from tests/e2e/ledger_test.py. The fuzz test's seed is printed on failure; set TW_FUZZ_SEED to
-replay it.
+Each test class starts its own real server through tests/harness (loopback port 0, a temporary
+data directory, stopped by PID), which also gives the ledger encodings (canonical events, batch
+signatures). Only the standard library and python3-cryptography 38 are used. The fuzz test's seed
+is printed on failure; set TW_FUZZ_SEED to replay it.
 """
 
 import concurrent.futures
@@ -23,10 +22,8 @@ import resource
 import re
 import secrets
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,23 +31,17 @@ import time
 import unittest
 import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+from cryptography import x509
 
-import ledger_test as lt  # noqa: E402  (canonical events, batch messages, base64url)
-import server_test as st  # noqa: E402  (Server, Client, Agent, ServerTestCase, CSRs, CLI)
-
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+import trustwarden_harness as th  # noqa: E402
 
 RAW_TIMEOUT = 5.0          # every raw socket exchange
 UTC = datetime.timezone.utc
 
 
 def setUpModule():
-    st.setUpModule()
+    th.require()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,16 +57,6 @@ class RawResponse:
 
     def __repr__(self):
         return f"<raw {self.status} {self.raw[:600]!r}>"
-
-
-def tls_socket(server, timeout=RAW_TIMEOUT):
-    ctx = ssl.create_default_context(cafile=server.bundle_pem)
-    raw = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-    try:
-        return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-    except BaseException:
-        raw.close()
-        raise
 
 
 def _recv(sock, deadline):
@@ -111,7 +92,7 @@ def parse_response(buf):
 def raw_request(server, data, timeout=RAW_TIMEOUT):
     """Sends `data` over a fresh TLS connection and reads one response (Content-Length framed),
     or until the server closes. Returns a RawResponse or None (closed without an answer)."""
-    s = tls_socket(server, timeout)
+    s = server.tls_socket(timeout=timeout)
     buf = b""
     deadline = time.monotonic() + timeout
     try:
@@ -143,7 +124,7 @@ def raw_request(server, data, timeout=RAW_TIMEOUT):
 def raw_exchange_half_close(server, data, timeout=RAW_TIMEOUT):
     """Sends `data` over TLS, then half-closes TCP (the server reads EOF after it), and reads
     everything until the server closes. Returns (bytes received, timed_out)."""
-    s = tls_socket(server, timeout)
+    s = server.tls_socket(timeout=timeout)
     buf = b""
     deadline = time.monotonic() + timeout
     try:
@@ -174,41 +155,14 @@ def forbidden_fragments(data):
 
 
 # ---------------------------------------------------------------------------------------------
-# Ledger events (docs/ledger.md), signed with an agent's key
+# Small helpers
 # ---------------------------------------------------------------------------------------------
 def now_ms():
     return int(time.time() * 1000)
 
 
-def svid_info(agent):
-    if not hasattr(agent, "_info"):
-        agent._info = st.svid_inspect(agent.svid_path)
-    return agent._info
-
-
-def subject_event(subject, type_="action", t_ms=None, **fields):
-    """An event whose subject members (instance, serial, principal, ...) are `subject`'s."""
-    info = svid_info(subject)
-    ev = {"v": 1, "id": "evt-" + secrets.token_hex(16), "time": t_ms or now_ms(), "type": type_,
-          "instance": subject.spiffe_id, "serial": info["serial"], "principal": info["principal"],
-          "policy_version": int(info["policy_version"]), "parent": info.get("parent") or None}
-    if type_ in ("action", "observation"):
-        ev.update(resource="https://bank.example/tx", action="read:transactions",
-                  decision="allow")
-    ev.update(fields)
-    return {k: v for k, v in ev.items() if v is not None}
-
-
-def signed_batch(signer, events, **extra):
-    raw = [lt.canonical(e) for e in events]
-    sig = signer.key.sign(lt.batch_message(raw), ec.ECDSA(hashes.SHA256()))
-    body = {"events": [lt.b64u(r) for r in raw], "signature": lt.b64u(sig)}
-    body.update(extra)
-    return body
-
-
 def leaf_cert(svid_pem):
-    return x509.load_pem_x509_certificate(st.pem_blocks(svid_pem)[0].encode())
+    return x509.load_pem_x509_certificate(th.pem_blocks(svid_pem)[0].encode())
 
 
 def q(value):
@@ -218,18 +172,8 @@ def q(value):
 # ---------------------------------------------------------------------------------------------
 # Base class
 # ---------------------------------------------------------------------------------------------
-class HardeningCase(st.ServerTestCase):
-
-    def assert_alive(self, after=""):
-        self.assertIsNotNone(self.server.proc, "the server process is gone")
-        rc = self.server.proc.poll()
-        self.assertIsNone(rc, f"the server exited with status {rc} {after}\n--- stderr ---\n"
-                              f"{st.tail(self.server.stderr_path(self.server.runs))}")
-        try:
-            r = self.anon.get("/healthz")
-        except Exception as e:  # noqa: BLE001
-            self.fail(f"/healthz failed {after}: {e!r}")
-        self.assertEqual(r.status, 200, f"/healthz {after}: {r}")
+class HardeningCase(th.ServerTestCase):
+    TRUST_DOMAIN = "e2e.example"
 
     def assert_clean_error(self, status, body, expect_status=400, code=None, forbidden=(),
                            what=""):
@@ -416,7 +360,7 @@ class HostileRequestTest(HardeningCase):
 
     # ------------------------------------------------------------------ bodies
     def csr_json(self):
-        return json.dumps(st.make_csr()).encode()
+        return json.dumps(th.make_csr()).encode()
 
     def test_identities_body_invalid_utf8(self):
         csr = self.csr_json()
@@ -455,7 +399,7 @@ class HostileRequestTest(HardeningCase):
         self.assert_nothing_written()
 
     def test_policies_body_invalid_utf8(self):
-        valid = json.dumps(st.ADMIN_ENTRY)[1:-1].encode()  # the JSON string's inside
+        valid = json.dumps(th.ADMIN_ENTRY)[1:-1].encode()  # the JSON string's inside
         for label, body in (
                 ("comment with 0xff", b'{"source":"# \xff\\n' + valid + b'"}'),
                 ("principal name with C3 28",
@@ -504,13 +448,13 @@ class FuzzTest(HardeningCase):
 
         return [
             req(b"GET", b"/v1/identities?agent=acme-corp/ops/x&live=true"),
-            req(b"POST", b"/v1/identities", st.identity_body("acme-corp/fuzz/bot",
+            req(b"POST", b"/v1/identities", th.identity_body("acme-corp/fuzz/bot",
                                                              scope=["read:x"], ttl="5m")),
             req(b"POST", b"/v1/tokens", {"principal": "fuzz"}),
             req(b"GET", b"/v1/audit/events?instance=inst-aaaaaaaaaaaaaaaa&type=renewal"),
             req(b"POST", b"/v1/revocations", {"instance": "inst-aaaaaaaaaaaaaaaa",
                                               "reason": "fuzz"}),
-            req(b"POST", b"/v1/policies", {"source": st.ADMIN_ENTRY}),
+            req(b"POST", b"/v1/policies", {"source": th.ADMIN_ENTRY}),
             req(b"GET", b"/v1/revocations?after=0", with_auth=False),
             req(b"DELETE", b"/v1/tokens/0000000000000000"),
             req(b"POST", b"/v1/ledger/events", {"events": ["e30"], "signature": "AA",
@@ -690,7 +634,7 @@ class AuditorTokenTest(HardeningCase):
         self.assertEqual(self.identity_count(), before)
 
     def test_auditor_cannot_create_even_when_named_in_policy(self):
-        self.apply_policy(st.ADMIN_ENTRY + '\n[principals.aud]\nnames = ["*/*/*"]\n'
+        self.apply_policy(th.ADMIN_ENTRY + '\n[principals.aud]\nnames = ["*/*/*"]\n'
                           'scopes = ["read:*"]\nmax_ttl = "1h"\nmax_trust_level = "high"\n'
                           'may_delegate = true\nmax_depth = 2\n')
         before = self.identity_count()
@@ -706,7 +650,7 @@ class AuditorTokenTest(HardeningCase):
 
     def test_auditor_cannot_apply_policies(self):
         before = self.policy_version()
-        r = self.auditor.post("/v1/policies", {"source": st.ADMIN_ENTRY})
+        r = self.auditor.post("/v1/policies", {"source": th.ADMIN_ENTRY})
         self.assert_code(r, 403, "permission_denied", self.auditor.token)
         self.assertEqual(self.policy_version(), before)
 
@@ -756,7 +700,7 @@ class TokenLifecycleTest(HardeningCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.apply_policy(st.ADMIN_ENTRY + CI_ENTRY)
+        cls.apply_policy(th.ADMIN_ENTRY + CI_ENTRY)
 
     def create_token(self, **body):
         body.setdefault("principal", "ci")
@@ -772,22 +716,22 @@ class TokenLifecycleTest(HardeningCase):
         return r
 
     def test_ttl_token_expires(self):
-        t0 = st.utcnow()
+        t0 = th.utcnow()
         doc = self.create_token(ttl="2s")
         self.assertIn("expires_at", doc, doc)
-        expires = st.parse_time(doc["expires_at"])
+        expires = th.parse_time(doc["expires_at"])
         self.assertGreater(expires, t0 - datetime.timedelta(seconds=1), doc)
         self.assertLess(abs((expires - (t0 + datetime.timedelta(seconds=2))).total_seconds()),
                         3, f"expires_at is not about 2s from now: {doc}")
         r = self.works(doc["token"])
         self.assertEqual(r.status, 201, f"a fresh 2s token does not work: {r}")
-        wait = (expires - st.utcnow()).total_seconds() + 1.0
+        wait = (expires - th.utcnow()).total_seconds() + 1.0
         time.sleep(min(max(wait, 0), 6))
         r = self.works(doc["token"])
         self.assert_code(r, 401, "unauthenticated", doc["token"])
         listed = {t["id"]: t for t in self.tokens()}
         self.assertIn(doc["id"], listed)
-        self.assertEqual(st.parse_time(listed[doc["id"]]["expires_at"]), expires)
+        self.assertEqual(th.parse_time(listed[doc["id"]]["expires_at"]), expires)
 
     def test_list_fields_and_no_secrets(self):
         made = [self.create_token(), self.create_token(ttl="30m"),
@@ -802,10 +746,10 @@ class TokenLifecycleTest(HardeningCase):
                 self.assertIn(key, t, t)
             self.assertIsInstance(t["admin"], bool, t)
             self.assertIsInstance(t["auditor"], bool, t)
-            st.parse_time(t["created_at"])
+            th.parse_time(t["created_at"])
             for key in ("expires_at", "revoked_at"):
                 if t[key] is not None:
-                    st.parse_time(t[key])
+                    th.parse_time(t[key])
             self.assertNotIn("token", t, t)
             self.assertNotIn("secret", t, t)
         for doc in made:
@@ -835,7 +779,7 @@ class TokenLifecycleTest(HardeningCase):
         self.assert_code(self.works(doc["token"]), 401, "unauthenticated", doc["token"])
         listed = {t["id"]: t for t in self.tokens()}
         self.assertIsNotNone(listed[doc["id"]]["revoked_at"], listed[doc["id"]])
-        st.parse_time(listed[doc["id"]]["revoked_at"])
+        th.parse_time(listed[doc["id"]]["revoked_at"])
         r = self.admin.request("DELETE", f"/v1/tokens/{doc['id']}")
         self.assert_code(r, 409)
         unknown = doc["id"][:-1] + ("0" if doc["id"][-1] != "0" else "1")
@@ -858,30 +802,30 @@ class TokenLifecycleTest(HardeningCase):
 
     # ------------------------------------------------------------------ CLI
     def env(self):
-        return st.cli_env(self.server, token=self.admin_token, bundle=self.server.bundle_pem)
+        return th.cli_env(self.server, token=self.admin_token, bundle=self.server.bundle_pem)
 
     def test_cli_token_create_with_ttl(self):
         before = {t["id"] for t in self.tokens()}
-        t0 = st.utcnow()
-        r = st.tw("token", "create", "--principal", "ci", "--ttl", "1h", env=self.env())
-        self.assertEqual(r.returncode, 0, st.describe(r))
+        t0 = th.utcnow()
+        r = th.tw("token", "create", "--principal", "ci", "--ttl", "1h", env=self.env())
+        self.assertEqual(r.returncode, 0, th.describe(r))
         lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
-        self.assertTrue(lines, st.describe(r))
+        self.assertTrue(lines, th.describe(r))
         token = lines[-1]
-        self.assertRegex(token, r"^\S{16,}$", st.describe(r))
+        self.assertRegex(token, r"^\S{16,}$", th.describe(r))
         self.assertEqual(self.works(token).status, 201, "the CLI's token does not work")
         new = [t for t in self.tokens() if t["id"] not in before]
         self.assertEqual(len(new), 1, new)
         self.assertEqual(new[0]["principal"], "ci")
         self.assertIsNotNone(new[0]["expires_at"], new[0])
-        expires = st.parse_time(new[0]["expires_at"])
+        expires = th.parse_time(new[0]["expires_at"])
         self.assertLess(abs((expires - (t0 + datetime.timedelta(hours=1))).total_seconds()), 120)
 
     def test_cli_token_list(self):
         doc = self.create_token()
-        r = st.tw("token", "list", env=self.env())
-        self.assertEqual(r.returncode, 0, st.describe(r))
-        self.assertIn(doc["id"], r.stdout, st.describe(r))
+        r = th.tw("token", "list", env=self.env())
+        self.assertEqual(r.returncode, 0, th.describe(r))
+        self.assertIn(doc["id"], r.stdout, th.describe(r))
         self.assertIn("ci", r.stdout)
         for s in secret_parts(doc["token"], doc["id"]) | {self.admin_token}:
             self.assertNotIn(s, r.stdout + r.stderr, "token list shows a secret")
@@ -889,13 +833,13 @@ class TokenLifecycleTest(HardeningCase):
     def test_cli_token_revoke(self):
         doc = self.create_token()
         self.assertEqual(self.works(doc["token"]).status, 201)
-        r = st.tw("token", "revoke", doc["id"], env=self.env())
-        self.assertEqual(r.returncode, 0, st.describe(r))
+        r = th.tw("token", "revoke", doc["id"], env=self.env())
+        self.assertEqual(r.returncode, 0, th.describe(r))
         self.assert_code(self.works(doc["token"]), 401, "unauthenticated", doc["token"])
         listed = {t["id"]: t for t in self.tokens()}
         self.assertIsNotNone(listed[doc["id"]]["revoked_at"])
-        r = st.tw("token", "revoke", doc["id"], env=self.env())
-        self.assertNotEqual(r.returncode, 0, "revoking twice should fail" + st.describe(r))
+        r = th.tw("token", "revoke", doc["id"], env=self.env())
+        self.assertNotEqual(r.returncode, 0, "revoking twice should fail" + th.describe(r))
 
 
 # =============================================================================================
@@ -910,9 +854,9 @@ def principal_entry(name, scopes, names=("acme-corp/*/*",)):
 class RenewalHardeningTest(HardeningCase):
 
     def renew(self, agent, key=None):
-        key = key or st.new_key()
-        return agent.client(self.server).post("/v1/identities/renew",
-                                              {"csr": st.make_csr(key)}), key
+        key = key or th.new_key()
+        return agent.client().post("/v1/identities/renew",
+                                              {"csr": th.make_csr(key)}), key
 
     def test_old_certificate_is_suspected_key_theft(self):
         agent = self.create_agent(self.admin, "acme-corp/renew/theft", scope=["read:a"],
@@ -920,13 +864,13 @@ class RenewalHardeningTest(HardeningCase):
         r, key = self.renew(agent)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["spiffe_id"], agent.spiffe_id)
-        current = st.Agent(r.json, key, self.agent_dir())
+        current = th.Agent(self.server, r.json, key, self.agent_dir())
         r2, _ = self.renew(agent)   # the replaced certificate again
         self.assert_code(r2, 403, "permission_denied")
-        self.assertNotEqual(st.norm_serial(self.record(agent.instance_id)["serial"]),
-                            st.norm_serial(agent.doc["serial"]))
-        self.assertEqual(st.norm_serial(self.record(agent.instance_id)["serial"]),
-                         st.norm_serial(current.doc["serial"]),
+        self.assertNotEqual(th.norm_serial(self.record(agent.instance_id)["serial"]),
+                            th.norm_serial(agent.doc["serial"]))
+        self.assertEqual(th.norm_serial(self.record(agent.instance_id)["serial"]),
+                         th.norm_serial(current.doc["serial"]),
                          "a refused renewal changed the instance's certificate")
         ev = self.admin.get("/v1/audit/events?type=renewal")
         self.assertEqual(ev.status, 200, ev)
@@ -945,36 +889,36 @@ class RenewalHardeningTest(HardeningCase):
             r, key = self.renew(agent)
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.json["spiffe_id"], agent.spiffe_id)
-            agent = st.Agent(r.json, key, self.agent_dir())
+            agent = th.Agent(self.server, r.json, key, self.agent_dir())
 
     def test_renewal_under_narrowed_policy(self):
-        self.apply_policy(st.ADMIN_ENTRY + principal_entry("narrow", ["read:*", "write:*"]))
+        self.apply_policy(th.ADMIN_ENTRY + principal_entry("narrow", ["read:*", "write:*"]))
         token = self.new_principal_token("narrow")
         agent = self.create_agent(self.anon.with_token(token), "acme-corp/renew/narrowed",
                                   scope=["read:a", "write:b"], ttl="30m")
         self.assertEqual(sorted(agent.doc["scope"]), ["read:a", "write:b"])
-        narrowed = self.apply_policy(st.ADMIN_ENTRY + principal_entry("narrow", ["read:*"]))
+        narrowed = self.apply_policy(th.ADMIN_ENTRY + principal_entry("narrow", ["read:*"]))
         r, key = self.renew(agent)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["spiffe_id"], agent.spiffe_id)
         self.assertEqual(sorted(r.json["scope"]), ["read:a"],
                          "renewal kept a scope the current policy no longer grants")
         self.assertEqual(r.json["policy_version"], narrowed["version"])
-        renewed = st.Agent(r.json, key, self.agent_dir())
-        info = st.svid_inspect(renewed.svid_path)
+        renewed = th.Agent(self.server, r.json, key, self.agent_dir())
+        info = th.svid_inspect(renewed.svid_path)
         self.assertEqual(sorted(info["scopes"]), ["read:a"], info)
         self.assertEqual(info["policy_version"], narrowed["version"], info)
 
     def test_renewal_after_principal_dropped(self):
-        self.apply_policy(st.ADMIN_ENTRY + principal_entry("dropme", ["read:*"]))
+        self.apply_policy(th.ADMIN_ENTRY + principal_entry("dropme", ["read:*"]))
         token = self.new_principal_token("dropme")
         agent = self.create_agent(self.anon.with_token(token), "acme-corp/renew/dropped",
                                   scope=["read:a"], ttl="30m")
-        self.apply_policy(st.ADMIN_ENTRY)
+        self.apply_policy(th.ADMIN_ENTRY)
         r, _ = self.renew(agent)
         self.assert_code(r, 403)
-        self.assertEqual(st.norm_serial(self.record(agent.instance_id)["serial"]),
-                         st.norm_serial(agent.doc["serial"]))
+        self.assertEqual(th.norm_serial(self.record(agent.instance_id)["serial"]),
+                         th.norm_serial(agent.doc["serial"]))
 
 
 # =============================================================================================
@@ -991,12 +935,12 @@ class DelegatedLifetimeTest(HardeningCase):
         parent = self.create_agent(self.admin, "acme-corp/ops/short-parent", scope=["read:x"],
                                    ttl="60s", trust_level="medium")
         parent_end = leaf_cert(parent.doc["svid_pem"]).not_valid_after.replace(tzinfo=UTC)
-        client = parent.client(self.server)
+        client = parent.client()
         results = []
         lock = threading.Lock()
 
         def left():
-            return (parent_end - st.utcnow()).total_seconds()
+            return (parent_end - th.utcnow()).total_seconds()
 
         def child(ttl):
             r, _ = self.request_identity(client, "acme-corp/ops/short-child", scope=["read:x"],
@@ -1027,7 +971,7 @@ class DelegatedLifetimeTest(HardeningCase):
         for ttl, r in created:
             end = leaf_cert(r.json["svid_pem"]).not_valid_after.replace(tzinfo=UTC)
             self.assertEqual(r.json["parent"], parent.spiffe_id)
-            expires = st.parse_time(r.json["expires_at"])
+            expires = th.parse_time(r.json["expires_at"])
             if end > parent_end or expires > parent_end:
                 late.append((ttl, end.isoformat(), r.json["expires_at"]))
         self.assertFalse(late, f"children (requested ttl, notAfter, expires_at) outlive their "
@@ -1053,12 +997,11 @@ class ObservationTest(HardeningCase):
         return r.json["tree_size"]
 
     def post(self, signer, events, client=None):
-        return (client or signer.client(self.server)).post("/v1/ledger/events",
-                                                           signed_batch(signer, events))
+        return signer.post_events([th.canonical(e) for e in events], client=client)
 
     def test_observation_about_another_subject_refused(self):
         size0 = self.tree_size()
-        ev = subject_event(self.caller, "observation", caller=self.gateway.spiffe_id)
+        ev = self.caller.event("observation", caller=self.gateway.spiffe_id)
         r = self.post(self.gateway, [ev])
         self.assert_code(r, 400)
         self.assertEqual(self.tree_size(), size0, "a refused observation was written")
@@ -1067,7 +1010,7 @@ class ObservationTest(HardeningCase):
         self.assertNotIn(ev["id"], [e["event_id"] for e in found.json["events"]])
 
     def test_observation_by_signer_with_caller_found_by_caller(self):
-        ev = subject_event(self.gateway, "observation", caller=self.caller.spiffe_id,
+        ev = self.gateway.event("observation", caller=self.caller.spiffe_id,
                            resource="https://bank.example/tx/42")
         r = self.post(self.gateway, [ev])
         self.assertEqual(r.status, 200, r)
@@ -1096,7 +1039,7 @@ class LateBatchTest(HardeningCase):
         time.sleep(1.1)   # the revocation instant may be kept with second precision
         out = self.revoke(instance=agent.instance_id, reason="late batch test")
         entries = self.anon.get(f"/v1/revocations?after={out['sequence'] - 1}").json["entries"]
-        revoked_at = st.parse_time(entries[0]["revoked_at"])
+        revoked_at = th.parse_time(entries[0]["revoked_at"])
         self.assertGreater(revoked_at.timestamp() * 1000, t_before, entries[0])
         time.sleep(1.1)
         t_after = now_ms()
@@ -1111,20 +1054,20 @@ class LateBatchTest(HardeningCase):
     def check_late_batches(self, client, how):
         agent, t_before, t_after = self.revoked_signer()
         chain = agent.doc["svid_pem"]
-        before_ev = subject_event(agent, "action", t_ms=t_before)
-        r = client.post("/v1/ledger/events", signed_batch(agent, [before_ev], chain=chain))
+        before_ev = agent.event("action", time=t_before)
+        r = agent.post_events([th.canonical(before_ev)], client=client, chain=chain)
         self.assertEqual(r.status, 200, f"{how}: a late batch with an event dated before the "
                                         f"signer's revocation was refused: {r}")
         self.assertIn(before_ev["id"], self.event_ids(agent))
 
-        after_ev = subject_event(agent, "action", t_ms=t_after)
-        r = client.post("/v1/ledger/events", signed_batch(agent, [after_ev], chain=chain))
+        after_ev = agent.event("action", time=t_after)
+        r = agent.post_events([th.canonical(after_ev)], client=client, chain=chain)
         self.assert_code(r, 403)
         self.assertNotIn(after_ev["id"], self.event_ids(agent))
 
-        mixed = [subject_event(agent, "action", t_ms=t_before + 1),
-                 subject_event(agent, "action", t_ms=t_after)]
-        r = client.post("/v1/ledger/events", signed_batch(agent, mixed, chain=chain))
+        mixed = [agent.event("action", time=t_before + 1),
+                 agent.event("action", time=t_after)]
+        r = agent.post_events([th.canonical(e) for e in mixed], client=client, chain=chain)
         self.assert_code(r, 403)
         self.assertNotIn(mixed[0]["id"], self.event_ids(agent),
                          "part of a refused batch was written")
@@ -1136,7 +1079,7 @@ class LateBatchTest(HardeningCase):
     def test_late_batches_delivered_by_another_instance(self):
         # the SDK's spool is delivered by the next live identity, over its own mTLS
         courier = self.create_agent(self.admin, "acme-corp/ops/courier", ttl="30m")
-        self.check_late_batches(courier.client(self.server), "mTLS of another live instance")
+        self.check_late_batches(courier.client(), "mTLS of another live instance")
 
 
 # =============================================================================================
@@ -1145,40 +1088,23 @@ class LateBatchTest(HardeningCase):
 class SecondServerTest(HardeningCase):
 
     def test_second_server_on_same_data_dir_refuses(self):
-        port = st.free_port()
-        err_path = os.path.join(self.tmp, "second.stderr")
-        with open(err_path, "wb") as err:
-            proc = subprocess.Popen([st.TW_BIN, "server", "--data-dir", self.server.data_dir,
-                                     "--listen", f"127.0.0.1:{port}",
-                                     "--trust-domain", self.server.trust_domain],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, cwd=self.tmp)
-        st._LIVE.add(proc)
-        serving = ""
-        try:
-            rc = proc.wait(5)
-        except subprocess.TimeoutExpired:
-            rc = None
-            try:
-                r = st.Client(port, self.server.bundle_pem, timeout=2).get("/healthz")
-                serving = f"; it answers GET /healthz on port {port}: {r}"
-            except Exception as e:  # noqa: BLE001
-                serving = f"; GET /healthz on its port {port} failed: {e!r}"
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-            st._LIVE.discard(proc)
-        stderr = st.read_text(err_path)
-        self.assertIsNotNone(rc, "a second server on the same data directory was still running "
-                                 f"after 5 s{serving}\n--- its stderr ---\n{stderr}")
+        second = th.Server(os.path.join(self.tmp, "second"), data_dir=self.server.data_dir,
+                           trust_domain=self.server.trust_domain)
+        self.addCleanup(second.stop)
+        second.spawn()
+        port = second.wait_listening(timeout=5)
+        running = second.proc.poll() is None
+        rc = second.stop()
+        stderr = th.read_text(second.stderr_path(second.runs))
+        self.assertFalse(running, f"a second server on the same data directory was still running "
+                                  f"after 5 s (listening port: {port})\n--- its stderr ---\n"
+                                  f"{stderr}")
         self.assertNotEqual(rc, 0, f"the second server exited 0\n{stderr}")
         self.assertRegex(stderr, rf"(?<!\d){self.server.proc.pid}(?!\d)",
                          f"the second server's stderr does not name the first's PID "
                          f"{self.server.proc.pid}:\n{stderr}")
         self.assert_alive("after the second server's attempt")
         self.assertEqual(self.admin.get("/v1/identities").status, 200)
-
 
 
 # =============================================================================================
@@ -1193,7 +1119,7 @@ class FileDescriptorLimitTest(unittest.TestCase):
         old = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (96, old[1]))
         try:
-            self.server = st.Server(self.tmp).start()
+            self.server = th.Server(self.tmp).start()
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, old)
         self.addCleanup(self.server.stop)

@@ -29,10 +29,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import subprocess
+import sys
 import tempfile
-import time
 import unittest
 
 from cryptography import x509
@@ -40,21 +38,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TW_BIN = os.environ.get("TW_BIN", "")
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+import trustwarden_harness as harness  # noqa: E402
+from trustwarden_harness import TW_BIN, UTC, pem_blocks, read_bytes, rfc3339, run  # noqa: E402
+
 TW_EXTENSION_OID = "1.2.840.113556.1.8000.2554.16020.10140.60418.20114.34655.4233063.3621013.1"
 PRESENT = "present (critical=false)"  # how both verifier programs report the extension
 TD = "example.org"
-CLI_TIMEOUT = 60      # seconds per command
-START_TIMEOUT = 20    # server: exec -> "listening on" line
-STOP_GRACE = 10       # server: SIGTERM -> SIGKILL
-UTC = datetime.timezone.utc
-TOOLS = {}            # name -> absolute path, filled by setUpModule
 WORK = None           # module temporary directory (built verifiers live here)
-
-
-def run(argv, env=None, cwd=None):
-    return subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=CLI_TIMEOUT)
 
 
 def must(argv, **kw):
@@ -66,21 +57,15 @@ def must(argv, **kw):
 
 def setUpModule():
     global WORK
-    if not (TW_BIN and os.path.isfile(TW_BIN) and os.access(TW_BIN, os.X_OK)):
-        raise RuntimeError(f"TW_BIN={TW_BIN!r} is not an executable file")
-    for tool in ("go", "javac", "java", "keytool", "openssl"):
-        TOOLS[tool] = shutil.which(tool)
-        if TOOLS[tool] is None:
-            raise RuntimeError(f"`{tool}` is not on PATH (run scripts/bootstrap)")
+    harness.require("go", "javac", "java", "keytool", "openssl")
     WORK = tempfile.mkdtemp(prefix="tw-verifiers-")
     # Go: standard library only, nothing downloaded, caches inside WORK.
     env = dict(os.environ, HOME=WORK, GOCACHE=os.path.join(WORK, "gocache"),
                GOPATH=os.path.join(WORK, "gopath"), GOPROXY="off", GOFLAGS="", GO111MODULE="on",
                CGO_ENABLED="0")
-    must([TOOLS["go"], "build", "-o", os.path.join(WORK, "svidverify"), "."],
+    must(["go", "build", "-o", os.path.join(WORK, "svidverify"), "."],
          env=env, cwd=os.path.join(HERE, "go", "svidverify"))
-    must([TOOLS["javac"], "-d", os.path.join(WORK, "java"),
-          os.path.join(HERE, "java", "PkixVerify.java")])
+    must(["javac", "-d", os.path.join(WORK, "java"), os.path.join(HERE, "java", "PkixVerify.java")])
 
 
 def tearDownModule():
@@ -101,24 +86,10 @@ def go_verify(bundle, chain, trust_domain=None, at=None):
 
 
 def java_verify(bundle, chain, at=None):
-    argv = [TOOLS["java"], "-cp", os.path.join(WORK, "java"), "PkixVerify", bundle, chain]
+    argv = ["java", "-cp", os.path.join(WORK, "java"), "PkixVerify", bundle, chain]
     if at:
         argv.append(rfc3339(at))
     return run(argv)
-
-
-def read_bytes(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def pem_blocks(data):
-    return re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\r?\n?", data,
-                      re.S)
-
-
-def rfc3339(t):
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def not_after(chain):
@@ -139,8 +110,8 @@ def issued_by(cert, issuer):
 
 def new_public_key(directory):
     key, pub = os.path.join(directory, "key.pem"), os.path.join(directory, "pub.pem")
-    must([TOOLS["openssl"], "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key])
-    must([TOOLS["openssl"], "pkey", "-in", key, "-pubout", "-out", pub])
+    must(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key])
+    must(["openssl", "pkey", "-in", key, "-pubout", "-out", pub])
     return pub
 
 
@@ -164,63 +135,14 @@ def svid_issue(ca, spiffe_id, pub, out, ttl="1h"):
 # ---------------------------------------------------------------------------------------------
 # A real `trustwarden server`
 # ---------------------------------------------------------------------------------------------
-class Server:
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.data_dir = os.path.join(workdir, "data")
-        self.stdout = os.path.join(workdir, "server.stdout")
-        self.stderr = os.path.join(workdir, "server.stderr")
-        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
-            self.proc = subprocess.Popen(
-                [TW_BIN, "server", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
-                 "--trust-domain", TD], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                cwd=workdir)
-        try:
-            self.port = self._wait_for_port()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_for_port(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            m = re.search(r"listening on https://127\.0\.0\.1:(\d+)",
-                          read_bytes(self.stdout).decode("utf-8", "replace"))
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"server did not start (exit {self.proc.poll()}):\n"
-                             f"{read_bytes(self.stderr).decode('utf-8', 'replace')[-2000:]}")
-
-    @property
-    def bundle_pem(self):
-        return os.path.join(self.data_dir, "bundle.pem")
-
-    def client_env(self):
-        with open(os.path.join(self.data_dir, "admin.token")) as f:
-            token = f.read().strip()
-        return dict(os.environ, TRUSTWARDEN_SERVER=f"https://127.0.0.1:{self.port}",
-                    TRUSTWARDEN_TOKEN=token,
-                    TRUSTWARDEN_BUNDLE=os.path.join(self.data_dir, "bundle.json"))
-
-    def agent_create(self, name, out, parent_dir=None, ttl="10m"):
-        argv = [TW_BIN, "agent", "create", "--name", name, "--scope", "read:x", "--ttl", ttl,
-                "--out", out]
-        if parent_dir:
-            argv += ["--parent-dir", parent_dir]
-        r = must(argv, env=self.client_env(), cwd=self.workdir)
-        return r.stdout.split()[0]  # the first word printed is the SPIFFE ID
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+def agent_create(server, name, out, parent_dir=None, ttl="10m"):
+    """`trustwarden agent create` against server; returns the new SPIFFE ID."""
+    argv = [TW_BIN, "agent", "create", "--name", name, "--scope", "read:x", "--ttl", ttl,
+            "--out", out]
+    if parent_dir:
+        argv += ["--parent-dir", parent_dir]
+    r = must(argv, env=harness.cli_env(server, token=server.admin_token()), cwd=server.workdir)
+    return r.stdout.split()[0]  # the first word printed is the SPIFFE ID
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,8 +179,9 @@ class AcceptedByEveryVerifier:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         self.assertEqual(san.get_values_for_type(x509.UniformResourceIdentifier), [self.spiffe_id])
         # Each certificate is signed by the next one, the last by a root of the bundle.
-        chain = [x509.load_pem_x509_certificate(b) for b in pem_blocks(issued)]
-        roots = [x509.load_pem_x509_certificate(b) for b in pem_blocks(read_bytes(self.bundle))]
+        chain = [x509.load_pem_x509_certificate(b.encode()) for b in pem_blocks(issued)]
+        roots = [x509.load_pem_x509_certificate(b.encode())
+                 for b in pem_blocks(read_bytes(self.bundle))]
         for cert, issuer in zip(chain, chain[1:]):
             self.assertTrue(issued_by(cert, issuer),
                             f"{cert.subject} is not signed by {issuer.subject}")
@@ -266,7 +189,7 @@ class AcceptedByEveryVerifier:
                         "the chain's last certificate is not signed by a bundle root")
 
     def test_java_keytool(self):
-        r = run([TOOLS["keytool"], "-printcert", "-file", self.chain])
+        r = run(["keytool", "-printcert", "-file", self.chain])
         self.assertEqual(r.returncode, 0, f"keytool refused the SVID: {r.stdout}{r.stderr}")
         self.assertIn(f"ObjectId: {TW_EXTENSION_OID} Criticality=false", r.stdout)
         self.assertIn(f"URIName: {self.spiffe_id}", r.stdout)
@@ -312,11 +235,12 @@ class ServerIssued(AcceptedByEveryVerifier, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         d = cls.workdir()
-        cls.server = Server(d)
+        cls.server = harness.Server(os.path.join(d, "server"), trust_domain=TD)
         cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
         cls.bundle = cls.server.bundle_pem
         out = os.path.join(d, "payer")
-        cls.spiffe_id = cls.server.agent_create("acme/fin/payer", out)
+        cls.spiffe_id = agent_create(cls.server, "acme/fin/payer", out)
         cls.chain = os.path.join(out, "svid.pem")
 
     def test_spiffe_id_names_the_agent(self):
@@ -329,14 +253,15 @@ class Delegated(AcceptedByEveryVerifier, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         d = cls.workdir()
-        cls.server = Server(d)
+        cls.server = harness.Server(os.path.join(d, "server"), trust_domain=TD)
         cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
         cls.bundle = cls.server.bundle_pem
         parent = os.path.join(d, "parent")
-        cls.parent_id = cls.server.agent_create("acme/fin/payer", parent)
+        cls.parent_id = agent_create(cls.server, "acme/fin/payer", parent)
         child = os.path.join(d, "child")
         # A child may not outlive its parent's remaining lifetime.
-        cls.spiffe_id = cls.server.agent_create("acme/fin/child", child, parent_dir=parent,
+        cls.spiffe_id = agent_create(cls.server, "acme/fin/child", child, parent_dir=parent,
                                                 ttl="5m")
         cls.chain = os.path.join(child, "svid.pem")
 
