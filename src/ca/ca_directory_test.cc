@@ -136,5 +136,33 @@ TEST_F(CaDirectoryTest, LoadNamesTheMissingOrBadFile) {
   EXPECT_THAT(std::string(CaDirectory::Open(dir_).status().message()), HasSubstr("ca.pem"));
 }
 
+TEST_F(CaDirectoryTest, LoadSignsWithTheSignersItIsGiven) {
+  ASSERT_TRUE(Init().ok());
+  auto signers = CaSigners::Open(CaSigners::FilesIn(dir_));
+  ASSERT_TRUE(signers.ok()) << signers.status();
+  const crypto::Signer* ca_key = signers->ca.get();
+  auto ca = CaDirectory::Load(dir_, *std::move(signers));
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ(&ca->issuer().signer(), ca_key);
+}
+
+TEST_F(CaDirectoryTest, LoadRefusesAJwtKeyTheBundleDoesNotPublish) {
+  ASSERT_TRUE(Init().ok());
+  auto signers = CaSigners::Open(CaSigners::FilesIn(dir_));
+  ASSERT_TRUE(signers.ok()) << signers.status();
+  signers->jwt = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  auto ca = CaDirectory::Load(dir_, *std::move(signers));
+  EXPECT_EQ(ca.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(ca.status().message()), HasSubstr("JWT signing key"));
+}
+
+TEST_F(CaDirectoryTest, OpenNamesTheKeyItCannotRead) {
+  ASSERT_TRUE(Init().ok());
+  ASSERT_TRUE(base::WriteFile(dir_ + "/jwt.key.pem", "not a key").ok());
+  auto ca = CaDirectory::Open(dir_);
+  ASSERT_FALSE(ca.ok());
+  EXPECT_THAT(std::string(ca.status().message()), HasSubstr("jwt.key.pem"));
+}
+
 }  // namespace
 }  // namespace tw::ca

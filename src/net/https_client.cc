@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "net/deadline.h"
 
 namespace tw::net {
@@ -97,9 +98,9 @@ struct HttpsClient::Impl {
   std::string host, port;
   absl::Duration timeout, connect_timeout;
   bool connected = false;
-  std::mutex cancel_mu;  // guards the two below, for Cancel() from another thread
-  int stream_fd = -1;
-  bool cancelled = false;
+  absl::Mutex cancel_mu;  // for Cancel() from another thread
+  int stream_fd ABSL_GUARDED_BY(cancel_mu) = -1;
+  bool cancelled ABSL_GUARDED_BY(cancel_mu) = false;
 };
 
 HttpsClient::HttpsClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -187,12 +188,12 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
   impl_->connected = false;
   if (absl::Status s = impl_->Connect(); !s.ok()) return s;
   {
-    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    absl::MutexLock lock(&impl_->cancel_mu);
     if (impl_->cancelled) return absl::CancelledError("stream: cancelled");
     impl_->stream_fd = beast::get_lowest_layer(*impl_->stream).socket().native_handle();
   }
   absl::Cleanup forget_fd = [this] {
-    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    absl::MutexLock lock(&impl_->cancel_mu);
     impl_->stream_fd = -1;
   };
   http::request<http::empty_body> req{http::verb::get, std::string(target), 11};
@@ -213,7 +214,7 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
     });
   }
   if (ec) {
-    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    absl::MutexLock lock(&impl_->cancel_mu);
     if (impl_->cancelled) return absl::CancelledError("stream: cancelled");
     return absl::UnavailableError(absl::StrCat("stream: ", ec.message()));
   }
@@ -237,7 +238,7 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
   std::move(forget_fd).Invoke();
   bool cancelled;
   {
-    std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+    absl::MutexLock lock(&impl_->cancel_mu);
     cancelled = impl_->cancelled;
   }
   beast::error_code ignored;
@@ -249,7 +250,7 @@ absl::Status HttpsClient::Stream(absl::string_view target, const Headers& header
 }
 
 void HttpsClient::Cancel() {
-  std::lock_guard<std::mutex> lock(impl_->cancel_mu);
+  absl::MutexLock lock(&impl_->cancel_mu);
   impl_->cancelled = true;
   // Shutting the socket down wakes the blocked read; the reading thread closes it.
   if (impl_->stream_fd >= 0) ::shutdown(impl_->stream_fd, SHUT_RDWR);

@@ -333,11 +333,16 @@ absl::Status Server::RenewServerCertificate() {
   return absl::OkStatus();
 }
 
+bool Server::WaitForStop(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](bool* stopping) { return *stopping; }, &stopping_),
+                              timeout);
+}
+
 void Server::Upkeep() {
   Parts& p = *parts_;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (
-      !cv_.wait_for(lock, absl::ToChronoSeconds(kUpkeepInterval), [this] { return stopping_; })) {
+  while (!WaitForStop(kUpkeepInterval)) {
     const absl::Time now = p.clock->Now();
     auto pruned = p.store->PruneRevocations(now);
     if (!pruned.ok()) spdlog::error("pruning the revocation log: {}", pruned.status().ToString());
@@ -352,15 +357,11 @@ void Server::Upkeep() {
 
 void Server::SignTreeHeads() {
   Parts& p = *parts_;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, absl::ToChronoMilliseconds(p.config.sth_interval),
-                       [this] { return stopping_; })) {
-    lock.unlock();
+  while (!WaitForStop(p.config.sth_interval)) {
     auto signed_head = p.ledger->SignIfGrown();
     if (!signed_head.ok()) {
       spdlog::error("signing a tree head: {}", signed_head.status().ToString());
     }
-    lock.lock();
   }
 }
 
@@ -368,11 +369,10 @@ uint16_t Server::port() const { return parts_->http->port(); }
 
 void Server::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
   }
-  cv_.notify_all();
   if (upkeep_.joinable()) upkeep_.join();
   if (tree_heads_.joinable()) tree_heads_.join();
   parts_->http->Stop();

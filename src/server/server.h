@@ -3,13 +3,12 @@
 // renewal). Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "ca/ca_directory.h"
 #include "crypto/signer.h"
@@ -81,6 +80,8 @@ class Server {
 
  private:
   Server() = default;
+  // Waits `timeout` or until Stop; true when stopping.
+  bool WaitForStop(absl::Duration timeout);
   void Upkeep();
   // Signs a tree head every config.sth_interval when the ledger grew.
   void SignTreeHeads();
@@ -88,9 +89,8 @@ class Server {
 
   std::unique_ptr<Parts> parts_;
   std::string new_admin_token_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread upkeep_;
   std::thread tree_heads_;
 };

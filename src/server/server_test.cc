@@ -562,6 +562,28 @@ TEST_F(ServerTest, ServesBundleHealthAndMetrics) {
   EXPECT_EQ(Call(*client, "DELETE", "/healthz").status, 405);
 }
 
+// The route table: a fixed route owns its path against a wildcard, another method is 405
+// (named method_not_allowed, and counted so), a route's access is decided before its body is
+// read, and roles are checked by the table.
+TEST_F(ServerTest, RoutesDecideMethodAccessAndRoleBeforeTheHandler) {
+  auto client = Client();
+  net::Response renew = Call(*client, "GET", "/v1/identities/renew", "", admin_token_);
+  EXPECT_EQ(renew.status, 405) << renew.body;
+  EXPECT_EQ(json::parse(renew.body)["error"]["code"], "method_not_allowed");
+  EXPECT_EQ(Call(*client, "POST", "/v1/identities", "{}").status, 401);  // no credentials
+  net::Response created =
+      Call(*client, "POST", "/v1/tokens", json{{"principal", "ci"}}.dump(), admin_token_);
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string ci = json::parse(created.body)["token"];
+  EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", ci).status, 403);   // not an admin
+  EXPECT_EQ(Call(*client, "GET", "/v1/ledger/sths", "", ci).status, 403);  // nor an auditor
+  EXPECT_EQ(Call(*client, "GET", "/v1/revocations").status, 200);          // public
+  net::Response metrics = Call(*client, "GET", "/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("trustwarden_errors_total{code=\"method_not_allowed\"} 1\n"));
+  EXPECT_THAT(metrics.body, HasSubstr("trustwarden_errors_total{code=\"permission_denied\"} 2\n"));
+  EXPECT_THAT(metrics.body, HasSubstr("trustwarden_errors_total{code=\"internal\"} 0\n"));
+}
+
 }  // namespace
 }  // namespace tw::server
 
