@@ -51,7 +51,8 @@ echo "== examples/incident.cc with pkg-config"
 pkg=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs trustwarden)
 echo "pkg-config --cflags --libs trustwarden: $pkg"
 # shellcheck disable=SC2086  # both are lists of options
-"$cxx" -std=c++20 $warnings "$root/examples/incident.cc" $pkg -o "$tmp/incident_pkgconfig"
+"$cxx" -std=c++20 $warnings "$root/examples/incident.cc" "$root/examples/incident_story.cc" $pkg \
+  -o "$tmp/incident_pkgconfig"
 
 echo "== the examples against a throwaway server"
 tw_server_start "$TW_BIN" "$tmp/server"
