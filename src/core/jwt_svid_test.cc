@@ -154,7 +154,25 @@ TEST_F(JwtSvidTest, MintsEs384WithP384) {
                                      .ttl = absl::Minutes(5),
                                      .attributes = {}});
   ASSERT_TRUE(token.ok());
-  EXPECT_TRUE(Validate(*token).ok());
+  const size_t header_end = token->find('.');
+  const size_t signature_start = token->rfind('.') + 1;
+  std::string header;
+  ASSERT_TRUE(base::Base64UrlDecode(token->substr(0, header_end), &header));
+  const json h = json::parse(header, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(h.is_object()) << header;
+  EXPECT_EQ(h.value("alg", ""), "ES384");
+  EXPECT_EQ(h.value("kid", ""), signer->key_id());
+  // RFC 7518 §3.4: SHA-384 over the signing input, r||s of 48 bytes each.
+  std::string sig;
+  ASSERT_TRUE(base::Base64UrlDecode(token->substr(signature_start), &sig));
+  ASSERT_EQ(sig.size(), 96u);
+  EXPECT_TRUE(signer->public_key()
+                  .Verify(SignatureScheme::kEcdsaSha384,
+                          base::AsBytes(absl::string_view(*token).substr(0, signature_start - 1)),
+                          crypto::EcdsaRawToDer(base::AsBytes(sig)))
+                  .ok());
+  auto v = Validate(*token);
+  EXPECT_TRUE(v.ok()) << v.status();
 }
 
 TEST_F(JwtSvidTest, AcceptsEveryAllowedAlgorithm) {

@@ -4,33 +4,41 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <thread>
 
 #include "base/file.h"
+#include "crypto/testing/signer_conformance.h"
 #include "gtest/gtest.h"
 
 namespace tw::crypto {
 namespace {
+
+using testing::SignerConformanceTest;
 
 std::string TempDir() {
   std::string tmpl = std::filesystem::temp_directory_path() / "tw-signer-XXXXXX";
   return mkdtemp(tmpl.data());
 }
 
-TEST(SoftwareSignerTest, SignsWithTheSchemeOfItsCurve) {
-  for (KeyType t : {KeyType::kEcP256, KeyType::kEcP384}) {
-    auto s = SoftwareSigner::Generate(t);
-    ASSERT_TRUE(s.ok());
-    SignatureScheme want =
-        t == KeyType::kEcP256 ? SignatureScheme::kEcdsaSha256 : SignatureScheme::kEcdsaSha384;
-    EXPECT_EQ((*s)->algorithm(), want);
-    base::Bytes data = base::ToBytes("to be signed");
-    auto sig = (*s)->Sign(data);
-    ASSERT_TRUE(sig.ok());
-    EXPECT_TRUE((*s)->public_key().Verify(want, data, *sig).ok());
-    EXPECT_EQ((*s)->key_id(), (*s)->public_key().Thumbprint());
-  }
-  EXPECT_FALSE(SoftwareSigner::Generate(KeyType::kRsa).ok());
+INSTANTIATE_TEST_SUITE_P(
+    Software, SignerConformanceTest,
+    ::testing::Combine(::testing::Values(testing::SignerBackend{
+                           "software",
+                           [](KeyType type) -> absl::StatusOr<std::unique_ptr<Signer>> {
+                             auto signer = SoftwareSigner::Generate(type);
+                             if (!signer.ok()) return signer.status();
+                             return std::unique_ptr<Signer>(*std::move(signer));
+                           }}),
+                       ::testing::Values(KeyType::kEcP256, KeyType::kEcP384)),
+    testing::SignerParamName);
+
+TEST(SoftwareSignerTest, KeyIdIsTheJwkThumbprint) {
+  auto s = *SoftwareSigner::Generate(KeyType::kEcP256);
+  EXPECT_EQ(s->key_id(), s->public_key().Thumbprint());
+}
+
+TEST(SoftwareSignerTest, GenerateRefusesRsa) {
+  EXPECT_EQ(SoftwareSigner::Generate(KeyType::kRsa).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SoftwareSignerTest, WritesPkcs8With0600AndReadsItBack) {
@@ -53,23 +61,6 @@ TEST(SoftwareSignerTest, RejectsBadKeyFiles) {
   EXPECT_FALSE(SoftwareSigner::FromPem("not a key").ok());
   EXPECT_EQ(SoftwareSigner::ReadFile("/nonexistent/key.pem").status().code(),
             absl::StatusCode::kNotFound);
-}
-
-TEST(SoftwareSignerTest, SignsConcurrently) {
-  auto s = *SoftwareSigner::Generate(KeyType::kEcP256);
-  std::vector<std::thread> threads;
-  std::atomic<int> good{0};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < 50; ++i) {
-        base::Bytes data = {static_cast<uint8_t>(i)};
-        auto sig = s->Sign(data);
-        if (sig.ok() && s->public_key().Verify(s->algorithm(), data, *sig).ok()) ++good;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(good.load(), 200);
 }
 
 }  // namespace

@@ -274,11 +274,16 @@ TEST_F(LedgerFixture, TruncationBelowATreeHeadIsDetected) {
 }
 
 TEST_F(LedgerFixture, ServerTypesMustBeSignedByTheLedgerKey) {
-  Event e = AgentEvent(0);
-  e.type = "issuance";
-  AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {e});
+  Event by_server = AgentEvent(0);
+  by_server.type = "issuance";
+  Event by_agent = by_server;
+  by_agent.id = NewEventId();
+  AppendBatch(*ledger_key_, SignerKind::kLedgerKey, ledger_key_->public_key_der(), {by_server});
+  AppendBatch(*agent_key_, SignerKind::kSvid, agent_cert_, {by_agent});
+  AddTreeHead();  // both entries are covered: only the signer can fail
   VerifyReport r = Verify(Export());
-  EXPECT_EQ(r.first_bad_index, 0u) << r.error;
+  EXPECT_EQ(r.first_bad_index, 1u) << r.error;
+  EXPECT_NE(r.error.find("issuance event not signed by the server"), std::string::npos) << r.error;
 }
 
 TEST_F(LedgerFixture, AgentEventsMustNameTheirSigner) {

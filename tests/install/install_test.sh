@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SDK as an application outside the repository sees it: `cmake --install` into a
 # temporary prefix, examples/ built there with find_package(trustwarden) and incident.cc
-# again with pkg-config, then both examples run against a throwaway server.
+# again with pkg-config, then all three programs run against a throwaway server.
 # Environment: TW_BUILD_DIR (the build tree), TW_BIN (its trustwarden), TW_CMAKE (optional),
 # TW_INSTRUMENTED=1 in sanitizer and fuzzing builds (skipped: exit 77).
 set -euo pipefail
@@ -51,11 +51,22 @@ echo "== examples/incident.cc with pkg-config"
 pkg=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs trustwarden)
 echo "pkg-config --cflags --libs trustwarden: $pkg"
 # shellcheck disable=SC2086  # both are lists of options
-"$cxx" -std=c++20 $warnings "$root/examples/incident.cc" $pkg -o "$tmp/incident_pkgconfig"
+"$cxx" -std=c++20 $warnings "$root/examples/incident.cc" "$root/examples/incident_story.cc" $pkg \
+  -o "$tmp/incident_pkgconfig"
 
 echo "== the examples against a throwaway server"
 tw_server_start "$TW_BIN" "$tmp/server"
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-"$tmp/build/incident" || fail "examples/incident exited with $?"
+# Runs an incident build: it must exit 0 and its last line say the story went as expected.
+incident() {
+  local name=$1 status=0
+  "$tmp/$name" >"$tmp/$name.out" || status=$?
+  cat "$tmp/$name.out"
+  [ "$status" = 0 ] || fail "$name exited with $status"
+  [ "$(tail -n 1 "$tmp/$name.out")" = "The story went as expected." ] ||
+    fail "$name did not end with \"The story went as expected.\""
+}
+incident build/incident
+incident incident_pkgconfig
 "$tmp/build/mtls_pair" || fail "examples/mtls_pair exited with $?"
 echo "PASS"
