@@ -31,13 +31,21 @@ Stmt& Stmt::Bind(int i, int64_t v) {
   return *this;
 }
 
+namespace {
+// SQLite binds a null pointer as NULL, and an empty view may have one (a default
+// string_view, an empty vector's data()): those bind this instead, as an empty value.
+constexpr char kEmpty[] = "";
+}  // namespace
+
 Stmt& Stmt::Bind(int i, absl::string_view v) {
-  sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_text(s_, i, v.data() != nullptr ? v.data() : kEmpty, static_cast<int>(v.size()),
+                    SQLITE_TRANSIENT);
   return *this;
 }
 
 Stmt& Stmt::Bind(int i, base::ByteView v) {
-  sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  const void* data = v.data() != nullptr ? static_cast<const void*>(v.data()) : kEmpty;
+  sqlite3_bind_blob(s_, i, data, static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;
 }
 

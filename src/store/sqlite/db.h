@@ -31,6 +31,7 @@ class Stmt {
   // Clears the bindings and rewinds the statement for another run.
   void Reset();
   Stmt& Bind(int i, int64_t v);
+  // Text and blobs bind as given, an empty one as empty (never as NULL: BindNull does that).
   Stmt& Bind(int i, absl::string_view v);
   Stmt& Bind(int i, base::ByteView v);
   Stmt& BindNull(int i);

@@ -2,6 +2,7 @@
 #include "store/sqlite/ledger.h"
 
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,12 @@ ledger::Hash HashOf(Stmt& s, int col) {
   base::Bytes b = s.Blob(col);
   if (b.size() == h.size()) std::copy(b.begin(), b.end(), h.begin());
   return h;
+}
+
+// An index range bound as an SQLite integer. No index exceeds INT64_MAX, so a larger bound
+// means the same as INT64_MAX (a plain cast would make it negative).
+int64_t IndexBound(uint64_t bound) {
+  return static_cast<int64_t>(std::min<uint64_t>(bound, std::numeric_limits<int64_t>::max()));
 }
 
 ledger::EntryRow ReadEntryRow(Stmt& s) {
@@ -187,7 +194,7 @@ absl::StatusOr<std::vector<ledger::EntryRow>> SqliteStore::LedgerEntries(uint64_
   std::vector<ledger::EntryRow> out;
   TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare(sql.c_str()));
-    s.Bind(1, static_cast<int64_t>(start)).Bind(2, static_cast<int64_t>(end));
+    s.Bind(1, IndexBound(start)).Bind(2, IndexBound(end));
     for (;;) {
       TW_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return absl::OkStatus();
