@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -19,6 +20,9 @@ struct StoreBackend {
   // closes and reopens the store in the middle of tests (Reopen).
   bool durable = true;
 };
+
+// Names the backend in failure messages.
+inline void PrintTo(const StoreBackend& backend, std::ostream* os) { *os << backend.name; }
 
 class StoreConformanceTest : public ::testing::TestWithParam<StoreBackend> {
  protected:
