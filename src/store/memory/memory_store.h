@@ -14,10 +14,10 @@
 
 namespace tw::store {
 
-// Behaves as SqliteStore does, down to the status codes, the orders and the precision of
-// stored times (seconds; an identity's revoked_at milliseconds). One reader/writer lock
-// makes every call atomic; the callbacks of ReadLedgerTree and ExportLedger run without it
-// held, on a snapshot, and may call back into the store.
+// Every Store method with the status codes, orders and time precision of store.h, and where
+// store.h is silent, SqliteStore's (the reference). One reader/writer lock makes each call
+// atomic; the callbacks of ReadLedgerTree and ExportLedger run on a snapshot without it
+// held, so they may call back into the store.
 class MemoryStore final : public Store {
  public:
   MemoryStore() = default;
