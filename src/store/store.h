@@ -1,6 +1,7 @@
 // The store interface: identities, the revocation log, policy versions, tokens and the
 // audit ledger. Implementations are thread-safe; every mutation is durable when it returns
-// OK.
+// OK. Times are kept to the second (an identity's revoked_at to the millisecond): a read
+// returns what was written, truncated so.
 #pragma once
 
 #include <functional>
@@ -45,7 +46,8 @@ struct IdentityRecord {
 struct IdentityFilter {
   std::string agent;                  // org/team/agent; empty: any
   std::string principal;              // empty: any
-  std::optional<absl::Time> live_at;  // only unrevoked instances valid at this time
+  std::optional<absl::Time> live_at;  // only unrevoked instances valid at this time:
+                                      // not_before <= live_at < not_after
   size_t limit = 1000;
 };
 
@@ -106,8 +108,9 @@ class Store {
   // Every mutation takes an optional `audit` batch of ledger events that is appended in
   // the same transaction: both are stored, or neither.
 
-  // Inserts a new instance. AlreadyExists for a known instance id; FailedPrecondition when
-  // the parent is unknown or revoked (checked atomically with the insert).
+  // Inserts a new instance, unrevoked (the record's revoked_* fields are ignored).
+  // AlreadyExists for a known instance id; FailedPrecondition when the parent is unknown or
+  // revoked (checked atomically with the insert).
   virtual absl::Status InsertIdentity(const IdentityRecord& record,
                                       const LedgerAppend* audit = nullptr) = 0;
   // Records a renewed SVID: the serial, validity, scopes, trust level and policy version of
@@ -123,9 +126,12 @@ class Store {
   virtual absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(
       const IdentityFilter& filter) = 0;
 
-  // Appends a revocation: the target's unrevoked, unexpired instances (an instance or
-  // subtree: it and its descendants; an agent name or principal: their instances) and
-  // every descendant of those. NotFound when an instance or subtree target is unknown.
+  // Appends a revocation with the next sequence. It covers the target's instances (an
+  // instance or subtree: that instance; an agent name or principal: every instance of it)
+  // and all their descendants, skipping those already revoked or expired at `now` (their
+  // descendants are still reached). NotFound when an instance or subtree target is
+  // unknown; an agent name or principal without instances gives an entry without any (and
+  // expires_at `now`).
   virtual absl::StatusOr<revocation::Entry> Revoke(revocation::Kind kind, absl::string_view target,
                                                    absl::string_view reason, absl::Time now,
                                                    const LedgerAppend* audit = nullptr) = 0;
@@ -146,19 +152,23 @@ class Store {
   // Every version, ascending, without sources.
   virtual absl::StatusOr<std::vector<StoredPolicy>> ListPolicies() = 0;
 
-  // AlreadyExists for a known token id.
+  // Inserts an unrevoked token (its revoked_at is ignored). AlreadyExists for a known id.
   virtual absl::Status InsertToken(const TokenRecord& token,
                                    const LedgerAppend* audit = nullptr) = 0;
+  // Every token, by creation time, then id.
   virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
   // Marks token `id` revoked at `now`. NotFound; FailedPrecondition when already revoked.
   virtual absl::Status RevokeToken(absl::string_view id, absl::Time now,
                                    const LedgerAppend* audit = nullptr) = 0;
 
   // Appends a batch to the ledger: leaves, subtree hashes and the signer, atomically.
-  // An event id already stored with the same event bytes keeps its index (a replayed
-  // batch is acknowledged again); with other bytes the batch fails with AlreadyExists.
+  // An event id already stored (or earlier in the batch) with the same event bytes keeps its
+  // index (a replayed batch is acknowledged again); with other bytes the batch fails with
+  // AlreadyExists. InvalidArgument when entries and events differ in number.
   virtual absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) = 0;
-  // Runs `fn` on one consistent snapshot of the tree: its size and stored subtree hashes.
+  // Runs `fn` on one consistent snapshot of the tree: its size and stored subtree hashes
+  // (NotFound for a subtree not complete at that size). `fn` may call into the store; what
+  // it appends is not in the snapshot.
   virtual absl::Status ReadLedgerTree(
       const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn) = 0;
   // Rows with start <= index < end, ascending.
@@ -171,14 +181,17 @@ class Store {
   // The stored signer with `id`. NotFound.
   virtual absl::StatusOr<ledger::SignerRecord> LedgerSigner(const ledger::Hash& id) = 0;
   virtual absl::Status InsertTreeHead(const ledger::TreeHead& head) = 0;
-  // The head of the largest tree size (the latest of those); nullopt when none.
+  // The head of the largest tree size (the latest of those, the last inserted of equal
+  // times); nullopt when none.
   virtual absl::StatusOr<std::optional<ledger::TreeHead>> LatestTreeHead() = 0;
-  // Tree heads ascending by (tree size, time), those of `tree_size` only when given.
+  // Tree heads ascending by (tree size, time, insertion), those of `tree_size` only when
+  // given.
   virtual absl::StatusOr<std::vector<ledger::TreeHead>> ListTreeHeads(
       std::optional<uint64_t> tree_size = std::nullopt) = 0;
   // Streams entries [start, min(end, size)) of one snapshot as an export segment: the
   // header (`header` completed with tree_size/start/end), every signer, the tree heads of
-  // sizes in the segment, then each entry followed by the subtree hashes it completes.
+  // sizes in the segment (and of size 0 when `start` is 0), then each entry followed by the
+  // subtree hashes it completes, the lower levels first. `sink` may call into the store.
   virtual absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
                                     const LedgerSink& sink) = 0;
 };

@@ -1,6 +1,8 @@
 // The embedded store: one SQLite database in WAL mode. One writer thread commits every
 // queued mutation in one transaction (group commit, synchronous=FULL) before any caller
 // is acknowledged; reads run concurrently on a pool of read connections. Thread-safe.
+// Its members are defined across sqlite/: the writer and the reader pool in db.cc,
+// identities, revocations, policies and tokens in identities.cc, the ledger in ledger.cc.
 #pragma once
 
 #include <condition_variable>
@@ -17,6 +19,10 @@
 #include "store/store.h"
 
 namespace tw::store {
+
+namespace sqlite {
+class Db;
+}  // namespace sqlite
 
 class SqliteStore final : public Store {
  public:
@@ -65,27 +71,25 @@ class SqliteStore final : public Store {
   absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
                             const LedgerSink& sink) override;
 
-  class Db;  // one connection with its prepared statements
-
  private:
   struct Job;
   explicit SqliteStore(std::string path);
   // Runs `fn` inside the writer's next transaction; returns once that commit is durable.
-  absl::Status Write(std::function<absl::Status(Db&)> fn);
+  absl::Status Write(std::function<absl::Status(sqlite::Db&)> fn);
   // Runs `fn` on a pooled read connection.
-  absl::Status Read(const std::function<absl::Status(Db&)>& fn);
+  absl::Status Read(const std::function<absl::Status(sqlite::Db&)>& fn);
   // The same inside one read transaction (one consistent snapshot).
-  absl::Status ReadSnapshot(const std::function<absl::Status(Db&)>& fn);
+  absl::Status ReadSnapshot(const std::function<absl::Status(sqlite::Db&)>& fn);
   void WriterLoop();
 
   const std::string path_;
   std::optional<base::LockFile> lock_;
-  std::unique_ptr<Db> writer_db_;
+  std::unique_ptr<sqlite::Db> writer_db_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job*> queue_;                    // guarded by mu_
-  bool stopping_ = false;                     // guarded by mu_
-  std::vector<std::unique_ptr<Db>> readers_;  // idle read connections, guarded by mu_
+  std::deque<Job*> queue_;                            // guarded by mu_
+  bool stopping_ = false;                             // guarded by mu_
+  std::vector<std::unique_ptr<sqlite::Db>> readers_;  // idle read connections, guarded by mu_
   std::thread writer_;
 };
 

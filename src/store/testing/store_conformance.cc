@@ -65,6 +65,46 @@ LedgerAppend LedgerBatch(int n, const std::string& instance = "spiffe://td/a/b/c
   return batch;
 }
 
+// A batch of one event with the id of `stored` and other bytes.
+LedgerAppend ConflictWith(const ledger::Event& stored) {
+  LedgerAppend batch = LedgerBatch(1);
+  batch.events[0].id = stored.id;
+  batch.events[0].resource = "db://other";
+  batch.entries[0].event = ledger::EncodeEvent(batch.events[0]);
+  return batch;
+}
+
+std::vector<std::string> InstanceIds(const std::vector<IdentityRecord>& records) {
+  std::vector<std::string> out;
+  for (const IdentityRecord& r : records) out.push_back(r.instance_id);
+  return out;
+}
+
+// One word per record of an export segment: "header <size> [<start>, <end>)", "s" (a
+// signer), "h<size>" (a tree head), "e<index>" (an entry), "n<level>/<index>" (a node).
+std::string ShapeOf(const ledger::ExportRecord& r) {
+  if (auto* h = std::get_if<ledger::ExportHeader>(&r)) {
+    return absl::StrCat("header ", h->tree_size, " [", h->start, ", ", h->end, ")");
+  }
+  if (auto* h = std::get_if<ledger::TreeHead>(&r)) return absl::StrCat("h", h->tree_size);
+  if (auto* e = std::get_if<ledger::EntryRow>(&r)) return absl::StrCat("e", e->index);
+  if (auto* n = std::get_if<ledger::NodeRecord>(&r)) {
+    return absl::StrCat("n", n->id.level, "/", n->id.index);
+  }
+  return "s";
+}
+
+std::vector<std::string> ExportShape(Store& store, uint64_t start, uint64_t end) {
+  std::vector<std::string> shape;
+  absl::Status s = store.ExportLedger({.trust_domain = "td"}, start, end,
+                                      [&shape](const ledger::ExportRecord& r) {
+                                        shape.push_back(ShapeOf(r));
+                                        return absl::OkStatus();
+                                      });
+  EXPECT_TRUE(s.ok()) << s;
+  return shape;
+}
+
 }  // namespace
 
 void StoreConformanceTest::SetUp() {
@@ -82,13 +122,14 @@ void StoreConformanceTest::TearDown() {
 }
 
 void StoreConformanceTest::Reopen() {
+  if (!GetParam().durable) return;
   store_.reset();
   auto store = GetParam().open(dir_);
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = *std::move(store);
 }
 
-TEST_P(StoreConformanceTest, InsertedIdentityReadsBackAfterReopen) {
+TEST_P(StoreConformanceTest, InsertedIdentityReadsBack) {
   IdentityRecord r = Identity("inst-a");
   ASSERT_TRUE(store_->InsertIdentity(r).ok());
   Reopen();
@@ -107,6 +148,48 @@ TEST_P(StoreConformanceTest, UnknownInstanceIsNotFound) {
   EXPECT_EQ(store_->RenewIdentity(Identity("inst-none"), "01").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-none", "", kNow).status().code(),
             absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kSubtree, "inst-none", "", kNow).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*store_->LastRevocationSequence(), 0);
+}
+
+TEST_P(StoreConformanceTest, InsertedIdentityStartsUnrevoked) {
+  IdentityRecord r = Identity("inst-a");
+  r.revoked_sequence = 7;
+  r.revoked_at = kNow;
+  ASSERT_TRUE(store_->InsertIdentity(r).ok());
+  IdentityRecord got = *store_->GetIdentity("inst-a");
+  EXPECT_FALSE(got.revoked_sequence.has_value());
+  EXPECT_FALSE(got.revoked_at.has_value());
+  EXPECT_TRUE(store_->InsertIdentity(Identity("inst-c", "inst-a")).ok());
+}
+
+TEST_P(StoreConformanceTest, TimesAreKeptToTheSecond) {
+  const absl::Time odd = kNow + absl::Milliseconds(750);
+  IdentityRecord r = Identity("inst-a");
+  r.not_before = odd - absl::Seconds(30);
+  r.not_after = odd + absl::Hours(1);
+  r.created_at = odd;
+  ASSERT_TRUE(store_->InsertIdentity(r).ok());
+  ASSERT_TRUE(
+      store_->InsertToken(TokenRecord{"tid1", "ci", {1}, false, odd, false, odd + absl::Hours(1)})
+          .ok());
+  ASSERT_TRUE(store_->RevokeToken("tid1", odd).ok());
+  ASSERT_TRUE(store_->AppendPolicy("a = 1", "h1", odd).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", odd).ok());
+  Reopen();
+  IdentityRecord got = *store_->GetIdentity("inst-a");
+  EXPECT_EQ(got.not_before, kNow - absl::Seconds(30));
+  EXPECT_EQ(got.not_after, kNow + absl::Hours(1));
+  EXPECT_EQ(got.created_at, kNow);
+  TokenRecord token = store_->ListTokens()->at(0);
+  EXPECT_EQ(token.created_at, kNow);
+  EXPECT_EQ(token.expires_at, kNow + absl::Hours(1));
+  EXPECT_EQ(token.revoked_at, kNow);
+  EXPECT_EQ(store_->GetPolicy(1)->created_at, kNow);
+  revocation::Entry entry = store_->ListRevocations(0, 10)->at(0);
+  EXPECT_EQ(entry.revoked_at, kNow);
+  EXPECT_EQ(entry.expires_at, kNow + absl::Hours(1));
 }
 
 TEST_P(StoreConformanceTest, ChildNeedsKnownUnrevokedParent) {
@@ -139,6 +222,21 @@ TEST_P(StoreConformanceTest, RenewReplacesCertificateAndGrantUnlessRevoked) {
   EXPECT_EQ(store_->GetIdentity("inst-a")->serial_hex, "beef");
 }
 
+TEST_P(StoreConformanceTest, RenewLeavesTheRestOfTheRecord) {
+  IdentityRecord original = Identity("inst-p");
+  ASSERT_TRUE(store_->InsertIdentity(original).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-other")).ok());
+  IdentityRecord renewed = Identity("inst-p", "inst-other", "x/y/z", "someone");
+  renewed.spiffe_id = "spiffe://td/x/y/z/inst-p";
+  renewed.depth = 4;
+  renewed.created_at = kNow + absl::Hours(5);
+  renewed.serial_hex = "beef";
+  ASSERT_TRUE(store_->RenewIdentity(renewed, original.serial_hex).ok());
+  IdentityRecord expected = original;
+  expected.serial_hex = "beef";
+  EXPECT_EQ(*store_->GetIdentity("inst-p"), expected);
+}
+
 // Two renewals by the same certificate: the second finds it replaced.
 TEST_P(StoreConformanceTest, RenewByAReplacedCertificateIsRefused) {
   IdentityRecord original = Identity("inst-a");
@@ -161,6 +259,14 @@ TEST_P(StoreConformanceTest, RevocationRecordsItsInstantOnTheIdentity) {
   auto got = *store_->GetIdentity("inst-a");
   ASSERT_TRUE(got.revoked_at.has_value());
   EXPECT_EQ(*got.revoked_at, at);
+}
+
+TEST_P(StoreConformanceTest, RevocationInstantIsKeptToTheMillisecond) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  const absl::Time at = kNow + absl::Microseconds(1'234'567);
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", at).ok());
+  Reopen();
+  EXPECT_EQ(store_->GetIdentity("inst-a")->revoked_at, kNow + absl::Milliseconds(1234));
 }
 
 TEST_P(StoreConformanceTest, RevokingAnInstanceCascadesToDescendants) {
@@ -192,6 +298,43 @@ TEST_P(StoreConformanceTest, RevokesByAgentNameAndPrincipal) {
   auto nothing = *store_->Revoke(revocation::Kind::kAgent, "a/b/none", "", kNow);
   EXPECT_TRUE(nothing.instances.empty());
   EXPECT_EQ(nothing.sequence, 3);
+  EXPECT_EQ(nothing.expires_at, kNow);
+}
+
+TEST_P(StoreConformanceTest, RevokingByAgentOrPrincipalReachesOtherNamesBelow) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-1", "", "a/b/one", "p1")).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-2", "inst-1", "a/b/two", "p2")).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-3", "", "a/b/three", "p3")).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-4", "inst-3", "a/b/four", "p4")).ok());
+  EXPECT_THAT(store_->Revoke(revocation::Kind::kAgent, "a/b/one", "", kNow)->instances,
+              UnorderedElementsAre("inst-1", "inst-2"));
+  EXPECT_THAT(store_->Revoke(revocation::Kind::kPrincipal, "p3", "", kNow)->instances,
+              UnorderedElementsAre("inst-3", "inst-4"));
+}
+
+TEST_P(StoreConformanceTest, RevocationCascadesThroughExpiredDescendants) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-p")).ok());
+  IdentityRecord expired = Identity("inst-c", "inst-p");
+  expired.not_after = kNow - absl::Seconds(1);
+  ASSERT_TRUE(store_->InsertIdentity(expired).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-g", "inst-c")).ok());
+  auto e = *store_->Revoke(revocation::Kind::kSubtree, "inst-p", "", kNow);
+  EXPECT_THAT(e.instances, UnorderedElementsAre("inst-p", "inst-g"));
+  EXPECT_FALSE(store_->GetIdentity("inst-c")->revoked_sequence.has_value());
+}
+
+TEST_P(StoreConformanceTest, RevocationWithARefusedAuditLeavesNoTrace) {
+  LedgerAppend first = LedgerBatch(1);
+  ASSERT_TRUE(store_->AppendLedger(first).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  LedgerAppend conflicting = ConflictWith(first.events[0]);
+  EXPECT_EQ(
+      store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow, &conflicting).status().code(),
+      absl::StatusCode::kAlreadyExists);
+  EXPECT_FALSE(store_->GetIdentity("inst-a")->revoked_sequence.has_value());
+  EXPECT_EQ(*store_->LastRevocationSequence(), 0);
+  EXPECT_TRUE(store_->ListRevocations(0, 10)->empty());
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow)->sequence, 1);
 }
 
 TEST_P(StoreConformanceTest, ExpiredInstancesAreNotRevokedAgain) {
@@ -224,23 +367,51 @@ TEST_P(StoreConformanceTest, RevocationLogListsAfterSequenceAndSurvivesPruning) 
   EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-c", "", kNow)->sequence, 3);
 }
 
+TEST_P(StoreConformanceTest, RevocationLogListsAtMostLimit) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(store_->Revoke(revocation::Kind::kAgent, "a/b/none", "", kNow).ok());
+  }
+  auto first = *store_->ListRevocations(0, 2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[1].sequence, 2);
+  auto rest = *store_->ListRevocations(2, 2);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].sequence, 3);
+}
+
+TEST_P(StoreConformanceTest, PruningKeepsEntriesExpiringAtNow) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow).ok());
+  EXPECT_EQ(*store_->PruneRevocations(kNow + absl::Hours(1)), 0u);
+  EXPECT_EQ(*store_->PruneRevocations(kNow + absl::Hours(1) + absl::Seconds(1)), 1u);
+  EXPECT_TRUE(store_->ListRevocations(0, 10)->empty());
+}
+
 TEST_P(StoreConformanceTest, ListsIdentitiesByFilterNewestFirst) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-1", "", "a/b/one", "p1")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-2", "", "a/b/one", "p2")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-3", "", "a/b/two", "p2")).ok());
   ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, "inst-3", "", kNow).ok());
-  auto ids = [](const std::vector<IdentityRecord>& rs) {
-    std::vector<std::string> out;
-    for (const auto& r : rs) out.push_back(r.instance_id);
-    return out;
-  };
-  EXPECT_THAT(ids(*store_->ListIdentities({})), ElementsAre("inst-3", "inst-2", "inst-1"));
-  EXPECT_THAT(ids(*store_->ListIdentities({.agent = "a/b/one"})), ElementsAre("inst-2", "inst-1"));
-  EXPECT_THAT(ids(*store_->ListIdentities({.principal = "p2"})), ElementsAre("inst-3", "inst-2"));
-  EXPECT_THAT(ids(*store_->ListIdentities({.principal = "p2", .live_at = kNow})),
+  auto ids = [](const absl::StatusOr<std::vector<IdentityRecord>>& rs) { return InstanceIds(*rs); };
+  EXPECT_THAT(ids(store_->ListIdentities({})), ElementsAre("inst-3", "inst-2", "inst-1"));
+  EXPECT_THAT(ids(store_->ListIdentities({.agent = "a/b/one"})), ElementsAre("inst-2", "inst-1"));
+  EXPECT_THAT(ids(store_->ListIdentities({.principal = "p2"})), ElementsAre("inst-3", "inst-2"));
+  EXPECT_THAT(ids(store_->ListIdentities({.principal = "p2", .live_at = kNow})),
               ElementsAre("inst-2"));
-  EXPECT_THAT(ids(*store_->ListIdentities({.live_at = kNow + absl::Hours(2)})), ElementsAre());
-  EXPECT_THAT(ids(*store_->ListIdentities({.limit = 1})), ElementsAre("inst-3"));
+  EXPECT_THAT(ids(store_->ListIdentities({.live_at = kNow + absl::Hours(2)})), ElementsAre());
+  EXPECT_THAT(ids(store_->ListIdentities({.limit = 1})), ElementsAre("inst-3"));
+}
+
+TEST_P(StoreConformanceTest, LiveAtIncludesNotBeforeAndExcludesNotAfter) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  const IdentityRecord r = *store_->GetIdentity("inst-a");
+  auto live_at = [this](absl::Time t) {
+    return InstanceIds(*store_->ListIdentities({.live_at = t}));
+  };
+  EXPECT_THAT(live_at(r.not_before), ElementsAre("inst-a"));
+  EXPECT_THAT(live_at(r.not_after - absl::Seconds(1)), ElementsAre("inst-a"));
+  EXPECT_THAT(live_at(r.not_after), ElementsAre());
+  EXPECT_THAT(live_at(r.not_before - absl::Seconds(1)), ElementsAre());
 }
 
 TEST_P(StoreConformanceTest, PolicyVersionsAreMonotonicAndImmutable) {
@@ -253,9 +424,12 @@ TEST_P(StoreConformanceTest, PolicyVersionsAreMonotonicAndImmutable) {
   EXPECT_EQ(store_->GetPolicy(1)->source, "a = 1");
   EXPECT_EQ(store_->GetPolicy(2)->sha256_hex, "h2");
   EXPECT_EQ(store_->GetPolicy(9).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetPolicy(-1).status().code(), absl::StatusCode::kNotFound);
   auto list = *store_->ListPolicies();
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[2].version, 3);
+  EXPECT_EQ(list[0].sha256_hex, "h1");
+  EXPECT_TRUE(list[0].source.empty());
 }
 
 TEST_P(StoreConformanceTest, TokensRoundTrip) {
@@ -275,6 +449,36 @@ TEST_P(StoreConformanceTest, TokensRoundTrip) {
   EXPECT_FALSE(tokens[0].revoked_at.has_value());
   EXPECT_TRUE(tokens[1].auditor);
   EXPECT_EQ(tokens[1].expires_at, kNow + absl::Hours(1));
+}
+
+TEST_P(StoreConformanceTest, TokensListByCreationThenId) {
+  ASSERT_TRUE(store_->InsertToken(TokenRecord{"tid-b", "ci", {1}, false, kNow}).ok());
+  ASSERT_TRUE(
+      store_->InsertToken(TokenRecord{"tid-c", "ci", {1}, false, kNow - absl::Seconds(1)}).ok());
+  ASSERT_TRUE(store_->InsertToken(TokenRecord{"tid-a", "ci", {1}, false, kNow}).ok());
+  std::vector<TokenRecord> tokens = *store_->ListTokens();
+  std::vector<std::string> ids;
+  for (const TokenRecord& t : tokens) ids.push_back(t.id);
+  EXPECT_THAT(ids, ElementsAre("tid-c", "tid-a", "tid-b"));
+}
+
+TEST_P(StoreConformanceTest, InsertedTokenStartsUnrevoked) {
+  TokenRecord t{"tid1", "ci", {1}, false, kNow};
+  t.revoked_at = kNow;
+  ASSERT_TRUE(store_->InsertToken(t).ok());
+  EXPECT_FALSE(store_->ListTokens()->at(0).revoked_at.has_value());
+  EXPECT_TRUE(store_->RevokeToken("tid1", kNow).ok());
+}
+
+TEST_P(StoreConformanceTest, EmptyValuesAreStoredAsEmpty) {
+  ASSERT_TRUE(store_->InsertToken(TokenRecord{"tid1", "ci", {}, false, kNow}).ok());
+  EXPECT_TRUE(store_->ListTokens()->at(0).secret_hash.empty());
+  ASSERT_TRUE(store_->InsertTreeHead({0, 1, {}, {}}).ok());
+  EXPECT_TRUE((*store_->LatestTreeHead())->signature.empty());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  ASSERT_TRUE(
+      store_->Revoke(revocation::Kind::kInstance, "inst-a", absl::string_view(), kNow).ok());
+  EXPECT_EQ(store_->ListRevocations(0, 1)->at(0).reason, "");
 }
 
 TEST_P(StoreConformanceTest, TokensAreRevokedOnce) {
@@ -352,12 +556,129 @@ TEST_P(StoreConformanceTest, LedgerReplaysAreIdempotentAndConflictsRefused) {
   EXPECT_EQ(again->indexes, first->indexes);
   EXPECT_EQ(again->tree_size, 3u);
 
-  LedgerAppend conflict = LedgerBatch(2);
-  conflict.events[1].id = batch.events[0].id;
-  conflict.events[1].resource = "db://other";
-  conflict.entries[1].event = ledger::EncodeEvent(conflict.events[1]);
+  LedgerAppend conflict = LedgerBatch(1);
+  LedgerAppend other = ConflictWith(batch.events[0]);
+  conflict.entries.push_back(other.entries[0]);
+  conflict.events.push_back(other.events[0]);
   EXPECT_EQ(store_->AppendLedger(conflict).status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->LedgerEntries(0, 100)->size(), 3u);  // nothing of the batch was written
+}
+
+TEST_P(StoreConformanceTest, PartlyReplayedBatchAppendsOnlyItsNewEvents) {
+  LedgerAppend old = LedgerBatch(1);
+  ASSERT_TRUE(store_->AppendLedger(old).ok());
+  LedgerAppend mixed = LedgerBatch(2);
+  mixed.events[0] = old.events[0];
+  mixed.entries[0] = old.entries[0];
+  auto appended = store_->AppendLedger(mixed);
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  EXPECT_THAT(appended->indexes, ElementsAre(0u, 1u));
+  EXPECT_EQ(appended->tree_size, 2u);
+  EXPECT_EQ(store_->LedgerEntryById(mixed.events[1].id)->index, 1u);
+}
+
+TEST_P(StoreConformanceTest, EventRepeatedInOneBatchKeepsOneIndex) {
+  LedgerAppend batch = LedgerBatch(2);
+  batch.events[1] = batch.events[0];
+  batch.entries[1] = batch.entries[0];
+  auto appended = store_->AppendLedger(batch);
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  EXPECT_THAT(appended->indexes, ElementsAre(0u, 0u));
+  EXPECT_EQ(appended->tree_size, 1u);
+}
+
+TEST_P(StoreConformanceTest, EventRepeatedInOneBatchWithOtherBytesIsRefused) {
+  LedgerAppend batch = LedgerBatch(1);
+  LedgerAppend other = ConflictWith(batch.events[0]);
+  batch.entries.push_back(other.entries[0]);
+  batch.events.push_back(other.events[0]);
+  EXPECT_EQ(store_->AppendLedger(batch).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(store_->LedgerEntries(0, 100)->empty());
+}
+
+TEST_P(StoreConformanceTest, BatchWithMoreEntriesThanEventsIsRefused) {
+  LedgerAppend batch = LedgerBatch(2);
+  batch.events.pop_back();
+  EXPECT_EQ(store_->AppendLedger(batch).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->AppendPolicy("a = 1", "h1", kNow, &batch).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetPolicy(0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->LedgerEntries(0, 100)->empty());
+}
+
+TEST_P(StoreConformanceTest, LedgerSignersAreStoredOncePerId) {
+  LedgerAppend a = LedgerBatch(1), b = LedgerBatch(1), c = LedgerBatch(1);
+  c.signer.signer = {ledger::SignerKind::kLedgerKey, {4, 5}};
+  c.signer.id = c.signer.signer.id();
+  c.entries[0].signer_id = c.signer.id;
+  for (const LedgerAppend* batch : {&a, &b, &c}) ASSERT_TRUE(store_->AppendLedger(*batch).ok());
+  auto svid = store_->LedgerSigner(a.signer.id);
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  EXPECT_EQ(svid->kind, ledger::SignerKind::kSvid);
+  EXPECT_EQ(svid->der, (base::Bytes{1, 2, 3}));
+  EXPECT_EQ(store_->LedgerSigner(c.signer.id)->kind, ledger::SignerKind::kLedgerKey);
+  EXPECT_EQ(store_->LedgerSigner(ledger::Hash{}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(ExportShape(*store_, 0, 0), ElementsAre("header 3 [0, 0)", "s", "s"));
+}
+
+TEST_P(StoreConformanceTest, LedgerEntriesReadsAnyRange) {
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(3)).ok());
+  EXPECT_EQ(store_->LedgerEntries(0, UINT64_MAX)->size(), 3u);
+  EXPECT_EQ(store_->LedgerEntries(1, 2)->at(0).index, 1u);
+  EXPECT_TRUE(store_->LedgerEntries(2, 1)->empty());
+  EXPECT_TRUE(store_->LedgerEntries(3, UINT64_MAX)->empty());
+  EXPECT_TRUE(store_->LedgerEntries(UINT64_MAX - 1, UINT64_MAX)->empty());
+}
+
+TEST_P(StoreConformanceTest, ConcurrentLedgerAppendsGetContiguousIndexes) {
+  constexpr int kThreads = 4, kBatches = 10, kPerBatch = 3;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kBatches; ++i) {
+        ASSERT_TRUE(store_->AppendLedger(LedgerBatch(kPerBatch)).ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  constexpr uint64_t kTotal = kThreads * kBatches * kPerBatch;
+  auto rows = *store_->LedgerEntries(0, kTotal + 1);
+  ASSERT_EQ(rows.size(), kTotal);
+  ledger::MemoryTree expected;
+  for (uint64_t i = 0; i < kTotal; ++i) {
+    EXPECT_EQ(rows[i].index, i);
+    expected.Append(ledger::LeafHash(rows[i].entry));
+  }
+  ASSERT_TRUE(store_
+                  ->ReadLedgerTree([&](uint64_t size, const ledger::NodeSource& nodes) {
+                    EXPECT_EQ(size, kTotal);
+                    EXPECT_EQ(*ledger::RootHash(nodes, size), expected.Root());
+                    return absl::OkStatus();
+                  })
+                  .ok());
+}
+
+TEST_P(StoreConformanceTest, LedgerTreeSnapshotIgnoresLaterAppends) {
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(3)).ok());
+  ASSERT_TRUE(store_
+                  ->ReadLedgerTree([&](uint64_t size, const ledger::NodeSource& nodes) {
+                    EXPECT_EQ(size, 3u);
+                    absl::StatusOr<ledger::Hash> root = ledger::RootHash(nodes, 3);
+                    EXPECT_TRUE(root.ok());
+                    EXPECT_TRUE(store_->AppendLedger(LedgerBatch(3)).ok());
+                    EXPECT_EQ(ledger::RootHash(nodes, 3), root);
+                    EXPECT_EQ(nodes.Node({0, 3}).status().code(), absl::StatusCode::kNotFound);
+                    EXPECT_EQ(nodes.Node({2, 0}).status().code(), absl::StatusCode::kNotFound);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->ReadLedgerTree([](uint64_t size, const ledger::NodeSource& nodes) {
+                    EXPECT_EQ(size, 6u);
+                    EXPECT_TRUE(nodes.Node({2, 0}).ok());
+                    return absl::OkStatus();
+                  })
+                  .ok());
 }
 
 TEST_P(StoreConformanceTest, LedgerAuditCommitsWithItsMutationOrNotAtAll) {
@@ -368,10 +689,7 @@ TEST_P(StoreConformanceTest, LedgerAuditCommitsWithItsMutationOrNotAtAll) {
   EXPECT_FALSE(store_->InsertIdentity(Identity("inst-a"), &lost).ok());
   EXPECT_EQ(store_->LedgerEntryById(lost.events[0].id).status().code(),
             absl::StatusCode::kNotFound);
-  LedgerAppend conflicting = LedgerBatch(1);
-  conflicting.events[0].id = audit.events[0].id;
-  conflicting.events[0].resource = "db://other";
-  conflicting.entries[0].event = ledger::EncodeEvent(conflicting.events[0]);
+  LedgerAppend conflicting = ConflictWith(audit.events[0]);
   EXPECT_FALSE(store_->InsertIdentity(Identity("inst-b"), &conflicting).ok());
   EXPECT_EQ(store_->GetIdentity("inst-b").status().code(), absl::StatusCode::kNotFound);
 }
@@ -404,6 +722,11 @@ TEST_P(StoreConformanceTest, LedgerQueriesFilterByEveryColumn) {
   EXPECT_EQ(by_caller[0].instance, "spiffe://td/a/b/gw/inst-9");
   EXPECT_EQ(by_caller[0].caller, "spiffe://td/a/b/c/inst-1");
   EXPECT_EQ(store_->QueryLedger({.instance = "spiffe://td/a/b/c/inst-1"})->size(), 6u);
+  auto by_type = *store_->QueryLedger({.type = "observation"});
+  ASSERT_EQ(by_type.size(), 1u);
+  EXPECT_EQ(by_type[0].index, 8u);
+  EXPECT_EQ(store_->QueryLedger({.type = "action"})->size(), 8u);
+  EXPECT_TRUE(store_->QueryLedger({.limit = 0})->empty());
 }
 
 TEST_P(StoreConformanceTest, LatestTreeHeadIsTheLargestAndNewest) {
@@ -416,6 +739,22 @@ TEST_P(StoreConformanceTest, LatestTreeHeadIsTheLargestAndNewest) {
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(latest->tree_size, 9u);
   EXPECT_EQ(latest->timestamp_ms, 30);
+  ASSERT_TRUE(store_->InsertTreeHead({9, 30, {}, {5}}).ok());
+  EXPECT_EQ((*store_->LatestTreeHead())->signature, (base::Bytes{5}));
+}
+
+TEST_P(StoreConformanceTest, TreeHeadsAscendBySizeTimeThenInsertion) {
+  ASSERT_TRUE(store_->InsertTreeHead({7, 20, {}, {1}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({5, 30, {}, {2}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({7, 10, {}, {3}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({7, 10, {}, {4}}).ok());
+  auto order = [](const absl::StatusOr<std::vector<ledger::TreeHead>>& heads) {
+    std::vector<uint8_t> out;
+    for (const ledger::TreeHead& h : *heads) out.push_back(h.signature.at(0));
+    return out;
+  };
+  EXPECT_THAT(order(store_->ListTreeHeads()), ElementsAre(2, 3, 4, 1));
+  EXPECT_THAT(order(store_->ListTreeHeads(7)), ElementsAre(3, 4, 1));
 }
 
 TEST_P(StoreConformanceTest, LedgerTreeHeadsAndExportSegments) {
@@ -427,27 +766,46 @@ TEST_P(StoreConformanceTest, LedgerTreeHeadsAndExportSegments) {
   EXPECT_EQ(store_->ListTreeHeads(5)->front(), head);
   EXPECT_TRUE(store_->ListTreeHeads(4)->empty());
 
-  std::vector<ledger::ExportRecord> records;
-  auto sink = [&records](const ledger::ExportRecord& r) {
-    records.push_back(r);
-    return absl::OkStatus();
-  };
-  ASSERT_TRUE(store_->ExportLedger({.trust_domain = "td"}, 2, 100, sink).ok());
-  auto header = std::get<ledger::ExportHeader>(records.at(0));
-  EXPECT_EQ(header.tree_size, 5u);
-  EXPECT_EQ(header.start, 2u);
-  EXPECT_EQ(header.end, 5u);
+  EXPECT_THAT(ExportShape(*store_, 2, 100),
+              ElementsAre("header 5 [2, 5)", "s", "h5", "h5", "e2", "n0/2", "e3", "n0/3", "n1/1",
+                          "n2/0", "e4", "n0/4"));
+  ledger::ExportHeader header;
+  ASSERT_TRUE(store_
+                  ->ExportLedger({.trust_domain = "td", .ledger_key = {7}}, 0, 0,
+                                 [&header](const ledger::ExportRecord& r) {
+                                   if (auto* h = std::get_if<ledger::ExportHeader>(&r)) header = *h;
+                                   return absl::OkStatus();
+                                 })
+                  .ok());
+  EXPECT_EQ(header.trust_domain, "td");
+  EXPECT_EQ(header.ledger_key, (base::Bytes{7}));
+}
+
+TEST_P(StoreConformanceTest, ExportClampsTheSegmentToTheTree) {
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(2)).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({0, 5, {}, {1}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({1, 6, {}, {2}}).ok());
+  ASSERT_TRUE(store_->InsertTreeHead({2, 7, {}, {3}}).ok());
+  EXPECT_THAT(ExportShape(*store_, 0, 1),
+              ElementsAre("header 2 [0, 1)", "s", "h0", "h1", "e0", "n0/0"));
+  EXPECT_THAT(ExportShape(*store_, 1, 9),
+              ElementsAre("header 2 [1, 2)", "s", "h2", "e1", "n0/1", "n1/0"));
+  EXPECT_THAT(ExportShape(*store_, 5, 9), ElementsAre("header 2 [2, 2)", "s"));
+}
+
+TEST_P(StoreConformanceTest, ExportIsOneSnapshot) {
+  ASSERT_TRUE(store_->AppendLedger(LedgerBatch(2)).ok());
   std::vector<std::string> shape;
-  for (const auto& r : records) {
-    if (auto* e = std::get_if<ledger::EntryRow>(&r)) shape.push_back(absl::StrCat("e", e->index));
-    if (auto* n = std::get_if<ledger::NodeRecord>(&r)) {
-      shape.push_back(absl::StrCat("n", n->id.level, "/", n->id.index));
-    }
-    if (std::holds_alternative<ledger::TreeHead>(r)) shape.push_back("h");
-    if (std::holds_alternative<ledger::StoredSigner>(r)) shape.push_back("s");
-  }
-  EXPECT_THAT(shape,
-              ElementsAre("s", "h", "h", "e2", "n0/2", "e3", "n0/3", "n1/1", "n2/0", "e4", "n0/4"));
+  ASSERT_TRUE(store_
+                  ->ExportLedger({}, 0, 100,
+                                 [&](const ledger::ExportRecord& r) -> absl::Status {
+                                   shape.push_back(ShapeOf(r));
+                                   if (shape.size() > 1) return absl::OkStatus();
+                                   return store_->AppendLedger(LedgerBatch(2)).status();
+                                 })
+                  .ok());
+  EXPECT_THAT(shape, ElementsAre("header 2 [0, 2)", "s", "e0", "n0/0", "e1", "n0/1", "n1/0"));
+  EXPECT_EQ(store_->LedgerEntries(0, 100)->size(), 4u);
 }
 
 }  // namespace tw::store
