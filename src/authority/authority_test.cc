@@ -13,7 +13,7 @@
 #include "crypto/software_signer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "store/sqlite/sqlite_store.h"
+#include "store/memory/memory_store.h"
 
 namespace tw::authority {
 namespace {
@@ -43,7 +43,7 @@ class AuthorityTest : public ::testing::Test {
                                       fake_)
                     .ok());
     ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir_ + "/ca"));
-    store_ = *store::SqliteStore::Open(dir_ + "/tw.db");
+    store_ = std::make_unique<store::MemoryStore>();
     hub_ = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
     ledger_ = std::make_unique<ledger::Service>(
         *store_, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "example.org",
@@ -297,6 +297,67 @@ TEST_F(AuthorityTest, LateSignersAreJudgedByTheDurableRevocationRecord) {
   auto late = authority_->VerifyLateSigner(chain);
   EXPECT_EQ(late.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(late.status().message(), HasSubstr("too late"));
+}
+
+// Revocation decisions: an agent may revoke itself and its subtree and nothing else; the
+// admin anything; the hub hears each entry, and the page never runs past it.
+TEST_F(AuthorityTest, AgentsRevokeOnlyTheirOwnSubtree) {
+  auto parent = *Create(admin_, "acme/fin/orchestrator", {"read:*"}, absl::Minutes(30));
+  auto child = *Create(AsAgent(parent.cert()), "acme/fin/worker", {"read:x"}, absl::Minutes(10));
+  auto other = *Create(admin_, "acme/ops/monitor", {"read:x"}, absl::Minutes(10));
+  EXPECT_EQ(child.issued.parent_spiffe_id, parent.issued.record.spiffe_id);
+
+  const Caller as_child = AsAgent(child.cert());
+  auto refused = authority_->Revoke(
+      as_child, {.kind = revocation::Kind::kInstance, .target = other.issued.record.instance_id});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(hub_->IsRevoked(other.issued.record.instance_id));
+
+  auto subtree =
+      authority_->Revoke(AsAgent(parent.cert()), {.kind = revocation::Kind::kSubtree,
+                                                  .target = parent.issued.record.instance_id,
+                                                  .reason = "compromised"});
+  ASSERT_TRUE(subtree.ok()) << subtree.status();
+  EXPECT_THAT(subtree->instances, ::testing::UnorderedElementsAre(parent.issued.record.instance_id,
+                                                                  child.issued.record.instance_id));
+  EXPECT_TRUE(hub_->IsRevoked(child.issued.record.instance_id));
+  EXPECT_FALSE(hub_->IsRevoked(other.issued.record.instance_id));
+  // A revoked agent is refused at once, by the hub, before its certificate expires.
+  EXPECT_FALSE(
+      authority_
+          ->Authenticate("", {base::Bytes(child.cert().der().begin(), child.cert().der().end())})
+          ->svid.has_value());
+
+  auto page = authority_->Revocations(0, 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].reason, "compromised");
+  EXPECT_EQ(page->sequence, 1);
+  EXPECT_EQ(page->next_after, 1);
+  EXPECT_FALSE(page->more);
+}
+
+TEST_F(AuthorityTest, AdminReadsShowTheParentAndRefuseOthers) {
+  auto parent = *Create(admin_, "acme/fin/orchestrator", {"read:*"}, absl::Minutes(30));
+  auto child = *Create(AsAgent(parent.cert()), "acme/fin/worker", {"read:x"}, absl::Minutes(10));
+  auto view = authority_->GetIdentity(admin_, child.issued.record.instance_id);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ(view->parent_spiffe_id, parent.issued.record.spiffe_id);
+  auto listed = authority_->ListIdentities(admin_, {.agent = "acme/fin/worker"});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].parent_spiffe_id, parent.issued.record.spiffe_id);
+
+  EXPECT_EQ(authority_->GetIdentity(admin_, "not an id").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(authority_->GetIdentity(admin_, "inst-abcdefghijklmnop").status().code(),
+            absl::StatusCode::kNotFound);
+  const Caller as_child = AsAgent(child.cert());
+  EXPECT_EQ(authority_->GetIdentity(as_child, child.issued.record.instance_id).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(authority_->ListPolicies(as_child).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(authority_->ListPolicies(Caller{}).status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 }  // namespace

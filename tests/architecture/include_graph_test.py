@@ -23,6 +23,7 @@ BELOW = {
     "revocation": ["base"],
     "store": ["ledger", "revocation"],
     "store/sqlite": ["store"],
+    "store/memory": ["store"],
     "ledger/service": ["ledger", "store"],
     "metrics": ["base"],
     "authority": ["ca", "policy", "ledger/service", "revocation", "metrics"],
