@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstring>
 #include <deque>
 #include <thread>
 #include <vector>
@@ -519,7 +520,9 @@ void HttpServer::Impl::Accept() {
         ec == net::error::no_memory) {
       // Out of file descriptors (EMFILE, ENFILE): wait for connections to close rather than
       // spin on a listener that stays readable.
-      spdlog::warn("accept: {}; pausing for 100 ms", ec.message());
+      // strerror, not ec.message(): on this error UBSan reports an invalid vptr inside
+      // Boost.System's message().
+      spdlog::warn("accept: {}; pausing for 100 ms", std::strerror(ec.value()));
       accept_backoff.expires_after(std::chrono::milliseconds(100));
       accept_backoff.async_wait([this](beast::error_code wait) {
         if (!wait) Accept();
