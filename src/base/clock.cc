@@ -36,19 +36,30 @@ const Clock& Clock::Monotonic() {
   return *clock;
 }
 
+absl::Time FakeClock::Now() const {
+  absl::MutexLock lock(&now_mu_);
+  return now_;
+}
+
 void FakeClock::Set(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  nanos_.store(absl::ToUnixNanos(now));
+  {
+    absl::MutexLock time(&now_mu_);
+    now_ = now;
+  }
   // absl::Mutex evaluates a waiter's condition when its mutex is released: releasing each
   // once wakes the waiters whose deadline has come, before Set() returns.
   for (const Waiter* w : waiters_) {
     w->mu->Lock();
     w->mu->Unlock();
   }
+  // Those no longer wait, whenever their threads get to run.
+  std::erase_if(waiters_, [now](const Waiter* w) { return w->deadline <= now; });
 }
 
 bool FakeClock::AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& cond,
                                   absl::Time deadline) const {
+  if (cond.Eval() || Now() >= deadline) return cond.Eval();
   const Waiter self{&mu, deadline};
   // Joined and left with `mu` released: Set() holds mu_ while it takes `mu`.
   mu.Unlock();
@@ -62,7 +73,7 @@ bool FakeClock::AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& cond,
   mu.Unlock();
   {
     absl::MutexLock lock(&mu_);
-    waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &self));
+    std::erase(waiters_, &self);
   }
   mu.Lock();
   return cond.Eval();

@@ -2,7 +2,6 @@
 // waiting for a time on either. Thread-safe.
 #pragma once
 
-#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,11 +37,11 @@ class Clock {
 // when Set() reaches their deadline, never on real time.
 class FakeClock final : public Clock {
  public:
-  explicit FakeClock(absl::Time now) : nanos_(absl::ToUnixNanos(now)) {}
-  absl::Time Now() const override { return absl::FromUnixNanos(nanos_.load()); }
+  explicit FakeClock(absl::Time now) : now_(now) {}
+  absl::Time Now() const override ABSL_LOCKS_EXCLUDED(now_mu_);
   // Moves the time to `now`. When it returns, every waiter whose deadline `now` reaches is
-  // woken, and every other one has seen `now` and sleeps on. Not to be called holding a
-  // mutex that a waiter waits with.
+  // woken and no longer counts as waiting, and every other one has seen `now` and sleeps
+  // on. Not to be called holding a mutex that a waiter waits with.
   void Set(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
 
   bool AwaitWithDeadline(absl::Mutex& mu, const absl::Condition& cond,
@@ -51,7 +50,8 @@ class FakeClock final : public Clock {
 
   // The earliest deadline a thread waits for in AwaitWithDeadline, after waiting up to
   // `timeout` of real time for one to wait; nullopt when none did. Tests use it to learn
-  // that a background loop has gone back to sleep, and until when.
+  // that a background loop has gone back to sleep, and until when. (A wait that needs no
+  // waiting, its condition or deadline met on entry, never counts.)
   std::optional<absl::Time> NextWakeup(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -60,7 +60,9 @@ class FakeClock final : public Clock {
     absl::Time deadline;
   };
 
-  std::atomic<int64_t> nanos_;
+  // A lock of its own, taken last: waiters' conditions read the time wherever they run.
+  mutable absl::Mutex now_mu_;
+  absl::Time now_ ABSL_GUARDED_BY(now_mu_);
   // Taken before a waiter's mutex (Set() releases each one), never after it.
   mutable absl::Mutex mu_;
   mutable std::vector<const Waiter*> waiters_ ABSL_GUARDED_BY(mu_);

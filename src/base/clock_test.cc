@@ -53,8 +53,8 @@ TEST(FakeClockTest, AWaiterWakesOnlyWhenSetReachesItsDeadline) {
   EXPECT_EQ(sleeper.woke(), "");  // Set() has shown it 9 s, and it sleeps on
   EXPECT_EQ(clock.NextWakeup(absl::ZeroDuration()), kStart + absl::Seconds(10));
   clock.Set(kStart + absl::Seconds(10));
+  EXPECT_EQ(clock.NextWakeup(absl::ZeroDuration()), std::nullopt);  // woken: not waiting
   EXPECT_EQ(sleeper.AwaitWoken(), "deadline");
-  EXPECT_EQ(clock.NextWakeup(absl::ZeroDuration()), std::nullopt);
 }
 
 TEST(FakeClockTest, AWaiterWakesWhenItsConditionHolds) {
@@ -69,6 +69,7 @@ TEST(FakeClockTest, APassedDeadlineDoesNotWait) {
   FakeClock clock(kStart);
   Sleeper sleeper(clock, kStart);
   EXPECT_EQ(sleeper.AwaitWoken(), "deadline");
+  EXPECT_EQ(clock.NextWakeup(absl::ZeroDuration()), std::nullopt);
 }
 
 TEST(ClockTest, TheSystemClockWaitsInRealTime) {
