@@ -66,22 +66,29 @@ class FakeIdentity {
 
   // When the renewals happened, once there have been `count` (real-time bound: a broken
   // renewer fails the test instead of hanging it).
-  std::vector<absl::Time> AwaitRenewals(size_t count) { return Await(renewals_, count); }
-  std::vector<absl::Time> AwaitShips(size_t count) { return Await(ships_, count); }
+  std::vector<absl::Time> AwaitRenewals(size_t count) {
+    absl::MutexLock lock(&mu_);
+    AwaitCalls(renewals_, count);
+    return renewals_;
+  }
+  std::vector<absl::Time> AwaitShips(size_t count) {
+    absl::MutexLock lock(&mu_);
+    AwaitCalls(ships_, count);
+    return ships_;
+  }
   std::vector<absl::Time> renewals() {
     absl::MutexLock lock(&mu_);
     return renewals_;
   }
 
  private:
-  std::vector<absl::Time> Await(const std::vector<absl::Time>& calls, size_t count) {
-    absl::MutexLock lock(&mu_);
+  void AwaitCalls(const std::vector<absl::Time>& calls, size_t count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto enough = [&] {
       mu_.AssertReaderHeld();
       return calls.size() >= count;
     };
     mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
-    return calls;
   }
 
   tw::base::FakeClock& clock_;
