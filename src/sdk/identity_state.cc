@@ -1,6 +1,5 @@
 #include "sdk/identity_state.h"
 
-#include <random>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -62,16 +61,14 @@ State::State(internal::Endpoint e, internal::Clocks c, internal::Issued first)
       credential_(std::move(first.credential)),
       issued_at_(clock.Now()),
       recorder(endpoint, instance_id, [this] { renewer.ShipSoon(); }),
-      renewer(clock,
-              {.lifetime = [this] { return lifetime(); },
-               .renew =
-                   [this] {
-                     absl::Status renewed = Renew();
-                     if (internal::IsRefusal(renewed)) MarkRevoked();
-                     return renewed;
-                   },
-               .ship = [this] { return recorder.ShipSpool(Current()); }},
-              std::random_device{}()) {}
+      renewer(clock, {.lifetime = [this] { return lifetime(); },
+                      .renew =
+                          [this] {
+                            absl::Status renewed = Renew();
+                            if (internal::IsRefusal(renewed)) MarkRevoked();
+                            return renewed;
+                          },
+                      .ship = [this] { return recorder.ShipSpool(Current()); }}) {}
 
 internal::Credential State::Current() const {
   absl::MutexLock lock(&mu_);

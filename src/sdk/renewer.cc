@@ -22,7 +22,7 @@ absl::Time RenewalTime(const Lifetime& lifetime, std::mt19937_64& rng) {
   return lifetime.issued + life * (0.5 + jitter);
 }
 
-Renewer::Renewer(const tw::base::Clock& clock, Hooks hooks, uint64_t seed)
+Renewer::Renewer(const tw::base::Clock& clock, Hooks hooks, std::optional<uint64_t> seed)
     : clock_(clock), hooks_(std::move(hooks)), seed_(seed) {}
 
 Renewer::~Renewer() { Stop(); }
@@ -47,7 +47,7 @@ void Renewer::Stop() {
 }
 
 void Renewer::Run() {
-  std::mt19937_64 rng(seed_);
+  std::mt19937_64 rng(seed_ ? *seed_ : std::random_device{}());
   tw::base::Backoff retry(kFirstRetry, kMaxRetry);
   bool shipping = hooks_.ship();
   absl::Time due = RenewalTime(hooks_.lifetime(), rng);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -39,8 +40,10 @@ class Renewer {
     std::function<bool()> ship;
   };
 
-  // `clock` paces everything, and must outlive the renewer; `seed` draws the jitter.
-  Renewer(const tw::base::Clock& clock, Hooks hooks, uint64_t seed);
+  // `clock` paces everything, and must outlive the renewer. The jitter is drawn with
+  // `seed` (tests fix it), or else with one from std::random_device, taken on the
+  // renewer's thread: it costs tens of microseconds, which creation need not wait for.
+  Renewer(const tw::base::Clock& clock, Hooks hooks, std::optional<uint64_t> seed = std::nullopt);
   ~Renewer();  // Stop()
   Renewer(const Renewer&) = delete;
   Renewer& operator=(const Renewer&) = delete;
@@ -61,7 +64,7 @@ class Renewer {
 
   const tw::base::Clock& clock_;
   const Hooks hooks_;
-  const uint64_t seed_;
+  const std::optional<uint64_t> seed_;
   absl::Mutex mu_;  // taken last: no hook is called with it held
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;  // ShipSoon() since the thread last looked
