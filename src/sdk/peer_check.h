@@ -28,7 +28,6 @@ class PeerCheck {
   // The same for a JWT-SVID for `audience`.
   absl::StatusOr<Decision> CheckJwt(const std::string& token, const std::string& audience,
                                     const Requirement& r) const;
-  const Endpoint& endpoint() const { return endpoint_; }
 
  private:
   absl::StatusOr<Decision> Judge(const tw::core::SpiffeId& id,

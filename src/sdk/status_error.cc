@@ -28,12 +28,10 @@ absl::Status ServerError(absl::string_view code, absl::string_view message) {
   return s;
 }
 
-Error ToError(const absl::Status& status) {
+void Throw(const absl::Status& status) {
   const auto server_code = status.GetPayload(kServerCode);
-  return Error(server_code ? std::string(*server_code) : CodeName(status.code()),
-               std::string(status.message()));
+  throw Error(server_code ? std::string(*server_code) : CodeName(status.code()),
+              std::string(status.message()));
 }
-
-void Throw(const absl::Status& status) { throw ToError(status); }
 
 }  // namespace trustwarden::internal

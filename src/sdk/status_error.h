@@ -16,8 +16,7 @@ namespace trustwarden::internal {
 // `code` ("permission_denied"), or kUnknown carrying `code` for one the SDK does not know.
 absl::Status ServerError(absl::string_view code, absl::string_view message);
 
-// The Error that a failed `status` is thrown as.
-Error ToError(const absl::Status& status);
+// Throws the Error that a failed `status` becomes.
 [[noreturn]] void Throw(const absl::Status& status);
 inline void ThrowIfError(const absl::Status& status) {
   if (!status.ok()) Throw(status);
