@@ -38,9 +38,9 @@ RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem,
 }
 
 RevocationWatcher::~RevocationWatcher() {
+  stopping_.Notify();
   {
     absl::MutexLock lock(&mu_);
-    stopping_ = true;
     if (client_ != nullptr) client_->Cancel();
   }
   reader_.join();
@@ -54,6 +54,16 @@ bool RevocationWatcher::IsRevoked(const std::string& instance_id) const {
 
 absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
   absl::ReaderMutexLock lock(&mu_);
+  return FreshLocked(bound);
+}
+
+RevocationWatcher::Standing RevocationWatcher::StandingOf(const std::string& instance_id,
+                                                          absl::Duration bound) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return {.fresh = FreshLocked(bound), .revoked = stream_.revoked().contains(instance_id)};
+}
+
+absl::Status RevocationWatcher::FreshLocked(absl::Duration bound) const {
   const std::optional<absl::Time> last_seen = stream_.last_seen();
   if (!last_seen) {
     return absl::UnavailableError(
@@ -101,18 +111,20 @@ int64_t RevocationWatcher::sequence() const {
 
 void RevocationWatcher::Run() {
   tw::base::Backoff backoff(kFirstBackoff, kMaxBackoff);
-  mu_.Lock();
-  while (!stopping_) {
-    const int64_t after = stream_.sequence();
-    stream_.Restart();
-    mu_.Unlock();
+  while (!stopping_.HasBeenNotified()) {
+    int64_t after;
+    {
+      absl::MutexLock lock(&mu_);
+      after = stream_.sequence();
+      stream_.Restart();
+    }
     bool delivered = false;
     auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = ca_pem_});
     if (client.ok()) {
       {
-        absl::MutexLock guard(&mu_);
+        absl::MutexLock lock(&mu_);
         client_ = client->get();
-        if (stopping_) client_->Cancel();
+        if (stopping_.HasBeenNotified()) client_->Cancel();
       }
       const std::string resume = absl::StrCat(after);
       (void)(*client)->Stream(absl::StrCat("/v1/revocations/stream?after=", after),
@@ -120,24 +132,24 @@ void RevocationWatcher::Run() {
                                 delivered = true;
                                 return Consume(text);
                               });
-      absl::MutexLock guard(&mu_);
+      absl::MutexLock lock(&mu_);
       client_ = nullptr;
     }
-    mu_.Lock();
-    // Past entries stay known across reconnects; expired ones are forgotten.
-    stream_.Prune(absl::Now());
+    {
+      absl::MutexLock lock(&mu_);
+      // Past entries stay known across reconnects; expired ones are forgotten.
+      stream_.Prune(absl::Now());
+    }
     if (delivered) backoff.Reset();
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff.Next());
+    stopping_.WaitForNotificationWithTimeout(backoff.Next());
   }
-  mu_.Unlock();
 }
 
 // Drops a connection that has gone silent (a dead peer may never close it), so Run()
 // connects again.
 void RevocationWatcher::Supervise() {
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Seconds(1));
+  while (!stopping_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    absl::MutexLock lock(&mu_);
     const std::optional<absl::Time> last_seen = stream_.last_seen();
     if (client_ != nullptr && last_seen && clock_.Now() - *last_seen > kSilenceLimit) {
       client_->Cancel();
@@ -146,8 +158,8 @@ void RevocationWatcher::Supervise() {
 }
 
 bool RevocationWatcher::Consume(absl::string_view text) {
+  if (stopping_.HasBeenNotified()) return false;
   absl::MutexLock lock(&mu_);
-  if (stopping_) return false;
   return stream_.Consume(text, clock_.Now());
 }
 

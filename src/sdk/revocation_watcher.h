@@ -12,6 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "net/https_client.h"
@@ -41,6 +42,14 @@ class RevocationWatcher {
   // OK when the stream delivered an event or heartbeat within `bound`; Unavailable with
   // the reason otherwise (fail closed).
   absl::Status CheckFresh(absl::Duration bound) const ABSL_LOCKS_EXCLUDED(mu_);
+  // CheckFresh(bound) and IsRevoked(instance_id) under one lock, as a verification asks
+  // them each time.
+  struct Standing {
+    absl::Status fresh;
+    bool revoked;
+  };
+  Standing StandingOf(const std::string& instance_id, absl::Duration bound) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until the stream has delivered anything, at most `timeout`; true if it has.
   bool WaitLive(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until `instance_id` is known revoked, at most `timeout`; true if it is.
@@ -54,6 +63,7 @@ class RevocationWatcher {
   int64_t sequence() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  absl::Status FreshLocked(absl::Duration bound) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void Supervise() ABSL_LOCKS_EXCLUDED(mu_);
   // Consumes stream text; returns false to drop the connection (see RevocationStreamReader).
@@ -62,11 +72,12 @@ class RevocationWatcher {
   const std::string server_;
   const std::string ca_pem_;
   const tw::base::Clock& clock_;
-  // Readers share it: verifiers on every core consult the stream at once.
+  // Readers share it: verifiers on every core consult the stream at once. The threads
+  // sleep on stopping_, not on it: a waiter on a Mutex slows every unlock.
   mutable absl::Mutex mu_;
   RevocationStreamReader stream_ ABSL_GUARDED_BY(mu_);
   tw::net::HttpsClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;  // being read, for Cancel()
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Notification stopping_;
   std::thread reader_;
   std::thread supervisor_;
 };

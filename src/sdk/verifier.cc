@@ -26,12 +26,11 @@ Decision Refuse(std::string reason) {
 absl::Status Live(const RevocationWatcher* watcher, absl::Duration bound,
                   const core::SpiffeId& id) {
   if (watcher == nullptr) return absl::OkStatus();
-  if (absl::Status s = watcher->CheckFresh(bound); !s.ok()) {
-    return absl::UnavailableError(absl::StrCat("fail closed: ", s.message()));
+  const RevocationWatcher::Standing standing = watcher->StandingOf(InstanceOf(id), bound);
+  if (!standing.fresh.ok()) {
+    return absl::UnavailableError(absl::StrCat("fail closed: ", standing.fresh.message()));
   }
-  if (watcher->IsRevoked(InstanceOf(id))) {
-    return absl::PermissionDeniedError(absl::StrCat(id.str(), " is revoked"));
-  }
+  if (standing.revoked) return absl::PermissionDeniedError(absl::StrCat(id.str(), " is revoked"));
   return absl::OkStatus();
 }
 
@@ -140,17 +139,18 @@ struct Verifier::Impl {
 
   absl::StatusOr<Decision> VerifyX509(const std::string& chain_pem, const Requirement& r) const {
     TW_RETURN_IF_ERROR(CheckRecordable(r));
-    Decision d;
-    auto chain = tw::core::Certificate::ParseChain(chain_pem);
-    if (!chain.ok() || chain->empty()) {
-      d.reason = chain.ok() ? "no certificate" : std::string(chain.status().message());
-    } else {
-      std::vector<tw::base::ByteView> ders;
-      for (const tw::core::Certificate& c : *chain) ders.emplace_back(c.der());
-      TW_ASSIGN_OR_RETURN(d, check->CheckX509(ders, r));
-    }
-    TW_RETURN_IF_ERROR(Record(d, r));
+    absl::StatusOr<Decision> d = DecideX509(chain_pem, r);
+    if (d.ok()) TW_RETURN_IF_ERROR(Record(*d, r));
     return d;
+  }
+
+  absl::StatusOr<Decision> DecideX509(const std::string& chain_pem, const Requirement& r) const {
+    auto chain = tw::core::Certificate::ParseChain(chain_pem);
+    if (!chain.ok()) return internal::Refuse(std::string(chain.status().message()));
+    if (chain->empty()) return internal::Refuse("no certificate");
+    std::vector<tw::base::ByteView> ders;
+    for (const tw::core::Certificate& c : *chain) ders.emplace_back(c.der());
+    return check->CheckX509(ders, r);
   }
 
   absl::StatusOr<Decision> VerifyJwt(const std::string& token, const Requirement& r) const {
@@ -159,8 +159,8 @@ struct Verifier::Impl {
       return absl::FailedPreconditionError(
           "VerifierOptions.audience is needed to verify JWT-SVIDs");
     }
-    TW_ASSIGN_OR_RETURN(Decision d, check->CheckJwt(token, audience, r));
-    TW_RETURN_IF_ERROR(Record(d, r));
+    absl::StatusOr<Decision> d = check->CheckJwt(token, audience, r);
+    if (d.ok()) TW_RETURN_IF_ERROR(Record(*d, r));
     return d;
   }
 };
