@@ -16,7 +16,7 @@
 
 namespace trustwarden::internal {
 
-// Every action overlapping `scope` needs at least `level`.
+// Every action that `scope` covers needs at least `level`.
 struct TrustRule {
   tw::core::Scope scope;
   tw::core::TrustLevel level;
@@ -36,7 +36,7 @@ class ConnectorRegistry {
     std::optional<tw::core::TrustLevel> needed;
   };
   // The connector for resources of `scheme` (lower-case), and the trust level an action
-  // `requested` needs: the highest of `needed` and the rules overlapping it.
+  // `requested` needs: the highest of `needed` and those of the rules covering it.
   Route Find(const std::string& scheme, const tw::core::Scope& requested,
              std::optional<tw::core::TrustLevel> needed) const ABSL_LOCKS_EXCLUDED(mu_);
 
