@@ -13,9 +13,13 @@
 #include <functional>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/bytes.h"
+#include "base/clock.h"
 #include "base/file.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -23,7 +27,10 @@
 #include "gtest/gtest.h"
 #include "net/https_client.h"
 #include "nlohmann/json.hpp"
+#include "sdk/connector_registry.h"
+#include "sdk/identity_state.h"
 #include "sdk/spool.h"
+#include "sdk/status_error.h"
 #include "server/server.h"
 #include "store/sqlite/sqlite_store.h"
 #include "trustwarden/trustwarden.h"
@@ -83,6 +90,15 @@ class AgentIdentityTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // An identity whose certificate and JWT-SVID lifetimes, renewals and spool shipping run
+  // on clock_ (its revocation stream on `stream_clock`).
+  AgentIdentity CreateOnTestClock(
+      const IdentityOptions& options,
+      const tw::base::Clock& stream_clock = tw::base::Clock::Monotonic()) {
+    return internal::ValueOrThrow(
+        internal::CreateIdentity(options, {.identity = &clock_, .stream = &stream_clock}));
+  }
+
   IdentityOptions Payments() const {
     return IdentityOptions{.name = "acme-corp/finance-team/payment-processor",
                            .scope = {"read:transactions", "write:ledger"},
@@ -103,11 +119,24 @@ class AgentIdentityTest : public ::testing::Test {
     return json::parse(r->body);
   }
 
+  // Starts at the real time: the in-process server issues certificates on it.
+  tw::base::FakeClock clock_{absl::Now()};
   std::string dir_;
   std::unique_ptr<tw::server::Server> server_;
   Connection connection_;
   std::atomic<int> connector_calls_{0};
 };
+
+// The "exp" claim of a JWT.
+absl::Time ExpiryOf(const std::string& jwt) {
+  const std::vector<std::string> parts = absl::StrSplit(jwt, '.');
+  std::string claims;
+  if (parts.size() != 3 || !tw::base::Base64UrlDecode(parts[1], &claims)) {
+    ADD_FAILURE() << "not a JWT: " << jwt;
+    return absl::InfinitePast();
+  }
+  return absl::FromUnixSeconds(json::parse(claims).value("exp", int64_t{0}));
+}
 
 TEST_F(AgentIdentityTest, CreateReturnsAVerifiedIdentityCarryingTheRequest) {
   AgentIdentity agent = AgentIdentity::create(Payments());
@@ -272,32 +301,20 @@ TEST_F(AgentIdentityTest, DestructionRevokesUnlessDetached) {
 }
 
 TEST_F(AgentIdentityTest, JwtIsReusedUntilNearExpiry) {
-  AgentIdentity agent = AgentIdentity::create(Payments());
+  AgentIdentity agent = CreateOnTestClock(Payments());
   const std::string a = agent.jwt("payments-api");
   EXPECT_EQ(std::count(a.begin(), a.end(), '.'), 2);
   EXPECT_EQ(agent.jwt("payments-api"), a);
   EXPECT_NE(agent.jwt("ledger-api"), a);
+  // Reused until a minute before it expires; from then on a new one.
+  const absl::Time expires = ExpiryOf(a);
+  clock_.Set(expires - absl::Minutes(1) - absl::Seconds(1));
+  EXPECT_EQ(agent.jwt("payments-api"), a);
+  clock_.Set(expires - absl::Minutes(1));
+  EXPECT_NE(agent.jwt("payments-api"), a);
 }
 
-TEST_F(AgentIdentityTest, RenewsAtHalfLifeWithANewKeyKeepingTheInstance) {
-  IdentityOptions options = Payments();
-  options.ttl = "4s";
-  AgentIdentity agent = AgentIdentity::create(options);
-  const std::string first = agent.svid_pem(), id = agent.spiffe_id();
-  for (int i = 0; i < 60 && agent.svid_pem() == first; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_NE(agent.svid_pem(), first) << "no renewal within 6 s of a 4 s certificate";
-  EXPECT_EQ(agent.spiffe_id(), id);
-  auto old_leaf = tw::core::Certificate::ParseChain(first);
-  auto new_leaf = tw::core::Certificate::ParseChain(agent.svid_pem());
-  ASSERT_TRUE(old_leaf.ok() && new_leaf.ok());
-  EXPECT_NE(tw::base::AsChars((*old_leaf)[0].spki()), tw::base::AsChars((*new_leaf)[0].spki()));
-  // The renewed credential is usable at once.
-  EXPECT_NO_THROW(agent.call("test://ledger-db/transactions", "read:transactions"));
-}
-
-// Polls `done` every 10 ms for up to `seconds`.
+// Polls `done` every 10 ms for up to `seconds` (for what the server does, not for time).
 bool Eventually(const std::function<bool()>& done, double seconds = 5) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < end) {
@@ -307,16 +324,43 @@ bool Eventually(const std::function<bool()>& done, double seconds = 5) {
   return done();
 }
 
-// The reason of the Denied that `call` throws; a failure when it does not throw Denied.
-std::string DenialReason(const std::function<void()>& call) {
+TEST_F(AgentIdentityTest, RenewsAtHalfLifeWithANewKeyKeepingTheInstance) {
+  IdentityOptions options = Payments();
+  options.ttl = "2m";
+  const absl::Time created = clock_.Now();
+  AgentIdentity agent = CreateOnTestClock(options);
+  const std::string first = agent.svid_pem(), id = agent.spiffe_id();
+  const absl::Duration life = absl::FromChrono(agent.expires_at()) - created;
+  // The renewer sleeps until half the life, give or take 5%: well before the expiry.
+  const std::optional<absl::Time> due = clock_.NextWakeup(absl::Seconds(10));
+  ASSERT_TRUE(due.has_value()) << "the renewer never went to sleep";
+  EXPECT_GE(*due, created + life * 0.45);
+  EXPECT_LE(*due, created + life * 0.55);
+  clock_.Set(*due - absl::Milliseconds(1));
+  EXPECT_EQ(agent.svid_pem(), first) << "renewed before its time";
+  clock_.Set(*due);
+  ASSERT_TRUE(Eventually([&] { return agent.svid_pem() != first; })) << "not renewed when due";
+  EXPECT_EQ(agent.spiffe_id(), id);
+  auto old_leaf = tw::core::Certificate::ParseChain(first);
+  auto new_leaf = tw::core::Certificate::ParseChain(agent.svid_pem());
+  ASSERT_TRUE(old_leaf.ok() && new_leaf.ok());
+  EXPECT_NE(tw::base::AsChars((*old_leaf)[0].spki()), tw::base::AsChars((*new_leaf)[0].spki()));
+  // The renewed credential is usable at once.
+  EXPECT_NO_THROW(agent.call("test://ledger-db/transactions", "read:transactions"));
+}
+
+// The Denied that `call` throws; a failure when it does not throw Denied.
+Denied DenialOf(const std::function<void()>& call) {
   try {
     call();
     ADD_FAILURE() << "the call went through";
   } catch (const Denied& d) {
-    return d.reason();
+    return d;
   }
-  return "";
+  return Denied("", "");
 }
+
+std::string DenialReason(const std::function<void()>& call) { return DenialOf(call).reason(); }
 
 // How often `needle` occurs in `text`.
 size_t Occurrences(const std::string& text, const std::string& needle) {
@@ -349,10 +393,16 @@ TEST_F(AgentIdentityTest, RevocationByTheOperatorBlocksTheNextCallEverywhere) {
 TEST_F(AgentIdentityTest, AStaleRevocationStreamFailsClosed) {
   IdentityOptions options = Payments();
   options.connection.max_staleness = std::chrono::milliseconds(1500);
-  AgentIdentity agent = AgentIdentity::create(options);
+  // The process keeps its revocation watchers, and with them this clock.
+  static auto* const stream_clock = new tw::base::FakeClock(absl::Now());
+  AgentIdentity agent =
+      internal::ValueOrThrow(internal::CreateIdentity(options, {.stream = stream_clock}));
   agent.call("test://ledger-db/transactions", "read:transactions");
   StopServer();
-  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  const absl::Time last_heard = stream_clock->Now();
+  stream_clock->Set(last_heard + absl::Milliseconds(1500));
+  EXPECT_NO_THROW(agent.call("test://ledger-db/transactions", "read:transactions"));  // spooled
+  stream_clock->Set(last_heard + absl::Milliseconds(1501));
   const int before = connector_calls_;
   const std::string reason =
       DenialReason([&] { agent.call("test://ledger-db/transactions", "read:transactions"); });
@@ -364,7 +414,7 @@ TEST_F(AgentIdentityTest, AStaleRevocationStreamFailsClosed) {
 TEST_F(AgentIdentityTest, EventsAreSpooledWhileTheServerIsAwayThenDeliveredInOrder) {
   IdentityOptions options = Payments();
   options.connection.max_staleness = std::chrono::hours(1);
-  AgentIdentity agent = AgentIdentity::create(options);
+  AgentIdentity agent = CreateOnTestClock(options);
   StopServer();
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
@@ -376,10 +426,26 @@ TEST_F(AgentIdentityTest, EventsAreSpooledWhileTheServerIsAwayThenDeliveredInOrd
   EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 6);  // 3 actions, 3 outcomes
 
   RestartServer();
+  // The renewer offers the spool to the server a second after records arrived in it.
+  const std::optional<absl::Time> shipping = clock_.NextWakeup(absl::Seconds(10));
+  ASSERT_TRUE(shipping.has_value());
+  EXPECT_LE(*shipping, clock_.Now() + absl::Seconds(1));
+  clock_.Set(*shipping);
   const std::string query = "/v1/audit/events?instance=" + agent.instance_id();
   ASSERT_TRUE(Eventually([&] { return AdminGet(query).dump().find(ids[2]) != std::string::npos; }));
-  const std::string events = AdminGet(query).dump();
-  for (const std::string& id : ids) EXPECT_NE(events.find(id), std::string::npos) << id;
+  // In the ledger in the order they happened: each action, then its outcome.
+  std::vector<std::string> delivered, happened;
+  const json ledger = AdminGet(query);
+  for (const json& e : ledger["events"]) {
+    const std::string type = e["event"].value("type", "");
+    if (type == "action") delivered.push_back(e["event"].value("id", ""));
+    if (type == "outcome") delivered.push_back("outcome of " + e["event"].value("ref", ""));
+  }
+  for (const std::string& id : ids) {
+    happened.push_back(id);
+    happened.push_back("outcome of " + id);
+  }
+  EXPECT_EQ(delivered, happened);
   EXPECT_TRUE(Eventually(
       [&] { return !std::filesystem::exists(spool) || std::filesystem::file_size(spool) == 0; }));
 }
@@ -429,18 +495,39 @@ TEST_F(AgentIdentityTest, ConcurrentCallsAreAllRecorded) {
 
 TEST_F(AgentIdentityTest, TrustLevelRulesRefuseAndRecord) {
   AgentIdentity agent = AgentIdentity::create(Payments());  // "high"
-  try {
+  // The ledger holds the refusal, signed by the instance, with its reason.
+  auto expect_recorded_denial = [&](const Denied& d, const std::string& action) {
+    ASSERT_FALSE(d.event_id().empty()) << d.reason();
+    const json trace = AdminGet("/v1/audit/trace/" + d.event_id());
+    ASSERT_TRUE(trace.contains("event")) << trace;
+    const json& event = trace["event"];
+    EXPECT_EQ(event.value("decision", ""), "deny") << trace;
+    EXPECT_EQ(event.value("action", ""), action) << trace;
+    EXPECT_EQ(event.value("instance", ""), agent.spiffe_id()) << trace;
+    EXPECT_EQ(event.value("reason", ""), d.reason()) << trace;
+  };
+  const Denied by_call = DenialOf([&] {
     agent.call("test://ledger-db/transactions", "read:transactions", "",
                {.min_trust_level = "critical"});
-    ADD_FAILURE() << "a call below its trust level went through";
-  } catch (const Denied& d) {
-    EXPECT_NE(std::string(d.reason()).find("trust level critical"), std::string::npos);
-    EXPECT_FALSE(d.event_id().empty());
-  }
+  });
+  EXPECT_NE(by_call.reason().find("needs trust level critical"), std::string::npos)
+      << by_call.reason();
+  expect_recorded_denial(by_call, "read:transactions");
+
+  // The rule is process-wide: it is taken back when the test ends, however it ends.
+  internal::ConnectorRegistry& registry = internal::ConnectorRegistry::Process();
+  absl::Cleanup restore = [&registry, saved = registry.trust_rules()] {
+    registry.set_trust_rules(saved);
+  };
   AgentIdentity::require_trust_level("write:ledger", "critical");
-  EXPECT_THROW(agent.call("test://ledger-db/entries", "write:ledger"), Denied);
+  const Denied by_rule = DenialOf([&] { agent.call("test://ledger-db/entries", "write:ledger"); });
+  EXPECT_NE(by_rule.reason().find("write:ledger needs trust level critical"), std::string::npos)
+      << by_rule.reason();
+  expect_recorded_denial(by_rule, "write:ledger");
   agent.call("test://ledger-db/transactions", "read:transactions", "", {.min_trust_level = "high"});
   EXPECT_THROW(AgentIdentity::require_trust_level("write:ledger", "supreme"), Error);
+  std::move(restore).Invoke();
+  EXPECT_NO_THROW(agent.call("test://ledger-db/entries", "write:ledger"));
 }
 
 TEST_F(AgentIdentityTest, VerifierDecidesFromTheBundleAndTheStreamAndRecords) {
@@ -705,9 +792,9 @@ TEST_F(AgentIdentityTest, HttpsConnectorPresentsTheSvidAndAJwtForTheOrigin) {
 
 TEST_F(AgentIdentityTest, CallsKeepWorkingThroughRotationAndStopAtRevocation) {
   IdentityOptions options = Payments();
-  options.ttl = "4s";  // renewed after about 2 s
-  AgentIdentity agent = AgentIdentity::create(options);
-  const auto first_expiry = agent.expires_at();
+  options.ttl = "2m";
+  AgentIdentity agent = CreateOnTestClock(options);
+  const std::string first_svid = agent.svid_pem();
   std::atomic<bool> revoked{false};
   std::atomic<int> allowed{0}, denied_after{0}, other_errors{0};
   std::vector<std::thread> threads;
@@ -731,8 +818,13 @@ TEST_F(AgentIdentityTest, CallsKeepWorkingThroughRotationAndStopAtRevocation) {
       }
     });
   }
-  ASSERT_TRUE(Eventually([&] { return agent.expires_at() != first_expiry; }, 4));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Renewal time: the key changes under the calls.
+  const std::optional<absl::Time> due = clock_.NextWakeup(absl::Seconds(10));
+  ASSERT_TRUE(due.has_value());
+  clock_.Set(*due);
+  ASSERT_TRUE(Eventually([&] { return agent.svid_pem() != first_svid; }));
+  const int at_rotation = allowed;
+  ASSERT_TRUE(Eventually([&] { return allowed >= at_rotation + 20; }));  // with the new key
   revoked = true;
   revoke({.instance = agent.instance_id()}, connection_);
   for (std::thread& t : threads) t.join();

@@ -1,5 +1,7 @@
 #include "sdk/http_connector.h"
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -7,15 +9,19 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
 #include <map>
-#include <mutex>
 #include <set>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "core/spiffe_id.h"
 #include "net/deadline.h"
 #include "nlohmann/json.hpp"
-#include "trustwarden/tls.h"
+#include "sdk/identity_state.h"
+#include "sdk/status_error.h"
+#include "sdk/tls_context.h"
 
 namespace trustwarden::internal {
 namespace {
@@ -24,6 +30,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
+using Response = http::response<http::string_body>;
 
 constexpr auto kConnectTimeout = std::chrono::seconds(5);
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
@@ -37,18 +44,18 @@ struct Url {
 
 // An http(s) URL as Boost.URL reads it (RFC 3986); the origin is scheme://host[:port],
 // lower-cased, without a default port.
-Url ParseUrl(const std::string& text) {
+absl::StatusOr<Url> ParseUrl(const std::string& text) {
   auto parsed = boost::urls::parse_uri(text);
-  if (!parsed) throw Error("invalid_argument", absl::StrCat("\"", text, "\" is not a URL"));
+  if (!parsed) return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not a URL"));
   Url u;
   const std::string scheme = absl::AsciiStrToLower(std::string(parsed->scheme()));
   if (scheme != "http" && scheme != "https") {
-    throw Error("invalid_argument", absl::StrCat("\"", text, "\" is not an http(s) URL"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" is not an http(s) URL"));
   }
   u.tls = scheme == "https";
   u.host = absl::AsciiStrToLower(std::string(parsed->host_address()));
   if (u.host.empty() || parsed->has_userinfo()) {
-    throw Error("invalid_argument", absl::StrCat("\"", text, "\" has no usable host"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" has no usable host"));
   }
   const std::string default_port = u.tls ? "443" : "80";
   u.port =
@@ -64,71 +71,87 @@ Url ParseUrl(const std::string& text) {
 }
 
 struct Origins {
-  std::mutex mu;
-  std::map<std::string, std::string> servers;  // origin -> the SPIFFE ID it must present
-  std::set<std::string> plain_http;
+  absl::Mutex mu;
+  std::map<std::string, std::string> servers ABSL_GUARDED_BY(mu);  // origin -> SPIFFE ID
+  std::set<std::string> plain_http ABSL_GUARDED_BY(mu);
 };
 Origins& Registered() {
   static auto* origins = new Origins();
   return *origins;
 }
 
-// The status of a refused request, as an SDK error code.
-std::string CodeOf(unsigned status) {
-  if (status == 401) return "unauthenticated";
-  if (status == 403) return "permission_denied";
-  if (status == 404) return "not_found";
-  if (status == 429) return "resource_exhausted";
-  if (status >= 500) return "unavailable";
-  return "failed_precondition";
+// The status of a refused request, as an SDK error.
+absl::Status RefusedBy(unsigned status, std::string message) {
+  if (status == 401) return absl::UnauthenticatedError(message);
+  if (status == 403) return absl::PermissionDeniedError(message);
+  if (status == 404) return absl::NotFoundError(message);
+  if (status == 429) return absl::ResourceExhaustedError(message);
+  if (status >= 500) return absl::UnavailableError(message);
+  return absl::FailedPreconditionError(message);
 }
 
 template <typename Stream>
-http::response<http::string_body> Exchange(asio::io_context& ioc, Stream& stream,
-                                           const http::request<http::string_body>& req) {
+beast::error_code Exchange(asio::io_context& ioc, Stream& stream,
+                           const http::request<http::string_body>& req, Response* res) {
   beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
   beast::error_code ec = tw::net::RunToCompletion(
       ioc, [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
+  if (ec) return ec;
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
-  if (!ec) {
-    ec = tw::net::RunToCompletion(
-        ioc, [&](auto handler) { http::async_read(stream, buffer, parser, std::move(handler)); });
-  }
-  if (ec) throw beast::system_error(ec);
-  return parser.release();
+  ec = tw::net::RunToCompletion(
+      ioc, [&](auto handler) { http::async_read(stream, buffer, parser, std::move(handler)); });
+  if (!ec) *res = parser.release();
+  return ec;
 }
 
-}  // namespace
-
-void TrustOrigin(const std::string& origin, const std::string& spiffe_id) {
-  const Url url = ParseUrl(origin);
-  if (url.target != "/") {
-    throw Error("invalid_argument", absl::StrCat("\"", origin, "\" is not an origin"));
+// Sends `req` to `url` (over https as `agent`, to a server presenting `server_id`) and
+// reads the response into `res`. Unavailable naming the resource when the transport
+// fails; Internal when no TLS context can be made.
+absl::Status Send(AgentIdentity& agent, const Url& url, const std::string& server_id,
+                  const CallRequest& request, const http::request<http::string_body>& req,
+                  Response* res) {
+  const auto failed = [&](const beast::error_code& ec) {
+    return absl::UnavailableError(absl::StrCat(request.resource, ": ", ec.message()));
+  };
+  asio::io_context ioc;
+  tcp::resolver resolver(ioc);
+  beast::error_code ec;
+  const auto endpoints = resolver.resolve(url.host, url.port, ec);
+  if (ec) return failed(ec);
+  auto connect = [&](beast::tcp_stream& tcp) {
+    tcp.expires_after(kConnectTimeout);
+    return tw::net::RunToCompletion(
+        ioc, [&](auto handler) { tcp.async_connect(endpoints, std::move(handler)); });
+  };
+  if (!url.tls) {
+    beast::tcp_stream stream(ioc);
+    if ((ec = connect(stream)) || (ec = Exchange(ioc, stream, req, res))) return failed(ec);
+    return absl::OkStatus();
   }
-  if (auto id = tw::core::SpiffeId::FromString(spiffe_id); !id.ok()) {
-    throw Error("invalid_argument", std::string(id.status().message()));
-  }
-  Origins& o = Registered();
-  std::lock_guard<std::mutex> lock(o.mu);
-  o.servers[url.origin] = spiffe_id;
+  TW_ASSIGN_OR_RETURN(SslCtxPtr native,
+                      NewTlsContext(agent, Requirement{.spiffe_ids = {server_id}}, false));
+  asio::ssl::context ctx(native.release());  // takes it over
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+  if (url.dns_name) SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
+  if ((ec = connect(beast::get_lowest_layer(stream)))) return failed(ec);
+  ec = tw::net::RunToCompletion(ioc, [&](auto handler) {
+    stream.async_handshake(asio::ssl::stream_base::client, std::move(handler));
+  });
+  if (ec || (ec = Exchange(ioc, stream, req, res))) return failed(ec);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+  tw::net::RunToCompletion(ioc, [&](auto handler) { stream.async_shutdown(std::move(handler)); });
+  return absl::OkStatus();
 }
 
-void AllowPlainHttp(const std::string& origin) {
-  const Url url = ParseUrl(origin);
-  Origins& o = Registered();
-  std::lock_guard<std::mutex> lock(o.mu);
-  o.plain_http.insert(url.origin);
-}
-
-std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
-  const Url url = ParseUrl(request.resource);
+absl::StatusOr<std::string> Call(AgentIdentity& agent, const CallRequest& request) {
+  TW_ASSIGN_OR_RETURN(const Url url, ParseUrl(request.resource));
   std::string server_id = request.server_spiffe_id;
   bool plain_allowed;
   {
     Origins& o = Registered();
-    std::lock_guard<std::mutex> lock(o.mu);
+    absl::MutexLock lock(&o.mu);
     if (server_id.empty()) {
       auto it = o.servers.find(url.origin);
       if (it != o.servers.end()) server_id = it->second;
@@ -137,21 +160,22 @@ std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
   }
   // The bearer token goes only where the application said it may.
   if (url.tls && server_id.empty()) {
-    throw Error("failed_precondition", absl::StrCat("no server SPIFFE ID is named for ", url.origin,
-                                                    ": AgentIdentity::trust_origin(origin, id) or "
-                                                    "CallOptions::server_spiffe_id"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no server SPIFFE ID is named for ", url.origin,
+                     ": AgentIdentity::trust_origin(origin, id) or CallOptions::server_spiffe_id"));
   }
   if (!url.tls && !plain_allowed) {
-    throw Error("failed_precondition",
-                absl::StrCat(url.origin,
-                             " is plain http: the bearer token would travel in the "
-                             "clear; use https, or AgentIdentity::allow_plain_http"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(url.origin,
+                     " is plain http: the bearer token would travel in the "
+                     "clear; use https, or AgentIdentity::allow_plain_http"));
   }
+  TW_ASSIGN_OR_RETURN(const std::string token, Access::Of(agent)->Jwt(url.origin));
   http::request<http::string_body> req{request.payload.empty() ? http::verb::get : http::verb::post,
                                        url.target, 11};
   req.set(http::field::host, url.authority);
   req.set(http::field::user_agent, "trustwarden-sdk");
-  req.set(http::field::authorization, "Bearer " + agent.jwt(url.origin));
+  req.set(http::field::authorization, "Bearer " + token);
   req.set("X-TrustWarden-Action", request.action);
   if (!request.payload.empty()) {
     req.set(http::field::content_type, nlohmann::json::accept(request.payload)
@@ -162,44 +186,42 @@ std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
   req.keep_alive(false);
   req.prepare_payload();
 
-  http::response<http::string_body> res;
-  try {
-    asio::io_context ioc;
-    tcp::resolver resolver(ioc);
-    const auto endpoints = resolver.resolve(url.host, url.port);
-    auto connect = [&](beast::tcp_stream& tcp) {
-      tcp.expires_after(kConnectTimeout);
-      beast::error_code ec = tw::net::RunToCompletion(
-          ioc, [&](auto handler) { tcp.async_connect(endpoints, std::move(handler)); });
-      if (ec) throw beast::system_error(ec);
-    };
-    if (url.tls) {
-      asio::ssl::context ctx(client_tls_context(agent, Requirement{.spiffe_ids = {server_id}}));
-      beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
-      if (url.dns_name) SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
-      connect(beast::get_lowest_layer(stream));
-      beast::error_code ec = tw::net::RunToCompletion(ioc, [&](auto handler) {
-        stream.async_handshake(asio::ssl::stream_base::client, std::move(handler));
-      });
-      if (ec) throw beast::system_error(ec);
-      res = Exchange(ioc, stream, req);
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
-      tw::net::RunToCompletion(ioc,
-                               [&](auto handler) { stream.async_shutdown(std::move(handler)); });
-    } else {
-      beast::tcp_stream stream(ioc);
-      connect(stream);
-      res = Exchange(ioc, stream, req);
-    }
-  } catch (const boost::system::system_error& e) {
-    throw Error("unavailable", absl::StrCat(request.resource, ": ", e.what()));
-  }
+  Response res;
+  TW_RETURN_IF_ERROR(Send(agent, url, server_id, request, req, &res));
   const unsigned status = res.result_int();
   if (status < 200 || status >= 300) {
-    throw Error(CodeOf(status),
-                absl::StrCat(request.resource, ": HTTP ", status, " ", res.body().substr(0, 200)));
+    return RefusedBy(
+        status, absl::StrCat(request.resource, ": HTTP ", status, " ", res.body().substr(0, 200)));
   }
   return std::move(res.body());
+}
+
+}  // namespace
+
+std::string HttpConnector(AgentIdentity& agent, const CallRequest& request) {
+  return ValueOrThrow(Call(agent, request));
+}
+
+absl::Status TrustOrigin(const std::string& origin, const std::string& spiffe_id) {
+  TW_ASSIGN_OR_RETURN(const Url url, ParseUrl(origin));
+  if (url.target != "/") {
+    return absl::InvalidArgumentError(absl::StrCat("\"", origin, "\" is not an origin"));
+  }
+  if (auto id = tw::core::SpiffeId::FromString(spiffe_id); !id.ok()) {
+    return absl::InvalidArgumentError(id.status().message());
+  }
+  Origins& o = Registered();
+  absl::MutexLock lock(&o.mu);
+  o.servers[url.origin] = spiffe_id;
+  return absl::OkStatus();
+}
+
+absl::Status AllowPlainHttp(const std::string& origin) {
+  TW_ASSIGN_OR_RETURN(const Url url, ParseUrl(origin));
+  Origins& o = Registered();
+  absl::MutexLock lock(&o.mu);
+  o.plain_http.insert(url.origin);
+  return absl::OkStatus();
 }
 
 }  // namespace trustwarden::internal

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "trustwarden/agent_identity.h"
 
 namespace trustwarden::internal {
@@ -13,14 +14,15 @@ namespace trustwarden::internal {
 // must present the SPIFFE ID named for the call (CallRequest::server_spiffe_id) or for its
 // origin (TrustOrigin); with none named the call fails before anything is sent. Plain http
 // carries the bearer token only to an origin passed to AllowPlainHttp. Connects within 5 s
-// and reads the response within 30 s. Throws Error on a refusal, a transport failure or a
-// non-2xx status; returns the response body.
+// and reads the response within 30 s. Throws Error (it is a Connector) on a refusal, a
+// transport failure or a non-2xx status; returns the response body.
 std::string HttpConnector(AgentIdentity& agent, const CallRequest& request);
 
 // `origin` ("https://payments.internal:8443") must present `spiffe_id`. InvalidArgument
 // for a malformed origin or SPIFFE ID.
-void TrustOrigin(const std::string& origin, const std::string& spiffe_id);
+absl::Status TrustOrigin(const std::string& origin, const std::string& spiffe_id);
 // Bearer tokens may go to `origin` ("http://localhost:8080") over plain http.
-void AllowPlainHttp(const std::string& origin);
+// InvalidArgument for a malformed origin.
+absl::Status AllowPlainHttp(const std::string& origin);
 
 }  // namespace trustwarden::internal

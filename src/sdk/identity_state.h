@@ -1,138 +1,114 @@
-// The SDK's internals shared by its parts: the resolved connection, one identity's state
-// and its ledger recorder. Not installed.
+// One agent instance's state, shared by the SDK's parts: its credential (key and
+// certificate, replaced together on renewal), whether it may still act, its JWT-SVIDs,
+// its ledger recorder and its renewer. Not installed; thread-safe.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <random>
 #include <string>
-#include <thread>
-#include <vector>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "core/bundle.h"
-#include "core/x509_verifier.h"
+#include "base/clock.h"
 #include "crypto/software_signer.h"
-#include "ledger/event.h"
-#include "net/https_client.h"
 #include "nlohmann/json.hpp"
-#include "sdk/revocation_watcher.h"
-#include "sdk/spool.h"
+#include "sdk/endpoint.h"
+#include "sdk/ledger_recorder.h"
+#include "sdk/renewer.h"
 #include "trustwarden/agent_identity.h"
 
 namespace trustwarden::internal {
 
-// Throws Error with the status's canonical code and message.
-[[noreturn]] void Throw(const absl::Status& s);
-template <typename T>
-T Check(absl::StatusOr<T> v) {
-  if (!v.ok()) Throw(v.status());
-  return *std::move(v);
-}
-inline void Check(const absl::Status& s) {
-  if (!s.ok()) Throw(s);
-}
-
-// A Connection with its defaults applied and its bundle loaded.
-struct Endpoint {
-  std::string server;
-  std::string token;
-  std::string ca_pem;  // the bundle's X.509 authorities
-  std::shared_ptr<tw::core::BundleSet> bundles;
-  std::vector<tw::core::TrustDomain> trust_domains;  // whose TrustWarden attributes count
-  std::string spool_dir;
-  absl::Duration max_staleness;
-  std::shared_ptr<RevocationWatcher> watcher;  // null when not watching
+// The clocks an identity runs on. Applications always get the defaults; tests substitute
+// fakes through CreateIdentity() (this is no public API).
+struct Clocks {
+  // Certificate and JWT-SVID lifetimes, the renewal schedule and its retries, spool
+  // shipping, event times. Must outlive the identity.
+  const tw::base::Clock* identity = &tw::base::Clock::System();
+  // The revocation stream's silence (staleness); shared by every identity of the server
+  // on the same clock, so it must live as long as the process.
+  const tw::base::Clock* stream = &tw::base::Clock::Monotonic();
 };
-// Starts (or joins) the process's revocation watcher of the server when `watch`.
-Endpoint Resolve(const Connection& connection, bool watch = true);
 
-// POSTs `body` and returns the reply's JSON; throws Error with the server's code and
-// message.
-nlohmann::json Post(tw::net::HttpsClient& client, const std::string& target,
-                    const std::string& body, const std::string& token = "");
+// AgentIdentity::create on `clocks`; a child (options.parent) runs on its parent's.
+absl::StatusOr<AgentIdentity> CreateIdentity(const IdentityOptions& options, const Clocks& clocks);
 
-// The instance id of a TrustWarden SPIFFE ID (its last path segment).
-std::string InstanceOf(const tw::core::SpiffeId& id);
+// A certificate the server issued, verified, with the instance it names.
+struct Issued {
+  Credential credential;
+  std::string instance_id;
+};
+// The server's reply to a creation or renewal for `key`, checked: the chain verifies
+// against the endpoint's bundle at the clock's time, the leaf is for `key` (which the
+// caller then puts in the credential) and carries TrustWarden attributes. The verifier's
+// error when the chain fails; Unavailable naming what is wrong with the reply otherwise.
+absl::StatusOr<Issued> AcceptIssued(const Endpoint& endpoint, const nlohmann::json& reply,
+                                    const tw::crypto::SoftwareSigner& key,
+                                    const tw::base::Clock& clock);
 
 }  // namespace trustwarden::internal
 
 namespace trustwarden {
 
-// One instance: its key and certificate (replaced together on renewal), the renewer, and
-// the ledger recorder (group commit to the server, the spool while it is unreachable).
 struct AgentIdentity::State {
-  internal::Endpoint endpoint;
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  // The key lives only in its signer: TLS contexts borrow its OpenSSL key object.
-  std::shared_ptr<const tw::crypto::SoftwareSigner> key;  // guarded by mu, with the below
-  std::string svid_pem;
-  std::optional<tw::core::VerifiedX509Svid> svid;  // set once created
-  absl::Time issued_at;  // when the current certificate arrived (notBefore is backdated)
-  std::string instance_id;
-  std::map<std::string, std::pair<std::string, absl::Time>> jwts;  // by audience
-  bool revoked = false;
-  bool closed = false;
-  bool detached = false;
-  bool stopping = false;
-  bool spool_pending = false;  // the spool holds records
-  bool spool_kick = false;     // records were just spooled: the renewer starts shipping
-  std::thread renewer;
-  std::unique_ptr<tw::crypto::SoftwareSigner> renewal_key;  // the renewer's, until it succeeds
+  // The instance `first` names, with the renewer not yet started.
+  State(internal::Endpoint endpoint, internal::Clocks clocks, internal::Issued first);
 
-  // The key and certificate at one moment, for one signed request.
-  struct Credential {
-    std::shared_ptr<const tw::crypto::SoftwareSigner> key;
-    std::string svid_pem;
-    tw::core::VerifiedX509Svid svid;
-  };
-  Credential Current() const;
-  std::unique_ptr<tw::net::HttpsClient> Client(const Credential& c) const;
-  // Revoked by the server, as the flag or the revocation stream says.
-  bool IsRevoked() const;
+  const internal::Endpoint endpoint;
+  const internal::Clocks clocks;
+  const tw::base::Clock& clock;  // *clocks.identity
+  const std::string instance_id;
 
-  void Adopt(const nlohmann::json& reply, std::unique_ptr<tw::crypto::SoftwareSigner> new_key);
-  void Renew();
-  void RenewLoop();
-  absl::Time RenewalTime(std::mt19937_64& rng) const;
-  void StopRenewal();
+  internal::Credential Current() const ABSL_LOCKS_EXCLUDED(mu_);
+  internal::Lifetime lifetime() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Revoked, as this process knows (revoked_, closed) or the revocation stream says.
+  bool IsRevoked() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool closed() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Closed or detached: nothing is left for destruction to do.
+  bool ended() const ABSL_LOCKS_EXCLUDED(mu_);
+  // MarkRevoked() or MarkClosed() happened (what the revocation stream says aside).
+  bool marked_revoked() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The server no longer accepts the instance; renewal stops.
+  void MarkRevoked() ABSL_LOCKS_EXCLUDED(mu_);
+  void MarkClosed() ABSL_LOCKS_EXCLUDED(mu_);
+  void MarkDetached() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // An event about this instance, as of the credential `c`.
-  static tw::ledger::Event SubjectEvent(const Credential& c, std::string type);
-  // Signs `event` with `c`'s key and stores it durably: in the ledger, or in the spool
-  // when the server is unreachable. Concurrent calls are signed and sent as one batch.
-  void Record(const Credential& c, const tw::ledger::Event& event);
-  // Record(), except that the server refusing the instance marks it revoked and returns
-  // false instead of throwing.
-  bool RecordUnlessRefused(const Credential& c, const tw::ledger::Event& event);
-  // Delivers spooled records (this instance's, and those a crashed process left).
-  void ShipSpool();
+  // A JWT-SVID for `audience`: the one fetched before until a minute before it expires,
+  // then a new one. The server's error; Unavailable for a reply without one.
+  absl::StatusOr<std::string> Jwt(const std::string& audience) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // recorder.Record(), except that the server refusing the instance marks it revoked and
+  // gives false.
+  absl::StatusOr<bool> RecordUnlessRefused(const internal::Credential& c,
+                                           const tw::ledger::Event& event);
 
  private:
-  struct Pending {
-    std::string bytes;             // the encoded event
-    const Credential* credential;  // signs it; the caller waits, keeping it alive
-    bool done = false;
-    std::string error_code, error_message;
-  };
-  void ShipBatch(const Credential& c, const std::vector<Pending*>& batch);
-  // The kept-alive ledger connection of credential `c`. Called with ship_mu held.
-  tw::net::HttpsClient& LedgerClient(const Credential& c);
-  void Send(const Credential& c, const std::string& body, const std::string& record);
-  size_t Deliver(internal::Spool& spool, const Credential& c);
+  // One renewal, on the renewer's thread: a CSR for the renewal key, the server's
+  // certificate over mTLS with the current one, adopted when it checks out.
+  absl::Status Renew() ABSL_LOCKS_EXCLUDED(mu_);
 
-  std::mutex queue_mu;
-  std::deque<Pending*> queue;  // guarded by queue_mu
-  std::mutex ship_mu;          // held by the batch leader; guards the below
-  std::unique_ptr<tw::net::HttpsClient> ledger_client;
-  std::string ledger_client_serial;
-  std::unique_ptr<internal::Spool> spool;
+  mutable absl::Mutex mu_;
+  internal::Credential credential_ ABSL_GUARDED_BY(mu_);
+  absl::Time issued_at_ ABSL_GUARDED_BY(mu_);  // when it arrived (notBefore is backdated)
+  struct CachedJwt {
+    std::string token;
+    absl::Time expires;
+  };
+  std::map<std::string, CachedJwt> jwts_ ABSL_GUARDED_BY(mu_);  // by audience
+  bool revoked_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool detached_ ABSL_GUARDED_BY(mu_) = false;
+  // The key a renewal asks for, kept until one succeeds: a retry after a lost reply must
+  // ask for the same key, or the server takes the old certificate for a stolen copy. Only
+  // the renewer's thread touches it.
+  std::unique_ptr<tw::crypto::SoftwareSigner> renewal_key_;
+
+ public:
+  internal::LedgerRecorder recorder;
+  internal::Renewer renewer;  // last: its thread stops before the rest goes
 };
 
 }  // namespace trustwarden
@@ -143,6 +119,9 @@ namespace trustwarden::internal {
 struct Access {
   static const std::shared_ptr<AgentIdentity::State>& Of(const AgentIdentity& a) {
     return a.state_;
+  }
+  static AgentIdentity Wrap(std::shared_ptr<AgentIdentity::State> state) {
+    return AgentIdentity(std::move(state));
   }
 };
 

@@ -14,7 +14,7 @@ constexpr size_t kMaxEvent = 1 << 20;  // entries are small
 
 }  // namespace
 
-bool RevocationStreamReader::Consume(absl::string_view text) {
+bool RevocationStreamReader::Consume(absl::string_view text, absl::Time now) {
   pending_.append(text.data(), text.size());
   size_t end;
   while ((end = pending_.find("\n\n")) != std::string::npos) {
@@ -47,7 +47,7 @@ bool RevocationStreamReader::Consume(absl::string_view text) {
     } else {
       continue;  // another comment: not a sign of life
     }
-    last_seen_ = std::chrono::steady_clock::now();
+    last_seen_ = now;
   }
   return pending_.size() <= kMaxEvent;
 }

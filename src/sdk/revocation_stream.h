@@ -3,7 +3,6 @@
 // sequence read, and when the stream last proved alive. Not thread-safe.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,19 +20,20 @@ class RevocationStreamReader {
     absl::Time learned;  // when this reader read it (wall clock)
   };
 
-  // Feeds the next stream text. False when the connection must be dropped and the stream
+  // Feeds the next stream text, arrived at `now` (on the clock that measures staleness).
+  // False when the connection must be dropped and the stream
   // read again after sequence(): an event that cannot be read (never stepped over), a
   // heartbeat that is not "heartbeat N", the server ahead of this reader at two heartbeats
   // running, or an event longer than 1 MiB. Complete events before the failure are kept.
-  bool Consume(absl::string_view text);
+  bool Consume(absl::string_view text, absl::Time now);
   // A new connection: the partial text of the old one is dropped.
   void Restart();
   // Forgets instances whose certificates expired before `now`.
   void Prune(absl::Time now);
 
   int64_t sequence() const { return sequence_; }
-  // When a complete event or heartbeat last arrived, on a monotonic clock; unset before.
-  std::optional<std::chrono::steady_clock::time_point> last_seen() const { return last_seen_; }
+  // When a complete event or heartbeat last arrived (a `now` of Consume()); unset before.
+  std::optional<absl::Time> last_seen() const { return last_seen_; }
   const absl::flat_hash_map<std::string, Known>& revoked() const { return revoked_; }
 
  private:
@@ -41,7 +41,7 @@ class RevocationStreamReader {
 
   absl::flat_hash_map<std::string, Known> revoked_;  // by instance id
   int64_t sequence_ = 0;
-  std::optional<std::chrono::steady_clock::time_point> last_seen_;
+  std::optional<absl::Time> last_seen_;
   bool behind_at_last_heartbeat_ = false;
   std::string pending_;  // text of an event not yet complete
 };

@@ -1,13 +1,11 @@
 #include "sdk/revocation_watcher.h"
 
 #include <map>
+#include <tuple>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
-#include "nlohmann/json.hpp"
+#include "base/backoff.h"
 
 namespace trustwarden::internal {
 namespace {
@@ -21,47 +19,57 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(5);
 }  // namespace
 
 std::shared_ptr<RevocationWatcher> RevocationWatcher::Shared(const std::string& server,
-                                                             const std::string& ca_pem) {
-  static std::mutex mu;
-  static auto* watchers =
-      new std::map<std::pair<std::string, std::string>, std::shared_ptr<RevocationWatcher>>();
-  std::lock_guard<std::mutex> lock(mu);
-  std::shared_ptr<RevocationWatcher>& watcher = (*watchers)[{server, ca_pem}];
-  if (watcher == nullptr) watcher = std::make_shared<RevocationWatcher>(server, ca_pem);
+                                                             const std::string& ca_pem,
+                                                             const tw::base::Clock& clock) {
+  using Key = std::tuple<std::string, std::string, const tw::base::Clock*>;
+  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);
+  static auto* watchers = new std::map<Key, std::shared_ptr<RevocationWatcher>>();
+  absl::MutexLock lock(&mu);
+  std::shared_ptr<RevocationWatcher>& watcher = (*watchers)[{server, ca_pem, &clock}];
+  if (watcher == nullptr) watcher = std::make_shared<RevocationWatcher>(server, ca_pem, clock);
   return watcher;
 }
 
-RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem)
-    : server_(std::move(server)), ca_pem_(std::move(ca_pem)) {
+RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem,
+                                     const tw::base::Clock& clock)
+    : server_(std::move(server)), ca_pem_(std::move(ca_pem)), clock_(clock) {
   reader_ = std::thread([this] { Run(); });
   supervisor_ = std::thread([this] { Supervise(); });
 }
 
 RevocationWatcher::~RevocationWatcher() {
+  stopping_.Notify();
   {
-    std::lock_guard<std::shared_mutex> lock(mu_);
-    stopping_ = true;
+    absl::MutexLock lock(&mu_);
     if (client_ != nullptr) client_->Cancel();
   }
-  changed_.notify_all();
   reader_.join();
   supervisor_.join();
 }
 
 bool RevocationWatcher::IsRevoked(const std::string& instance_id) const {
-  // Readers share the lock: verifiers on every core consult it at once.
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return stream_.revoked().contains(instance_id);
 }
 
 absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
-  const auto last_seen = stream_.last_seen();
+  absl::ReaderMutexLock lock(&mu_);
+  return FreshLocked(bound);
+}
+
+RevocationWatcher::Standing RevocationWatcher::StandingOf(const std::string& instance_id,
+                                                          absl::Duration bound) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return {.fresh = FreshLocked(bound), .revoked = stream_.revoked().contains(instance_id)};
+}
+
+absl::Status RevocationWatcher::FreshLocked(absl::Duration bound) const {
+  const std::optional<absl::Time> last_seen = stream_.last_seen();
   if (!last_seen) {
     return absl::UnavailableError(
         absl::StrCat("the revocation stream of ", server_, " has not connected"));
   }
-  const absl::Duration silent = absl::FromChrono(std::chrono::steady_clock::now() - *last_seen);
+  const absl::Duration silent = clock_.Now() - *last_seen;
   if (silent > bound) {
     return absl::UnavailableError(
         absl::StrCat("the revocation stream of ", server_, " has been silent for ",
@@ -72,43 +80,51 @@ absl::Status RevocationWatcher::CheckFresh(absl::Duration bound) const {
 }
 
 bool RevocationWatcher::WaitLive(absl::Duration timeout) const {
-  std::unique_lock<std::shared_mutex> lock(mu_);
-  return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [this] { return stream_.last_seen().has_value(); });
+  const auto live = [this] {
+    mu_.AssertReaderHeld();
+    return stream_.last_seen().has_value();
+  };
+  absl::ReaderMutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&live), timeout);
 }
 
 bool RevocationWatcher::WaitRevoked(const std::string& instance_id, absl::Duration timeout) const {
-  std::unique_lock<std::shared_mutex> lock(mu_);
-  return changed_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [&] { return stream_.revoked().contains(instance_id); });
+  const auto revoked = [&] {
+    mu_.AssertReaderHeld();
+    return stream_.revoked().contains(instance_id);
+  };
+  absl::ReaderMutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&revoked), timeout);
 }
 
 std::optional<absl::Time> RevocationWatcher::LearnedAt(const std::string& instance_id) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = stream_.revoked().find(instance_id);
   if (it == stream_.revoked().end()) return std::nullopt;
   return it->second.learned;
 }
 
 int64_t RevocationWatcher::sequence() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return stream_.sequence();
 }
 
 void RevocationWatcher::Run() {
-  absl::Duration backoff = kFirstBackoff;
-  std::unique_lock<std::shared_mutex> lock(mu_);
-  while (!stopping_) {
-    const int64_t after = stream_.sequence();
-    stream_.Restart();
-    lock.unlock();
+  tw::base::Backoff backoff(kFirstBackoff, kMaxBackoff);
+  while (!stopping_.HasBeenNotified()) {
+    int64_t after;
+    {
+      absl::MutexLock lock(&mu_);
+      after = stream_.sequence();
+      stream_.Restart();
+    }
     bool delivered = false;
     auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = ca_pem_});
     if (client.ok()) {
       {
-        std::lock_guard<std::shared_mutex> guard(mu_);
+        absl::MutexLock lock(&mu_);
         client_ = client->get();
-        if (stopping_) client_->Cancel();
+        if (stopping_.HasBeenNotified()) client_->Cancel();
       }
       const std::string resume = absl::StrCat(after);
       (void)(*client)->Stream(absl::StrCat("/v1/revocations/stream?after=", after),
@@ -116,38 +132,35 @@ void RevocationWatcher::Run() {
                                 delivered = true;
                                 return Consume(text);
                               });
-      std::lock_guard<std::shared_mutex> guard(mu_);
+      absl::MutexLock lock(&mu_);
       client_ = nullptr;
     }
-    lock.lock();
-    // Past entries stay known across reconnects; expired ones are forgotten.
-    stream_.Prune(absl::Now());
-    if (delivered) backoff = kFirstBackoff;
-    changed_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stopping_; });
-    backoff = std::min(backoff * 2, kMaxBackoff);
+    {
+      absl::MutexLock lock(&mu_);
+      // Past entries stay known across reconnects; expired ones are forgotten.
+      stream_.Prune(absl::Now());
+    }
+    if (delivered) backoff.Reset();
+    stopping_.WaitForNotificationWithTimeout(backoff.Next());
   }
 }
 
 // Drops a connection that has gone silent (a dead peer may never close it), so Run()
 // connects again.
 void RevocationWatcher::Supervise() {
-  std::unique_lock<std::shared_mutex> lock(mu_);
-  while (!stopping_) {
-    changed_.wait_for(lock, std::chrono::seconds(1));
-    const auto last_seen = stream_.last_seen();
-    if (client_ != nullptr && last_seen &&
-        absl::FromChrono(std::chrono::steady_clock::now() - *last_seen) > kSilenceLimit) {
+  while (!stopping_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    absl::MutexLock lock(&mu_);
+    const std::optional<absl::Time> last_seen = stream_.last_seen();
+    if (client_ != nullptr && last_seen && clock_.Now() - *last_seen > kSilenceLimit) {
       client_->Cancel();
     }
   }
 }
 
 bool RevocationWatcher::Consume(absl::string_view text) {
-  std::lock_guard<std::shared_mutex> lock(mu_);
-  if (stopping_) return false;
-  const bool keep = stream_.Consume(text);
-  changed_.notify_all();
-  return keep;
+  if (stopping_.HasBeenNotified()) return false;
+  absl::MutexLock lock(&mu_);
+  return stream_.Consume(text, clock_.Now());
 }
 
 }  // namespace trustwarden::internal

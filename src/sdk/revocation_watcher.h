@@ -1,20 +1,20 @@
 // The process's view of a server's revocation log: one Server-Sent Events subscription,
 // resumed from the last sequence after a reconnect, with heartbeats proving it is live.
 // Identities and verifiers consult it locally; none of its checks calls the server.
+// Thread-safe.
 #pragma once
 
-#include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 #include "net/https_client.h"
 #include "sdk/revocation_stream.h"
 
@@ -23,43 +23,61 @@ namespace trustwarden::internal {
 class RevocationWatcher {
  public:
   // The watcher shared by every identity and verifier of this process that trusts
-  // `ca_pem` at `server`; started on first use and kept for the life of the process, so
-  // identities come and go without resubscribing.
+  // `ca_pem` at `server` and measures staleness on `clock`; started on first use and kept
+  // for the life of the process (so must `clock` be), so identities come and go without
+  // resubscribing.
   static std::shared_ptr<RevocationWatcher> Shared(const std::string& server,
-                                                   const std::string& ca_pem);
+                                                   const std::string& ca_pem,
+                                                   const tw::base::Clock& clock);
 
-  // Subscribes from sequence 0 (every unpruned entry) on a thread of its own.
-  RevocationWatcher(std::string server, std::string ca_pem);
+  // Subscribes from sequence 0 (every unpruned entry) on a thread of its own. The
+  // stream's silence is measured on `clock`; reconnections wait in real time.
+  RevocationWatcher(std::string server, std::string ca_pem,
+                    const tw::base::Clock& clock = tw::base::Clock::Monotonic());
   ~RevocationWatcher();
   RevocationWatcher(const RevocationWatcher&) = delete;
   RevocationWatcher& operator=(const RevocationWatcher&) = delete;
 
-  bool IsRevoked(const std::string& instance_id) const;
+  bool IsRevoked(const std::string& instance_id) const ABSL_LOCKS_EXCLUDED(mu_);
   // OK when the stream delivered an event or heartbeat within `bound`; Unavailable with
   // the reason otherwise (fail closed).
-  absl::Status CheckFresh(absl::Duration bound) const;
+  absl::Status CheckFresh(absl::Duration bound) const ABSL_LOCKS_EXCLUDED(mu_);
+  // CheckFresh(bound) and IsRevoked(instance_id) under one lock, as a verification asks
+  // them each time.
+  struct Standing {
+    absl::Status fresh;
+    bool revoked;
+  };
+  Standing StandingOf(const std::string& instance_id, absl::Duration bound) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until the stream has delivered anything, at most `timeout`; true if it has.
-  bool WaitLive(absl::Duration timeout) const;
+  bool WaitLive(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until `instance_id` is known revoked, at most `timeout`; true if it is.
-  bool WaitRevoked(const std::string& instance_id, absl::Duration timeout) const;
-  // When this watcher learned that `instance_id` is revoked; nullopt if it has not.
-  std::optional<absl::Time> LearnedAt(const std::string& instance_id) const;
+  bool WaitRevoked(const std::string& instance_id, absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // When this watcher learned that `instance_id` is revoked (wall clock); nullopt if it
+  // has not.
+  std::optional<absl::Time> LearnedAt(const std::string& instance_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The last sequence received.
-  int64_t sequence() const;
+  int64_t sequence() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void Run();
-  void Supervise();
+  absl::Status FreshLocked(absl::Duration bound) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void Run() ABSL_LOCKS_EXCLUDED(mu_);
+  void Supervise() ABSL_LOCKS_EXCLUDED(mu_);
   // Consumes stream text; returns false to drop the connection (see RevocationStreamReader).
-  bool Consume(absl::string_view text);
+  bool Consume(absl::string_view text) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string server_;
   const std::string ca_pem_;
-  mutable std::shared_mutex mu_;  // shared by the readers of the state below
-  mutable std::condition_variable_any changed_;
-  RevocationStreamReader stream_;           // guarded by mu_
-  tw::net::HttpsClient* client_ = nullptr;  // the connection being read, for Cancel()
-  bool stopping_ = false;
+  const tw::base::Clock& clock_;
+  // Readers share it: verifiers on every core consult the stream at once. The threads
+  // sleep on stopping_, not on it: a waiter on a Mutex slows every unlock.
+  mutable absl::Mutex mu_;
+  RevocationStreamReader stream_ ABSL_GUARDED_BY(mu_);
+  tw::net::HttpsClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;  // being read, for Cancel()
+  absl::Notification stopping_;
   std::thread reader_;
   std::thread supervisor_;
 };

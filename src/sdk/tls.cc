@@ -4,10 +4,13 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
-#include <mutex>
-
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "crypto/ossl_ptr.h"
+#include "sdk/identity_state.h"
 #include "sdk/peer_check.h"
+#include "sdk/status_error.h"
+#include "sdk/tls_context.h"
 
 namespace trustwarden {
 namespace {
@@ -22,11 +25,12 @@ struct Binding {
   std::shared_ptr<const internal::PeerCheck> check;
   Requirement peer;
 
-  std::mutex mu;
-  std::string serial;  // of the parsed credential below
-  UniquePtr<X509> leaf;
-  std::vector<UniquePtr<X509>> intermediates;
-  std::shared_ptr<const tw::crypto::SoftwareSigner> key;  // its private key, in its signer
+  absl::Mutex mu;
+  std::string serial ABSL_GUARDED_BY(mu);  // of the parsed credential below
+  UniquePtr<X509> leaf ABSL_GUARDED_BY(mu);
+  std::vector<UniquePtr<X509>> intermediates ABSL_GUARDED_BY(mu);
+  // Its private key, in its signer.
+  std::shared_ptr<const tw::crypto::SoftwareSigner> key ABSL_GUARDED_BY(mu);
 };
 
 void FreeBinding(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
@@ -48,8 +52,8 @@ int PeerIndex() {
 // Presents the identity's current SVID, whatever renewals happened since the last one.
 int UseCurrentSvid(SSL* ssl, void* arg) {
   Binding& b = *static_cast<Binding*>(arg);
-  const State::Credential c = b.self->Current();
-  std::lock_guard<std::mutex> lock(b.mu);
+  const internal::Credential c = b.self->Current();
+  absl::MutexLock lock(&b.mu);
   if (b.serial != c.svid.serial_hex) {
     UniquePtr<BIO> chain(BIO_new_mem_buf(c.svid_pem.data(), static_cast<int>(c.svid_pem.size())));
     if (chain == nullptr) return 0;
@@ -97,13 +101,9 @@ int VerifyPeer(X509_STORE_CTX* store, void* arg) {
     }
   }
   std::vector<tw::base::ByteView> views(ders.begin(), ders.end());
-  Decision d;
-  try {
-    d = b.check->CheckX509(views, b.peer);
-  } catch (const Error& e) {  // a malformed requirement
-    d.reason = e.what();
-  }
-  if (!d.allowed) {
+  // Not OK: the requirement itself is malformed.
+  absl::StatusOr<Decision> d = b.check->CheckX509(views, b.peer);
+  if (!d.ok() || !d->allowed) {
     X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
   }
@@ -111,25 +111,31 @@ int VerifyPeer(X509_STORE_CTX* store, void* arg) {
       static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   if (ssl != nullptr) {
     delete static_cast<std::string*>(SSL_get_ex_data(ssl, PeerIndex()));
-    SSL_set_ex_data(ssl, PeerIndex(), new std::string(d.spiffe_id));
+    SSL_set_ex_data(ssl, PeerIndex(), new std::string(d->spiffe_id));
   }
   return 1;
 }
 
-ssl_ctx_st* Context(const AgentIdentity& self, const Requirement& peer, bool server) {
-  const std::shared_ptr<State>& state = internal::Access::Of(self);
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(
-      SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()), SSL_CTX_free);
-  if (ctx == nullptr) throw Error("internal", "SSL_CTX_new failed");
+}  // namespace
+
+namespace internal {
+
+void SslCtxFree::operator()(ssl_ctx_st* ctx) const { SSL_CTX_free(ctx); }
+
+absl::StatusOr<SslCtxPtr> NewTlsContext(const AgentIdentity& self, const Requirement& peer,
+                                        bool server) {
+  const std::shared_ptr<State>& state = Access::Of(self);
+  SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
+  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new failed");
   auto binding = std::make_unique<Binding>();
   binding->self = state;
-  binding->check = std::make_shared<internal::PeerCheck>(state->endpoint);
+  binding->check = std::make_shared<PeerCheck>(state->endpoint);
   binding->peer = peer;
   Binding* raw = binding.get();
-  if (SSL_CTX_set_ex_data(ctx.get(), BindingIndex(), binding.release()) != 1) {
-    delete raw;
-    throw Error("internal", "SSL_CTX_set_ex_data failed");
+  if (SSL_CTX_set_ex_data(ctx.get(), BindingIndex(), binding.get()) != 1) {
+    return absl::InternalError("SSL_CTX_set_ex_data failed");
   }
+  binding.release();  // the context frees it (FreeBinding)
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_cert_cb(ctx.get(), UseCurrentSvid, raw);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
@@ -140,17 +146,17 @@ ssl_ctx_st* Context(const AgentIdentity& self, const Requirement& peer, bool ser
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
   SSL_CTX_set_num_tickets(ctx.get(), 0);
-  return ctx.release();
+  return ctx;
 }
 
-}  // namespace
+}  // namespace internal
 
 ssl_ctx_st* server_tls_context(const AgentIdentity& self, const Requirement& peer) {
-  return Context(self, peer, true);
+  return internal::ValueOrThrow(internal::NewTlsContext(self, peer, true)).release();
 }
 
 ssl_ctx_st* client_tls_context(const AgentIdentity& self, const Requirement& peer) {
-  return Context(self, peer, false);
+  return internal::ValueOrThrow(internal::NewTlsContext(self, peer, false)).release();
 }
 
 std::string peer_spiffe_id(const ssl_st* ssl) {

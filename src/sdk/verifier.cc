@@ -2,10 +2,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "core/certificate.h"
 #include "core/jwt_svid.h"
 #include "core/scope.h"
+#include "sdk/identity_state.h"
 #include "sdk/peer_check.h"
+#include "sdk/status_error.h"
 
 namespace trustwarden {
 namespace internal {
@@ -23,12 +26,11 @@ Decision Refuse(std::string reason) {
 absl::Status Live(const RevocationWatcher* watcher, absl::Duration bound,
                   const core::SpiffeId& id) {
   if (watcher == nullptr) return absl::OkStatus();
-  if (absl::Status s = watcher->CheckFresh(bound); !s.ok()) {
-    return absl::UnavailableError(absl::StrCat("fail closed: ", s.message()));
+  const RevocationWatcher::Standing standing = watcher->StandingOf(InstanceOf(id), bound);
+  if (!standing.fresh.ok()) {
+    return absl::UnavailableError(absl::StrCat("fail closed: ", standing.fresh.message()));
   }
-  if (watcher->IsRevoked(InstanceOf(id))) {
-    return absl::PermissionDeniedError(absl::StrCat(id.str(), " is revoked"));
-  }
+  if (standing.revoked) return absl::PermissionDeniedError(absl::StrCat(id.str(), " is revoked"));
   return absl::OkStatus();
 }
 
@@ -47,8 +49,9 @@ core::X509VerifierOptions VerifierOptionsFor(const Endpoint& e) {
 PeerCheck::PeerCheck(Endpoint endpoint)
     : endpoint_(std::move(endpoint)), x509_(endpoint_.bundles, VerifierOptionsFor(endpoint_)) {}
 
-Decision PeerCheck::Judge(const core::SpiffeId& id, const core::SvidAttributes* attributes,
-                          const Requirement& r) const {
+absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
+                                          const core::SvidAttributes* attributes,
+                                          const Requirement& r) const {
   Decision d;
   d.spiffe_id = id.str();
   d.instance_id = InstanceOf(id);
@@ -61,12 +64,16 @@ Decision PeerCheck::Judge(const core::SpiffeId& id, const core::SvidAttributes* 
     d.reason = absl::StrCat(id.str(), " is not an allowed peer");
   } else if (!r.trust_domain.empty() && id.trust_domain_name() != r.trust_domain) {
     d.reason = absl::StrCat(id.str(), " is not in trust domain ", r.trust_domain);
-  } else if (!r.scope.empty() &&
-             (attributes == nullptr ||
-              !core::ScopesAllow(attributes->scopes, Check(core::Scope::Parse(r.scope))))) {
-    d.reason = absl::StrCat("scope ", r.scope, " is not granted to ", id.str());
-  } else if (!r.min_trust_level.empty()) {
-    const core::TrustLevel needed = Check(core::ParseTrustLevel(r.min_trust_level));
+  } else if (!r.scope.empty()) {
+    bool granted = false;
+    if (attributes != nullptr) {
+      TW_ASSIGN_OR_RETURN(const core::Scope scope, core::Scope::Parse(r.scope));
+      granted = core::ScopesAllow(attributes->scopes, scope);
+    }
+    if (!granted) d.reason = absl::StrCat("scope ", r.scope, " is not granted to ", id.str());
+  }
+  if (d.reason.empty() && !r.min_trust_level.empty()) {
+    TW_ASSIGN_OR_RETURN(const core::TrustLevel needed, core::ParseTrustLevel(r.min_trust_level));
     if (attributes == nullptr || attributes->trust_level < needed) {
       d.reason = absl::StrCat(id.str(), " is below trust level ", r.min_trust_level);
     }
@@ -75,15 +82,15 @@ Decision PeerCheck::Judge(const core::SpiffeId& id, const core::SvidAttributes* 
   return d;
 }
 
-Decision PeerCheck::CheckX509(const std::vector<tw::base::ByteView>& chain,
-                              const Requirement& r) const {
+absl::StatusOr<Decision> PeerCheck::CheckX509(const std::vector<tw::base::ByteView>& chain,
+                                              const Requirement& r) const {
   absl::StatusOr<core::VerifiedX509Svid> svid = x509_.Verify(chain);
   if (!svid.ok()) return Refuse(std::string(svid.status().message()));
   return Judge(svid->spiffe_id, svid->attributes ? &*svid->attributes : nullptr, r);
 }
 
-Decision PeerCheck::CheckJwt(const std::string& token, const std::string& audience,
-                             const Requirement& r) const {
+absl::StatusOr<Decision> PeerCheck::CheckJwt(const std::string& token, const std::string& audience,
+                                             const Requirement& r) const {
   absl::StatusOr<core::JwtSvid> jwt = core::ValidateJwtSvid(token, audience, *endpoint_.bundles,
                                                             absl::Now(), endpoint_.trust_domains);
   if (!jwt.ok()) return Refuse(std::string(jwt.status().message()));
@@ -104,64 +111,75 @@ struct Verifier::Impl {
   std::string audience;
   AgentIdentity* recorder;
 
+  // A recorded verification names what it was about.
+  absl::Status CheckRecordable(const Requirement& r) const {
+    if (recorder != nullptr && (r.resource.empty() || r.scope.empty())) {
+      return absl::InvalidArgumentError(
+          "a recorded verification needs Requirement.resource and Requirement.scope");
+    }
+    return absl::OkStatus();
+  }
+
   // Records `d` as an observation signed by the recorder (its subject), naming the caller
   // when its SVID verified.
-  void Record(Decision& d, const Requirement& r) const {
-    if (recorder == nullptr) return;
-    const auto& state = internal::Access::Of(*recorder);
-    const AgentIdentity::State::Credential c = state->Current();
-    tw::ledger::Event e = AgentIdentity::State::SubjectEvent(c, "observation");
+  absl::Status Record(Decision& d, const Requirement& r) const {
+    if (recorder == nullptr) return absl::OkStatus();
+    AgentIdentity::State& state = *internal::Access::Of(*recorder);
+    const internal::Credential c = state.Current();
+    tw::ledger::Event e = internal::SubjectEvent(c, "observation", state.clock.Now());
     e.caller = d.spiffe_id;
     e.resource = r.resource;
     e.action = r.scope;
     e.decision = d.allowed ? "allow" : "deny";
     e.reason = d.reason;
-    state->Record(c, e);
+    TW_RETURN_IF_ERROR(state.recorder.Record(c, e));
     d.event_id = e.id;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Decision> VerifyX509(const std::string& chain_pem, const Requirement& r) const {
+    TW_RETURN_IF_ERROR(CheckRecordable(r));
+    absl::StatusOr<Decision> d = DecideX509(chain_pem, r);
+    if (d.ok()) TW_RETURN_IF_ERROR(Record(*d, r));
+    return d;
+  }
+
+  absl::StatusOr<Decision> DecideX509(const std::string& chain_pem, const Requirement& r) const {
+    auto chain = tw::core::Certificate::ParseChain(chain_pem);
+    if (!chain.ok()) return internal::Refuse(std::string(chain.status().message()));
+    if (chain->empty()) return internal::Refuse("no certificate");
+    std::vector<tw::base::ByteView> ders;
+    for (const tw::core::Certificate& c : *chain) ders.emplace_back(c.der());
+    return check->CheckX509(ders, r);
+  }
+
+  absl::StatusOr<Decision> VerifyJwt(const std::string& token, const Requirement& r) const {
+    TW_RETURN_IF_ERROR(CheckRecordable(r));
+    if (audience.empty()) {
+      return absl::FailedPreconditionError(
+          "VerifierOptions.audience is needed to verify JWT-SVIDs");
+    }
+    absl::StatusOr<Decision> d = check->CheckJwt(token, audience, r);
+    if (d.ok()) TW_RETURN_IF_ERROR(Record(*d, r));
+    return d;
   }
 };
 
 Verifier::Verifier(VerifierOptions options)
-    : impl_(new Impl{std::make_shared<internal::PeerCheck>(internal::Resolve(options.connection)),
-                     std::move(options.audience), options.recorder}) {}
+    : impl_(
+          new Impl{std::make_shared<internal::PeerCheck>(internal::ValueOrThrow(
+                       internal::ResolveWatched(options.connection, tw::base::Clock::Monotonic()))),
+                   std::move(options.audience), options.recorder}) {}
 Verifier::~Verifier() = default;
 Verifier::Verifier(Verifier&&) noexcept = default;
 Verifier& Verifier::operator=(Verifier&&) noexcept = default;
 
-namespace {
-
-void CheckRecordable(const Requirement& r, bool recording) {
-  if (recording && (r.resource.empty() || r.scope.empty())) {
-    throw Error("invalid_argument",
-                "a recorded verification needs Requirement.resource and Requirement.scope");
-  }
-}
-
-}  // namespace
-
 Decision Verifier::verify_x509(const std::string& chain_pem, const Requirement& r) const {
-  CheckRecordable(r, impl_->recorder != nullptr);
-  Decision d;
-  auto chain = tw::core::Certificate::ParseChain(chain_pem);
-  if (!chain.ok() || chain->empty()) {
-    d.reason = chain.ok() ? "no certificate" : std::string(chain.status().message());
-  } else {
-    std::vector<tw::base::ByteView> ders;
-    for (const tw::core::Certificate& c : *chain) ders.emplace_back(c.der());
-    d = impl_->check->CheckX509(ders, r);
-  }
-  impl_->Record(d, r);
-  return d;
+  return internal::ValueOrThrow(impl_->VerifyX509(chain_pem, r));
 }
 
 Decision Verifier::verify_jwt(const std::string& token, const Requirement& r) const {
-  CheckRecordable(r, impl_->recorder != nullptr);
-  if (impl_->audience.empty()) {
-    throw Error("failed_precondition", "VerifierOptions.audience is needed to verify JWT-SVIDs");
-  }
-  Decision d = impl_->check->CheckJwt(token, impl_->audience, r);
-  impl_->Record(d, r);
-  return d;
+  return internal::ValueOrThrow(impl_->VerifyJwt(token, r));
 }
 
 }  // namespace trustwarden

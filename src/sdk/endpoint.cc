@@ -1,0 +1,125 @@
+#include "sdk/endpoint.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "sdk/status_error.h"
+
+namespace trustwarden::internal {
+namespace {
+
+using nlohmann::json;
+namespace core = tw::core;
+
+std::string Env(const std::string& value, const char* name, const char* fallback) {
+  if (!value.empty()) return value;
+  const char* env = std::getenv(name);
+  return env != nullptr && *env != '\0' ? env : fallback;
+}
+
+}  // namespace
+
+absl::StatusOr<Endpoint> Resolve(const Connection& c) {
+  Endpoint e;
+  e.server = Env(c.server, "TRUSTWARDEN_SERVER", "https://127.0.0.1:8443");
+  e.token = Env(c.token, "TRUSTWARDEN_TOKEN", "");
+  e.spool_dir = Env(c.spool_dir, "TRUSTWARDEN_SPOOL", "./trustwarden-spool");
+  e.max_staleness = absl::FromChrono(c.max_staleness);
+  const std::string path = Env(c.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json");
+  TW_ASSIGN_OR_RETURN(const std::string text, tw::base::ReadFile(path));
+  TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(text));
+  if (bundle.x509_authorities().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " has no X.509 authority"));
+  }
+  e.ca_pem = bundle.ToPem();
+  e.trust_domains.push_back(bundle.trust_domain());
+  e.bundles = std::make_shared<core::BundleSet>();
+  e.bundles->Put(std::move(bundle));
+  return e;
+}
+
+absl::StatusOr<Endpoint> ResolveWatched(const Connection& connection,
+                                        const tw::base::Clock& stream_clock) {
+  TW_ASSIGN_OR_RETURN(Endpoint e, Resolve(connection));
+  e.watcher = RevocationWatcher::Shared(e.server, e.ca_pem, stream_clock);
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<tw::net::HttpsClient>> Connect(const Endpoint& e,
+                                                              const Credential* c) {
+  tw::net::ClientOptions options{.server = e.server, .ca_pem = e.ca_pem};
+  if (c != nullptr) {
+    options.client_chain_pem = c->svid_pem;
+    options.client_key = c->key;
+  }
+  return tw::net::HttpsClient::Create(options);
+}
+
+absl::StatusOr<std::string> EncodeJson(const json& value) {
+  try {
+    return value.dump();
+  } catch (const json::exception&) {  // the encoder's only complaint: a string not UTF-8
+    return absl::InvalidArgumentError("a string of the request is not UTF-8");
+  }
+}
+
+std::optional<std::string> StringMember(const json& object, const std::string& key) {
+  if (!object.is_object()) return std::nullopt;
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+absl::StatusOr<json> PostText(tw::net::HttpsClient& client, const std::string& target,
+                              const std::string& body, const std::string& token) {
+  tw::net::Headers headers;
+  if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+  TW_ASSIGN_OR_RETURN(tw::net::Response r, client.Request("POST", target, body, headers));
+  json reply = json::parse(r.body, nullptr, false);
+  if (r.status >= 200 && r.status < 300 && reply.is_object()) return reply;
+  if (reply.is_object() && reply.contains("error") && reply["error"].is_object()) {
+    const json& error = reply["error"];
+    return ServerError(StringMember(error, "code").value_or("unknown"),
+                       absl::StrCat("server: ", StringMember(error, "message").value_or("")));
+  }
+  return absl::UnavailableError(absl::StrCat("server: HTTP ", r.status));
+}
+
+absl::StatusOr<json> Post(tw::net::HttpsClient& client, const std::string& target, const json& body,
+                          const std::string& token) {
+  TW_ASSIGN_OR_RETURN(const std::string text, EncodeJson(body));
+  return PostText(client, target, text, token);
+}
+
+std::string InstanceOf(const core::SpiffeId& id) {
+  return id.segments().empty() ? "" : std::string(id.segments().back());
+}
+
+ConnectionPool& ConnectionPool::Process() {
+  static auto* pool = new ConnectionPool();
+  return *pool;
+}
+
+absl::StatusOr<std::unique_ptr<tw::net::HttpsClient>> ConnectionPool::Take(const Endpoint& e) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto& idle = idle_[{e.server, e.ca_pem}];
+    if (!idle.empty()) {
+      auto client = std::move(idle.back());
+      idle.pop_back();
+      return client;
+    }
+  }
+  return Connect(e, nullptr);
+}
+
+void ConnectionPool::Give(const Endpoint& e, std::unique_ptr<tw::net::HttpsClient> client) {
+  constexpr size_t kMaxIdle = 8;
+  absl::MutexLock lock(&mu_);
+  auto& idle = idle_[{e.server, e.ca_pem}];
+  if (idle.size() < kMaxIdle) idle.push_back(std::move(client));
+}
+
+}  // namespace trustwarden::internal
