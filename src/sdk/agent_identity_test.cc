@@ -31,8 +31,7 @@
 #include "sdk/identity_state.h"
 #include "sdk/spool.h"
 #include "sdk/status_error.h"
-#include "server/server.h"
-#include "store/sqlite/sqlite_store.h"
+#include "server/testing/test_server.h"
 #include "trustwarden/trustwarden.h"
 
 namespace trustwarden {
@@ -43,15 +42,14 @@ using nlohmann::json;
 class AgentIdentityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-sdk-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    ASSERT_TRUE(tw::base::MakeDirectory(dir_ + "/data").ok());
-    StartServer("127.0.0.1:0");
-    connection_.server = absl::StrCat("https://127.0.0.1:", server_->port());
-    connection_.token = std::string(
-        absl::StripTrailingAsciiWhitespace(*tw::base::ReadFile(dir_ + "/data/admin.token")));
-    connection_.bundle = dir_ + "/data/bundle.pem";
+    auto server = tw::server::TestServer::Start(
+        [this](tw::server::ServerConfig& c) { c.ledger_events_per_instance = ledger_rate_; });
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    dir_ = server_->dir();
+    connection_.server = server_->url();
+    connection_.token = server_->admin_token();
+    connection_.bundle = server_->bundle_path();
     connection_.spool_dir = dir_ + "/spool";
     AgentIdentity::register_connector("test", [this](AgentIdentity& agent,
                                                      const CallRequest& request) {
@@ -60,35 +58,17 @@ class AgentIdentityTest : public ::testing::Test {
       return absl::StrCat(agent.instance_id(), " did ", request.action, " on ", request.resource);
     });
   }
-  // Starts the server on the fixture's data directory (again, after StopServer()).
-  void StartServer(const std::string& listen) {
-    tw::server::ServerConfig config;
-    config.data_dir = dir_ + "/data";
-    config.listen = listen;
-    config.threads = 2;
-    config.worker_threads = 8;
-    config.ledger_events_per_instance = ledger_rate_;
-    auto store = tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db");
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto keys = tw::server::OpenServerKeys(config, tw::base::Clock::System());
-    ASSERT_TRUE(keys.ok()) << keys.status();
-    auto server = tw::server::Server::Start(config, *std::move(store), *std::move(keys));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
+  void StopServer() { server_->Stop(); }
+  // Starts the server again on its data directory and port.
+  void RestartServer() {
+    absl::Status restarted = server_->Restart();
+    ASSERT_TRUE(restarted.ok()) << restarted;
   }
-  void StopServer() { server_.reset(); }
   // Events per second and instance; the load tests drive one instance flat out.
   double ledger_rate_ = 0;
-  void RestartServer() { StartServer(absl::StrCat("127.0.0.1:", port())); }
-  uint16_t port() const {
-    return static_cast<uint16_t>(
-        std::stoi(connection_.server.substr(connection_.server.rfind(':') + 1)));
-  }
+  uint16_t port() const { return server_->port(); }
 
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { server_.reset(); }
 
   // An identity whose certificate and JWT-SVID lifetimes, renewals and spool shipping run
   // on clock_ (its revocation stream on `stream_clock`).
@@ -122,7 +102,7 @@ class AgentIdentityTest : public ::testing::Test {
   // Starts at the real time: the in-process server issues certificates on it.
   tw::base::FakeClock clock_{absl::Now()};
   std::string dir_;
-  std::unique_ptr<tw::server::Server> server_;
+  std::unique_ptr<tw::server::TestServer> server_;
   Connection connection_;
   std::atomic<int> connector_calls_{0};
 };

@@ -14,8 +14,7 @@
 #include "base/file.h"
 #include "crypto/software_signer.h"
 #include "sdk/revocation_watcher.h"
-#include "server/server.h"
-#include "store/sqlite/sqlite_store.h"
+#include "server/testing/test_server.h"
 #include "trustwarden/trustwarden.h"
 
 namespace trustwarden {
@@ -25,33 +24,21 @@ constexpr int kWatchers = 100;
 
 // One server for the whole run, and the connection to it.
 struct World {
-  std::string dir;
-  std::unique_ptr<tw::server::Server> server;
+  std::unique_ptr<tw::server::TestServer> server;
   Connection connection;
 
   World() {
-    dir = (std::filesystem::temp_directory_path() / "tw-sdk-bench").string();
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir + "/data");
-    tw::server::ServerConfig config;
-    config.data_dir = dir + "/data";
-    config.listen = "127.0.0.1:0";
-    config.ledger_events_per_instance = 0;             // one instance drives the whole call load
-    config.max_stream_subscribers_per_address = 1000;  // a hundred watchers on loopback
-    auto server_or = tw::server::Server::Start(
-        config, *tw::store::SqliteStore::Open(config.data_dir + "/trustwarden.db"),
-        *tw::server::OpenServerKeys(config, tw::base::Clock::System()));
-    if (!server_or.ok()) throw std::runtime_error(std::string(server_or.status().message()));
-    server = *std::move(server_or);
-    connection.server = absl::StrCat("https://127.0.0.1:", server->port());
-    connection.token = std::string(
-        absl::StripTrailingAsciiWhitespace(*tw::base::ReadFile(dir + "/data/admin.token")));
-    connection.bundle = dir + "/data/bundle.json";
-    connection.spool_dir = dir + "/spool";
-  }
-  ~World() {
-    server.reset();
-    std::filesystem::remove_all(dir);
+    auto started = tw::server::TestServer::Start([](tw::server::ServerConfig& c) {
+      c.worker_threads = 32;                        // the server's default
+      c.ledger_events_per_instance = 0;             // one instance drives the whole call load
+      c.max_stream_subscribers_per_address = 1000;  // a hundred watchers on loopback
+    });
+    if (!started.ok()) throw std::runtime_error(std::string(started.status().message()));
+    server = *std::move(started);
+    connection.server = server->url();
+    connection.token = server->admin_token();
+    connection.bundle = server->data_dir() + "/bundle.json";
+    connection.spool_dir = server->dir() + "/spool";
   }
   IdentityOptions Agent(const std::string& name = "payment-processor") const {
     return IdentityOptions{.name = "acme-corp/finance-team/" + name,
@@ -98,7 +85,7 @@ BENCHMARK(BM_Create)->Unit(benchmark::kMillisecond)->Iterations(400)->UseRealTim
 // run) knowing the instance is revoked.
 void BM_RevocationFanOut(benchmark::State& state) {
   World& w = TheWorld();
-  const std::string ca_pem = *tw::base::ReadFile(w.dir + "/data/bundle.pem");
+  const std::string ca_pem = w.server->bundle_pem();
   std::vector<std::unique_ptr<internal::RevocationWatcher>> watchers;
   for (int i = 0; i < kWatchers; ++i) {
     watchers.push_back(std::make_unique<internal::RevocationWatcher>(w.connection.server, ca_pem));
