@@ -94,7 +94,9 @@ absl::StatusOr<json> Post(tw::net::HttpsClient& client, const std::string& targe
 }
 
 std::string InstanceOf(const core::SpiffeId& id) {
-  return id.segments().empty() ? "" : std::string(id.segments().back());
+  // The last path segment, read in place: this runs on every peer verification.
+  const absl::string_view path = id.path();
+  return path.empty() ? "" : std::string(path.substr(path.rfind('/') + 1));
 }
 
 ConnectionPool& ConnectionPool::Process() {

@@ -151,11 +151,10 @@ absl::Status SqliteStore::Write(std::function<absl::Status(sqlite::Db&)> fn) {
   Job job{std::move(fn), {}};
   std::future<absl::Status> done = job.done.get_future();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("store: shutting down");
     queue_.push_back(&job);
   }
-  cv_.notify_one();
   return done.get();
 }
 
@@ -165,8 +164,8 @@ void SqliteStore::WriterLoop() {
   std::vector<absl::Status> results;
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &SqliteStore::WriterHasWork));
       if (queue_.empty()) return;  // stopping, and nothing left to write
       batch.assign(queue_.begin(), queue_.end());
       queue_.clear();
@@ -193,7 +192,7 @@ void SqliteStore::WriterLoop() {
 absl::Status SqliteStore::Read(const std::function<absl::Status(sqlite::Db&)>& fn) {
   std::unique_ptr<sqlite::Db> db;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!readers_.empty()) {
       db = std::move(readers_.back());
       readers_.pop_back();
@@ -203,7 +202,7 @@ absl::Status SqliteStore::Read(const std::function<absl::Status(sqlite::Db&)>& f
     TW_ASSIGN_OR_RETURN(db, sqlite::Db::Open(path_));
   }
   absl::Status status = fn(*db);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (readers_.size() < kMaxReaders) readers_.push_back(std::move(db));
   return status;
 }

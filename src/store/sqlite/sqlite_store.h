@@ -5,16 +5,15 @@
 // identities, revocations, policies and tokens in identities.cc, the ledger in ledger.cc.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "base/file.h"
 #include "store/store.h"
 
@@ -81,15 +80,17 @@ class SqliteStore final : public Store {
   // The same inside one read transaction (one consistent snapshot).
   absl::Status ReadSnapshot(const std::function<absl::Status(sqlite::Db&)>& fn);
   void WriterLoop();
+  bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !queue_.empty();
+  }
 
   const std::string path_;
   std::optional<base::LockFile> lock_;
   std::unique_ptr<sqlite::Db> writer_db_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job*> queue_;                            // guarded by mu_
-  bool stopping_ = false;                             // guarded by mu_
-  std::vector<std::unique_ptr<sqlite::Db>> readers_;  // idle read connections, guarded by mu_
+  absl::Mutex mu_;
+  std::deque<Job*> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<sqlite::Db>> readers_ ABSL_GUARDED_BY(mu_);  // idle connections
   std::thread writer_;
 };
 
