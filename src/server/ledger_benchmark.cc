@@ -18,6 +18,7 @@
 #include "ledger/service.h"
 #include "ledger/verifier.h"
 #include "server/api.h"
+#include "server/services.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace tw::server {
@@ -49,24 +50,25 @@ struct Agent {
 // A CA, its agents, and a server's ledger over a fresh SQLite store.
 struct World {
   std::string dir;
-  std::unique_ptr<ca::CaDirectory> ca;
-  std::unique_ptr<store::SqliteStore> store;
-  std::unique_ptr<ledger::Service> ledger;
+  std::unique_ptr<Services> services;  // wired as the server wires them, without limits
+  ca::CaDirectory* ca;
+  store::Store* store;
+  ledger::Service* ledger;
+  Api* api;
   std::vector<Agent> agents;
-  metrics::Metrics metrics;
-  std::unique_ptr<revocation::Hub> hub;
-  std::unique_ptr<authority::Authority> authority;
-  std::unique_ptr<Api> api;
   std::string admin;
 
   explicit World(const char* name) : dir(TempDir(name)) {
     auto td = *core::TrustDomain::FromName("trustwarden");
-    (void)ca::CaDirectory::Init(dir + "/ca", {.trust_domain = td}, base::Clock::System());
-    ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir + "/ca"));
-    store = *store::SqliteStore::Open(dir + "/trustwarden.db");
-    ledger = std::make_unique<ledger::Service>(
-        *store, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "trustwarden",
-        ca->bundle().ToJson());
+    const ServerConfig config{.data_dir = dir, .ledger_events_per_instance = 0};
+    services =
+        *Services::Wire(config, *store::SqliteStore::Open(dir + "/trustwarden.db"),
+                        *OpenServerKeys(config, base::Clock::System()), base::Clock::System());
+    ca = services->ca.get();
+    store = services->store.get();
+    ledger = services->ledger.get();
+    api = services->api.get();
+    admin = services->new_admin_token;
     auto bundles = std::make_shared<core::BundleSet>();
     bundles->Put(ca->bundle());
     core::X509Verifier verifier(bundles, {.attribute_trust_domains = {td}});
@@ -96,18 +98,10 @@ struct World {
                                        .created_at = now};
       agents.push_back(std::move(a));
     }
-    hub = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
-    authority = std::make_unique<authority::Authority>(
-        *ca, *store, *hub, metrics, authority::AuthorityOptions{.ledger = ledger.get()});
-    admin = *authority->Load([](const std::string&) { return absl::OkStatus(); });
     for (const Agent& a : agents) (void)store->InsertIdentity(a.record, nullptr);
-    api = std::make_unique<Api>(*authority, metrics, ApiOptions{.ledger = ledger.get()});
   }
   ~World() {
-    api.reset();
-    authority.reset();
-    ledger.reset();
-    store.reset();
+    services.reset();
     std::filesystem::remove_all(dir);
   }
 

@@ -15,14 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "authority/authority.h"
 #include "base/text.h"
-#include "ca/ca_directory.h"
 #include "core/certificate.h"
 #include "core/csr.h"
 #include "crypto/software_signer.h"
-#include "ledger/service.h"
 #include "nlohmann/json.hpp"
 #include "server/api.h"
 #include "server/requests.h"
+#include "server/services.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace tw::server {
@@ -36,25 +35,21 @@ struct World {
     std::string tmpl = base + "/tw-requests-fuzzer-XXXXXX";
     if (mkdtemp(tmpl.data()) == nullptr) abort();
     dir = tmpl;
-    const auto td = *core::TrustDomain::FromName("fuzz.example");
-    if (!ca::CaDirectory::Init(dir + "/ca", {.trust_domain = td}, base::Clock::System()).ok()) {
-      abort();
-    }
-    ca = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir + "/ca"));
-    store = *store::SqliteStore::Open(dir + "/tw.db");
-    hub = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{},
-                                            [s = store.get()](int64_t after, size_t limit) {
-                                              return s->ListRevocations(after, limit);
-                                            });
-    ledger = std::make_unique<ledger::Service>(
-        *store, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "fuzz.example",
-        ca->bundle().ToJson());
-    authority = std::make_unique<authority::Authority>(
-        *ca, *store, *hub, metrics, authority::AuthorityOptions{.ledger = ledger.get()});
-    admin_token = *authority->Load(nullptr);
+    // No limits: every input reaches its handler.
+    ServerConfig config{.trust_domain = "fuzz.example",
+                        .data_dir = dir,
+                        .auth_failures_per_address = 0,
+                        .ledger_events_per_instance = 0};
+    auto keys = OpenServerKeys(config, base::Clock::System());
+    auto store = store::SqliteStore::Open(dir + "/tw.db");
+    if (!keys.ok() || !store.ok()) abort();
+    auto wired = Services::Wire(config, *std::move(store), *std::move(keys), base::Clock::System());
+    if (!wired.ok()) abort();
+    services = *std::move(wired);
+    authority::Authority* authority = services->authority.get();
+    admin_token = services->new_admin_token;
     const authority::Caller admin{.principal = "admin", .admin = true};
     auditor_token = authority->CreateToken(admin, "auditor", /*auditor=*/true)->token;
-    api = std::make_unique<Api>(*authority, metrics, ApiOptions{.ledger = ledger.get()});
     // An agent whose SVID some inputs present.
     auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
     authority::CreateIdentityRequest create{
@@ -71,13 +66,7 @@ struct World {
   }
 
   std::string dir;
-  std::unique_ptr<ca::CaDirectory> ca;
-  std::unique_ptr<store::Store> store;
-  metrics::Metrics metrics;
-  std::unique_ptr<revocation::Hub> hub;
-  std::unique_ptr<ledger::Service> ledger;
-  std::unique_ptr<authority::Authority> authority;
-  std::unique_ptr<Api> api;
+  std::unique_ptr<Services> services;
   std::string admin_token, auditor_token;
   std::vector<base::Bytes> agent_chain;
 };
@@ -139,8 +128,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tw::server::ParseTarget(target, &request).ok()) return 0;
   tw::server::Api::StreamStart(request).IgnoreError();
   // As the server does: the headers' verdict first, then the handler with its caller.
-  if (!w.api->Preflight(request).ok()) return 0;
-  const tw::server::HttpResponse response = w.api->Handle(request);
+  if (!w.services->api->Preflight(request).ok()) return 0;
+  const tw::server::HttpResponse response = w.services->api->Handle(request);
   if (response.status < 200 || response.status >= 500) abort();
   const bool binary = response.content_type == "application/octet-stream";  // ledger export
   if (!binary && !tw::base::IsUtf8(response.body)) abort();

@@ -18,6 +18,7 @@
 #include "crypto/signer_factory.h"
 #include "crypto/software_signer.h"
 #include "server/api.h"
+#include "server/services.h"
 #include "spdlog/spdlog.h"
 #include "toml++/toml.h"
 
@@ -41,13 +42,7 @@ struct Server::Parts {
   const base::Clock* clock;
   ServerConfig config;
   std::string host;
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<ca::CaDirectory> ca;
-  metrics::Metrics metrics;
-  std::unique_ptr<revocation::Hub> hub;
-  std::unique_ptr<ledger::Service> ledger;
-  std::unique_ptr<authority::Authority> authority;
-  std::unique_ptr<Api> api;
+  std::unique_ptr<Services> services;
   std::unique_ptr<HttpServer> http;
   absl::Time certificate_renew_at;
 };
@@ -229,45 +224,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   Parts& p = *server->parts_;
   p.clock = &clock;
   p.config = config;
-  p.store = std::move(store);
-  p.ca = std::move(keys.ca);
   uint16_t port;
   TW_RETURN_IF_ERROR(SplitHostPort(config.listen, &p.host, &port));
   const std::string& dir = config.data_dir;
-  const core::TrustDomain& td = p.ca->issuer().trust_domain();
-
-  TW_ASSIGN_OR_RETURN(int64_t sequence, p.store->LastRevocationSequence());
-  TW_ASSIGN_OR_RETURN(std::vector<revocation::Entry> entries,
-                      p.store->ListRevocations(0, std::numeric_limits<int64_t>::max()));
-  p.hub = std::make_unique<revocation::Hub>(sequence, entries,
-                                            [store = p.store.get()](int64_t after, size_t limit) {
-                                              return store->ListRevocations(after, limit);
-                                            });
-  p.hub->Prune(clock.Now());
-  p.ledger = std::make_unique<ledger::Service>(
-      *p.store, std::move(keys.ledger), td.name(), p.ca->bundle().ToJson(),
-      ledger::ServiceOptions{.clock = &clock,
-                             .events_per_instance = config.ledger_events_per_instance});
-  p.authority = std::make_unique<authority::Authority>(
-      *p.ca, *p.store, *p.hub, p.metrics,
-      authority::AuthorityOptions{.clock = &clock,
-                                  .issuances_per_principal = config.rate_per_principal,
-                                  .max_instance_lifetime = config.max_instance_lifetime,
-                                  .ledger = p.ledger.get()});
-  TW_ASSIGN_OR_RETURN(server->new_admin_token_, p.authority->Load([&dir](const std::string& token) {
-    return base::WriteFile(Path(dir, "admin.token"), absl::StrCat(token, "\n"), 0600);
-  }));
-  p.api = std::make_unique<Api>(
-      *p.authority, p.metrics,
-      ApiOptions{.clock = &clock,
-                 .requests_per_address = config.rate_per_address,
-                 .auth_failures_per_address = config.auth_failures_per_address,
-                 .ledger = p.ledger.get()});
+  TW_ASSIGN_OR_RETURN(p.services, Services::Wire(config, std::move(store), std::move(keys), clock,
+                                                 [&dir](const std::string& token) {
+                                                   return base::WriteFile(Path(dir, "admin.token"),
+                                                                          absl::StrCat(token, "\n"),
+                                                                          0600);
+                                                 }));
+  server->new_admin_token_ = p.services->new_admin_token;
+  Services& s = *p.services;
   int io_threads = config.threads > 0
                        ? config.threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   p.http = std::make_unique<HttpServer>(
-      *p.api, *p.hub, p.metrics,
+      *s.api, *s.hub, s.metrics,
       HttpServerOptions{.host = p.host,
                         .port = port,
                         .io_threads = io_threads,
@@ -278,7 +250,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
                         .max_subscribers = config.max_stream_subscribers,
                         .max_subscribers_per_address = config.max_stream_subscribers_per_address});
   TW_RETURN_IF_ERROR(server->RenewServerCertificate());
-  TW_RETURN_IF_ERROR(p.ledger->SignIfGrown().status());
+  TW_RETURN_IF_ERROR(s.ledger->SignIfGrown().status());
   server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });
   server->tree_heads_ = std::thread([s = server.get()] { s->SignTreeHeads(); });
   return server;
@@ -290,7 +262,7 @@ absl::Status Server::RenewServerCertificate() {
   Parts& p = *parts_;
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> key,
                       crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
-  const core::TrustDomain& td = p.ca->issuer().trust_domain();
+  const core::TrustDomain& td = p.services->ca->issuer().trust_domain();
   TW_ASSIGN_OR_RETURN(core::SpiffeId id,
                       core::SpiffeId::FromSegments(td, {"trustwarden", "server"}));
   const absl::Time now = p.clock->Now();
@@ -318,9 +290,9 @@ absl::Status Server::RenewServerCertificate() {
       leaf.dns_names.push_back(p.host);
     }
   }
-  TW_ASSIGN_OR_RETURN(base::Bytes der, p.ca->issuer().IssueLeaf(leaf, key->public_key()));
+  TW_ASSIGN_OR_RETURN(base::Bytes der, p.services->ca->issuer().IssueLeaf(leaf, key->public_key()));
   std::vector<base::ByteView> chain = {der};
-  const auto& served = p.ca->issuer().served_chain();
+  const auto& served = p.services->ca->issuer().served_chain();
   chain.insert(chain.end(), served.begin(), served.end());
   const std::string chain_pem = core::CertificatesToPem(chain);
   crypto::SecretBytes key_pem = key->ToPkcs8Pem();
@@ -344,10 +316,10 @@ void Server::Upkeep() {
   Parts& p = *parts_;
   while (!WaitForStop(kUpkeepInterval)) {
     const absl::Time now = p.clock->Now();
-    auto pruned = p.store->PruneRevocations(now);
+    auto pruned = p.services->store->PruneRevocations(now);
     if (!pruned.ok()) spdlog::error("pruning the revocation log: {}", pruned.status().ToString());
-    p.hub->Prune(now);
-    p.hub->FillGaps();
+    p.services->hub->Prune(now);
+    p.services->hub->FillGaps();
     if (now >= p.certificate_renew_at) {
       absl::Status renewed = RenewServerCertificate();
       if (!renewed.ok()) spdlog::error("renewing the TLS certificate: {}", renewed.ToString());
@@ -358,7 +330,7 @@ void Server::Upkeep() {
 void Server::SignTreeHeads() {
   Parts& p = *parts_;
   while (!WaitForStop(p.config.sth_interval)) {
-    auto signed_head = p.ledger->SignIfGrown();
+    auto signed_head = p.services->ledger->SignIfGrown();
     if (!signed_head.ok()) {
       spdlog::error("signing a tree head: {}", signed_head.status().ToString());
     }
