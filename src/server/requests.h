@@ -1,5 +1,5 @@
 // Decoders for the JSON bodies of the HTTP API: strict (no unknown or duplicate members,
-// right types) and syntax-checked. Policy decisions are the authority::Authority's. Thread-safe.
+// right types) and syntax-checked; the decisions are the authority's. Thread-safe.
 #pragma once
 
 #include <optional>

@@ -1,6 +1,6 @@
-// A running TrustWarden server: the data directory (CA, bundle, admin token), the store,
-// the authority::Authority, the HTTPS API and the background upkeep (pruning, TLS certificate
-// renewal). Thread-safe.
+// A running TrustWarden server: the services (server/services.h) behind the HTTPS listener,
+// and the background upkeep (revocation pruning and gap filling, tree heads, TLS certificate
+// renewal); the config file and the keys it names. Thread-safe.
 #pragma once
 
 #include <memory>

@@ -15,11 +15,10 @@ absl::StatusOr<std::unique_ptr<Services>> Services::Wire(
   TW_ASSIGN_OR_RETURN(int64_t sequence, s->store->LastRevocationSequence());
   TW_ASSIGN_OR_RETURN(std::vector<revocation::Entry> entries,
                       s->store->ListRevocations(0, std::numeric_limits<int64_t>::max()));
-  s->hub = std::make_unique<revocation::Hub>(
-      sequence, entries,
-      [store = s->store.get()](int64_t after, size_t limit) {
-        return store->ListRevocations(after, limit);
-      });
+  s->hub = std::make_unique<revocation::Hub>(sequence, entries,
+                                             [store = s->store.get()](int64_t after, size_t limit) {
+                                               return store->ListRevocations(after, limit);
+                                             });
   s->hub->Prune(clock.Now());
   s->ledger = std::make_unique<ledger::Service>(
       *s->store, std::move(keys.ledger), std::string(s->ca->issuer().trust_domain().name()),
