@@ -590,6 +590,41 @@ TEST_F(ServerTest, RoutesDecideMethodAccessAndRoleBeforeTheHandler) {
 namespace tw::server {
 namespace {
 
+TEST(ServerKeysTest, KeysComeFromTheUrisTheConfigNames) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "tw-keys-XXXXXX").string();
+  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+  const std::string dir = tmpl;
+  ASSERT_TRUE(base::WriteFile(dir + "/tw.toml", R"([keys]
+ledger = "file:)" + dir + R"(/other.key.pem"
+)")
+                  .ok());
+  ServerConfig config{.data_dir = dir + "/data"};
+  ASSERT_TRUE(LoadServerConfig(dir + "/tw.toml", &config).ok());
+  EXPECT_EQ(config.ledger_key, "file:" + dir + "/other.key.pem");
+
+  // A ledger key that is not P-256 is refused, naming its URI.
+  auto p384 = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP384);
+  ASSERT_TRUE(p384->WriteFile(dir + "/other.key.pem").ok());
+  auto refused = OpenServerKeys(config, base::Clock::System());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("other.key.pem"));
+
+  // A P-256 key there is the one that signs tree heads; no ledger.key.pem is made.
+  auto p256 = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  std::filesystem::remove(dir + "/other.key.pem");
+  ASSERT_TRUE(p256->WriteFile(dir + "/other.key.pem").ok());
+  auto keys = OpenServerKeys(config, base::Clock::System());
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->ledger->public_key(), p256->public_key());
+  EXPECT_FALSE(std::filesystem::exists(dir + "/data/ledger.key.pem"));
+
+  ASSERT_TRUE(base::WriteFile(dir + "/bad.toml", "[keys]\nhsm = \"x\"\n").ok());
+  absl::Status bad = LoadServerConfig(dir + "/bad.toml", &config);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("keys.hsm"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SplitHostPortTest, ReadsNamesAddressesAndBracketedIpv6) {
   std::string host;
   uint16_t port = 1;
