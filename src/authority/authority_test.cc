@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "base/testing/temp_dir.h"
 #include "core/certificate.h"
 #include "core/csr.h"
 #include "crypto/software_signer.h"
@@ -35,9 +36,6 @@ class TickingClock final : public base::Clock {
 class AuthorityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-authority-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     ASSERT_TRUE(ca::CaDirectory::Init(dir_ + "/ca",
                                       {.trust_domain = *core::TrustDomain::FromName("example.org")},
                                       fake_)
@@ -54,7 +52,6 @@ class AuthorityTest : public ::testing::Test {
     authority_.reset();
     ledger_.reset();
     store_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   void Recreate(const base::Clock* clock, absl::Duration max_lifetime = absl::Hours(24)) {
@@ -116,7 +113,8 @@ class AuthorityTest : public ::testing::Test {
 
   base::FakeClock fake_{kStart};
   TickingClock ticking_;
-  std::string dir_;
+  base::TempDir tmp_{"tw-authority"};
+  const std::string dir_ = tmp_.path();
   std::unique_ptr<ca::CaDirectory> ca_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<revocation::Hub> hub_;

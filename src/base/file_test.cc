@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "base/testing/temp_dir.h"
 #include "gtest/gtest.h"
 
 namespace tw::base {
@@ -12,18 +13,13 @@ namespace {
 
 class FileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/tw-file-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   static int Mode(const std::string& path) {
     struct stat st;
     EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
     return static_cast<int>(st.st_mode & 07777);
   }
-  std::string dir_;
+  TempDir tmp_{"tw-file-test"};
+  const std::string dir_ = tmp_.path();
 };
 
 TEST_F(FileTest, MakeDirectoryCreatesWithTheModeAndLeavesAnExistingOneAlone) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "base/file.h"
+#include "base/testing/temp_dir.h"
 #include "core/certificate.h"
 #include "core/x509_verifier.h"
 #include "gmock/gmock.h"
@@ -18,13 +19,6 @@ using ::testing::HasSubstr;
 
 class CaDirectoryTest : public ::testing::Test {
  protected:
-  CaDirectoryTest() {
-    std::string tmpl = std::filesystem::temp_directory_path() / "tw-ca-XXXXXX";
-    root_ = mkdtemp(tmpl.data());
-    dir_ = root_ + "/ca";
-  }
-  ~CaDirectoryTest() override { std::filesystem::remove_all(root_); }
-
   absl::Status Init(crypto::KeyType type = crypto::KeyType::kEcP256) {
     return CaDirectory::Init(dir_,
                              {.trust_domain = *core::TrustDomain::FromName("example.org"),
@@ -50,7 +44,9 @@ class CaDirectoryTest : public ::testing::Test {
     return stat((dir_ + "/" + name).c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 0777) : -1;
   }
 
-  std::string root_, dir_;
+  base::TempDir tmp_{"tw-ca"};
+  const std::string root_ = tmp_.path();
+  const std::string dir_ = root_ + "/ca";
 };
 
 TEST_F(CaDirectoryTest, InitWritesTheApiFilesWithSafeModes) {

@@ -1,9 +1,14 @@
 // trustwarden: one binary, subcommands per API.md. The composition root.
 #include <cstdio>
 
+#include "absl/synchronization/mutex.h"
 #include "cli/command.h"
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil without NDEBUG, so every Mutex would keep a lock-order graph behind
+  // one global lock. Lock order is checked by clang's thread-safety analysis and by the test
+  // binaries, which keep the detection on; the binary does not pay for it on every request.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"TrustWarden: identities, scopes and audit for AI agents (SPIFFE)", "trustwarden"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "trustwarden 0.1.0");

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "base/file.h"
+#include "base/testing/temp_dir.h"
 #include "crypto/software_signer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,15 +18,11 @@ using ::testing::HasSubstr;
 class SignerFactoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-signer-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     key_ = *SoftwareSigner::Generate(KeyType::kEcP384);
     ASSERT_TRUE(key_->WriteFile(dir_ + "/key.pem").ok());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::string dir_;
+  base::TempDir tmp_{"tw-signer"};
+  const std::string dir_ = tmp_.path();
   std::unique_ptr<SoftwareSigner> key_;
 };
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "base/file.h"
+#include "base/testing/temp_dir.h"
 #include "crypto/testing/signer_conformance.h"
 #include "gtest/gtest.h"
 
@@ -13,11 +14,6 @@ namespace tw::crypto {
 namespace {
 
 using testing::SignerConformanceTest;
-
-std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "tw-signer-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
 
 INSTANTIATE_TEST_SUITE_P(
     Software, SignerConformanceTest,
@@ -42,9 +38,9 @@ TEST(SoftwareSignerTest, GenerateRefusesRsa) {
 }
 
 TEST(SoftwareSignerTest, WritesPkcs8With0600AndReadsItBack) {
-  std::string dir = TempDir();
+  base::TempDir dir("tw-signer");
   auto s = *SoftwareSigner::Generate(KeyType::kEcP256);
-  std::string path = dir + "/key.pem";
+  std::string path = dir / "key.pem";
   ASSERT_TRUE(s->WriteFile(path).ok());
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
@@ -54,7 +50,6 @@ TEST(SoftwareSignerTest, WritesPkcs8With0600AndReadsItBack) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ((*back)->public_key(), s->public_key());
   EXPECT_EQ(s->WriteFile(path).code(), absl::StatusCode::kAlreadyExists);
-  std::filesystem::remove_all(dir);
 }
 
 TEST(SoftwareSignerTest, RejectsBadKeyFiles) {

@@ -21,6 +21,7 @@
 #include "base/bytes.h"
 #include "base/clock.h"
 #include "base/file.h"
+#include "base/testing/temp_dir.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
 #include "core/x509_verifier.h"
@@ -820,8 +821,8 @@ TEST_F(AgentIdentityTest, CallsKeepWorkingThroughRotationAndStopAtRevocation) {
 }
 
 TEST(SpoolTest, KeepsCompleteRecordsInOrderAcrossReopenAndDrop) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "tw-spool-XXXXXX").string();
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+  tw::base::TempDir dir("tw-spool");
+  const std::string& tmpl = dir.path();
   {
     auto spool = internal::Spool::Open(tmpl, "inst-a");
     ASSERT_TRUE(spool.ok()) << spool.status();
@@ -842,7 +843,6 @@ TEST(SpoolTest, KeepsCompleteRecordsInOrderAcrossReopenAndDrop) {
   ASSERT_TRUE(orphans[0]->Drop(2).ok());
   orphans.clear();  // empty: removed
   EXPECT_FALSE(std::filesystem::exists(tmpl + "/inst-a.spool"));
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/file.h"
+#include "base/testing/temp_dir.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
 #include "core/jwt_svid.h"
@@ -591,9 +592,8 @@ namespace tw::server {
 namespace {
 
 TEST(ServerKeysTest, KeysComeFromTheUrisTheConfigNames) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "tw-keys-XXXXXX").string();
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-  const std::string dir = tmpl;
+  base::TempDir tmp("tw-keys");
+  const std::string& dir = tmp.path();
   ASSERT_TRUE(base::WriteFile(dir + "/tw.toml", R"([keys]
 ledger = "file:)" + dir + R"(/other.key.pem"
 )")
@@ -622,7 +622,6 @@ ledger = "file:)" + dir + R"(/other.key.pem"
   absl::Status bad = LoadServerConfig(dir + "/bad.toml", &config);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.message()), HasSubstr("keys.hsm"));
-  std::filesystem::remove_all(dir);
 }
 
 TEST(SplitHostPortTest, ReadsNamesAddressesAndBracketedIpv6) {

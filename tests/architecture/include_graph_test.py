@@ -32,10 +32,11 @@ BELOW = {
     "sdk": ["core", "ledger", "net"],
     "cli": ["server", "store/sqlite", "sdk", "net"],
     # Test fixtures.
+    "base/testing": ["base"],
     "crypto/testing": ["crypto"],
     "core/testing": ["core"],
-    "store/testing": ["store"],
-    "server/testing": ["server", "store/sqlite"],
+    "store/testing": ["store", "base/testing"],
+    "server/testing": ["server", "store/sqlite", "base/testing"],
 }
 # Files of the ledger folder that run the ledger over the store: a module above it.
 LEDGER_SERVICE = {"service.h", "service.cc", "forensics.cc"}

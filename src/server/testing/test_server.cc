@@ -1,9 +1,5 @@
 #include "server/testing/test_server.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/file.h"
@@ -13,18 +9,12 @@
 namespace tw::server {
 
 absl::StatusOr<std::unique_ptr<TestServer>> TestServer::Start(Tweak tweak) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "tw-test-XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
-  std::unique_ptr<TestServer> out(new TestServer(tmpl, std::move(tweak)));
+  std::unique_ptr<TestServer> out(new TestServer(std::move(tweak)));
   TW_RETURN_IF_ERROR(out->Launch("127.0.0.1:0"));
   return out;
 }
 
-TestServer::~TestServer() {
-  Stop();
-  std::error_code ignored;
-  std::filesystem::remove_all(dir_, ignored);
-}
+TestServer::~TestServer() { Stop(); }
 
 void TestServer::Stop() { server_.reset(); }
 

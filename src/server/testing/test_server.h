@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/testing/temp_dir.h"
 #include "server/server.h"
 
 namespace tw::server {
@@ -26,19 +27,19 @@ class TestServer {
   absl::Status Restart(Tweak tweak = nullptr);
 
   uint16_t port() const { return port_; }
-  std::string url() const;                         // https://127.0.0.1:PORT
-  const std::string& dir() const { return dir_; }  // the temporary directory (scratch space)
-  std::string data_dir() const { return dir_ + "/data"; }
+  std::string url() const;                                // https://127.0.0.1:PORT
+  const std::string& dir() const { return dir_.path(); }  // a temporary directory, scratch space
+  std::string data_dir() const { return dir_ / "data"; }
   std::string bundle_path() const { return data_dir() + "/bundle.pem"; }
   const std::string& bundle_pem() const { return bundle_pem_; }
   const std::string& admin_token() const { return admin_token_; }
   Server& server() { return *server_; }
 
  private:
-  TestServer(std::string dir, Tweak tweak) : dir_(std::move(dir)), tweak_(std::move(tweak)) {}
+  explicit TestServer(Tweak tweak) : tweak_(std::move(tweak)) {}
   absl::Status Launch(const std::string& listen);
 
-  const std::string dir_;
+  const base::TempDir dir_{"tw-test"};
   Tweak tweak_;
   std::unique_ptr<Server> server_;
   uint16_t port_ = 0;

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "base/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/schema.h"
@@ -30,14 +31,6 @@ INSTANTIATE_TEST_SUITE_P(Sqlite, StoreConformanceTest,
 // Each test gets a directory of its own under TMPDIR, removed afterwards.
 class SqliteStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tw-sqlite-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/trustwarden.db";
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   // A connection of its own to the store's database with the current schema, for SQL the
   // store would never run.
   std::unique_ptr<sqlite::Db> MigratedDb() {
@@ -49,8 +42,9 @@ class SqliteStoreTest : public ::testing::Test {
     return *std::move(db);
   }
 
-  std::string dir_;
-  std::string path_;
+  base::TempDir tmp_{"tw-sqlite"};
+  const std::string dir_ = tmp_.path();
+  const std::string path_ = dir_ + "/trustwarden.db";
 };
 
 TEST_F(SqliteStoreTest, CreatesDatabaseOwnerOnly) {

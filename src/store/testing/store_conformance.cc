@@ -108,18 +108,12 @@ std::vector<std::string> ExportShape(Store& store, uint64_t start, uint64_t end)
 }  // namespace
 
 void StoreConformanceTest::SetUp() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "tw-store-XXXXXX").string();
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-  dir_ = tmpl;
   auto store = GetParam().open(dir_);
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = *std::move(store);
 }
 
-void StoreConformanceTest::TearDown() {
-  store_.reset();
-  std::filesystem::remove_all(dir_);
-}
+void StoreConformanceTest::TearDown() { store_.reset(); }
 
 void StoreConformanceTest::Reopen() {
   if (!GetParam().durable) return;

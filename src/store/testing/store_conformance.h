@@ -7,6 +7,7 @@
 #include <ostream>
 #include <string>
 
+#include "base/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "store/store.h"
 
@@ -32,7 +33,8 @@ class StoreConformanceTest : public ::testing::TestWithParam<StoreBackend> {
   // durable.
   void Reopen();
 
-  std::string dir_;
+  base::TempDir tmp_{"tw-store"};
+  const std::string dir_ = tmp_.path();
   std::unique_ptr<Store> store_;
 };
 
