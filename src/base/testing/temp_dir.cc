@@ -23,6 +23,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-std::string TempDir::operator/(absl::string_view name) const { return absl::StrCat(path_, "/", name); }
+std::string TempDir::operator/(absl::string_view name) const {
+  return absl::StrCat(path_, "/", name);
+}
 
 }  // namespace tw::base
