@@ -98,12 +98,8 @@ CaSigners::Uris CaSigners::FilesIn(const std::string& dir) {
 
 absl::StatusOr<CaSigners> CaSigners::Open(const Uris& uris) {
   CaSigners out;
-  auto ca = crypto::OpenSigner(uris.ca);
-  if (!ca.ok()) return Annotate(ca.status(), uris.ca);
-  out.ca = *std::move(ca);
-  auto jwt = crypto::OpenSigner(uris.jwt);
-  if (!jwt.ok()) return Annotate(jwt.status(), uris.jwt);
-  out.jwt = *std::move(jwt);
+  TW_ASSIGN_OR_RETURN(out.ca, crypto::OpenSigner(uris.ca));
+  TW_ASSIGN_OR_RETURN(out.jwt, crypto::OpenSigner(uris.jwt));
   return out;
 }
 

@@ -31,7 +31,7 @@ struct CaSigners {
   };
   // The key files Init writes in `dir`.
   static Uris FilesIn(const std::string& dir);
-  // Opens both keys. The key's error, prefixed with its URI.
+  // Opens both keys (crypto::OpenSigner's errors).
   static absl::StatusOr<CaSigners> Open(const Uris& uris);
 };
 

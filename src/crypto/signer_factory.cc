@@ -22,7 +22,10 @@ absl::StatusOr<std::unique_ptr<Signer>> OpenSigner(absl::string_view key_uri) {
   }
   if (path.empty()) return absl::InvalidArgumentError("the key URI names no file");
   auto signer = SoftwareSigner::ReadFile(std::string(path));
-  if (!signer.ok()) return signer.status();
+  if (!signer.ok()) {
+    return absl::Status(signer.status().code(),
+                        absl::StrCat(key_uri, ": ", signer.status().message()));
+  }
   return std::unique_ptr<Signer>(*std::move(signer));
 }
 

@@ -12,7 +12,7 @@
 namespace tw::crypto {
 
 // InvalidArgument for a URI scheme no backend handles; the file's NotFound or
-// InvalidArgument otherwise.
+// InvalidArgument otherwise, its message prefixed with the URI.
 absl::StatusOr<std::unique_ptr<Signer>> OpenSigner(absl::string_view key_uri);
 
 // The URI of a PKCS#8 PEM file at `path`.

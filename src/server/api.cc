@@ -354,9 +354,9 @@ absl::StatusOr<HttpResponse> Api::Revoke(const Call& c) {
 absl::StatusOr<HttpResponse> Api::ApplyPolicy(const Call& c) {
   TW_ASSIGN_OR_RETURN(std::string source, DecodePolicy(c.http.body));
   TW_ASSIGN_OR_RETURN(policy::PolicyVersion v, authority_.ApplyPolicy(c.caller, source));
-  return Json(201, json{{"version", v.version},
-                        {"sha256", v.sha256_hex},
-                        {"created_at", base::Rfc3339(v.created_at)}});
+  return Json(
+      201,
+      PolicyJson({.version = v.version, .sha256_hex = v.sha256_hex, .created_at = v.created_at}));
 }
 
 absl::StatusOr<HttpResponse> Api::ListPolicies(const Call& c) {
@@ -395,8 +395,7 @@ absl::StatusOr<HttpResponse> Api::CreateToken(const Call& c) {
                         {"principal", req.principal},
                         {"token", created.token},
                         {"auditor", req.auditor},
-                        {"expires_at", created.expires_at ? json(base::Rfc3339(*created.expires_at))
-                                                          : json(nullptr)}});
+                        {"expires_at", TimeOrNull(created.expires_at)}});
 }
 
 absl::StatusOr<HttpResponse> Api::RevokeToken(const Call& c) {

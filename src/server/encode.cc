@@ -14,13 +14,13 @@ using nlohmann::json;
 
 json NullableString(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
 
-json NullableTime(const std::optional<absl::Time>& t) {
-  return t ? json(base::Rfc3339(*t)) : json(nullptr);
-}
-
 std::string B64(base::ByteView b) { return base::Base64UrlEncode(base::AsChars(b)); }
 
 }  // namespace
+
+json TimeOrNull(const std::optional<absl::Time>& t) {
+  return t ? json(base::Rfc3339(*t)) : json(nullptr);
+}
 
 HttpResponse Json(int status, const json& body) {
   return HttpResponse{status, body.dump(-1, ' ', false, json::error_handler_t::replace),
@@ -99,8 +99,8 @@ json TokenJson(const store::TokenRecord& t) {
               {"admin", t.admin},
               {"auditor", t.auditor},
               {"created_at", base::Rfc3339(t.created_at)},
-              {"expires_at", NullableTime(t.expires_at)},
-              {"revoked_at", NullableTime(t.revoked_at)}};
+              {"expires_at", TimeOrNull(t.expires_at)},
+              {"revoked_at", TimeOrNull(t.revoked_at)}};
 }
 
 json TreeHeadJson(const ledger::TreeHead& h, const std::string& key_id) {

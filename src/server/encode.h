@@ -2,6 +2,7 @@
 // Thread-safe (pure functions).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -18,6 +19,9 @@ HttpResponse Json(int status, const nlohmann::json& body);
 // {"error":{"code","message"}} with the code's HTTP status (base/api_status.h); internal
 // errors say only that they failed.
 HttpResponse ErrorResponse(const absl::Status& status);
+
+// An RFC 3339 time, or null.
+nlohmann::json TimeOrNull(const std::optional<absl::Time>& t);
 
 nlohmann::json IdentityJson(const authority::IdentityView& identity);
 // A creation's or renewal's reply, with the trust bundle (already serialized) spliced in.

@@ -203,15 +203,10 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
     }
   }
   ServerKeys keys;
-  auto ledger = crypto::OpenSigner(ledger_uri);
-  if (!ledger.ok()) {
-    return absl::Status(ledger.status().code(),
-                        absl::StrCat(ledger_uri, ": ", ledger.status().message()));
-  }
-  if ((*ledger)->public_key().type() != crypto::KeyType::kEcP256) {
+  TW_ASSIGN_OR_RETURN(keys.ledger, crypto::OpenSigner(ledger_uri));
+  if (keys.ledger->public_key().type() != crypto::KeyType::kEcP256) {
     return absl::FailedPreconditionError(ledger_uri + " is not an ECDSA P-256 key");
   }
-  keys.ledger = *std::move(ledger);
   keys.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
   return keys;
 }
