@@ -19,7 +19,9 @@ struct Access;
 }
 
 struct IdentityOptions {
-  std::string name;                       // org/team/agent
+  // org/team/agent; a bare agent name ("payment-processor") goes under the parent's org
+  // and team, or else TRUSTWARDEN_ORG and TRUSTWARDEN_TEAM ("default" when unset).
+  std::string name;
   std::vector<std::string> scope;         // granted scopes, "action:object"
   std::string ttl = "30m";                // lifetime, capped by policy; a child's is cut
                                           // to what its parent has left
@@ -67,7 +69,8 @@ class AgentIdentity {
 
   std::string spiffe_id() const;
   std::string instance_id() const;
-  std::string svid_pem() const;  // the current certificate chain, leaf first
+  std::string svid_pem() const;    // the current certificate chain, leaf first
+  std::string bundle_pem() const;  // the trust bundle peers are verified against
   std::vector<std::string> scopes() const;
   std::string trust_level() const;
   std::chrono::system_clock::time_point expires_at() const;
@@ -76,10 +79,11 @@ class AgentIdentity {
   std::string jwt(const std::string& audience);
 
   // Checks, records and performs an action:
-  //  - throws Denied when the identity is expired or revoked, the revocation stream is
-  //    staler than Connection::max_staleness, its scopes do not cover `action`, or its
-  //    trust level is below what the call or a trust rule requires; a refusal by scope or
-  //    trust level is recorded as a signed "deny" event;
+  //  - throws Revoked or Expired when the identity is revoked (or closed) or expired, and
+  //    Denied when the revocation stream is staler than Connection::max_staleness, its
+  //    scopes do not cover `action`, or its trust level is below what the call or a trust
+  //    rule requires; a refusal by staleness, scope or trust level is recorded as a signed
+  //    "deny" event;
   //  - records a signed "allow" event before acting: with the server, or durably in the
   //    spool when the server is unreachable (shipped in order later); throws Error if
   //    neither is possible;

@@ -33,4 +33,17 @@ class Denied : public Error {
   std::string event_id_;
 };
 
+// A call refused because the identity is revoked: by an operator, by itself (close()) or
+// with an ancestor.
+class Revoked : public Denied {
+ public:
+  using Denied::Denied;
+};
+
+// A call refused because the identity's certificate has expired.
+class Expired : public Denied {
+ public:
+  using Denied::Denied;
+};
+
 }  // namespace trustwarden

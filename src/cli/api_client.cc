@@ -13,13 +13,14 @@
 #include "crypto/software_signer.h"
 
 namespace tw::cli {
-namespace {
 
-std::string FlagOrEnv(const std::string& flag, const char* env, const char* fallback) {
+std::string FlagOrEnv(const std::string& flag, const char* env, absl::string_view fallback) {
   if (!flag.empty()) return flag;
   const char* value = std::getenv(env);
   return value != nullptr && *value != '\0' ? std::string(value) : std::string(fallback);
 }
+
+namespace {
 
 absl::StatusCode CodeFromApi(const std::string& code, int http) {
   const absl::StatusCode known = base::StatusCodeOfName(code);

@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "net/https_client.h"
 #include "nlohmann/json.hpp"
 
@@ -21,6 +22,10 @@ struct ClientFlags {
 
 // Adds --server, --token and --bundle to `cmd`.
 void AddClientFlags(CLI::App* cmd, ClientFlags* flags);
+
+// `flag` when given, else the environment variable `env` when set and not empty, else
+// `fallback`.
+std::string FlagOrEnv(const std::string& flag, const char* env, absl::string_view fallback);
 
 // Connects to the server, trusting the bundle's CA certificates (JSON or PEM), with an
 // optional client certificate chain and key (PEM) for mTLS.

@@ -44,6 +44,12 @@ absl::StatusOr<AgentName> AgentName::Parse(absl::string_view name) {
   return AgentName{std::string(parts[0]), std::string(parts[1]), std::string(parts[2])};
 }
 
+std::string QualifyAgentName(absl::string_view name, absl::string_view org,
+                             absl::string_view team) {
+  if (name.empty() || absl::StrContains(name, '/')) return std::string(name);
+  return absl::StrCat(org, "/", team, "/", name);
+}
+
 std::string NewInstanceId() {
   base::Bytes random = crypto::RandomBytes(kInstanceChars);
   std::string id(kInstancePrefix);

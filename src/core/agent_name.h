@@ -18,6 +18,15 @@ struct AgentName {
   bool operator==(const AgentName&) const = default;
 };
 
+// Where a bare agent name ("payment-processor", no '/') lives when the caller names no
+// org or team (TRUSTWARDEN_ORG / TRUSTWARDEN_TEAM unset).
+inline constexpr absl::string_view kDefaultOrg = "default";
+inline constexpr absl::string_view kDefaultTeam = "default";
+
+// `name` under `org`/`team` when it is a bare agent name; any other name as given (Parse
+// judges it).
+std::string QualifyAgentName(absl::string_view name, absl::string_view org, absl::string_view team);
+
 // "inst-" followed by 16 random characters of [a-z2-7] (80 bits).
 std::string NewInstanceId();
 // OK when `id` has the form NewInstanceId returns.

@@ -23,6 +23,14 @@ TEST(AgentNameTest, RejectsOtherShapes) {
   EXPECT_FALSE(AgentName::Parse(std::string(64, 'a') + "/b/c").ok());
 }
 
+TEST(AgentNameTest, QualifiesOnlyBareNames) {
+  EXPECT_EQ(QualifyAgentName("payment-processor", "acme", "fin"), "acme/fin/payment-processor");
+  EXPECT_EQ(QualifyAgentName("a/b/c", "acme", "fin"), "a/b/c");
+  EXPECT_EQ(QualifyAgentName("b/c", "acme", "fin"), "b/c");  // not bare: refused by Parse
+  EXPECT_EQ(QualifyAgentName("", "acme", "fin"), "");
+  EXPECT_TRUE(AgentName::Parse(QualifyAgentName("agent", kDefaultOrg, kDefaultTeam)).ok());
+}
+
 TEST(InstanceIdTest, IsRandomLowercaseWithPrefix) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {

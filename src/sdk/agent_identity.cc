@@ -2,12 +2,14 @@
 // becomes the Error thrown. Thread-safe as agent_identity.h says.
 #include "trustwarden/agent_identity.h"
 
+#include <cstdlib>
 #include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/bytes.h"
 #include "base/status_macros.h"
+#include "core/agent_name.h"
 #include "core/certificate.h"
 #include "core/scope.h"
 #include "core/x509_issuer.h"
@@ -24,11 +26,34 @@ namespace internal {
 using nlohmann::json;
 namespace core = tw::core;
 
+namespace {
+
+std::string EnvOr(const char* name, absl::string_view fallback) {
+  const char* env = std::getenv(name);
+  return env != nullptr && *env != '\0' ? env : std::string(fallback);
+}
+
+// The name the server is asked for: a bare agent name goes under its parent's org and team,
+// or TRUSTWARDEN_ORG / TRUSTWARDEN_TEAM.
+std::string RequestedName(const IdentityOptions& options) {
+  if (options.parent != nullptr) {
+    const absl::StatusOr<core::AgentInstance> parent =
+        core::ParseAgentSpiffeId(Access::Of(*options.parent)->Current().svid.spiffe_id);
+    if (parent.ok()) {
+      return core::QualifyAgentName(options.name, parent->name.org, parent->name.team);
+    }
+  }
+  return core::QualifyAgentName(options.name, EnvOr("TRUSTWARDEN_ORG", core::kDefaultOrg),
+                                EnvOr("TRUSTWARDEN_TEAM", core::kDefaultTeam));
+}
+
+}  // namespace
+
 absl::StatusOr<AgentIdentity> CreateIdentity(const IdentityOptions& options, const Clocks& clocks) {
   TW_ASSIGN_OR_RETURN(std::unique_ptr<tw::crypto::SoftwareSigner> key,
                       tw::crypto::SoftwareSigner::Generate(tw::crypto::KeyType::kEcP256));
   TW_ASSIGN_OR_RETURN(const tw::base::Bytes csr, core::BuildCertificateRequest(*key));
-  json body{{"name", options.name},
+  json body{{"name", RequestedName(options)},
             {"scope", options.scope},
             {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}};
   if (!options.ttl.empty()) body["ttl"] = options.ttl;
@@ -76,7 +101,9 @@ namespace {
 
 // What call() decided before acting.
 struct Admission {
-  std::string refusal;   // why it is denied; empty when allowed
+  enum class Kind { kDenied, kRevoked, kExpired };
+  std::string refusal;  // why it is denied; empty when allowed
+  Kind kind = Kind::kDenied;
   std::string recorded;  // the ledger event of a denial, when it could be recorded
   Connector connector;
   Credential credential;  // that of the recorded "allow" event
@@ -118,8 +145,10 @@ absl::StatusOr<Admission> Admit(AgentIdentity::State& state, const std::string& 
   std::string& refusal = a.refusal;
   if (state.closed()) refusal = "the identity was closed";
   if (refusal.empty() && state.IsRevoked()) refusal = "the identity is revoked";
+  if (!refusal.empty()) a.kind = Admission::Kind::kRevoked;
   if (refusal.empty() && state.clock.Now() >= c.svid.not_after) {
     refusal = "the identity has expired";
+    a.kind = Admission::Kind::kExpired;
   }
   const bool recordable = refusal.empty();  // a revoked or expired instance cannot write
   if (absl::Status fresh = state.endpoint.watcher->CheckFresh(state.endpoint.max_staleness);
@@ -145,7 +174,10 @@ absl::StatusOr<Admission> Admit(AgentIdentity::State& state, const std::string& 
   a.event.decision = "allow";
   // Revoked between the local check and the record: the server refuses the writer.
   TW_ASSIGN_OR_RETURN(const bool recorded, state.RecordUnlessRefused(c, a.event));
-  if (!recorded) a.refusal = "the identity is revoked (the server refused its ledger event)";
+  if (!recorded) {
+    a.refusal = "the identity is revoked (the server refused its ledger event)";
+    a.kind = Admission::Kind::kRevoked;
+  }
   return a;
 }
 
@@ -232,6 +264,8 @@ std::string AgentIdentity::instance_id() const { return state_->instance_id; }
 
 std::string AgentIdentity::svid_pem() const { return state_->Current().svid_pem; }
 
+std::string AgentIdentity::bundle_pem() const { return state_->endpoint.ca_pem; }
+
 std::vector<std::string> AgentIdentity::scopes() const {
   const internal::Credential c = state_->Current();
   std::vector<std::string> out;
@@ -257,7 +291,12 @@ CallResult AgentIdentity::call(const std::string& resource, const std::string& a
                                const std::string& payload, const CallOptions& options) {
   const internal::Admission a =
       ValueOrThrow(internal::Admit(*state_, resource, action, payload, options));
-  if (!a.refusal.empty()) throw Denied(a.refusal, a.recorded);
+  if (!a.refusal.empty()) {
+    using Kind = internal::Admission::Kind;
+    if (a.kind == Kind::kRevoked) throw Revoked(a.refusal, a.recorded);
+    if (a.kind == Kind::kExpired) throw Expired(a.refusal, a.recorded);
+    throw Denied(a.refusal, a.recorded);
+  }
 
   tw::ledger::Event outcome = internal::SubjectEvent(a.credential, "outcome", state_->clock.Now());
   outcome.ref = a.event.id;

@@ -259,7 +259,7 @@ TEST_F(AgentIdentityTest, CloseRevokesTheInstanceAndItsChildrenOnTheServer) {
   try {
     parent.call("test://ledger-db/transactions", "read:transactions");
     FAIL() << "a closed identity acted";
-  } catch (const Denied& d) {
+  } catch (const Revoked& d) {
     EXPECT_TRUE(d.event_id().empty());  // a revoked instance cannot write to the ledger
   }
   // The child's credential is dead on the server too: it cannot record anything.
@@ -279,6 +279,49 @@ TEST_F(AgentIdentityTest, DestructionRevokesUnlessDetached) {
   const std::string text = AdminGet("/v1/revocations?after=0").dump();
   EXPECT_NE(text.find(dropped), std::string::npos) << text;
   EXPECT_EQ(text.find(handed_over), std::string::npos) << text;
+}
+
+TEST_F(AgentIdentityTest, AnExpiredIdentityIsRefusedAsExpired) {
+  AgentIdentity agent = CreateOnTestClock(Payments());
+  clock_.Set(absl::FromChrono(agent.expires_at()));
+  try {
+    agent.call("test://ledger-db/transactions", "read:transactions");
+    FAIL() << "an expired identity acted";
+  } catch (const Expired& e) {
+    EXPECT_EQ(e.code(), "permission_denied");
+    EXPECT_NE(std::string(e.what()).find("expired"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(connector_calls_, 0);
+  agent.detach();  // its certificate can no longer revoke itself
+}
+
+TEST_F(AgentIdentityTest, BareNamesTakeTheirOrgAndTeamFromTheEnvironmentOrTheParent) {
+  IdentityOptions options = Payments();
+  options.name = "payment-processor";
+  setenv("TRUSTWARDEN_ORG", "acme-corp", 1);
+  setenv("TRUSTWARDEN_TEAM", "finance-team", 1);
+  AgentIdentity agent = AgentIdentity::create(options);
+  unsetenv("TRUSTWARDEN_ORG");
+  unsetenv("TRUSTWARDEN_TEAM");
+  EXPECT_TRUE(absl::StartsWith(
+      agent.spiffe_id(), "spiffe://trustwarden/acme-corp/finance-team/payment-processor/inst-"))
+      << agent.spiffe_id();
+  // A child's bare name goes under its parent's org and team, whatever the environment says.
+  setenv("TRUSTWARDEN_ORG", "elsewhere", 1);
+  AgentIdentity child = agent.spawn({.name = "reconciler", .scope = {"read:transactions"}});
+  unsetenv("TRUSTWARDEN_ORG");
+  EXPECT_TRUE(absl::StartsWith(child.spiffe_id(),
+                               "spiffe://trustwarden/acme-corp/finance-team/reconciler/inst-"))
+      << child.spiffe_id();
+  // Unset: the documented default.
+  AgentIdentity plain = AgentIdentity::create(options);
+  EXPECT_TRUE(absl::StartsWith(plain.spiffe_id(),
+                               "spiffe://trustwarden/default/default/payment-processor/inst-"))
+      << plain.spiffe_id();
+  // The bundle the identity verifies peers against is the server's.
+  EXPECT_NE(agent.bundle_pem().find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_EQ(agent.bundle_pem(),
+            tw::core::Bundle::Parse(*tw::base::ReadFile(connection_.bundle))->ToPem());
 }
 
 TEST_F(AgentIdentityTest, JwtIsReusedUntilNearExpiry) {
@@ -364,6 +407,7 @@ TEST_F(AgentIdentityTest, RevocationByTheOperatorBlocksTheNextCallEverywhere) {
   const std::string reason =
       DenialReason([&] { agent.call("test://ledger-db/transactions", "read:transactions"); });
   EXPECT_NE(reason.find("revoked"), std::string::npos) << reason;
+  EXPECT_THROW(agent.call("test://ledger-db/transactions", "read:transactions"), Revoked);
   EXPECT_EQ(connector_calls_, before);
   // Only that instance: another of the same agent name still works.
   EXPECT_FALSE(other.revoked());

@@ -1,0 +1,357 @@
+// trustwarden._native: the C++ SDK for the `trustwarden` Python package, which gives it its
+// Python shape (trustwarden/*.py). The GIL is released around every network and crypto
+// call; the SDK's errors become the package's exceptions (trustwarden/errors.py), and a
+// Python exception raised in a connector passes through the SDK unchanged.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/bytes.h"
+#include "crypto/secret_bytes.h"
+#include "sdk/identity_state.h"
+#include "sdk/peer_check.h"
+#include "sdk/status_error.h"
+#include "trustwarden/trustwarden.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace trustwarden::python {
+namespace {
+
+using std::chrono::milliseconds;
+
+// The package's exception classes, by what the SDK threw. Never freed: the translator may
+// run until the interpreter ends.
+struct ErrorClasses {
+  py::object base, denied, revoked, expired, unavailable, invalid_argument;
+};
+const ErrorClasses* error_classes = nullptr;
+
+const py::object& ClassFor(const Error& e) {
+  const ErrorClasses& c = *error_classes;
+  if (dynamic_cast<const Revoked*>(&e) != nullptr) return c.revoked;
+  if (dynamic_cast<const Expired*>(&e) != nullptr) return c.expired;
+  if (e.code() == "permission_denied") return c.denied;
+  if (e.code() == "unavailable" || e.code() == "deadline_exceeded") return c.unavailable;
+  if (e.code() == "invalid_argument") return c.invalid_argument;
+  return c.base;
+}
+
+void RaiseError(const Error& e) {
+  const auto* denied = dynamic_cast<const Denied*>(&e);
+  py::object exc = ClassFor(e)(e.what(), "code"_a = e.code(),
+                               "reason"_a = denied ? denied->reason() : std::string(e.what()),
+                               "event_id"_a = denied ? denied->event_id() : std::string());
+  PyErr_SetObject(exc.get_type().ptr(), exc.ptr());
+}
+
+// A Python exception raised by a connector, on its way through the SDK (which records the
+// failed outcome from what()) back to the caller, who re-raises the original.
+class PythonRaised : public std::runtime_error {
+ public:
+  PythonRaised(const std::string& what, py::error_already_set error)
+      : std::runtime_error(what), error(std::move(error)) {}
+  py::error_already_set error;
+};
+
+// A Python object that may be released on any thread, and after the interpreter has gone.
+std::shared_ptr<py::object> Hold(py::object o) {
+  return std::shared_ptr<py::object>(new py::object(std::move(o)), [](py::object* p) {
+    if (Py_IsInitialized()) {
+      py::gil_scoped_acquire gil;
+      delete p;
+    } else {
+      p->release();  // nothing left to decrement
+      delete p;
+    }
+  });
+}
+
+Connection MakeConnection(const std::string& server, const std::string& token,
+                          const std::string& bundle, const std::string& spool,
+                          double max_staleness) {
+  Connection c{server, token, bundle, spool};
+  if (max_staleness > 0) c.max_staleness = milliseconds(static_cast<int64_t>(max_staleness * 1e3));
+  return c;
+}
+
+Requirement MakeRequirement(std::vector<std::string> spiffe_ids, std::string trust_domain,
+                            std::string scope, std::string min_trust_level, std::string resource) {
+  return Requirement{std::move(spiffe_ids), std::move(trust_domain), std::move(scope),
+                     std::move(min_trust_level), std::move(resource)};
+}
+
+py::dict DecisionDict(const Decision& d) {
+  return py::dict("allowed"_a = d.allowed, "reason"_a = d.reason, "spiffe_id"_a = d.spiffe_id,
+                  "instance_id"_a = d.instance_id, "trust_level"_a = d.trust_level,
+                  "scopes"_a = d.scopes, "event_id"_a = d.event_id);
+}
+
+// The peer check of one ssl_context: the identity's bundle and revocation stream, and what
+// the peer must be.
+class PeerChecker {
+ public:
+  PeerChecker(const AgentIdentity& self, Requirement peer)
+      : check_(std::make_shared<internal::PeerCheck>(internal::Access::Of(self)->endpoint)),
+        peer_(std::move(peer)) {}
+
+  // The decision on a peer's DER chain, leaf first.
+  py::dict Check(const std::vector<std::string>& chain) const {
+    Decision d;
+    {
+      py::gil_scoped_release release;
+      std::vector<tw::base::ByteView> views;
+      for (const std::string& der : chain) views.push_back(tw::base::AsBytes(der));
+      d = internal::ValueOrThrow(check_->CheckX509(views, peer_));
+    }
+    return DecisionDict(d);
+  }
+
+ private:
+  std::shared_ptr<const internal::PeerCheck> check_;
+  Requirement peer_;
+};
+
+// One agent instance. Destruction, like the C++ SDK's, revokes it unless it was closed or
+// detached; it happens with the GIL released.
+class Identity {
+ public:
+  explicit Identity(AgentIdentity id) : id_(std::make_unique<AgentIdentity>(std::move(id))) {}
+  Identity(const Identity&) = delete;
+  Identity& operator=(const Identity&) = delete;
+  ~Identity() {
+    py::gil_scoped_release release;
+    id_.reset();
+  }
+
+  static std::unique_ptr<Identity> Create(IdentityOptions options) {
+    py::gil_scoped_release release;
+    return std::make_unique<Identity>(AgentIdentity::create(options));
+  }
+
+  std::unique_ptr<Identity> Spawn(IdentityOptions options) const {
+    py::gil_scoped_release release;
+    return std::make_unique<Identity>(id_->spawn(std::move(options)));
+  }
+
+  AgentIdentity& get() const { return *id_; }
+
+  int64_t expires_at_ms() const {
+    return std::chrono::duration_cast<milliseconds>(id_->expires_at().time_since_epoch()).count();
+  }
+
+  // (event_id, response) of an allowed call.
+  py::tuple Call(const std::string& resource, const std::string& action, const std::string& payload,
+                 const std::string& input, const std::string& min_trust_level,
+                 const std::string& server_spiffe_id) {
+    CallResult r;
+    try {
+      py::gil_scoped_release release;
+      r = id_->call(resource, action, payload,
+                    CallOptions{input, min_trust_level, server_spiffe_id});
+    } catch (const PythonRaised& raised) {
+      throw raised.error;  // the connector's own exception, with its traceback
+    }
+    return py::make_tuple(r.event_id, py::bytes(r.response));
+  }
+
+  // The current certificate chain and its private key (PKCS#8 PEM), from one renewal.
+  py::tuple Credential() const {
+    const internal::Credential c = internal::Access::Of(*id_)->Current();
+    const tw::crypto::SecretBytes key = c.key->ToPkcs8Pem();
+    return py::make_tuple(c.svid_pem, py::bytes(key.view().data(), key.view().size()));
+  }
+
+ private:
+  std::unique_ptr<AgentIdentity> id_;
+};
+
+IdentityOptions Options(std::string name, std::vector<std::string> scope, std::string ttl,
+                        std::string trust_level, Connection connection = {}) {
+  return IdentityOptions{.name = std::move(name),
+                         .scope = std::move(scope),
+                         .ttl = std::move(ttl),
+                         .trust_level = std::move(trust_level),
+                         .connection = std::move(connection)};
+}
+
+// A connector calling `fn(instance_id, resource, action, payload, server_spiffe_id)`, which
+// returns bytes.
+Connector PythonConnector(py::object fn) {
+  std::shared_ptr<py::object> held = Hold(std::move(fn));
+  return [held](AgentIdentity& agent, const CallRequest& r) -> std::string {
+    py::gil_scoped_acquire gil;
+    try {
+      py::object out = (*held)(agent.instance_id(), r.resource, r.action, py::bytes(r.payload),
+                               r.server_spiffe_id);
+      return out.cast<std::string>();
+    } catch (py::error_already_set& e) {
+      std::string what = py::str(e.type().attr("__name__"));
+      const std::string message = py::str(e.value());
+      if (!message.empty()) what += ": " + message;
+      throw PythonRaised(what, std::move(e));
+    }
+  };
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "The TrustWarden C++ SDK; use the trustwarden package, not this module.";
+  py::module_ errors = py::module_::import("trustwarden.errors");
+  error_classes = new ErrorClasses{errors.attr("TrustWardenError"), errors.attr("Denied"),
+                                   errors.attr("Revoked"),          errors.attr("Expired"),
+                                   errors.attr("Unavailable"),      errors.attr("InvalidArgument")};
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      RaiseError(e);
+    }
+  });
+
+  py::class_<PeerChecker>(m, "PeerChecker").def("check", &PeerChecker::Check, "chain"_a);
+
+  py::class_<Identity>(m, "Identity")
+      .def_static(
+          "create",
+          [](std::string name, std::vector<std::string> scope, std::string ttl,
+             std::string trust_level, std::string server, std::string token, std::string bundle,
+             std::string spool, double max_staleness) {
+            return Identity::Create(
+                Options(std::move(name), std::move(scope), std::move(ttl), std::move(trust_level),
+                        MakeConnection(server, token, bundle, spool, max_staleness)));
+          },
+          "name"_a, "scope"_a, "ttl"_a, "trust_level"_a, "server"_a, "token"_a, "bundle"_a,
+          "spool"_a, "max_staleness"_a)
+      .def(
+          "spawn",
+          [](const Identity& self, std::string name, std::vector<std::string> scope,
+             std::string ttl, std::string trust_level) {
+            return self.Spawn(
+                Options(std::move(name), std::move(scope), std::move(ttl), std::move(trust_level)));
+          },
+          "name"_a, "scope"_a, "ttl"_a, "trust_level"_a)
+      .def_property_readonly("spiffe_id", [](const Identity& s) { return s.get().spiffe_id(); })
+      .def_property_readonly("instance_id", [](const Identity& s) { return s.get().instance_id(); })
+      .def_property_readonly("svid_pem", [](const Identity& s) { return s.get().svid_pem(); })
+      .def_property_readonly("bundle_pem", [](const Identity& s) { return s.get().bundle_pem(); })
+      .def_property_readonly("scopes", [](const Identity& s) { return s.get().scopes(); })
+      .def_property_readonly("trust_level", [](const Identity& s) { return s.get().trust_level(); })
+      .def_property_readonly("expires_at_ms", &Identity::expires_at_ms)
+      .def_property_readonly("revoked", [](const Identity& s) { return s.get().revoked(); })
+      .def(
+          "jwt",
+          [](const Identity& s, const std::string& audience) {
+            py::gil_scoped_release release;
+            return s.get().jwt(audience);
+          },
+          "audience"_a)
+      .def("call", &Identity::Call, "resource"_a, "action"_a, "payload"_a, "input"_a,
+           "min_trust_level"_a, "server_spiffe_id"_a)
+      .def("close",
+           [](const Identity& s) {
+             py::gil_scoped_release release;
+             s.get().close();
+           })
+      .def("detach", [](const Identity& s) { s.get().detach(); })
+      .def("credential", &Identity::Credential)
+      .def(
+          "peer_checker",
+          [](const Identity& s, std::vector<std::string> spiffe_ids, std::string trust_domain,
+             std::string scope, std::string min_trust_level) {
+            return std::make_unique<PeerChecker>(
+                s.get(), MakeRequirement(std::move(spiffe_ids), std::move(trust_domain),
+                                         std::move(scope), std::move(min_trust_level), ""));
+          },
+          "spiffe_ids"_a, "trust_domain"_a, "scope"_a, "min_trust_level"_a);
+
+  py::class_<Verifier>(m, "Verifier")
+      .def(py::init([](std::string server, std::string bundle, std::string audience,
+                       const Identity* recorder, double max_staleness) {
+             py::gil_scoped_release release;
+             return std::make_unique<Verifier>(VerifierOptions{
+                 MakeConnection(server, "", bundle, "", max_staleness), std::move(audience),
+                 recorder != nullptr ? &recorder->get() : nullptr});
+           }),
+           "server"_a, "bundle"_a, "audience"_a, "recorder"_a, "max_staleness"_a,
+           py::keep_alive<1, 5>())
+      .def(
+          "verify_x509",
+          [](const Verifier& v, const std::string& chain_pem, std::vector<std::string> spiffe_ids,
+             std::string trust_domain, std::string scope, std::string min_trust_level,
+             std::string resource) {
+            Requirement r =
+                MakeRequirement(std::move(spiffe_ids), std::move(trust_domain), std::move(scope),
+                                std::move(min_trust_level), std::move(resource));
+            Decision d;
+            {
+              py::gil_scoped_release release;
+              d = v.verify_x509(chain_pem, r);
+            }
+            return DecisionDict(d);
+          },
+          "chain_pem"_a, "spiffe_ids"_a, "trust_domain"_a, "scope"_a, "min_trust_level"_a,
+          "resource"_a)
+      .def(
+          "verify_jwt",
+          [](const Verifier& v, const std::string& token, std::vector<std::string> spiffe_ids,
+             std::string trust_domain, std::string scope, std::string min_trust_level,
+             std::string resource) {
+            Requirement r =
+                MakeRequirement(std::move(spiffe_ids), std::move(trust_domain), std::move(scope),
+                                std::move(min_trust_level), std::move(resource));
+            Decision d;
+            {
+              py::gil_scoped_release release;
+              d = v.verify_jwt(token, r);
+            }
+            return DecisionDict(d);
+          },
+          "token"_a, "spiffe_ids"_a, "trust_domain"_a, "scope"_a, "min_trust_level"_a,
+          "resource"_a);
+
+  m.def(
+      "register_connector",
+      [](const std::string& scheme, py::object fn) {
+        AgentIdentity::register_connector(scheme, PythonConnector(std::move(fn)));
+      },
+      "scheme"_a, "fn"_a);
+  m.def("trust_origin", &AgentIdentity::trust_origin, "origin"_a, "server_spiffe_id"_a);
+  m.def("allow_plain_http", &AgentIdentity::allow_plain_http, "origin"_a);
+  m.def("require_trust_level", &AgentIdentity::require_trust_level, "scope"_a, "min_trust_level"_a);
+  m.def(
+      "revoke",
+      [](std::string instance, std::string agent, std::string subtree, std::string principal,
+         std::string reason, std::string server, std::string token, std::string bundle) {
+        py::gil_scoped_release release;
+        return revoke(RevokeRequest{std::move(instance), std::move(agent), std::move(subtree),
+                                    std::move(principal), std::move(reason)},
+                      MakeConnection(server, token, bundle, "", 0));
+      },
+      "instance"_a, "agent"_a, "subtree"_a, "principal"_a, "reason"_a, "server"_a, "token"_a,
+      "bundle"_a);
+  m.def(
+      "parse_spiffe_id",
+      [](const std::string& id) {
+        const tw::core::SpiffeId parsed =
+            internal::ValueOrThrow(tw::core::SpiffeId::FromString(id));
+        return py::make_tuple(std::string(parsed.trust_domain_name()), std::string(parsed.path()));
+      },
+      "id"_a);
+  m.def(
+      "parse_trust_domain",
+      [](const std::string& name) {
+        return internal::ValueOrThrow(tw::core::TrustDomain::FromNameOrId(name)).name();
+      },
+      "name"_a);
+}
+
+}  // namespace trustwarden::python
