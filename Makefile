@@ -3,7 +3,7 @@ JOBS     ?= $(shell nproc)
 BUILD    ?= build
 GENERATOR = -G Ninja
 
-.PHONY: bootstrap build test run bench demo test-asan fuzz format check-format clean
+.PHONY: bootstrap build test run bench demo python-install test-asan fuzz format check-format clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -29,6 +29,11 @@ bench: build
 # against a throwaway server.
 demo: build
 	scripts/demo $(BUILD)
+
+# The Python SDK's wheel (built by `make build` for TW_PYTHON, default the python3 on PATH),
+# installed offline with pip for that interpreter.
+python-install: build
+	cmake --build $(BUILD) --target python-install
 
 build-asan/build.ninja:
 	CXX=clang++ cmake -S . -B build-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DTW_SANITIZE=ON

@@ -1,10 +1,14 @@
 // The SDK end to end against an in-process server on loopback (TLS included): create()
 // latency, revocation fan-out to 100 watchers, call() with its ledger events, and Verifier
-// throughput beside raw ECDSA P-256 verification measured in the same run.
+// throughput beside raw ECDSA P-256 verification measured in the same run. With
+// TW_BENCH_SERVER set, create() and call() run against that server instead (with
+// TRUSTWARDEN_TOKEN and TRUSTWARDEN_BUNDLE), as the Python SDK's benchmark does to compare
+// the two SDKs on one server.
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -24,10 +28,15 @@ constexpr int kWatchers = 100;
 
 // One server for the whole run, and the connection to it.
 struct World {
-  std::unique_ptr<tw::server::TestServer> server;
+  std::unique_ptr<tw::server::TestServer> server;  // null with TW_BENCH_SERVER
   Connection connection;
 
   World() {
+    if (const char* external = std::getenv("TW_BENCH_SERVER"); external != nullptr) {
+      connection.server = external;  // the token and bundle from TRUSTWARDEN_*
+      connection.spool_dir = std::filesystem::temp_directory_path() / "tw-bench-spool";
+      return;
+    }
     auto started = tw::server::TestServer::Start([](tw::server::ServerConfig& c) {
       c.worker_threads = 32;                        // the server's default
       c.ledger_events_per_instance = 0;             // one instance drives the whole call load
@@ -85,6 +94,10 @@ BENCHMARK(BM_Create)->Unit(benchmark::kMillisecond)->Iterations(400)->UseRealTim
 // run) knowing the instance is revoked.
 void BM_RevocationFanOut(benchmark::State& state) {
   World& w = TheWorld();
+  if (w.server == nullptr) {
+    state.SkipWithError("runs on the in-process server only");
+    return;
+  }
   const std::string ca_pem = w.server->bundle_pem();
   std::vector<std::unique_ptr<internal::RevocationWatcher>> watchers;
   for (int i = 0; i < kWatchers; ++i) {

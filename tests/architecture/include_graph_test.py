@@ -30,6 +30,7 @@ BELOW = {
     "net": ["crypto"],
     "server": ["authority"],
     "sdk": ["core", "ledger", "net"],
+    "python": ["sdk"],
     "cli": ["server", "store/sqlite", "sdk", "net"],
     # Test fixtures.
     "base/testing": ["base"],
@@ -113,6 +114,9 @@ class IncludeGraphTest(unittest.TestCase):
         reach = closure("sdk")
         for forbidden in ("server", "store", "authority", "ledger/service"):
             self.assertNotIn(forbidden, reach)
+
+    def test_the_python_binding_is_only_the_sdk(self):
+        self.assertEqual(closure("python") - closure("sdk"), {"sdk"})
 
     def test_a_violation_is_caught(self):
         """The checker itself: an upward include is reported."""

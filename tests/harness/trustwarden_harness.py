@@ -5,8 +5,8 @@ ledger's wire formats (docs/ledger.md).
 Servers listen on 127.0.0.1 port 0 and the harness reads their port from the line they print
 (`trustwarden listening on https://HOST:PORT`); each runs on a temporary data directory and is
 stopped by PID (SIGTERM, then SIGKILL), also at interpreter exit. Objects are not thread-safe
-unless their docstring says otherwise. Only the standard library, python3-cryptography 38 and the
-`openssl` CLI are used.
+unless their docstring says otherwise. Only the standard library, python3-cryptography 38 (for keys,
+CSRs and batch signatures only) and the `openssl` CLI are used.
 """
 
 import atexit
@@ -30,10 +30,15 @@ import tempfile
 import time
 import unittest
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+except ImportError:
+    # The Python SDK's suites run under the interpreter its module was built for, which may
+    # lack pyca/cryptography; they use none of the key, CSR and batch-signing helpers.
+    x509 = hashes = serialization = ec = NameOID = None
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TW_BIN = os.environ.get("TW_BIN") or os.path.join(REPO, "build", "bin", "trustwarden")
