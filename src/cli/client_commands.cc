@@ -9,6 +9,7 @@
 #include "base/status_macros.h"
 #include "cli/api_client.h"
 #include "cli/command.h"
+#include "core/agent_name.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
 #include "core/x509_issuer.h"
@@ -21,9 +22,24 @@ using nlohmann::json;
 
 struct AgentCreateFlags {
   ClientFlags client;
-  std::string name, ttl, trust_level, parent_dir, out;
+  std::string name, org, team, ttl, trust_level, parent_dir, out;
   std::vector<std::string> scopes;
 };
+
+// The name the server is asked for: a bare agent name goes under the parent's org and team
+// (its SVID in `parent_chain_pem`, when delegating), or else --org/--team.
+std::string RequestedName(const AgentCreateFlags& f, const std::string& parent_chain_pem) {
+  if (!parent_chain_pem.empty()) {
+    auto chain = core::Certificate::ParseChain(parent_chain_pem);
+    if (chain.ok() && !chain->empty() && (*chain)[0].uri_sans().size() == 1) {
+      auto id = core::SpiffeId::FromString((*chain)[0].uri_sans()[0]);
+      auto parent = id.ok() ? core::ParseAgentSpiffeId(*id) : id.status();
+      if (parent.ok()) return core::QualifyAgentName(f.name, parent->name.org, parent->name.team);
+    }
+  }
+  return core::QualifyAgentName(f.name, FlagOrEnv(f.org, "TRUSTWARDEN_ORG", core::kDefaultOrg),
+                                FlagOrEnv(f.team, "TRUSTWARDEN_TEAM", core::kDefaultTeam));
+}
 
 absl::Status AgentCreate(const AgentCreateFlags& f) {
   const std::string key_path = f.out + "/key.pem";
@@ -33,11 +49,6 @@ absl::Status AgentCreate(const AgentCreateFlags& f) {
   // The key is made here and never leaves this machine; the server sees only the CSR.
   TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
   TW_ASSIGN_OR_RETURN(base::Bytes csr, core::BuildCertificateRequest(*key));
-  json body{
-      {"name", f.name}, {"scope", f.scopes}, {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}};
-  if (!f.ttl.empty()) body["ttl"] = f.ttl;
-  if (!f.trust_level.empty()) body["trust_level"] = f.trust_level;
-
   std::string chain_pem, parent_key_pem;
   ClientFlags client_flags = f.client;
   if (!f.parent_dir.empty()) {
@@ -47,6 +58,11 @@ absl::Status AgentCreate(const AgentCreateFlags& f) {
     client_flags.no_token = true;
     if (client_flags.bundle.empty()) client_flags.bundle = f.parent_dir + "/bundle.pem";
   }
+  json body{{"name", RequestedName(f, chain_pem)},
+            {"scope", f.scopes},
+            {"csr", core::PemEncode("CERTIFICATE REQUEST", csr)}};
+  if (!f.ttl.empty()) body["ttl"] = f.ttl;
+  if (!f.trust_level.empty()) body["trust_level"] = f.trust_level;
   TW_ASSIGN_OR_RETURN(auto client, Connect(client_flags, chain_pem, parent_key_pem));
   TW_ASSIGN_OR_RETURN(json reply, CallJson(*client, client_flags, "POST", "/v1/identities", &body));
   if (!reply.contains("svid_pem") || !reply.contains("bundle") || !reply.contains("spiffe_id")) {
@@ -94,7 +110,12 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
   {
     auto f = std::make_shared<AgentCreateFlags>();
     CLI::App* cmd = agent->add_subcommand("create", "Create an agent instance's identity");
-    cmd->add_option("--name", f->name, "ORG/TEAM/AGENT")->required();
+    cmd->add_option("--name", f->name,
+                    "ORG/TEAM/AGENT, or a bare AGENT under --org/--team (a child: its parent's)")
+        ->required();
+    cmd->add_option("--org", f->org, "Org of a bare name (default $TRUSTWARDEN_ORG or default)");
+    cmd->add_option("--team", f->team,
+                    "Team of a bare name (default $TRUSTWARDEN_TEAM or default)");
     cmd->add_option("--scope", f->scopes, "A scope, action:object (repeatable)");
     cmd->add_option("--ttl", f->ttl, "Lifetime, e.g. 30m (default: policy's, at most 1h)");
     cmd->add_option("--trust-level", f->trust_level, "low|medium|high|critical (default low)");

@@ -1417,6 +1417,28 @@ class CLITest(ServerTestCase):
         self.assertEqual(info["parent"], parent_id)
         self.assertEqual(info["spiffe_id"], child_id)
 
+    def test_agent_create_bare_names(self):
+        """A bare name goes under --org/--team, else TRUSTWARDEN_ORG/_TEAM, else default;
+        a child's under its parent's org and team."""
+        td = self.server.trust_domain or "trustwarden"
+        env = self.env()
+        for var in ("TRUSTWARDEN_ORG", "TRUSTWARDEN_TEAM"):
+            env.pop(var, None)
+        plain, _, _ = self.agent_create(env=env, name="bare-agent")
+        self.assertTrue(plain.startswith(f"spiffe://{td}/default/default/bare-agent/inst-"), plain)
+        env.update(TRUSTWARDEN_ORG="acme-corp", TRUSTWARDEN_TEAM="finance-team")
+        from_env, parent_dir, _ = self.agent_create("--scope", "read:transactions", env=env,
+                                                    name="bare-agent")
+        self.assertTrue(from_env.startswith(f"spiffe://{td}/acme-corp/finance-team/bare-agent/"),
+                        from_env)
+        flags, _, _ = self.agent_create("--org", "ops-corp", "--team", "night", env=env,
+                                        name="bare-agent")
+        self.assertTrue(flags.startswith(f"spiffe://{td}/ops-corp/night/bare-agent/"), flags)
+        child_env = dict(self.env(token=None), TRUSTWARDEN_ORG="elsewhere")
+        child, _, _ = self.agent_create("--scope", "read:transactions", "--parent-dir",
+                                        parent_dir, env=child_env, name="helper")
+        self.assertTrue(child.startswith(f"spiffe://{td}/acme-corp/finance-team/helper/"), child)
+
     def test_agent_list_and_show(self):
         spiffe_id, _, _ = self.agent_create()
         instance = spiffe_id.rsplit("/", 1)[1]
