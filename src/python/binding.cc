@@ -94,6 +94,23 @@ py::dict DecisionDict(const Decision& d) {
                   "scopes"_a = d.scopes, "event_id"_a = d.event_id);
 }
 
+// Verifier::verify_x509 or verify_jwt of `credential` against a requirement, with the GIL
+// released.
+template <Decision (Verifier::*verify)(const std::string&, const Requirement&) const>
+py::dict Verify(const Verifier& v, const std::string& credential,
+                std::vector<std::string> spiffe_ids, std::string trust_domain, std::string scope,
+                std::string min_trust_level, std::string resource) {
+  const Requirement r =
+      MakeRequirement(std::move(spiffe_ids), std::move(trust_domain), std::move(scope),
+                      std::move(min_trust_level), std::move(resource));
+  Decision d;
+  {
+    py::gil_scoped_release release;
+    d = (v.*verify)(credential, r);
+  }
+  return DecisionDict(d);
+}
+
 // The peer check of one ssl_context: the identity's bundle and revocation stream, and what
 // the peer must be.
 class PeerChecker {
@@ -283,40 +300,10 @@ PYBIND11_MODULE(_native, m) {
            }),
            "server"_a, "bundle"_a, "audience"_a, "recorder"_a, "max_staleness"_a,
            py::keep_alive<1, 5>())
-      .def(
-          "verify_x509",
-          [](const Verifier& v, const std::string& chain_pem, std::vector<std::string> spiffe_ids,
-             std::string trust_domain, std::string scope, std::string min_trust_level,
-             std::string resource) {
-            Requirement r =
-                MakeRequirement(std::move(spiffe_ids), std::move(trust_domain), std::move(scope),
-                                std::move(min_trust_level), std::move(resource));
-            Decision d;
-            {
-              py::gil_scoped_release release;
-              d = v.verify_x509(chain_pem, r);
-            }
-            return DecisionDict(d);
-          },
-          "chain_pem"_a, "spiffe_ids"_a, "trust_domain"_a, "scope"_a, "min_trust_level"_a,
-          "resource"_a)
-      .def(
-          "verify_jwt",
-          [](const Verifier& v, const std::string& token, std::vector<std::string> spiffe_ids,
-             std::string trust_domain, std::string scope, std::string min_trust_level,
-             std::string resource) {
-            Requirement r =
-                MakeRequirement(std::move(spiffe_ids), std::move(trust_domain), std::move(scope),
-                                std::move(min_trust_level), std::move(resource));
-            Decision d;
-            {
-              py::gil_scoped_release release;
-              d = v.verify_jwt(token, r);
-            }
-            return DecisionDict(d);
-          },
-          "token"_a, "spiffe_ids"_a, "trust_domain"_a, "scope"_a, "min_trust_level"_a,
-          "resource"_a);
+      .def("verify_x509", &Verify<&Verifier::verify_x509>, "chain_pem"_a, "spiffe_ids"_a,
+           "trust_domain"_a, "scope"_a, "min_trust_level"_a, "resource"_a)
+      .def("verify_jwt", &Verify<&Verifier::verify_jwt>, "token"_a, "spiffe_ids"_a,
+           "trust_domain"_a, "scope"_a, "min_trust_level"_a, "resource"_a);
 
   m.def(
       "register_connector",

@@ -4,7 +4,9 @@
 chain against the identity's bundle during the handshake, and the SPIFFE checks (one URI
 SAN, not a CA, not revoked, the expected ID, scope and trust level) run as the handshake
 completes, before a byte of application data is exchanged; a refused peer fails the
-handshake with ``ssl.SSLCertVerificationError``.
+handshake with ``ssl.SSLCertVerificationError``. Under TLS 1.3 a client finishes its side of
+the handshake before the server has judged its certificate, so a client the server refuses
+sees a closed connection at its first read.
 """
 
 from __future__ import annotations
