@@ -147,7 +147,8 @@ class AgentIdentity:
 
         name: "org/team/agent", or a bare "agent" under $TRUSTWARDEN_ORG/$TRUSTWARDEN_TEAM
             ("default" when unset).
-        scope: the scopes to grant, "action:object" (capped by policy).
+        scope: the scopes to grant, "action:object"; the server refuses any the policy does
+            not let the principal grant.
         ttl: lifetime, e.g. "30m" (capped by policy).
         trust_level: "low" (the default), "medium", "high" or "critical".
         server, token, bundle, spool: the server URL, the principal token, the trust bundle
