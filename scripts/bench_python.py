@@ -14,13 +14,16 @@ package from BUILD/python on sys.path. `--smoke`: one short round (CI checks it 
 import asyncio
 import json
 import os
+import re
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
 smoke = "--smoke" in sys.argv
@@ -42,12 +45,30 @@ max_stream_subscribers_per_address = 1000
 """
 
 
-def cpp_round(env):
-    """One run of the C++ SDK's BM_Create and BM_Call against the server."""
-    out = subprocess.run(
-        [os.path.join(build, "bin", "sdk_benchmark"), "--benchmark_filter=BM_(Create|Call)/",
-         "--benchmark_format=json"], env=env, check=True, capture_output=True, text=True).stdout
-    runs = {b["name"]: b for b in json.loads(out)["benchmarks"]}
+def requests_served(server):
+    """The server's trustwarden_http_requests_total: during a run of calls, nearly all are
+    ledger batches."""
+    context = ssl.create_default_context(cafile=server.bundle_pem)
+    with urllib.request.urlopen(server.url + "/metrics", context=context, timeout=10) as r:
+        text = r.read().decode()
+    return float(re.search(r"^trustwarden_http_requests_total (\S+)", text, re.M).group(1))
+
+
+def cpp_round(env, server):
+    """The C++ SDK's BM_Create and BM_Call against the server; the 8-thread calls on their
+    own, to count the requests they made."""
+
+    def run(pattern):
+        out = subprocess.run(
+            [os.path.join(build, "bin", "sdk_benchmark"), f"--benchmark_filter={pattern}",
+             "--benchmark_format=json"], env=env, check=True, capture_output=True,
+            text=True).stdout
+        return {b["name"]: b for b in json.loads(out)["benchmarks"]}
+
+    runs = run("BM_(Create/|Call/iterations:400/real_time/threads:1$)")
+    before = requests_served(server)
+    runs.update(run(f"BM_Call/iterations:400/real_time/threads:{THREADS}$"))
+    requests = requests_served(server) - before
 
     def find(prefix):
         return next(b for name, b in runs.items() if name.startswith(prefix))
@@ -56,7 +77,8 @@ def cpp_round(env):
     return {"create_p50": create["p50_ms"], "create_p99": create["p99_ms"],
             "call_1": find("BM_Call/iterations:400/real_time/threads:1")["items_per_second"],
             "call_8": find(f"BM_Call/iterations:400/real_time/threads:{THREADS}")[
-                "items_per_second"]}
+                "items_per_second"],
+            "requests_per_call_8": requests / (THREADS * 400)}
 
 
 def percentile(samples, q):
@@ -64,7 +86,7 @@ def percentile(samples, q):
     return samples[int(q * (len(samples) - 1))]
 
 
-def python_round(connection):
+def python_round(connection, server):
     def agent(name):
         return AgentIdentity.create(f"acme-corp/finance-team/{name}",
                                     ["read:transactions", "write:ledger"], trust_level="high",
@@ -88,12 +110,14 @@ def python_round(connection):
     call_1 = CALLS / (time.perf_counter() - start)
 
     threads = [threading.Thread(target=calls, args=(CALLS,)) for _ in range(THREADS)]
+    before = requests_served(server)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     call_8 = THREADS * CALLS / (time.perf_counter() - start)
+    requests_per_call_8 = (requests_served(server) - before) / (THREADS * CALLS)
 
     async def task():
         for _ in range(CALLS):
@@ -107,7 +131,8 @@ def python_round(connection):
     acall_8 = asyncio.run(tasks())
     caller.detach()
     return {"create_p50": percentile(samples, 0.5), "create_p99": percentile(samples, 0.99),
-            "call_1": call_1, "call_8": call_8, "acall_8": acall_8}
+            "call_1": call_1, "call_8": call_8, "acall_8": acall_8,
+            "requests_per_call_8": requests_per_call_8}
 
 
 def main():
@@ -122,7 +147,7 @@ def main():
         AgentIdentity.register_connector("noop", lambda agent, request: b"")
         rounds = []
         for _ in range(ROUNDS):
-            rounds.append((cpp_round(env), python_round(connection)))
+            rounds.append((cpp_round(env, server), python_round(connection, server)))
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -144,6 +169,9 @@ def main():
     print(f"  create()           p50 {median('create_p50', 1):.2f} ms, p99 "
           f"{median('create_p99', 1):.2f} ms (C++ SDK: p50 {median('create_p50', 0):.2f} ms, "
           f"p99 {median('create_p99', 0):.2f} ms)")
+    print(f"  ledger requests per call on {THREADS} threads (group commit; 2 events a call): "
+          f"Python {median('requests_per_call_8', 1):.2f}, C++ "
+          f"{median('requests_per_call_8', 0):.2f}")
 
 
 if __name__ == "__main__":
