@@ -4,14 +4,21 @@
 // Python exception raised in a connector passes through the SDK unchanged.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "base/bytes.h"
+#include "core/scope.h"
 #include "crypto/secret_bytes.h"
 #include "sdk/identity_state.h"
 #include "sdk/peer_check.h"
@@ -25,6 +32,49 @@ namespace trustwarden::python {
 namespace {
 
 using std::chrono::milliseconds;
+
+// The interpreter's main thread: the one that finalizes it.
+unsigned long main_thread = 0;
+
+// CPython ends any other thread that takes the GIL while the interpreter finalizes (a daemon
+// thread coming back from the SDK), by a forced unwind that C++ frames turn into
+// std::terminate. Such a thread waits instead for the process to end.
+void ParkIfFinalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  const bool finalizing = Py_IsFinalizing();
+#else
+  const bool finalizing = _Py_IsFinalizing();
+#endif
+  if (finalizing && PyThread_get_thread_ident() != main_thread) {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+}
+
+// py::gil_scoped_release and py::gil_scoped_acquire, parking as above.
+class Released {
+ public:
+  Released() : state_(PyEval_SaveThread()) {}
+  Released(const Released&) = delete;
+  Released& operator=(const Released&) = delete;
+  ~Released() {
+    ParkIfFinalizing();
+    PyEval_RestoreThread(state_);
+  }
+
+ private:
+  PyThreadState* state_;
+};
+
+class Acquired {
+ public:
+  Acquired() : state_((ParkIfFinalizing(), PyGILState_Ensure())) {}
+  Acquired(const Acquired&) = delete;
+  Acquired& operator=(const Acquired&) = delete;
+  ~Acquired() { PyGILState_Release(state_); }
+
+ private:
+  PyGILState_STATE state_;
+};
 
 // The package's exception classes, by what the SDK threw. Never freed: the translator may
 // run until the interpreter ends.
@@ -64,7 +114,7 @@ class PythonRaised : public std::runtime_error {
 std::shared_ptr<py::object> Hold(py::object o) {
   return std::shared_ptr<py::object>(new py::object(std::move(o)), [](py::object* p) {
     if (Py_IsInitialized()) {
-      py::gil_scoped_acquire gil;
+      Acquired gil;
       delete p;
     } else {
       p->release();  // nothing left to decrement
@@ -104,7 +154,7 @@ py::dict Verify(const Verifier& v, const std::string& credential,
                       std::move(min_trust_level), std::move(resource));
   Decision d;
   {
-    py::gil_scoped_release release;
+    Released release;
     d = (v.*verify)(credential, r);
   }
   return DecisionDict(d);
@@ -122,7 +172,7 @@ class PeerChecker {
   py::dict Check(const std::vector<std::string>& chain) const {
     Decision d;
     {
-      py::gil_scoped_release release;
+      Released release;
       std::vector<tw::base::ByteView> views;
       for (const std::string& der : chain) views.push_back(tw::base::AsBytes(der));
       d = internal::ValueOrThrow(check_->CheckX509(views, peer_));
@@ -135,6 +185,16 @@ class PeerChecker {
   Requirement peer_;
 };
 
+bool WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
 // One agent instance. Destruction, like the C++ SDK's, revokes it unless it was closed or
 // detached; it happens with the GIL released.
 class Identity {
@@ -143,17 +203,17 @@ class Identity {
   Identity(const Identity&) = delete;
   Identity& operator=(const Identity&) = delete;
   ~Identity() {
-    py::gil_scoped_release release;
+    Released release;
     id_.reset();
   }
 
   static std::unique_ptr<Identity> Create(IdentityOptions options) {
-    py::gil_scoped_release release;
+    Released release;
     return std::make_unique<Identity>(AgentIdentity::create(options));
   }
 
   std::unique_ptr<Identity> Spawn(IdentityOptions options) const {
-    py::gil_scoped_release release;
+    Released release;
     return std::make_unique<Identity>(id_->spawn(std::move(options)));
   }
 
@@ -169,7 +229,7 @@ class Identity {
                  const std::string& server_spiffe_id) {
     CallResult r;
     try {
-      py::gil_scoped_release release;
+      Released release;
       r = id_->call(resource, action, payload,
                     CallOptions{input, min_trust_level, server_spiffe_id});
     } catch (const PythonRaised& raised) {
@@ -178,11 +238,21 @@ class Identity {
     return py::make_tuple(r.event_id, py::bytes(r.response));
   }
 
-  // The current certificate chain and its private key (PKCS#8 PEM), from one renewal.
-  py::tuple Credential() const {
-    const internal::Credential c = internal::Access::Of(*id_)->Current();
+  // (fd, chain): a new anonymous in-memory file (memfd) holding the current certificate
+  // chain and its private key, PEM, for ssl.SSLContext.load_cert_chain (the caller closes
+  // it), and the chain alone. The key never enters Python's heap.
+  py::tuple CredentialFile() const {
+    const AgentIdentity::State& state = *internal::Access::Of(*id_);
+    if (state.closed()) throw Revoked("the identity was closed", "");
+    const internal::Credential c = state.Current();
     const tw::crypto::SecretBytes key = c.key->ToPkcs8Pem();
-    return py::make_tuple(c.svid_pem, py::bytes(key.view().data(), key.view().size()));
+    const int fd = memfd_create("trustwarden-svid", MFD_CLOEXEC);
+    if (fd < 0 || !WriteAll(fd, c.svid_pem) || !WriteAll(fd, key.view())) {
+      const std::string why = std::strerror(errno);
+      if (fd >= 0) close(fd);
+      throw Error("internal", "cannot hold the SVID in memory: " + why);
+    }
+    return py::make_tuple(fd, c.svid_pem);
   }
 
  private:
@@ -198,20 +268,32 @@ IdentityOptions Options(std::string name, std::vector<std::string> scope, std::s
                          .connection = std::move(connection)};
 }
 
+// "Type: message" of a Python exception, for the ledger; whatever its __str__ does or holds.
+std::string Describe(const py::error_already_set& e) {
+  std::string what = "an exception";
+  try {
+    what = e.type().attr("__qualname__").cast<std::string>();
+    const py::object message = py::str(e.value()).attr("encode")("utf-8", "backslashreplace");
+    const std::string text = message.cast<std::string>();
+    if (!text.empty()) what += ": " + text;
+  } catch (const py::error_already_set&) {
+    // The description failed, not the call: keep what is known.
+  }
+  return what;
+}
+
 // A connector calling `fn(instance_id, resource, action, payload, server_spiffe_id)`, which
 // returns bytes.
 Connector PythonConnector(py::object fn) {
   std::shared_ptr<py::object> held = Hold(std::move(fn));
   return [held](AgentIdentity& agent, const CallRequest& r) -> std::string {
-    py::gil_scoped_acquire gil;
+    Acquired gil;
     try {
       py::object out = (*held)(agent.instance_id(), r.resource, r.action, py::bytes(r.payload),
                                r.server_spiffe_id);
       return out.cast<std::string>();
     } catch (py::error_already_set& e) {
-      std::string what = py::str(e.type().attr("__name__"));
-      const std::string message = py::str(e.value());
-      if (!message.empty()) what += ": " + message;
+      const std::string what = Describe(e);  // before `e` is moved from
       throw PythonRaised(what, std::move(e));
     }
   };
@@ -221,6 +303,8 @@ Connector PythonConnector(py::object fn) {
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "The TrustWarden C++ SDK; use the trustwarden package, not this module.";
+  main_thread =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   py::module_ errors = py::module_::import("trustwarden.errors");
   error_classes = new ErrorClasses{errors.attr("TrustWardenError"), errors.attr("Denied"),
                                    errors.attr("Revoked"),          errors.attr("Expired"),
@@ -266,7 +350,7 @@ PYBIND11_MODULE(_native, m) {
       .def(
           "jwt",
           [](const Identity& s, const std::string& audience) {
-            py::gil_scoped_release release;
+            Released release;
             return s.get().jwt(audience);
           },
           "audience"_a)
@@ -274,15 +358,24 @@ PYBIND11_MODULE(_native, m) {
            "min_trust_level"_a, "server_spiffe_id"_a)
       .def("close",
            [](const Identity& s) {
-             py::gil_scoped_release release;
+             Released release;
              s.get().close();
            })
-      .def("detach", [](const Identity& s) { s.get().detach(); })
-      .def("credential", &Identity::Credential)
+      .def("detach",
+           [](const Identity& s) {
+             Released release;  // waits for the renewer's thread
+             s.get().detach();
+           })
+      .def("credential_file", &Identity::CredentialFile)
       .def(
           "peer_checker",
           [](const Identity& s, std::vector<std::string> spiffe_ids, std::string trust_domain,
              std::string scope, std::string min_trust_level) {
+            // A malformed requirement is refused now, not at the first handshake.
+            if (!scope.empty()) internal::ValueOrThrow(tw::core::Scope::Parse(scope));
+            if (!min_trust_level.empty()) {
+              internal::ValueOrThrow(tw::core::ParseTrustLevel(min_trust_level));
+            }
             return std::make_unique<PeerChecker>(
                 s.get(), MakeRequirement(std::move(spiffe_ids), std::move(trust_domain),
                                          std::move(scope), std::move(min_trust_level), ""));
@@ -292,7 +385,7 @@ PYBIND11_MODULE(_native, m) {
   py::class_<Verifier>(m, "Verifier")
       .def(py::init([](std::string server, std::string bundle, std::string audience,
                        const Identity* recorder, double max_staleness) {
-             py::gil_scoped_release release;
+             Released release;
              return std::make_unique<Verifier>(VerifierOptions{
                  MakeConnection(server, "", bundle, "", max_staleness), std::move(audience),
                  recorder != nullptr ? &recorder->get() : nullptr});
@@ -304,20 +397,27 @@ PYBIND11_MODULE(_native, m) {
       .def("verify_jwt", &Verify<&Verifier::verify_jwt>, "token"_a, "spiffe_ids"_a,
            "trust_domain"_a, "scope"_a, "min_trust_level"_a, "resource"_a);
 
+  // The registry's lock is taken without the GIL: a thread calling into the SDK may hold
+  // the lock while it waits for the GIL (a replaced connector's Python cleanup).
   m.def(
       "register_connector",
       [](const std::string& scheme, py::object fn) {
-        AgentIdentity::register_connector(scheme, PythonConnector(std::move(fn)));
+        Connector connector = PythonConnector(std::move(fn));
+        Released release;
+        AgentIdentity::register_connector(scheme, std::move(connector));
       },
       "scheme"_a, "fn"_a);
-  m.def("trust_origin", &AgentIdentity::trust_origin, "origin"_a, "server_spiffe_id"_a);
-  m.def("allow_plain_http", &AgentIdentity::allow_plain_http, "origin"_a);
-  m.def("require_trust_level", &AgentIdentity::require_trust_level, "scope"_a, "min_trust_level"_a);
+  m.def("trust_origin", &AgentIdentity::trust_origin, "origin"_a, "server_spiffe_id"_a,
+        py::call_guard<Released>());
+  m.def("allow_plain_http", &AgentIdentity::allow_plain_http, "origin"_a,
+        py::call_guard<Released>());
+  m.def("require_trust_level", &AgentIdentity::require_trust_level, "scope"_a, "min_trust_level"_a,
+        py::call_guard<Released>());
   m.def(
       "revoke",
       [](std::string instance, std::string agent, std::string subtree, std::string principal,
          std::string reason, std::string server, std::string token, std::string bundle) {
-        py::gil_scoped_release release;
+        Released release;
         return revoke(RevokeRequest{std::move(instance), std::move(agent), std::move(subtree),
                                     std::move(principal), std::move(reason)},
                       MakeConnection(server, token, bundle, "", 0));

@@ -1,5 +1,7 @@
 #include "sdk/connector_registry.h"
 
+#include <utility>
+
 #include "absl/strings/ascii.h"
 #include "sdk/http_connector.h"
 
@@ -14,8 +16,12 @@ ConnectorRegistry::ConnectorRegistry()
     : connectors_{{"http", HttpConnector}, {"https", HttpConnector}} {}
 
 void ConnectorRegistry::Register(const std::string& scheme, Connector connector) {
-  absl::MutexLock lock(&mu_);
-  connectors_[absl::AsciiStrToLower(scheme)] = std::move(connector);
+  {
+    absl::MutexLock lock(&mu_);
+    std::swap(connectors_[absl::AsciiStrToLower(scheme)], connector);
+  }
+  // The replaced connector (now in `connector`) goes after the lock: destroying it may run
+  // code of its own (a binding's cleanup) that calls back into the SDK.
 }
 
 void ConnectorRegistry::Require(TrustRule rule) {

@@ -2211,5 +2211,235 @@ class DocumentationTest(unittest.TestCase):
         self.assertIn("AgentIdentity", pydoc.render_doc(trustwarden, renderer=pydoc.plaintext))
 
 
+
+# ---------------------------------------------------------------------------------------------
+# 13. Misuse and edge cases: TLS paths that skip do_handshake, interpreter exit with calls in
+#     flight, async tools that await the SDK, tool: resources, hostile exceptions, bad limits
+# ---------------------------------------------------------------------------------------------
+def run_script(source, timeout=60):
+    """`source` in a fresh interpreter (this one, with this sys.path)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    return subprocess.run([sys.executable, "-c", source], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class MisuseTest(SdkCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.api = cls.create("acme/fin/guarded-api", ["read:transactions"])
+        cls.alice = cls.create("acme/fin/alice", ["read:transactions"])
+        cls.mallory = cls.create("acme/fin/mallory", ["read:transactions"])
+
+    def lazy_server(self, allowed):
+        """A server accepting only `allowed`, wrapped with do_handshake_on_connect=False: the
+        first recv does the handshake. Reports ("data", bytes) or ("refused", error)."""
+        ctx = self.api.ssl_context(server_side=True, peer=allowed.spiffe_id)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        results = queue.Queue()
+
+        def serve():
+            raw, _ = listener.accept()
+            conn = ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            try:
+                results.put(("data", conn.recv(100)))
+            except ssl.SSLError as e:
+                try:  # a refusal is final: reading again raises it again
+                    conn.recv(100)
+                    results.put(("read after refusal", e))
+                except ssl.SSLError:
+                    results.put(("refused", e))
+            finally:
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return listener.getsockname()[1], results
+
+    def connect(self, who, port):
+        ctx = who.ssl_context(peer=self.api.spiffe_id)
+        conn = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        self.addCleanup(conn.close)
+        return conn
+
+    def test_a_lazy_server_checks_the_peer_at_its_first_read(self):
+        port, results = self.lazy_server(self.alice)
+        self.connect(self.mallory, port).sendall(b"hello from mallory")
+        status, detail = results.get(timeout=10)
+        self.assertEqual(status, "refused", detail)
+        self.assertIn("refused", str(detail))
+        port, results = self.lazy_server(self.alice)
+        self.connect(self.alice, port).sendall(b"hello from alice")
+        self.assertEqual(results.get(timeout=10), ("data", b"hello from alice"))
+
+    def test_a_lazy_client_sends_nothing_to_the_wrong_server(self):
+        ctx = self.api.ssl_context(server_side=True, peer=self.alice.spiffe_id)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        received = queue.Queue()
+
+        def serve():
+            raw, _ = listener.accept()
+            try:
+                conn = ctx.wrap_socket(raw, server_side=True)
+                received.put(conn.recv(100))
+                conn.close()
+            except (ssl.SSLError, OSError) as e:
+                received.put(e)
+
+        threading.Thread(target=serve, daemon=True).start()
+        # alice expects mallory's SPIFFE ID: the server (the API) is not it.
+        client = self.alice.ssl_context(peer=self.mallory.spiffe_id)
+        conn = client.wrap_socket(socket.socket(), do_handshake_on_connect=False)
+        self.addCleanup(conn.close)
+        conn.settimeout(10)
+        conn.connect(("127.0.0.1", listener.getsockname()[1]))
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            conn.sendall(b"Authorization: Bearer secret")
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            conn.send(b"again")
+        conn.close()
+        got = received.get(timeout=10)  # an EOF or an error: never the bearer token
+        self.assertFalse(isinstance(got, bytes) and got, f"the server received {got!r}")
+
+    def test_wrap_bio_reads_and_writes_only_after_the_check(self):
+        server_ctx = self.api.ssl_context(server_side=True, peer=self.alice.spiffe_id)
+        client_ctx = self.mallory.ssl_context(peer=self.api.spiffe_id)
+        s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+        server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+        client = client_ctx.wrap_bio(c_in, c_out)
+        refused = None
+        for _ in range(20):
+            for step in (client.do_handshake, lambda: server.read(100)):
+                try:
+                    step()
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+                except ssl.SSLCertVerificationError as e:
+                    refused = e
+            c_in.write(s_out.read())
+            s_in.write(c_out.read())
+            if refused:
+                break
+        self.assertIsNotNone(refused, "the server read from an unchecked peer")
+        self.assertIsNone(server.peer_spiffe_id)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            server.write(b"data for mallory")
+
+    def test_daemon_threads_calling_at_exit_do_not_crash_the_interpreter(self):
+        conn = self.connection()
+        source = f"""
+import threading, time
+from trustwarden import AgentIdentity
+AgentIdentity.register_connector("busy", lambda agent, request: b"")
+agent = AgentIdentity.create("acme/fin/daemon", ["read:transactions"], **{conn!r})
+agent.detach()
+def loop():
+    while True:
+        agent.call("busy://x", "read:transactions")
+for _ in range(4):
+    threading.Thread(target=loop, daemon=True).start()
+time.sleep(0.3)
+print("exiting")
+"""
+        for _ in range(3):
+            r = run_script(source)
+            self.assertEqual(r.returncode, 0, f"{r.returncode}\n{r.stdout}\n{r.stderr[-2000:]}")
+            self.assertIn("exiting", r.stdout)
+
+    def test_async_tools_awaiting_the_sdk_do_not_exhaust_its_threads(self):
+        agent = self.create("acme/fin/async-tools", ["read:transactions"])
+        scheme = register(lambda a, r: b"row")
+
+        @agent.tool("read:transactions")
+        async def lookup(n: int) -> int:
+            await agent.acall(f"{scheme}://db", "read:transactions")
+            return n
+
+        async def main():
+            return await asyncio.wait_for(asyncio.gather(*(lookup(i) for i in range(80))), 60)
+
+        self.assertEqual(run_bounded(lambda: asyncio.run(main()), 90, "80 async tools"),
+                         list(range(80)))
+
+    def test_tool_resources_are_only_for_tools(self):
+        agent = self.create("acme/fin/tool-user", ["read:transactions", "admin:y"])
+        before = len(self.audit(instance=agent.instance_id))
+        with self.assertRaises(InvalidArgument):
+            agent.call("tool:delete_everything", "admin:y")
+        runs = []
+
+        @agent.tool("read:transactions")
+        def lookup() -> str:
+            runs.append(1)
+            with self.assertRaises(InvalidArgument):  # not a way to run another tool
+                agent.call("tool:delete_everything", "admin:y")
+            return "ok"
+
+        self.assertEqual(lookup(), "ok")
+        self.assertEqual(runs, [1])
+        events = self.audit(instance=agent.instance_id)[before:]
+        self.assertFalse([e for e in events if e.get("resource") == "tool:delete_everything"],
+                         events)
+        with self.assertRaises(InvalidArgument):
+            AgentIdentity.register_connector("tool", lambda a, r: b"")
+
+    def test_connectors_are_plain_callables(self):
+        async def coroutine_connector(agent, request):
+            return b""
+
+        for bad in (coroutine_connector, "not callable", None):
+            with self.assertRaises(InvalidArgument, msg=repr(bad)):
+                AgentIdentity.register_connector(new_scheme(), bad)
+
+        async def later():
+            return b""
+
+        scheme = register(lambda a, r: later())
+        with self.assertRaises(TypeError):
+            self.alice.call(f"{scheme}://x", "read:transactions")
+
+    def test_exceptions_that_cannot_describe_themselves_pass_through(self):
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("no str for you")
+
+        surrogate = OSError(os.fsdecode(b"/data/\xff.db"))
+        for exc in (Unprintable("x"), surrogate):
+            def boom(agent, request, exc=exc):
+                raise exc
+
+            scheme = register(boom)
+            with self.assertRaises(type(exc)) as caught:
+                self.alice.call(f"{scheme}://x", "read:transactions")
+            self.assertIs(caught.exception, exc)
+
+    def test_limits_and_requirements_are_checked_up_front(self):
+        conn = self.connection()
+        for bad in (float("inf"), float("nan"), 0, -1, 1e17):
+            with self.assertRaises(InvalidArgument, msg=repr(bad)):
+                AgentIdentity.create("acme/fin/x", ["read:transactions"], max_staleness=bad,
+                                     **conn)
+            with self.assertRaises(InvalidArgument, msg=repr(bad)):
+                Verifier(server=conn["server"], bundle=conn["bundle"], max_staleness=bad)
+        with self.assertRaises(InvalidArgument):
+            self.alice.ssl_context(peer=[])
+        with self.assertRaises(InvalidArgument):
+            self.alice.ssl_context(scope="not a scope")
+        with self.assertRaises(InvalidArgument):
+            self.alice.ssl_context(min_trust_level="supreme")
+        verifier = Verifier(server=conn["server"], bundle=conn["bundle"])
+        with self.assertRaises(InvalidArgument):
+            verifier.verify_x509(self.alice.svid_pem, spiffe_ids=[])
+
+    def test_a_closed_identity_makes_no_ssl_context(self):
+        agent = AgentIdentity.create("acme/fin/closing", ["read:transactions"],
+                                     **self.connection())
+        agent.close()
+        with self.assertRaises(Revoked):
+            agent.ssl_context()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

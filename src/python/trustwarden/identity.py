@@ -9,6 +9,7 @@ import datetime
 import functools
 import inspect
 import json
+import math
 import threading
 import weakref
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Optional, TypeVar, Unio
                     TYPE_CHECKING)
 
 from . import _native
+from .errors import InvalidArgument
 from .spiffe import SpiffeId, X509Svid
 
 if TYPE_CHECKING:
@@ -31,8 +33,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Live identities by instance id, so that a connector is handed the Python object.
 _live: "weakref.WeakValueDictionary[str, AgentIdentity]" = weakref.WeakValueDictionary()
 # Per thread: what each call() in progress got from its Python connector (a stack, since a
-# connector may make calls of its own), and the tool function a tool: call is to run.
+# connector may make calls of its own), and the tool invocations in progress.
 _local = threading.local()
+_TOOL_SCHEME = "tool"
+# The longest revocation-stream silence a caller may tolerate.
+_MAX_STALENESS = 86400.0
 
 _executor_lock = threading.Lock()
 _executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -56,6 +61,45 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     context = contextvars.copy_context()
     call = functools.partial(context.run, fn, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_async_executor(), call)
+
+
+async def _in_own_thread(fn: Callable[[], Any]) -> Any:
+    """fn() on a thread of its own, in the caller's context: for an async tool, whose thread
+    waits for the tool's coroutine, which may itself need the SDK's threads."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: Optional[BaseException]) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = context.run(fn), None
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, e
+        loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="trustwarden-tool", daemon=True).start()
+    return await done
+
+
+def _staleness(value: float) -> float:
+    seconds = float(value)
+    if not (math.isfinite(seconds) and 0 < seconds <= _MAX_STALENESS):
+        raise InvalidArgument(f"max_staleness must be more than 0 and at most "
+                              f"{_MAX_STALENESS:.0f} seconds, not {value!r}",
+                              code="invalid_argument")
+    return seconds
+
+
+def _scheme(resource: str) -> str:
+    return resource.split(":", 1)[0].lower() if ":" in resource else ""
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -103,6 +147,11 @@ def _connector(fn: Connector) -> Callable[[str, str, str, bytes, str], bytes]:
             server_spiffe_id: str) -> bytes:
         result = fn(_live.get(instance_id), CallRequest(resource, action, payload,
                                                         server_spiffe_id))
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError("a connector must return its result, not an awaitable: "
+                            "connectors run on the SDK's threads (use an async tool instead)")
         responses = getattr(_local, "responses", None)
         if responses:
             responses[-1] = (result,)
@@ -112,7 +161,14 @@ def _connector(fn: Connector) -> Callable[[str, str, str, bytes, str], bytes]:
 
 
 def _run_tool(agent: "AgentIdentity", request: CallRequest) -> Any:
-    return _local.tools[-1]()
+    """The tool invocation the call of `request` was made for, run once."""
+    tools = getattr(_local, "tools", None)
+    if not tools or tools[-1][0] != request.resource or tools[-1][1] is None:
+        raise InvalidArgument(f"{request.resource}: tool: resources are called by @agent.tool",
+                              code="invalid_argument")
+    run = tools[-1][1]
+    tools[-1][1] = None
+    return run()
 
 
 class AgentIdentity:
@@ -163,7 +219,7 @@ class AgentIdentity:
         """
         return cls(_native.Identity.create(
             str(name), _scopes(scope), _text(ttl), _text(trust_level), _text(server),
-            _text(token), _text(bundle), _text(spool), float(max_staleness)))
+            _text(token), _text(bundle), _text(spool), _staleness(max_staleness)))
 
     @classmethod
     async def acreate(cls, name: str, scope: Iterable[str] = (), ttl: str = "30m",
@@ -252,7 +308,14 @@ class AgentIdentity:
           the spool while it is unreachable; raises Unavailable if neither is possible;
         - hands the call to the connector of the resource's URI scheme and records the
           outcome; an exception the connector raises is recorded and re-raised unchanged.
+
+        "tool:" resources are reserved for tool(); calling one directly raises
+        InvalidArgument and records nothing.
         """
+        if _scheme(str(resource)) == _TOOL_SCHEME and not getattr(_local, "in_tool", False):
+            raise InvalidArgument(f"{resource}: tool: resources are called by @agent.tool",
+                                  code="invalid_argument")
+        _local.in_tool = False
         responses = _local.__dict__.setdefault("responses", [])
         responses.append(None)
         try:
@@ -299,7 +362,8 @@ class AgentIdentity:
                         return asyncio.run_coroutine_threadsafe(fn(*args, **kwargs),
                                                                 loop).result()
 
-                    return await _in_thread(self._call_tool, resource, scope, run, recorded)
+                    return await _in_own_thread(
+                        lambda: self._call_tool(resource, scope, run, recorded))
 
                 async_tool.__signature__ = signature  # type: ignore[attr-defined]
                 return async_tool  # type: ignore[return-value]
@@ -317,10 +381,12 @@ class AgentIdentity:
     def _call_tool(self, resource: str, scope: str, run: Callable[[], Any],
                    recorded: str) -> Any:
         tools = _local.__dict__.setdefault("tools", [])
-        tools.append(run)
+        tools.append([resource, run])
+        _local.in_tool = True
         try:
             return self.call(resource, scope, input=recorded).response
         finally:
+            _local.in_tool = False
             tools.pop()
 
     def ssl_context(self, server_side: bool = False,
@@ -344,8 +410,15 @@ class AgentIdentity:
     def register_connector(scheme: str, connector: Connector) -> None:
         """Registers `connector(agent, request)` for resources whose URI has `scheme`
         (e.g. "postgres"); it runs only once the call is allowed and recorded, and what it
-        returns is the call's response. "http" and "https" are built in (see
-        trust_origin); "tool" serves tool()."""
+        returns is the call's response. It runs on the calling thread (acall: the SDK's),
+        so it is a plain function, not a coroutine. "http" and "https" are built in (see
+        trust_origin); "tool" is reserved for tool()."""
+        if not callable(connector) or inspect.iscoroutinefunction(connector):
+            raise InvalidArgument("a connector is a plain callable(agent, request)",
+                                  code="invalid_argument")
+        if str(scheme).lower() == _TOOL_SCHEME:
+            raise InvalidArgument("the tool: scheme is reserved for @agent.tool",
+                                  code="invalid_argument")
         _native.register_connector(str(scheme), _connector(connector))
 
     @staticmethod
@@ -418,4 +491,4 @@ def revoke(instance: Union[None, str, AgentIdentity] = None, *, agent: Optional[
                           _text(bundle))
 
 
-_native.register_connector("tool", _connector(_run_tool))
+_native.register_connector(_TOOL_SCHEME, _connector(_run_tool))

@@ -24,6 +24,11 @@ class TrustDomain(str):
     def __new__(cls, name: str) -> "TrustDomain":
         return super().__new__(cls, _native.parse_trust_domain(str(name)))
 
+    @classmethod
+    def parse(cls, name: str) -> "TrustDomain":
+        """TrustDomain(name), as py-spiffe spells it."""
+        return cls(name)
+
     @property
     def name(self) -> str:
         return str(self)
@@ -42,6 +47,11 @@ class SpiffeId(str):
     def __new__(cls, value: str) -> "SpiffeId":
         _native.parse_spiffe_id(str(value))
         return super().__new__(cls, value)
+
+    @classmethod
+    def parse(cls, value: str) -> "SpiffeId":
+        """SpiffeId(value), as py-spiffe spells it."""
+        return cls(value)
 
     @property
     def trust_domain(self) -> TrustDomain:

@@ -4,7 +4,9 @@
 chain against the identity's bundle during the handshake, and the SPIFFE checks (one URI
 SAN, not a CA, not revoked, the expected ID, scope and trust level) run as the handshake
 completes, before a byte of application data is exchanged; a refused peer fails the
-handshake with ``ssl.SSLCertVerificationError``. Under TLS 1.3 a client finishes its side of
+handshake with ``ssl.SSLCertVerificationError``. Reading or writing first completes and
+checks the handshake when the application has not (``do_handshake_on_connect=False``,
+``wrap_bio``), and a refusal is final: every later read or write raises it again. Under TLS 1.3 a client finishes its side of
 the handshake before the server has judged its certificate, so a client the server refuses
 sees a closed connection at its first read.
 """
@@ -16,6 +18,7 @@ import ssl
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Union
 
+from .errors import InvalidArgument
 from .spiffe import SpiffeId, TrustDomain
 
 if TYPE_CHECKING:
@@ -36,20 +39,58 @@ def _peer_chain(ssl_object: Any) -> List[bytes]:
     return [leaf] if leaf else []
 
 
-class _SpiffeSocket(ssl.SSLSocket):
-    peer_spiffe_id: Optional[SpiffeId] = None
+class _Authorized:
+    """The SPIFFE check of one connection: done once its handshake completes; reads and
+    writes before that complete the handshake first."""
 
+    peer_spiffe_id: Optional[SpiffeId] = None
+    _refusal: Optional[ssl.SSLCertVerificationError] = None
+
+    def _authorize(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+        if self.peer_spiffe_id is None:
+            self._refusal = self.context._refusal_of(self)  # type: ignore[attr-defined]
+            if self._refusal is not None:
+                raise self._refusal
+
+    def _ready(self) -> None:
+        if self.peer_spiffe_id is None or self._refusal is not None:
+            self.do_handshake()  # type: ignore[attr-defined]
+
+
+class _SpiffeSocket(_Authorized, ssl.SSLSocket):
     def do_handshake(self, block: bool = False) -> None:
-        super().do_handshake(block)
-        self.context._authorize(self)  # type: ignore[attr-defined]
+        if self._refusal is None:
+            super().do_handshake(block)
+        self._authorize()
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._ready()
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._ready()
+        return super().write(data)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._ready()
+        return super().send(data, flags)
 
 
-class _SpiffeObject(ssl.SSLObject):
-    peer_spiffe_id: Optional[SpiffeId] = None
-
+class _SpiffeObject(_Authorized, ssl.SSLObject):
     def do_handshake(self) -> None:
-        super().do_handshake()
-        self.context._authorize(self)  # type: ignore[attr-defined]
+        if self._refusal is None:
+            super().do_handshake()
+        self._authorize()
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._ready()
+        return super().read(len, buffer)
+
+    def write(self, data: Any) -> int:
+        self._ready()
+        return super().write(data)
 
 
 class SpiffeSSLContext(ssl.SSLContext):
@@ -71,23 +112,22 @@ class SpiffeSSLContext(ssl.SSLContext):
         self.check_hostname = False  # SPIFFE authenticates by ID, not host name
         self.verify_mode = ssl.CERT_REQUIRED
         self.minimum_version = ssl.TLSVersion.TLSv1_2
-        # Every connection is authenticated afresh: no session resumption.
-        self.options |= ssl.OP_NO_TICKET
+        # Every connection is authenticated afresh: no session resumption, and no
+        # renegotiation to a certificate nobody checked.
+        self.options |= ssl.OP_NO_TICKET | ssl.OP_NO_RENEGOTIATION
         if server_side:
             self.num_tickets = 0
         self.load_verify_locations(cadata=agent.bundle_pem)
         self._present_current_svid()
 
     def _present_current_svid(self) -> None:
-        """Loads the identity's SVID and key when a renewal replaced them. The key goes
-        through an anonymous in-memory file, never the file system."""
+        """Loads the identity's SVID and key when a renewal replaced them, from an anonymous
+        in-memory file the SDK writes (the key never reaches the file system or Python)."""
         with self._lock:
             if self._agent.svid_pem == self._chain:
                 return
-            chain, key = self._agent._native.credential()
-            fd = os.memfd_create("trustwarden-svid", os.MFD_CLOEXEC)
+            fd, chain = self._agent._native.credential_file()
             try:
-                os.write(fd, chain.encode() + key)
                 self.load_cert_chain(f"/proc/self/fd/{fd}")
             finally:
                 os.close(fd)
@@ -101,12 +141,26 @@ class SpiffeSSLContext(ssl.SSLContext):
         self._present_current_svid()
         return super().wrap_bio(*args, **kwargs)
 
-    def _authorize(self, connection: Union[_SpiffeSocket, _SpiffeObject]) -> None:
-        decision = self._checker.check(_peer_chain(connection))
+    # A connection copies the context's certificate and key when its SSL object is made:
+    # never in the middle of a reload.
+    def _wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return super()._wrap_socket(*args, **kwargs)  # type: ignore[misc]
+
+    def _wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return super()._wrap_bio(*args, **kwargs)  # type: ignore[misc]
+
+    def _refusal_of(self, connection: _Authorized) -> Optional[ssl.SSLCertVerificationError]:
+        """None when the peer passes (its SPIFFE ID is then on the connection), else why."""
+        try:
+            decision = self._checker.check(_peer_chain(connection))
+        except Exception as e:  # noqa: BLE001 - any failure of the check refuses the peer
+            return ssl.SSLCertVerificationError(f"the peer could not be checked: {e}")
         if not decision["allowed"]:
-            raise ssl.SSLCertVerificationError(
-                f"the peer is refused: {decision['reason']}")
+            return ssl.SSLCertVerificationError(f"the peer is refused: {decision['reason']}")
         connection.peer_spiffe_id = SpiffeId(decision["spiffe_id"])
+        return None
 
 
 def spiffe_context(agent: "AgentIdentity", server_side: bool,
@@ -120,6 +174,10 @@ def spiffe_context(agent: "AgentIdentity", server_side: bool,
         spiffe_ids = [SpiffeId(peer)]
     elif peer is not None:
         spiffe_ids = [SpiffeId(p) for p in peer]
+        if not spiffe_ids:
+            raise InvalidArgument("peer: an empty list of SPIFFE IDs would allow nobody; "
+                                  "None means any SVID of the trust domain",
+                                  code="invalid_argument")
     checker = agent._native.peer_checker(spiffe_ids, trust_domain, scope or "",
                                          min_trust_level or "")
     return SpiffeSSLContext(agent, bool(server_side), checker)

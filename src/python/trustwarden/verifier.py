@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple, Union
 
 from . import _native
+from .errors import InvalidArgument
+from .identity import _staleness
 from .spiffe import SpiffeId
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ class Verifier:
         self._recorder = recorder
         self._native = _native.Verifier(server or "", bundle or "", audience or "",
                                         recorder._native if recorder is not None else None,
-                                        float(max_staleness))
+                                        _staleness(max_staleness))
 
     def verify_x509(self, chain_pem: Union[str, bytes], *,
                     spiffe_ids: Union[None, str, Iterable[str]] = None,
@@ -85,4 +87,8 @@ class Verifier:
 def _ids(ids: Union[None, str, Iterable[str]]) -> List[str]:
     if ids is None:
         return []
-    return [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
+    listed = [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
+    if not listed:
+        raise InvalidArgument("spiffe_ids: an empty list would allow nobody; None allows any",
+                              code="invalid_argument")
+    return listed
