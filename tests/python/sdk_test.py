@@ -2167,6 +2167,29 @@ class SpoolKillTest(SdkCase):
 # ---------------------------------------------------------------------------------------------
 class DocumentationTest(unittest.TestCase):
 
+    def test_the_names_api_md_and_the_issue_fix(self):
+        """Keyword names are part of the stable surface: callers may spell every one."""
+        def params(fn):
+            return {n: p.default for n, p in inspect.signature(fn).parameters.items()}
+
+        create = params(AgentIdentity.create)
+        for name in ("name", "scope", "ttl", "trust_level", "server", "token", "bundle"):
+            self.assertIn(name, create)
+        self.assertEqual((create["ttl"], create["server"], create["token"], create["bundle"]),
+                         ("30m", None, None, None))
+        call = params(AgentIdentity.call)
+        self.assertEqual([call[n] for n in ("payload", "input", "min_trust_level")],
+                         [b"", None, None])
+        self.assertEqual(list(params(AgentIdentity.register_connector)), ["scheme", "fn"])
+        ssl_ctx = params(AgentIdentity.ssl_context)
+        self.assertEqual((ssl_ctx["server_side"], ssl_ctx["peer"]), (False, None))
+        self.assertIn("audience", params(AgentIdentity.jwt))
+        for name in ("acall", "acreate", "spawn", "close", "tool"):
+            self.assertTrue(callable(getattr(AgentIdentity, name)), name)
+        for cls in (Denied, Revoked, Expired, Unavailable, InvalidArgument):
+            self.assertTrue(issubclass(cls, TrustWardenError), cls)
+        self.assertTrue(callable(trustwarden.revoke))
+
     def test_help_reads_well(self):
         text = pydoc.render_doc(AgentIdentity, renderer=pydoc.plaintext)
         buf = io.StringIO()

@@ -407,19 +407,19 @@ class AgentIdentity:
     # -- registration (process-wide) --------------------------------------------------------
 
     @staticmethod
-    def register_connector(scheme: str, connector: Connector) -> None:
-        """Registers `connector(agent, request)` for resources whose URI has `scheme`
+    def register_connector(scheme: str, fn: Connector) -> None:
+        """Registers `fn(agent, request)` for resources whose URI has `scheme`
         (e.g. "postgres"); it runs only once the call is allowed and recorded, and what it
         returns is the call's response. It runs on the calling thread (acall: the SDK's),
         so it is a plain function, not a coroutine. "http" and "https" are built in (see
         trust_origin); "tool" is reserved for tool()."""
-        if not callable(connector) or inspect.iscoroutinefunction(connector):
+        if not callable(fn) or inspect.iscoroutinefunction(fn):
             raise InvalidArgument("a connector is a plain callable(agent, request)",
                                   code="invalid_argument")
         if str(scheme).lower() == _TOOL_SCHEME:
             raise InvalidArgument("the tool: scheme is reserved for @agent.tool",
                                   code="invalid_argument")
-        _native.register_connector(str(scheme), _connector(connector))
+        _native.register_connector(str(scheme), _connector(fn))
 
     @staticmethod
     def trust_origin(origin: str, server_spiffe_id: str) -> None:
