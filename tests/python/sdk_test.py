@@ -111,6 +111,22 @@ def poll(fn, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
+def first_refusal(call, exc_type, timeout, what):
+    """The first exc_type that call() raises within timeout seconds (polled every 50 ms)."""
+    refusal = {}
+
+    def refused():
+        try:
+            call()
+        except exc_type as e:
+            refusal["e"] = e
+            return True
+        return False
+
+    poll(refused, timeout, what, interval=0.05)
+    return refusal["e"]
+
+
 def run_bounded(fn, timeout, what):
     """fn() on a helper thread, failing (instead of hanging the suite) after timeout."""
     box = {}
@@ -1980,19 +1996,8 @@ class FailClosedTest(SdkCase):
         a.call(f"{ECHO}://x", "read:transactions")
         self.server.stop()
         self.addCleanup(a.detach)
-        refusal = {}
-
-        def refused():
-            try:
-                a.call(f"{ECHO}://x", "read:transactions")
-            except Denied as e:
-                refusal["e"] = e
-                return True
-            return False
-
-        poll(refused, 1.0 + STALENESS_BOUND, "a call refused on a silent revocation stream",
-             interval=0.05)
-        e = refusal["e"]
+        e = first_refusal(lambda: a.call(f"{ECHO}://x", "read:transactions"), Denied,
+                          1.0 + STALENESS_BOUND, "a call refused on a silent revocation stream")
         self.assertIs(type(e), Denied, repr(e))
         self.assertEqual(e.code, "permission_denied")
         self.assertTrue(e.event_id, "a refusal by staleness is recorded (in the spool)")
@@ -2020,19 +2025,9 @@ class FailClosedTest(SdkCase):
         self.server.stop()  # renewal (at half-life) cannot succeed
         self.addCleanup(a.detach)
         expiry = a.expires_at
-        refusal = {}
-
-        def expired():
-            try:
-                a.call(f"{ECHO}://x", "read:transactions")
-            except Expired as e:
-                refusal["e"] = e
-                return True
-            return False
-
-        poll(expired, 4 + STALENESS_BOUND, "a call refused as expired", interval=0.05)
+        e = first_refusal(lambda: a.call(f"{ECHO}://x", "read:transactions"), Expired,
+                          4 + STALENESS_BOUND, "a call refused as expired")
         self.assertGreaterEqual(harness.utcnow(), expiry)
-        e = refusal["e"]
         self.assertIsInstance(e, Denied)
         self.assertNotIsInstance(e, Revoked)
         self.assertEqual(e.event_id, "", "an expired identity cannot record its refusal")

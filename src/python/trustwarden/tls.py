@@ -58,20 +58,22 @@ class _Authorized:
         if self.peer_spiffe_id is None or self._refusal is not None:
             self.do_handshake()  # type: ignore[attr-defined]
 
+    # SSLSocket's and SSLObject's own, checked first (recv, recv_into and sendall go
+    # through them or send).
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        self._ready()
+        return super().read(len, buffer)  # type: ignore[misc]
+
+    def write(self, data: Any) -> int:
+        self._ready()
+        return super().write(data)  # type: ignore[misc]
+
 
 class _SpiffeSocket(_Authorized, ssl.SSLSocket):
     def do_handshake(self, block: bool = False) -> None:
         if self._refusal is None:
             super().do_handshake(block)
         self._authorize()
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        self._ready()
-        return super().read(len, buffer)
-
-    def write(self, data: Any) -> int:
-        self._ready()
-        return super().write(data)
 
     def send(self, data: Any, flags: int = 0) -> int:
         self._ready()
@@ -83,14 +85,6 @@ class _SpiffeObject(_Authorized, ssl.SSLObject):
         if self._refusal is None:
             super().do_handshake()
         self._authorize()
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        self._ready()
-        return super().read(len, buffer)
-
-    def write(self, data: Any) -> int:
-        self._ready()
-        return super().write(data)
 
 
 class SpiffeSSLContext(ssl.SSLContext):
