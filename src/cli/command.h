@@ -35,7 +35,8 @@ struct ClientFlags;  // cli/api_client.h
 // `as_json`). Returns the exit code: 1 when the server refused or the proof did not verify.
 int AuditTrace(const ClientFlags& flags, const std::string& event_id, bool as_json);
 
-// Prints "error: <message>" to stderr and returns exit code 1.
+// Prints "error: <message>" to stderr and returns its exit code (cli/usage.h: 1, or 3 when
+// the server is unreachable).
 int Fail(const absl::Status& status);
 
 }  // namespace tw::cli

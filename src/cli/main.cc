@@ -3,6 +3,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "cli/command.h"
+#include "cli/usage.h"
 
 int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, so every Mutex would keep a lock-order graph behind
@@ -22,8 +23,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? 0 : 2;  // usage errors are 2; 1 is reserved for "invalid"
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "error: %s\n", tw::cli::UsageMessage(app, e).c_str());
+    return tw::cli::kExitUsage;
   }
-  return action ? action() : 0;
+  return action ? action() : tw::cli::kExitOk;
 }

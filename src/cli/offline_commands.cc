@@ -12,6 +12,7 @@
 #include "base/status_macros.h"
 #include "ca/ca_directory.h"
 #include "cli/command.h"
+#include "cli/usage.h"
 #include "core/attributes.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -26,7 +27,7 @@ namespace tw::cli {
 
 int Fail(const absl::Status& status) {
   std::cerr << "error: " << status.message() << "\n";
-  return 1;
+  return ExitCodeOf(status);
 }
 
 namespace {
