@@ -83,8 +83,14 @@ absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFl
       code = reply["error"].value("code", code);
       message = reply["error"].value("message", message);
     }
+    // Refused for want of credentials none were sent: say what is missing first.
+    const bool tokenless = !flags.no_token && AuthHeaders(flags).empty() &&
+                           (response.status == 401 || response.status == 403);
     return absl::Status(CodeFromApi(code, response.status),
-                        absl::StrCat("server: ", code, ": ", message));
+                        absl::StrCat(tokenless ? "no token: set TRUSTWARDEN_TOKEN or pass --token "
+                                                 "(the admin token is DATA_DIR/admin.token); "
+                                               : "",
+                                     "server: ", code, ": ", message));
   }
   if (reply.is_discarded()) {
     return absl::UnavailableError(

@@ -63,6 +63,17 @@ class ExitCodeTest(ServerTestCase):
         self.assertEqual(r.returncode, 3, describe(r))
         self.assertIn("error:", r.stderr)
 
+    def test_a_missing_token_is_named_first(self):
+        env = cli_env(self.server)  # no TRUSTWARDEN_TOKEN
+        for argv in (("agent", "create", "--name", "a/b/c", "--out",
+                      os.path.join(self.tmp, "no-token")),
+                     ("revoke", "--instance", "inst-aaaaaaaaaaaaaaaa"),
+                     ("agent", "list")):
+            r = tw(*argv, env=env)
+            self.assertEqual(r.returncode, 1, describe(r))
+            self.assertTrue(r.stderr.startswith("error: no token: set TRUSTWARDEN_TOKEN or pass "
+                                                "--token"), describe(r))
+
     def test_a_refusal_exits_1(self):
         r = tw("agent", "list", env=cli_env(self.server, token="tw_wrong_token"))
         self.assertEqual(r.returncode, 1, describe(r))
