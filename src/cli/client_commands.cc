@@ -9,6 +9,7 @@
 #include "base/status_macros.h"
 #include "cli/api_client.h"
 #include "cli/command.h"
+#include "cli/output.h"
 #include "core/agent_name.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -24,6 +25,7 @@ struct AgentCreateFlags {
   ClientFlags client;
   std::string name, org, team, ttl, trust_level, parent_dir, out;
   std::vector<std::string> scopes;
+  bool json = false;
 };
 
 // The name the server is asked for: a bare agent name goes under the parent's org and team
@@ -75,13 +77,43 @@ absl::Status AgentCreate(const AgentCreateFlags& f) {
   TW_RETURN_IF_ERROR(base::WriteFile(f.out + "/svid.pem", reply["svid_pem"].get<std::string>()));
   TW_RETURN_IF_ERROR(base::WriteFile(f.out + "/bundle.json", bundle_json));
   TW_RETURN_IF_ERROR(base::WriteFile(f.out + "/bundle.pem", bundle.ToPem()));
+  if (f.json) {
+    PrintJson(json{{"spiffe_id", reply["spiffe_id"]},
+                   {"instance_id", reply.value("instance_id", "")},
+                   {"expires_at", reply.value("expires_at", "")},
+                   {"directory", f.out},
+                   {"files", {"key.pem", "svid.pem", "bundle.json", "bundle.pem"}}});
+    return absl::OkStatus();
+  }
   std::cout << reply["spiffe_id"].get<std::string>() << "\n"
             << "instance " << reply.value("instance_id", "") << ", expires "
             << reply.value("expires_at", "") << ", files in " << f.out << "\n";
   return absl::OkStatus();
 }
 
-void PrintJson(const json& j) { std::cout << j.dump(2) << "\n"; }
+// The print function of a command with --json: the reply itself, or `human`'s lines.
+std::function<void(const json&)> JsonOr(std::shared_ptr<bool> as_json,
+                                        std::function<void(const json&)> human) {
+  return [as_json, human = std::move(human)](const json& reply) {
+    if (*as_json) return PrintJson(reply);
+    human(reply);
+  };
+}
+
+// An identity record (GET /v1/identities/{id}) as "key: value" lines.
+void PrintIdentity(const json& r) {
+  std::vector<std::vector<std::string>> rows;
+  for (const char* key : {"instance_id", "spiffe_id", "name", "parent", "principal",
+                          "policy_version", "serial", "scope", "trust_level", "not_before",
+                          "not_after", "created_at", "revoked", "revoked_sequence"}) {
+    std::string value = Field(r, key);
+    if (r.contains(key) && r[key].is_array()) {
+      value = absl::StrJoin(r[key].get<std::vector<std::string>>(), " ");
+    }
+    rows.push_back({absl::StrCat(key, ":"), value});
+  }
+  PrintTable({"FIELD", "VALUE"}, rows);
+}
 
 // Runs `body` as the action of `cmd`, printing its error.
 template <typename F>
@@ -123,6 +155,7 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
                     "Create a child of the agent in DIR (delegation over mTLS)");
     cmd->add_option("--out", f->out, "Directory for key.pem, svid.pem, bundle.json/pem")
         ->required();
+    AddJsonFlag(cmd, &f->json);
     AddClientFlags(cmd, &f->client);
     OnRun(cmd, action, [f] { return AgentCreate(*f); });
   }
@@ -131,7 +164,7 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     auto as_json = std::make_shared<bool>(false);
     auto filter = std::make_shared<std::vector<std::string>>(3);
     CLI::App* cmd = agent->add_subcommand("list", "List agent instances (admin)");
-    cmd->add_flag("--json", *as_json, "One JSON document");
+    AddJsonFlag(cmd, as_json.get());
     cmd->add_option("--agent", (*filter)[0], "Only instances of ORG/TEAM/AGENT");
     cmd->add_option("--principal", (*filter)[1], "Only instances created by PRINCIPAL");
     cmd->add_flag(
@@ -142,29 +175,33 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
       const std::string target =
           Target("/v1/identities",
                  {{"agent", (*filter)[0]}, {"principal", (*filter)[1]}, {"live", (*filter)[2]}});
-      return Simple(*f, "GET", target, nullptr, [as_json](const json& reply) {
-        if (*as_json) return PrintJson(reply);
+      return Simple(*f, "GET", target, nullptr, JsonOr(as_json, [](const json& reply) {
+        std::vector<std::vector<std::string>> rows;
         for (const json& r : reply.value("identities", json::array())) {
-          std::cout << r.value("instance_id", "") << "  " << r.value("spiffe_id", "") << "  "
-                    << "expires " << r.value("not_after", "")
-                    << (r.value("revoked", false) ? "  REVOKED" : "") << "\n";
+          rows.push_back({Field(r, "instance_id"), Field(r, "spiffe_id"), Field(r, "not_after"),
+                          r.value("revoked", false) ? "revoked" : "live"});
         }
-      });
+        PrintTable({"INSTANCE", "SPIFFE ID", "EXPIRES", "STATUS"}, rows);
+      }));
     });
   }
   {
     auto f = std::make_shared<ClientFlags>();
     auto instance = std::make_shared<std::string>();
+    auto as_json = std::make_shared<bool>(false);
     CLI::App* cmd = agent->add_subcommand("show", "Show one agent instance (admin)");
     cmd->add_option("instance", *instance, "Instance id (inst-...)")->required();
+    AddJsonFlag(cmd, as_json.get());
     AddClientFlags(cmd, f.get());
-    OnRun(cmd, action, [f, instance] {
-      return Simple(*f, "GET", Target("/v1/identities", {}, *instance), nullptr, PrintJson);
+    OnRun(cmd, action, [f, instance, as_json] {
+      return Simple(*f, "GET", Target("/v1/identities", {}, *instance), nullptr,
+                    JsonOr(as_json, PrintIdentity));
     });
   }
   {
     auto f = std::make_shared<ClientFlags>();
     auto target = std::make_shared<std::vector<std::string>>(5);
+    auto as_json = std::make_shared<bool>(false);
     CLI::App* cmd = app.add_subcommand("revoke", "Revoke instances everywhere (admin)");
     auto* g = cmd->add_option_group("target", "What to revoke");
     g->add_option("--instance", (*target)[0], "One instance and its descendants");
@@ -173,20 +210,20 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     g->add_option("--principal", (*target)[3], "Everything a principal created");
     g->require_option(1);
     cmd->add_option("--reason", (*target)[4], "Why (recorded in the revocation log)");
+    AddJsonFlag(cmd, as_json.get());
     AddClientFlags(cmd, f.get());
-    OnRun(cmd, action, [f, target] {
+    OnRun(cmd, action, [f, target, as_json] {
       static const char* kKinds[] = {"instance", "agent", "subtree", "principal"};
       json body = json::object();
       for (int i = 0; i < 4; ++i) {
         if (!(*target)[i].empty()) body[kKinds[i]] = (*target)[i];
       }
       if (!(*target)[4].empty()) body["reason"] = (*target)[4];
-      return Simple(*f, "POST", "/v1/revocations", &body, [](const json& reply) {
-        std::cout << reply.value("sequence", int64_t{0}) << "\n";
+      return Simple(*f, "POST", "/v1/revocations", &body, JsonOr(as_json, [](const json& reply) {
         std::vector<std::string> ids = reply.value("revoked", std::vector<std::string>{});
-        std::cerr << "revoked " << ids.size() << " instance(s)"
-                  << (ids.empty() ? "" : ": " + absl::StrJoin(ids, " ")) << "\n";
-      });
+        std::cout << "revoked " << ids.size() << " instance(s) as revocation "
+                  << reply.value("sequence", int64_t{0}) << ": " << absl::StrJoin(ids, " ") << "\n";
+      }));
     });
   }
   {
@@ -197,24 +234,30 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
       auto principal = std::make_shared<std::string>();
       auto ttl = std::make_shared<std::string>();
       auto auditor = std::make_shared<bool>(false);
+      auto as_json = std::make_shared<bool>(false);
       CLI::App* cmd = token->add_subcommand("create", "Create a principal's token (shown once)");
       cmd->add_option("--principal", *principal, "Principal name")->required();
       cmd->add_flag("--auditor", *auditor,
                     "A read-only token: the ledger and audit queries, nothing else");
       cmd->add_option("--ttl", *ttl, "Lifetime (30m, 8h, 90d); default: no expiry");
+      AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
-      OnRun(cmd, action, [f, principal, auditor, ttl] {
+      OnRun(cmd, action, [f, principal, auditor, ttl, as_json] {
         json body{{"principal", *principal}, {"auditor", *auditor}};
         if (!ttl->empty()) body["ttl"] = *ttl;
-        return Simple(*f, "POST", "/v1/tokens", &body,
-                      [](const json& reply) { std::cout << reply.value("token", "") << "\n"; });
+        return Simple(*f, "POST", "/v1/tokens", &body, JsonOr(as_json, [](const json& reply) {
+          std::cout << reply.value("token", "") << "\n";
+          std::cerr << "token " << Field(reply, "id") << " for principal "
+                    << Field(reply, "principal") << ", expires " << Field(reply, "expires_at")
+                    << " (shown once: keep it now)\n";
+        }));
       });
     }
     {
       auto f = std::make_shared<ClientFlags>();
       auto as_json = std::make_shared<bool>(false);
       CLI::App* cmd = token->add_subcommand("list", "List tokens (never their secrets)");
-      cmd->add_flag("--json", *as_json, "One JSON document");
+      AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
       OnRun(cmd, action, [f, as_json] {
         return Simple(*f, "GET", "/v1/tokens", nullptr, [as_json](const json& reply) {
@@ -228,29 +271,33 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
           const json& tokens = reply.contains("tokens") && reply["tokens"].is_array()
                                    ? reply["tokens"]
                                    : json::array();
+          std::vector<std::vector<std::string>> rows;
           for (const json& t : tokens) {
             if (!t.is_object()) continue;
             const std::string kind = flag(t, "admin")     ? "admin"
                                      : flag(t, "auditor") ? "auditor"
                                                           : "principal";
-            std::cout << text(t, "id") << "  " << text(t, "principal") << "  " << kind
-                      << "  created " << text(t, "created_at") << "  expires "
-                      << text(t, "expires_at")
-                      << (text(t, "revoked_at") != "-" ? "  REVOKED " + text(t, "revoked_at") : "")
-                      << "\n";
+            rows.push_back({text(t, "id"), text(t, "principal"), kind, text(t, "created_at"),
+                            text(t, "expires_at"), text(t, "revoked_at")});
           }
+          PrintTable({"ID", "PRINCIPAL", "KIND", "CREATED", "EXPIRES", "REVOKED"}, rows);
         });
       });
     }
     {
       auto f = std::make_shared<ClientFlags>();
       auto id = std::make_shared<std::string>();
+      auto as_json = std::make_shared<bool>(false);
       CLI::App* cmd = token->add_subcommand("revoke", "Revoke a token by its id (token list)");
       cmd->add_option("ID", *id, "Token id")->required();
+      AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
-      OnRun(cmd, action, [f, id] {
+      OnRun(cmd, action, [f, id, as_json] {
         return Simple(*f, "DELETE", Target("/v1/tokens", {}, *id), nullptr,
-                      [id](const json&) { std::cout << "revoked token " << *id << "\n"; });
+                      [id, as_json](const json&) {
+                        if (*as_json) return PrintJson(json{{"id", *id}, {"revoked", true}});
+                        std::cout << "revoked token " << *id << "\n";
+                      });
       });
     }
   }
@@ -259,37 +306,48 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     policy->require_subcommand(1);
     auto f = std::make_shared<ClientFlags>();
     auto file = std::make_shared<std::string>();
+    auto apply_json = std::make_shared<bool>(false);
     CLI::App* apply = policy->add_subcommand("apply", "Apply a TOML policy as a new version");
     apply->add_option("file", *file, "Policy file (TOML)")->required();
+    AddJsonFlag(apply, apply_json.get());
     AddClientFlags(apply, f.get());
-    OnRun(apply, action, [f, file]() -> absl::Status {
+    OnRun(apply, action, [f, file, apply_json]() -> absl::Status {
       TW_ASSIGN_OR_RETURN(std::string source, base::ReadFile(*file));
       json body{{"source", source}};
-      return Simple(*f, "POST", "/v1/policies", &body, [](const json& reply) {
+      return Simple(*f, "POST", "/v1/policies", &body, JsonOr(apply_json, [](const json& reply) {
         std::cout << "policy version " << reply.value("version", int64_t{0}) << " (sha256 "
                   << reply.value("sha256", "") << ")\n";
-      });
+      }));
     });
     auto fs = std::make_shared<ClientFlags>();
     auto version = std::make_shared<int64_t>(0);
+    auto show_json = std::make_shared<bool>(false);
     CLI::App* show = policy->add_subcommand("show", "Show the current or a given version");
     show->add_option("--version", *version, "Version number")->check(CLI::PositiveNumber);
+    AddJsonFlag(show, show_json.get());
     AddClientFlags(show, fs.get());
-    OnRun(show, action, [fs, version] {
+    OnRun(show, action, [fs, version, show_json] {
       std::string target = *version > 0 ? absl::StrCat("/v1/policies/", *version)
                                         : std::string("/v1/policies/current");
-      return Simple(*fs, "GET", target, nullptr, PrintJson);
+      return Simple(*fs, "GET", target, nullptr, JsonOr(show_json, [](const json& reply) {
+        std::cout << "# policy version " << Field(reply, "version") << ", sha256 "
+                  << Field(reply, "sha256") << ", applied " << Field(reply, "created_at") << "\n"
+                  << reply.value("source", "");
+      }));
     });
     auto fh = std::make_shared<ClientFlags>();
+    auto history_json = std::make_shared<bool>(false);
     CLI::App* history = policy->add_subcommand("history", "List every version");
+    AddJsonFlag(history, history_json.get());
     AddClientFlags(history, fh.get());
-    OnRun(history, action, [fh] {
-      return Simple(*fh, "GET", "/v1/policies", nullptr, [](const json& reply) {
-        for (const json& p : reply.value("policies", json::array())) {
-          std::cout << p.value("version", int64_t{0}) << "  " << p.value("created_at", "")
-                    << "  sha256 " << p.value("sha256", "") << "\n";
+    OnRun(history, action, [fh, history_json] {
+      return Simple(*fh, "GET", "/v1/policies", nullptr, JsonOr(history_json, [](const json& r) {
+        std::vector<std::vector<std::string>> rows;
+        for (const json& p : r.value("policies", json::array())) {
+          rows.push_back({Field(p, "version"), Field(p, "created_at"), Field(p, "sha256")});
         }
-      });
+        PrintTable({"VERSION", "APPLIED", "SHA256"}, rows);
+      }));
     });
   }
   {
@@ -297,8 +355,10 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     bundle->require_subcommand(1);
     auto f = std::make_shared<ClientFlags>();
     auto pem = std::make_shared<bool>(false);
+    auto as_json = std::make_shared<bool>(false);
     CLI::App* show = bundle->add_subcommand("show", "Fetch the bundle from the server");
     show->add_flag("--pem", *pem, "Print the X.509 authorities as PEM");
+    AddJsonFlag(show, as_json.get());  // the bundle is a JSON document: the default
     AddClientFlags(show, f.get());
     OnRun(show, action, [f, pem]() -> absl::Status {
       TW_ASSIGN_OR_RETURN(auto client, Connect(*f));

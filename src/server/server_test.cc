@@ -107,6 +107,15 @@ class ServerTest : public ::testing::Test {
     return a;
   }
 
+  // Creates an agent (lifetime `ttl`) and revokes it: one revocation log entry.
+  void RevokeANewAgent(net::HttpsClient& client, int i, const std::string& ttl = "30m") {
+    const Agent a = Create({{"name", absl::StrCat("acme/fin/r", i)}, {"ttl", ttl}});
+    ASSERT_EQ(Call(client, "POST", "/v1/revocations", json{{"instance", a.instance_id}}.dump(),
+                   admin_token_)
+                  .status,
+              200);
+  }
+
   size_t IdentityCount() {
     auto client = Client();
     net::Response r = Call(*client, "GET", "/v1/identities", "", admin_token_);
@@ -428,12 +437,7 @@ TEST_F(ServerTest, RevocationsAreSequencedStreamedAndSurviveRestart) {
 // GET /v1/revocations pages through the log; the cursor never skips an entry.
 TEST_F(ServerTest, RevocationPagesCarryACursor) {
   auto client = Client();
-  for (int i = 0; i < 7; ++i) {
-    ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
-                   json{{"principal", absl::StrCat("p", i)}}.dump(), admin_token_)
-                  .status,
-              200);
-  }
+  for (int i = 0; i < 7; ++i) RevokeANewAgent(*client, i);
   std::vector<int64_t> sequences;
   int64_t after = 0;
   for (int pages = 0; pages < 10; ++pages) {
@@ -454,12 +458,8 @@ TEST_F(ServerTest, RevocationPagesCarryACursor) {
 TEST_F(ServerTest, AStreamSendsALongBacklogInOrderThenLiveEntries) {
   auto client = Client();
   constexpr int kBacklog = 600;  // more than two pages
-  for (int i = 0; i < kBacklog; ++i) {
-    ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
-                   json{{"principal", absl::StrCat("p", i)}}.dump(), admin_token_)
-                  .status,
-              200);
-  }
+  for (int i = 0; i < kBacklog; ++i) RevokeANewAgent(*client, i);
+  const Agent late = Create({{"name", "acme/fin/late"}});
   std::thread live([&] {
     // Once the reader is subscribed (the hub counts it), add one more.
     for (int i = 0; i < 200 && server_->port() != 0; ++i) {
@@ -467,7 +467,8 @@ TEST_F(ServerTest, AStreamSendsALongBacklogInOrderThenLiveEntries) {
       if (absl::StrContains(metrics, "trustwarden_stream_subscribers 1")) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    Call(*client, "POST", "/v1/revocations", json{{"principal", "late"}}.dump(), admin_token_);
+    Call(*client, "POST", "/v1/revocations", json{{"instance", late.instance_id}}.dump(),
+         admin_token_);
   });
   const std::string text =
       ReadStream("/v1/revocations/stream?after=0", [](const std::string& received) {
@@ -487,12 +488,7 @@ TEST_F(ServerTest, AStreamSendsALongBacklogInOrderThenLiveEntries) {
 // and reconnect for ever).
 TEST_F(ServerTest, HeartbeatsNameWhatTheStreamSentNotWhatWasPruned) {
   auto client = Client();
-  for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(Call(*client, "POST", "/v1/revocations",
-                   json{{"principal", absl::StrCat("p", i)}}.dump(), admin_token_)
-                  .status,
-              200);
-  }
+  for (int i = 0; i < 3; ++i) RevokeANewAgent(*client, i, "1m");
   {
     auto store = store::SqliteStore::Open(dir_ + "/data/trustwarden.db", /*exclusive=*/false);
     ASSERT_TRUE(store.ok()) << store.status();

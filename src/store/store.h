@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/bytes.h"
@@ -130,8 +131,9 @@ class Store {
   // instance or subtree: that instance; an agent name or principal: every instance of it)
   // and all their descendants, skipping those already revoked or expired at `now` (their
   // descendants are still reached). NotFound when an instance or subtree target is
-  // unknown; an agent name or principal without instances gives an entry without any (and
-  // expires_at `now`).
+  // unknown; FailedPrecondition, writing nothing (no sequence is used), when nothing is left
+  // to revoke: no such agent name or principal, or every instance reached is already
+  // revoked or expired.
   virtual absl::StatusOr<revocation::Entry> Revoke(revocation::Kind kind, absl::string_view target,
                                                    absl::string_view reason, absl::Time now,
                                                    const LedgerAppend* audit = nullptr) = 0;
@@ -195,5 +197,12 @@ class Store {
   virtual absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
                                     const LedgerSink& sink) = 0;
 };
+
+// What Store::Revoke returns when nothing is left to revoke.
+inline absl::Status NothingToRevoke(revocation::Kind kind, absl::string_view target) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("nothing to revoke: ", revocation::KindName(kind), " ", target,
+                   " has no live instance (none, or already revoked or expired)"));
+}
 
 }  // namespace tw::store

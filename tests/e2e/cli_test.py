@@ -2,12 +2,13 @@
 word and suggest the nearest command or flag, the documented exit codes (0 ok, 1 refused or
 invalid, 2 usage, 3 unreachable), and the messages of the first mistakes people make."""
 
+import json
 import os
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from trustwarden_harness import ServerTestCase, cli_env, describe, tw  # noqa: E402
+from trustwarden_harness import ADMIN_ENTRY, ServerTestCase, cli_env, describe, tw, write_file  # noqa: E402,E501
 
 
 class UsageTest(unittest.TestCase):
@@ -77,6 +78,81 @@ class ExitCodeTest(ServerTestCase):
     def test_a_refusal_exits_1(self):
         r = tw("agent", "list", env=cli_env(self.server, token="tw_wrong_token"))
         self.assertEqual(r.returncode, 1, describe(r))
+
+
+
+class ApiCommandsTest(ServerTestCase):
+    """The API clients: --json on every one, tables with headers, revocation feedback."""
+
+    def run_ok(self, *argv, env=None):
+        r = tw(*argv, env=env or cli_env(self.server, token=self.admin_token))
+        self.assertEqual(r.returncode, 0, describe(r))
+        return r
+
+    def document(self, *argv, env=None):
+        r = self.run_ok(*argv, "--json", env=env)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            self.fail(f"not one JSON document: {describe(r)}")
+
+    def new_agent(self, name):
+        out = os.path.join(self.tmp, "cli", name.replace("/", "-"))
+        return self.document("agent", "create", "--name", name, "--scope", "read:transactions",
+                             "--out", out)
+
+    def test_every_api_command_prints_one_json_document(self):
+        created = self.new_agent("acme/fin/json-doc")
+        self.assertEqual(set(created) >= {"spiffe_id", "instance_id", "expires_at", "directory",
+                                          "files"}, True, created)
+        instance = created["instance_id"]
+        listed = self.document("agent", "list")
+        self.assertIn(instance, [i["instance_id"] for i in listed["identities"]])
+        shown = self.document("agent", "show", instance)
+        self.assertEqual((shown["instance_id"], shown["revoked"]), (instance, False))
+        revoked = self.document("revoke", "--instance", instance, "--reason", "test")
+        self.assertEqual(revoked["revoked"], [instance])
+        self.assertIsInstance(revoked["sequence"], int)
+        policy_file = write_file(os.path.join(self.tmp, "policy.toml"), ADMIN_ENTRY)
+        applied = self.document("policy", "apply", policy_file)
+        self.assertIsInstance(applied["version"], int)
+        self.assertEqual(self.document("policy", "show")["version"], applied["version"])
+        self.assertIn(applied["version"],
+                      [p["version"] for p in self.document("policy", "history")["policies"]])
+        token = self.document("token", "create", "--principal", "ci-pipeline", "--ttl", "1h")
+        self.assertTrue(token["token"].startswith("tw_"), token)
+        self.assertIn(token["id"], [t["id"] for t in self.document("token", "list")["tokens"]])
+        self.assertEqual(self.document("token", "revoke", token["id"]),
+                         {"id": token["id"], "revoked": True})
+        self.assertIn("keys", self.document("bundle", "show"))
+
+    def test_tables_have_headers(self):
+        self.new_agent("acme/fin/tabled")
+        for argv, header in [(("agent", "list"), ["INSTANCE", "SPIFFE", "ID", "EXPIRES", "STATUS"]),
+                             (("token", "list"), ["ID", "PRINCIPAL", "KIND", "CREATED", "EXPIRES",
+                                                  "REVOKED"]),
+                             (("policy", "history"), ["VERSION", "APPLIED", "SHA256"])]:
+            lines = self.run_ok(*argv).stdout.splitlines()
+            self.assertEqual(lines[0].split(), header, lines)
+            self.assertGreater(len(lines), 1, lines)
+        shown = self.run_ok("agent", "show",
+                            self.new_agent("acme/fin/shown")["instance_id"]).stdout
+        self.assertIn("spiffe_id:", shown)
+        self.assertIn("revoked:", shown)
+
+    def test_revoking_nothing_is_an_error_and_uses_no_sequence(self):
+        before = self.admin.get("/v1/revocations?after=0").json["sequence"]
+        env = cli_env(self.server, token=self.admin_token)
+        for argv in (("--agent", "acme/fin/nobody"), ("--principal", "nobody")):
+            r = tw("revoke", *argv, env=env)
+            self.assertEqual(r.returncode, 1, describe(r))
+            self.assertIn("nothing to revoke", r.stderr)
+        instance = self.new_agent("acme/fin/once")["instance_id"]
+        self.run_ok("revoke", "--instance", instance)
+        r = tw("revoke", "--instance", instance, env=env)  # again: already revoked
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("nothing to revoke", r.stderr)
+        self.assertEqual(self.admin.get("/v1/revocations?after=0").json["sequence"], before + 1)
 
 
 if __name__ == "__main__":

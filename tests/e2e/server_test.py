@@ -806,17 +806,18 @@ class PolicyTest(ServerTestCase):
         r = tw("policy", "apply", path, env=env)
         self.assertEqual(r.returncode, 0, describe(r))
         self.assertEqual(self.current()["version"], before + 1)
-        r = tw("policy", "show", env=env)
+        r = tw("policy", "show", "--json", env=env)
         self.assertEqual(r.returncode, 0, describe(r))
         doc = json.loads(r.stdout)
         self.assertEqual(doc["version"], before + 1)
         self.assertEqual(doc["source"], CI_POLICY)
-        r = tw("policy", "show", "--version", "1", env=env)
+        r = tw("policy", "show", "--version", "1", "--json", env=env)
         self.assertEqual(r.returncode, 0, describe(r))
         self.assertEqual(json.loads(r.stdout)["version"], 1)
         r = tw("policy", "history", env=env)
         self.assertEqual(r.returncode, 0, describe(r))
-        lines = [line for line in r.stdout.splitlines() if line.strip()]
+        header, *lines = [line for line in r.stdout.splitlines() if line.strip()]
+        self.assertEqual(header.split(), ["VERSION", "APPLIED", "SHA256"], describe(r))
         for line in lines:
             self.assertRegex(line, r"^\s*\d+\b", "history line without a version" + describe(r))
         numbers = [int(re.match(r"\s*(\d+)", line).group(1)) for line in lines]
@@ -1449,7 +1450,7 @@ class CLITest(ServerTestCase):
         r = tw("agent", "list", env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
         self.assertIn(instance, r.stdout)
-        r = tw("agent", "show", instance, env=self.env())
+        r = tw("agent", "show", instance, "--json", env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
         rec = json.loads(r.stdout)
         self.assertEqual(rec["instance_id"], instance)
@@ -1496,18 +1497,18 @@ class CLITest(ServerTestCase):
         path = self.write_tmp("policy.toml", source)
         r = tw("policy", "apply", path, env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
-        r = tw("policy", "show", env=self.env())
+        r = tw("policy", "show", "--json", env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
         doc = json.loads(r.stdout)
         self.assertGreaterEqual(doc["version"], 2)
         self.assertEqual(doc["source"], source)
         latest = doc["version"]
-        r = tw("policy", "show", "--version", "1", env=self.env())
+        r = tw("policy", "show", "--version", "1", "--json", env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
         self.assertEqual(json.loads(r.stdout)["version"], 1)
         r = tw("policy", "history", env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
-        lines = [line for line in r.stdout.splitlines() if line.strip()]
+        lines = [line for line in r.stdout.splitlines() if line.strip()][1:]  # under the header
         self.assertEqual(len(lines), latest, describe(r))
         for i, line in enumerate(lines):
             self.assertRegex(line, r"^\s*\d+\b", describe(r))

@@ -239,6 +239,7 @@ absl::StatusOr<revocation::Entry> MemoryStore::Revoke(revocation::Kind kind,
     entry.instances.push_back(r.instance_id);
     entry.expires_at = std::max(entry.expires_at, r.not_after);
   }
+  if (revoked.empty()) return NothingToRevoke(kind, target);
   TW_ASSIGN_OR_RETURN(LedgerPlan plan, PlanAudit(audit));
   entry.sequence = ++last_sequence_;
   for (size_t i : revoked) {

@@ -204,6 +204,7 @@ absl::StatusOr<revocation::Entry> SqliteStore::Revoke(revocation::Kind kind,
         entry.expires_at = std::max(entry.expires_at, FromSeconds(s.Int(1)));
       }
     }
+    if (entry.instances.empty()) return NothingToRevoke(kind, target);
     {
       TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE counters SET value = value + 1 WHERE name = "
                                              "'revocation_sequence' RETURNING value"));

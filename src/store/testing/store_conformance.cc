@@ -289,10 +289,29 @@ TEST_P(StoreConformanceTest, RevokesByAgentNameAndPrincipal) {
   EXPECT_THAT(by_agent.instances, UnorderedElementsAre("inst-1", "inst-2"));
   auto by_principal = *store_->Revoke(revocation::Kind::kPrincipal, "p2", "", kNow);
   EXPECT_THAT(by_principal.instances, UnorderedElementsAre("inst-3", "inst-4"));
-  auto nothing = *store_->Revoke(revocation::Kind::kAgent, "a/b/none", "", kNow);
-  EXPECT_TRUE(nothing.instances.empty());
-  EXPECT_EQ(nothing.sequence, 3);
-  EXPECT_EQ(nothing.expires_at, kNow);
+}
+
+TEST_P(StoreConformanceTest, RevokingNothingIsRefusedAndUsesNoSequence) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-1", "", "a/b/one", "p1")).ok());
+  IdentityRecord old = Identity("inst-old", "", "a/b/old", "p1");
+  old.not_after = kNow - absl::Seconds(1);
+  ASSERT_TRUE(store_->InsertIdentity(old).ok());
+  LedgerAppend audit = LedgerBatch(1);
+  for (auto [kind, target] : std::vector<std::pair<revocation::Kind, std::string>>{
+           {revocation::Kind::kAgent, "a/b/none"},
+           {revocation::Kind::kPrincipal, "nobody"},
+           {revocation::Kind::kInstance, "inst-old"},  // expired
+           {revocation::Kind::kAgent, "a/b/old"}}) {
+    EXPECT_EQ(store_->Revoke(kind, target, "", kNow, &audit).status().code(),
+              absl::StatusCode::kFailedPrecondition)
+        << target;
+  }
+  EXPECT_EQ(*store_->LastRevocationSequence(), 0);
+  EXPECT_TRUE(store_->LedgerEntries(0, UINT64_MAX)->empty());  // nor its audit event
+  ASSERT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-1", "", kNow)->sequence, 1);
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-1", "", kNow).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // already revoked
+  EXPECT_EQ(*store_->LastRevocationSequence(), 1);
 }
 
 TEST_P(StoreConformanceTest, RevokingByAgentOrPrincipalReachesOtherNamesBelow) {
@@ -331,14 +350,6 @@ TEST_P(StoreConformanceTest, RevocationWithARefusedAuditLeavesNoTrace) {
   EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow)->sequence, 1);
 }
 
-TEST_P(StoreConformanceTest, ExpiredInstancesAreNotRevokedAgain) {
-  IdentityRecord old = Identity("inst-old");
-  old.not_after = kNow - absl::Seconds(1);
-  ASSERT_TRUE(store_->InsertIdentity(old).ok());
-  auto e = *store_->Revoke(revocation::Kind::kInstance, "inst-old", "", kNow);
-  EXPECT_TRUE(e.instances.empty());
-}
-
 TEST_P(StoreConformanceTest, RevocationLogListsAfterSequenceAndSurvivesPruning) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
   IdentityRecord brief = Identity("inst-b");
@@ -363,7 +374,9 @@ TEST_P(StoreConformanceTest, RevocationLogListsAfterSequenceAndSurvivesPruning) 
 
 TEST_P(StoreConformanceTest, RevocationLogListsAtMostLimit) {
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(store_->Revoke(revocation::Kind::kAgent, "a/b/none", "", kNow).ok());
+    const std::string id = absl::StrCat("inst-", i);
+    ASSERT_TRUE(store_->InsertIdentity(Identity(id)).ok());
+    ASSERT_TRUE(store_->Revoke(revocation::Kind::kInstance, id, "", kNow).ok());
   }
   auto first = *store_->ListRevocations(0, 2);
   ASSERT_EQ(first.size(), 2u);

@@ -1,0 +1,26 @@
+// How commands print: one JSON document with --json, aligned tables and plain lines
+// otherwise.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "nlohmann/json.hpp"
+
+namespace tw::cli {
+
+// Adds --json ("one JSON document on stdout") to `cmd`, setting `*as_json`.
+void AddJsonFlag(CLI::App* cmd, bool* as_json);
+
+// `j` on stdout, indented, as one document.
+void PrintJson(const nlohmann::json& j);
+
+// `rows` under `header` on stdout, each column as wide as its widest cell, two spaces apart.
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
+
+// `j[key]` as text: a string as it is, a number or boolean as JSON, "-" when missing or null.
+std::string Field(const nlohmann::json& j, const char* key);
+
+}  // namespace tw::cli
