@@ -548,12 +548,16 @@ absl::StatusOr<revocation::Entry> Authority::Revoke(const Caller& caller,
   return entry;
 }
 
-absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& caller,
-                                                             absl::string_view source) {
+absl::StatusOr<AppliedPolicy> Authority::ApplyPolicy(const Caller& caller,
+                                                     absl::string_view source) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
   TW_ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(source));
   std::string sha = Sha256Hex(parsed.CanonicalJson());
   absl::MutexLock apply(&apply_mu_);
+  if (const std::shared_ptr<const policy::PolicyVersion> current = current_policy();
+      current->sha256_hex == sha) {
+    return AppliedPolicy{*current, /*unchanged=*/true};
+  }
   const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(options_.clock->Now()));
   int64_t next = current_policy()->version + 1;
   TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "policy",
@@ -567,12 +571,12 @@ absl::StatusOr<policy::PolicyVersion> Authority::ApplyPolicy(const Caller& calle
                             std::make_shared<const policy::Policy>(std::move(parsed))});
   absl::MutexLock lock(&mu_);
   policy_ = version;
-  return *version;
+  return AppliedPolicy{*version};
 }
 
 absl::StatusOr<CreatedToken> Authority::CreateToken(const Caller& caller,
                                                     absl::string_view principal, bool auditor,
-                                                    std::optional<absl::Duration> ttl) {
+                                                    std::optional<absl::Duration> ttl, bool force) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
   TW_RETURN_IF_ERROR(CheckPrincipalName(principal));
   if (principal == kAdminPrincipal) {
@@ -580,6 +584,13 @@ absl::StatusOr<CreatedToken> Authority::CreateToken(const Caller& caller,
   }
   if (ttl && *ttl < absl::Seconds(1)) {
     return absl::InvalidArgumentError("\"ttl\": a token lives at least 1s");
+  }
+  if (!auditor && !force && current_policy()->policy->FindPrincipal(principal) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("principal ", base::Quote(principal), " is not named in policy version ",
+                     current_policy()->version,
+                     ", so its token could create nothing; check the name, "
+                     "or force it (\"force\": true, token create --force)"));
   }
   return NewToken(principal, /*admin=*/false, auditor, ttl);
 }

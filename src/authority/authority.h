@@ -55,6 +55,13 @@ struct RevocationPage {
   bool more = false;                       // whether there is a next page
 };
 
+// What applying a policy did: a new version, or nothing when the document's canonical form
+// is the current version's (`unchanged`, `version` the current one).
+struct AppliedPolicy {
+  policy::PolicyVersion version;
+  bool unchanged = false;
+};
+
 struct CreatedToken {
   std::string id;     // public: names the token in lists and revocations
   std::string token;  // the secret, shown once
@@ -108,12 +115,15 @@ class Authority {
   absl::StatusOr<revocation::Entry> Revoke(const Caller& caller, const RevokeRequest& request);
 
   // Admin operations.
-  absl::StatusOr<policy::PolicyVersion> ApplyPolicy(const Caller& caller, absl::string_view source);
+  absl::StatusOr<AppliedPolicy> ApplyPolicy(const Caller& caller, absl::string_view source);
   // Returns the new token (its secret shown once), expiring after `ttl` when given. An
-  // auditor token may read the ledger and the audit routes, and nothing else.
+  // auditor token may read the ledger and the audit routes, and nothing else. A principal
+  // token for a principal the current policy does not name (a typo, most likely) is
+  // FailedPrecondition unless `force`.
   absl::StatusOr<CreatedToken> CreateToken(const Caller& caller, absl::string_view principal,
                                            bool auditor = false,
-                                           std::optional<absl::Duration> ttl = std::nullopt);
+                                           std::optional<absl::Duration> ttl = std::nullopt,
+                                           bool force = false);
   // Every token, without its secret's hash.
   absl::StatusOr<std::vector<store::TokenRecord>> ListTokens(const Caller& caller) const;
   // NotFound; FailedPrecondition when already revoked, or for the last admin token.

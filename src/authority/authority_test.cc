@@ -137,9 +137,48 @@ TEST_F(AuthorityTest, AnAuditorTokenCannotCreateIdentities) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(AuthorityTest, ATokenForAPrincipalThePolicyDoesNotNameNeedsForce) {
+  auto typo = authority_->CreateToken(admin_, "ci-pipelin");
+  EXPECT_EQ(typo.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(typo.status().message(), HasSubstr("not named in policy version 1"));
+  EXPECT_TRUE(authority_->CreateToken(admin_, "ci-pipelin", false, std::nullopt, true).ok());
+  EXPECT_TRUE(authority_->CreateToken(admin_, "soc", /*auditor=*/true).ok());
+  ASSERT_TRUE(ApplyPolicy(R"(
+[principals.ci-pipeline]
+names = ["acme/*/*"]
+scopes = ["read:*"]
+max_ttl = "1h"
+max_trust_level = "low"
+may_delegate = false
+max_depth = 0
+)")
+                  .ok());
+  EXPECT_TRUE(authority_->CreateToken(admin_, "ci-pipeline").ok());
+}
+
+TEST_F(AuthorityTest, ApplyingAnIdenticalPolicyIsANoOp) {
+  const std::string source = R"(
+[principals.ci]
+names = ["acme/*/*"]
+scopes = ["read:*"]
+max_ttl = "1h"
+max_trust_level = "low"
+may_delegate = false
+max_depth = 0
+)";
+  auto first = authority_->ApplyPolicy(admin_, source);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->unchanged);
+  auto again = authority_->ApplyPolicy(admin_, "# the same, reformatted\n" + source);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->unchanged);
+  EXPECT_EQ(again->version.version, first->version.version);
+  EXPECT_EQ(authority_->ListPolicies(admin_)->size(), 2u);  // the default and this one
+}
+
 TEST_F(AuthorityTest, TokensExpireAndAreRevoked) {
-  auto expiring = *authority_->CreateToken(admin_, "ci", false, absl::Minutes(10));
-  auto kept = *authority_->CreateToken(admin_, "ops");
+  auto expiring = *authority_->CreateToken(admin_, "ci", false, absl::Minutes(10), /*force=*/true);
+  auto kept = *authority_->CreateToken(admin_, "ops", false, std::nullopt, /*force=*/true);
   EXPECT_TRUE(authority_->Authenticate(expiring.token, {}).ok());
   fake_.Set(kStart + absl::Minutes(10));
   auto expired = authority_->Authenticate(expiring.token, {});

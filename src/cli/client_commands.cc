@@ -14,7 +14,9 @@
 #include "core/bundle.h"
 #include "core/certificate.h"
 #include "core/x509_issuer.h"
+#include "crypto/digest.h"
 #include "crypto/software_signer.h"
+#include "policy/policy.h"
 
 namespace tw::cli {
 namespace {
@@ -98,6 +100,51 @@ std::function<void(const json&)> JsonOr(std::shared_ptr<bool> as_json,
     if (*as_json) return PrintJson(reply);
     human(reply);
   };
+}
+
+// A policy file, parsed as the server would, and the SHA-256 of its canonical JSON.
+struct LocalPolicy {
+  policy::Policy policy;
+  std::string sha256_hex;
+};
+absl::StatusOr<LocalPolicy> ReadPolicy(const std::string& path) {
+  TW_ASSIGN_OR_RETURN(std::string source, base::ReadFile(path));
+  absl::StatusOr<policy::Policy> parsed = policy::Policy::Parse(source);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", parsed.status().message()));
+  }
+  const std::string sha = base::HexEncode(crypto::Sha256(base::AsBytes(parsed->CanonicalJson())));
+  return LocalPolicy{*std::move(parsed), sha};
+}
+
+// What applying `path` would change against the server's current version: its JSON Patch
+// (RFC 6902) from the current policy to the file's, with both versions' facts.
+absl::StatusOr<json> PolicyDiff(const ClientFlags& flags, const std::string& path) {
+  TW_ASSIGN_OR_RETURN(LocalPolicy local, ReadPolicy(path));
+  TW_ASSIGN_OR_RETURN(auto client, Connect(flags));
+  TW_ASSIGN_OR_RETURN(json current, CallJson(*client, flags, "GET", "/v1/policies/current"));
+  const json changes = json::diff(current.value("policy", json::object()), local.policy.json());
+  return json{{"current_version", current.value("version", int64_t{0})},
+              {"current_sha256", current.value("sha256", "")},
+              {"file_sha256", local.sha256_hex},
+              {"unchanged", changes.empty()},
+              {"changes", changes}};
+}
+
+void PrintPolicyDiff(const json& diff) {
+  if (diff.value("unchanged", false)) {
+    std::cout << "no change: identical to policy version " << Field(diff, "current_version")
+              << " (sha256 " << Field(diff, "current_sha256") << ")\n";
+    return;
+  }
+  std::cout << "against policy version " << Field(diff, "current_version")
+            << (diff.value("dry_run", false) ? " (dry run: nothing applied)" : "") << ":\n";
+  for (const json& op : diff["changes"]) {
+    const std::string kind = Field(op, "op"), at = Field(op, "path");
+    if (kind == "add") std::cout << "+ " << at << " = " << op["value"].dump() << "\n";
+    if (kind == "remove") std::cout << "- " << at << "\n";
+    if (kind == "replace") std::cout << "~ " << at << " = " << op["value"].dump() << "\n";
+  }
 }
 
 // An identity record (GET /v1/identities/{id}) as "key: value" lines.
@@ -235,15 +282,19 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
       auto ttl = std::make_shared<std::string>();
       auto auditor = std::make_shared<bool>(false);
       auto as_json = std::make_shared<bool>(false);
+      auto force = std::make_shared<bool>(false);
       CLI::App* cmd = token->add_subcommand("create", "Create a principal's token (shown once)");
       cmd->add_option("--principal", *principal, "Principal name")->required();
       cmd->add_flag("--auditor", *auditor,
                     "A read-only token: the ledger and audit queries, nothing else");
       cmd->add_option("--ttl", *ttl, "Lifetime (30m, 8h, 90d); default: no expiry");
+      cmd->add_flag("--force", *force,
+                    "Even for a principal the current policy does not name (refused otherwise)");
       AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
-      OnRun(cmd, action, [f, principal, auditor, ttl, as_json] {
+      OnRun(cmd, action, [f, principal, auditor, ttl, as_json, force] {
         json body{{"principal", *principal}, {"auditor", *auditor}};
+        if (*force) body["force"] = true;
         if (!ttl->empty()) body["ttl"] = *ttl;
         return Simple(*f, "POST", "/v1/tokens", &body, JsonOr(as_json, [](const json& reply) {
           std::cout << reply.value("token", "") << "\n";
@@ -307,17 +358,67 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     auto f = std::make_shared<ClientFlags>();
     auto file = std::make_shared<std::string>();
     auto apply_json = std::make_shared<bool>(false);
-    CLI::App* apply = policy->add_subcommand("apply", "Apply a TOML policy as a new version");
+    auto dry_run = std::make_shared<bool>(false);
+    CLI::App* apply = policy->add_subcommand(
+        "apply", "Apply a TOML policy as a new version (an identical one changes nothing)");
     apply->add_option("file", *file, "Policy file (TOML)")->required();
+    apply->add_flag("--dry-run", *dry_run, "Check it and show what would change; apply nothing");
     AddJsonFlag(apply, apply_json.get());
     AddClientFlags(apply, f.get());
-    OnRun(apply, action, [f, file, apply_json]() -> absl::Status {
+    OnRun(apply, action, [f, file, apply_json, dry_run]() -> absl::Status {
+      if (*dry_run) {
+        TW_ASSIGN_OR_RETURN(json diff, PolicyDiff(*f, *file));
+        diff["dry_run"] = true;
+        JsonOr(apply_json, PrintPolicyDiff)(diff);
+        return absl::OkStatus();
+      }
       TW_ASSIGN_OR_RETURN(std::string source, base::ReadFile(*file));
       json body{{"source", source}};
       return Simple(*f, "POST", "/v1/policies", &body, JsonOr(apply_json, [](const json& reply) {
-        std::cout << "policy version " << reply.value("version", int64_t{0}) << " (sha256 "
-                  << reply.value("sha256", "") << ")\n";
+        std::cout << (reply.value("unchanged", false) ? "unchanged: identical to policy version "
+                                                      : "policy version ")
+                  << reply.value("version", int64_t{0}) << " (sha256 " << reply.value("sha256", "")
+                  << ")\n";
       }));
+    });
+    auto validate_file = std::make_shared<std::string>();
+    auto validate_json = std::make_shared<bool>(false);
+    CLI::App* validate =
+        policy->add_subcommand("validate", "Check a TOML policy file (offline; exit 1 if invalid)");
+    validate->add_option("file", *validate_file, "Policy file (TOML)")->required();
+    AddJsonFlag(validate, validate_json.get());
+    OnRun(validate, action, [validate_file, validate_json]() -> absl::Status {
+      TW_ASSIGN_OR_RETURN(LocalPolicy local, ReadPolicy(*validate_file));
+      const json& p = local.policy.json();
+      json summary{{"valid", true},
+                   {"sha256", local.sha256_hex},
+                   {"principals", json::array()},
+                   {"scope_rules", p.value("scope_rules", json::array()).size()}};
+      for (const auto& [name, rule] : p.value("principals", json::object()).items()) {
+        summary["principals"].push_back(name);
+      }
+      JsonOr(validate_json, [](const json& s) {
+        std::cout << "valid: principals "
+                  << absl::StrJoin(
+                         s["principals"], ", ",
+                         [](std::string* out, const json& n) { out->append(n.get<std::string>()); })
+                  << "; " << s["scope_rules"].get<size_t>() << " scope rule(s); sha256 "
+                  << s["sha256"].get<std::string>() << "\n";
+      })(summary);
+      return absl::OkStatus();
+    });
+    auto fd = std::make_shared<ClientFlags>();
+    auto diff_file = std::make_shared<std::string>();
+    auto diff_json = std::make_shared<bool>(false);
+    CLI::App* diff =
+        policy->add_subcommand("diff", "What applying a policy file would change (JSON Patch)");
+    diff->add_option("file", *diff_file, "Policy file (TOML)")->required();
+    AddJsonFlag(diff, diff_json.get());
+    AddClientFlags(diff, fd.get());
+    OnRun(diff, action, [fd, diff_file, diff_json]() -> absl::Status {
+      TW_ASSIGN_OR_RETURN(json changes, PolicyDiff(*fd, *diff_file));
+      JsonOr(diff_json, PrintPolicyDiff)(changes);
+      return absl::OkStatus();
     });
     auto fs = std::make_shared<ClientFlags>();
     auto version = std::make_shared<int64_t>(0);

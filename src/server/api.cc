@@ -353,10 +353,12 @@ absl::StatusOr<HttpResponse> Api::Revoke(const Call& c) {
 
 absl::StatusOr<HttpResponse> Api::ApplyPolicy(const Call& c) {
   TW_ASSIGN_OR_RETURN(std::string source, DecodePolicy(c.http.body));
-  TW_ASSIGN_OR_RETURN(policy::PolicyVersion v, authority_.ApplyPolicy(c.caller, source));
-  return Json(
-      201,
-      PolicyJson({.version = v.version, .sha256_hex = v.sha256_hex, .created_at = v.created_at}));
+  TW_ASSIGN_OR_RETURN(authority::AppliedPolicy applied, authority_.ApplyPolicy(c.caller, source));
+  const policy::PolicyVersion& v = applied.version;
+  json out =
+      PolicyJson({.version = v.version, .sha256_hex = v.sha256_hex, .created_at = v.created_at});
+  out["unchanged"] = applied.unchanged;
+  return Json(applied.unchanged ? 200 : 201, out);
 }
 
 absl::StatusOr<HttpResponse> Api::ListPolicies(const Call& c) {
@@ -389,8 +391,9 @@ absl::StatusOr<HttpResponse> Api::ListTokens(const Call& c) {
 
 absl::StatusOr<HttpResponse> Api::CreateToken(const Call& c) {
   TW_ASSIGN_OR_RETURN(TokenRequest req, DecodeTokenRequest(c.http.body));
-  TW_ASSIGN_OR_RETURN(authority::CreatedToken created,
-                      authority_.CreateToken(c.caller, req.principal, req.auditor, req.ttl));
+  TW_ASSIGN_OR_RETURN(
+      authority::CreatedToken created,
+      authority_.CreateToken(c.caller, req.principal, req.auditor, req.ttl, req.force));
   return Json(201, json{{"id", created.id},
                         {"principal", req.principal},
                         {"token", created.token},

@@ -193,6 +193,11 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body) {
           TW_ASSIGN_OR_RETURN(out.ttl, GetDuration(name, value));
           return absl::OkStatus();
         }
+        if (name == "force") {
+          if (!value.is_boolean()) return Invalid(name, "must be true or false");
+          out.force = value.get<bool>();
+          return absl::OkStatus();
+        }
         if (name != "principal") return Unknown(name);
         TW_ASSIGN_OR_RETURN(principal, GetString(name, value, 256));
         TW_RETURN_IF_ERROR(authority::CheckPrincipalName(*principal));

@@ -33,6 +33,7 @@ struct TokenRequest {
   std::string principal;
   bool auditor = false;
   std::optional<absl::Duration> ttl;  // unset: the token does not expire
+  bool force = false;                 // even for a principal the policy does not name
 };
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 

@@ -297,8 +297,8 @@ max_trust_level = "medium"
   net::Response applied = Call(*client, "POST", "/v1/policies", policy.dump(), admin_token_);
   ASSERT_EQ(applied.status, 201) << applied.body;
   EXPECT_EQ(json::parse(applied.body)["version"], 2);
-  net::Response token =
-      Call(*client, "POST", "/v1/tokens", json{{"principal", "ci"}}.dump(), admin_token_);
+  net::Response token = Call(*client, "POST", "/v1/tokens",
+                             json{{"principal", "ci"}, {"force", true}}.dump(), admin_token_);
   ASSERT_EQ(token.status, 201);
   std::string ci = json::parse(token.body)["token"];
   auto key = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
@@ -568,8 +568,8 @@ TEST_F(ServerTest, RoutesDecideMethodAccessAndRoleBeforeTheHandler) {
   EXPECT_EQ(renew.status, 405) << renew.body;
   EXPECT_EQ(json::parse(renew.body)["error"]["code"], "method_not_allowed");
   EXPECT_EQ(Call(*client, "POST", "/v1/identities", "{}").status, 401);  // no credentials
-  net::Response created =
-      Call(*client, "POST", "/v1/tokens", json{{"principal", "ci"}}.dump(), admin_token_);
+  net::Response created = Call(*client, "POST", "/v1/tokens",
+                               json{{"principal", "ci"}, {"force", true}}.dump(), admin_token_);
   ASSERT_EQ(created.status, 201) << created.body;
   const std::string ci = json::parse(created.body)["token"];
   EXPECT_EQ(Call(*client, "GET", "/v1/identities", "", ci).status, 403);   // not an admin

@@ -119,7 +119,8 @@ class ApiCommandsTest(ServerTestCase):
         self.assertEqual(self.document("policy", "show")["version"], applied["version"])
         self.assertIn(applied["version"],
                       [p["version"] for p in self.document("policy", "history")["policies"]])
-        token = self.document("token", "create", "--principal", "ci-pipeline", "--ttl", "1h")
+        token = self.document("token", "create", "--principal", "ci-pipeline", "--ttl", "1h",
+                              "--force")
         self.assertTrue(token["token"].startswith("tw_"), token)
         self.assertIn(token["id"], [t["id"] for t in self.document("token", "list")["tokens"]])
         self.assertEqual(self.document("token", "revoke", token["id"]),
@@ -153,6 +154,78 @@ class ApiCommandsTest(ServerTestCase):
         self.assertEqual(r.returncode, 1, describe(r))
         self.assertIn("nothing to revoke", r.stderr)
         self.assertEqual(self.admin.get("/v1/revocations?after=0").json["sequence"], before + 1)
+
+
+
+CHANGED_POLICY = ADMIN_ENTRY + """
+[principals.ci-pipeline]
+names = ["acme-corp/finance-team/*"]
+scopes = ["read:transactions"]
+max_ttl = "1h"
+max_trust_level = "high"
+may_delegate = false
+max_depth = 0
+"""
+
+
+class PolicyCommandsTest(ServerTestCase):
+    """policy validate / diff / apply --dry-run, identical documents, and tokens for
+    principals the policy does not name."""
+
+    def env(self):
+        return cli_env(self.server, token=self.admin_token)
+
+    def version(self):
+        return self.admin.get("/v1/policies/current").json["version"]
+
+    def test_validate_checks_offline(self):
+        good = write_file(os.path.join(self.tmp, "good.toml"), CHANGED_POLICY)
+        r = tw("policy", "validate", good, "--json", env={})
+        self.assertEqual(r.returncode, 0, describe(r))
+        doc = json.loads(r.stdout)
+        self.assertEqual((doc["valid"], sorted(doc["principals"])), (True, ["admin", "ci-pipeline"]))
+        bad = write_file(os.path.join(self.tmp, "bad.toml"), "[principals.x]\nnames = 3\n")
+        r = tw("policy", "validate", bad, env={})
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("bad.toml", r.stderr)
+
+    def test_diff_and_dry_run_change_nothing(self):
+        before = self.version()
+        unique = CHANGED_POLICY.replace("principals.ci-pipeline", "principals.diff-only")
+        path = write_file(os.path.join(self.tmp, "changed.toml"), unique)
+        r = tw("policy", "diff", path, env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertIn("+ /principals/diff-only", r.stdout)
+        r = tw("policy", "apply", "--dry-run", path, "--json", env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        doc = json.loads(r.stdout)
+        self.assertEqual((doc["dry_run"], doc["unchanged"], doc["current_version"]),
+                         (True, False, before))
+        self.assertIn({"op": "add", "path": "/principals/diff-only"},
+                      [{k: c[k] for k in ("op", "path")} for c in doc["changes"]])
+        self.assertEqual(self.version(), before)
+
+    def test_applying_an_identical_document_is_a_no_op(self):
+        path = write_file(os.path.join(self.tmp, "same.toml"), "# v2\n" + CHANGED_POLICY)
+        r = tw("policy", "apply", path, env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        applied = self.version()
+        r = tw("policy", "apply", path, env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertIn("unchanged: identical to policy version", r.stdout)
+        self.assertEqual(self.version(), applied)
+        r = tw("policy", "diff", path, env=self.env())
+        self.assertIn("no change", r.stdout)
+
+    def test_a_token_for_a_principal_the_policy_does_not_name_needs_force(self):
+        r = tw("token", "create", "--principal", "ci-pipelin", env=self.env())
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn('principal "ci-pipelin" is not named in policy version', r.stderr)
+        self.assertEqual(r.stdout, "")
+        r = tw("token", "create", "--principal", "ci-pipelin", "--force", env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("token", "create", "--principal", "soc", "--auditor", env=self.env())
+        self.assertEqual(r.returncode, 0, "auditors need no policy entry" + describe(r))
 
 
 if __name__ == "__main__":

@@ -693,8 +693,10 @@ class ServerTestCase(unittest.TestCase):
         return r.json
 
     @classmethod
-    def new_principal_token(cls, principal):
-        r = cls.admin.post("/v1/tokens", {"principal": principal})
+    def new_principal_token(cls, principal, force=True):
+        """A token for principal; forced by default, since suites often make it before the
+        policy that names the principal."""
+        r = cls.admin.post("/v1/tokens", {"principal": principal, "force": force})
         if r.status != 201:
             raise AssertionError(f"creating a token for {principal} failed: {r}")
         return r.json["token"]
