@@ -181,6 +181,11 @@ int IssueSvid(const IssueOptions& o) {
   }
   if (!key.ok()) return Fail(key.status());
   absl::Time now = absl::Now();
+  if (const absl::Time ca_end = ca->issuer().certificate().not_after(); now + *ttl > ca_end) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--ttl ", o.ttl, " ends after the CA certificate (valid until ", base::Rfc3339(ca_end),
+        "); at most ", absl::ToInt64Seconds(ca_end - now) / 3600, "h is left")));
+  }
   core::LeafRequest request{.spiffe_id = *id,
                             .not_before = now - ca::kBackdate,
                             .not_after = now + *ttl,

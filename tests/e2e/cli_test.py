@@ -5,10 +5,12 @@ invalid, 2 usage, 3 unreachable), and the messages of the first mistakes people 
 import json
 import os
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from trustwarden_harness import ADMIN_ENTRY, ServerTestCase, cli_env, describe, tw, write_file  # noqa: E402,E501
+from trustwarden_harness import (ADMIN_ENTRY, ServerTestCase, cli_env, describe, new_key,  # noqa: E402
+                                 public_pem, tw, write_file)
 
 
 class UsageTest(unittest.TestCase):
@@ -53,6 +55,25 @@ class UsageTest(unittest.TestCase):
             r = tw(*argv)
             self.assertEqual(r.returncode, 0, describe(r))
             self.assertTrue(r.stdout.strip(), describe(r))
+
+
+class OfflineTest(unittest.TestCase):
+
+    def test_an_svid_outliving_its_ca_is_refused_not_cut(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ca = os.path.join(tmp, "ca")
+            r = tw("ca", "init", "--trust-domain", "x.test", "--out", ca, "--ttl", "30d")
+            self.assertEqual(r.returncode, 0, describe(r))
+            key = write_file(os.path.join(tmp, "pub.pem"), public_pem(new_key()))
+            out = os.path.join(tmp, "svid.pem")
+            argv = ("svid", "issue", "--ca", ca, "--spiffe-id", "spiffe://x.test/a",
+                    "--public-key", key, "--out", out)
+            r = tw(*argv, "--ttl", "400d")
+            self.assertEqual(r.returncode, 1, describe(r))
+            self.assertIn("ends after the CA certificate", r.stderr)
+            self.assertFalse(os.path.exists(out))
+            r = tw(*argv, "--ttl", "1h")
+            self.assertEqual(r.returncode, 0, describe(r))
 
 
 class ExitCodeTest(ServerTestCase):
