@@ -37,7 +37,6 @@ pcdir=$(find "$tmp/prefix" -name trustwarden.pc -printf '%h\n' -quit)
 [ -n "$pcdir" ] || fail "no trustwarden.pc under the prefix"
 [ -f "$tmp/prefix/include/trustwarden/trustwarden.h" ] || fail "no trustwarden/trustwarden.h"
 [ -x "$tmp/prefix/bin/trustwarden" ] || fail "no bin/trustwarden"
-libdir=$(dirname "$lib")
 
 echo "== the installed CLI finds libtrustwarden on its own"
 env -u LD_LIBRARY_PATH "$tmp/prefix/bin/trustwarden" --version
@@ -56,7 +55,9 @@ echo "pkg-config --cflags --libs trustwarden: $pkg"
 
 echo "== the examples against a throwaway server"
 tw_server_start "$TW_BIN" "$tmp/server"
-export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# No LD_LIBRARY_PATH: both builds find the library through their rpath (the CMake
+# package sets the build tree's; trustwarden.pc adds -Wl,-rpath).
+unset LD_LIBRARY_PATH
 # Runs an incident build: it must exit 0 and its last line say the story went as expected.
 incident() {
   local name=$1 status=0
