@@ -35,12 +35,13 @@ void AddClientFlags(CLI::App* cmd, ClientFlags* flags) {
                   "Server URL (default $TRUSTWARDEN_SERVER or https://127.0.0.1:8443)");
   cmd->add_option("--token", flags->token, "API token (default $TRUSTWARDEN_TOKEN)");
   cmd->add_option("--bundle", flags->bundle,
-                  "Trust bundle, JSON or PEM (default $TRUSTWARDEN_BUNDLE or "
-                  "./trustwarden-data/bundle.pem)");
+                  "Trust bundle, SPIFFE JSON or PEM (default $TRUSTWARDEN_BUNDLE or "
+                  "./trustwarden-data/bundle.json)");
 }
 
 absl::StatusOr<std::string> BundlePem(const ClientFlags& flags) {
-  std::string path = FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.pem");
+  std::string path =
+      FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json");
   TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
   TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(text));
   if (bundle.x509_authorities().empty()) {

@@ -60,7 +60,7 @@ absl::Status AgentCreate(const AgentCreateFlags& f) {
     TW_ASSIGN_OR_RETURN(chain_pem, base::ReadFile(f.parent_dir + "/svid.pem"));
     TW_ASSIGN_OR_RETURN(parent_key_pem, base::ReadFile(f.parent_dir + "/key.pem"));
     client_flags.no_token = true;
-    if (client_flags.bundle.empty()) client_flags.bundle = f.parent_dir + "/bundle.pem";
+    if (client_flags.bundle.empty()) client_flags.bundle = f.parent_dir + "/bundle.json";
   }
   json body{{"name", RequestedName(f, chain_pem)},
             {"scope", f.scopes},

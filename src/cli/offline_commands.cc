@@ -3,7 +3,9 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -181,10 +183,10 @@ int IssueSvid(const IssueOptions& o) {
   }
   if (!key.ok()) return Fail(key.status());
   absl::Time now = absl::Now();
+  // An SVID never outlives its CA (SPIFFE.md §2.1): a longer --ttl is cut, and said so.
   if (const absl::Time ca_end = ca->issuer().certificate().not_after(); now + *ttl > ca_end) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        "--ttl ", o.ttl, " ends after the CA certificate (valid until ", base::Rfc3339(ca_end),
-        "); at most ", absl::ToInt64Seconds(ca_end - now) / 3600, "h is left")));
+    std::cerr << "warning: --ttl " << o.ttl << " ends after the CA certificate; cut to its end, "
+              << base::Rfc3339(ca_end) << "\n";
   }
   core::LeafRequest request{.spiffe_id = *id,
                             .not_before = now - ca::kBackdate,
@@ -389,6 +391,13 @@ void RegisterJwt(CLI::App& app, Action* action) {
     *action = [vo] {
       auto bundles = LoadBundle(vo->bundle, vo->trust_domain);
       if (!bundles.ok()) return Fail(bundles.status());
+      if (auto text = base::ReadFile(vo->bundle);
+          text.ok() && absl::StartsWith(absl::StripLeadingAsciiWhitespace(*text), "-----")) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat(vo->bundle,
+                         " is a PEM bundle: it holds X.509 authorities only; JWT-SVIDs need the "
+                         "SPIFFE bundle JSON (bundle.json), which holds the JWT keys")));
+      }
       absl::Time now = absl::Now();
       if (!vo->at.empty()) {
         auto t = ParseTime(vo->at);

@@ -1,5 +1,7 @@
 #include "trustwarden/verifier.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
@@ -91,6 +93,17 @@ absl::StatusOr<Decision> PeerCheck::CheckX509(const std::vector<tw::base::ByteVi
 
 absl::StatusOr<Decision> PeerCheck::CheckJwt(const std::string& token, const std::string& audience,
                                              const Requirement& r) const {
+  const bool has_jwt_keys =
+      std::any_of(endpoint_.trust_domains.begin(), endpoint_.trust_domains.end(),
+                  [&](const core::TrustDomain& td) {
+                    std::shared_ptr<const core::Bundle> b = endpoint_.bundles->Get(td.name());
+                    return b != nullptr && !b->jwt_authorities().empty();
+                  });
+  if (!has_jwt_keys) {
+    return Refuse(
+        "the trust bundle holds no JWT-SVID keys (a PEM bundle has only X.509 authorities): "
+        "give the SPIFFE bundle JSON, e.g. trustwarden-data/bundle.json");
+  }
   absl::StatusOr<core::JwtSvid> jwt = core::ValidateJwtSvid(token, audience, *endpoint_.bundles,
                                                             absl::Now(), endpoint_.trust_domains);
   if (!jwt.ok()) return Refuse(std::string(jwt.status().message()));

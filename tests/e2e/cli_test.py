@@ -59,7 +59,7 @@ class UsageTest(unittest.TestCase):
 
 class OfflineTest(unittest.TestCase):
 
-    def test_an_svid_outliving_its_ca_is_refused_not_cut(self):
+    def test_an_svid_outliving_its_ca_is_cut_and_says_so(self):
         with tempfile.TemporaryDirectory() as tmp:
             ca = os.path.join(tmp, "ca")
             r = tw("ca", "init", "--trust-domain", "x.test", "--out", ca, "--ttl", "30d")
@@ -69,11 +69,38 @@ class OfflineTest(unittest.TestCase):
             argv = ("svid", "issue", "--ca", ca, "--spiffe-id", "spiffe://x.test/a",
                     "--public-key", key, "--out", out)
             r = tw(*argv, "--ttl", "400d")
-            self.assertEqual(r.returncode, 1, describe(r))
-            self.assertIn("ends after the CA certificate", r.stderr)
-            self.assertFalse(os.path.exists(out))
+            self.assertEqual(r.returncode, 0, describe(r))
+            self.assertIn("warning: --ttl 400d ends after the CA certificate; cut to its end",
+                          r.stderr)
             r = tw(*argv, "--ttl", "1h")
             self.assertEqual(r.returncode, 0, describe(r))
+            self.assertEqual(r.stderr, "", describe(r))
+
+
+class BundleTest(ServerTestCase):
+
+    def test_jwt_verify_with_a_pem_bundle_says_what_is_missing(self):
+        out = os.path.join(self.tmp, "jwt-ca")
+        r = tw("ca", "init", "--trust-domain", "x.test", "--out", out)
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("jwt", "mint", "--ca", out, "--spiffe-id", "spiffe://x.test/a", "--audience", "b")
+        self.assertEqual(r.returncode, 0, describe(r))
+        token = r.stdout.strip().splitlines()[-1]
+        r = tw("jwt", "verify", "--bundle", os.path.join(out, "bundle.pem"), "--audience", "b",
+               token)
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("is a PEM bundle", r.stderr)
+        self.assertIn("bundle.json", r.stderr)
+        r = tw("jwt", "verify", "--bundle", os.path.join(out, "bundle.json"), "--audience", "b",
+               token)
+        self.assertEqual(r.returncode, 0, describe(r))
+
+    def test_the_cli_defaults_to_the_json_bundle(self):
+        env = cli_env(self.server, token=self.admin_token)
+        del env["TRUSTWARDEN_BUNDLE"]
+        r = tw("agent", "list", env=env, cwd=os.path.dirname(self.server.data_dir))
+        self.assertEqual(r.returncode, 1, describe(r))  # run elsewhere: names the default
+        self.assertIn("trustwarden-data/bundle.json", r.stderr)
 
 
 class ExitCodeTest(ServerTestCase):

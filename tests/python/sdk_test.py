@@ -2451,6 +2451,14 @@ print("exiting")
         with self.assertRaises(InvalidArgument):
             verifier.verify_x509(self.alice.svid_pem, spiffe_ids=[])
 
+    def test_a_pem_bundle_says_it_holds_no_jwt_keys(self):
+        v = Verifier(server=self.server.url, bundle=self.server.bundle_pem, audience="x")
+        d = v.verify_jwt(self.alice.jwt("x"))
+        self.assertFalse(d)
+        self.assertIn("holds no JWT-SVID keys", d.reason)
+        self.assertIn("bundle.json", d.reason)
+        self.assertTrue(v.verify_x509(self.alice.svid_pem))  # X.509 needs only the PEM
+
     def test_a_closed_identity_makes_no_ssl_context(self):
         agent = AgentIdentity.create("acme/fin/closing", ["read:transactions"],
                                      **self.connection())
