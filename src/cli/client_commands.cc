@@ -3,6 +3,7 @@
 // bundle show.
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/file.h"
@@ -147,6 +148,37 @@ void PrintPolicyDiff(const json& diff) {
   }
 }
 
+// `agent show`: the identity record of an instance id or SPIFFE ID, with its revocation
+// (when, why, what was revoked: itself or the ancestor it was cascaded from) when revoked.
+absl::Status AgentShow(const ClientFlags& flags, const std::string& who,
+                       const std::function<void(const json&)>& print) {
+  std::string instance = who;
+  if (absl::StartsWith(who, "spiffe://")) {
+    TW_ASSIGN_OR_RETURN(const core::SpiffeId id, core::SpiffeId::FromString(who));
+    TW_ASSIGN_OR_RETURN(const core::AgentInstance parsed, core::ParseAgentSpiffeId(id));
+    instance = parsed.instance_id;
+  }
+  TW_ASSIGN_OR_RETURN(auto client, Connect(flags));
+  TW_ASSIGN_OR_RETURN(json record,
+                      CallJson(*client, flags, "GET", Target("/v1/identities", {}, instance)));
+  if (record.contains("revoked_sequence") && record["revoked_sequence"].is_number_integer()) {
+    const int64_t sequence = record["revoked_sequence"].get<int64_t>();
+    TW_ASSIGN_OR_RETURN(json page,
+                        CallJson(*client, flags, "GET",
+                                 absl::StrCat("/v1/revocations?limit=1&after=", sequence - 1)));
+    json revocation{{"sequence", sequence}};
+    for (const json& e : page.value("entries", json::array())) {
+      if (e.value("sequence", int64_t{0}) != sequence) continue;
+      for (const char* key : {"revoked_at", "reason", "kind", "target"}) revocation[key] = e[key];
+      const bool self = e.value("target", "") == instance;
+      revocation["cascaded_from"] = self ? json(nullptr) : e["target"];
+    }
+    record["revocation"] = std::move(revocation);
+  }
+  print(record);
+  return absl::OkStatus();
+}
+
 // An identity record (GET /v1/identities/{id}) as "key: value" lines.
 void PrintIdentity(const json& r) {
   std::vector<std::vector<std::string>> rows;
@@ -158,6 +190,15 @@ void PrintIdentity(const json& r) {
       value = absl::StrJoin(r[key].get<std::vector<std::string>>(), " ");
     }
     rows.push_back({absl::StrCat(key, ":"), value});
+  }
+  if (r.contains("revocation")) {
+    const json& v = r["revocation"];
+    rows.push_back({"revoked_at:", Field(v, "revoked_at")});
+    rows.push_back({"revoked_because:", Field(v, "reason")});
+    rows.push_back({"revoked_as:", absl::StrCat(Field(v, "kind"), " ", Field(v, "target"))});
+    if (v.contains("cascaded_from") && !v["cascaded_from"].is_null()) {
+      rows.push_back({"cascaded_from:", Field(v, "cascaded_from")});
+    }
   }
   PrintTable({"FIELD", "VALUE"}, rows);
 }
@@ -236,13 +277,13 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     auto f = std::make_shared<ClientFlags>();
     auto instance = std::make_shared<std::string>();
     auto as_json = std::make_shared<bool>(false);
-    CLI::App* cmd = agent->add_subcommand("show", "Show one agent instance (admin)");
-    cmd->add_option("instance", *instance, "Instance id (inst-...)")->required();
+    CLI::App* cmd =
+        agent->add_subcommand("show", "Show one agent instance and its revocation, if any (admin)");
+    cmd->add_option("instance", *instance, "Instance id (inst-...) or its SPIFFE ID")->required();
     AddJsonFlag(cmd, as_json.get());
     AddClientFlags(cmd, f.get());
     OnRun(cmd, action, [f, instance, as_json] {
-      return Simple(*f, "GET", Target("/v1/identities", {}, *instance), nullptr,
-                    JsonOr(as_json, PrintIdentity));
+      return AgentShow(*f, *instance, JsonOr(as_json, PrintIdentity));
     });
   }
   {

@@ -189,6 +189,27 @@ class ApiCommandsTest(ServerTestCase):
         self.assertIn("spiffe_id:", shown)
         self.assertIn("revoked:", shown)
 
+    def test_agent_show_takes_a_spiffe_id_and_shows_the_revocation(self):
+        parent = self.new_agent("acme/fin/shown-parent")
+        child_dir = os.path.join(self.tmp, "cli", "shown-child")
+        r = tw("agent", "create", "--name", "helper", "--scope", "read:transactions",
+               "--parent-dir", parent["directory"], "--out", child_dir, "--json",
+               env=cli_env(self.server, bundle=os.path.join(parent["directory"], "bundle.json")))
+        self.assertEqual(r.returncode, 0, describe(r))
+        child = json.loads(r.stdout)
+        self.run_ok("revoke", "--subtree", parent["instance_id"], "--reason", "incident 7")
+        shown = self.document("agent", "show", child["spiffe_id"])
+        self.assertEqual(shown["instance_id"], child["instance_id"])
+        rev = shown["revocation"]
+        self.assertEqual((rev["reason"], rev["kind"], rev["cascaded_from"]),
+                         ("incident 7", "subtree", parent["instance_id"]))
+        self.assertTrue(rev["revoked_at"])
+        own = self.document("agent", "show", parent["instance_id"])["revocation"]
+        self.assertIsNone(own["cascaded_from"])
+        text = self.run_ok("agent", "show", child["instance_id"]).stdout
+        self.assertIn("revoked_because:", text)
+        self.assertRegex(text, rf"cascaded_from:\s+{parent['instance_id']}")
+
     def test_revoking_nothing_is_an_error_and_uses_no_sequence(self):
         before = self.admin.get("/v1/revocations?after=0").json["sequence"]
         env = cli_env(self.server, token=self.admin_token)
