@@ -47,3 +47,10 @@ if(NOT IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
   set_target_properties(trustwarden PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 endif()
 install(TARGETS trustwarden RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# Its manual page and shell completion (src/cli: generated from the command tree).
+install(FILES ${PROJECT_BINARY_DIR}/share/trustwarden.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${PROJECT_BINARY_DIR}/share/trustwarden.bash
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME trustwarden)
+install(FILES ${PROJECT_BINARY_DIR}/share/_trustwarden
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions)

@@ -26,6 +26,9 @@ void RegisterClientCommands(CLI::App& app, Action* action);
 void RegisterLedgerCommands(CLI::App& app, Action* action);
 // Registers `bench issue`, the HTTPS load generator.
 void RegisterBenchCommand(CLI::App& app, Action* action);
+// Registers `completion bash|zsh` and `man`, generated from the command tree of `app`
+// (register them last, so they see every command).
+void RegisterCompletionCommands(CLI::App& app, Action* action);
 // Registers `demo`, the incident story told through the SDK against a running server.
 void RegisterDemoCommand(CLI::App& app, Action* action);
 

@@ -4,6 +4,7 @@ invalid, 2 usage, 3 unreachable), and the messages of the first mistakes people 
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -55,6 +56,51 @@ class UsageTest(unittest.TestCase):
             r = tw(*argv)
             self.assertEqual(r.returncode, 0, describe(r))
             self.assertTrue(r.stdout.strip(), describe(r))
+
+
+class CompletionAndManualTest(unittest.TestCase):
+    """Both are generated from the command tree, so they name every command there is."""
+
+    def complete(self, line):
+        """What bash completion offers for `line` (the last word is the one being typed)."""
+        script = tw("completion", "bash").stdout
+        words = line.split(" ")
+        program = (f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+                   f"COMP_CWORD={len(words) - 1}\n_trustwarden\necho \"${{COMPREPLY[*]}}\"\n")
+        r = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.split()
+
+    def test_the_bash_script_parses_and_completes_commands_and_flags(self):
+        r = tw("completion", "bash")
+        self.assertEqual(r.returncode, 0, describe(r))
+        check = subprocess.run(["bash", "-n"], input=r.stdout, capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertEqual(self.complete("trustwarden ag"), ["agent"])
+        self.assertEqual(self.complete("trustwarden agent l"), ["list"])
+        self.assertIn("--json", self.complete("trustwarden agent list --"))
+        self.assertLessEqual({"apply", "validate", "diff", "show", "history"},
+                             set(self.complete("trustwarden policy ")))
+        # a flag's value in between does not lose the command
+        self.assertEqual(self.complete("trustwarden --help ag"), ["agent"])
+
+    def test_the_zsh_script_wraps_the_bash_one(self):
+        r = tw("completion", "zsh")
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertTrue(r.stdout.startswith("#compdef trustwarden"), r.stdout[:80])
+        self.assertIn("bashcompinit", r.stdout)
+        self.assertIn("complete -F _trustwarden trustwarden", r.stdout)
+        self.assertEqual(tw("completion", "fish").returncode, 2)
+
+    def test_the_manual_page_renders_every_command(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            page = write_file(os.path.join(tmp, "trustwarden.1"), tw("man").stdout)
+            r = subprocess.run(["man", "-l", page], capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="100"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+        for text in ("EXIT STATUS", "trustwarden agent list", "trustwarden policy diff",
+                     "trustwarden completion", "--json"):
+            self.assertIn(text, r.stdout.replace("\u2010", "-"))
 
 
 class OfflineTest(unittest.TestCase):

@@ -37,6 +37,9 @@ pcdir=$(find "$tmp/prefix" -name trustwarden.pc -printf '%h\n' -quit)
 [ -n "$pcdir" ] || fail "no trustwarden.pc under the prefix"
 [ -f "$tmp/prefix/include/trustwarden/trustwarden.h" ] || fail "no trustwarden/trustwarden.h"
 [ -x "$tmp/prefix/bin/trustwarden" ] || fail "no bin/trustwarden"
+[ -f "$tmp/prefix/share/man/man1/trustwarden.1" ] || fail "no man1/trustwarden.1"
+[ -f "$tmp/prefix/share/bash-completion/completions/trustwarden" ] || fail "no bash completion"
+[ -f "$tmp/prefix/share/zsh/vendor-completions/_trustwarden" ] || fail "no zsh completion"
 
 echo "== the installed CLI finds libtrustwarden on its own"
 env -u LD_LIBRARY_PATH "$tmp/prefix/bin/trustwarden" --version
