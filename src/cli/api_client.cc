@@ -1,5 +1,6 @@
 #include "cli/api_client.h"
 
+#include <algorithm>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <boost/url/url.hpp>
@@ -52,7 +53,8 @@ absl::StatusOr<std::string> BundlePem(const ClientFlags& flags) {
 
 absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& flags,
                                                           const std::string& chain_pem,
-                                                          const std::string& key_pem) {
+                                                          const std::string& key_pem,
+                                                          absl::Duration timeout) {
   TW_ASSIGN_OR_RETURN(std::string ca_pem, BundlePem(flags));
   std::shared_ptr<const crypto::SoftwareSigner> key;
   if (!key_pem.empty()) {
@@ -62,7 +64,9 @@ absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& fla
       .server = FlagOrEnv(flags.server, "TRUSTWARDEN_SERVER", "https://127.0.0.1:8443"),
       .ca_pem = std::move(ca_pem),
       .client_chain_pem = chain_pem,
-      .client_key = std::move(key)});
+      .client_key = std::move(key),
+      .connect_timeout = std::min(timeout, absl::Seconds(5)),
+      .timeout = timeout});
 }
 
 net::Headers AuthHeaders(const ClientFlags& flags) {

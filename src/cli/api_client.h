@@ -29,9 +29,9 @@ std::string FlagOrEnv(const std::string& flag, const char* env, absl::string_vie
 
 // Connects to the server, trusting the bundle's CA certificates (JSON or PEM), with an
 // optional client certificate chain and key (PEM) for mTLS.
-absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(const ClientFlags& flags,
-                                                          const std::string& chain_pem = "",
-                                                          const std::string& key_pem = "");
+absl::StatusOr<std::unique_ptr<net::HttpsClient>> Connect(
+    const ClientFlags& flags, const std::string& chain_pem = "", const std::string& key_pem = "",
+    absl::Duration timeout = absl::Seconds(30));
 
 // The Authorization header of the flags' token, if any.
 net::Headers AuthHeaders(const ClientFlags& flags);

@@ -26,6 +26,8 @@ void RegisterClientCommands(CLI::App& app, Action* action);
 void RegisterLedgerCommands(CLI::App& app, Action* action);
 // Registers `bench issue`, the HTTPS load generator.
 void RegisterBenchCommand(CLI::App& app, Action* action);
+// Registers `status`, the set-up check.
+void RegisterStatusCommand(CLI::App& app, Action* action);
 // Registers `completion bash|zsh` and `man`, generated from the command tree of `app`
 // (register them last, so they see every command).
 void RegisterCompletionCommands(CLI::App& app, Action* action);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   tw::cli::RegisterLedgerCommands(app, &action);
   tw::cli::RegisterBenchCommand(app, &action);
   tw::cli::RegisterDemoCommand(app, &action);
+  tw::cli::RegisterStatusCommand(app, &action);
   tw::cli::RegisterCompletionCommands(app, &action);
   try {
     app.parse(argc, argv);

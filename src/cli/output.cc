@@ -1,6 +1,9 @@
 #include "cli/output.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 namespace tw::cli {
@@ -31,6 +34,8 @@ void PrintTable(const std::vector<std::string>& header,
   print(header);
   for (const auto& row : rows) print(row);
 }
+
+bool UseColour() { return isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr; }
 
 std::string Field(const nlohmann::json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return "-";

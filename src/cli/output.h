@@ -20,6 +20,9 @@ void PrintJson(const nlohmann::json& j);
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 
+// Colour on stdout: only on a terminal, and never with NO_COLOR set (no-color.org).
+bool UseColour();
+
 // `j[key]` as text: a string as it is, a number or boolean as JSON, "-" when missing or null.
 std::string Field(const nlohmann::json& j, const char* key);
 

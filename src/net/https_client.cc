@@ -178,7 +178,8 @@ absl::StatusOr<Response> HttpsClient::Request(absl::string_view method, absl::st
     auto res = parser.release();
     if (!res.keep_alive()) impl_->connected = false;
     return Response{static_cast<int>(res.result_int()), std::move(res.body()),
-                    std::string(res[http::field::content_type])};
+                    std::string(res[http::field::content_type]),
+                    std::string(res[http::field::date])};
   }
   return absl::UnavailableError("the server closed the connection");
 }

@@ -29,6 +29,7 @@ struct Response {
   int status = 0;
   std::string body;
   std::string content_type;
+  std::string date;  // the Date header (RFC 9110 IMF-fixdate), when the server sent one
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;

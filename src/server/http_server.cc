@@ -21,6 +21,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/text.h"
 #include "crypto/random.h"
 #include "server/encode.h"
@@ -296,6 +298,8 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.result(static_cast<http::status>(response.status));
     res_.version(11);
     res_.set(http::field::server, "trustwarden");
+    res_.set(http::field::date,
+             absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(), absl::UTCTimeZone()));
     res_.set(http::field::content_type, response.content_type);
     res_.set(http::field::cache_control, "no-store");
     if (!request_id.empty()) res_.set("X-Request-Id", request_id);

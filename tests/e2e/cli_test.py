@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from trustwarden_harness import (ADMIN_ENTRY, ServerTestCase, cli_env, describe, new_key,  # noqa: E402
-                                 public_pem, tw, write_file)
+from trustwarden_harness import (ADMIN_ENTRY, Server, ServerTestCase, cli_env,  # noqa: E402
+                                 describe, new_key, public_pem, tw, write_file)
 
 
 class UsageTest(unittest.TestCase):
@@ -341,6 +342,60 @@ class PolicyCommandsTest(ServerTestCase):
         self.assertEqual(r.returncode, 0, describe(r))
         r = tw("token", "create", "--principal", "soc", "--auditor", env=self.env())
         self.assertEqual(r.returncode, 0, "auditors need no policy entry" + describe(r))
+
+
+
+class StatusTest(ServerTestCase):
+    """trustwarden status against a healthy server, a stopped one, the wrong bundle and an
+    expired token."""
+
+    def status(self, env):
+        r = tw("status", "--json", env=env)
+        doc = json.loads(r.stdout)
+        return r.returncode, {c["name"]: c for c in doc["checks"]}, doc
+
+    def test_a_healthy_set_up_is_all_ok(self):
+        code, checks, doc = self.status(cli_env(self.server, token=self.admin_token))
+        self.assertEqual(code, 0, doc)
+        self.assertTrue(doc["ok"])
+        self.assertEqual(set(checks), {"server", "bundle", "clock", "token", "policy",
+                                       "revocations", "ledger"})
+        self.assertTrue(all(c["ok"] and c["fix"] is None for c in checks.values()), checks)
+        self.assertIn("admin", checks["token"]["detail"])
+        text = tw("status", env=cli_env(self.server, token=self.admin_token)).stdout
+        self.assertEqual(text.splitlines()[0].split(), ["CHECK", "STATUS", "DETAIL"])
+        self.assertNotIn("\033[", text, "no colour on a pipe")
+
+    def test_the_wrong_bundle_is_named_with_its_fix(self):
+        other = Server(os.path.join(self.tmp, "other"))
+        self.addCleanup(other.stop)
+        other.start()
+        code, checks, _ = self.status(cli_env(self.server, token=self.admin_token,
+                                              bundle=other.bundle_json))
+        self.assertEqual(code, 1)
+        self.assertFalse(checks["bundle"]["ok"])
+        self.assertIn("does not chain to the local bundle", checks["bundle"]["detail"])
+        self.assertTrue(checks["bundle"]["fix"])
+
+    def test_an_expired_token_is_named(self):
+        r = self.admin.post("/v1/tokens", {"principal": "brief", "ttl": "1s", "force": True})
+        self.assertEqual(r.status, 201, r)
+        time.sleep(1.5)
+        code, checks, _ = self.status(cli_env(self.server, token=r.json["token"]))
+        self.assertEqual(code, 1)
+        self.assertFalse(checks["token"]["ok"])
+        self.assertIn("expired", checks["token"]["detail"])
+        self.assertIn("token create", checks["token"]["fix"])
+
+    def test_a_stopped_server_exits_3(self):
+        other = Server(os.path.join(self.tmp, "stopped"))
+        other.start()
+        env = cli_env(other, token=other.admin_token())
+        other.stop()
+        code, checks, _ = self.status(env)
+        self.assertEqual(code, 3)
+        self.assertFalse(checks["server"]["ok"])
+        self.assertIn("start it", checks["server"]["fix"])
 
 
 if __name__ == "__main__":
