@@ -26,6 +26,8 @@ void RegisterClientCommands(CLI::App& app, Action* action);
 void RegisterLedgerCommands(CLI::App& app, Action* action);
 // Registers `bench issue`, the HTTPS load generator.
 void RegisterBenchCommand(CLI::App& app, Action* action);
+// Registers `bootstrap`, first trust in a server by its CA fingerprint.
+void RegisterBootstrapCommand(CLI::App& app, Action* action);
 // Registers `status`, the set-up check.
 void RegisterStatusCommand(CLI::App& app, Action* action);
 // Registers `completion bash|zsh` and `man`, generated from the command tree of `app`

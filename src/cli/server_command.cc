@@ -6,9 +6,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/bytes.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
+#include "core/bundle.h"
+#include "crypto/digest.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 #include "store/sqlite/sqlite_store.h"
@@ -74,6 +77,15 @@ int RunServer(const ServerFlags& flags) {
   if (!(*server)->new_admin_token().empty()) {
     std::cout << "admin token (shown once; also in " << config.data_dir
               << "/admin.token): " << (*server)->new_admin_token() << "\n";
+  }
+  // What clients pin with `trustwarden bootstrap --fingerprint`.
+  if (auto text = base::ReadFile(config.data_dir + "/bundle.json"); text.ok()) {
+    if (auto bundle = core::Bundle::Parse(*text); bundle.ok()) {
+      for (const auto& authority : bundle->x509_authorities()) {
+        std::cout << "CA fingerprint (SHA-256, for trustwarden bootstrap): "
+                  << base::HexEncode(crypto::Sha256(authority->certificate.der())) << "\n";
+      }
+    }
   }
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   std::cout << "trustwarden listening on https://" << host << ":" << (*server)->port()

@@ -81,7 +81,7 @@ struct HttpsClient::Impl {
     if (!SSL_set_tlsext_host_name(stream->native_handle(), host.c_str())) {
       return absl::InternalError("TLS: cannot set SNI");
     }
-    stream->set_verify_callback(ssl::host_name_verification(host));
+    if (verify) stream->set_verify_callback(ssl::host_name_verification(host));
     ec = RunToCompletion(ioc, [&](auto handler) {
       stream->async_handshake(ssl::stream_base::client, std::move(handler));
     });
@@ -98,6 +98,7 @@ struct HttpsClient::Impl {
   std::string host, port;
   absl::Duration timeout, connect_timeout;
   bool connected = false;
+  bool verify = true;     // ClientOptions::verify_peer
   absl::Mutex cancel_mu;  // for Cancel() from another thread
   int stream_fd ABSL_GUARDED_BY(cancel_mu) = -1;
   bool cancelled ABSL_GUARDED_BY(cancel_mu) = false;
@@ -115,9 +116,14 @@ absl::StatusOr<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOpt
   impl->connect_timeout = options.connect_timeout;
   beast::error_code ec;
   SSL_CTX_set_min_proto_version(impl->ctx.native_handle(), TLS1_2_VERSION);
-  impl->ctx.add_certificate_authority(asio::buffer(options.ca_pem), ec);
-  if (ec) return absl::InvalidArgumentError("trust bundle: no usable CA certificate");
-  impl->ctx.set_verify_mode(ssl::verify_peer);
+  impl->verify = options.verify_peer;
+  if (impl->verify) {
+    impl->ctx.add_certificate_authority(asio::buffer(options.ca_pem), ec);
+    if (ec) return absl::InvalidArgumentError("trust bundle: no usable CA certificate");
+    impl->ctx.set_verify_mode(ssl::verify_peer);
+  } else {
+    impl->ctx.set_verify_mode(ssl::verify_none);
+  }
   if (!options.client_chain_pem.empty()) {
     impl->ctx.use_certificate_chain(asio::buffer(options.client_chain_pem), ec);
     if (ec || options.client_key == nullptr ||

@@ -23,6 +23,9 @@ struct ClientOptions {
   std::shared_ptr<const crypto::SoftwareSigner> client_key;  // its private key
   absl::Duration connect_timeout = absl::Seconds(5);         // TCP and TLS handshake
   absl::Duration timeout = absl::Seconds(30);                // each request, once connected
+  // false: the server's certificate is not checked at all (ca_pem unused). Only for trust
+  // bootstrap, whose caller checks what it fetched against a fingerprint it was given.
+  bool verify_peer = true;
 };
 
 struct Response {

@@ -4,6 +4,7 @@ invalid, 2 usage, 3 unreachable), and the messages of the first mistakes people 
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -11,8 +12,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from trustwarden_harness import (ADMIN_ENTRY, Server, ServerTestCase, cli_env,  # noqa: E402
-                                 describe, new_key, public_pem, tw, write_file)
+from trustwarden_harness import (ADMIN_ENTRY, OPENSSL, Server, ServerTestCase,  # noqa: E402
+                                 cli_env, describe, new_key, public_pem, read_text, run, tw,
+                                 write_file)
 
 
 class UsageTest(unittest.TestCase):
@@ -396,6 +398,64 @@ class StatusTest(ServerTestCase):
         self.assertEqual(code, 3)
         self.assertFalse(checks["server"]["ok"])
         self.assertIn("start it", checks["server"]["fix"])
+
+
+
+class BootstrapTest(ServerTestCase):
+    """First trust in a server, pinned by the CA fingerprint it printed at start."""
+
+    def fingerprint(self):
+        out = read_text(self.server.stdout_path(self.server.runs))
+        return re.search(r"CA fingerprint \(SHA-256, for trustwarden bootstrap\): ([0-9a-f]{64})",
+                         out).group(1)
+
+    def client_dir(self, name):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d)
+        return d
+
+    def env(self):
+        env = cli_env(self.server, token=self.admin_token)
+        del env["TRUSTWARDEN_BUNDLE"]  # the default: ./trustwarden-data/bundle.json
+        return env
+
+    def test_the_printed_fingerprint_is_the_ca_certificates(self):
+        r = run([OPENSSL, "x509", "-noout", "-fingerprint", "-sha256", "-in",
+                 self.server.bundle_pem])
+        self.assertEqual(r.stdout.split("=")[1].strip().replace(":", "").lower(),
+                         self.fingerprint())
+
+    def test_a_wrong_fingerprint_writes_nothing(self):
+        cwd = self.client_dir("wrong")
+        r = tw("bootstrap", "--fingerprint", "ab" * 32, env=self.env(), cwd=cwd)
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("nothing was written", r.stderr)
+        self.assertEqual(os.listdir(cwd), [])
+
+    def test_bootstrap_then_every_command_trusts_the_server(self):
+        cwd = self.client_dir("right")
+        openssl_style = "sha256 Fingerprint=" + ":".join(
+            re.findall("..", self.fingerprint().upper()))
+        r = tw("bootstrap", "--fingerprint", openssl_style, "--json", env=self.env(), cwd=cwd)
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertEqual(json.loads(r.stdout)["fingerprint"], self.fingerprint())
+        written = json.loads(read_text(os.path.join(cwd, "trustwarden-data", "bundle.json")))
+        self.assertEqual(written, json.loads(read_text(self.server.bundle_json)))
+        r = tw("agent", "list", env=self.env(), cwd=cwd)
+        self.assertEqual(r.returncode, 0, describe(r))
+        # Another server's bundle does not replace this one without --force.
+        other = Server(os.path.join(self.tmp, "other"))
+        self.addCleanup(other.stop)
+        other.start()
+        env = cli_env(other)
+        del env["TRUSTWARDEN_BUNDLE"]
+        fp = re.search(r"bootstrap\): ([0-9a-f]{64})",
+                       read_text(other.stdout_path(other.runs))).group(1)
+        r = tw("bootstrap", "--fingerprint", fp, env=env, cwd=cwd)
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("--force", r.stderr)
+        r = tw("bootstrap", "--fingerprint", fp, "--force", env=env, cwd=cwd)
+        self.assertEqual(r.returncode, 0, describe(r))
 
 
 if __name__ == "__main__":
