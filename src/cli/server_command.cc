@@ -1,6 +1,7 @@
 // `trustwarden server`: the composition root of the identity server (picks the store).
 #include <signal.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "absl/strings/match.h"
@@ -10,6 +11,7 @@
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
+#include "cli/usage.h"
 #include "core/bundle.h"
 #include "crypto/digest.h"
 #include "server/server.h"
@@ -67,13 +69,29 @@ int RunServer(const ServerFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // A start that fails leaves no half-made data directory (store, CA, token) behind.
+  // (Exit 1: a server that cannot start is not an unreachable one.)
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(config.data_dir, ec);
+  const bool fresh = !existed || std::filesystem::is_empty(config.data_dir, ec);
+  auto fail = [&](const absl::Status& status) {
+    if (!existed) {
+      std::filesystem::remove_all(config.data_dir, ec);
+    } else if (fresh) {
+      for (const auto& entry : std::filesystem::directory_iterator(config.data_dir, ec)) {
+        std::filesystem::remove_all(entry.path(), ec);
+      }
+    }
+    Fail(status);
+    return kExitRefused;
+  };
   if (absl::Status s = base::MakeDirectory(config.data_dir, 0700); !s.ok()) return Fail(s);
   auto store = OpenStore(config);
-  if (!store.ok()) return Fail(store.status());
+  if (!store.ok()) return fail(store.status());
   auto keys = server::OpenServerKeys(config, base::Clock::System());
-  if (!keys.ok()) return Fail(keys.status());
+  if (!keys.ok()) return fail(keys.status());
   auto server = server::Server::Start(config, *std::move(store), *std::move(keys));
-  if (!server.ok()) return Fail(server.status());
+  if (!server.ok()) return fail(server.status());
   if (!(*server)->new_admin_token().empty()) {
     std::cout << "admin token (shown once; also in " << config.data_dir
               << "/admin.token): " << (*server)->new_admin_token() << "\n";

@@ -5,6 +5,7 @@ invalid, 2 usage, 3 unreachable), and the messages of the first mistakes people 
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -150,6 +151,30 @@ class BundleTest(ServerTestCase):
         r = tw("agent", "list", env=env, cwd=os.path.dirname(self.server.data_dir))
         self.assertEqual(r.returncode, 1, describe(r))  # run elsewhere: names the default
         self.assertIn("trustwarden-data/bundle.json", r.stderr)
+
+
+class FailedStartTest(unittest.TestCase):
+    """A server that cannot start leaves no half-made data directory, CA or token behind."""
+
+    def test_port_in_use_and_bad_store_leave_nothing(self):
+        with tempfile.TemporaryDirectory() as tmp, socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            fresh = os.path.join(tmp, "fresh")
+            r = tw("server", "--data-dir", fresh, "--listen", f"127.0.0.1:{port}")
+            self.assertEqual(r.returncode, 1, describe(r))
+            self.assertIn("cannot listen", r.stderr)
+            self.assertFalse(os.path.exists(fresh), "a data directory was left behind")
+            empty = os.path.join(tmp, "empty")
+            os.mkdir(empty)
+            r = tw("server", "--data-dir", empty, "--listen", f"127.0.0.1:{port}")
+            self.assertEqual(r.returncode, 1, describe(r))
+            self.assertEqual(os.listdir(empty), [], "the CA or store was left behind")
+            r = tw("server", "--data-dir", fresh, "--listen", "127.0.0.1:0", "--store",
+                   "postgres://db.invalid/tw")
+            self.assertEqual(r.returncode, 1, describe(r))
+            self.assertFalse(os.path.exists(fresh))
 
 
 class ExitCodeTest(ServerTestCase):
