@@ -1,0 +1,67 @@
+"""The README's commands, run as they stand, so the README cannot drift from the CLI: every
+fenced block the README marks with `<!-- README test: NAME -->` is extracted and run here
+(shell blocks against a throwaway server, with only its port and the binary's path put in;
+the policy TOML through `policy validate` and `policy apply`)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+from trustwarden_harness import (REPO, TW_BIN, Server, cli_env, describe, read_text,  # noqa: E402
+                                 tw, write_file)
+
+MARKED = re.compile(r"<!-- README test: (\w+) -->\n```(\w*)\n(.*?)\n```", re.S)
+
+
+def readme_blocks():
+    return {name: (lang, body)
+            for name, lang, body in MARKED.findall(read_text(os.path.join(REPO, "README.md")))}
+
+
+class ReadmeTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.blocks = readme_blocks()
+        cls.tmp = tempfile.mkdtemp(prefix="tw-readme-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        # As `make run` lays it out: ./trustwarden-data beside where the commands run.
+        cls.server = Server(cls.tmp, data_dir=os.path.join(cls.tmp, "trustwarden-data"))
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    def test_the_marked_blocks_exist(self):
+        self.assertEqual(self.blocks["walkthrough"][0], "sh")
+        self.assertEqual(self.blocks["policy"][0], "toml")
+
+    def test_the_server_walkthrough_runs_as_written(self):
+        body = self.blocks["walkthrough"][1]
+        self.assertIn("127.0.0.1:8443", body)
+        script = (body.replace("127.0.0.1:8443", f"127.0.0.1:{self.server.port}")
+                  .replace("T=build/bin/trustwarden", f"T={TW_BIN}"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTWARDEN_")}
+        r = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],
+            cwd=self.tmp, env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}")
+        self.assertIn("revoked 2 instance(s)", r.stdout)
+        self.assertIn("revoked", r.stderr.splitlines()[-1])  # the last create was refused
+
+    def test_the_policy_example_is_valid_and_applies(self):
+        path = write_file(os.path.join(self.tmp, "policy.toml"), self.blocks["policy"][1])
+        r = tw("policy", "validate", path)
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("policy", "apply", path, env=cli_env(self.server, token=self.server.admin_token()))
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("token", "create", "--principal", "ci-pipeline",
+               env=cli_env(self.server, token=self.server.admin_token()))
+        self.assertEqual(r.returncode, 0, "the README's own principal" + describe(r))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
