@@ -9,11 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "base/api_status.h"
 #include "base/clock.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "ca/ca_directory.h"
 #include "cli/command.h"
+#include "cli/output.h"
 #include "cli/usage.h"
 #include "core/attributes.h"
 #include "core/bundle.h"
@@ -29,6 +31,11 @@ namespace tw::cli {
 
 int Fail(const absl::Status& status) {
   std::cerr << "error: " << status.message() << "\n";
+  if (JsonRequested()) {
+    PrintJson(nlohmann::json{{"error",
+                              {{"code", std::string(base::ApiStatusOf(status.code()).name)},
+                               {"message", std::string(status.message())}}}});
+  }
   return ExitCodeOf(status);
 }
 
@@ -88,12 +95,18 @@ void RegisterId(CLI::App& app, Action* action) {
   id->require_subcommand(1);
   CLI::App* check = id->add_subcommand("check", "Check a SPIFFE ID against SPIFFE-ID §2");
   auto value = std::make_shared<std::string>();
+  auto as_json = std::make_shared<bool>(false);
   check->add_option("ID", *value, "the SPIFFE ID")->required();
-  check->callback([action, value] {
-    *action = [value] {
+  AddJsonFlag(check, as_json.get());
+  check->callback([action, value, as_json] {
+    *action = [value, as_json] {
       auto id = core::SpiffeId::FromString(*value);
       if (!id.ok()) return Fail(id.status());
-      std::cout << id->str() << "\n";
+      Emit(*as_json,
+           {{"spiffe_id", id->str()},
+            {"trust_domain", std::string(id->trust_domain_name())},
+            {"path", std::string(id->path())}},
+           id->str());
       return 0;
     };
   });
@@ -106,6 +119,7 @@ void RegisterCa(CLI::App& app, Action* action) {
       ca->add_subcommand("init", "Create a self-signed CA and JWT key for a trust domain");
   struct Opts {
     std::string trust_domain, out, key_type = "ec-p256", ttl = "365d", parent;
+    bool json = false;
   };
   auto o = std::make_shared<Opts>();
   auto* td_opt = init->add_option("--trust-domain", o->trust_domain, "trust domain name");
@@ -116,6 +130,7 @@ void RegisterCa(CLI::App& app, Action* action) {
   init->add_option("--key-type", o->key_type, "ec-p256 or ec-p384")
       ->check(CLI::IsMember({"ec-p256", "ec-p384"}));
   init->add_option("--ttl", o->ttl, "CA lifetime (default 365d)");
+  AddJsonFlag(init, &o->json);
   init->callback([action, o] {
     *action = [o] {
       auto ttl = core::ParseDuration(o->ttl);
@@ -138,11 +153,16 @@ void RegisterCa(CLI::App& app, Action* action) {
       auto loaded = ca::CaDirectory::Open(o->out);
       if (!loaded.ok()) return Fail(loaded.status());
       const core::Certificate& cert = loaded->issuer().certificate();
-      std::cout << "trust domain: " << loaded->issuer().trust_domain().name() << "\n"
-                << "CA serial:    " << cert.SerialHex() << "\n"
-                << "valid until:  " << base::Rfc3339(cert.not_after()) << "\n"
-                << "wrote:        " << o->out
-                << "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}\n";
+      Emit(o->json,
+           {{"trust_domain", loaded->issuer().trust_domain().name()},
+            {"serial", cert.SerialHex()},
+            {"not_after", base::Rfc3339(cert.not_after())},
+            {"directory", o->out},
+            {"files", {"ca.key.pem", "ca.pem", "jwt.key.pem", "bundle.json", "bundle.pem"}}},
+           absl::StrCat("trust domain: ", loaded->issuer().trust_domain().name(),
+                        "\nCA serial:    ", cert.SerialHex(), "\nvalid until:  ",
+                        base::Rfc3339(cert.not_after()), "\nwrote:        ", o->out,
+                        "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}"));
       return 0;
     };
   });
@@ -151,6 +171,7 @@ void RegisterCa(CLI::App& app, Action* action) {
 struct IssueOptions {
   std::string ca, spiffe_id, csr, public_key, ttl, trust_level = "low", out;
   std::vector<std::string> scopes, dns;
+  bool json = false;
 };
 
 int IssueSvid(const IssueOptions& o) {
@@ -201,8 +222,13 @@ int IssueSvid(const IssueOptions& o) {
   if (absl::Status s = base::WriteFile(o.out, core::CertificatesToPem(chain)); !s.ok())
     return Fail(s);
   auto cert = core::Certificate::Parse(*der);
-  std::cout << id->str() << "\nserial " << cert->SerialHex() << ", valid until "
-            << base::Rfc3339(cert->not_after()) << "\n";
+  Emit(o.json,
+       {{"spiffe_id", id->str()},
+        {"serial", cert->SerialHex()},
+        {"not_after", base::Rfc3339(cert->not_after())},
+        {"out", o.out}},
+       absl::StrCat(id->str(), "\nserial ", cert->SerialHex(), ", valid until ",
+                    base::Rfc3339(cert->not_after())));
   return 0;
 }
 
@@ -265,7 +291,7 @@ int InspectSvid(const std::string& path, bool json) {
 }
 
 int VerifySvid(const std::string& bundle_path, const std::string& trust_domain,
-               const std::string& at, const std::string& chain_path) {
+               const std::string& at, const std::string& chain_path, bool as_json) {
   auto bundles = LoadBundle(bundle_path, trust_domain);
   if (!bundles.ok()) return Fail(bundles.status());
   absl::Time now = absl::Now();
@@ -283,7 +309,7 @@ int VerifySvid(const std::string& bundle_path, const std::string& trust_domain,
   core::X509Verifier verifier(*bundles);
   auto svid = verifier.VerifyAt(ders, now);
   if (!svid.ok()) return Fail(svid.status());
-  std::cout << svid->spiffe_id.str() << "\n";
+  Emit(as_json, {{"valid", true}, {"spiffe_id", svid->spiffe_id.str()}}, svid->spiffe_id.str());
   return 0;
 }
 
@@ -303,6 +329,7 @@ void RegisterSvid(CLI::App& app, Action* action) {
   issue->add_option("--trust-level", io->trust_level, "low, medium, high or critical");
   issue->add_option("--dns", io->dns, "extra DNS SAN (repeatable)");
   issue->add_option("--out", io->out, "output PEM chain")->required();
+  AddJsonFlag(issue, &io->json);
   issue->callback([action, io, csr, pk] {
     *action = [io, csr, pk] {
       if (csr->count() == 0 && pk->count() == 0) {
@@ -325,6 +352,7 @@ void RegisterSvid(CLI::App& app, Action* action) {
 
   struct VerifyOpts {
     std::string bundle, trust_domain, at, chain;
+    bool json = false;
   };
   auto vo = std::make_shared<VerifyOpts>();
   CLI::App* verify = svid->add_subcommand("verify", "Verify an X.509-SVID chain against a bundle");
@@ -332,8 +360,11 @@ void RegisterSvid(CLI::App& app, Action* action) {
   verify->add_option("--trust-domain", vo->trust_domain, "whose bundle it is");
   verify->add_option("--at", vo->at, "verification time, RFC 3339");
   verify->add_option("CHAIN", vo->chain, "PEM chain, leaf first")->required();
+  AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
-    *action = [vo] { return VerifySvid(vo->bundle, vo->trust_domain, vo->at, vo->chain); };
+    *action = [vo] {
+      return VerifySvid(vo->bundle, vo->trust_domain, vo->at, vo->chain, vo->json);
+    };
   });
 }
 
@@ -343,6 +374,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
 
   struct MintOpts {
     std::string ca, spiffe_id, ttl = "5m", trust_level = "low";
+    bool json = false;
     std::vector<std::string> audience, scopes;
   };
   auto mo = std::make_shared<MintOpts>();
@@ -353,6 +385,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
   mint->add_option("--ttl", mo->ttl, "lifetime (default 5m)");
   mint->add_option("--scope", mo->scopes, "scope action:object (repeatable)");
   mint->add_option("--trust-level", mo->trust_level, "low, medium, high or critical");
+  AddJsonFlag(mint, &mo->json);
   mint->callback([action, mo] {
     *action = [mo] {
       auto ca = ca::CaDirectory::Open(mo->ca);
@@ -372,13 +405,18 @@ void RegisterJwt(CLI::App& app, Action* action) {
                                                         .ttl = *ttl,
                                                         .attributes = *std::move(attributes)});
       if (!token.ok()) return Fail(token.status());
-      std::cout << *token << "\n";
+      Emit(mo->json,
+           {{"token", *token},
+            {"spiffe_id", id->str()},
+            {"expires_at", base::Rfc3339(absl::Now() + *ttl)}},
+           *token);
       return 0;
     };
   });
 
   struct VerifyOpts {
     std::string bundle, trust_domain, audience, at, token;
+    bool json = false;
   };
   auto vo = std::make_shared<VerifyOpts>();
   CLI::App* verify = jwt->add_subcommand("verify", "Validate a JWT-SVID against a bundle");
@@ -387,6 +425,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
   verify->add_option("--audience", vo->audience, "the audience this validator is")->required();
   verify->add_option("--at", vo->at, "validation time, RFC 3339");
   verify->add_option("TOKEN", vo->token, "compact JWT-SVID")->required();
+  AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
     *action = [vo] {
       auto bundles = LoadBundle(vo->bundle, vo->trust_domain);
@@ -406,7 +445,11 @@ void RegisterJwt(CLI::App& app, Action* action) {
       }
       auto svid = core::ValidateJwtSvid(vo->token, vo->audience, **bundles, now);
       if (!svid.ok()) return Fail(svid.status());
-      std::cout << svid->subject.str() << "\n";
+      Emit(vo->json,
+           {{"valid", true},
+            {"spiffe_id", svid->subject.str()},
+            {"expires_at", base::Rfc3339(svid->expiry)}},
+           svid->subject.str());
       return 0;
     };
   });

@@ -8,8 +8,25 @@
 
 namespace tw::cli {
 
+namespace {
+bool json_requested = false;
+}  // namespace
+
 void AddJsonFlag(CLI::App* cmd, bool* as_json) {
-  cmd->add_flag("--json", *as_json, "One JSON document on stdout (snake_case, stable)");
+  cmd->add_flag_callback(
+      "--json",
+      [as_json] {
+        *as_json = true;
+        json_requested = true;
+      },
+      "One JSON document on stdout (snake_case, stable)");
+}
+
+bool JsonRequested() { return json_requested; }
+
+void Emit(bool as_json, const nlohmann::json& doc, const std::string& human) {
+  if (as_json) return PrintJson(doc);
+  std::cout << human << "\n";
 }
 
 void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }

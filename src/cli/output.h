@@ -10,8 +10,14 @@
 
 namespace tw::cli {
 
-// Adds --json ("one JSON document on stdout") to `cmd`, setting `*as_json`.
+// Adds --json ("one JSON document on stdout") to `cmd`, setting `*as_json`; a command run
+// with it that fails prints {"error": {"code", "message"}} on stdout too (see Fail).
 void AddJsonFlag(CLI::App* cmd, bool* as_json);
+// Whether the command line asked for --json.
+bool JsonRequested();
+
+// `doc` with --json, else `human` (a line or lines) on stdout.
+void Emit(bool as_json, const nlohmann::json& doc, const std::string& human);
 
 // `j` on stdout, indented, as one document.
 void PrintJson(const nlohmann::json& j);

@@ -153,6 +153,41 @@ class BundleTest(ServerTestCase):
         self.assertIn("trustwarden-data/bundle.json", r.stderr)
 
 
+class OfflineJsonTest(unittest.TestCase):
+    """The offline tools print one JSON document with --json, and a failure's error too."""
+
+    def doc(self, *argv, code=0):
+        r = tw(*argv, "--json")
+        self.assertEqual(r.returncode, code, describe(r))
+        return json.loads(r.stdout)
+
+    def test_every_offline_tool_prints_one_document(self):
+        self.assertEqual(self.doc("id", "check", "spiffe://x.test/a/b"),
+                         {"spiffe_id": "spiffe://x.test/a/b", "trust_domain": "x.test",
+                          "path": "/a/b"})
+        bad = self.doc("id", "check", "spiffe://X.test/a", code=1)
+        self.assertEqual(bad["error"]["code"], "invalid_argument")
+        with tempfile.TemporaryDirectory() as tmp:
+            ca = os.path.join(tmp, "ca")
+            init = self.doc("ca", "init", "--trust-domain", "x.test", "--out", ca)
+            self.assertEqual(init["trust_domain"], "x.test")
+            key = write_file(os.path.join(tmp, "pub.pem"), public_pem(new_key()))
+            out = os.path.join(tmp, "svid.pem")
+            issued = self.doc("svid", "issue", "--ca", ca, "--spiffe-id", "spiffe://x.test/a",
+                              "--public-key", key, "--ttl", "1h", "--out", out)
+            self.assertEqual((issued["spiffe_id"], issued["out"]), ("spiffe://x.test/a", out))
+            verified = self.doc("svid", "verify", "--bundle", os.path.join(ca, "bundle.json"), out)
+            self.assertEqual(verified, {"valid": True, "spiffe_id": "spiffe://x.test/a"})
+            minted = self.doc("jwt", "mint", "--ca", ca, "--spiffe-id", "spiffe://x.test/a",
+                              "--audience", "b")
+            checked = self.doc("jwt", "verify", "--bundle", os.path.join(ca, "bundle.json"),
+                               "--audience", "b", minted["token"])
+            self.assertEqual((checked["valid"], checked["spiffe_id"]), (True, "spiffe://x.test/a"))
+            wrong = self.doc("jwt", "verify", "--bundle", os.path.join(ca, "bundle.json"),
+                             "--audience", "c", minted["token"], code=1)
+            self.assertIn("audience", wrong["error"]["message"])
+
+
 class FailedStartTest(unittest.TestCase):
     """A server that cannot start leaves no half-made data directory, CA or token behind."""
 
