@@ -12,6 +12,7 @@
 #include "base/status_macros.h"
 #include "cli/api_client.h"
 #include "cli/command.h"
+#include "cli/output.h"
 #include "core/certificate.h"
 #include "core/x509_issuer.h"
 #include "crypto/software_signer.h"
@@ -183,7 +184,7 @@ void RegisterBenchCommand(CLI::App& app, Action* action) {
       ->check(CLI::Range(0.0, 600.0));
   issue->add_option("--rate", f->rate, "Requests per second, open loop (default: max)")
       ->check(CLI::Range(0.0, 1e6));
-  issue->add_flag("--json", f->json, "One JSON report");
+  AddJsonFlag(issue, &f->json);
   AddClientFlags(issue, &f->client);
   issue->callback([f, action] {
     *action = [f] {

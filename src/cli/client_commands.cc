@@ -502,11 +502,11 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     show->add_flag("--pem", *pem, "Print the X.509 authorities as PEM");
     AddJsonFlag(show, as_json.get());  // the bundle is a JSON document: the default
     AddClientFlags(show, f.get());
-    OnRun(show, action, [f, pem]() -> absl::Status {
+    OnRun(show, action, [f, pem, as_json]() -> absl::Status {
       TW_ASSIGN_OR_RETURN(auto client, Connect(*f));
       TW_ASSIGN_OR_RETURN(json reply,
                           CallJson(*client, ClientFlags{.no_token = true}, "GET", "/v1/bundle"));
-      if (!*pem) {
+      if (!*pem || *as_json) {
         PrintJson(reply);
         return absl::OkStatus();
       }

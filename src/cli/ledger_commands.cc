@@ -13,6 +13,7 @@
 #include "base/status_macros.h"
 #include "cli/api_client.h"
 #include "cli/command.h"
+#include "cli/output.h"
 #include "core/bundle.h"
 #include "core/scope.h"
 #include "ledger/entry.h"
@@ -202,6 +203,7 @@ struct LedgerFlags {
   ClientFlags client;
   std::string data_dir, export_file, ledger_key, since;
   bool allow_unsigned_tail = false;
+  bool json = false;
 };
 
 // Where the ledger comes from: a local data directory (given, or the default one when no
@@ -276,7 +278,7 @@ int LedgerExport(const LedgerFlags& f, const std::string& file) {
   });
   out.close();
   if (!s.ok()) return Fail(s);
-  std::cout << "exported the ledger to " << file << "\n";
+  Emit(f.json, {{"exported", file}}, absl::StrCat("exported the ledger to ", file));
   return 0;
 }
 
@@ -377,6 +379,17 @@ int LedgerVerify(const LedgerFlags& f) {
     std::istringstream in(pending);
     report = ledger::VerifyExport(in, *std::move(options));
   }
+  if (f.json) {
+    PrintJson(json{
+        {"intact", report.ok()},
+        {"entries", report.entries},
+        {"signatures", report.signatures},
+        {"tree_heads", report.tree_heads},
+        {"since", f.since.empty() ? json(nullptr) : json(f.since)},
+        {"first_bad_index", report.first_bad_index ? json(*report.first_bad_index) : json(nullptr)},
+        {"error", report.ok() ? json(nullptr) : json(report.error)}});
+    return report.ok() ? 0 : 1;
+  }
   if (report.ok()) {
     std::cout << "ledger intact: " << report.entries << " entries, " << report.signatures
               << " batch signatures, " << report.tree_heads << " tree heads verified";
@@ -413,8 +426,10 @@ int LedgerSth(const LedgerFlags& f, const std::string& out) {
                    {"signature", Str(*latest, "signature")},
                    {"key_id", ledger::LedgerKeyId(*key)}};
   if (absl::Status s = base::WriteFile(out, saved.dump(2) + "\n", 0644); !s.ok()) return Fail(s);
-  std::cout << "saved the signed tree head of size " << head->tree_size << " (root "
-            << Str(*latest, "root_hash") << ") to " << out << "\n";
+  Emit(f.json,
+       {{"tree_size", head->tree_size}, {"root_hash", Str(*latest, "root_hash")}, {"out", out}},
+       absl::StrCat("saved the signed tree head of size ", head->tree_size, " (root ",
+                    Str(*latest, "root_hash"), ") to ", out));
   return 0;
 }
 
@@ -437,7 +452,7 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
     cmd->add_option("--since", f->since, "From (RFC 3339, Unix ms, or a duration ago: 1h)");
     cmd->add_option("--until", f->until, "Before (same forms)");
     cmd->add_option("--limit", f->limit, "At most this many events")->check(CLI::Range(1, 10000));
-    cmd->add_flag("--json", f->json, "One JSON document");
+    AddJsonFlag(cmd, &f->json);
     AddClientFlags(cmd, &f->client);
     OnRun(cmd, action, [f] { return AuditQuery(*f); });
   }
@@ -450,7 +465,7 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
         "Who did it, spawned by whom, authorized by whom, from what input, under "
         "which policy; with its inclusion proof checked");
     cmd->add_option("EVENT_ID", *id, "Event id")->required();
-    cmd->add_flag("--json", *as_json, "One JSON document");
+    AddJsonFlag(cmd, as_json.get());
     AddClientFlags(cmd, f.get());
     OnRun(cmd, action, [f, id, as_json] { return AuditTrace(*f, *id, *as_json); });
   }
@@ -476,6 +491,7 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
                     "what it signed, and at least as much");
     cmd->add_flag("--allow-unsigned-tail", f->allow_unsigned_tail,
                   "Accept entries after the last signed tree head");
+    AddJsonFlag(cmd, &f->json);
     add_source(cmd, f.get());
     OnRun(cmd, action, [f] { return LedgerVerify(*f); });
   }
@@ -488,6 +504,7 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
     cmd->add_option("--ledger-key", f->ledger_key,
                     "The ledger's public key (PEM) to check the head with; default: the "
                     "server's");
+    AddJsonFlag(cmd, &f->json);
     AddClientFlags(cmd, &f->client);
     OnRun(cmd, action, [f, out] { return LedgerSth(*f, *out); });
   }
@@ -496,6 +513,7 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
     auto file = std::make_shared<std::string>();
     CLI::App* cmd = ledger->add_subcommand("export", "Write the whole ledger to FILE");
     cmd->add_option("FILE", *file, "Output file")->required();
+    AddJsonFlag(cmd, &f->json);
     add_source(cmd, f.get());
     OnRun(cmd, action, [f, file] { return LedgerExport(*f, *file); });
   }

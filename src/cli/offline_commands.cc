@@ -347,7 +347,7 @@ void RegisterSvid(CLI::App& app, Action* action) {
   CLI::App* inspect =
       svid->add_subcommand("inspect", "Show an X.509-SVID's identity and attributes");
   inspect->add_option("FILE", in->file, "PEM chain or DER certificate")->required();
-  inspect->add_flag("--json", in->json, "one JSON document");
+  AddJsonFlag(inspect, &in->json);
   inspect->callback([action, in] { *action = [in] { return InspectSvid(in->file, in->json); }; });
 
   struct VerifyOpts {

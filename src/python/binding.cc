@@ -50,13 +50,15 @@ void ParkIfFinalizing() {
   }
 }
 
-// py::gil_scoped_release and py::gil_scoped_acquire, parking as above.
+// py::gil_scoped_release and py::gil_scoped_acquire, parking as above. A thread that was
+// already waiting for the GIL when finalization began is still ended by CPython: the
+// destructor lets that forced unwind through (pybind11 rethrows it) instead of terminating.
 class Released {
  public:
   Released() : state_(PyEval_SaveThread()) {}
   Released(const Released&) = delete;
   Released& operator=(const Released&) = delete;
-  ~Released() {
+  ~Released() noexcept(false) {
     ParkIfFinalizing();
     PyEval_RestoreThread(state_);
   }
