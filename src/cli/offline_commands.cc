@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -14,9 +15,11 @@
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "ca/ca_directory.h"
+#include "cli/api_client.h"
 #include "cli/command.h"
 #include "cli/output.h"
 #include "cli/usage.h"
+#include "core/agent_name.h"
 #include "core/attributes.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -290,8 +293,31 @@ int InspectSvid(const std::string& path, bool json) {
   return 0;
 }
 
+// The revocation of instance `instance_id` in `server`'s log (GET /v1/revocations, every
+// page), if any: a revoked SVID verifies offline, so `svid verify --server` asks.
+absl::StatusOr<std::optional<nlohmann::json>> RevocationOf(const std::string& server,
+                                                           const std::string& bundle_path,
+                                                           const std::string& instance_id) {
+  ClientFlags flags{.server = server, .bundle = bundle_path, .no_token = true};
+  TW_ASSIGN_OR_RETURN(auto client, Connect(flags));
+  int64_t after = 0;
+  for (;;) {
+    TW_ASSIGN_OR_RETURN(
+        nlohmann::json page,
+        CallJson(*client, flags, "GET", absl::StrCat("/v1/revocations?limit=1000&after=", after)));
+    for (const nlohmann::json& e : page.value("entries", nlohmann::json::array())) {
+      for (const nlohmann::json& id : e.value("instances", nlohmann::json::array())) {
+        if (id.is_string() && id.get<std::string>() == instance_id) return e;
+      }
+    }
+    if (!page.value("more", false)) return std::nullopt;
+    after = page.value("next_after", after);
+  }
+}
+
 int VerifySvid(const std::string& bundle_path, const std::string& trust_domain,
-               const std::string& at, const std::string& chain_path, bool as_json) {
+               const std::string& at, const std::string& chain_path, const std::string& server,
+               bool as_json) {
   auto bundles = LoadBundle(bundle_path, trust_domain);
   if (!bundles.ok()) return Fail(bundles.status());
   absl::Time now = absl::Now();
@@ -309,7 +335,24 @@ int VerifySvid(const std::string& bundle_path, const std::string& trust_domain,
   core::X509Verifier verifier(*bundles);
   auto svid = verifier.VerifyAt(ders, now);
   if (!svid.ok()) return Fail(svid.status());
-  Emit(as_json, {{"valid", true}, {"spiffe_id", svid->spiffe_id.str()}}, svid->spiffe_id.str());
+  if (!server.empty()) {
+    auto instance = core::ParseAgentSpiffeId(svid->spiffe_id);
+    if (!instance.ok()) return Fail(instance.status());
+    auto revoked = RevocationOf(server, bundle_path, instance->instance_id);
+    if (!revoked.ok()) return Fail(revoked.status());
+    if (*revoked) {
+      const nlohmann::json& e = **revoked;
+      return Fail(absl::PermissionDeniedError(absl::StrCat(
+          svid->spiffe_id.str(), " is revoked (sequence ", e.value("sequence", int64_t{0}), ", ",
+          e.value("revoked_at", ""), ", as ", e.value("kind", ""), " ", e.value("target", ""), ": ",
+          e.value("reason", ""), ")")));
+    }
+  }
+  Emit(as_json,
+       {{"valid", true},
+        {"spiffe_id", svid->spiffe_id.str()},
+        {"revocation_checked", !server.empty()}},
+       svid->spiffe_id.str());
   return 0;
 }
 
@@ -351,7 +394,7 @@ void RegisterSvid(CLI::App& app, Action* action) {
   inspect->callback([action, in] { *action = [in] { return InspectSvid(in->file, in->json); }; });
 
   struct VerifyOpts {
-    std::string bundle, trust_domain, at, chain;
+    std::string bundle, trust_domain, at, chain, server;
     bool json = false;
   };
   auto vo = std::make_shared<VerifyOpts>();
@@ -360,10 +403,12 @@ void RegisterSvid(CLI::App& app, Action* action) {
   verify->add_option("--trust-domain", vo->trust_domain, "whose bundle it is");
   verify->add_option("--at", vo->at, "verification time, RFC 3339");
   verify->add_option("CHAIN", vo->chain, "PEM chain, leaf first")->required();
+  verify->add_option("--server", vo->server,
+                     "Also refuse an SVID this server's revocation log names (an agent's)");
   AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
     *action = [vo] {
-      return VerifySvid(vo->bundle, vo->trust_domain, vo->at, vo->chain, vo->json);
+      return VerifySvid(vo->bundle, vo->trust_domain, vo->at, vo->chain, vo->server, vo->json);
     };
   });
 }

@@ -177,7 +177,8 @@ class OfflineJsonTest(unittest.TestCase):
                               "--public-key", key, "--ttl", "1h", "--out", out)
             self.assertEqual((issued["spiffe_id"], issued["out"]), ("spiffe://x.test/a", out))
             verified = self.doc("svid", "verify", "--bundle", os.path.join(ca, "bundle.json"), out)
-            self.assertEqual(verified, {"valid": True, "spiffe_id": "spiffe://x.test/a"})
+            self.assertEqual(verified, {"valid": True, "spiffe_id": "spiffe://x.test/a",
+                                        "revocation_checked": False})
             minted = self.doc("jwt", "mint", "--ca", ca, "--spiffe-id", "spiffe://x.test/a",
                               "--audience", "b")
             checked = self.doc("jwt", "verify", "--bundle", os.path.join(ca, "bundle.json"),
@@ -318,6 +319,22 @@ class ApiCommandsTest(ServerTestCase):
         text = self.run_ok("agent", "show", child["instance_id"]).stdout
         self.assertIn("revoked_because:", text)
         self.assertRegex(text, rf"cascaded_from:\s+{parent['instance_id']}")
+
+    def test_svid_verify_with_a_server_checks_its_revocation_log(self):
+        created = self.new_agent("acme/fin/verify-me")
+        svid = os.path.join(created["directory"], "svid.pem")
+        bundle = self.server.bundle_json
+        argv = ("svid", "verify", "--bundle", bundle, "--server", self.server.url, svid)
+        r = tw(*argv, "--json", env={})
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertEqual(json.loads(r.stdout)["revocation_checked"], True)
+        self.run_ok("revoke", "--instance", created["instance_id"], "--reason", "lost laptop")
+        self.assertEqual(tw("svid", "verify", "--bundle", bundle, svid, env={}).returncode, 0,
+                         "offline, a revoked SVID still verifies")
+        r = tw(*argv, env={})
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("is revoked", r.stderr)
+        self.assertIn("lost laptop", r.stderr)
 
     def test_revoking_nothing_is_an_error_and_uses_no_sequence(self):
         before = self.admin.get("/v1/revocations?after=0").json["sequence"]
