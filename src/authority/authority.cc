@@ -299,6 +299,23 @@ absl::StatusOr<IssuedIdentity> Authority::Issue(store::IdentityRecord record,
 
 absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
                                                          const CreateIdentityRequest& request) {
+  absl::StatusOr<IssuedIdentity> issued = CreateIdentityUnrecorded(caller, request);
+  if (!absl::IsPermissionDenied(issued.status())) return issued;
+  ledger::Event refusal{.type = "issuance",
+                        .parent = caller.svid ? caller.svid->spiffe_id.str() : "",
+                        .principal = caller.principal,
+                        .resource = absl::StrCat("agent:", request.name.str()),
+                        .decision = "deny",
+                        .reason = std::string(issued.status().message())};
+  absl::StatusOr<std::optional<store::LedgerAppend>> audit = Audit(std::move(refusal));
+  if (audit.ok() && *audit) {
+    if (absl::Status s = store_.AppendLedger(**audit).status(); !s.ok()) return s;
+  }
+  return issued;
+}
+
+absl::StatusOr<IssuedIdentity> Authority::CreateIdentityUnrecorded(
+    const Caller& caller, const CreateIdentityRequest& request) {
   const absl::Time start = options_.clock->Now();
   std::shared_ptr<const policy::PolicyVersion> version = current_policy();
   std::string principal;

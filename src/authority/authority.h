@@ -102,6 +102,8 @@ class Authority {
 
   // POST /v1/identities. By a token's principal (not an auditor's), or by a parent agent's
   // SVID (delegation). The child's notAfter counts from the instant its TTL was checked.
+  // A refusal (PermissionDenied: the policy, delegation or lifetime rules) is recorded in
+  // the ledger as an "issuance" event with decision "deny": who asked, for what, and why.
   absl::StatusOr<IssuedIdentity> CreateIdentity(const Caller& caller,
                                                 const CreateIdentityRequest& request);
   // POST /v1/identities/renew: a new SVID for the caller's own instance, presenting its
@@ -163,6 +165,9 @@ class Authority {
   const ca::CaDirectory& ca() const { return ca_; }
 
  private:
+  absl::StatusOr<IssuedIdentity> CreateIdentityUnrecorded(const Caller& caller,
+                                                          const CreateIdentityRequest& request);
+
   struct TokenEntry {
     std::string principal;
     base::Bytes secret_hash;

@@ -366,7 +366,9 @@ absl::Status ValidateEvent(const Event& e) {
     if (!base::IsUtf8(value)) return Invalid(m.name, "is not UTF-8");
   }
 
-  bool needs_subject = agent_type || e.type == "issuance" || e.type == "renewal";
+  // A refused creation or renewal has no subject yet (or none it may sign as).
+  bool needs_subject =
+      agent_type || ((e.type == "issuance" || e.type == "renewal") && e.decision != "deny");
   if (needs_subject) TW_RETURN_IF_ERROR(Require("instance", e.instance));
   if (!e.instance.empty()) {
     if (!core::SpiffeId::FromString(e.instance).ok())

@@ -412,6 +412,21 @@ class PolicyCommandsTest(ServerTestCase):
         r = tw("policy", "diff", path, env=self.env())
         self.assertIn("no change", r.stdout)
 
+    def test_a_refused_creation_is_recorded_in_the_ledger(self):
+        path = write_file(os.path.join(self.tmp, "ci.toml"), CHANGED_POLICY)
+        self.assertEqual(tw("policy", "apply", path, env=self.env()).returncode, 0)
+        ci = tw("token", "create", "--principal", "ci-pipeline", env=self.env()).stdout.strip()
+        r = tw("agent", "create", "--name", "acme-corp/other-team/bot", "--scope",
+               "read:transactions", "--out", os.path.join(self.tmp, "refused"),
+               env=cli_env(self.server, token=ci))
+        self.assertEqual(r.returncode, 1, describe(r))
+        events = self.admin.get("/v1/audit/events?type=issuance&decision=deny").json["events"]
+        refused = [e["event"] for e in events
+                   if e["event"].get("resource") == "agent:acme-corp/other-team/bot"]
+        self.assertEqual(len(refused), 1, events)
+        self.assertEqual(refused[0]["principal"], "ci-pipeline")
+        self.assertTrue(refused[0]["reason"], refused[0])
+
     def test_a_token_for_a_principal_the_policy_does_not_name_needs_force(self):
         r = tw("token", "create", "--principal", "ci-pipelin", env=self.env())
         self.assertEqual(r.returncode, 1, describe(r))
