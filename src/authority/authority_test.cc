@@ -137,35 +137,30 @@ TEST_F(AuthorityTest, AnAuditorTokenCannotCreateIdentities) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A policy naming one read-only principal for acme/*/*.
+std::string ReaderPolicy(const std::string& principal) {
+  return absl::StrCat("[principals.", principal, R"(]
+names = ["acme/*/*"]
+scopes = ["read:*"]
+max_ttl = "1h"
+max_trust_level = "low"
+may_delegate = false
+max_depth = 0
+)");
+}
+
 TEST_F(AuthorityTest, ATokenForAPrincipalThePolicyDoesNotNameNeedsForce) {
   auto typo = authority_->CreateToken(admin_, "ci-pipelin");
   EXPECT_EQ(typo.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(typo.status().message(), HasSubstr("not named in policy version 1"));
   EXPECT_TRUE(authority_->CreateToken(admin_, "ci-pipelin", false, std::nullopt, true).ok());
   EXPECT_TRUE(authority_->CreateToken(admin_, "soc", /*auditor=*/true).ok());
-  ASSERT_TRUE(ApplyPolicy(R"(
-[principals.ci-pipeline]
-names = ["acme/*/*"]
-scopes = ["read:*"]
-max_ttl = "1h"
-max_trust_level = "low"
-may_delegate = false
-max_depth = 0
-)")
-                  .ok());
+  ASSERT_TRUE(ApplyPolicy(ReaderPolicy("ci-pipeline")).ok());
   EXPECT_TRUE(authority_->CreateToken(admin_, "ci-pipeline").ok());
 }
 
 TEST_F(AuthorityTest, ApplyingAnIdenticalPolicyIsANoOp) {
-  const std::string source = R"(
-[principals.ci]
-names = ["acme/*/*"]
-scopes = ["read:*"]
-max_ttl = "1h"
-max_trust_level = "low"
-may_delegate = false
-max_depth = 0
-)";
+  const std::string source = ReaderPolicy("ci");
   auto first = authority_->ApplyPolicy(admin_, source);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_FALSE(first->unchanged);
