@@ -435,9 +435,8 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
                    {"sha256", local.sha256_hex},
                    {"principals", json::array()},
                    {"scope_rules", p.value("scope_rules", json::array()).size()}};
-      for (const auto& [name, rule] : p.value("principals", json::object()).items()) {
-        summary["principals"].push_back(name);
-      }
+      const json principals = p.value("principals", json::object());
+      for (const auto& [name, rule] : principals.items()) summary["principals"].push_back(name);
       JsonOr(validate_json, [](const json& s) {
         std::cout << "valid: principals "
                   << absl::StrJoin(

@@ -289,7 +289,8 @@ absl::Status Policy::AuthorizeCreation(const CreationRequest& r) const {
     }
     if (r.now + r.ttl > p.not_after) {
       return denied("ttl ", absl::FormatDuration(r.ttl), " outlives the parent (",
-                    absl::FormatDuration(p.not_after - r.now), " left)");
+                    absl::FormatDuration(absl::Trunc(p.not_after - r.now, absl::Seconds(1))),
+                    " left)");
     }
   }
   return absl::OkStatus();

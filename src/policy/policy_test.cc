@@ -103,8 +103,10 @@ TEST(PolicyTest, DelegationOnlyNarrows) {
   EXPECT_THAT(policy.AuthorizeCreation(higher).message(), HasSubstr("exceeds the parent"));
 
   CreationRequest longer = r;
-  longer.parent->not_after = r.now + absl::Minutes(10);
+  longer.parent->not_after = r.now + absl::Minutes(10) - absl::Nanoseconds(439061024);
   EXPECT_THAT(policy.AuthorizeCreation(longer).message(), HasSubstr("outlives the parent"));
+  // Durations read in whole seconds, not "9m59.560938976s".
+  EXPECT_THAT(policy.AuthorizeCreation(longer).message(), HasSubstr("(9m59s left)"));
 
   CreationRequest deeper = r;
   deeper.parent->depth = 2;
