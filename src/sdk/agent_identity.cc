@@ -2,7 +2,6 @@
 // becomes the Error thrown. Thread-safe as agent_identity.h says.
 #include "trustwarden/agent_identity.h"
 
-#include <cstdlib>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -28,11 +27,6 @@ namespace core = tw::core;
 
 namespace {
 
-std::string EnvOr(const char* name, absl::string_view fallback) {
-  const char* env = std::getenv(name);
-  return env != nullptr && *env != '\0' ? env : std::string(fallback);
-}
-
 // The name the server is asked for: a bare agent name goes under its parent's org and team,
 // or TRUSTWARDEN_ORG / TRUSTWARDEN_TEAM.
 std::string RequestedName(const IdentityOptions& options) {
@@ -43,8 +37,8 @@ std::string RequestedName(const IdentityOptions& options) {
       return core::QualifyAgentName(options.name, parent->name.org, parent->name.team);
     }
   }
-  return core::QualifyAgentName(options.name, EnvOr("TRUSTWARDEN_ORG", core::kDefaultOrg),
-                                EnvOr("TRUSTWARDEN_TEAM", core::kDefaultTeam));
+  return core::QualifyAgentName(options.name, Env("", "TRUSTWARDEN_ORG", core::kDefaultOrg),
+                                Env("", "TRUSTWARDEN_TEAM", core::kDefaultTeam));
 }
 
 }  // namespace

@@ -13,13 +13,13 @@ namespace {
 using nlohmann::json;
 namespace core = tw::core;
 
-std::string Env(const std::string& value, const char* name, const char* fallback) {
+}  // namespace
+
+std::string Env(const std::string& value, const char* name, absl::string_view fallback) {
   if (!value.empty()) return value;
   const char* env = std::getenv(name);
-  return env != nullptr && *env != '\0' ? env : fallback;
+  return env != nullptr && *env != '\0' ? std::string(env) : std::string(fallback);
 }
-
-}  // namespace
 
 absl::StatusOr<Endpoint> Resolve(const Connection& c) {
   Endpoint e;

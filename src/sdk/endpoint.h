@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
@@ -36,6 +37,10 @@ struct Endpoint {
   absl::Duration max_staleness;
   std::shared_ptr<RevocationWatcher> watcher;  // null when not watching
 };
+
+// `value` when given, else the environment variable `name` when set and not empty, else
+// `fallback`.
+std::string Env(const std::string& value, const char* name, absl::string_view fallback);
 
 // `connection` with empty members taken from the environment (TRUSTWARDEN_SERVER, ...) or
 // the defaults, and its bundle read. InvalidArgument when the bundle has no X.509
