@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
 #include "base/text.h"
@@ -22,6 +23,11 @@ constexpr absl::Duration kDefaultJwtTtl = absl::Minutes(5);
 constexpr absl::Duration kLateDeliveryWindow = absl::Hours(24);
 // How long a renewal whose reply may have been lost can be asked for again.
 constexpr absl::Duration kRenewalRetryWindow = absl::Minutes(10);
+// Refusal events recorded per caller and second (ten seconds' worth in a burst): a
+// refused caller cannot grow the ledger without bound.
+constexpr double kRefusalsPerSecond = 5;
+// A refused JWT mint names its audiences in the event's resource up to this size.
+constexpr size_t kMaxRefusalResource = 512;
 
 std::string Sha256Hex(absl::string_view text) {
   return base::HexEncode(crypto::Sha256(base::AsBytes(text)));
@@ -85,7 +91,8 @@ Authority::Authority(const ca::CaDirectory& ca, store::Store& store, revocation:
           core::X509VerifierOptions{.clock = options.clock,
                                     .attribute_trust_domains = {ca.issuer().trust_domain()},
                                     .cache_capacity = 0}),
-      principal_limiter_(options.issuances_per_principal, options.issuances_per_principal) {
+      principal_limiter_(options.issuances_per_principal, options.issuances_per_principal),
+      refusal_limiter_(kRefusalsPerSecond, 10 * kRefusalsPerSecond) {
   bundles_->Put(ca.bundle());
 }
 
@@ -300,18 +307,37 @@ absl::StatusOr<IssuedIdentity> Authority::Issue(store::IdentityRecord record,
 absl::StatusOr<IssuedIdentity> Authority::CreateIdentity(const Caller& caller,
                                                          const CreateIdentityRequest& request) {
   absl::StatusOr<IssuedIdentity> issued = CreateIdentityUnrecorded(caller, request);
-  if (!absl::IsPermissionDenied(issued.status())) return issued;
-  ledger::Event refusal{.type = "issuance",
-                        .parent = caller.svid ? caller.svid->spiffe_id.str() : "",
-                        .principal = caller.principal,
-                        .resource = absl::StrCat("agent:", request.name.str()),
-                        .decision = "deny",
-                        .reason = std::string(issued.status().message())};
+  if (issued.ok()) return issued;
+  return RecordRefusal(caller,
+                       ledger::Event{.type = "issuance",
+                                     .parent = caller.svid ? caller.svid->spiffe_id.str() : "",
+                                     .resource = absl::StrCat("agent:", request.name.str())},
+                       issued.status());
+}
+
+absl::Status Authority::RecordRefusal(const Caller& caller, ledger::Event refusal,
+                                      absl::Status status) {
+  if (!absl::IsPermissionDenied(status)) return status;
+  const std::string asker = caller.svid ? caller.svid->spiffe_id.str() : caller.principal;
+  if (asker.empty() || !refusal_limiter_.Allow(asker, options_.clock->Now())) return status;
+  refusal.decision = "deny";
+  refusal.reason = std::string(status.message());
+  if (refusal.instance.empty()) refusal.principal = caller.principal;
+  if (caller.svid && refusal.instance != asker && refusal.parent != asker) refusal.caller = asker;
   absl::StatusOr<std::optional<store::LedgerAppend>> audit = Audit(std::move(refusal));
-  if (audit.ok() && *audit) {
-    if (absl::Status s = store_.AppendLedger(**audit).status(); !s.ok()) return s;
+  if (!audit.ok()) return audit.status();
+  if (*audit) TW_RETURN_IF_ERROR(store_.AppendLedger(**audit).status());
+  return status;
+}
+
+ledger::Event Authority::SelfRefusal(const Caller& caller, std::string type) const {
+  ledger::Event event{.resource = absl::StrCat("instance:", caller.instance_id)};
+  if (auto record = store_.GetIdentity(caller.instance_id); record.ok()) {
+    event = SubjectEvent(*record, "");
+    if (caller.svid) event.serial = caller.svid->serial_hex;
   }
-  return issued;
+  event.type = std::move(type);
+  return event;
 }
 
 absl::StatusOr<IssuedIdentity> Authority::CreateIdentityUnrecorded(
@@ -402,6 +428,15 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentityUnrecorded(
 }
 
 absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::string_view csr_text) {
+  bool theft_recorded = false;
+  absl::StatusOr<IssuedIdentity> renewed = RenewUnrecorded(caller, csr_text, theft_recorded);
+  if (renewed.ok() || theft_recorded) return renewed;
+  return RecordRefusal(caller, SelfRefusal(caller, "renewal"), renewed.status());
+}
+
+absl::StatusOr<IssuedIdentity> Authority::RenewUnrecorded(const Caller& caller,
+                                                          absl::string_view csr_text,
+                                                          bool& theft_recorded) {
   TW_ASSIGN_OR_RETURN(store::IdentityRecord record, CallerRecord(caller));
   const absl::Time now = options_.clock->Now();
   TW_ASSIGN_OR_RETURN(core::CertificateRequest csr, CheckCsr(csr_text));
@@ -427,6 +462,7 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
                                 caller.svid->serial_hex, ", replaced by ", record.serial_hex);
     TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
     if (audit) TW_RETURN_IF_ERROR(store_.AppendLedger(*audit).status());
+    theft_recorded = true;
     metrics_.RecordSuspectedKeyTheft();
     return absl::PermissionDeniedError(
         absl::StrCat("certificate ", caller.svid->serial_hex, " is not the current one of ",
@@ -497,6 +533,16 @@ absl::StatusOr<IssuedIdentity> Authority::Renew(const Caller& caller, absl::stri
 }
 
 absl::StatusOr<MintedJwt> Authority::MintJwt(const Caller& caller, const JwtRequest& request) {
+  absl::StatusOr<MintedJwt> minted = MintJwtUnrecorded(caller, request);
+  if (minted.ok()) return minted;
+  ledger::Event refusal = SelfRefusal(caller, "issuance");
+  refusal.resource = absl::StrCat("jwt-svid:", absl::StrJoin(request.audience, " "));
+  if (refusal.resource.size() > kMaxRefusalResource) refusal.resource = "jwt-svid";
+  return RecordRefusal(caller, std::move(refusal), minted.status());
+}
+
+absl::StatusOr<MintedJwt> Authority::MintJwtUnrecorded(const Caller& caller,
+                                                       const JwtRequest& request) {
   TW_ASSIGN_OR_RETURN(store::IdentityRecord record, CallerRecord(caller));
   const absl::Time now = options_.clock->Now();
   absl::Duration ttl = request.ttl.value_or(kDefaultJwtTtl);
@@ -518,6 +564,17 @@ absl::StatusOr<MintedJwt> Authority::MintJwt(const Caller& caller, const JwtRequ
 
 absl::StatusOr<revocation::Entry> Authority::Revoke(const Caller& caller,
                                                     const RevokeRequest& request) {
+  absl::StatusOr<revocation::Entry> entry = RevokeUnrecorded(caller, request);
+  if (entry.ok()) return entry;
+  return RecordRefusal(caller,
+                       ledger::Event{.type = "revocation",
+                                     .resource = absl::StrCat(revocation::KindName(request.kind),
+                                                              ":", request.target)},
+                       entry.status());
+}
+
+absl::StatusOr<revocation::Entry> Authority::RevokeUnrecorded(const Caller& caller,
+                                                              const RevokeRequest& request) {
   if (!caller.admin) {
     if (!caller.principal.empty()) return RequireAdmin(caller);
     TW_ASSIGN_OR_RETURN(store::IdentityRecord self, CallerRecord(caller));
@@ -537,29 +594,62 @@ absl::StatusOr<revocation::Entry> Authority::Revoke(const Caller& caller,
       at = r->parent;
     }
   }
-  ledger::Event event{
-      .type = "revocation",
-      .resource = absl::StrCat(revocation::KindName(request.kind), ":", request.target),
-      .reason = request.reason};
-  if (request.kind == revocation::Kind::kInstance || request.kind == revocation::Kind::kSubtree) {
-    if (auto target = store_.GetIdentity(request.target); target.ok()) {
-      event = SubjectEvent(*target, "");
-      event.type = "revocation";
-      event.resource = absl::StrCat(revocation::KindName(request.kind), ":", request.target);
-      event.reason = request.reason;
-      if (!target->parent.empty()) {
-        if (auto parent = store_.GetIdentity(target->parent); parent.ok()) {
-          event.parent = parent->spiffe_id;
-        }
+  const bool by_instance =
+      request.kind == revocation::Kind::kInstance || request.kind == revocation::Kind::kSubtree;
+  const std::string resource =
+      absl::StrCat(revocation::KindName(request.kind), ":", request.target);
+  const std::string asker = caller.svid && !caller.admin ? caller.svid->spiffe_id.str() : "";
+  // The parent of an instance target: the one parent the revoked set may not contain.
+  std::string target_parent;
+  if (by_instance) {
+    if (auto target = store_.GetIdentity(request.target); target.ok() && !target->parent.empty()) {
+      if (auto parent = store_.GetIdentity(target->parent); parent.ok()) {
+        target_parent = parent->spiffe_id;
       }
     }
-  } else if (request.kind == revocation::Kind::kPrincipal) {
-    event.principal = request.target;
   }
-  TW_ASSIGN_OR_RETURN(auto audit, Audit(std::move(event)));
+  // One event per revoked instance, in its own audit trail; inside the store's transaction.
+  store::RevocationAudit audit;
+  if (options_.ledger != nullptr) {
+    audit = [&](const revocation::Entry&, const std::vector<store::IdentityRecord>& revoked)
+        -> absl::StatusOr<store::LedgerAppend> {
+      absl::flat_hash_map<absl::string_view, absl::string_view> spiffe_ids;
+      for (const store::IdentityRecord& r : revoked) spiffe_ids[r.instance_id] = r.spiffe_id;
+      std::vector<ledger::Event> events;
+      events.reserve(revoked.size() + 1);
+      bool target_revoked = false;
+      for (const store::IdentityRecord& r : revoked) {
+        const bool seed = by_instance ? r.instance_id == request.target
+                                      : (request.kind == revocation::Kind::kAgent
+                                             ? r.name == request.target
+                                             : r.principal == request.target);
+        target_revoked = target_revoked || (by_instance && seed);
+        auto parent = spiffe_ids.find(r.parent);
+        ledger::Event event =
+            SubjectEvent(r, parent != spiffe_ids.end() ? std::string(parent->second)
+                            : seed && by_instance      ? target_parent
+                                                       : "");
+        event.type = "revocation";
+        event.resource = resource;
+        event.reason = seed ? request.reason
+                            : absl::StrCat("cascaded from ", resource,
+                                           request.reason.empty() ? "" : ": ", request.reason);
+        if (event.instance != asker) event.caller = asker;
+        events.push_back(std::move(event));
+      }
+      if (by_instance && !target_revoked) {
+        // Only descendants were left to revoke: the request itself is an event too.
+        events.push_back(ledger::Event{
+            .type = "revocation", .resource = resource, .reason = request.reason, .caller = asker});
+      }
+      return options_.ledger->ServerEvents(std::move(events));
+    };
+  }
+  const std::string revoked_by =
+      asker.empty() ? absl::StrCat("principal:", caller.principal) : asker;
   TW_ASSIGN_OR_RETURN(revocation::Entry entry,
                       store_.Revoke(request.kind, request.target, request.reason,
-                                    options_.clock->Now(), audit ? &*audit : nullptr));
+                                    options_.clock->Now(), audit, revoked_by));
   hub_.Publish(entry);
   metrics_.RecordRevocation(entry.instances.size());
   return entry;
@@ -667,7 +757,17 @@ absl::StatusOr<IdentityView> Authority::GetIdentity(const Caller& caller,
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
   TW_RETURN_IF_ERROR(core::CheckInstanceId(instance_id));
   TW_ASSIGN_OR_RETURN(store::IdentityRecord record, store_.GetIdentity(instance_id));
-  return View(std::move(record));
+  const std::optional<int64_t> sequence = record.revoked_sequence;
+  TW_ASSIGN_OR_RETURN(IdentityView view, View(std::move(record)));
+  if (sequence) {
+    absl::StatusOr<revocation::Entry> entry = store_.GetRevocation(*sequence);
+    if (entry.ok()) {
+      view.revocation = *std::move(entry);
+    } else if (!absl::IsNotFound(entry.status())) {
+      return entry.status();
+    }
+  }
+  return view;
 }
 
 absl::StatusOr<std::vector<IdentityView>> Authority::ListIdentities(

@@ -45,6 +45,9 @@ struct IssuedIdentity {
 struct IdentityView {
   store::IdentityRecord record;
   std::string parent_spiffe_id;  // empty for a root agent
+  // The entry that revoked it, with revoked_by (set by GetIdentity when revoked and not
+  // yet pruned).
+  std::optional<revocation::Entry> revocation;
 };
 
 // A page of the revocation log as published: GET /v1/revocations.
@@ -109,11 +112,16 @@ class Authority {
   // POST /v1/identities/renew: a new SVID for the caller's own instance, presenting its
   // current certificate (an older one is PermissionDenied and recorded as a suspected key
   // theft). The current policy is applied again (Policy::AuthorizeRenewal), and the
-  // lifetime never passes creation + max_instance_lifetime.
+  // lifetime never passes creation + max_instance_lifetime. A refusal is recorded as a
+  // "renewal" event with decision "deny".
   absl::StatusOr<IssuedIdentity> Renew(const Caller& caller, absl::string_view csr);
-  // POST /v1/jwt-svids for the caller's own instance.
+  // POST /v1/jwt-svids for the caller's own instance; a refusal is recorded as an
+  // "issuance" event of resource "jwt-svid:AUDIENCE..." with decision "deny".
   absl::StatusOr<MintedJwt> MintJwt(const Caller& caller, const JwtRequest& request);
-  // POST /v1/revocations: admin for anything; an agent for itself or its subtree.
+  // POST /v1/revocations: admin for anything; an agent for itself or its subtree. Every
+  // instance revoked gets its own "revocation" event (those reached through an ancestor,
+  // a name or a principal say so in `reason`), stored with the revocation; a refusal is a
+  // "revocation" event with decision "deny".
   absl::StatusOr<revocation::Entry> Revoke(const Caller& caller, const RevokeRequest& request);
 
   // Admin operations.
@@ -146,7 +154,8 @@ class Authority {
   };
   absl::StatusOr<LateSigner> VerifyLateSigner(const std::vector<base::ByteView>& chain) const;
 
-  // Admin reads: an instance (NotFound; InvalidArgument for a malformed id), matching
+  // Admin reads: an instance with its revocation (NotFound; InvalidArgument for a malformed
+  // id), matching
   // instances newest first, policy versions (0 is the latest; NotFound).
   absl::StatusOr<IdentityView> GetIdentity(const Caller& caller,
                                            absl::string_view instance_id) const;
@@ -167,6 +176,20 @@ class Authority {
  private:
   absl::StatusOr<IssuedIdentity> CreateIdentityUnrecorded(const Caller& caller,
                                                           const CreateIdentityRequest& request);
+  // `theft_recorded` is set when the refusal was recorded already (a suspected key theft).
+  absl::StatusOr<IssuedIdentity> RenewUnrecorded(const Caller& caller, absl::string_view csr,
+                                                 bool& theft_recorded);
+  absl::StatusOr<MintedJwt> MintJwtUnrecorded(const Caller& caller, const JwtRequest& request);
+  absl::StatusOr<revocation::Entry> RevokeUnrecorded(const Caller& caller,
+                                                     const RevokeRequest& request);
+  // Appends `refusal` as a "deny" event when `status` is PermissionDenied and the caller is
+  // known (a token's principal or a verified SVID), at most kRefusalsPerSecond per caller:
+  // who asked (`principal` without a subject, `caller` when an agent asked about another),
+  // and why (the status's message). Returns `status`, or the store's error.
+  absl::Status RecordRefusal(const Caller& caller, ledger::Event refusal, absl::Status status);
+  // A refusal event about the caller's own instance: its record's fields when the store
+  // knows it, else only the resource.
+  ledger::Event SelfRefusal(const Caller& caller, std::string type) const;
 
   struct TokenEntry {
     std::string principal;
@@ -199,6 +222,7 @@ class Authority {
   core::X509Verifier verifier_;
   core::X509Verifier late_verifier_;  // the same bundles, revocation left to the store
   base::RateLimiter principal_limiter_;
+  base::RateLimiter refusal_limiter_;  // refusal events per caller
 
   // The last renewal of an instance: a retry by `previous_serial` with the same key, whose
   // reply was lost, renews again instead of counting as key theft.

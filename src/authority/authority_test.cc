@@ -14,6 +14,8 @@
 #include "crypto/software_signer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ledger/entry.h"
+#include "ledger/event.h"
 #include "store/memory/memory_store.h"
 
 namespace tw::authority {
@@ -105,6 +107,18 @@ class AuthorityTest : public ::testing::Test {
     m.issued = *std::move(issued);
     m.chain = *core::Certificate::ParseChain(m.issued.svid_pem);
     return m;
+  }
+
+  // The decoded events matching `query`, in ledger order.
+  std::vector<ledger::Event> Events(const store::LedgerQuery& query) {
+    std::vector<ledger::Event> out;
+    absl::StatusOr<std::vector<ledger::EntryRow>> rows = store_->QueryLedger(query);
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    if (!rows.ok()) return out;
+    for (const ledger::EntryRow& row : *rows) {
+      out.push_back(*ledger::DecodeEvent(ledger::DecodeEntry(row.entry)->event));
+    }
+    return out;
   }
 
   absl::Status ApplyPolicy(const std::string& toml) {
@@ -367,6 +381,110 @@ TEST_F(AuthorityTest, AgentsRevokeOnlyTheirOwnSubtree) {
   EXPECT_EQ(page->sequence, 1);
   EXPECT_EQ(page->next_after, 1);
   EXPECT_FALSE(page->more);
+}
+
+TEST_F(AuthorityTest, EveryRevokedInstanceHasItsOwnEventAndTheViewSaysByWhom) {
+  auto parent = *Create(admin_, "acme/fin/orchestrator", {"read:*"}, absl::Minutes(30));
+  auto child = *Create(AsAgent(parent.cert()), "acme/fin/worker", {"read:*"}, absl::Minutes(20));
+  auto grandchild =
+      *Create(AsAgent(child.cert()), "acme/fin/helper", {"read:x"}, absl::Minutes(10));
+  const std::string& pid = parent.issued.record.instance_id;
+  // The parent revokes its child's subtree: each instance's trail shows it, and who asked.
+  auto revoked =
+      authority_->Revoke(AsAgent(parent.cert()), {.kind = revocation::Kind::kSubtree,
+                                                  .target = child.issued.record.instance_id,
+                                                  .reason = "looping"});
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  auto own = Events({.instance = child.issued.record.spiffe_id, .type = "revocation"});
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_EQ(own[0].reason, "looping");
+  EXPECT_EQ(own[0].parent, parent.issued.record.spiffe_id);
+  EXPECT_EQ(own[0].caller, parent.issued.record.spiffe_id);
+  auto cascaded = Events({.instance = grandchild.issued.record.spiffe_id, .type = "revocation"});
+  ASSERT_EQ(cascaded.size(), 1u);
+  EXPECT_EQ(cascaded[0].resource, "subtree:" + child.issued.record.instance_id);
+  EXPECT_EQ(cascaded[0].reason,
+            absl::StrCat("cascaded from subtree:", child.issued.record.instance_id, ": looping"));
+  EXPECT_EQ(cascaded[0].parent, child.issued.record.spiffe_id);
+  auto view = authority_->GetIdentity(admin_, grandchild.issued.record.instance_id);
+  ASSERT_TRUE(view.ok() && view->revocation) << view.status();
+  EXPECT_EQ(view->revocation->revoked_by, parent.issued.record.spiffe_id);
+  EXPECT_EQ(view->revocation->target, child.issued.record.instance_id);
+  // The admin revokes the rest by name: revoked_by names the token's principal.
+  ASSERT_TRUE(
+      authority_
+          ->Revoke(admin_, {.kind = revocation::Kind::kAgent, .target = "acme/fin/orchestrator"})
+          .ok());
+  auto by_name = Events({.instance = parent.issued.record.spiffe_id, .type = "revocation"});
+  ASSERT_EQ(by_name.size(), 1u);
+  EXPECT_EQ(by_name[0].resource, "agent:acme/fin/orchestrator");
+  EXPECT_EQ(by_name[0].caller, "");
+  EXPECT_EQ(authority_->GetIdentity(admin_, pid)->revocation->revoked_by, "principal:admin");
+  // Revocations are not recorded twice: three instances, three events.
+  EXPECT_EQ(Events({.type = "revocation"}).size(), 3u);
+}
+
+TEST_F(AuthorityTest, RefusedRenewalsJwtMintsAndRevocationsAreRecorded) {
+  auto agent = *Create(admin_, "acme/fin/payer", {"read:x"}, absl::Minutes(30));
+  auto other = *Create(admin_, "acme/ops/monitor", {"read:x"}, absl::Minutes(30));
+  const Caller as_agent = AsAgent(agent.cert());
+  const std::string& spiffe_id = agent.issued.record.spiffe_id;
+
+  EXPECT_EQ(authority_
+                ->Revoke(as_agent, {.kind = revocation::Kind::kInstance,
+                                    .target = other.issued.record.instance_id})
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  auto revocation = Events({.caller = spiffe_id, .decision = "deny", .type = "revocation"});
+  ASSERT_EQ(revocation.size(), 1u);
+  EXPECT_EQ(revocation[0].resource, "instance:" + other.issued.record.instance_id);
+  EXPECT_THAT(revocation[0].reason, HasSubstr("only itself or its subtree"));
+
+  auto ci = *authority_->CreateToken(admin_, "ci", false, std::nullopt, /*force=*/true);
+  EXPECT_EQ(authority_
+                ->Revoke(*authority_->Authenticate(ci.token, {}),
+                         {.kind = revocation::Kind::kPrincipal, .target = "x"})
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  auto by_token = Events({.principal = "ci", .decision = "deny", .type = "revocation"});
+  ASSERT_EQ(by_token.size(), 1u);
+  EXPECT_EQ(by_token[0].resource, "principal:x");
+
+  // Revoked in the store while its certificate still verifies (the hub not told yet).
+  ASSERT_TRUE(
+      store_->Revoke(revocation::Kind::kInstance, agent.issued.record.instance_id, "", fake_.Now())
+          .ok());
+  EXPECT_EQ(authority_->MintJwt(as_agent, {.audience = {"db"}}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto jwt = Events({.instance = spiffe_id, .decision = "deny", .type = "issuance"});
+  ASSERT_EQ(jwt.size(), 1u);
+  EXPECT_EQ(jwt[0].resource, "jwt-svid:db");
+  EXPECT_EQ(jwt[0].serial, agent.issued.record.serial_hex);
+  EXPECT_THAT(jwt[0].reason, HasSubstr("is revoked"));
+  EXPECT_EQ(authority_->Renew(as_agent, Csr(*agent.key)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto renewal = Events({.instance = spiffe_id, .decision = "deny", .type = "renewal"});
+  ASSERT_EQ(renewal.size(), 1u);
+  EXPECT_THAT(renewal[0].reason, HasSubstr("is revoked"));
+}
+
+TEST_F(AuthorityTest, ARefusedCallerCannotGrowTheLedgerWithoutBound) {
+  auto agent = *Create(admin_, "acme/fin/payer", {"read:x"}, absl::Minutes(30));
+  auto other = *Create(admin_, "acme/ops/monitor", {"read:x"}, absl::Minutes(30));
+  const Caller as_agent = AsAgent(agent.cert());
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(authority_
+                  ->Revoke(as_agent, {.kind = revocation::Kind::kInstance,
+                                      .target = other.issued.record.instance_id})
+                  .status()
+                  .code(),
+              absl::StatusCode::kPermissionDenied);
+  }
+  const size_t recorded = Events({.decision = "deny", .type = "revocation"}).size();
+  EXPECT_GE(recorded, 10u);
+  EXPECT_LT(recorded, 200u);
 }
 
 TEST_F(AuthorityTest, AdminReadsShowTheParentAndRefuseOthers) {

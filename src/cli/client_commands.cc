@@ -149,7 +149,7 @@ void PrintPolicyDiff(const json& diff) {
 }
 
 // `agent show`: the identity record of an instance id or SPIFFE ID, with its revocation
-// (when, why, what was revoked: itself or the ancestor it was cascaded from) when revoked.
+// (when, why, by whom, as what: itself or the ancestor it was cascaded from) when revoked.
 absl::Status AgentShow(const ClientFlags& flags, const std::string& who,
                        const std::function<void(const json&)>& print) {
   std::string instance = who;
@@ -161,20 +161,6 @@ absl::Status AgentShow(const ClientFlags& flags, const std::string& who,
   TW_ASSIGN_OR_RETURN(auto client, Connect(flags));
   TW_ASSIGN_OR_RETURN(json record,
                       CallJson(*client, flags, "GET", Target("/v1/identities", {}, instance)));
-  if (record.contains("revoked_sequence") && record["revoked_sequence"].is_number_integer()) {
-    const int64_t sequence = record["revoked_sequence"].get<int64_t>();
-    TW_ASSIGN_OR_RETURN(json page,
-                        CallJson(*client, flags, "GET",
-                                 absl::StrCat("/v1/revocations?limit=1&after=", sequence - 1)));
-    json revocation{{"sequence", sequence}};
-    for (const json& e : page.value("entries", json::array())) {
-      if (e.value("sequence", int64_t{0}) != sequence) continue;
-      for (const char* key : {"revoked_at", "reason", "kind", "target"}) revocation[key] = e[key];
-      const bool self = e.value("target", "") == instance;
-      revocation["cascaded_from"] = self ? json(nullptr) : e["target"];
-    }
-    record["revocation"] = std::move(revocation);
-  }
   print(record);
   return absl::OkStatus();
 }
@@ -196,6 +182,7 @@ void PrintIdentity(const json& r) {
     rows.push_back({"revoked_at:", Field(v, "revoked_at")});
     rows.push_back({"revoked_because:", Field(v, "reason")});
     rows.push_back({"revoked_as:", absl::StrCat(Field(v, "kind"), " ", Field(v, "target"))});
+    rows.push_back({"revoked_by:", Field(v, "revoked_by")});
     if (v.contains("cascaded_from") && !v["cascaded_from"].is_null()) {
       rows.push_back({"cascaded_from:", Field(v, "cascaded_from")});
     }

@@ -37,7 +37,7 @@ using StreamSink = std::function<absl::Status(base::ByteView)>;
 
 struct QueryFlags {
   ClientFlags client;
-  std::string instance, agent, principal, resource, action, decision, since, until;
+  std::string instance, caller, agent, principal, resource, action, decision, type, since, until;
   int limit = 1000;
   bool json = false;
 };
@@ -64,11 +64,13 @@ int AuditQuery(const QueryFlags& f) {
   const std::string target =
       Target("/v1/audit/events", {{"limit", std::to_string(f.limit)},
                                   {"instance", f.instance},
+                                  {"caller", f.caller},
                                   {"agent", f.agent},
                                   {"principal", f.principal},
                                   {"resource", f.resource},
                                   {"action", f.action},
                                   {"decision", f.decision},
+                                  {"type", f.type},
                                   {"since", f.since.empty() ? "" : TimeParam(f.since)},
                                   {"until", f.until.empty() ? "" : TimeParam(f.until)}});
   auto client = Connect(f.client);
@@ -443,12 +445,17 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
     auto f = std::make_shared<QueryFlags>();
     CLI::App* cmd = audit->add_subcommand("query", "Events matching every filter given");
     cmd->add_option("--instance", f->instance, "Instance id or SPIFFE ID");
+    cmd->add_option("--caller", f->caller,
+                    "Instance id or SPIFFE ID of the agent that asked or was observed");
     cmd->add_option("--agent", f->agent, "Agent name ORG/TEAM/AGENT");
     cmd->add_option("--principal", f->principal, "Authorizing principal");
     cmd->add_option("--resource", f->resource, "Resource");
     cmd->add_option("--action", f->action, "Action (scope)");
     cmd->add_option("--decision", f->decision, "allow or deny")
         ->check(CLI::IsMember({"allow", "deny"}));
+    cmd->add_option("--type", f->type, "Event type")
+        ->check(CLI::IsMember({"action", "outcome", "observation", "issuance", "renewal",
+                               "revocation", "policy", "token"}));
     cmd->add_option("--since", f->since, "From (RFC 3339, Unix ms, or a duration ago: 1h)");
     cmd->add_option("--until", f->until, "Before (same forms)");
     cmd->add_option("--limit", f->limit, "At most this many events")->check(CLI::Range(1, 10000));

@@ -71,7 +71,7 @@ struct EntryRow {
   std::string resource;
   std::string action;
   std::string decision;
-  std::string caller;  // an observation's observed caller
+  std::string caller;  // an observation's observed caller, or the agent that asked the server
   Hash signer_id{};
   base::Bytes entry;
 

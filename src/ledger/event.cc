@@ -384,8 +384,8 @@ absl::Status ValidateEvent(const Event& e) {
   if (!e.caller.empty() && !core::SpiffeId::FromString(e.caller).ok()) {
     return Invalid("caller", "is not a SPIFFE ID");
   }
-  if (!e.caller.empty() && e.type != "observation") {
-    return Invalid("caller", "belongs to observation events only");
+  if (!e.caller.empty() && e.type != "observation" && !IsServerType(e.type)) {
+    return Invalid("caller", "belongs to observation and server events only");
   }
   if (e.policy_version < 0) return Invalid("policy_version", "must be positive");
   if (e.type == "action" || e.type == "observation") {

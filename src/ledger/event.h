@@ -29,7 +29,8 @@ struct Event {
   std::string outcome;
   std::string ref;  // the action event an outcome belongs to
   // The observed caller's SPIFFE ID, in an observation (whose instance is its signer,
-  // the resource's verifier); empty when the caller presented no verifiable SVID.
+  // the resource's verifier; empty when the caller presented no verifiable SVID); in a
+  // server event, the agent that asked when it is not the subject.
   std::string caller;
 
   bool operator==(const Event&) const = default;

@@ -232,7 +232,7 @@ TEST(EventTest, ServerTypesNeedNoSubject) {
   EXPECT_TRUE(IsSelfType("observation"));  // signed by the resource's own SVID
 }
 
-TEST(EventTest, CallerBelongsToObservationsAndIsASpiffeId) {
+TEST(EventTest, CallerBelongsToObservationsAndServerEventsAndIsASpiffeId) {
   Event e = Action();  // its instance is the observer, the resource's verifier
   e.type = "observation";
   e.caller = "spiffe://td/acme/fin/payer/inst-bbbbbbbbbbbbbbbb";
@@ -243,7 +243,10 @@ TEST(EventTest, CallerBelongsToObservationsAndIsASpiffeId) {
   e.caller = "spiffe://td/x";
   e.type = "action";
   EXPECT_EQ(ValidateEvent(e).message(),
-            "event member \"caller\" belongs to observation events only");
+            "event member \"caller\" belongs to observation and server events only");
+  // A server event names the agent that asked, when it is not the subject.
+  e.type = "revocation";
+  EXPECT_TRUE(ValidateEvent(e).ok()) << ValidateEvent(e);
 }
 
 TEST(EventTest, AgentOfNamesTheAgent) {

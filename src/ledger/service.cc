@@ -80,15 +80,27 @@ Service::Service(store::Store& store, std::unique_ptr<crypto::Signer> key, std::
 }
 
 absl::StatusOr<store::LedgerAppend> Service::ServerEvent(ledger::Event event) const {
-  if (event.id.empty()) event.id = ledger::NewEventId();
-  if (event.time_ms == 0) event.time_ms = absl::ToUnixMillis(clock_->Now());
-  TW_RETURN_IF_ERROR(ledger::ValidateEvent(event));
-  std::vector<std::string> bytes = {ledger::EncodeEvent(event)};
+  std::vector<ledger::Event> events;
+  events.push_back(std::move(event));
+  return ServerEvents(std::move(events));
+}
+
+absl::StatusOr<store::LedgerAppend> Service::ServerEvents(std::vector<ledger::Event> events) const {
+  if (events.empty()) return absl::InvalidArgumentError("a batch holds at least one event");
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  std::vector<std::string> bytes;
+  bytes.reserve(events.size());
+  for (ledger::Event& event : events) {
+    if (event.id.empty()) event.id = ledger::NewEventId();
+    if (event.time_ms == 0) event.time_ms = now_ms;
+    TW_RETURN_IF_ERROR(ledger::ValidateEvent(event));
+    bytes.push_back(ledger::EncodeEvent(event));
+  }
   TW_ASSIGN_OR_RETURN(base::Bytes signature, ledger::SignBatch(*key_, bytes));
   store::LedgerAppend batch;
   batch.signer = signer_;
   batch.entries = BatchEntries(bytes, ledger::SignerKind::kLedgerKey, signer_.id, signature);
-  batch.events.push_back(std::move(event));
+  batch.events = std::move(events);
   return batch;
 }
 

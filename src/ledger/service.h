@@ -60,6 +60,8 @@ class Service {
   // A lifecycle event signed by the server, ready to pass to a store mutation; `id` and
   // `time_ms` are filled in when empty.
   absl::StatusOr<store::LedgerAppend> ServerEvent(ledger::Event event) const;
+  // Several, as one batch under one signature (InvalidArgument when empty).
+  absl::StatusOr<store::LedgerAppend> ServerEvents(std::vector<ledger::Event> events) const;
 
   // POST /v1/ledger/events from `svid` (verified) whose leaf certificate is `leaf_der`:
   // `events` are base64url event bytes signed together by `signature`. When the signer's

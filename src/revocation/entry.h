@@ -25,6 +25,9 @@ struct Entry {
   absl::Time revoked_at;
   std::vector<std::string> instances;  // the instance ids this entry revoked
   absl::Time expires_at;               // the last not_after among them; prunable after
+  // Who asked: "principal:NAME" for a token, else the agent's SPIFFE ID. Kept by the store
+  // for the admin's views; never published on the revocation stream.
+  std::string revoked_by;
 
   bool operator==(const Entry&) const = default;
 };

@@ -37,20 +37,35 @@ HttpResponse ErrorResponse(const absl::Status& status) {
 
 json IdentityJson(const authority::IdentityView& identity) {
   const store::IdentityRecord& r = identity.record;
-  return json{{"instance_id", r.instance_id},
-              {"spiffe_id", r.spiffe_id},
-              {"name", r.name},
-              {"parent", NullableString(identity.parent_spiffe_id)},
-              {"principal", r.principal},
-              {"policy_version", r.policy_version},
-              {"serial", r.serial_hex},
-              {"scope", r.scopes},
-              {"trust_level", r.trust_level},
-              {"not_before", base::Rfc3339(r.not_before)},
-              {"not_after", base::Rfc3339(r.not_after)},
-              {"created_at", base::Rfc3339(r.created_at)},
-              {"revoked", r.revoked_sequence.has_value()},
-              {"revoked_sequence", r.revoked_sequence ? json(*r.revoked_sequence) : json(nullptr)}};
+  json out{{"instance_id", r.instance_id},
+           {"spiffe_id", r.spiffe_id},
+           {"name", r.name},
+           {"parent", NullableString(identity.parent_spiffe_id)},
+           {"principal", r.principal},
+           {"policy_version", r.policy_version},
+           {"serial", r.serial_hex},
+           {"scope", r.scopes},
+           {"trust_level", r.trust_level},
+           {"not_before", base::Rfc3339(r.not_before)},
+           {"not_after", base::Rfc3339(r.not_after)},
+           {"created_at", base::Rfc3339(r.created_at)},
+           {"revoked", r.revoked_sequence.has_value()},
+           {"revoked_sequence", r.revoked_sequence ? json(*r.revoked_sequence) : json(nullptr)}};
+  if (const std::optional<revocation::Entry>& e = identity.revocation) {
+    // Revoked as the target itself, or through an ancestor the target reached.
+    const absl::string_view as = e->kind == revocation::Kind::kAgent       ? r.name
+                                 : e->kind == revocation::Kind::kPrincipal ? r.principal
+                                                                           : r.instance_id;
+    const bool self = e->target == as;
+    out["revocation"] = json{{"sequence", e->sequence},
+                             {"kind", std::string(revocation::KindName(e->kind))},
+                             {"target", e->target},
+                             {"reason", e->reason},
+                             {"revoked_at", base::Rfc3339(e->revoked_at)},
+                             {"revoked_by", NullableString(e->revoked_by)},
+                             {"cascaded_from", self ? json(nullptr) : json(e->target)}};
+  }
+  return out;
 }
 
 HttpResponse IssuedResponse(int status, const authority::IssuedIdentity& issued,

@@ -99,6 +99,12 @@ struct LedgerQuery {
   size_t limit = 1000;
 };
 
+// Builds the ledger batch stored with a revocation, inside its transaction: from the entry
+// (its sequence and instances) and the records of the instances it revoked, in the entry's
+// order. An error aborts the revocation.
+using RevocationAudit = std::function<absl::StatusOr<LedgerAppend>(
+    const revocation::Entry& entry, const std::vector<IdentityRecord>& revoked)>;
+
 // Receives the records of a ledger export, in file order.
 using LedgerSink = std::function<absl::Status(const ledger::ExportRecord&)>;
 
@@ -133,10 +139,13 @@ class Store {
   // descendants are still reached). NotFound when an instance or subtree target is
   // unknown; FailedPrecondition, writing nothing (no sequence is used), when nothing is left
   // to revoke: no such agent name or principal, or every instance reached is already
-  // revoked or expired.
+  // revoked or expired. `revoked_by` is kept with the entry (Entry::revoked_by).
   virtual absl::StatusOr<revocation::Entry> Revoke(revocation::Kind kind, absl::string_view target,
                                                    absl::string_view reason, absl::Time now,
-                                                   const LedgerAppend* audit = nullptr) = 0;
+                                                   const RevocationAudit& audit = nullptr,
+                                                   absl::string_view revoked_by = "") = 0;
+  // The entry of `sequence`, with its revoked_by; NotFound when unknown or pruned.
+  virtual absl::StatusOr<revocation::Entry> GetRevocation(int64_t sequence) = 0;
   // Entries with sequence > `after`, ascending, at most `limit`.
   virtual absl::StatusOr<std::vector<revocation::Entry>> ListRevocations(int64_t after,
                                                                          size_t limit) = 0;

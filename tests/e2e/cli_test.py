@@ -314,11 +314,31 @@ class ApiCommandsTest(ServerTestCase):
         self.assertEqual((rev["reason"], rev["kind"], rev["cascaded_from"]),
                          ("incident 7", "subtree", parent["instance_id"]))
         self.assertTrue(rev["revoked_at"])
+        self.assertEqual(rev["revoked_by"], "principal:admin")
         own = self.document("agent", "show", parent["instance_id"])["revocation"]
         self.assertIsNone(own["cascaded_from"])
         text = self.run_ok("agent", "show", child["instance_id"]).stdout
         self.assertIn("revoked_because:", text)
         self.assertRegex(text, rf"cascaded_from:\s+{parent['instance_id']}")
+        self.assertRegex(text, r"revoked_by:\s+principal:admin")
+        # The cascade is in the child's own audit trail.
+        trail = self.document("audit", "query", "--instance", child["instance_id"],
+                              "--type", "revocation")["events"]
+        self.assertEqual([e["event"]["reason"] for e in trail],
+                         [f"cascaded from subtree:{parent['instance_id']}: incident 7"])
+
+    def test_refused_requests_are_in_the_ledger(self):
+        agent = self.new_agent("acme/fin/refused")
+        other = self.new_agent("acme/fin/bystander")
+        as_agent = self.server.client(cert=os.path.join(agent["directory"], "svid.pem"),
+                                      key=os.path.join(agent["directory"], "key.pem"))
+        r = as_agent.post("/v1/revocations", {"instance": other["instance_id"]})
+        self.assertEqual(r.status, 403, r)
+        denied = self.document("audit", "query", "--caller", agent["instance_id"],
+                               "--decision", "deny", "--type", "revocation")["events"]
+        self.assertEqual([e["event"]["resource"] for e in denied],
+                         [f"instance:{other['instance_id']}"])
+        self.assertIn("only itself or its subtree", denied[0]["event"]["reason"])
 
     def test_svid_verify_with_a_server_checks_its_revocation_log(self):
         created = self.new_agent("acme/fin/verify-me")

@@ -194,7 +194,8 @@ absl::StatusOr<std::vector<IdentityRecord>> MemoryStore::ListIdentities(
 absl::StatusOr<revocation::Entry> MemoryStore::Revoke(revocation::Kind kind,
                                                       absl::string_view target,
                                                       absl::string_view reason, absl::Time now,
-                                                      const LedgerAppend* audit) {
+                                                      const RevocationAudit& audit,
+                                                      absl::string_view revoked_by) {
   absl::MutexLock lock(&mu_);
   // The seeds the kind chooses, then every descendant (through revoked or expired ones).
   std::vector<bool> reached(identities_.size());
@@ -226,7 +227,8 @@ absl::StatusOr<revocation::Entry> MemoryStore::Revoke(revocation::Kind kind,
                           .target = std::string(target),
                           .reason = std::string(reason),
                           .revoked_at = now,
-                          .expires_at = now};
+                          .expires_at = now,
+                          .revoked_by = std::string(revoked_by)};
   // Of those, the unrevoked and unexpired ones, in insertion order.
   const int64_t now_seconds = absl::ToUnixSeconds(now);
   std::vector<size_t> revoked;
@@ -240,8 +242,16 @@ absl::StatusOr<revocation::Entry> MemoryStore::Revoke(revocation::Kind kind,
     entry.expires_at = std::max(entry.expires_at, r.not_after);
   }
   if (revoked.empty()) return NothingToRevoke(kind, target);
-  TW_ASSIGN_OR_RETURN(LedgerPlan plan, PlanAudit(audit));
-  entry.sequence = ++last_sequence_;
+  entry.sequence = last_sequence_ + 1;
+  LedgerPlan plan;
+  if (audit) {
+    std::vector<IdentityRecord> records;
+    records.reserve(revoked.size());
+    for (size_t i : revoked) records.push_back(identities_[i]);
+    TW_ASSIGN_OR_RETURN(LedgerAppend batch, audit(entry, records));
+    TW_ASSIGN_OR_RETURN(plan, PlanLedger(batch));
+  }
+  last_sequence_ = entry.sequence;
   for (size_t i : revoked) {
     identities_[i].revoked_sequence = entry.sequence;
     identities_[i].revoked_at = ToMillis(now);
@@ -263,6 +273,15 @@ absl::StatusOr<std::vector<revocation::Entry>> MemoryStore::ListRevocations(int6
     out.push_back(it->second);
   }
   return out;
+}
+
+absl::StatusOr<revocation::Entry> MemoryStore::GetRevocation(int64_t sequence) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = revocations_.find(sequence);
+  if (it == revocations_.end()) {
+    return absl::NotFoundError(absl::StrCat("no revocation ", sequence));
+  }
+  return it->second;
 }
 
 absl::StatusOr<int64_t> MemoryStore::LastRevocationSequence() {

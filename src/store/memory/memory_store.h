@@ -31,7 +31,9 @@ class MemoryStore final : public Store {
   absl::StatusOr<std::vector<IdentityRecord>> ListIdentities(const IdentityFilter& filter) override;
   absl::StatusOr<revocation::Entry> Revoke(revocation::Kind kind, absl::string_view target,
                                            absl::string_view reason, absl::Time now,
-                                           const LedgerAppend* audit) override;
+                                           const RevocationAudit& audit,
+                                           absl::string_view revoked_by) override;
+  absl::StatusOr<revocation::Entry> GetRevocation(int64_t sequence) override;
   absl::StatusOr<std::vector<revocation::Entry>> ListRevocations(int64_t after,
                                                                  size_t limit) override;
   absl::StatusOr<int64_t> LastRevocationSequence() override;

@@ -19,9 +19,10 @@ namespace {
 int64_t Seconds(absl::Time t) { return absl::ToUnixSeconds(t); }
 absl::Time FromSeconds(int64_t s) { return absl::FromUnixSeconds(s); }
 
-constexpr char kIdentityColumns[] =
-    "instance_id, spiffe_id, name, parent, principal, policy_version, depth, serial, scopes, "
-    "trust_level, not_before, not_after, created_at, revoked_sequence, revoked_at_ms";
+#define TW_IDENTITY_COLUMNS                                                                  \
+  "instance_id, spiffe_id, name, parent, principal, policy_version, depth, serial, scopes, " \
+  "trust_level, not_before, not_after, created_at, revoked_sequence, revoked_at_ms"
+constexpr char kIdentityColumns[] = TW_IDENTITY_COLUMNS;
 
 IdentityRecord ReadIdentity(Stmt& s) {
   IdentityRecord r;
@@ -58,15 +59,17 @@ revocation::Entry ReadRevocation(Stmt& s) {
   std::string instances = s.Text(5);
   e.instances = absl::StrSplit(instances, ' ', absl::SkipEmpty());
   e.expires_at = FromSeconds(s.Int(6));
+  e.revoked_by = s.Text(7);
   return e;
 }
 
 // The instances a revocation reaches: the seeds chosen by the kind, and every descendant,
 // limited to those not yet revoked and not yet expired.
-#define TW_REVOCATION_SQL(seed)                                                             \
-  "WITH RECURSIVE sub(id) AS (" seed                                                        \
-  " UNION SELECT i.instance_id FROM identities i JOIN sub ON i.parent = sub.id) "           \
-  "SELECT instance_id, not_after FROM identities WHERE instance_id IN (SELECT id FROM sub)" \
+#define TW_REVOCATION_SQL(seed)                                                   \
+  "WITH RECURSIVE sub(id) AS (" seed                                              \
+  " UNION SELECT i.instance_id FROM identities i JOIN sub ON i.parent = sub.id) " \
+  "SELECT " TW_IDENTITY_COLUMNS                                                   \
+  " FROM identities WHERE instance_id IN (SELECT id FROM sub)"                    \
   " AND revoked_sequence IS NULL AND not_after > ?2 ORDER BY rowid"
 constexpr char kReachByInstance[] =
     TW_REVOCATION_SQL("SELECT instance_id FROM identities WHERE instance_id = ?1");
@@ -75,6 +78,7 @@ constexpr char kReachByAgent[] =
 constexpr char kReachByPrincipal[] =
     TW_REVOCATION_SQL("SELECT instance_id FROM identities WHERE principal = ?1");
 #undef TW_REVOCATION_SQL
+#undef TW_IDENTITY_COLUMNS
 
 }  // namespace
 
@@ -177,14 +181,17 @@ absl::StatusOr<std::vector<IdentityRecord>> SqliteStore::ListIdentities(const Id
 absl::StatusOr<revocation::Entry> SqliteStore::Revoke(revocation::Kind kind,
                                                       absl::string_view target,
                                                       absl::string_view reason, absl::Time now,
-                                                      const LedgerAppend* audit) {
+                                                      const RevocationAudit& audit,
+                                                      absl::string_view revoked_by) {
   revocation::Entry entry;
   TW_RETURN_IF_ERROR(Write([&](Db& db) -> absl::Status {
     entry = revocation::Entry{.kind = kind,
                               .target = std::string(target),
                               .reason = std::string(reason),
                               .revoked_at = now,
-                              .expires_at = now};
+                              .expires_at = now,
+                              .revoked_by = std::string(revoked_by)};
+    std::vector<IdentityRecord> revoked;
     const char* reach = kReachByInstance;
     if (kind == revocation::Kind::kAgent) reach = kReachByAgent;
     if (kind == revocation::Kind::kPrincipal) reach = kReachByPrincipal;
@@ -200,8 +207,9 @@ absl::StatusOr<revocation::Entry> SqliteStore::Revoke(revocation::Kind kind,
       for (;;) {
         TW_ASSIGN_OR_RETURN(bool row, s.Step());
         if (!row) break;
-        entry.instances.push_back(s.Text(0));
-        entry.expires_at = std::max(entry.expires_at, FromSeconds(s.Int(1)));
+        revoked.push_back(ReadIdentity(s));
+        entry.instances.push_back(revoked.back().instance_id);
+        entry.expires_at = std::max(entry.expires_at, revoked.back().not_after);
       }
     }
     if (entry.instances.empty()) return NothingToRevoke(kind, target);
@@ -221,15 +229,30 @@ absl::StatusOr<revocation::Entry> SqliteStore::Revoke(revocation::Kind kind,
         s.Reset();
       }
     }
-    TW_ASSIGN_OR_RETURN(Stmt s,
-                        db.Prepare("INSERT INTO revocations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    TW_ASSIGN_OR_RETURN(
+        Stmt s, db.Prepare("INSERT INTO revocations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
     s.Bind(1, entry.sequence).Bind(2, revocation::KindName(kind)).Bind(3, target).Bind(4, reason);
     s.Bind(5, Seconds(now)).Bind(6, absl::StrJoin(entry.instances, " "));
-    s.Bind(7, Seconds(entry.expires_at));
+    s.Bind(7, Seconds(entry.expires_at)).Bind(8, revoked_by);
     TW_RETURN_IF_ERROR(s.Run());
-    return sqlite::AppendAudit(db, audit);
+    if (!audit) return absl::OkStatus();
+    TW_ASSIGN_OR_RETURN(LedgerAppend batch, audit(entry, revoked));
+    return sqlite::AppendAudit(db, &batch);
   }));
   return entry;
+}
+
+absl::StatusOr<revocation::Entry> SqliteStore::GetRevocation(int64_t sequence) {
+  revocation::Entry out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT * FROM revocations WHERE sequence = ?1"));
+    s.Bind(1, sequence);
+    TW_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::NotFoundError(absl::StrCat("no revocation ", sequence));
+    out = ReadRevocation(s);
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::StatusOr<std::vector<revocation::Entry>> SqliteStore::ListRevocations(int64_t after,

@@ -104,6 +104,9 @@ UPDATE identities SET revoked_at_ms = 1000 * (SELECT revoked_at FROM revocations
 ALTER TABLE ledger_entries ADD COLUMN caller TEXT NOT NULL DEFAULT '';
 CREATE INDEX ledger_by_caller ON ledger_entries(caller, idx) WHERE caller != '';
 )sql",
+    R"sql(
+ALTER TABLE revocations ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 }  // namespace

@@ -66,6 +66,13 @@ LedgerAppend LedgerBatch(int n, const std::string& instance = "spiffe://td/a/b/c
 }
 
 // A batch of one event with the id of `stored` and other bytes.
+// A revocation audit that stores `batch`, whatever was revoked.
+RevocationAudit Fixed(LedgerAppend batch) {
+  return [batch = std::move(batch)](const revocation::Entry&, const std::vector<IdentityRecord>&) {
+    return batch;
+  };
+}
+
 LedgerAppend ConflictWith(const ledger::Event& stored) {
   LedgerAppend batch = LedgerBatch(1);
   batch.events[0].id = stored.id;
@@ -280,6 +287,49 @@ TEST_P(StoreConformanceTest, RevokingAnInstanceCascadesToDescendants) {
   EXPECT_THAT(again.instances, ElementsAre("inst-p"));  // children already revoked
 }
 
+TEST_P(StoreConformanceTest, RevocationAuditSeesTheEntryAndTheRevokedRecordsInItsTransaction) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-p")).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-c", "inst-p")).ok());
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-g", "inst-c")).ok());
+  std::vector<std::string> seen;
+  int64_t sequence = 0;
+  RevocationAudit audit = [&](const revocation::Entry& entry,
+                              const std::vector<IdentityRecord>& revoked) {
+    sequence = entry.sequence;
+    for (const IdentityRecord& r : revoked) seen.push_back(r.instance_id + "@" + r.spiffe_id);
+    return LedgerBatch(static_cast<int>(revoked.size()));
+  };
+  auto e = store_->Revoke(revocation::Kind::kSubtree, "inst-c", "why", kNow, audit,
+                          "spiffe://td/a/b/c/inst-p");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(sequence, e->sequence);
+  ASSERT_EQ(seen.size(), e->instances.size());
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i], e->instances[i] + "@" + store_->GetIdentity(e->instances[i])->spiffe_id);
+  }
+  EXPECT_EQ(store_->LedgerEntries(0, UINT64_MAX)->size(), 2u);
+  auto stored = store_->GetRevocation(e->sequence);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->revoked_by, "spiffe://td/a/b/c/inst-p");
+  EXPECT_EQ(stored->reason, "why");
+  EXPECT_THAT(stored->instances, UnorderedElementsAre("inst-c", "inst-g"));
+  EXPECT_EQ(store_->GetRevocation(e->sequence + 1).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, AFailingRevocationAuditRevokesNothing) {
+  ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
+  RevocationAudit failing = [](const revocation::Entry&,
+                               const std::vector<IdentityRecord>&) -> absl::StatusOr<LedgerAppend> {
+    return absl::UnavailableError("signer away");
+  };
+  EXPECT_EQ(
+      store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow, failing).status().code(),
+      absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(store_->GetIdentity("inst-a")->revoked_sequence.has_value());
+  EXPECT_EQ(*store_->LastRevocationSequence(), 0);
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow)->sequence, 1);
+}
+
 TEST_P(StoreConformanceTest, RevokesByAgentNameAndPrincipal) {
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-1", "", "a/b/one", "p1")).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-2", "", "a/b/one", "p2")).ok());
@@ -302,7 +352,7 @@ TEST_P(StoreConformanceTest, RevokingNothingIsRefusedAndUsesNoSequence) {
            {revocation::Kind::kPrincipal, "nobody"},
            {revocation::Kind::kInstance, "inst-old"},  // expired
            {revocation::Kind::kAgent, "a/b/old"}}) {
-    EXPECT_EQ(store_->Revoke(kind, target, "", kNow, &audit).status().code(),
+    EXPECT_EQ(store_->Revoke(kind, target, "", kNow, Fixed(audit)).status().code(),
               absl::StatusCode::kFailedPrecondition)
         << target;
   }
@@ -341,9 +391,10 @@ TEST_P(StoreConformanceTest, RevocationWithARefusedAuditLeavesNoTrace) {
   ASSERT_TRUE(store_->AppendLedger(first).ok());
   ASSERT_TRUE(store_->InsertIdentity(Identity("inst-a")).ok());
   LedgerAppend conflicting = ConflictWith(first.events[0]);
-  EXPECT_EQ(
-      store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow, &conflicting).status().code(),
-      absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->Revoke(revocation::Kind::kInstance, "inst-a", "", kNow, Fixed(conflicting))
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_FALSE(store_->GetIdentity("inst-a")->revoked_sequence.has_value());
   EXPECT_EQ(*store_->LastRevocationSequence(), 0);
   EXPECT_TRUE(store_->ListRevocations(0, 10)->empty());
