@@ -224,8 +224,8 @@ bool UseLocal(const LedgerFlags& f, std::string* dir) {
 }
 
 // Streams the ledger as export bytes to `out`: the whole database of a data directory, or
-// the server's entries up to `server_end`.
-absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out,
+// the server's entries up to `server_end`; reports the entries read to `progress`.
+absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out, Progress& progress,
                         uint64_t server_end = std::numeric_limits<uint64_t>::max()) {
   std::string dir;
   if (UseLocal(f, &dir)) {
@@ -237,12 +237,20 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out,
     TW_ASSIGN_OR_RETURN(crypto::PublicKey pub, crypto::PublicKey::FromPem(pub_pem));
     TW_ASSIGN_OR_RETURN(auto store, store::SqliteStore::Open(db, /*exclusive=*/false));
     ledger::ExportWriter writer(out);
+    uint64_t entries = 0, tree_size = 0;
     return store->ExportLedger(
         ledger::ExportHeader{.trust_domain = bundle.trust_domain().name(),
                              .bundle_json = bundle.ToJson(),
                              .ledger_key = pub.spki_der()},
-        0, std::numeric_limits<uint64_t>::max(),
-        [&writer](const ledger::ExportRecord& r) { return writer.Write(r); });
+        0, std::numeric_limits<uint64_t>::max(), [&](const ledger::ExportRecord& r) {
+          if (const auto* header = std::get_if<ledger::ExportHeader>(&r)) {
+            tree_size = header->tree_size;
+          }
+          if (std::holds_alternative<ledger::EntryRow>(r) && ++entries % 1024 == 0) {
+            progress.Update(entries, tree_size);
+          }
+          return writer.Write(r);
+        });
   }
   TW_ASSIGN_OR_RETURN(auto client, Connect(f.client));
   for (uint64_t start = 0;;) {
@@ -264,6 +272,7 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out,
     TW_ASSIGN_OR_RETURN(auto first, reader.Next());
     const auto* header = first ? std::get_if<ledger::ExportHeader>(&*first) : nullptr;
     if (header == nullptr) return absl::UnavailableError("server: the export has no header");
+    progress.Update(header->end, std::min(header->tree_size, server_end));
     if (header->end >= std::min(header->tree_size, server_end) || header->end == start) {
       return absl::OkStatus();
     }
@@ -274,10 +283,18 @@ absl::Status ReadLedger(const LedgerFlags& f, const StreamSink& out,
 int LedgerExport(const LedgerFlags& f, const std::string& file) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
   if (!out) return Fail(absl::PermissionDeniedError("cannot write " + file));
-  absl::Status s = ReadLedger(f, [&out](base::ByteView b) {
-    out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-    return out ? absl::OkStatus() : absl::InternalError("write failed");
-  });
+  absl::Status s;
+  {
+    Progress progress("exporting");
+    s = ReadLedger(
+        f,
+        [&out](base::ByteView b) {
+          out.write(reinterpret_cast<const char*>(b.data()),
+                    static_cast<std::streamsize>(b.size()));
+          return out ? absl::OkStatus() : absl::InternalError("write failed");
+        },
+        progress);
+  }
   out.close();
   if (!s.ok()) return Fail(s);
   Emit(f.json, {{"exported", file}}, absl::StrCat("exported the ledger to ", file));
@@ -353,6 +370,11 @@ int LedgerVerify(const LedgerFlags& f) {
   auto options = TrustAnchors(f, server);
   if (!options.ok()) return Fail(options.status());
   ledger::VerifyReport report;
+  // Drawn only while VerifyExport runs, erased before the result is printed.
+  auto verifying = std::make_unique<Progress>("verifying");
+  options->progress = [&verifying](uint64_t done, uint64_t total) {
+    verifying->Update(done, total);
+  };
   if (!f.export_file.empty()) {
     std::ifstream in(f.export_file, std::ios::binary);
     if (!in) return Fail(absl::NotFoundError("cannot read " + f.export_file));
@@ -370,17 +392,22 @@ int LedgerVerify(const LedgerFlags& f) {
       end = head->tree_size;
     }
     std::string pending;
-    absl::Status s = ReadLedger(
-        f,
-        [&](base::ByteView b) {
-          pending.append(reinterpret_cast<const char*>(b.data()), b.size());
-          return absl::OkStatus();
-        },
-        end);
+    absl::Status s;
+    {
+      Progress fetching("fetching");
+      s = ReadLedger(
+          f,
+          [&](base::ByteView b) {
+            pending.append(reinterpret_cast<const char*>(b.data()), b.size());
+            return absl::OkStatus();
+          },
+          fetching, end);
+    }
     if (!s.ok()) return Fail(s);
     std::istringstream in(pending);
     report = ledger::VerifyExport(in, *std::move(options));
   }
+  verifying.reset();
   if (f.json) {
     PrintJson(json{
         {"intact", report.ok()},

@@ -415,8 +415,10 @@ const VerifyReport& LedgerVerifier::Finish() {
 }
 
 VerifyReport VerifyExport(std::istream& in, VerifyOptions options) {
+  const auto progress = std::move(options.progress);
   LedgerVerifier verifier(std::move(options));
   ExportReader reader(in);
+  uint64_t entries = 0, tree_size = 0;
   for (;;) {
     auto record = reader.Next();
     if (!record.ok()) {
@@ -429,8 +431,15 @@ VerifyReport VerifyExport(std::istream& in, VerifyOptions options) {
       return r;
     }
     if (!record->has_value()) break;
+    if (progress) {
+      if (const auto* header = std::get_if<ExportHeader>(&**record)) tree_size = header->tree_size;
+      if (std::holds_alternative<EntryRow>(**record) && ++entries % 1024 == 0) {
+        progress(entries, tree_size);
+      }
+    }
     if (!verifier.Add(*std::move(*record))) return verifier.report();
   }
+  if (progress) progress(entries, tree_size);
   return verifier.Finish();
 }
 

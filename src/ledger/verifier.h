@@ -8,6 +8,7 @@
 #include <deque>
 #include <istream>
 #include <memory>
+#include <functional>
 #include <optional>
 #include <string>
 #include <variant>
@@ -45,6 +46,9 @@ struct VerifyOptions {
   // as long and hold exactly the entries it signed (RFC 9162 §8.1.2: the auditor's defence
   // against truncation and rewriting).
   std::optional<TreeHead> since;
+  // Called by VerifyExport as entries are read: how many so far, of the tree size the
+  // export's header gives (0 before it).
+  std::function<void(uint64_t entries, uint64_t tree_size)> progress;
 };
 
 class LedgerVerifier {

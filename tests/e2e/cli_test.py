@@ -4,6 +4,7 @@ invalid, 2 usage, 3 unreachable), and the messages of the first mistakes people 
 
 import json
 import os
+import pty
 import re
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from trustwarden_harness import (ADMIN_ENTRY, OPENSSL, Server, ServerTestCase,  # noqa: E402
+from trustwarden_harness import (ADMIN_ENTRY, OPENSSL, TW_BIN, Server, ServerTestCase,  # noqa: E402
                                  cli_env, describe, new_key, public_pem, read_text, run, tw,
                                  write_file)
 
@@ -326,6 +327,37 @@ class ApiCommandsTest(ServerTestCase):
                               "--type", "revocation")["events"]
         self.assertEqual([e["event"]["reason"] for e in trail],
                          [f"cascaded from subtree:{parent['instance_id']}: incident 7"])
+
+    def test_long_operations_show_progress_on_a_terminal_only(self):
+        self.new_agent("acme/fin/progress")
+        env = cli_env(self.server, self.server.admin_token(), self.server.bundle_json)
+        export = os.path.join(self.tmp, "progress.export")
+        for argv in (("ledger", "verify", "--json"), ("ledger", "export", export, "--json")):
+            # stderr on a pipe: nothing but errors.
+            piped = tw(*argv, env=env)
+            self.assertEqual(piped.returncode, 0, describe(piped))
+            self.assertEqual(piped.stderr, "", argv)
+            # stderr on a terminal: a progress line, erased before the result.
+            master, slave = pty.openpty()
+            p = subprocess.Popen([TW_BIN, *argv], env=env, stdout=subprocess.PIPE,
+                                 stderr=slave, stdin=subprocess.DEVNULL)
+            os.close(slave)
+            seen = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the terminal's last writer exited
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            os.close(master)
+            out, _ = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, seen)
+            json.loads(out)  # stdout is still one document
+            self.assertRegex(seen, rb"(fetching|verifying|exporting)  [0-9,]+(/[0-9,]+)? entries",
+                             argv)
+            self.assertTrue(seen.endswith(b"\r\x1b[K"), seen)
 
     def test_refused_requests_are_in_the_ledger(self):
         agent = self.new_agent("acme/fin/refused")
