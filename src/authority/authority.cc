@@ -199,6 +199,8 @@ absl::StatusOr<Caller> Authority::Authenticate(absl::string_view bearer,
       return absl::UnauthenticatedError("the bearer token has expired");
     }
     caller.principal = it->second.principal;
+    caller.token_id = std::string(id);
+    caller.token_expires_at = it->second.expires_at;
     caller.admin = it->second.admin;
     caller.auditor = it->second.auditor;
   }

@@ -28,6 +28,8 @@ namespace tw::authority {
 // Who is calling: a principal token, an agent SVID (mTLS), both or neither.
 struct Caller {
   std::string principal;  // set when a valid token was presented
+  std::string token_id;   // that token's public id
+  std::optional<absl::Time> token_expires_at;
   bool admin = false;
   bool auditor = false;
   std::optional<core::VerifiedX509Svid> svid;  // set when the client certificate verified

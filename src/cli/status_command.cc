@@ -134,29 +134,21 @@ class Doctor {
       Add("token", false, "no token", "set TRUSTWARDEN_TOKEN (or --token)");
       return;
     }
-    absl::StatusOr<json> tokens = CallJson(*client_, flags_, "GET", "/v1/tokens");
-    if (tokens.ok()) {
-      admin_ = reader_ = true;
-      // Tokens are tw_<id>_<secret>: the id names it in the list.
-      const std::string id = token.substr(3, token.find('_', 3) - 3);
-      std::string detail = "the admin token";
-      for (const json& t : tokens->value("tokens", json::array())) {
-        if (t.value("id", "") != id) continue;
-        detail = absl::StrCat(t.value("admin", false) ? "admin" : "principal", " token ", id,
-                              ", principal ", Field(t, "principal"), ", expires ",
-                              Field(t, "expires_at") == "-" ? "never" : Field(t, "expires_at"));
-      }
-      Add("token", true, detail);
+    absl::StatusOr<json> self = CallJson(*client_, flags_, "GET", "/v1/tokens/self");
+    if (!self.ok()) {
+      Add("token", false, std::string(self.status().message()),
+          "get a new token (trustwarden token create), or use DATA_DIR/admin.token");
       return;
     }
-    if (absl::IsPermissionDenied(tokens.status())) {
-      reader_ = CallJson(*client_, flags_, "GET", "/v1/ledger/sth").ok();
-      Add("token", true,
-          reader_ ? "an auditor token (reads the ledger)" : "a principal token (creates agents)");
-      return;
-    }
-    Add("token", false, std::string(tokens.status().message()),
-        "get a new token (trustwarden token create), or use DATA_DIR/admin.token");
+    admin_ = self->value("admin", false);
+    reader_ = admin_ || self->value("auditor", false);
+    const std::string kind = admin_                          ? "admin token"
+                             : self->value("auditor", false) ? "auditor token (reads the ledger)"
+                                                             : "principal token (creates agents)";
+    const std::string expires = Field(*self, "expires_at");
+    Add("token", true,
+        absl::StrCat(kind, " ", Field(*self, "id"), ", principal ", Field(*self, "principal"),
+                     ", expires ", expires == "-" ? "never" : expires));
   }
 
   void Policy() {

@@ -6,9 +6,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <istream>
 #include <memory>
-#include <functional>
 #include <optional>
 #include <string>
 #include <variant>

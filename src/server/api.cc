@@ -121,6 +121,7 @@ const Api::Route Api::kRoutes[] = {
     {"GET", "/v1/policies", Access::kAdmin, &Api::ListPolicies},
     {"GET", "/v1/policies/*", Access::kAdmin, &Api::GetPolicy},
     {"GET", "/v1/tokens", Access::kAdmin, &Api::ListTokens},
+    {"GET", "/v1/tokens/self", Access::kCaller, &Api::TokenSelf},
     {"POST", "/v1/tokens", Access::kAdmin, &Api::CreateToken},
     {"DELETE", "/v1/tokens/*", Access::kAdmin, &Api::RevokeToken},
     {"GET", "/v1/ledger/key", Access::kPublic, &Api::LedgerKey, true},
@@ -387,6 +388,16 @@ absl::StatusOr<HttpResponse> Api::ListTokens(const Call& c) {
   json list = json::array();
   for (const store::TokenRecord& t : tokens) list.push_back(TokenJson(t));
   return Json(200, json{{"tokens", std::move(list)}});
+}
+
+absl::StatusOr<HttpResponse> Api::TokenSelf(const Call& c) {
+  const Caller& caller = c.caller;
+  if (caller.token_id.empty()) return absl::UnauthenticatedError("this route needs a token");
+  return Json(200, json{{"id", caller.token_id},
+                        {"principal", caller.principal},
+                        {"admin", caller.admin},
+                        {"auditor", caller.auditor},
+                        {"expires_at", TimeOrNull(caller.token_expires_at)}});
 }
 
 absl::StatusOr<HttpResponse> Api::CreateToken(const Call& c) {

@@ -88,6 +88,7 @@ class Api {
   absl::StatusOr<HttpResponse> ListPolicies(const Call& c);
   absl::StatusOr<HttpResponse> GetPolicy(const Call& c);
   absl::StatusOr<HttpResponse> ListTokens(const Call& c);
+  absl::StatusOr<HttpResponse> TokenSelf(const Call& c);
   absl::StatusOr<HttpResponse> CreateToken(const Call& c);
   absl::StatusOr<HttpResponse> RevokeToken(const Call& c);
   absl::StatusOr<HttpResponse> LedgerKey(const Call& c);

@@ -523,6 +523,17 @@ class StatusTest(ServerTestCase):
         self.assertIn("does not chain to the local bundle", checks["bundle"]["detail"])
         self.assertTrue(checks["bundle"]["fix"])
 
+    def test_a_principal_token_shows_its_principal_and_expiry(self):
+        r = self.admin.post("/v1/tokens", {"principal": "ci-status", "ttl": "2h", "force": True})
+        self.assertEqual(r.status, 201, r)
+        code, checks, doc = self.status(cli_env(self.server, token=r.json["token"]))
+        detail = checks["token"]["detail"]
+        self.assertTrue(checks["token"]["ok"], doc)
+        self.assertIn("principal token", detail)
+        self.assertIn("principal ci-status", detail)
+        self.assertIn(f"expires {r.json['expires_at']}", detail)
+        self.assertIn(r.json["id"], detail)
+
     def test_an_expired_token_is_named(self):
         r = self.admin.post("/v1/tokens", {"principal": "brief", "ttl": "1s", "force": True})
         self.assertEqual(r.status, 201, r)
