@@ -71,7 +71,9 @@ class CompletionAndManualTest(unittest.TestCase):
         script = tw("completion", "bash").stdout
         words = line.split(" ")
         program = (f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
-                   f"COMP_CWORD={len(words) - 1}\n_trustwarden\necho \"${{COMPREPLY[*]}}\"\n")
+                   f"COMP_CWORD={len(words) - 1}\n"
+                   f"_trustwarden trustwarden {words[-1]!r} {words[-2]!r}\n"
+                   "echo \"${COMPREPLY[*]}\"\n")
         r = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout.split()
@@ -89,12 +91,32 @@ class CompletionAndManualTest(unittest.TestCase):
         # a flag's value in between does not lose the command
         self.assertEqual(self.complete("trustwarden --help ag"), ["agent"])
 
-    def test_the_zsh_script_wraps_the_bash_one(self):
+    def zsh_complete(self, line):
+        """What the zsh script offers for `line`, called as zsh's bashcompinit calls a bash
+        function: COMP_WORDS the words as a zsh array (numbered from 1), COMP_CWORD the
+        current word's position - 1. zsh's compgen leaves matching the word being typed to
+        compadd, so the candidates are filtered by its prefix here."""
+        script = tw("completion", "zsh").stdout
+        words = line.split(" ")
+        program = ("autoload -U +X compinit && compinit -u\n" + script +
+                   f"\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+                   f"COMP_CWORD={len(words) - 1}\n"
+                   f"_trustwarden trustwarden {words[-1]!r} {words[-2]!r}\n"
+                   "print -r -- \"${COMPREPLY[@]}\"\n")
+        r = subprocess.run(["zsh", "-f", "-c", program], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [w for w in r.stdout.split() if w.startswith(words[-1])]
+
+    def test_the_zsh_script_parses_and_completes_commands_and_flags(self):
         r = tw("completion", "zsh")
         self.assertEqual(r.returncode, 0, describe(r))
         self.assertTrue(r.stdout.startswith("#compdef trustwarden"), r.stdout[:80])
-        self.assertIn("bashcompinit", r.stdout)
-        self.assertIn("complete -F _trustwarden trustwarden", r.stdout)
+        check = subprocess.run(["zsh", "-n"], input=r.stdout, capture_output=True, text=True)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertEqual(self.zsh_complete("trustwarden ag"), ["agent"])
+        self.assertEqual(self.zsh_complete("trustwarden agent l"), ["list"])
+        self.assertIn("--json", self.zsh_complete("trustwarden agent list --"))
         self.assertEqual(tw("completion", "fish").returncode, 2)
 
     def test_the_manual_page_renders_every_command(self):
