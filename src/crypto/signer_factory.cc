@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "crypto/pkcs11_signer.h"
 #include "crypto/software_signer.h"
 
 namespace tw::crypto {
@@ -10,6 +11,11 @@ namespace tw::crypto {
 std::string FileKeyUri(absl::string_view path) { return absl::StrCat("file:", path); }
 
 absl::StatusOr<std::unique_ptr<Signer>> OpenSigner(absl::string_view key_uri) {
+  if (absl::StartsWith(key_uri, "pkcs11:")) {
+    auto signer = Pkcs11Signer::Open(key_uri);
+    if (!signer.ok()) return signer.status();
+    return std::unique_ptr<Signer>(*std::move(signer));
+  }
   absl::string_view path = key_uri;
   if (!absl::ConsumePrefix(&path, "file:")) {
     const size_t colon = key_uri.find(':');
@@ -17,7 +23,8 @@ absl::StatusOr<std::unique_ptr<Signer>> OpenSigner(absl::string_view key_uri) {
     if (colon != key_uri.npos && (slash == key_uri.npos || colon < slash)) {
       return absl::InvalidArgumentError(absl::StrCat("key \"", key_uri.substr(0, colon),
                                                      ":...\": no signer backend for this scheme "
-                                                     "(keys are \"file:PATH\" PKCS#8 PEM files)"));
+                                                     "(keys are \"file:PATH\" PKCS#8 PEM files "
+                                                     "or RFC 7512 \"pkcs11:\" URIs)"));
     }
   }
   if (path.empty()) return absl::InvalidArgumentError("the key URI names no file");

@@ -1,5 +1,6 @@
 // Opens the signing key a key URI names, so that where a key lives is configuration, not
-// code: "file:PATH" (or a bare path) is an unencrypted PKCS#8 PEM file held in software.
+// code: "file:PATH" (or a bare path) is an unencrypted PKCS#8 PEM file held in software;
+// "pkcs11:..." (RFC 7512) a key in a PKCS#11 token (crypto/pkcs11_signer.h).
 // Thread-safe.
 #pragma once
 
