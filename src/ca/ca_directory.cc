@@ -25,22 +25,45 @@ absl::Status Annotate(const absl::Status& s, const std::string& file) {
 }
 
 absl::Status RefuseExisting(const std::string& dir) {
-  if (::access(Path(dir, "ca.key.pem").c_str(), F_OK) == 0) {
-    return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a CA (ca.key.pem)"));
+  for (const char* name : {"ca.pem", "ca.key.pem"}) {
+    if (::access(Path(dir, name).c_str(), F_OK) == 0) {
+      return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a CA (", name, ")"));
+    }
   }
   return absl::OkStatus();
 }
 
+// The bundle and the CA chain; the key files first when the keys are in software. ca.pem
+// last: its presence marks a complete directory.
 absl::Status WriteDirectory(const std::string& dir, const std::vector<base::ByteView>& ca_chain,
-                            const core::Bundle& bundle, const crypto::SoftwareSigner& jwt_key,
-                            const crypto::SoftwareSigner& ca_key) {
+                            const core::Bundle& bundle, const crypto::SoftwareSigner* jwt_key,
+                            const crypto::SoftwareSigner* ca_key) {
   TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
-  TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "ca.pem"), core::CertificatesToPem(ca_chain)));
   TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.json"), bundle.ToJson()));
   TW_RETURN_IF_ERROR(base::WriteFile(Path(dir, "bundle.pem"), bundle.ToPem()));
-  TW_RETURN_IF_ERROR(jwt_key.WriteFile(Path(dir, "jwt.key.pem")));
-  // The CA key last: its presence marks a complete directory.
-  return ca_key.WriteFile(Path(dir, "ca.key.pem"));
+  if (jwt_key != nullptr) TW_RETURN_IF_ERROR(jwt_key->WriteFile(Path(dir, "jwt.key.pem")));
+  if (ca_key != nullptr) TW_RETURN_IF_ERROR(ca_key->WriteFile(Path(dir, "ca.key.pem")));
+  return base::WriteFile(Path(dir, "ca.pem"), core::CertificatesToPem(ca_chain));
+}
+
+// A self-signed root over `ca` and the first bundle, publishing it and `jwt`.
+absl::Status WriteRoot(const std::string& dir, const CaInitOptions& options,
+                       const crypto::Signer& ca, const crypto::Signer& jwt,
+                       const base::Clock& clock, const crypto::SoftwareSigner* jwt_file,
+                       const crypto::SoftwareSigner* ca_file) {
+  absl::Time now = clock.Now();
+  TW_ASSIGN_OR_RETURN(
+      base::Bytes ca_der,
+      core::X509Issuer::SelfSignedCa(ca, core::CaRequest{.trust_domain = options.trust_domain,
+                                                         .not_before = now - kBackdate,
+                                                         .not_after = now + options.ttl,
+                                                         .path_len = std::nullopt}));
+  core::Bundle bundle(options.trust_domain);
+  TW_RETURN_IF_ERROR(bundle.AddX509Authority(ca_der));
+  bundle.AddJwtAuthority(jwt.key_id(), jwt.public_key());
+  bundle.set_sequence(1);
+  bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
+  return WriteDirectory(dir, {ca_der}, bundle, jwt_file, ca_file);
 }
 
 }  // namespace
@@ -52,19 +75,13 @@ absl::Status CaDirectory::Init(const std::string& dir, const CaInitOptions& opti
                       crypto::SoftwareSigner::Generate(options.key_type));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> jwt_key,
                       crypto::SoftwareSigner::Generate(options.key_type));
-  absl::Time now = clock.Now();
-  TW_ASSIGN_OR_RETURN(
-      base::Bytes ca_der,
-      core::X509Issuer::SelfSignedCa(*ca_key, core::CaRequest{.trust_domain = options.trust_domain,
-                                                              .not_before = now - kBackdate,
-                                                              .not_after = now + options.ttl,
-                                                              .path_len = std::nullopt}));
-  core::Bundle bundle(options.trust_domain);
-  TW_RETURN_IF_ERROR(bundle.AddX509Authority(ca_der));
-  bundle.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());
-  bundle.set_sequence(1);
-  bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
-  return WriteDirectory(dir, {ca_der}, bundle, *jwt_key, *ca_key);
+  return WriteRoot(dir, options, *ca_key, *jwt_key, clock, jwt_key.get(), ca_key.get());
+}
+
+absl::Status CaDirectory::InitWithSigners(const std::string& dir, const CaInitOptions& options,
+                                          const CaSigners& signers, const base::Clock& clock) {
+  TW_RETURN_IF_ERROR(RefuseExisting(dir));
+  return WriteRoot(dir, options, *signers.ca, *signers.jwt, clock, nullptr, nullptr);
 }
 
 absl::Status CaDirectory::InitIntermediate(const std::string& dir, const std::string& parent_dir,
@@ -88,7 +105,7 @@ absl::Status CaDirectory::InitIntermediate(const std::string& dir, const std::st
   core::Bundle bundle = parent.bundle();
   bundle.AddJwtAuthority(jwt_key->key_id(), jwt_key->public_key());
   bundle.set_sequence(parent.bundle().sequence().value_or(0) + 1);
-  return WriteDirectory(dir, chain, bundle, *jwt_key, *ca_key);
+  return WriteDirectory(dir, chain, bundle, jwt_key.get(), ca_key.get());
 }
 
 CaSigners::Uris CaSigners::FilesIn(const std::string& dir) {

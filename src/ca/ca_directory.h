@@ -1,5 +1,6 @@
-// An offline certificate authority kept in a directory (API.md `ca init`): ca.key.pem
-// (0600), ca.pem, jwt.key.pem (0600), bundle.json and bundle.pem. Thread-safe once loaded.
+// An offline certificate authority kept in a directory (API.md `ca init`): ca.pem,
+// bundle.json and bundle.pem, and ca.key.pem and jwt.key.pem (0600) unless the keys live
+// in a token. Thread-safe once loaded.
 #pragma once
 
 #include <memory>
@@ -44,6 +45,10 @@ class CaDirectory {
   // AlreadyExists when `dir` already holds a CA; nothing is written on failure.
   static absl::Status Init(const std::string& dir, const CaInitOptions& options,
                            const base::Clock& clock);
+  // Creates a self-signed root CA in `dir` over keys that live elsewhere (a PKCS#11
+  // token): ca.pem and the bundles, no key file. AlreadyExists when `dir` holds a CA.
+  static absl::Status InitWithSigners(const std::string& dir, const CaInitOptions& options,
+                                      const CaSigners& signers, const base::Clock& clock);
   // Creates an intermediate CA in `dir`, signed by the CA in `parent_dir` (same trust
   // domain), with its own JWT key. Its bundle is the parent's plus that JWT key, with the
   // next spiffe_sequence; its ca.pem is the intermediate followed by the parent's chain.

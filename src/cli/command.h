@@ -28,6 +28,8 @@ void RegisterLedgerCommands(CLI::App& app, Action* action);
 void RegisterBenchCommand(CLI::App& app, Action* action);
 // Registers `bootstrap`, first trust in a server by its CA fingerprint.
 void RegisterBootstrapCommand(CLI::App& app, Action* action);
+// Registers `hsm init`, the server's keys made inside a PKCS#11 token.
+void RegisterHsmCommand(CLI::App& app, Action* action);
 // Registers `status`, the set-up check.
 void RegisterStatusCommand(CLI::App& app, Action* action);
 // Registers `completion bash|zsh` and `man`, generated from the command tree of `app`

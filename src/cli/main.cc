@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   tw::cli::RegisterBenchCommand(app, &action);
   tw::cli::RegisterDemoCommand(app, &action);
   tw::cli::RegisterStatusCommand(app, &action);
+  tw::cli::RegisterHsmCommand(app, &action);
   tw::cli::RegisterBootstrapCommand(app, &action);
   tw::cli::RegisterCompletionCommands(app, &action);
   try {

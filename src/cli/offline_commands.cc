@@ -399,7 +399,9 @@ void RegisterSvid(CLI::App& app, Action* action) {
   };
   auto vo = std::make_shared<VerifyOpts>();
   CLI::App* verify = svid->add_subcommand("verify", "Verify an X.509-SVID chain against a bundle");
-  verify->add_option("--bundle", vo->bundle, "SPIFFE bundle JSON or PEM")->required();
+  verify->add_option("--bundle", vo->bundle,
+                     "SPIFFE bundle JSON or PEM (default $TRUSTWARDEN_BUNDLE or "
+                     "./trustwarden-data/bundle.json)");
   verify->add_option("--trust-domain", vo->trust_domain, "whose bundle it is");
   verify->add_option("--at", vo->at, "verification time, RFC 3339");
   verify->add_option("CHAIN", vo->chain, "PEM chain, leaf first")->required();
@@ -408,7 +410,9 @@ void RegisterSvid(CLI::App& app, Action* action) {
   AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
     *action = [vo] {
-      return VerifySvid(vo->bundle, vo->trust_domain, vo->at, vo->chain, vo->server, vo->json);
+      return VerifySvid(
+          FlagOrEnv(vo->bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json"),
+          vo->trust_domain, vo->at, vo->chain, vo->server, vo->json);
     };
   });
 }
@@ -465,7 +469,9 @@ void RegisterJwt(CLI::App& app, Action* action) {
   };
   auto vo = std::make_shared<VerifyOpts>();
   CLI::App* verify = jwt->add_subcommand("verify", "Validate a JWT-SVID against a bundle");
-  verify->add_option("--bundle", vo->bundle, "SPIFFE bundle JSON (or PEM)")->required();
+  verify->add_option("--bundle", vo->bundle,
+                     "SPIFFE bundle JSON (or PEM) (default $TRUSTWARDEN_BUNDLE or "
+                     "./trustwarden-data/bundle.json)");
   verify->add_option("--trust-domain", vo->trust_domain, "whose bundle it is");
   verify->add_option("--audience", vo->audience, "the audience this validator is")->required();
   verify->add_option("--at", vo->at, "validation time, RFC 3339");
@@ -473,6 +479,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
   AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
     *action = [vo] {
+      vo->bundle = FlagOrEnv(vo->bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json");
       auto bundles = LoadBundle(vo->bundle, vo->trust_domain);
       if (!bundles.ok()) return Fail(bundles.status());
       if (auto text = base::ReadFile(vo->bundle);

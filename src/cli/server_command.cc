@@ -22,7 +22,7 @@ namespace tw::cli {
 namespace {
 
 struct ServerFlags {
-  std::string config, data_dir, listen, trust_domain, store, log_level;
+  std::string config, data_dir, listen, trust_domain, store, log_level, ca_key, jwt_key, ledger_key;
 };
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const server::ServerConfig& config) {
@@ -52,6 +52,9 @@ int RunServer(const ServerFlags& flags) {
   if (!flags.trust_domain.empty()) config.trust_domain = flags.trust_domain;
   if (!flags.store.empty()) config.store = flags.store;
   if (!flags.log_level.empty()) config.log_level = flags.log_level;
+  if (!flags.ca_key.empty()) config.ca_key = flags.ca_key;
+  if (!flags.jwt_key.empty()) config.jwt_key = flags.jwt_key;
+  if (!flags.ledger_key.empty()) config.ledger_key = flags.ledger_key;
   spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {
     return Fail(absl::InvalidArgumentError(
@@ -127,6 +130,13 @@ void RegisterServerCommand(CLI::App& app, Action* action) {
   cmd->add_option("--trust-domain", flags->trust_domain, "Trust domain (default trustwarden)");
   cmd->add_option("--store", flags->store, "sqlite:PATH (default: in the data directory)");
   cmd->add_option("--log-level", flags->log_level, "trace|debug|info|warn|error (default info)");
+  cmd->add_option("--ca-key", flags->ca_key,
+                  "The X.509 CA key: file:PATH or an RFC 7512 pkcs11: URI (default: "
+                  "ca.key.pem in the data directory)");
+  cmd->add_option("--jwt-key", flags->jwt_key,
+                  "The JWT-SVID signing key, as --ca-key (default: jwt.key.pem)");
+  cmd->add_option("--ledger-key", flags->ledger_key,
+                  "The ledger key (ECDSA P-256), as --ca-key (default: ledger.key.pem)");
   cmd->callback([flags, action] { *action = [flags] { return RunServer(*flags); }; });
 }
 

@@ -562,9 +562,12 @@ absl::StatusOr<std::string> GeneratePkcs11Key(const Pkcs11Uri& token_uri, absl::
       Attribute(CKA_TOKEN, &yes, sizeof(yes)), Attribute(CKA_VERIFY, &yes, sizeof(yes)),
       Attribute(CKA_LABEL, name.data(), name.size()), Attribute(CKA_ID, id.data(), id.size())};
   std::vector<CK_ATTRIBUTE> private_template = {
-      Attribute(CKA_TOKEN, &yes, sizeof(yes)),     Attribute(CKA_PRIVATE, &yes, sizeof(yes)),
+      Attribute(CKA_TOKEN, &yes, sizeof(yes)), Attribute(CKA_PRIVATE, &yes, sizeof(yes)),
       Attribute(CKA_SENSITIVE, &yes, sizeof(yes)), Attribute(CKA_EXTRACTABLE, &no, sizeof(no)),
-      Attribute(CKA_SIGN, &yes, sizeof(yes)),      Attribute(CKA_LABEL, name.data(), name.size()),
+      Attribute(CKA_SIGN, &yes, sizeof(yes)),
+      // It signs and does nothing else.
+      Attribute(CKA_DECRYPT, &no, sizeof(no)), Attribute(CKA_UNWRAP, &no, sizeof(no)),
+      Attribute(CKA_DERIVE, &no, sizeof(no)), Attribute(CKA_LABEL, name.data(), name.size()),
       Attribute(CKA_ID, id.data(), id.size())};
   CK_MECHANISM mechanism{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
   CK_OBJECT_HANDLE public_key, private_key;

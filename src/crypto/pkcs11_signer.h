@@ -58,8 +58,9 @@ class Pkcs11Signer final : public Signer {
 };
 
 // Generates an EC key pair (P-256 or P-384) in the token `token_uri` names (its
-// module-path, token and pin-source): a token object, private, sensitive and never
-// extractable, labelled `label` on both halves with a fresh random CKA_ID. Returns the
+// module-path, token and pin-source): a token object, private, sensitive, never
+// extractable and for signing only, labelled `label` on both halves with a fresh random
+// CKA_ID. Returns the
 // private key's URI. AlreadyExists when the token holds a key with that label.
 absl::StatusOr<std::string> GeneratePkcs11Key(const Pkcs11Uri& token_uri, absl::string_view label,
                                               KeyType type);

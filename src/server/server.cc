@@ -178,12 +178,25 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
   const std::string& dir = config.data_dir;
   TW_RETURN_IF_ERROR(base::MakeDirectory(dir, 0700));
   ca::CaSigners::Uris ca_uris = ca::CaSigners::FilesIn(dir);
-  if (config.ca_key.empty() && ::access(Path(dir, "ca.key.pem").c_str(), F_OK) != 0) {
-    TW_RETURN_IF_ERROR(ca::CaDirectory::Init(dir, {.trust_domain = td}, clock));
-    spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
-  }
   if (!config.ca_key.empty()) ca_uris.ca = config.ca_key;
   if (!config.jwt_key.empty()) ca_uris.jwt = config.jwt_key;
+  const bool new_ca = ::access(Path(dir, "ca.pem").c_str(), F_OK) != 0;
+  if (new_ca && config.ca_key.empty() && config.jwt_key.empty()) {
+    TW_RETURN_IF_ERROR(ca::CaDirectory::Init(dir, {.trust_domain = td}, clock));
+  }
+  if (new_ca && (!config.ca_key.empty() || !config.jwt_key.empty())) {
+    // A key not named lives in software, in its file in the data directory.
+    for (const std::string& name : {std::string("ca.key.pem"), std::string("jwt.key.pem")}) {
+      const bool configured =
+          name == "ca.key.pem" ? !config.ca_key.empty() : !config.jwt_key.empty();
+      if (configured || ::access(Path(dir, name).c_str(), F_OK) == 0) continue;
+      TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+      TW_RETURN_IF_ERROR(key->WriteFile(Path(dir, name)));
+    }
+    TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));
+    TW_RETURN_IF_ERROR(ca::CaDirectory::InitWithSigners(dir, {.trust_domain = td}, signers, clock));
+  }
+  if (new_ca) spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
   TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));
   TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir, std::move(signers)));
   if (ca.issuer().trust_domain() != td) {
@@ -198,14 +211,22 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
     if (::access(path.c_str(), F_OK) != 0) {
       TW_ASSIGN_OR_RETURN(auto key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
       TW_RETURN_IF_ERROR(base::WriteFile(path, key->ToPkcs8Pem().view(), 0600));
-      TW_RETURN_IF_ERROR(base::WriteFile(
-          Path(dir, "ledger.pub.pem"), core::PemEncode("PUBLIC KEY", key->public_key_der()), 0644));
     }
   }
   ServerKeys keys;
   TW_ASSIGN_OR_RETURN(keys.ledger, crypto::OpenSigner(ledger_uri));
   if (keys.ledger->public_key().type() != crypto::KeyType::kEcP256) {
     return absl::FailedPreconditionError(ledger_uri + " is not an ECDSA P-256 key");
+  }
+  // The public half beside the data, for auditors to copy (whatever holds the private one).
+  // The ledger's key never changes: every server event and tree head is signed with it.
+  const std::string pub = Path(dir, "ledger.pub.pem");
+  const std::string pub_pem = core::PemEncode("PUBLIC KEY", keys.ledger->public_key_der());
+  if (auto existing = base::ReadFile(pub); existing.ok() && *existing != pub_pem) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        ledger_uri, " is not the key of this ledger (", pub, "): a ledger keeps its key"));
+  } else if (!existing.ok()) {
+    TW_RETURN_IF_ERROR(base::WriteFile(pub, pub_pem, 0644));
   }
   keys.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
   return keys;

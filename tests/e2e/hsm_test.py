@@ -1,0 +1,252 @@
+"""The server with every key in a PKCS#11 token: SoftHSM2 from Debian, set up with its own
+tool (softhsm2-util) in a temporary directory with its own SOFTHSM2_CONF, the keys made by
+`trustwarden hsm init` and checked from outside with OpenSC's pkcs11-tool and OpenSSL."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
+from trustwarden_harness import (OPENSSL, TW_BIN, Server, cli_env, describe,  # noqa: E402
+                                 read_text, run, tw, write_file)
+
+SOFTHSM = os.environ.get("TW_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+FLAKY = os.environ.get("TW_FLAKY_PKCS11") or os.path.join(
+    os.path.dirname(os.path.dirname(TW_BIN)), "src", "crypto", "libtw_flaky_pkcs11.so")
+
+
+def setUpModule():
+    for tool in ("softhsm2-util", "pkcs11-tool"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is missing: run scripts/bootstrap")
+    for module in (SOFTHSM, FLAKY):
+        if not os.path.isfile(module):
+            raise RuntimeError(f"{module} is missing (SoftHSM2 from scripts/bootstrap, the flaky "
+                               "module from the build)")
+
+
+class Token:
+    """A SoftHSM2 token of its own: configuration, token directory, label and PINs."""
+
+    def __init__(self, workdir, label="tw"):
+        self.dir = os.path.join(workdir, "softhsm")
+        os.makedirs(os.path.join(self.dir, "tokens"))
+        self.conf = write_file(os.path.join(self.dir, "softhsm2.conf"),
+                               f"directories.tokendir = {self.dir}/tokens\n"
+                               "objectstore.backend = file\nlog.level = ERROR\n")
+        self.label, self.pin, self.so_pin = label, "246810", "13579111"
+        self.pin_file = write_file(os.path.join(self.dir, "pin"), self.pin + "\n", 0o600)
+        os.environ["SOFTHSM2_CONF"] = self.conf  # the CLI and the servers started below
+        r = run(["softhsm2-util", "--init-token", "--free", "--label", label,
+                 "--so-pin", self.so_pin, "--pin", self.pin])
+        if r.returncode != 0:
+            raise AssertionError(describe(r))
+
+    def pkcs11_tool(self, *args):
+        return run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", self.label,
+                    "--login", "--pin", self.pin, *args])
+
+
+class HsmTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="tw-hsm-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.token = Token(cls.tmp)
+        r = tw("hsm", "init", "--module", SOFTHSM, "--token", "tw", "--pin-file",
+               cls.token.pin_file, "--json")
+        if r.returncode != 0:
+            raise AssertionError(describe(r))
+        cls.keys = json.loads(r.stdout)
+        cls.server = Server(os.path.join(cls.tmp, "server"), extra_args=[
+            "--ca-key", cls.keys["ca_key"], "--jwt-key", cls.keys["jwt_key"],
+            "--ledger-key", cls.keys["ledger_key"]])
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    def env(self):
+        return cli_env(self.server, token=self.server.admin_token())
+
+    def new_agent(self, name):
+        out = os.path.join(self.tmp, name.replace("/", "-"))
+        r = tw("agent", "create", "--name", name, "--scope", "read:x", "--out", out, "--json",
+               env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        return json.loads(r.stdout)
+
+    def test_hsm_init_made_three_private_keys_in_the_token(self):
+        self.assertEqual(set(self.keys), {"ca_key", "jwt_key", "ledger_key"})
+        for uri in self.keys.values():
+            self.assertTrue(uri.startswith("pkcs11:"), uri)
+            self.assertIn("token=tw", uri)
+            self.assertNotIn(self.token.pin, uri)
+        r = self.token.pkcs11_tool("--list-objects", "--type", "privkey")
+        self.assertEqual(r.returncode, 0, describe(r))
+        for label in ("trustwarden-ca", "trustwarden-jwt", "trustwarden-ledger"):
+            self.assertIn(f"label:      {label}", r.stdout)
+        self.assertEqual(r.stdout.count("never extractable"), 3, r.stdout)
+        # Again: the labels are taken, nothing is replaced.
+        again = tw("hsm", "init", "--module", SOFTHSM, "--token", "tw", "--pin-file",
+                   self.token.pin_file)
+        self.assertEqual(again.returncode, 1, describe(again))
+        self.assertIn("already holds", again.stderr)
+
+    def test_the_private_keys_are_sensitive_and_sign_only(self):
+        # (The C++ suite reads CKA_VALUE and gets CKR_ATTRIBUTE_SENSITIVE; pkcs11-tool does not
+        # try to read private keys.) What the token says of each key:
+        r = self.token.pkcs11_tool("--list-objects", "--type", "privkey")
+        self.assertEqual(r.returncode, 0, describe(r))
+        blocks = {}
+        for block in r.stdout.split("Private Key Object")[1:]:
+            fields = dict(line.strip().split(":", 1) for line in block.splitlines()[1:]
+                          if ":" in line)
+            blocks[fields["label"].strip()] = {k: v.strip() for k, v in fields.items()}
+        for label in ("trustwarden-ca", "trustwarden-jwt", "trustwarden-ledger"):
+            self.assertEqual(blocks[label]["Usage"], "sign", label)
+            access = {a.strip() for a in blocks[label]["Access"].split(",")}
+            self.assertLessEqual({"sensitive", "always sensitive", "never extractable", "local"},
+                                 access, label)
+
+    def test_no_private_key_file_is_in_the_data_directory(self):
+        names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(self.server.data_dir, "*")))
+        self.assertNotIn("ca.key.pem", names)
+        self.assertNotIn("jwt.key.pem", names)
+        self.assertNotIn("ledger.key.pem", names)
+        self.assertIn("ledger.pub.pem", names)
+        for path in glob.glob(os.path.join(self.server.data_dir, "*.pem")):
+            self.assertNotIn("PRIVATE KEY", read_text(path), path)
+
+    def test_svids_issued_by_the_token_verify_with_openssl_and_the_cli(self):
+        agent = self.new_agent("acme/fin/hsm-agent")
+        svid = os.path.join(self.tmp, "acme-fin-hsm-agent", "svid.pem")
+        r = run([OPENSSL, "verify", "-CAfile", self.server.bundle_pem, svid])
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("svid", "verify", "--bundle", self.server.bundle_json, svid)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, agent["spiffe_id"]), describe(r))
+        # The CA certificate's key is the token's.
+        spki = os.path.join(self.tmp, "ca-pub.der")
+        r = self.token.pkcs11_tool("--read-object", "--type", "pubkey", "--label",
+                                   "trustwarden-ca", "--output-file", spki)
+        self.assertEqual(r.returncode, 0, describe(r))
+        in_token = run([OPENSSL, "pkey", "-pubin", "-inform", "DER", "-in", spki])
+        in_cert = run([OPENSSL, "x509", "-in", os.path.join(self.server.data_dir, "ca.pem"),
+                       "-noout", "-pubkey"])
+        self.assertEqual(in_token.returncode, 0, describe(in_token))
+        self.assertEqual(in_token.stdout, in_cert.stdout)
+
+    def test_jwt_svids_and_the_ledger_are_signed_in_the_token(self):
+        agent = self.new_agent("acme/fin/hsm-jwt")
+        directory = os.path.join(self.tmp, "acme-fin-hsm-jwt")
+        c = self.server.client(cert=os.path.join(directory, "svid.pem"),
+                               key=os.path.join(directory, "key.pem"))
+        r = c.post("/v1/jwt-svids", {"audience": ["db"]})
+        self.assertEqual(r.status, 200, r)
+        v = tw("jwt", "verify", "--bundle", self.server.bundle_json, "--audience", "db",
+               r.json["token"])
+        self.assertEqual(v.returncode, 0, describe(v))
+        self.assertIn(agent["spiffe_id"], v.stdout)
+        time.sleep(1.2)  # a tree head signed after the issuance
+        r = tw("ledger", "verify", "--ledger-key",
+               os.path.join(self.server.data_dir, "ledger.pub.pem"), env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertIn("ledger intact", r.stdout)
+
+    def test_a_restart_finds_the_keys_again(self):
+        before = read_text(self.server.bundle_json)
+        self.server.stop()
+        self.server.start()
+        self.assertEqual(read_text(self.server.bundle_json), before)
+        self.new_agent("acme/fin/after-restart")
+
+
+class HsmStartFailureTest(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tw-hsm-fail-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.token = Token(self.tmp, label="tw2")
+
+    def test_a_wrong_pin_stops_the_start_without_showing_it(self):
+        r = tw("hsm", "init", "--module", SOFTHSM, "--token", "tw2", "--pin-file",
+               self.token.pin_file, "--json")
+        self.assertEqual(r.returncode, 0, describe(r))
+        keys = json.loads(r.stdout)
+        wrong = write_file(os.path.join(self.tmp, "wrong.pin"), "999999\n", 0o600)
+        ca = keys["ca_key"].replace(self.token.pin_file.replace("/", "%2F"),
+                                    wrong.replace("/", "%2F"))
+        self.assertNotEqual(ca, keys["ca_key"])
+        data = os.path.join(self.tmp, "data")
+        r = tw("server", "--data-dir", data, "--listen", "127.0.0.1:0", "--ca-key", ca,
+               "--jwt-key", keys["jwt_key"], "--ledger-key", keys["ledger_key"])
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("refused the PIN", r.stderr)
+        self.assertNotIn("999999", r.stdout + r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(data, "ca.pem")))
+
+    def test_a_pin_in_the_uri_is_refused(self):
+        r = tw("server", "--data-dir", os.path.join(self.tmp, "data"), "--listen", "127.0.0.1:0",
+               "--ca-key", f"pkcs11:token=tw2;object=x?module-path={SOFTHSM}&pin-value=246810")
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("pin-value is refused", r.stderr)
+
+
+class TokenOutageTest(unittest.TestCase):
+    """The token goes away under a running server (the flaky module in front of SoftHSM2
+    fails as a removed token while a file exists), then comes back."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tw-hsm-outage-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.token = Token(self.tmp, label="tw3")
+        self.down = os.path.join(self.tmp, "down")
+        os.environ["TW_FLAKY_PKCS11_MODULE"] = SOFTHSM
+        os.environ["TW_FLAKY_PKCS11_DOWN"] = self.down
+        r = tw("hsm", "init", "--module", FLAKY, "--token", "tw3", "--pin-file",
+               self.token.pin_file, "--json")
+        self.assertEqual(r.returncode, 0, describe(r))
+        keys = json.loads(r.stdout)
+        self.server = Server(os.path.join(self.tmp, "server"), extra_args=[
+            "--ca-key", keys["ca_key"], "--jwt-key", keys["jwt_key"],
+            "--ledger-key", keys["ledger_key"]])
+        self.addCleanup(self.server.stop)
+        self.server.start()
+        self.admin = self.server.client(token=self.server.admin_token())
+
+    def create(self, name):
+        r = tw("agent", "create", "--name", name, "--scope", "read:x", "--out",
+               os.path.join(self.tmp, name.replace("/", "-")), "--json",
+               env=cli_env(self.server, token=self.server.admin_token()))
+        return r
+
+    def test_issuance_answers_503_while_the_token_is_away_then_recovers(self):
+        self.assertEqual(self.create("acme/fin/before").returncode, 0)
+        before = len(self.admin.get("/v1/identities").json["identities"])
+        write_file(self.down, "")
+        for i in range(5):
+            r = self.create(f"acme/fin/during-{i}")
+            self.assertEqual(r.returncode, 3, describe(r))
+            self.assertIn("unavailable", r.stderr)
+        raw = self.admin.get("/healthz")
+        self.assertEqual(raw.status, 200, "the server itself stays up")
+        # Nothing half-made: no instance and no issuance event for the refused requests.
+        self.assertEqual(len(self.admin.get("/v1/identities").json["identities"]), before)
+        os.unlink(self.down)
+        deadline = time.monotonic() + 10
+        while True:
+            r = self.create("acme/fin/after")
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertEqual(len(self.admin.get("/v1/identities").json["identities"]), before + 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
