@@ -34,7 +34,7 @@ BELOW = {
     "cli": ["server", "store/sqlite", "sdk", "net"],
     # Test fixtures.
     "base/testing": ["base"],
-    "crypto/testing": ["crypto"],
+    "crypto/testing": ["crypto", "base/testing"],
     "core/testing": ["core"],
     "store/testing": ["store", "base/testing"],
     "server/testing": ["server", "store/sqlite", "base/testing"],
