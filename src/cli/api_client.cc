@@ -6,6 +6,7 @@
 #include <boost/url/url.hpp>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/api_status.h"
 #include "base/file.h"
@@ -41,8 +42,7 @@ void AddClientFlags(CLI::App* cmd, ClientFlags* flags) {
 }
 
 absl::StatusOr<std::string> BundlePem(const ClientFlags& flags) {
-  std::string path =
-      FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json");
+  std::string path = FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", kDefaultBundle);
   TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(path));
   TW_ASSIGN_OR_RETURN(core::Bundle bundle, core::Bundle::Parse(text));
   if (bundle.x509_authorities().empty()) {
@@ -79,8 +79,18 @@ net::Headers AuthHeaders(const ClientFlags& flags) {
 absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFlags& flags,
                                         absl::string_view method, absl::string_view target,
                                         const nlohmann::json* body) {
-  TW_ASSIGN_OR_RETURN(net::Response response,
-                      client.Request(method, target, body ? body->dump() : "", AuthHeaders(flags)));
+  absl::StatusOr<net::Response> sent =
+      client.Request(method, target, body ? body->dump() : "", AuthHeaders(flags));
+  if (!sent.ok() && absl::StrContains(sent.status().message(), "certificate verify failed")) {
+    // Reachable, but not the server the bundle names: say which bundle, and the fix.
+    return absl::Status(
+        sent.status().code(),
+        absl::StrCat(sent.status().message(), ": the server's certificate does not chain to ",
+                     FlagOrEnv(flags.bundle, "TRUSTWARDEN_BUNDLE", kDefaultBundle),
+                     "; name the right one (--bundle, TRUSTWARDEN_BUNDLE) or trust this server "
+                     "with trustwarden bootstrap"));
+  }
+  TW_ASSIGN_OR_RETURN(net::Response response, std::move(sent));
   nlohmann::json reply = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
   if (response.status >= 400) {
     std::string code = "http_" + std::to_string(response.status), message = response.body;
@@ -95,7 +105,7 @@ absl::StatusOr<nlohmann::json> CallJson(net::HttpsClient& client, const ClientFl
                         absl::StrCat(tokenless ? "no token: set TRUSTWARDEN_TOKEN or pass --token "
                                                  "(the admin token is DATA_DIR/admin.token); "
                                                : "",
-                                     "server: ", code, ": ", message));
+                                     "server: ", message));
   }
   if (reply.is_discarded()) {
     return absl::UnavailableError(

@@ -23,6 +23,9 @@ struct ClientFlags {
 // Adds --server, --token and --bundle to `cmd`.
 void AddClientFlags(CLI::App* cmd, ClientFlags* flags);
 
+// Where the commands look for the trust bundle by default (what `bootstrap` writes).
+inline constexpr char kDefaultBundle[] = "./trustwarden-data/bundle.json";
+
 // `flag` when given, else the environment variable `env` when set and not empty, else
 // `fallback`.
 std::string FlagOrEnv(const std::string& flag, const char* env, absl::string_view fallback);

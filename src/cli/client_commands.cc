@@ -279,9 +279,11 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     auto as_json = std::make_shared<bool>(false);
     CLI::App* cmd = app.add_subcommand("revoke", "Revoke instances everywhere (admin)");
     auto* g = cmd->add_option_group("target", "What to revoke");
-    g->add_option("--instance", (*target)[0], "One instance and its descendants");
+    g->add_option("--instance", (*target)[0],
+                  "An instance (its descendants go with it; the log names the instance)");
     g->add_option("--agent", (*target)[1], "Every live instance of ORG/TEAM/AGENT");
-    g->add_option("--subtree", (*target)[2], "An instance and every descendant");
+    g->add_option("--subtree", (*target)[2],
+                  "An instance and every descendant (the same reach, named a subtree in the log)");
     g->add_option("--principal", (*target)[3], "Everything a principal created");
     g->require_option(1);
     cmd->add_option("--reason", (*target)[4], "Why (recorded in the revocation log)");
@@ -327,7 +329,8 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
         return Simple(*f, "POST", "/v1/tokens", &body, JsonOr(as_json, [](const json& reply) {
           std::cout << reply.value("token", "") << "\n";
           std::cerr << "token " << Field(reply, "id") << " for principal "
-                    << Field(reply, "principal") << ", expires " << Field(reply, "expires_at")
+                    << Field(reply, "principal") << ", expires "
+                    << (Field(reply, "expires_at") == "-" ? "never" : Field(reply, "expires_at"))
                     << " (shown once: keep it now)\n";
         }));
       });
@@ -451,7 +454,15 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     auto version = std::make_shared<int64_t>(0);
     auto show_json = std::make_shared<bool>(false);
     CLI::App* show = policy->add_subcommand("show", "Show the current or a given version");
-    show->add_option("--version", *version, "Version number")->check(CLI::PositiveNumber);
+    show->add_option("--version", *version, "Version number")
+        ->check(CLI::Validator(
+            [](std::string& v) {
+              return !v.empty() && v.size() < 19 && v.find_first_not_of("0123456789") == v.npos &&
+                             v != "0" && v[0] != '0'
+                         ? std::string()
+                         : "a policy version is a number from 1";
+            },
+            "VERSION"));
     AddJsonFlag(show, show_json.get());
     AddClientFlags(show, fs.get());
     OnRun(show, action, [fs, version, show_json] {

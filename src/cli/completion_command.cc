@@ -12,18 +12,26 @@
 namespace tw::cli {
 namespace {
 
+// The commands under `app` (option groups are unnamed subcommands to CLI11: not commands).
 std::vector<const CLI::App*> Subcommands(const CLI::App& app) {
   std::vector<const CLI::App*> out;
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
-    out.push_back(sub);
+    if (!sub->get_name().empty()) out.push_back(sub);
   }
   return out;
 }
 
+// The flags of `app`, with those of its option groups.
 std::vector<std::string> Flags(const CLI::App& app) {
   std::vector<std::string> out;
   for (const CLI::Option* o : app.get_options()) {
     for (const std::string& n : o->get_lnames()) out.push_back("--" + n);
+  }
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    if (!sub->get_name().empty()) continue;
+    for (const std::string& f : Flags(*sub)) {
+      if (f != "--help") out.push_back(f);
+    }
   }
   return out;
 }
@@ -94,7 +102,8 @@ std::string Roff(const std::string& text) {
 // The manual page, section 1: every command with its description and options.
 std::string ManPage(const CLI::App& root) {
   std::string page = absl::StrCat(
-      ".TH TRUSTWARDEN 1 \"\" \"trustwarden 0.1.0\" \"User Commands\"\n"
+      ".TH TRUSTWARDEN 1 \"\" \"trustwarden " TW_VERSION
+      "\" \"User Commands\"\n"
       ".SH NAME\ntrustwarden \\- ",
       Roff(root.get_description()),
       "\n.SH SYNOPSIS\n.B trustwarden\n.I COMMAND\n[\\fIOPTIONS\\fR]\n"

@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/file.h"
 #include "base/status_macros.h"
+#include "base/text.h"
 #include "cli/api_client.h"
 #include "cli/command.h"
 #include "cli/output.h"
@@ -53,26 +54,39 @@ std::string TimeOf(const json& event) {
   return base::Rfc3339(absl::FromUnixMillis(it->get<int64_t>()));
 }
 
-// "1h", "30m": that long ago; anything else is passed on (RFC 3339 or Unix ms).
-std::string TimeParam(const std::string& text) {
-  auto ago = core::ParseDuration(text);
-  if (!ago.ok()) return text;
-  return std::to_string(absl::ToUnixMillis(absl::Now() - *ago));
+// "1h", "30m": that long ago; an RFC 3339 time or Unix milliseconds as they are.
+absl::StatusOr<std::string> TimeParam(const char* flag, const std::string& text) {
+  if (text.empty()) return text;
+  if (auto ago = core::ParseDuration(text); ago.ok()) {
+    return std::to_string(absl::ToUnixMillis(absl::Now() - *ago));
+  }
+  absl::Time t;
+  std::string error;
+  if (text.find_first_not_of("0123456789") == std::string::npos ||
+      absl::ParseTime(absl::RFC3339_full, text, &t, &error)) {
+    return text;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " ", base::Quote(text),
+                   ": give an RFC 3339 time, Unix milliseconds, or a duration ago (1h, 30m)"));
 }
 
 int AuditQuery(const QueryFlags& f) {
-  const std::string target =
-      Target("/v1/audit/events", {{"limit", std::to_string(f.limit)},
-                                  {"instance", f.instance},
-                                  {"caller", f.caller},
-                                  {"agent", f.agent},
-                                  {"principal", f.principal},
-                                  {"resource", f.resource},
-                                  {"action", f.action},
-                                  {"decision", f.decision},
-                                  {"type", f.type},
-                                  {"since", f.since.empty() ? "" : TimeParam(f.since)},
-                                  {"until", f.until.empty() ? "" : TimeParam(f.until)}});
+  absl::StatusOr<std::string> since = TimeParam("--since", f.since);
+  if (!since.ok()) return Fail(since.status());
+  absl::StatusOr<std::string> until = TimeParam("--until", f.until);
+  if (!until.ok()) return Fail(until.status());
+  const std::string target = Target("/v1/audit/events", {{"limit", std::to_string(f.limit)},
+                                                         {"instance", f.instance},
+                                                         {"caller", f.caller},
+                                                         {"agent", f.agent},
+                                                         {"principal", f.principal},
+                                                         {"resource", f.resource},
+                                                         {"action", f.action},
+                                                         {"decision", f.decision},
+                                                         {"type", f.type},
+                                                         {"since", *since},
+                                                         {"until", *until}});
   auto client = Connect(f.client);
   if (!client.ok()) return Fail(client.status());
   auto reply = CallJson(**client, f.client, "GET", target);
@@ -81,15 +95,24 @@ int AuditQuery(const QueryFlags& f) {
     std::cout << reply->dump(2) << "\n";
     return 0;
   }
-  for (const json& row : (*reply)["events"]) {
-    const json& e = row["event"];
-    std::cout << row.value("index", uint64_t{0}) << "  " << TimeOf(e) << "  " << Str(e, "type")
-              << "  " << (Str(e, "decision").empty() ? "-" : Str(e, "decision")) << "  "
-              << (Str(e, "instance").empty() ? Str(e, "principal") : Str(e, "instance")) << "  "
-              << Str(e, "action") << " " << Str(e, "resource");
-    if (!Str(e, "reason").empty()) std::cout << "  (" << Str(e, "reason") << ")";
-    std::cout << "  " << row.value("event_id", "") << "\n";
+  const json& events = (*reply)["events"];
+  if (events.empty()) {
+    std::cout << "no events match\n";
+    return 0;
   }
+  auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  std::vector<std::vector<std::string>> rows;
+  for (const json& row : events) {
+    const json& e = row["event"];
+    rows.push_back({std::to_string(row.value("index", uint64_t{0})), TimeOf(e), Str(e, "type"),
+                    or_dash(Str(e, "decision")),
+                    or_dash(Str(e, "instance").empty() ? Str(e, "principal") : Str(e, "instance")),
+                    or_dash(Str(e, "action")), or_dash(Str(e, "resource")),
+                    or_dash(Str(e, "reason")), row.value("event_id", "")});
+  }
+  PrintTable(
+      {"INDEX", "TIME", "TYPE", "DECISION", "SUBJECT", "ACTION", "RESOURCE", "REASON", "EVENT"},
+      rows);
   return 0;
 }
 

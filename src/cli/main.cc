@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"TrustWarden: identities, scopes and audit for AI agents (SPIFFE)", "trustwarden"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "trustwarden 0.1.0");
+  app.set_version_flag("--version", "trustwarden " TW_VERSION);
   tw::cli::Action action;
   tw::cli::RegisterOfflineCommands(app, &action);
   tw::cli::RegisterServerCommand(app, &action);

@@ -410,9 +410,8 @@ void RegisterSvid(CLI::App& app, Action* action) {
   AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
     *action = [vo] {
-      return VerifySvid(
-          FlagOrEnv(vo->bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json"),
-          vo->trust_domain, vo->at, vo->chain, vo->server, vo->json);
+      return VerifySvid(FlagOrEnv(vo->bundle, "TRUSTWARDEN_BUNDLE", kDefaultBundle),
+                        vo->trust_domain, vo->at, vo->chain, vo->server, vo->json);
     };
   });
 }
@@ -479,7 +478,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
   AddJsonFlag(verify, &vo->json);
   verify->callback([action, vo] {
     *action = [vo] {
-      vo->bundle = FlagOrEnv(vo->bundle, "TRUSTWARDEN_BUNDLE", "./trustwarden-data/bundle.json");
+      vo->bundle = FlagOrEnv(vo->bundle, "TRUSTWARDEN_BUNDLE", kDefaultBundle);
       auto bundles = LoadBundle(vo->bundle, vo->trust_domain);
       if (!bundles.ok()) return Fail(bundles.status());
       if (auto text = base::ReadFile(vo->bundle);

@@ -42,9 +42,17 @@ class Doctor {
     Bundle();
     Clock();
     Token();
-    if (admin_) Policy();
+    if (admin_) {
+      Policy();
+    } else {
+      Add("policy", true, "not checked: reading the policy needs the admin token");
+    }
     Revocations();
-    if (reader_) Ledger();
+    if (reader_) {
+      Ledger();
+    } else {
+      Add("ledger", true, "not checked: reading the ledger needs an admin or auditor token");
+    }
     return checks_;
   }
   bool unreachable() const { return unreachable_; }

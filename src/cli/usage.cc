@@ -48,8 +48,9 @@ std::string PathOf(const CLI::App& app) {
 
 std::vector<std::string> SubcommandNames(const CLI::App& at) {
   std::vector<std::string> names;
+  // Option groups are unnamed subcommands to CLI11: not commands.
   for (const CLI::App* sub : at.get_subcommands([](const CLI::App*) { return true; })) {
-    names.push_back(sub->get_name());
+    if (!sub->get_name().empty()) names.push_back(sub->get_name());
   }
   return names;
 }

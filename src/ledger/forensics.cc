@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/text.h"
+#include "core/agent_name.h"
 #include "core/spiffe_id.h"
 #include "ledger/entry.h"
 #include "ledger/merkle.h"
@@ -55,7 +56,15 @@ absl::StatusOr<std::string> Service::Export(uint64_t start, uint64_t end) {
 
 absl::StatusOr<std::vector<EntryRow>> Service::Query(store::LedgerQuery query) {
   for (std::string* id : {&query.instance, &query.caller}) {
-    if (id->empty() || absl::StartsWith(*id, "spiffe://")) continue;
+    if (id->empty()) continue;
+    const absl::Status valid = absl::StartsWith(*id, "spiffe://")
+                                   ? core::SpiffeId::FromString(*id).status()
+                                   : core::CheckInstanceId(*id);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          base::Quote(*id), " is neither an instance id nor a SPIFFE ID: ", valid.message()));
+    }
+    if (absl::StartsWith(*id, "spiffe://")) continue;
     auto record = store_.GetIdentity(*id);
     if (absl::IsNotFound(record.status())) return std::vector<EntryRow>{};
     TW_RETURN_IF_ERROR(record.status());

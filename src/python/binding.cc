@@ -305,6 +305,7 @@ Connector PythonConnector(py::object fn) {
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "The TrustWarden C++ SDK; use the trustwarden package, not this module.";
+  m.attr("__version__") = TW_VERSION;
   main_thread =
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   py::module_ errors = py::module_::import("trustwarden.errors");

@@ -56,6 +56,17 @@ class UsageTest(unittest.TestCase):
         err = self.usage_error("token")
         self.assertIn('"trustwarden token" needs a command: create, list, revoke', err)
 
+    def test_revoke_names_its_targets_when_none_or_two_are_given(self):
+        for argv in (("revoke", "--reason", "r"), ("revoke", "--instance", "a", "--subtree", "b")):
+            err = self.usage_error(*argv)
+            self.assertIn("--instance,--agent,--subtree,--principal", err, argv)
+            self.assertNotIn("needs a command", err, argv)
+
+    def test_a_bad_time_is_named_with_the_forms_it_may_take(self):
+        r = tw("audit", "query", "--since", "12x", env={"TRUSTWARDEN_SERVER": "https://127.0.0.1:1"})
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("duration ago (1h, 30m)", r.stderr)
+
     def test_help_and_version_exit_0(self):
         for argv in (("--help",), ("agent", "--help"), ("--version",)):
             r = tw(*argv)
@@ -381,6 +392,30 @@ class ApiCommandsTest(ServerTestCase):
                              argv)
             self.assertTrue(seen.endswith(b"\r\x1b[K"), seen)
 
+    def test_audit_query_prints_a_table_or_says_nothing_matched(self):
+        agent = self.new_agent("acme/fin/audit-tabled")
+        text = self.run_ok("audit", "query", "--instance", agent["instance_id"]).stdout
+        lines = text.splitlines()
+        self.assertEqual(lines[0].split(), ["INDEX", "TIME", "TYPE", "DECISION", "SUBJECT",
+                                            "ACTION", "RESOURCE", "REASON", "EVENT"])
+        self.assertIn(agent["spiffe_id"], lines[1])
+        self.assertEqual(lines[0].index("TYPE"), lines[1].index("issuance"), "aligned")
+        none = self.run_ok("audit", "query", "--instance", "inst-aaaaaaaaaaaaaaaa").stdout
+        self.assertEqual(none, "no events match\n")
+        r = tw("audit", "query", "--instance", "garbage",
+               env=cli_env(self.server, token=self.admin_token))
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("garbage", r.stderr)
+
+    def test_a_wrong_bundle_is_named_with_the_fix(self):
+        other = os.path.join(self.tmp, "other-ca")
+        self.assertEqual(tw("ca", "init", "--trust-domain", "other.test", "--out", other).returncode, 0)
+        r = tw("agent", "list", env=cli_env(self.server, token=self.admin_token,
+                                             bundle=os.path.join(other, "bundle.json")))
+        self.assertEqual(r.returncode, 3, describe(r))
+        self.assertIn("does not chain to", r.stderr)
+        self.assertIn("trustwarden bootstrap", r.stderr)
+
     def test_refused_requests_are_in_the_ledger(self):
         agent = self.new_agent("acme/fin/refused")
         other = self.new_agent("acme/fin/bystander")
@@ -555,6 +590,8 @@ class StatusTest(ServerTestCase):
         self.assertIn("principal ci-status", detail)
         self.assertIn(f"expires {r.json['expires_at']}", detail)
         self.assertIn(r.json["id"], detail)
+        self.assertIn("needs the admin token", checks["policy"]["detail"])
+        self.assertIn("needs an admin or auditor token", checks["ledger"]["detail"])
 
     def test_an_expired_token_is_named(self):
         r = self.admin.post("/v1/tokens", {"principal": "brief", "ttl": "1s", "force": True})

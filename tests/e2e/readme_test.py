@@ -69,11 +69,11 @@ class ReadmeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, describe(r))
         event_id = json.loads(r.stdout)["events"][0]["event_id"]
         time.sleep(1.5)  # a signed tree head covers every entry (sth_interval 1s)
-        for placeholder in ("inst-x7k2mq4p9d3bxxxx", "evt-019a3f0c5e7d2b81c4a6",
+        for placeholder in ("inst-x7k2mq4pad3bxxxx", "evt-019a3f0c5e7d2b81c4a6",
                             "127.0.0.1:8443", "$PWD/build/bin", "~/anchors"):
             self.assertIn(placeholder, body)
         home = os.path.join(self.tmp, "home")
-        script = (body.replace("inst-x7k2mq4p9d3bxxxx", instance)
+        script = (body.replace("inst-x7k2mq4pad3bxxxx", instance)
                   .replace("evt-019a3f0c5e7d2b81c4a6", event_id)
                   .replace("127.0.0.1:8443", f"127.0.0.1:{self.server.port}")
                   .replace("$PWD/build/bin", os.path.dirname(TW_BIN))

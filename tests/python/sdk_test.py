@@ -64,7 +64,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import trustwarden_harness as harness  # noqa: E402
-from trustwarden_harness import ADMIN_ENTRY, Server, pem_blocks, pem_to_der  # noqa: E402
+from trustwarden_harness import ADMIN_ENTRY, TW_BIN, Server, pem_blocks, pem_to_der  # noqa: E402
 
 import trustwarden  # noqa: E402
 from trustwarden import (AgentIdentity, CallRequest, CallResult, Decision, Denied,  # noqa: E402
@@ -2225,7 +2225,9 @@ class DocumentationTest(unittest.TestCase):
                      "TrustWardenError", "Denied", "Revoked", "Expired", "Unavailable",
                      "InvalidArgument"):
             self.assertIn(name, trustwarden.__all__)
-        self.assertIsInstance(trustwarden.__version__, str)
+        # One version for the package, the CLI and the library.
+        cli = subprocess.run([TW_BIN, "--version"], capture_output=True, text=True)
+        self.assertEqual(cli.stdout.strip(), f"trustwarden {trustwarden.__version__}")
         self.assertIn("AgentIdentity", pydoc.render_doc(trustwarden, renderer=pydoc.plaintext))
 
 

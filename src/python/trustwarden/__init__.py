@@ -19,7 +19,7 @@ from .identity import AgentIdentity, CallRequest, CallResult, revoke
 from .tls import SpiffeSSLContext
 from .verifier import Decision, Verifier
 
-__version__ = "0.1.0"
+from ._native import __version__
 
 __all__ = [
     "AgentIdentity", "CallRequest", "CallResult", "revoke",
