@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,12 @@ from trustwarden_harness import (REPO, TW_BIN, Server, cli_env, describe, read_t
                                  tw, write_file)
 
 MARKED = re.compile(r"<!-- README test: (\w+) -->\n```(\w*)\n(.*?)\n```", re.S)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def readme_blocks():
@@ -41,6 +48,7 @@ class ReadmeTest(unittest.TestCase):
         self.assertEqual(self.blocks["walkthrough"][0], "sh")
         self.assertEqual(self.blocks["policy"][0], "toml")
         self.assertEqual(self.blocks["audit"][0], "sh")
+        self.assertEqual(self.blocks["hsm"][0], "sh")
 
     def test_the_server_walkthrough_runs_as_written(self):
         body = self.blocks["walkthrough"][1]
@@ -85,6 +93,42 @@ class ReadmeTest(unittest.TestCase):
         self.assertIn(instance, r.stdout)        # audit query --instance
         self.assertIn(event_id, r.stdout)        # audit trace
         self.assertEqual(r.stdout.count("ledger intact"), 4, r.stdout)  # every verify
+
+    def test_the_hsm_walkthrough_starts_a_server_with_every_key_in_the_token(self):
+        """The SoftHSM2 block, in a directory of its own, with the server's port made free
+        and the server run in the background; then an agent is issued by it."""
+        body = self.blocks["hsm"][1]
+        self.assertIn("127.0.0.1:8444", body)
+        work = os.path.join(self.tmp, "hsm")
+        os.makedirs(work)
+        port = free_port()
+        script = body.replace("127.0.0.1:8444", f"127.0.0.1:{port}")
+        # The server command (with its continuation lines) goes to the background.
+        script = re.sub(r"^(trustwarden server (?:.*\\\n)*.*)$", r"\1 >server.out 2>&1 &",
+                        script, flags=re.M)
+        self.assertIn("&\n", script + "\n")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("TRUSTWARDEN_") and k != "SOFTHSM2_CONF"}
+        env["PATH"] = os.path.dirname(TW_BIN) + os.pathsep + env.get("PATH", "")
+        wait = (f"for i in $(seq 100); do grep -q listening server.out && break; sleep 0.1; done\n"
+                f"export TRUSTWARDEN_SERVER=https://127.0.0.1:{port}\n"
+                "export TRUSTWARDEN_BUNDLE=hsm-data/bundle.json\n"
+                "export TRUSTWARDEN_TOKEN=$(cat hsm-data/admin.token)\n"
+                "trustwarden agent create --name acme/fin/in-token --scope read:x --out a1\n"
+                "openssl verify -CAfile hsm-data/bundle.pem a1/svid.pem\n"
+                "ls hsm-data\n")
+        r = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n"
+             + script + "\n" + wait],
+            cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, f"{r.stdout}\n{r.stderr}\n"
+                         + (read_text(os.path.join(work, "server.out"))
+                            if os.path.exists(os.path.join(work, "server.out")) else ""))
+        self.assertIn("a1/svid.pem: OK", r.stdout)
+        self.assertIn("pkcs11:token=tw", r.stdout)  # what hsm init printed
+        listed = r.stdout.split("a1/svid.pem: OK")[1].split()
+        self.assertIn("ca.pem", listed)
+        self.assertFalse([n for n in listed if n.endswith(".key.pem")], listed)
 
     def test_the_policy_example_is_valid_and_applies(self):
         path = write_file(os.path.join(self.tmp, "policy.toml"), self.blocks["policy"][1])
