@@ -9,6 +9,8 @@
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "core/certificate.h"
+#include "core/csr.h"
+#include "core/x509_verifier.h"
 #include "crypto/signer_factory.h"
 
 namespace tw::ca {
@@ -82,6 +84,74 @@ absl::Status CaDirectory::InitWithSigners(const std::string& dir, const CaInitOp
                                           const CaSigners& signers, const base::Clock& clock) {
   TW_RETURN_IF_ERROR(RefuseExisting(dir));
   return WriteRoot(dir, options, *signers.ca, *signers.jwt, clock, nullptr, nullptr);
+}
+
+absl::Status CaDirectory::InitUpstream(const std::string& dir, absl::string_view chain_pem,
+                                       const CaSigners& signers, const base::Clock& clock) {
+  TW_RETURN_IF_ERROR(RefuseExisting(dir));
+  std::vector<base::Bytes> chain = core::DecodePemBlocks(chain_pem, "CERTIFICATE");
+  if (chain.size() < 2) {
+    return absl::InvalidArgumentError(
+        "the upstream chain holds the intermediate and the certificates up to its root: at "
+        "least two");
+  }
+  TW_ASSIGN_OR_RETURN(core::Certificate root, core::Certificate::Parse(chain.back()));
+  if (!root.is_ca() || !root.SelfIssued()) {
+    return absl::InvalidArgumentError("the upstream chain does not end with a self-signed root");
+  }
+  auto issuer = core::X509Issuer::Create(signers.ca, chain);
+  if (!issuer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the upstream chain is not for this CA key: ", issuer.status().message()));
+  }
+  core::Bundle bundle(issuer->trust_domain());
+  TW_RETURN_IF_ERROR(bundle.AddX509Authority(chain.back()));
+  bundle.AddJwtAuthority(signers.jwt->key_id(), signers.jwt->public_key());
+  bundle.set_sequence(1);
+  bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
+  // A leaf issued under the chain must verify against the root alone.
+  const absl::Time now = clock.Now();
+  TW_ASSIGN_OR_RETURN(core::SpiffeId probe, core::SpiffeId::FromString(absl::StrCat(
+                                                "spiffe://", issuer->trust_domain().name(),
+                                                "/trustwarden/upstream-check")));
+  TW_ASSIGN_OR_RETURN(auto probe_key, crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
+  TW_ASSIGN_OR_RETURN(base::Bytes leaf, issuer->IssueLeaf({.spiffe_id = probe,
+                                                           .not_before = now - kBackdate,
+                                                           .not_after = now + absl::Minutes(1)},
+                                                          probe_key->public_key()));
+  auto bundles = std::make_shared<core::BundleSet>();
+  bundles->Put(bundle);
+  core::X509Verifier verifier(bundles, {.clock = &clock});
+  std::vector<base::ByteView> presented = {leaf};
+  for (base::ByteView c : issuer->served_chain()) presented.push_back(c);
+  if (auto verified = verifier.Verify(presented); !verified.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "an SVID issued under the upstream chain does not verify: ", verified.status().message()));
+  }
+  std::vector<base::ByteView> views(chain.begin(), chain.end());
+  return WriteDirectory(dir, views, bundle, nullptr, nullptr);
+}
+
+absl::StatusOr<std::string> CaDirectory::SignIntermediate(const std::string& dir,
+                                                          std::shared_ptr<const crypto::Signer> key,
+                                                          absl::string_view csr, absl::Duration ttl,
+                                                          const base::Clock& clock) {
+  const std::string ca_path = Path(dir, "ca.pem");
+  TW_ASSIGN_OR_RETURN(std::string ca_pem, base::ReadFile(ca_path));
+  auto issuer =
+      core::X509Issuer::Create(std::move(key), core::DecodePemBlocks(ca_pem, "CERTIFICATE"));
+  if (!issuer.ok()) return Annotate(issuer.status(), ca_path);
+  TW_ASSIGN_OR_RETURN(core::CertificateRequest request, core::ParseCertificateRequest(csr));
+  const absl::Time now = clock.Now();
+  const absl::Time not_after = std::min(now + ttl, issuer->certificate().not_after());
+  TW_ASSIGN_OR_RETURN(base::Bytes der, issuer->IssueCa({.trust_domain = issuer->trust_domain(),
+                                                        .not_before = now - kBackdate,
+                                                        .not_after = not_after,
+                                                        .path_len = 0},
+                                                       request.public_key));
+  std::vector<base::ByteView> chain = {der};
+  for (const core::Certificate& c : issuer->chain()) chain.push_back(c.der());
+  return core::CertificatesToPem(chain);
 }
 
 absl::Status CaDirectory::InitIntermediate(const std::string& dir, const std::string& parent_dir,

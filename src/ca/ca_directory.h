@@ -49,6 +49,23 @@ class CaDirectory {
   // token): ca.pem and the bundles, no key file. AlreadyExists when `dir` holds a CA.
   static absl::Status InitWithSigners(const std::string& dir, const CaInitOptions& options,
                                       const CaSigners& signers, const base::Clock& clock);
+  // Creates a CA in `dir` that is an intermediate of an upstream root (upstream mode):
+  // `chain_pem` is its certificate, over `signers.ca`'s key (from SignIntermediate, run where
+  // the root lives), then the chain up to and including the self-signed root. The bundle
+  // publishes that root and `signers.jwt`; issued SVIDs carry the chain below the root.
+  // InvalidArgument when the chain is not for the CA key, does not end with a root, or a
+  // leaf issued under it does not verify; AlreadyExists when `dir` holds a CA.
+  static absl::Status InitUpstream(const std::string& dir, absl::string_view chain_pem,
+                                   const CaSigners& signers, const base::Clock& clock);
+  // An intermediate CA certificate for the key of `csr` (PEM PKCS#10; its self-signature
+  // proves the requester holds the key), signed by the CA in `dir` with `key`, in its trust
+  // domain, valid for `ttl` and never past that CA, with pathLenConstraint 0 (it issues
+  // SVIDs only). Returns it followed by the CA's chain up to the root, as PEM: what
+  // InitUpstream takes. The CA's JWT key plays no part.
+  static absl::StatusOr<std::string> SignIntermediate(const std::string& dir,
+                                                      std::shared_ptr<const crypto::Signer> key,
+                                                      absl::string_view csr, absl::Duration ttl,
+                                                      const base::Clock& clock);
   // Creates an intermediate CA in `dir`, signed by the CA in `parent_dir` (same trust
   // domain), with its own JWT key. Its bundle is the parent's plus that JWT key, with the
   // next spiffe_sequence; its ca.pem is the intermediate followed by the parent's chain.

@@ -8,6 +8,7 @@
 #include "base/file.h"
 #include "base/testing/temp_dir.h"
 #include "core/certificate.h"
+#include "core/x509_issuer.h"
 #include "core/x509_verifier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -158,6 +159,78 @@ TEST_F(CaDirectoryTest, OpenNamesTheKeyItCannotRead) {
   auto ca = CaDirectory::Open(dir_);
   ASSERT_FALSE(ca.ok());
   EXPECT_THAT(std::string(ca.status().message()), HasSubstr("jwt.key.pem"));
+}
+
+// Upstream mode: a root elsewhere certifies this CA's key from its CSR.
+class UpstreamTest : public CaDirectoryTest {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Init().ok());  // the root, in dir_
+    key_ = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+    jwt_ = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  }
+  absl::StatusOr<std::string> Sign(const crypto::Signer& key, absl::Duration ttl) {
+    auto csr = core::BuildCertificateRequest(key);
+    if (!csr.ok()) return csr.status();
+    return CaDirectory::SignIntermediate(
+        dir_, *crypto::SoftwareSigner::ReadFile(dir_ + "/ca.key.pem"),
+        core::PemEncode("CERTIFICATE REQUEST", *csr), ttl, base::Clock::System());
+  }
+  CaSigners Signers() const { return CaSigners{.ca = key_, .jwt = jwt_}; }
+
+  std::shared_ptr<crypto::SoftwareSigner> key_, jwt_;
+  const std::string up_ = root_ + "/up";
+};
+
+TEST_F(UpstreamTest, AnIntermediateOfTheRootIssuesSvidsTheRootAloneVerifies) {
+  auto chain = Sign(*key_, absl::Hours(12));
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  auto certs = *core::Certificate::ParseChain(*chain);
+  ASSERT_EQ(certs.size(), 2u);
+  EXPECT_TRUE(certs[0].is_ca());
+  EXPECT_EQ(certs[0].path_len(), 0);
+  EXPECT_LE(certs[0].not_after(), absl::Now() + absl::Hours(12));
+  ASSERT_TRUE(CaDirectory::InitUpstream(up_, *chain, Signers(), base::Clock::System()).ok());
+  EXPECT_FALSE(std::filesystem::exists(up_ + "/ca.key.pem"));
+  auto up = CaDirectory::Load(up_, Signers());
+  ASSERT_TRUE(up.ok()) << up.status();
+  auto root = *CaDirectory::Open(dir_);
+  // The bundle is the root's X.509 authority and this CA's JWT key.
+  ASSERT_EQ(up->bundle().x509_authorities().size(), 1u);
+  EXPECT_EQ(up->bundle().x509_authorities()[0]->certificate.der(),
+            root.issuer().certificate().der());
+  // An SVID carries the intermediate and verifies against the root alone.
+  auto leaf = IssueLeaf(*up, absl::Minutes(5));
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+  ASSERT_EQ(up->issuer().served_chain().size(), 1u);
+  auto bundles = std::make_shared<core::BundleSet>();
+  bundles->Put(root.bundle());
+  core::X509Verifier verifier(bundles, {});
+  EXPECT_FALSE(verifier.Verify({*leaf}).ok()) << "the intermediate is needed";
+  EXPECT_TRUE(verifier.Verify({*leaf, up->issuer().served_chain()[0]}).ok());
+}
+
+TEST_F(UpstreamTest, AChainForAnotherKeyOrWithoutItsRootIsRefused) {
+  auto other = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+  auto chain = *Sign(*other, absl::Hours(1));
+  absl::Status wrong_key = CaDirectory::InitUpstream(up_, chain, Signers(), base::Clock::System());
+  EXPECT_EQ(wrong_key.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong_key.message(), HasSubstr("not for this CA key"));
+  auto mine = *Sign(*key_, absl::Hours(1));
+  const std::string intermediate_only = mine.substr(0, mine.find("-----END CERTIFICATE-----") + 26);
+  EXPECT_THAT(
+      CaDirectory::InitUpstream(up_, intermediate_only, Signers(), base::Clock::System()).message(),
+      HasSubstr("at least two"));
+  // The chain with another root at its end.
+  ASSERT_TRUE(CaDirectory::Init(root_ + "/other",
+                                {.trust_domain = *core::TrustDomain::FromName("example.org")},
+                                base::Clock::System())
+                  .ok());
+  const std::string other_root = *base::ReadFile(root_ + "/other/ca.pem");
+  absl::Status mismatched = CaDirectory::InitUpstream(up_, intermediate_only + other_root,
+                                                      Signers(), base::Clock::System());
+  EXPECT_EQ(mismatched.code(), absl::StatusCode::kInvalidArgument) << mismatched;
+  EXPECT_FALSE(std::filesystem::exists(up_ + "/ca.pem"));
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // The offline tools: id check, ca init, svid issue|inspect|verify, jwt mint|verify.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -9,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "base/api_status.h"
 #include "base/clock.h"
@@ -27,7 +30,10 @@
 #include "core/jwt_svid.h"
 #include "core/scope.h"
 #include "core/spiffe_id.h"
+#include "core/x509_issuer.h"
 #include "core/x509_verifier.h"
+#include "crypto/signer_factory.h"
+#include "crypto/software_signer.h"
 #include "nlohmann/json.hpp"
 
 namespace tw::cli {
@@ -168,6 +174,93 @@ void RegisterCa(CLI::App& app, Action* action) {
                         "/{ca.key.pem,ca.pem,jwt.key.pem,bundle.json,bundle.pem}"));
       return 0;
     };
+  });
+}
+
+// `ca request-intermediate --key URI --out FILE`: a PKCS#10 request over the key an
+// upstream root will certify (made here as a P-256 file when a file: key does not exist).
+int RequestIntermediate(const std::string& key_uri, const std::string& out, bool as_json) {
+  absl::string_view path = key_uri;
+  const bool file = !absl::StartsWith(key_uri, "pkcs11:");
+  absl::ConsumePrefix(&path, "file:");
+  bool made = false;
+  if (file && ::access(std::string(path).c_str(), F_OK) != 0) {
+    auto key = crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
+    if (!key.ok()) return Fail(key.status());
+    if (absl::Status s = (*key)->WriteFile(std::string(path)); !s.ok()) return Fail(s);
+    made = true;
+  }
+  auto signer = crypto::OpenSigner(key_uri);
+  if (!signer.ok()) return Fail(signer.status());
+  auto csr = core::BuildCertificateRequest(**signer);
+  if (!csr.ok()) return Fail(csr.status());
+  if (absl::Status s = base::WriteFile(out, core::PemEncode("CERTIFICATE REQUEST", *csr));
+      !s.ok()) {
+    return Fail(s);
+  }
+  Emit(as_json, {{"csr", out}, {"key", key_uri}, {"key_created", made}},
+       absl::StrCat("wrote ", out, made ? absl::StrCat(" (and the key ", path, ")") : "",
+                    ": have it signed where the root lives (ca sign-intermediate --csr ", out,
+                    "), then start the server with --upstream-chain"));
+  return 0;
+}
+
+// `ca sign-intermediate --ca DIR [--ca-key URI] --csr FILE --out FILE`: run where the root
+// lives (it may be offline).
+int SignIntermediate(const std::string& dir, const std::string& key_uri, const std::string& csr,
+                     const std::string& ttl_text, const std::string& out, bool as_json) {
+  auto ttl = core::ParseDuration(ttl_text);
+  if (!ttl.ok()) return Fail(ttl.status());
+  auto root_key = crypto::OpenSigner(key_uri.empty() ? ca::CaSigners::FilesIn(dir).ca : key_uri);
+  if (!root_key.ok()) return Fail(root_key.status());
+  auto request = base::ReadFile(csr, 1 << 20);
+  if (!request.ok()) return Fail(request.status());
+  auto chain = ca::CaDirectory::SignIntermediate(dir, *std::move(root_key), *request, *ttl,
+                                                 base::Clock::System());
+  if (!chain.ok()) return Fail(chain.status());
+  if (absl::Status s = base::WriteFile(out, *chain); !s.ok()) return Fail(s);
+  auto certs = core::Certificate::ParseChain(*chain);
+  if (!certs.ok()) return Fail(certs.status());
+  const core::Certificate& made = certs->front();
+  const std::string not_after = base::Rfc3339(made.not_after());
+  const std::string td = made.uri_sans().empty() ? "" : std::string(made.uri_sans().front());
+  Emit(as_json, {{"chain", out}, {"trust_domain_id", td}, {"not_after", not_after}},
+       absl::StrCat("wrote ", out, ": the intermediate CA ", td, " (valid until ", not_after,
+                    ") and its chain to the root"));
+  return 0;
+}
+
+// `ca request-intermediate` and `ca sign-intermediate`: upstream mode.
+void RegisterUpstream(CLI::App& ca, Action* action) {
+  struct Opts {
+    std::string key, out, dir, ca_key, csr, ttl = "8760h";
+    bool json = false;
+  };
+  auto r = std::make_shared<Opts>();
+  CLI::App* request = ca.add_subcommand(
+      "request-intermediate", "A CSR over the key an upstream root will certify as this CA");
+  request->add_option("--key", r->key, "The CA key: file:PATH (made when missing) or a pkcs11: URI")
+      ->required();
+  request->add_option("--out", r->out, "Where the CSR goes (PEM)")->required();
+  AddJsonFlag(request, &r->json);
+  request->callback(
+      [action, r] { *action = [r] { return RequestIntermediate(r->key, r->out, r->json); }; });
+
+  auto s = std::make_shared<Opts>();
+  CLI::App* sign = ca.add_subcommand(
+      "sign-intermediate", "Certify a server's CA key as an intermediate of this root (offline)");
+  sign->add_option("--ca", s->dir, "The root's CA directory (ca init --out)")->required();
+  sign->add_option("--ca-key", s->ca_key,
+                   "The root's key when not DIR/ca.key.pem: file:PATH or a pkcs11: URI");
+  sign->add_option("--csr", s->csr, "The request (ca request-intermediate --out)")->required();
+  sign->add_option("--ttl", s->ttl,
+                   "The intermediate's lifetime (default 8760h, at most the root's)");
+  sign->add_option("--out", s->out,
+                   "The chain for server --upstream-chain: the intermediate, then the root")
+      ->required();
+  AddJsonFlag(sign, &s->json);
+  sign->callback([action, s] {
+    *action = [s] { return SignIntermediate(s->dir, s->ca_key, s->csr, s->ttl, s->out, s->json); };
   });
 }
 
@@ -511,6 +604,7 @@ void RegisterJwt(CLI::App& app, Action* action) {
 void RegisterOfflineCommands(CLI::App& app, Action* action) {
   RegisterId(app, action);
   RegisterCa(app, action);
+  RegisterUpstream(*app.get_subcommand("ca"), action);
   RegisterSvid(app, action);
   RegisterJwt(app, action);
 }

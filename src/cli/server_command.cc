@@ -22,7 +22,8 @@ namespace tw::cli {
 namespace {
 
 struct ServerFlags {
-  std::string config, data_dir, listen, trust_domain, store, log_level, ca_key, jwt_key, ledger_key;
+  std::string config, data_dir, listen, trust_domain, store, log_level, ca_key, jwt_key, ledger_key,
+      upstream_chain;
 };
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const server::ServerConfig& config) {
@@ -55,6 +56,7 @@ int RunServer(const ServerFlags& flags) {
   if (!flags.ca_key.empty()) config.ca_key = flags.ca_key;
   if (!flags.jwt_key.empty()) config.jwt_key = flags.jwt_key;
   if (!flags.ledger_key.empty()) config.ledger_key = flags.ledger_key;
+  if (!flags.upstream_chain.empty()) config.upstream_chain = flags.upstream_chain;
   spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {
     return Fail(absl::InvalidArgumentError(
@@ -135,6 +137,9 @@ void RegisterServerCommand(CLI::App& app, Action* action) {
                   "ca.key.pem in the data directory)");
   cmd->add_option("--jwt-key", flags->jwt_key,
                   "The JWT-SVID signing key, as --ca-key (default: jwt.key.pem)");
+  cmd->add_option("--upstream-chain", flags->upstream_chain,
+                  "Upstream mode: the CA certificate `ca sign-intermediate` made for --ca-key, "
+                  "then the chain to the root (PEM), installed at the first start");
   cmd->add_option("--ledger-key", flags->ledger_key,
                   "The ledger key (ECDSA P-256), as --ca-key (default: ledger.key.pem)");
   cmd->callback([flags, action] { *action = [flags] { return RunServer(*flags); }; });

@@ -97,6 +97,8 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
       TW_RETURN_IF_ERROR(string(node, key, &c->listen));
     } else if (key == "data_dir") {
       TW_RETURN_IF_ERROR(string(node, key, &c->data_dir));
+    } else if (key == "upstream_chain") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->upstream_chain));
     } else if (key == "store") {
       TW_RETURN_IF_ERROR(string(node, key, &c->store));
     } else if (key == "log_level") {
@@ -181,10 +183,18 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
   if (!config.ca_key.empty()) ca_uris.ca = config.ca_key;
   if (!config.jwt_key.empty()) ca_uris.jwt = config.jwt_key;
   const bool new_ca = ::access(Path(dir, "ca.pem").c_str(), F_OK) != 0;
-  if (new_ca && config.ca_key.empty() && config.jwt_key.empty()) {
+  const bool upstream = !config.upstream_chain.empty();
+  if (new_ca && upstream && config.ca_key.empty() &&
+      ::access(Path(dir, "ca.key.pem").c_str(), F_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the upstream chain certifies a key this server must hold: give --ca-key, or keep the "
+        "key `ca request-intermediate --key` made in ",
+        Path(dir, "ca.key.pem")));
+  }
+  if (new_ca && !upstream && config.ca_key.empty() && config.jwt_key.empty()) {
     TW_RETURN_IF_ERROR(ca::CaDirectory::Init(dir, {.trust_domain = td}, clock));
   }
-  if (new_ca && (!config.ca_key.empty() || !config.jwt_key.empty())) {
+  if (new_ca && (upstream || !config.ca_key.empty() || !config.jwt_key.empty())) {
     // A key not named lives in software, in its file in the data directory.
     for (const std::string& name : {std::string("ca.key.pem"), std::string("jwt.key.pem")}) {
       const bool configured =
@@ -194,7 +204,13 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
       TW_RETURN_IF_ERROR(key->WriteFile(Path(dir, name)));
     }
     TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));
-    TW_RETURN_IF_ERROR(ca::CaDirectory::InitWithSigners(dir, {.trust_domain = td}, signers, clock));
+    if (upstream) {
+      TW_ASSIGN_OR_RETURN(std::string chain, base::ReadFile(config.upstream_chain));
+      TW_RETURN_IF_ERROR(ca::CaDirectory::InitUpstream(dir, chain, signers, clock));
+    } else {
+      TW_RETURN_IF_ERROR(
+          ca::CaDirectory::InitWithSigners(dir, {.trust_domain = td}, signers, clock));
+    }
   }
   if (new_ca) spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
   TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));

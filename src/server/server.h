@@ -39,6 +39,9 @@ struct ServerConfig {
   // Where the signing keys live (crypto/signer_factory.h); empty: the data directory's
   // files (ca.key.pem, jwt.key.pem, ledger.key.pem), created on first start.
   std::string ca_key, jwt_key, ledger_key;
+  // Upstream mode: the CA certificate `ca sign-intermediate` made for the CA key, then the
+  // chain up to the root (PEM file), installed when the data directory has no CA yet.
+  std::string upstream_chain;
 };
 
 // What the server signs with: the CA (X.509- and JWT-SVIDs) and the ledger key (tree heads

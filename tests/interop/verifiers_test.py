@@ -270,6 +270,54 @@ class Delegated(AcceptedByEveryVerifier, unittest.TestCase):
         self.assertNotEqual(self.spiffe_id, self.parent_id)
 
 
+class UpstreamHsmIssued(AcceptedByEveryVerifier, unittest.TestCase):
+    """e. A server in upstream mode whose intermediate CA key is in a SoftHSM2 token: the root
+    made by `ca init` signs the intermediate (`ca request-intermediate`, `ca
+    sign-intermediate`); the bundle is the root's alone, and the SVID carries the
+    intermediate."""
+
+    intermediates = 1
+    SOFTHSM = os.environ.get("TW_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require("softhsm2-util")
+        d = cls.workdir()
+        os.makedirs(os.path.join(d, "tokens"))
+        conf = harness.write_file(os.path.join(d, "softhsm2.conf"),
+                                  f"directories.tokendir = {d}/tokens\n")
+        os.environ["SOFTHSM2_CONF"] = conf  # this process's children: the CLI and the server
+        must(["softhsm2-util", "--init-token", "--free", "--label", "up", "--so-pin",
+              "87654321", "--pin", "123456"])
+        pin = harness.write_file(os.path.join(d, "pin"), "123456\n", 0o600)
+        must([TW_BIN, "hsm", "init", "--module", cls.SOFTHSM, "--token", "up", "--pin-file", pin])
+        q = f"?module-path={cls.SOFTHSM}&pin-source=file:{pin}"
+        keys = {k: f"pkcs11:token=up;object=trustwarden-{k}{q}" for k in ("ca", "jwt", "ledger")}
+        root = ca_init(os.path.join(d, "root"))
+        csr = os.path.join(d, "intermediate.csr")
+        must([TW_BIN, "ca", "request-intermediate", "--key", keys["ca"], "--out", csr])
+        chain = os.path.join(d, "chain.pem")
+        must([TW_BIN, "ca", "sign-intermediate", "--ca", root, "--csr", csr, "--out", chain])
+        cls.server = harness.Server(os.path.join(d, "server"), trust_domain=TD, extra_args=[
+            "--ca-key", keys["ca"], "--jwt-key", keys["jwt"], "--ledger-key", keys["ledger"],
+            "--upstream-chain", chain])
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+        cls.bundle = os.path.join(root, "bundle.pem")
+        out = os.path.join(d, "payer")
+        cls.spiffe_id = agent_create(cls.server, "acme/fin/payer", out)
+        cls.chain = os.path.join(out, "svid.pem")
+
+    def test_openssl_verify_with_the_root_alone(self):
+        r = run(["openssl", "verify", "-CAfile", self.bundle, "-untrusted", self.chain,
+                 self.chain])
+        self.assertEqual(r.returncode, 0, f"{r.stdout}{r.stderr}")
+        self.assertEqual(len(pem_blocks(read_bytes(self.bundle))), 1, "the bundle is the root")
+
+    def test_the_server_publishes_the_root_not_the_intermediate(self):
+        self.assertEqual(read_bytes(self.server.bundle_pem), read_bytes(self.bundle))
+
+
 # ---------------------------------------------------------------------------------------------
 # Negative cases: the same verifiers do reject
 # ---------------------------------------------------------------------------------------------
