@@ -66,7 +66,7 @@ absl::StatusOr<std::shared_ptr<const policy::PolicyVersion>> MakeVersion(
 
 }  // namespace
 
-Authority::Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub,
+Authority::Authority(ca::RotatingCa& ca, store::Store& store, revocation::Hub& hub,
                      metrics::Metrics& metrics, AuthorityOptions options)
     : ca_(ca),
       store_(store),
@@ -85,15 +85,16 @@ Authority::Authority(const ca::CaDirectory& ca, store::Store& store, revocation:
                       }
                       return absl::OkStatus();
                     },
-                    .attribute_trust_domains = {ca.issuer().trust_domain()}}),
-      late_verifier_(
-          bundles_,
-          core::X509VerifierOptions{.clock = options.clock,
-                                    .attribute_trust_domains = {ca.issuer().trust_domain()},
-                                    .cache_capacity = 0}),
+                    .attribute_trust_domains = {ca.trust_domain()}}),
+      late_verifier_(bundles_,
+                     core::X509VerifierOptions{.clock = options.clock,
+                                               .attribute_trust_domains = {ca.trust_domain()},
+                                               .cache_capacity = 0}),
       principal_limiter_(options.issuances_per_principal, options.issuances_per_principal),
       refusal_limiter_(kRefusalsPerSecond, 10 * kRefusalsPerSecond) {
-  bundles_->Put(ca.bundle());
+  bundles_->Put(*ca.bundle());
+  // A rotation publishes a new bundle: SVIDs of every authority in it verify, and no others.
+  ca.OnChange([bundles = bundles_](const core::Bundle& bundle) { bundles->Put(bundle); });
 }
 
 absl::StatusOr<std::string> Authority::Load(
@@ -292,9 +293,10 @@ absl::StatusOr<IssuedIdentity> Authority::Issue(store::IdentityRecord record,
                          .not_before = now - ca::kBackdate,
                          .not_after = now + ttl,
                          .attributes = attrs};
-  TW_ASSIGN_OR_RETURN(base::Bytes der, ca_.issuer().IssueLeaf(leaf, csr.public_key));
+  const std::shared_ptr<const core::X509Issuer> issuer = ca_.issuer();
+  TW_ASSIGN_OR_RETURN(base::Bytes der, issuer->IssueLeaf(leaf, csr.public_key));
   std::vector<base::ByteView> chain = {der};
-  const auto& served = ca_.issuer().served_chain();
+  const auto& served = issuer->served_chain();
   chain.insert(chain.end(), served.begin(), served.end());
   IssuedIdentity out;
   out.svid_pem = core::CertificatesToPem(chain);
@@ -395,7 +397,7 @@ absl::StatusOr<IssuedIdentity> Authority::CreateIdentityUnrecorded(
 
   const std::string instance_id = core::NewInstanceId();
   TW_ASSIGN_OR_RETURN(core::SpiffeId id,
-                      core::AgentSpiffeId(ca_.issuer().trust_domain(), request.name, instance_id));
+                      core::AgentSpiffeId(ca_.trust_domain(), request.name, instance_id));
   core::SvidAttributes attrs{.scopes = request.scopes,
                              .trust_level = request.trust_level,
                              .policy_version = version->version,
@@ -559,7 +561,7 @@ absl::StatusOr<MintedJwt> Authority::MintJwtUnrecorded(const Caller& caller,
                            .issued_at = now,
                            .ttl = ttl,
                            .attributes = caller.svid->attributes.value_or(core::SvidAttributes{})};
-  TW_ASSIGN_OR_RETURN(std::string token, core::MintJwtSvid(ca_.jwt_signer(), jwt));
+  TW_ASSIGN_OR_RETURN(std::string token, core::MintJwtSvid(*ca_.jwt_signer(), jwt));
   metrics_.RecordJwt();
   return MintedJwt{std::move(token), absl::FromUnixSeconds(absl::ToUnixSeconds(now + ttl))};
 }

@@ -14,7 +14,7 @@
 #include "authority/requests.h"
 #include "base/clock.h"
 #include "base/rate_limiter.h"
-#include "ca/ca_directory.h"
+#include "ca/rotating_ca.h"
 #include "core/csr.h"
 #include "core/x509_verifier.h"
 #include "ledger/service.h"
@@ -92,7 +92,7 @@ struct AuthorityOptions {
 class Authority {
  public:
   // `ca`, `store`, `hub` and `metrics` must outlive the Authority.
-  Authority(const ca::CaDirectory& ca, store::Store& store, revocation::Hub& hub,
+  Authority(ca::RotatingCa& ca, store::Store& store, revocation::Hub& hub,
             metrics::Metrics& metrics, AuthorityOptions options = {});
 
   // Loads tokens and the current policy; installs Policy::DefaultSource() as version 1
@@ -173,7 +173,7 @@ class Authority {
 
   std::shared_ptr<const policy::PolicyVersion> current_policy() const;
   const core::X509Verifier& verifier() const { return verifier_; }
-  const ca::CaDirectory& ca() const { return ca_; }
+  const ca::RotatingCa& ca() const { return ca_; }
 
  private:
   absl::StatusOr<IssuedIdentity> CreateIdentityUnrecorded(const Caller& caller,
@@ -215,7 +215,7 @@ class Authority {
   absl::StatusOr<store::IdentityRecord> CallerRecord(const Caller& caller) const;
   absl::StatusOr<IdentityView> View(store::IdentityRecord record) const;
 
-  const ca::CaDirectory& ca_;
+  ca::RotatingCa& ca_;
   store::Store& store_;
   revocation::Hub& hub_;
   metrics::Metrics& metrics_;

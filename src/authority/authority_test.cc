@@ -42,12 +42,15 @@ class AuthorityTest : public ::testing::Test {
                                       {.trust_domain = *core::TrustDomain::FromName("example.org")},
                                       fake_)
                     .ok());
-    ca_ = std::make_unique<ca::CaDirectory>(*ca::CaDirectory::Open(dir_ + "/ca"));
+    auto adopted = ca::RotatingCa::Adopt(dir_ + "/ca", *ca::CaDirectory::Open(dir_ + "/ca"),
+                                         ca::CaSigners::FilesIn(dir_ + "/ca"), {});
+    ASSERT_TRUE(adopted.ok()) << adopted.status();
+    ca_ = *std::move(adopted);
     store_ = std::make_unique<store::MemoryStore>();
     hub_ = std::make_unique<revocation::Hub>(0, std::vector<revocation::Entry>{});
     ledger_ = std::make_unique<ledger::Service>(
         *store_, *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256), "example.org",
-        ca_->bundle().ToJson(), ledger::ServiceOptions{.clock = &fake_});
+        ca_->bundle()->ToJson(), ledger::ServiceOptions{.clock = &fake_});
     Recreate(&fake_);
   }
   void TearDown() override {
@@ -129,7 +132,7 @@ class AuthorityTest : public ::testing::Test {
   TickingClock ticking_;
   base::TempDir tmp_{"tw-authority"};
   const std::string dir_ = tmp_.path();
-  std::unique_ptr<ca::CaDirectory> ca_;
+  std::unique_ptr<ca::RotatingCa> ca_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<revocation::Hub> hub_;
   metrics::Metrics metrics_;

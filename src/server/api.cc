@@ -143,8 +143,17 @@ Api::Api(authority::Authority& authority, metrics::Metrics& metrics, ApiOptions 
       options_(options),
       address_limiter_(options.requests_per_address, options.requests_per_address),
       auth_failure_limiter_(options.auth_failures_per_address,
-                            options.auth_failures_per_address * 5),
-      bundle_json_(authority.ca().bundle().ToJson()) {}
+                            options.auth_failures_per_address * 5) {}
+
+std::string Api::BundleJson() const {
+  std::shared_ptr<const core::Bundle> bundle = authority_.ca().bundle();
+  absl::MutexLock lock(&bundle_mu_);
+  if (bundle != bundle_) {
+    bundle_json_ = bundle->ToJson();
+    bundle_ = std::move(bundle);
+  }
+  return bundle_json_;
+}
 
 absl::StatusOr<int64_t> Api::StreamStart(const HttpRequest& request) {
   if (!request.last_event_id.empty()) return ParseNumber("Last-Event-ID", request.last_event_id);
@@ -265,7 +274,7 @@ absl::StatusOr<HttpResponse> Api::MetricsText(const Call&) {
 }
 
 absl::StatusOr<HttpResponse> Api::Bundle(const Call&) {
-  return HttpResponse{200, bundle_json_, "application/json"};
+  return HttpResponse{200, BundleJson(), "application/json"};
 }
 
 absl::StatusOr<HttpResponse> Api::ListRevocations(const Call& c) {
@@ -297,13 +306,13 @@ absl::StatusOr<HttpResponse> Api::LedgerKey(const Call&) {
 absl::StatusOr<HttpResponse> Api::CreateIdentity(const Call& c) {
   TW_ASSIGN_OR_RETURN(authority::CreateIdentityRequest req, DecodeCreateIdentity(c.http.body));
   TW_ASSIGN_OR_RETURN(authority::IssuedIdentity issued, authority_.CreateIdentity(c.caller, req));
-  return IssuedResponse(201, issued, bundle_json_);
+  return IssuedResponse(201, issued, BundleJson());
 }
 
 absl::StatusOr<HttpResponse> Api::Renew(const Call& c) {
   TW_ASSIGN_OR_RETURN(std::string csr, DecodeRenew(c.http.body));
   TW_ASSIGN_OR_RETURN(authority::IssuedIdentity issued, authority_.Renew(c.caller, csr));
-  return IssuedResponse(200, issued, bundle_json_);
+  return IssuedResponse(200, issued, BundleJson());
 }
 
 absl::StatusOr<HttpResponse> Api::ListIdentities(const Call& c) {

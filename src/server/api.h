@@ -110,7 +110,11 @@ class Api {
   const ApiOptions options_;
   base::RateLimiter address_limiter_;
   base::RateLimiter auth_failure_limiter_;
-  const std::string bundle_json_;
+  // The published bundle as JSON, made again when a rotation changed it.
+  std::string BundleJson() const;
+  mutable absl::Mutex bundle_mu_;
+  mutable std::shared_ptr<const core::Bundle> bundle_ ABSL_GUARDED_BY(bundle_mu_);
+  mutable std::string bundle_json_ ABSL_GUARDED_BY(bundle_mu_);
 };
 
 }  // namespace tw::server

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/file.h"
-#include "ca/ca_directory.h"
+#include "ca/rotating_ca.h"
 #include "core/certificate.h"
 #include "core/x509_verifier.h"
 #include "crypto/software_signer.h"
@@ -51,7 +51,7 @@ struct Agent {
 struct World {
   std::string dir;
   std::unique_ptr<Services> services;  // wired as the server wires them, without limits
-  ca::CaDirectory* ca;
+  ca::RotatingCa* ca;
   store::Store* store;
   ledger::Service* ledger;
   Api* api;
@@ -70,7 +70,7 @@ struct World {
     api = services->api.get();
     admin = services->new_admin_token;
     auto bundles = std::make_shared<core::BundleSet>();
-    bundles->Put(ca->bundle());
+    bundles->Put(*ca->bundle());
     core::X509Verifier verifier(bundles, {.attribute_trust_domains = {td}});
     absl::Time now = absl::Now();
     for (int i = 0; i < kAgents; ++i) {
@@ -84,7 +84,7 @@ struct World {
           .not_after = now + absl::Hours(12)};
       leaf.attributes.principal = "admin";
       leaf.attributes.policy_version = 1;
-      a.cert = *ca->issuer().IssueLeaf(leaf, a.key->public_key());
+      a.cert = *ca->issuer()->IssueLeaf(leaf, a.key->public_key());
       a.svid = *verifier.Verify({base::ByteView(a.cert)});
       a.record = store::IdentityRecord{.instance_id = id,
                                        .spiffe_id = a.svid->spiffe_id.str(),

@@ -213,12 +213,21 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
     }
   }
   if (new_ca) spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
-  TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));
-  TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir, std::move(signers)));
-  if (ca.issuer().trust_domain() != td) {
+  // After the first start the rotation state names the keys (the active authority's may not
+  // be the one the config named then).
+  const ca::RotatingCaOptions rotation{.max_svid_lifetime = config.max_instance_lifetime};
+  std::unique_ptr<ca::RotatingCa> rotating;
+  if (ca::RotatingCa::Exists(dir)) {
+    TW_ASSIGN_OR_RETURN(rotating, ca::RotatingCa::Open(dir, rotation));
+  } else {
+    TW_ASSIGN_OR_RETURN(ca::CaSigners signers, ca::CaSigners::Open(ca_uris));
+    TW_ASSIGN_OR_RETURN(ca::CaDirectory ca, ca::CaDirectory::Load(dir, std::move(signers)));
+    TW_ASSIGN_OR_RETURN(rotating, ca::RotatingCa::Adopt(dir, std::move(ca), ca_uris, rotation));
+  }
+  if (rotating->trust_domain() != td) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " holds the CA of trust domain \"",
-                                                      ca.issuer().trust_domain().name(),
-                                                      "\", not \"", td.name(), "\""));
+                                                      rotating->trust_domain().name(), "\", not \"",
+                                                      td.name(), "\""));
   }
   std::string ledger_uri = config.ledger_key;
   if (ledger_uri.empty()) {
@@ -244,7 +253,7 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
   } else if (!existing.ok()) {
     TW_RETURN_IF_ERROR(base::WriteFile(pub, pub_pem, 0644));
   }
-  keys.ca = std::make_unique<ca::CaDirectory>(std::move(ca));
+  keys.ca = std::move(rotating);
   return keys;
 }
 
@@ -294,7 +303,8 @@ absl::Status Server::RenewServerCertificate() {
   Parts& p = *parts_;
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::SoftwareSigner> key,
                       crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256));
-  const core::TrustDomain& td = p.services->ca->issuer().trust_domain();
+  const std::shared_ptr<const core::X509Issuer> issuer = p.services->ca->issuer();
+  const core::TrustDomain& td = issuer->trust_domain();
   TW_ASSIGN_OR_RETURN(core::SpiffeId id,
                       core::SpiffeId::FromSegments(td, {"trustwarden", "server"}));
   const absl::Time now = p.clock->Now();
@@ -322,9 +332,9 @@ absl::Status Server::RenewServerCertificate() {
       leaf.dns_names.push_back(p.host);
     }
   }
-  TW_ASSIGN_OR_RETURN(base::Bytes der, p.services->ca->issuer().IssueLeaf(leaf, key->public_key()));
+  TW_ASSIGN_OR_RETURN(base::Bytes der, issuer->IssueLeaf(leaf, key->public_key()));
   std::vector<base::ByteView> chain = {der};
-  const auto& served = p.services->ca->issuer().served_chain();
+  const auto& served = issuer->served_chain();
   chain.insert(chain.end(), served.begin(), served.end());
   const std::string chain_pem = core::CertificatesToPem(chain);
   crypto::SecretBytes key_pem = key->ToPkcs8Pem();

@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
-#include "ca/ca_directory.h"
+#include "ca/rotating_ca.h"
 #include "crypto/signer.h"
 #include "server/http_server.h"
 #include "store/store.h"
@@ -47,7 +47,7 @@ struct ServerConfig {
 // What the server signs with: the CA (X.509- and JWT-SVIDs) and the ledger key (tree heads
 // and the server's own events, ECDSA P-256).
 struct ServerKeys {
-  std::unique_ptr<ca::CaDirectory> ca;
+  std::unique_ptr<ca::RotatingCa> ca;
   std::unique_ptr<crypto::Signer> ledger;
 };
 

@@ -21,8 +21,8 @@ absl::StatusOr<std::unique_ptr<Services>> Services::Wire(
                                              });
   s->hub->Prune(clock.Now());
   s->ledger = std::make_unique<ledger::Service>(
-      *s->store, std::move(keys.ledger), std::string(s->ca->issuer().trust_domain().name()),
-      s->ca->bundle().ToJson(),
+      *s->store, std::move(keys.ledger), std::string(s->ca->trust_domain().name()),
+      s->ca->history()->ToJson(),
       ledger::ServiceOptions{.clock = &clock,
                              .events_per_instance = config.ledger_events_per_instance});
   s->authority = std::make_unique<authority::Authority>(

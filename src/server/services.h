@@ -30,7 +30,7 @@ struct Services {
       const std::function<absl::Status(const std::string&)>& persist = nullptr);
 
   std::unique_ptr<store::Store> store;
-  std::unique_ptr<ca::CaDirectory> ca;
+  std::unique_ptr<ca::RotatingCa> ca;
   metrics::Metrics metrics;
   std::unique_ptr<revocation::Hub> hub;
   std::unique_ptr<ledger::Service> ledger;

@@ -1,0 +1,110 @@
+// The server's CA across key rotations, SPIRE's model made explicit. Each authority is an
+// X.509 CA (its key and certificate chain) with a JWT-SVID key, and goes
+//   prepared (published in the bundle, signing nothing) -> active (signing) -> old
+//   (published until every SVID it signed has expired) -> retired,
+// or is removed from the bundle at once by RevokeAuthority (a compromised key). The bundle
+// publishes every prepared, active and old authority, and its spiffe_sequence grows on
+// every change. State lives in the CA directory: authorities.json, ca.pem (the active
+// chain), bundle.json and bundle.pem, and bundle-history.json (every authority ever
+// published, for auditors verifying old ledger entries). Thread-safe.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "ca/ca_directory.h"
+#include "core/bundle.h"
+#include "core/x509_issuer.h"
+#include "crypto/signer.h"
+
+namespace tw::ca {
+
+enum class AuthorityState { kPrepared, kActive, kOld, kRetired, kRevoked };
+absl::string_view AuthorityStateName(AuthorityState state);
+
+// An authority as `ca status` shows it.
+struct AuthorityInfo {
+  int64_t id = 0;
+  AuthorityState state = AuthorityState::kActive;
+  std::string ca_key, jwt_key;     // key URIs
+  std::string serial;              // of its CA certificate
+  std::string fingerprint_sha256;  // of its root, as `bootstrap` takes it
+  std::string jwt_key_id;
+  absl::Time not_after;  // of its CA certificate
+  absl::Time prepared_at, activated_at = absl::InfinitePast(),
+                          deactivated_at = absl::InfinitePast();
+  // Old authorities: when the last SVID and JWT-SVID it may have signed expires.
+  absl::Time signs_until = absl::InfinitePast();
+};
+
+struct RotatingCaOptions {
+  absl::Duration ca_ttl = absl::Hours(24 * 365);  // of a prepared self-signed CA
+  // The longest X.509-SVID and JWT-SVID the server issues: how long an old authority's
+  // signatures may live after it stopped signing.
+  absl::Duration max_svid_lifetime = absl::Hours(24);
+  absl::Duration max_jwt_lifetime = absl::Hours(1);
+};
+
+class RotatingCa {
+ public:
+  // True when `dir` holds rotation state (authorities.json).
+  static bool Exists(const std::string& dir);
+  // Opens the rotation state of `dir` (its keys by the URIs it recorded).
+  static absl::StatusOr<std::unique_ptr<RotatingCa>> Open(const std::string& dir,
+                                                          RotatingCaOptions options);
+  // Starts rotation state in a directory CaDirectory wrote: one active authority,
+  // `initial` with the key URIs it was loaded with.
+  static absl::StatusOr<std::unique_ptr<RotatingCa>> Adopt(const std::string& dir,
+                                                           CaDirectory initial,
+                                                           CaSigners::Uris initial_uris,
+                                                           RotatingCaOptions options);
+
+  std::shared_ptr<const core::X509Issuer> issuer() const;  // the active authority's
+  std::shared_ptr<const crypto::Signer> jwt_signer() const;
+  std::shared_ptr<const core::Bundle> bundle() const;
+  // Every authority ever published, retired and revoked ones too (bundle-history.json).
+  std::shared_ptr<const core::Bundle> history() const;
+  const core::TrustDomain& trust_domain() const { return issuer()->trust_domain(); }
+
+  std::vector<AuthorityInfo> Status() const;
+  // A new authority: keys made where the active ones live (the same PKCS#11 token, or files
+  // in the directory), a self-signed CA certificate, published at once. FailedPrecondition
+  // when one is prepared already, or in upstream mode (the root must sign: not yet).
+  absl::StatusOr<AuthorityInfo> Prepare(absl::Time now);
+  // The prepared authority signs from now on; the active one becomes old. FailedPrecondition
+  // when none is prepared.
+  absl::StatusOr<AuthorityInfo> Activate(absl::Time now);
+  // An old authority leaves the bundle; FailedPrecondition (naming when) while SVIDs it
+  // signed may still be valid, NotFound for an unknown id.
+  absl::Status Retire(int64_t id, absl::Time now);
+  // A prepared or old authority leaves the bundle at once, whatever it signed;
+  // FailedPrecondition for the active one (prepare and activate another first).
+  absl::Status RevokeAuthority(int64_t id, absl::Time now);
+
+  // Called after every change, with the new bundle (outside the CA's lock).
+  void OnChange(std::function<void(const core::Bundle&)> listener);
+
+ private:
+  struct Entry;
+  struct State;
+  RotatingCa(std::string dir, RotatingCaOptions options);
+  // Writes the state's files and swaps it in; then tells the listeners.
+  absl::Status Commit(std::shared_ptr<const State> next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(change_mu_);
+  std::shared_ptr<const State> state() const;
+  absl::StatusOr<std::shared_ptr<const State>> Derive(std::vector<Entry> entries,
+                                                      int64_t sequence) const;
+
+  const std::string dir_;
+  const RotatingCaOptions options_;
+  absl::Mutex change_mu_;  // one change at a time
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const State> state_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::function<void(const core::Bundle&)>> listeners_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tw::ca
