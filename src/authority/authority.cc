@@ -742,6 +742,46 @@ absl::Status Authority::RevokeToken(const Caller& caller, absl::string_view id) 
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<ca::AuthorityInfo>> Authority::CaStatus(const Caller& caller) const {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  return ca_.Status();
+}
+
+absl::Status Authority::RecordAuthority(const Caller& caller, int64_t id, absl::string_view state) {
+  TW_ASSIGN_OR_RETURN(auto audit, Audit(ledger::Event{.type = "authority",
+                                                      .principal = caller.principal,
+                                                      .resource = absl::StrCat("authority:", id),
+                                                      .reason = std::string(state)}));
+  if (audit) TW_RETURN_IF_ERROR(store_.AppendLedger(*audit).status());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ca::AuthorityInfo> Authority::PrepareAuthority(const Caller& caller) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo info, ca_.Prepare(options_.clock->Now()));
+  TW_RETURN_IF_ERROR(RecordAuthority(caller, info.id, "prepared"));
+  return info;
+}
+
+absl::StatusOr<ca::AuthorityInfo> Authority::ActivateAuthority(const Caller& caller) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo info, ca_.Activate(options_.clock->Now()));
+  TW_RETURN_IF_ERROR(RecordAuthority(caller, info.id, "active"));
+  return info;
+}
+
+absl::Status Authority::RetireAuthority(const Caller& caller, int64_t id) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_RETURN_IF_ERROR(ca_.Retire(id, options_.clock->Now()));
+  return RecordAuthority(caller, id, "retired");
+}
+
+absl::Status Authority::RevokeAuthority(const Caller& caller, int64_t id) {
+  TW_RETURN_IF_ERROR(RequireAdmin(caller));
+  TW_RETURN_IF_ERROR(ca_.RevokeAuthority(id, options_.clock->Now()));
+  return RecordAuthority(caller, id, "revoked");
+}
+
 absl::Status Authority::RequireAuditor(const Caller& caller) const {
   if (caller.auditor) return absl::OkStatus();
   return RequireAdmin(caller);

@@ -156,6 +156,14 @@ class Authority {
   };
   absl::StatusOr<LateSigner> VerifyLateSigner(const std::vector<base::ByteView>& chain) const;
 
+  // CA rotation (ca::RotatingCa), admin only, each change recorded as an "authority" event
+  // (resource "authority:ID", reason the new state).
+  absl::StatusOr<std::vector<ca::AuthorityInfo>> CaStatus(const Caller& caller) const;
+  absl::StatusOr<ca::AuthorityInfo> PrepareAuthority(const Caller& caller);
+  absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller);
+  absl::Status RetireAuthority(const Caller& caller, int64_t id);
+  absl::Status RevokeAuthority(const Caller& caller, int64_t id);
+
   // Admin reads: an instance with its revocation (NotFound; InvalidArgument for a malformed
   // id), matching
   // instances newest first, policy versions (0 is the latest; NotFound).
@@ -178,6 +186,8 @@ class Authority {
  private:
   absl::StatusOr<IssuedIdentity> CreateIdentityUnrecorded(const Caller& caller,
                                                           const CreateIdentityRequest& request);
+  // Records a CA change made by `caller`.
+  absl::Status RecordAuthority(const Caller& caller, int64_t id, absl::string_view state);
   // `theft_recorded` is set when the refusal was recorded already (a suspected key theft).
   absl::StatusOr<IssuedIdentity> RenewUnrecorded(const Caller& caller, absl::string_view csr,
                                                  bool& theft_recorded);

@@ -384,6 +384,75 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     }
   }
   {
+    // CA rotation on a running server (the `ca` group's offline commands are elsewhere).
+    CLI::App* ca = app.get_subcommand("ca");
+    auto print_authority = [](const json& a) {
+      PrintTable({"ID", "STATE", "SERIAL", "NOT_AFTER", "SIGNS_UNTIL", "JWT_KEY_ID"},
+                 {{Field(a, "id"), Field(a, "state"), Field(a, "serial"), Field(a, "not_after"),
+                   Field(a, "signs_until"), Field(a, "jwt_key_id")}});
+    };
+    {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      CLI::App* cmd = ca->add_subcommand("status", "The server's CA authorities (admin)");
+      AddJsonFlag(cmd, as_json.get());
+      AddClientFlags(cmd, f.get());
+      OnRun(cmd, action, [f, as_json] {
+        return Simple(*f, "GET", "/v1/ca", nullptr, [as_json](const json& reply) {
+          if (*as_json) return PrintJson(reply);
+          std::vector<std::vector<std::string>> rows;
+          for (const json& a : reply.value("authorities", json::array())) {
+            rows.push_back({Field(a, "id"), Field(a, "state"), Field(a, "serial"),
+                            Field(a, "not_after"), Field(a, "signs_until"),
+                            Field(a, "jwt_key_id")});
+          }
+          PrintTable({"ID", "STATE", "SERIAL", "NOT_AFTER", "SIGNS_UNTIL", "JWT_KEY_ID"}, rows);
+          std::cout << "bundle sequence " << Field(reply, "bundle_sequence") << "\n";
+        });
+      });
+    }
+    for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
+             {"prepare",
+              "A new CA and JWT key, published in the bundle, signing nothing yet (admin)"},
+             {"activate", "The prepared authority signs from now on; the active one gets old"}}) {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      CLI::App* cmd = ca->add_subcommand(name, help);
+      AddJsonFlag(cmd, as_json.get());
+      AddClientFlags(cmd, f.get());
+      const std::string target = "/v1/ca/" + name;
+      OnRun(cmd, action, [f, as_json, target, print_authority] {
+        const json empty = json::object();
+        return Simple(*f, "POST", target, &empty, [as_json, print_authority](const json& a) {
+          if (*as_json) return PrintJson(a);
+          print_authority(a);
+        });
+      });
+    }
+    for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
+             {"retire", "An old authority leaves the bundle, once what it signed expired"},
+             {"revoke-authority",
+              "A compromised (not active) authority leaves the bundle at once"}}) {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      auto id = std::make_shared<int64_t>(0);
+      CLI::App* cmd = ca->add_subcommand(name, help);
+      cmd->add_option("ID", *id, "Authority id (ca status)")
+          ->required()
+          ->check(CLI::PositiveNumber);
+      AddJsonFlag(cmd, as_json.get());
+      AddClientFlags(cmd, f.get());
+      const std::string target = "/v1/ca/" + name;
+      OnRun(cmd, action, [f, as_json, id, target] {
+        const json body{{"id", *id}};
+        return Simple(*f, "POST", target, &body, [as_json, id](const json& reply) {
+          if (*as_json) return PrintJson(reply);
+          std::cout << "authority " << *id << " " << Field(reply, "state") << "\n";
+        });
+      });
+    }
+  }
+  {
     CLI::App* policy = app.add_subcommand("policy", "Apply and read policy versions (admin)");
     policy->require_subcommand(1);
     auto f = std::make_shared<ClientFlags>();

@@ -369,7 +369,9 @@ absl::StatusOr<ledger::VerifyOptions> TrustAnchors(const LedgerFlags& f, ServerS
   if (!f.client.bundle.empty() || (env != nullptr && *env != '\0')) {
     TW_ASSIGN_OR_RETURN(o.bundle, base::ReadFile(f.client.bundle.empty() ? env : f.client.bundle));
   } else {
-    auto reply = server.Get("/v1/bundle");
+    // Every authority the server ever published: old entries were signed under ones a
+    // rotation has since retired.
+    auto reply = server.Get("/v1/ca/history");
     if (!reply.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the bundle must come from outside the ledger: give --bundle FILE or reach the server "
@@ -505,7 +507,7 @@ void RegisterLedgerCommands(CLI::App& app, Action* action) {
         ->check(CLI::IsMember({"allow", "deny"}));
     cmd->add_option("--type", f->type, "Event type")
         ->check(CLI::IsMember({"action", "outcome", "observation", "issuance", "renewal",
-                               "revocation", "policy", "token"}));
+                               "revocation", "policy", "token", "authority"}));
     cmd->add_option("--since", f->since, "From (RFC 3339, Unix ms, or a duration ago: 1h)");
     cmd->add_option("--until", f->until, "Before (same forms)");
     cmd->add_option("--limit", f->limit, "At most this many events")->check(CLI::Range(1, 10000));

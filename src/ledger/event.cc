@@ -27,8 +27,8 @@ constexpr size_t kMaxEventBytes = 64 << 10;
 constexpr size_t kMaxString = 4096;
 
 constexpr std::array<absl::string_view, 3> kAgentTypes = {"action", "outcome", "observation"};
-constexpr std::array<absl::string_view, 5> kServerTypes = {"issuance", "renewal", "revocation",
-                                                           "policy", "token"};
+constexpr std::array<absl::string_view, 6> kServerTypes = {"issuance", "renewal", "revocation",
+                                                           "policy",   "token",   "authority"};
 
 bool IsLowerHex(absl::string_view s) {
   static constexpr auto kHex = [] {

@@ -36,7 +36,8 @@ struct Event {
   bool operator==(const Event&) const = default;
 };
 
-// True for the types only the server writes (issuance, renewal, revocation, policy, token).
+// True for the types only the server writes (issuance, renewal, revocation, policy, token,
+// authority).
 bool IsServerType(absl::string_view type);
 // True for the types whose subject is the signer itself (action, outcome, observation).
 bool IsSelfType(absl::string_view type);

@@ -121,6 +121,12 @@ const Api::Route Api::kRoutes[] = {
     {"GET", "/v1/policies", Access::kAdmin, &Api::ListPolicies},
     {"GET", "/v1/policies/*", Access::kAdmin, &Api::GetPolicy},
     {"GET", "/v1/tokens", Access::kAdmin, &Api::ListTokens},
+    {"GET", "/v1/ca", Access::kAdmin, &Api::CaStatus},
+    {"GET", "/v1/ca/history", Access::kAuditor, &Api::CaHistory},
+    {"POST", "/v1/ca/prepare", Access::kAdmin, &Api::CaPrepare},
+    {"POST", "/v1/ca/activate", Access::kAdmin, &Api::CaActivate},
+    {"POST", "/v1/ca/retire", Access::kAdmin, &Api::CaRetire},
+    {"POST", "/v1/ca/revoke-authority", Access::kAdmin, &Api::CaRevokeAuthority},
     {"GET", "/v1/tokens/self", Access::kCaller, &Api::TokenSelf},
     {"POST", "/v1/tokens", Access::kAdmin, &Api::CreateToken},
     {"DELETE", "/v1/tokens/*", Access::kAdmin, &Api::RevokeToken},
@@ -397,6 +403,40 @@ absl::StatusOr<HttpResponse> Api::ListTokens(const Call& c) {
   json list = json::array();
   for (const store::TokenRecord& t : tokens) list.push_back(TokenJson(t));
   return Json(200, json{{"tokens", std::move(list)}});
+}
+
+absl::StatusOr<HttpResponse> Api::CaStatus(const Call& c) {
+  TW_ASSIGN_OR_RETURN(std::vector<ca::AuthorityInfo> authorities, authority_.CaStatus(c.caller));
+  json list = json::array();
+  for (const ca::AuthorityInfo& a : authorities) list.push_back(AuthorityJson(a));
+  return Json(200, json{{"bundle_sequence", authority_.ca().bundle()->sequence().value_or(0)},
+                        {"authorities", std::move(list)}});
+}
+
+absl::StatusOr<HttpResponse> Api::CaHistory(const Call&) {
+  return HttpResponse{200, authority_.ca().history()->ToJson(), "application/json"};
+}
+
+absl::StatusOr<HttpResponse> Api::CaPrepare(const Call& c) {
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo a, authority_.PrepareAuthority(c.caller));
+  return Json(201, AuthorityJson(a));
+}
+
+absl::StatusOr<HttpResponse> Api::CaActivate(const Call& c) {
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo a, authority_.ActivateAuthority(c.caller));
+  return Json(200, AuthorityJson(a));
+}
+
+absl::StatusOr<HttpResponse> Api::CaRetire(const Call& c) {
+  TW_ASSIGN_OR_RETURN(int64_t id, DecodeAuthorityId(c.http.body));
+  TW_RETURN_IF_ERROR(authority_.RetireAuthority(c.caller, id));
+  return Json(200, json{{"id", id}, {"state", "retired"}});
+}
+
+absl::StatusOr<HttpResponse> Api::CaRevokeAuthority(const Call& c) {
+  TW_ASSIGN_OR_RETURN(int64_t id, DecodeAuthorityId(c.http.body));
+  TW_RETURN_IF_ERROR(authority_.RevokeAuthority(c.caller, id));
+  return Json(200, json{{"id", id}, {"state", "revoked"}});
 }
 
 absl::StatusOr<HttpResponse> Api::TokenSelf(const Call& c) {

@@ -89,6 +89,12 @@ class Api {
   absl::StatusOr<HttpResponse> GetPolicy(const Call& c);
   absl::StatusOr<HttpResponse> ListTokens(const Call& c);
   absl::StatusOr<HttpResponse> TokenSelf(const Call& c);
+  absl::StatusOr<HttpResponse> CaStatus(const Call& c);
+  absl::StatusOr<HttpResponse> CaHistory(const Call& c);
+  absl::StatusOr<HttpResponse> CaPrepare(const Call& c);
+  absl::StatusOr<HttpResponse> CaActivate(const Call& c);
+  absl::StatusOr<HttpResponse> CaRetire(const Call& c);
+  absl::StatusOr<HttpResponse> CaRevokeAuthority(const Call& c);
   absl::StatusOr<HttpResponse> CreateToken(const Call& c);
   absl::StatusOr<HttpResponse> RevokeToken(const Call& c);
   absl::StatusOr<HttpResponse> LedgerKey(const Call& c);

@@ -81,6 +81,24 @@ HttpResponse IssuedResponse(int status, const authority::IssuedIdentity& issued,
   return HttpResponse{status, std::move(body), "application/json"};
 }
 
+json AuthorityJson(const ca::AuthorityInfo& a) {
+  auto at = [](absl::Time t) {
+    return t == absl::InfinitePast() ? json(nullptr) : json(base::Rfc3339(t));
+  };
+  return json{{"id", a.id},
+              {"state", std::string(ca::AuthorityStateName(a.state))},
+              {"ca_key", a.ca_key},
+              {"jwt_key", a.jwt_key},
+              {"serial", a.serial},
+              {"root_fingerprint_sha256", a.fingerprint_sha256},
+              {"jwt_key_id", a.jwt_key_id},
+              {"not_after", base::Rfc3339(a.not_after)},
+              {"prepared_at", at(a.prepared_at)},
+              {"activated_at", at(a.activated_at)},
+              {"deactivated_at", at(a.deactivated_at)},
+              {"signs_until", at(a.signs_until)}};
+}
+
 std::string RevocationEntryJson(const revocation::Entry& e) {
   return json{{"sequence", e.sequence},
               {"kind", std::string(revocation::KindName(e.kind))},

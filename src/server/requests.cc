@@ -178,6 +178,23 @@ absl::StatusOr<std::string> DecodePolicy(absl::string_view body) {
   return *std::move(source);
 }
 
+absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body) {
+  std::optional<int64_t> id;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name != "id") return Unknown(name);
+        if (!value.is_number_integer() || value.get<int64_t>() < 1) {
+          return Invalid(name, "must be an authority id (a whole number from 1)");
+        }
+        id = value.get<int64_t>();
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  if (!id) return Invalid("id", "is required");
+  return *id;
+}
+
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body) {
   std::optional<std::string> principal;
   TokenRequest out;

@@ -37,6 +37,9 @@ struct TokenRequest {
 };
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 
+// POST /v1/ca/retire and /v1/ca/revoke-authority: {"id": N}, N >= 1.
+absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body);
+
 // POST /v1/ledger/events: {"events": [base64url...], "signature": base64url}.
 struct LedgerEventsRequest {
   std::vector<std::string> events;

@@ -291,6 +291,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
                         .max_subscribers = config.max_stream_subscribers,
                         .max_subscribers_per_address = config.max_stream_subscribers_per_address});
   TW_RETURN_IF_ERROR(server->RenewServerCertificate());
+  // After a rotation the server's own certificate comes from the active authority, so that
+  // it verifies against the bundle as published now (a revoked authority's would not).
+  s.ca->OnChange([raw = server.get()](const core::Bundle&) {
+    if (absl::Status renewed = raw->RenewServerCertificate(); !renewed.ok()) {
+      spdlog::error("renewing the server certificate after a CA change: {}",
+                    std::string(renewed.message()));
+    }
+  });
   TW_RETURN_IF_ERROR(s.ledger->SignIfGrown().status());
   server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });
   server->tree_heads_ = std::thread([s = server.get()] { s->SignTreeHeads(); });
