@@ -165,6 +165,33 @@ class HsmTest(unittest.TestCase):
         self.assertEqual(read_text(self.server.bundle_json), before)
         self.new_agent("acme/fin/after-restart")
 
+    def test_z_a_rotation_makes_its_keys_in_the_same_token(self):
+        # (Named to run last: it changes the CA the other tests use.)
+        before = os.path.join(self.tmp, "ca-1.pem")
+        shutil.copy(os.path.join(self.server.data_dir, "ca.pem"), before)
+        r = tw("ca", "prepare", "--json", env=self.env())
+        self.assertEqual(r.returncode, 0, describe(r))
+        prepared = json.loads(r.stdout)
+        self.assertIn("object=trustwarden-ca-2", prepared["ca_key"])
+        self.assertIn("object=trustwarden-jwt-2", prepared["jwt_key"])
+        listed = self.token.pkcs11_tool("--list-objects", "--type", "privkey").stdout
+        for label in ("trustwarden-ca-2", "trustwarden-jwt-2"):
+            self.assertIn(f"label:      {label}", listed)
+        self.assertEqual(tw("ca", "activate", env=self.env()).returncode, 0)
+        agent = self.new_agent("acme/fin/rotated")
+        svid = os.path.join(self.tmp, "acme-fin-rotated", "svid.pem")
+        r = run([OPENSSL, "verify", "-CAfile", self.server.bundle_pem, svid])
+        self.assertEqual(r.returncode, 0, describe(r))
+        # Signed by the new authority (ca.pem is the active chain), not the first.
+        self.assertEqual(run([OPENSSL, "verify", "-CAfile",
+                              os.path.join(self.server.data_dir, "ca.pem"), svid]).returncode, 0)
+        self.assertNotEqual(run([OPENSSL, "verify", "-CAfile", before, svid]).returncode, 0)
+        states = [a["state"] for a in
+                  json.loads(tw("ca", "status", "--json", env=self.env()).stdout)["authorities"]]
+        self.assertEqual(states, ["old", "active"])
+        self.assertTrue(agent["spiffe_id"].startswith("spiffe://trustwarden/acme/fin/rotated/"))
+        self.assertFalse(glob.glob(os.path.join(self.server.data_dir, "*.key.pem")))
+
 
 class HsmStartFailureTest(unittest.TestCase):
 

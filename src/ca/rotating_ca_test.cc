@@ -1,0 +1,123 @@
+#include "ca/rotating_ca.h"
+
+#include <filesystem>
+
+#include "base/clock.h"
+#include "base/file.h"
+#include "base/testing/temp_dir.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace tw::ca {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
+
+class RotatingCaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(CaDirectory::Init(
+                    dir_, {.trust_domain = *core::TrustDomain::FromName("example.org")}, clock_)
+                    .ok());
+    auto adopted =
+        RotatingCa::Adopt(dir_, *CaDirectory::Open(dir_), CaSigners::FilesIn(dir_), options_);
+    ASSERT_TRUE(adopted.ok()) << adopted.status();
+    ca_ = *std::move(adopted);
+  }
+  static size_t X509Count(const core::Bundle& b) { return b.x509_authorities().size(); }
+
+  base::FakeClock clock_{kStart};
+  base::TempDir tmp_{"tw-rotating-ca"};
+  const std::string dir_ = tmp_ / "ca";
+  const RotatingCaOptions options_{.max_svid_lifetime = absl::Hours(24),
+                                   .max_jwt_lifetime = absl::Hours(1)};
+  std::unique_ptr<RotatingCa> ca_;
+};
+
+TEST_F(RotatingCaTest, APreparedAuthorityIsPublishedBeforeItSignsThenTakesOver) {
+  const auto first_issuer = ca_->issuer();
+  const std::string first_jwt = ca_->jwt_signer()->key_id();
+  const int64_t sequence = *ca_->bundle()->sequence();
+  std::vector<int64_t> seen;
+  ca_->OnChange([&seen](const core::Bundle& b) { seen.push_back(*b.sequence()); });
+
+  auto prepared = ca_->Prepare(kStart);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->state, AuthorityState::kPrepared);
+  EXPECT_EQ(X509Count(*ca_->bundle()), 2u);
+  EXPECT_EQ(ca_->bundle()->jwt_authorities().size(), 2u);
+  EXPECT_EQ(ca_->issuer(), first_issuer) << "a prepared authority signs nothing";
+  EXPECT_EQ(ca_->jwt_signer()->key_id(), first_jwt);
+
+  auto activated = ca_->Activate(kStart + absl::Minutes(10));
+  ASSERT_TRUE(activated.ok()) << activated.status();
+  EXPECT_EQ(activated->id, prepared->id);
+  EXPECT_NE(ca_->issuer()->signer().public_key(), first_issuer->signer().public_key());
+  EXPECT_NE(ca_->jwt_signer()->key_id(), first_jwt);
+  EXPECT_EQ(X509Count(*ca_->bundle()), 2u) << "the old authority stays published";
+  EXPECT_EQ(seen, (std::vector<int64_t>{sequence + 1, sequence + 2}));
+  const std::vector<AuthorityInfo> status = ca_->Status();
+  ASSERT_EQ(status.size(), 2u);
+  EXPECT_EQ(status[0].state, AuthorityState::kOld);
+  EXPECT_EQ(status[0].signs_until, kStart + absl::Minutes(10) + absl::Hours(24));
+  EXPECT_EQ(status[1].state, AuthorityState::kActive);
+}
+
+TEST_F(RotatingCaTest, AnOldAuthorityRetiresOnlyOnceWhatItSignedHasExpired) {
+  ASSERT_TRUE(ca_->Prepare(kStart).ok());
+  ASSERT_TRUE(ca_->Activate(kStart).ok());
+  absl::Status early = ca_->Retire(1, kStart + absl::Hours(23));
+  EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(early.message(), HasSubstr("valid until"));
+  EXPECT_EQ(ca_->Retire(2, kStart + absl::Hours(25)).code(), absl::StatusCode::kFailedPrecondition)
+      << "the active one";
+  EXPECT_EQ(ca_->Retire(7, kStart).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(ca_->Retire(1, kStart + absl::Hours(24)).ok());
+  EXPECT_EQ(X509Count(*ca_->bundle()), 1u);
+  EXPECT_EQ(X509Count(*ca_->history()), 2u) << "auditors keep every authority";
+  EXPECT_EQ(ca_->Status()[0].state, AuthorityState::kRetired);
+}
+
+TEST_F(RotatingCaTest, RevokeAuthorityRemovesAnOldOneAtOnceButNeverTheActiveOne) {
+  ASSERT_TRUE(ca_->Prepare(kStart).ok());
+  EXPECT_EQ(ca_->RevokeAuthority(1, kStart).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(ca_->RevokeAuthority(2, kStart).ok()) << "a prepared one may go";
+  EXPECT_EQ(X509Count(*ca_->bundle()), 1u);
+  ASSERT_TRUE(ca_->Prepare(kStart).ok());
+  ASSERT_TRUE(ca_->Activate(kStart).ok());
+  ASSERT_TRUE(ca_->RevokeAuthority(1, kStart + absl::Minutes(1)).ok());
+  EXPECT_EQ(X509Count(*ca_->bundle()), 1u);
+  EXPECT_EQ(ca_->RevokeAuthority(1, kStart).code(), absl::StatusCode::kFailedPrecondition);
+  std::vector<AuthorityState> states;
+  for (const AuthorityInfo& a : ca_->Status()) states.push_back(a.state);
+  EXPECT_EQ(states, (std::vector<AuthorityState>{AuthorityState::kRevoked, AuthorityState::kRevoked,
+                                                 AuthorityState::kActive}));
+}
+
+TEST_F(RotatingCaTest, OneAuthorityIsPreparedAtATimeAndActivateNeedsOne) {
+  EXPECT_EQ(ca_->Activate(kStart).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(ca_->Prepare(kStart).ok());
+  EXPECT_EQ(ca_->Prepare(kStart).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RotatingCaTest, TheStateSurvivesARestart) {
+  ASSERT_TRUE(ca_->Prepare(kStart).ok());
+  ASSERT_TRUE(ca_->Activate(kStart).ok());
+  const std::string bundle = ca_->bundle()->ToJson();
+  const crypto::PublicKey active = ca_->issuer()->signer().public_key();
+  ca_.reset();
+  auto reopened = RotatingCa::Open(dir_, options_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->bundle()->ToJson(), bundle);
+  EXPECT_EQ((*reopened)->issuer()->signer().public_key(), active);
+  EXPECT_EQ(*base::ReadFile(dir_ + "/bundle.json"), bundle);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/ca-2.key.pem"));
+  // A damaged state file is refused, not guessed at.
+  ASSERT_TRUE(base::WriteFile(dir_ + "/authorities.json", "{\"authorities\": 3}").ok());
+  EXPECT_EQ(RotatingCa::Open(dir_, options_).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tw::ca
