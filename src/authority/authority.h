@@ -160,7 +160,7 @@ class Authority {
   // (resource "authority:ID", reason the new state).
   absl::StatusOr<std::vector<ca::AuthorityInfo>> CaStatus(const Caller& caller) const;
   absl::StatusOr<ca::AuthorityInfo> PrepareAuthority(const Caller& caller);
-  absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller);
+  absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller, bool force = false);
   absl::Status RetireAuthority(const Caller& caller, int64_t id);
   absl::Status RevokeAuthority(const Caller& caller, int64_t id);
 

@@ -350,7 +350,7 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Prepare(absl::Time now) {
   return Status().back();
 }
 
-absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now) {
+absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyway) {
   absl::MutexLock change(&change_mu_);
   std::shared_ptr<const State> s = state();
   std::vector<Entry> entries = s->entries;
@@ -358,6 +358,15 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now) {
                                [](const Entry& e) { return e.state == AuthorityState::kPrepared; });
   if (prepared == entries.end()) {
     return absl::FailedPreconditionError("no authority is prepared: ca prepare first");
+  }
+  const absl::Time published_enough = prepared->prepared_at + absl::Seconds(kRefreshHintSeconds);
+  if (!now_anyway && now < published_enough) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "authority ", prepared->id, " was published ",
+        absl::FormatDuration(absl::Trunc(now - prepared->prepared_at, absl::Seconds(1))),
+        " ago; verifiers refresh the bundle every ", kRefreshHintSeconds, "s: activate it after ",
+        absl::FormatTime(absl::RFC3339_sec, published_enough, absl::UTCTimeZone()),
+        " (or now anyway: --force)"));
   }
   const int64_t id = prepared->id;
   prepared->state = AuthorityState::kActive;

@@ -77,8 +77,9 @@ class RotatingCa {
   // when one is prepared already, or in upstream mode (the root must sign: not yet).
   absl::StatusOr<AuthorityInfo> Prepare(absl::Time now);
   // The prepared authority signs from now on; the active one becomes old. FailedPrecondition
-  // when none is prepared.
-  absl::StatusOr<AuthorityInfo> Activate(absl::Time now);
+  // when none is prepared, or (unless `now_anyway`) while it has been published for less
+  // than the bundle's refresh hint: verifiers that refresh at that pace must see it first.
+  absl::StatusOr<AuthorityInfo> Activate(absl::Time now, bool now_anyway = false);
   // An old authority leaves the bundle; FailedPrecondition (naming when) while SVIDs it
   // signed may still be valid, NotFound for an unknown id.
   absl::Status Retire(int64_t id, absl::Time now);

@@ -51,6 +51,9 @@ TEST_F(RotatingCaTest, APreparedAuthorityIsPublishedBeforeItSignsThenTakesOver) 
   EXPECT_EQ(ca_->issuer(), first_issuer) << "a prepared authority signs nothing";
   EXPECT_EQ(ca_->jwt_signer()->key_id(), first_jwt);
 
+  EXPECT_EQ(ca_->Activate(kStart + absl::Seconds(299)).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "published for less than the refresh hint";
   auto activated = ca_->Activate(kStart + absl::Minutes(10));
   ASSERT_TRUE(activated.ok()) << activated.status();
   EXPECT_EQ(activated->id, prepared->id);
@@ -67,7 +70,7 @@ TEST_F(RotatingCaTest, APreparedAuthorityIsPublishedBeforeItSignsThenTakesOver) 
 
 TEST_F(RotatingCaTest, AnOldAuthorityRetiresOnlyOnceWhatItSignedHasExpired) {
   ASSERT_TRUE(ca_->Prepare(kStart).ok());
-  ASSERT_TRUE(ca_->Activate(kStart).ok());
+  ASSERT_TRUE(ca_->Activate(kStart, /*now_anyway=*/true).ok());
   absl::Status early = ca_->Retire(1, kStart + absl::Hours(23));
   EXPECT_EQ(early.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(early.message(), HasSubstr("valid until"));
@@ -86,7 +89,7 @@ TEST_F(RotatingCaTest, RevokeAuthorityRemovesAnOldOneAtOnceButNeverTheActiveOne)
   ASSERT_TRUE(ca_->RevokeAuthority(2, kStart).ok()) << "a prepared one may go";
   EXPECT_EQ(X509Count(*ca_->bundle()), 1u);
   ASSERT_TRUE(ca_->Prepare(kStart).ok());
-  ASSERT_TRUE(ca_->Activate(kStart).ok());
+  ASSERT_TRUE(ca_->Activate(kStart, /*now_anyway=*/true).ok());
   ASSERT_TRUE(ca_->RevokeAuthority(1, kStart + absl::Minutes(1)).ok());
   EXPECT_EQ(X509Count(*ca_->bundle()), 1u);
   EXPECT_EQ(ca_->RevokeAuthority(1, kStart).code(), absl::StatusCode::kFailedPrecondition);
@@ -97,14 +100,15 @@ TEST_F(RotatingCaTest, RevokeAuthorityRemovesAnOldOneAtOnceButNeverTheActiveOne)
 }
 
 TEST_F(RotatingCaTest, OneAuthorityIsPreparedAtATimeAndActivateNeedsOne) {
-  EXPECT_EQ(ca_->Activate(kStart).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ca_->Activate(kStart, /*now_anyway=*/true).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(ca_->Prepare(kStart).ok());
   EXPECT_EQ(ca_->Prepare(kStart).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(RotatingCaTest, TheStateSurvivesARestart) {
   ASSERT_TRUE(ca_->Prepare(kStart).ok());
-  ASSERT_TRUE(ca_->Activate(kStart).ok());
+  ASSERT_TRUE(ca_->Activate(kStart, /*now_anyway=*/true).ok());
   const std::string bundle = ca_->bundle()->ToJson();
   const crypto::PublicKey active = ca_->issuer()->signer().public_key();
   ca_.reset();

@@ -417,13 +417,18 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
              {"activate", "The prepared authority signs from now on; the active one gets old"}}) {
       auto f = std::make_shared<ClientFlags>();
       auto as_json = std::make_shared<bool>(false);
+      auto force = std::make_shared<bool>(false);
       CLI::App* cmd = ca->add_subcommand(name, help);
+      if (name == "activate") {
+        cmd->add_flag("--force", *force,
+                      "Activate before the bundle's refresh hint has passed since prepare");
+      }
       AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
       const std::string target = "/v1/ca/" + name;
-      OnRun(cmd, action, [f, as_json, target, print_authority] {
-        const json empty = json::object();
-        return Simple(*f, "POST", target, &empty, [as_json, print_authority](const json& a) {
+      OnRun(cmd, action, [f, as_json, force, target, print_authority] {
+        const json body = *force ? json{{"force", true}} : json::object();
+        return Simple(*f, "POST", target, &body, [as_json, print_authority](const json& a) {
           if (*as_json) return PrintJson(a);
           print_authority(a);
         });

@@ -423,7 +423,8 @@ absl::StatusOr<HttpResponse> Api::CaPrepare(const Call& c) {
 }
 
 absl::StatusOr<HttpResponse> Api::CaActivate(const Call& c) {
-  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo a, authority_.ActivateAuthority(c.caller));
+  TW_ASSIGN_OR_RETURN(bool force, DecodeActivate(c.http.body));
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo a, authority_.ActivateAuthority(c.caller, force));
   return Json(200, AuthorityJson(a));
 }
 

@@ -178,6 +178,21 @@ absl::StatusOr<std::string> DecodePolicy(absl::string_view body) {
   return *std::move(source);
 }
 
+absl::StatusOr<bool> DecodeActivate(absl::string_view body) {
+  bool force = false;
+  if (body.empty()) return force;
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        if (name != "force") return Unknown(name);
+        if (!value.is_boolean()) return Invalid(name, "must be true or false");
+        force = value.get<bool>();
+        return absl::OkStatus();
+      },
+      kMaxBody));
+  return force;
+}
+
 absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body) {
   std::optional<int64_t> id;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(

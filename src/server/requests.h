@@ -37,6 +37,8 @@ struct TokenRequest {
 };
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 
+// POST /v1/ca/activate: {} or {"force": true}; whether to activate before the refresh hint.
+absl::StatusOr<bool> DecodeActivate(absl::string_view body);
 // POST /v1/ca/retire and /v1/ca/revoke-authority: {"id": N}, N >= 1.
 absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body);
 

@@ -177,7 +177,7 @@ class HsmTest(unittest.TestCase):
         listed = self.token.pkcs11_tool("--list-objects", "--type", "privkey").stdout
         for label in ("trustwarden-ca-2", "trustwarden-jwt-2"):
             self.assertIn(f"label:      {label}", listed)
-        self.assertEqual(tw("ca", "activate", env=self.env()).returncode, 0)
+        self.assertEqual(tw("ca", "activate", "--force", env=self.env()).returncode, 0)
         agent = self.new_agent("acme/fin/rotated")
         svid = os.path.join(self.tmp, "acme-fin-rotated", "svid.pem")
         r = run([OPENSSL, "verify", "-CAfile", self.server.bundle_pem, svid])
