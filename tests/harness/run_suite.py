@@ -9,10 +9,15 @@ skipped suite is visible in the log instead of passing silently.
 """
 
 import argparse
+import faulthandler
 import importlib
 import os
 import sys
 import unittest
+
+# A crash in native code (the SDK's module, a server the harness drives) prints every
+# thread's Python stack instead of a bare SEGFAULT in the ctest log.
+faulthandler.enable(all_threads=True)
 
 
 def load(suite_path, names):
