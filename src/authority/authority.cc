@@ -782,6 +782,15 @@ absl::Status Authority::RevokeAuthority(const Caller& caller, int64_t id) {
   return RecordAuthority(caller, id, "revoked");
 }
 
+absl::Status Authority::RotateOnSchedule(absl::Duration period) {
+  TW_ASSIGN_OR_RETURN(auto changes, ca_.RotateOnSchedule(options_.clock->Now(), period));
+  const Caller schedule{.principal = "schedule"};
+  for (const auto& [id, state] : changes) {
+    TW_RETURN_IF_ERROR(RecordAuthority(schedule, id, ca::AuthorityStateName(state)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Authority::RequireAuditor(const Caller& caller) const {
   if (caller.auditor) return absl::OkStatus();
   return RequireAdmin(caller);

@@ -163,6 +163,8 @@ class Authority {
   absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller, bool force = false);
   absl::Status RetireAuthority(const Caller& caller, int64_t id);
   absl::Status RevokeAuthority(const Caller& caller, int64_t id);
+  // RotatingCa::RotateOnSchedule, each change recorded with principal "schedule".
+  absl::Status RotateOnSchedule(absl::Duration period);
 
   // Admin reads: an instance with its revocation (NotFound; InvalidArgument for a malformed
   // id), matching

@@ -409,6 +409,35 @@ absl::Status RotatingCa::Retire(int64_t id, absl::Time now) {
   return Commit(derived);
 }
 
+absl::StatusOr<std::vector<std::pair<int64_t, AuthorityState>>> RotatingCa::RotateOnSchedule(
+    absl::Time now, absl::Duration period) {
+  std::vector<std::pair<int64_t, AuthorityState>> changes;
+  for (const AuthorityInfo& a : Status()) {
+    if (a.state == AuthorityState::kOld && now >= a.signs_until) {
+      TW_RETURN_IF_ERROR(Retire(a.id, now));
+      changes.emplace_back(a.id, AuthorityState::kRetired);
+    }
+  }
+  std::vector<AuthorityInfo> status = Status();
+  auto active = std::find_if(status.begin(), status.end(), [](const AuthorityInfo& a) {
+    return a.state == AuthorityState::kActive;
+  });
+  auto prepared = std::find_if(status.begin(), status.end(), [](const AuthorityInfo& a) {
+    return a.state == AuthorityState::kPrepared;
+  });
+  if (active == status.end()) return changes;
+  if (prepared == status.end() && now >= active->activated_at + period * 5 / 6) {
+    if (issuer()->chain().size() > 1) return changes;  // upstream mode: by hand
+    TW_ASSIGN_OR_RETURN(AuthorityInfo made, Prepare(now));
+    changes.emplace_back(made.id, AuthorityState::kPrepared);
+  } else if (prepared != status.end() && now >= active->activated_at + period &&
+             now >= prepared->prepared_at + absl::Seconds(kRefreshHintSeconds)) {
+    TW_ASSIGN_OR_RETURN(AuthorityInfo made, Activate(now));
+    changes.emplace_back(made.id, AuthorityState::kActive);
+  }
+  return changes;
+}
+
 absl::Status RotatingCa::RevokeAuthority(int64_t id, absl::Time now) {
   absl::MutexLock change(&change_mu_);
   std::shared_ptr<const State> s = state();

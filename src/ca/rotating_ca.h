@@ -87,6 +87,13 @@ class RotatingCa {
   // FailedPrecondition for the active one (prepare and activate another first).
   absl::Status RevokeAuthority(int64_t id, absl::Time now);
 
+  // Rotation on a schedule of `period`: an authority active for five sixths of it has its
+  // successor prepared, which is activated once the active one has served `period` (and
+  // the successor was published for a refresh hint); old authorities retire once what they
+  // signed has expired. Returns each change made: the authority and its new state.
+  absl::StatusOr<std::vector<std::pair<int64_t, AuthorityState>>> RotateOnSchedule(
+      absl::Time now, absl::Duration period);
+
   // Called after every change, with the new bundle (outside the CA's lock).
   void OnChange(std::function<void(const core::Bundle&)> listener);
 

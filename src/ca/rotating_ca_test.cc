@@ -123,5 +123,27 @@ TEST_F(RotatingCaTest, TheStateSurvivesARestart) {
   EXPECT_EQ(RotatingCa::Open(dir_, options_).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(RotatingCaTest, OnAScheduleItPreparesActivatesAndRetires) {
+  const absl::Duration period = absl::Hours(6);
+  const absl::Time activated = ca_->Status()[0].activated_at;  // the CA's notBefore
+  using Changes = std::vector<std::pair<int64_t, AuthorityState>>;
+  EXPECT_EQ(*ca_->RotateOnSchedule(activated + absl::Hours(4), period), Changes{});
+  EXPECT_EQ(*ca_->RotateOnSchedule(activated + absl::Hours(5), period),
+            (Changes{{2, AuthorityState::kPrepared}}));
+  EXPECT_EQ(*ca_->RotateOnSchedule(activated + absl::Hours(5) + absl::Minutes(30), period),
+            Changes{});
+  EXPECT_EQ(*ca_->RotateOnSchedule(activated + period, period),
+            (Changes{{2, AuthorityState::kActive}}));
+  // Authority 2 served five sixths of the period: its successor is prepared.
+  EXPECT_EQ(*ca_->RotateOnSchedule(activated + period + absl::Hours(5), period),
+            (Changes{{3, AuthorityState::kPrepared}}));
+  EXPECT_EQ(X509Count(*ca_->bundle()), 3u);
+  // The first one retires once its SVIDs expired (24 h after it stopped signing), as the
+  // third takes over.
+  EXPECT_EQ(*ca_->RotateOnSchedule(activated + period + absl::Hours(24), period),
+            (Changes{{1, AuthorityState::kRetired}, {3, AuthorityState::kActive}}));
+  EXPECT_EQ(X509Count(*ca_->bundle()), 2u);
+}
+
 }  // namespace
 }  // namespace tw::ca

@@ -119,6 +119,19 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
         if (out == nullptr) return Invalid(name, "unknown key (ca, jwt or ledger)");
         TW_RETURN_IF_ERROR(string(knode, name, out));
       }
+    } else if (key == "ca") {
+      const toml::table* table = node.as_table();
+      if (table == nullptr) return Invalid(key, "must be a table");
+      for (const auto& [ck, cnode] : *table) {
+        const std::string name = absl::StrCat("ca.", std::string(ck.str()));
+        if (ck != "rotate_every") return Invalid(name, "unknown key");
+        std::string text;
+        TW_RETURN_IF_ERROR(string(cnode, name, &text));
+        auto d = core::ParseDuration(text);
+        if (!d.ok()) return Invalid(name, d.status().message());
+        if (*d < absl::Hours(1)) return Invalid(name, "must be at least 1h");
+        c->rotate_every = *d;
+      }
     } else if (key == "ledger") {
       const toml::table* ledger = node.as_table();
       if (ledger == nullptr) return Invalid(key, "must be a table");
@@ -373,6 +386,10 @@ void Server::Upkeep() {
     if (now >= p.certificate_renew_at) {
       absl::Status renewed = RenewServerCertificate();
       if (!renewed.ok()) spdlog::error("renewing the TLS certificate: {}", renewed.ToString());
+    }
+    if (p.config.rotate_every > absl::ZeroDuration()) {
+      absl::Status rotated = p.services->authority->RotateOnSchedule(p.config.rotate_every);
+      if (!rotated.ok()) spdlog::error("rotating the CA on schedule: {}", rotated.ToString());
     }
   }
 }

@@ -27,13 +27,14 @@ struct ServerConfig {
   int worker_threads = 32;  // request handlers
   size_t max_body_bytes = 1 << 20;
   absl::Duration request_timeout = absl::Seconds(10);
-  absl::Duration sth_interval = absl::Seconds(1);  // signed tree heads, when the tree grew
-  double rate_per_principal = 0;                   // issuances per second; 0 = unlimited
-  double rate_per_address = 0;                     // requests per second; 0 = unlimited
-  double auth_failures_per_address = 5;            // failed authentications per second
-  double ledger_events_per_instance = 200;         // agent events per second; 0 = unlimited
-  size_t max_connections = 4096;                   // open at once
-  size_t max_stream_subscribers = 10000;           // revocation streams in total
+  absl::Duration sth_interval = absl::Seconds(1);      // signed tree heads, when the tree grew
+  absl::Duration rotate_every = absl::ZeroDuration();  // CA rotation on a schedule; 0: by hand
+  double rate_per_principal = 0;                       // issuances per second; 0 = unlimited
+  double rate_per_address = 0;                         // requests per second; 0 = unlimited
+  double auth_failures_per_address = 5;                // failed authentications per second
+  double ledger_events_per_instance = 200;             // agent events per second; 0 = unlimited
+  size_t max_connections = 4096;                       // open at once
+  size_t max_stream_subscribers = 10000;               // revocation streams in total
   int max_stream_subscribers_per_address = 256;
   absl::Duration max_instance_lifetime = absl::Hours(24);  // from creation, across renewals
   // Where the signing keys live (crypto/signer_factory.h); empty: the data directory's

@@ -620,6 +620,25 @@ ledger = "file:)" + dir + R"(/other.key.pem"
   EXPECT_THAT(std::string(bad.message()), HasSubstr("keys.hsm"));
 }
 
+TEST(ServerConfigTest, TheCaTableSetsTheRotationScheduleAndUpstreamChain) {
+  base::TempDir tmp("tw-config");
+  const std::string path = tmp / "tw.toml";
+  ASSERT_TRUE(base::WriteFile(
+                  path, "upstream_chain = \"/etc/tw/chain.pem\"\n[ca]\nrotate_every = \"720h\"\n")
+                  .ok());
+  ServerConfig config;
+  ASSERT_TRUE(LoadServerConfig(path, &config).ok());
+  EXPECT_EQ(config.rotate_every, absl::Hours(720));
+  EXPECT_EQ(config.upstream_chain, "/etc/tw/chain.pem");
+  for (const char* bad :
+       {"[ca]\nrotate_every = \"30m\"\n", "[ca]\nrotate = \"1h\"\n", "[ca]\nrotate_every = 5\n"}) {
+    ASSERT_TRUE(base::WriteFile(path, bad).ok());
+    absl::Status s = LoadServerConfig(path, &config);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("ca.rotate")) << bad;
+  }
+}
+
 TEST(SplitHostPortTest, ReadsNamesAddressesAndBracketedIpv6) {
   std::string host;
   uint16_t port = 1;
