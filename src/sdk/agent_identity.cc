@@ -258,7 +258,7 @@ std::string AgentIdentity::instance_id() const { return state_->instance_id; }
 
 std::string AgentIdentity::svid_pem() const { return state_->Current().svid_pem; }
 
-std::string AgentIdentity::bundle_pem() const { return state_->endpoint.ca_pem; }
+std::string AgentIdentity::bundle_pem() const { return CaPem(state_->endpoint); }
 
 std::vector<std::string> AgentIdentity::scopes() const {
   const internal::Credential c = state_->Current();

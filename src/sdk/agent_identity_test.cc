@@ -100,6 +100,19 @@ class AgentIdentityTest : public ::testing::Test {
     return json::parse(r->body);
   }
 
+  // POST with the admin token; the parsed reply.
+  json AdminPost(const std::string& target, const json& body) {
+    auto client = tw::net::HttpsClient::Create(
+        {.server = connection_.server, .ca_pem = *tw::base::ReadFile(connection_.bundle)});
+    EXPECT_TRUE(client.ok());
+    auto r = (*client)->Request(
+        "POST", target, body.dump(),
+        {{"Authorization", "Bearer " + connection_.token}, {"Content-Type", "application/json"}});
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_LT(r->status, 300) << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+
   // Starts at the real time: the in-process server issues certificates on it.
   tw::base::FakeClock clock_{absl::Now()};
   std::string dir_;
@@ -346,6 +359,36 @@ bool Eventually(const std::function<bool()>& done, double seconds = 5) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return done();
+}
+
+size_t Certificates(const std::string& pem) {
+  size_t n = 0;
+  for (size_t at = pem.find("BEGIN CERTIFICATE"); at != std::string::npos;
+       at = pem.find("BEGIN CERTIFICATE", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(AgentIdentityTest, AnIdentityFollowsACaRotationAnnouncedOnTheStream) {
+  // The SPIFFE bundle (a PEM bundle has no sequence to follow, and stays as given).
+  IdentityOptions options = Payments();
+  options.connection.bundle = server_->data_dir() + "/bundle.json";
+  AgentIdentity agent = AgentIdentity::create(options);
+  EXPECT_EQ(Certificates(agent.bundle_pem()), 1u);
+  AdminPost("/v1/ca/prepare", json::object());
+  // The stream's heartbeat announces the new bundle; the identity fetches it.
+  EXPECT_TRUE(Eventually([&] { return Certificates(agent.bundle_pem()) == 2; }));
+  // The server's own certificate moves to the new authority: the identity still reaches it.
+  AdminPost("/v1/ca/activate", json{{"force", true}});
+  EXPECT_EQ(Certificates(agent.bundle_pem()), 2u);
+  const std::string jwt = agent.jwt("after-rotation");
+  EXPECT_EQ(std::count(jwt.begin(), jwt.end(), '.'), 2);
+  EXPECT_NO_THROW(agent.call("test://ledger", "read:transactions"));
+  // Its SVID, from the old authority, still verifies against the new bundle.
+  AgentIdentity child =
+      agent.spawn({.name = "acme-corp/finance-team/after", .scope = {"read:transactions"}});
+  EXPECT_FALSE(child.spiffe_id().empty());
 }
 
 TEST_F(AgentIdentityTest, RenewsAtHalfLifeWithANewKeyKeepingTheInstance) {

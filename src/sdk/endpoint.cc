@@ -33,7 +33,6 @@ absl::StatusOr<Endpoint> Resolve(const Connection& c) {
   if (bundle.x509_authorities().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, " has no X.509 authority"));
   }
-  e.ca_pem = bundle.ToPem();
   e.trust_domains.push_back(bundle.trust_domain());
   e.bundles = std::make_shared<core::BundleSet>();
   e.bundles->Put(std::move(bundle));
@@ -43,13 +42,19 @@ absl::StatusOr<Endpoint> Resolve(const Connection& c) {
 absl::StatusOr<Endpoint> ResolveWatched(const Connection& connection,
                                         const tw::base::Clock& stream_clock) {
   TW_ASSIGN_OR_RETURN(Endpoint e, Resolve(connection));
-  e.watcher = RevocationWatcher::Shared(e.server, e.ca_pem, stream_clock);
+  e.watcher = RevocationWatcher::Shared(e.server, CaPem(e), stream_clock);
+  e.watcher->Follow(e.bundles, e.trust_domains.front());
   return e;
+}
+
+std::string CaPem(const Endpoint& e) {
+  std::shared_ptr<const core::Bundle> bundle = e.bundles->Get(e.trust_domains.front().name());
+  return bundle != nullptr ? bundle->ToPem() : "";
 }
 
 absl::StatusOr<std::unique_ptr<tw::net::HttpsClient>> Connect(const Endpoint& e,
                                                               const Credential* c) {
-  tw::net::ClientOptions options{.server = e.server, .ca_pem = e.ca_pem};
+  tw::net::ClientOptions options{.server = e.server, .ca_pem = CaPem(e)};
   if (c != nullptr) {
     options.client_chain_pem = c->svid_pem;
     options.client_key = c->key;
@@ -107,7 +112,7 @@ ConnectionPool& ConnectionPool::Process() {
 absl::StatusOr<std::unique_ptr<tw::net::HttpsClient>> ConnectionPool::Take(const Endpoint& e) {
   {
     absl::MutexLock lock(&mu_);
-    auto& idle = idle_[{e.server, e.ca_pem}];
+    auto& idle = idle_[{e.server, CaPem(e)}];
     if (!idle.empty()) {
       auto client = std::move(idle.back());
       idle.pop_back();
@@ -120,7 +125,7 @@ absl::StatusOr<std::unique_ptr<tw::net::HttpsClient>> ConnectionPool::Take(const
 void ConnectionPool::Give(const Endpoint& e, std::unique_ptr<tw::net::HttpsClient> client) {
   constexpr size_t kMaxIdle = 8;
   absl::MutexLock lock(&mu_);
-  auto& idle = idle_[{e.server, e.ca_pem}];
+  auto& idle = idle_[{e.server, CaPem(e)}];
   if (idle.size() < kMaxIdle) idle.push_back(std::move(client));
 }
 

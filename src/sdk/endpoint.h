@@ -30,7 +30,7 @@ namespace trustwarden::internal {
 struct Endpoint {
   std::string server;
   std::string token;
-  std::string ca_pem;  // the bundle's X.509 authorities
+  // The trust bundle; a watched endpoint's follows CA rotations (RevocationWatcher::Follow).
   std::shared_ptr<tw::core::BundleSet> bundles;
   std::vector<tw::core::TrustDomain> trust_domains;  // whose TrustWarden attributes count
   std::string spool_dir;
@@ -41,6 +41,9 @@ struct Endpoint {
 // `value` when given, else the environment variable `name` when set and not empty, else
 // `fallback`.
 std::string Env(const std::string& value, const char* name, absl::string_view fallback);
+
+// The X.509 authorities the endpoint trusts now (its bundle's), PEM.
+std::string CaPem(const Endpoint& endpoint);
 
 // `connection` with empty members taken from the environment (TRUSTWARDEN_SERVER, ...) or
 // the defaults, and its bundle read. InvalidArgument when the bundle has no X.509

@@ -32,6 +32,11 @@ bool RevocationStreamReader::Consume(absl::string_view text, absl::Time now) {
       } else if (absl::ConsumePrefix(&line, ": heartbeat")) {
         if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &n)) return false;
         heartbeat = n;
+      } else if (absl::ConsumePrefix(&line, ": bundle")) {
+        // Announced by newer servers; anything else there is ignored, as comments are.
+        if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &n) && n > bundle_sequence_) {
+          bundle_sequence_ = n;
+        }
       }
     }
     if (id || !data.empty()) {

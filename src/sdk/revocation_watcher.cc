@@ -37,6 +37,59 @@ RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem,
   supervisor_ = std::thread([this] { Supervise(); });
 }
 
+void RevocationWatcher::Follow(const std::shared_ptr<tw::core::BundleSet>& bundles,
+                               const tw::core::TrustDomain& td) {
+  absl::MutexLock lock(&follow_mu_);
+  std::erase_if(followers_, [](const Follower& f) { return f.bundles.expired(); });
+  followers_.push_back(Follower{bundles, td});
+}
+
+std::string RevocationWatcher::CaPem() const {
+  absl::MutexLock lock(&follow_mu_);
+  return ca_pem_;
+}
+
+void RevocationWatcher::RefreshBundle() {
+  int64_t announced;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    announced = stream_.bundle_sequence();
+  }
+  if (announced <= 0) return;
+  // The followers older than announced (PEM bundles have no sequence: they stay as given).
+  std::vector<Follower> behind;
+  {
+    absl::MutexLock lock(&follow_mu_);
+    if (static_cast<uint64_t>(announced) <= fetched_sequence_) return;
+    for (const Follower& f : followers_) {
+      std::shared_ptr<tw::core::BundleSet> set = f.bundles.lock();
+      std::shared_ptr<const tw::core::Bundle> have = set ? set->Get(f.td.name()) : nullptr;
+      if (have != nullptr && have->sequence() &&
+          *have->sequence() < static_cast<uint64_t>(announced)) {
+        behind.push_back(f);
+      }
+    }
+  }
+  if (behind.empty()) return;
+  auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = CaPem()});
+  if (!client.ok()) return;
+  auto reply = (*client)->Request("GET", "/v1/bundle", "", {});
+  if (!reply.ok() || reply->status != 200) return;
+  auto bundle = tw::core::Bundle::Parse(reply->body, behind.front().td);
+  if (!bundle.ok() || !bundle->sequence() || bundle->x509_authorities().empty()) return;
+  const uint64_t fetched = *bundle->sequence();
+  for (const Follower& f : behind) {
+    std::shared_ptr<tw::core::BundleSet> set = f.bundles.lock();
+    std::shared_ptr<const tw::core::Bundle> have = set ? set->Get(f.td.name()) : nullptr;
+    // Never an older bundle, nor another trust domain's.
+    if (have == nullptr || f.td != bundle->trust_domain() || *have->sequence() >= fetched) continue;
+    set->Put(*bundle);
+  }
+  absl::MutexLock lock(&follow_mu_);
+  fetched_sequence_ = std::max(fetched_sequence_, fetched);
+  ca_pem_ = bundle->ToPem();
+}
+
 RevocationWatcher::~RevocationWatcher() {
   stopping_.Notify();
   {
@@ -119,7 +172,7 @@ void RevocationWatcher::Run() {
       stream_.Restart();
     }
     bool delivered = false;
-    auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = ca_pem_});
+    auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = CaPem()});
     if (client.ok()) {
       {
         absl::MutexLock lock(&mu_);
@@ -146,14 +199,17 @@ void RevocationWatcher::Run() {
 }
 
 // Drops a connection that has gone silent (a dead peer may never close it), so Run()
-// connects again.
+// connects again; hands out a bundle a heartbeat announced.
 void RevocationWatcher::Supervise() {
   while (!stopping_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-    absl::MutexLock lock(&mu_);
-    const std::optional<absl::Time> last_seen = stream_.last_seen();
-    if (client_ != nullptr && last_seen && clock_.Now() - *last_seen > kSilenceLimit) {
-      client_->Cancel();
+    {
+      absl::MutexLock lock(&mu_);
+      const std::optional<absl::Time> last_seen = stream_.last_seen();
+      if (client_ != nullptr && last_seen && clock_.Now() - *last_seen > kSilenceLimit) {
+        client_->Cancel();
+      }
     }
+    RefreshBundle();
   }
 }
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -15,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/clock.h"
+#include "core/bundle.h"
 #include "net/https_client.h"
 #include "sdk/revocation_stream.h"
 
@@ -35,6 +37,14 @@ class RevocationWatcher {
   RevocationWatcher(std::string server, std::string ca_pem,
                     const tw::base::Clock& clock = tw::base::Clock::Monotonic());
   ~RevocationWatcher();
+
+  // Keeps `bundles` (a SPIFFE bundle of trust domain `td` with a spiffe_sequence; a PEM
+  // bundle stays as it is) up to date: when a heartbeat announces a newer bundle (a CA
+  // rotation), the watcher fetches GET /v1/bundle over TLS verified with the authorities it
+  // trusts, and puts it in every followed set it is newer than; its own stream then trusts
+  // the new authorities too. Followers are held weakly.
+  void Follow(const std::shared_ptr<tw::core::BundleSet>& bundles, const tw::core::TrustDomain& td)
+      ABSL_LOCKS_EXCLUDED(follow_mu_);
   RevocationWatcher(const RevocationWatcher&) = delete;
   RevocationWatcher& operator=(const RevocationWatcher&) = delete;
 
@@ -68,9 +78,19 @@ class RevocationWatcher {
   void Supervise() ABSL_LOCKS_EXCLUDED(mu_);
   // Consumes stream text; returns false to drop the connection (see RevocationStreamReader).
   bool Consume(absl::string_view text) ABSL_LOCKS_EXCLUDED(mu_);
+  // Fetches and hands out the bundle a heartbeat announced, when a follower is older.
+  void RefreshBundle() ABSL_LOCKS_EXCLUDED(mu_, follow_mu_);
+  std::string CaPem() const ABSL_LOCKS_EXCLUDED(follow_mu_);
 
   const std::string server_;
-  const std::string ca_pem_;
+  mutable absl::Mutex follow_mu_;
+  std::string ca_pem_ ABSL_GUARDED_BY(follow_mu_);  // what the stream's connections trust
+  struct Follower {
+    std::weak_ptr<tw::core::BundleSet> bundles;
+    tw::core::TrustDomain td;
+  };
+  std::vector<Follower> followers_ ABSL_GUARDED_BY(follow_mu_);
+  uint64_t fetched_sequence_ ABSL_GUARDED_BY(follow_mu_) = 0;
   const tw::base::Clock& clock_;
   // Readers share it: verifiers on every core consult the stream at once. The threads
   // sleep on stopping_, not on it: a waiter on a Mutex slows every unlock.

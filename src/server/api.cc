@@ -151,6 +151,8 @@ Api::Api(authority::Authority& authority, metrics::Metrics& metrics, ApiOptions 
       auth_failure_limiter_(options.auth_failures_per_address,
                             options.auth_failures_per_address * 5) {}
 
+int64_t Api::BundleSequence() const { return authority_.ca().bundle()->sequence().value_or(0); }
+
 std::string Api::BundleJson() const {
   std::shared_ptr<const core::Bundle> bundle = authority_.ca().bundle();
   absl::MutexLock lock(&bundle_mu_);

@@ -64,6 +64,8 @@ class Api {
   absl::StatusOr<std::vector<revocation::Entry>> RevocationLog(int64_t after, size_t limit) {
     return authority_.RevocationLog(after, limit);
   }
+  // The published bundle's spiffe_sequence (the revocation stream's heartbeats carry it).
+  int64_t BundleSequence() const;
 
  private:
   // The route of `request` and the part of its path the pattern's '*' matched. NotFound

@@ -381,8 +381,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ": heartbeat N": N is the last sequence this stream has queued, in order with the
   // entries (pruned and skipped sequences are never in it), so a subscriber behind N missed
-  // an entry it was sent.
-  std::string Heartbeat() const { return absl::StrCat(": heartbeat ", position_, "\n\n"); }
+  // an entry it was sent. ": bundle B": the trust bundle's spiffe_sequence, so that a
+  // subscriber whose bundle is older fetches the new one (a CA rotation) within a second.
+  std::string Heartbeat() const {
+    return absl::StrCat(": heartbeat ", position_, "\n: bundle ", server_.api.BundleSequence(),
+                        "\n\n");
+  }
 
   // Reads the next backlog page on a worker; its entries join the queue on this strand.
   void FetchBacklog() {

@@ -77,6 +77,26 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
     *out = v->get();
     return absl::OkStatus();
   };
+  // A table [TABLE] of one duration `name`, at least `least`.
+  auto duration_table = [&string](const toml::node& n, absl::string_view table,
+                                  absl::string_view name, absl::Duration least,
+                                  absl::string_view least_text, absl::Duration* out) {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) return Invalid(table, "must be a table");
+    for (const auto& [k, v] : *t) {
+      const std::string full = absl::StrCat(table, ".", std::string(k.str()));
+      if (k.str() != std::string_view(name.data(), name.size())) {
+        return Invalid(full, "unknown key");
+      }
+      std::string text;
+      TW_RETURN_IF_ERROR(string(v, full, &text));
+      auto d = core::ParseDuration(text);
+      if (!d.ok()) return Invalid(full, d.status().message());
+      if (*d < least) return Invalid(full, absl::StrCat("must be at least ", least_text));
+      *out = *d;
+    }
+    return absl::OkStatus();
+  };
   auto number = [](const toml::node& n, absl::string_view key, double* out) {
     if (const auto* i = n.as_integer()) {
       *out = static_cast<double>(i->get());
@@ -120,31 +140,11 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
         TW_RETURN_IF_ERROR(string(knode, name, out));
       }
     } else if (key == "ca") {
-      const toml::table* table = node.as_table();
-      if (table == nullptr) return Invalid(key, "must be a table");
-      for (const auto& [ck, cnode] : *table) {
-        const std::string name = absl::StrCat("ca.", std::string(ck.str()));
-        if (ck != "rotate_every") return Invalid(name, "unknown key");
-        std::string text;
-        TW_RETURN_IF_ERROR(string(cnode, name, &text));
-        auto d = core::ParseDuration(text);
-        if (!d.ok()) return Invalid(name, d.status().message());
-        if (*d < absl::Hours(1)) return Invalid(name, "must be at least 1h");
-        c->rotate_every = *d;
-      }
+      TW_RETURN_IF_ERROR(
+          duration_table(node, key, "rotate_every", absl::Hours(1), "1h", &c->rotate_every));
     } else if (key == "ledger") {
-      const toml::table* ledger = node.as_table();
-      if (ledger == nullptr) return Invalid(key, "must be a table");
-      for (const auto& [lk, lnode] : *ledger) {
-        const std::string name = absl::StrCat("ledger.", std::string(lk.str()));
-        if (lk != "sth_interval") return Invalid(name, "unknown key");
-        std::string text;
-        TW_RETURN_IF_ERROR(string(lnode, name, &text));
-        auto d = core::ParseDuration(text);
-        if (!d.ok()) return Invalid(name, d.status().message());
-        if (*d < absl::Milliseconds(100)) return Invalid(name, "must be at least 100ms");
-        c->sth_interval = *d;
-      }
+      TW_RETURN_IF_ERROR(duration_table(node, key, "sth_interval", absl::Milliseconds(100), "100ms",
+                                        &c->sth_interval));
     } else if (key == "limits") {
       const toml::table* limits = node.as_table();
       if (limits == nullptr) return Invalid(key, "must be a table");
