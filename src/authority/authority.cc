@@ -770,10 +770,18 @@ absl::StatusOr<ca::AuthorityInfo> Authority::ActivateAuthority(const Caller& cal
   return info;
 }
 
-absl::Status Authority::RetireAuthority(const Caller& caller, int64_t id) {
+absl::StatusOr<std::vector<int64_t>> Authority::RetireAuthority(const Caller& caller,
+                                                                std::optional<int64_t> id) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
-  TW_RETURN_IF_ERROR(ca_.Retire(id, options_.clock->Now()));
-  return RecordAuthority(caller, id, "retired");
+  std::vector<int64_t> retired;
+  if (id) {
+    TW_RETURN_IF_ERROR(ca_.Retire(*id, options_.clock->Now()));
+    retired.push_back(*id);
+  } else {
+    TW_ASSIGN_OR_RETURN(retired, ca_.RetireExpired(options_.clock->Now()));
+  }
+  for (int64_t r : retired) TW_RETURN_IF_ERROR(RecordAuthority(caller, r, "retired"));
+  return retired;
 }
 
 absl::Status Authority::RevokeAuthority(const Caller& caller, int64_t id) {

@@ -161,7 +161,9 @@ class Authority {
   absl::StatusOr<std::vector<ca::AuthorityInfo>> CaStatus(const Caller& caller) const;
   absl::StatusOr<ca::AuthorityInfo> PrepareAuthority(const Caller& caller);
   absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller, bool force = false);
-  absl::Status RetireAuthority(const Caller& caller, int64_t id);
+  // One old authority, or (no id) every old one that may retire; returns the ids retired.
+  absl::StatusOr<std::vector<int64_t>> RetireAuthority(const Caller& caller,
+                                                       std::optional<int64_t> id);
   absl::Status RevokeAuthority(const Caller& caller, int64_t id);
   // RotatingCa::RotateOnSchedule, each change recorded with principal "schedule".
   absl::Status RotateOnSchedule(absl::Duration period);

@@ -409,14 +409,33 @@ absl::Status RotatingCa::Retire(int64_t id, absl::Time now) {
   return Commit(derived);
 }
 
+absl::StatusOr<std::vector<int64_t>> RotatingCa::RetireExpired(absl::Time now) {
+  std::vector<int64_t> retired;
+  std::optional<absl::Time> first;
+  for (const AuthorityInfo& a : Status()) {
+    if (a.state != AuthorityState::kOld) continue;
+    if (now >= a.signs_until) {
+      TW_RETURN_IF_ERROR(Retire(a.id, now));
+      retired.push_back(a.id);
+    } else if (!first || a.signs_until < *first) {
+      first = a.signs_until;
+    }
+  }
+  if (retired.empty() && !first) return absl::FailedPreconditionError("no authority is old");
+  if (retired.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("old authorities may have signed SVIDs valid until ",
+                     absl::FormatTime(absl::RFC3339_sec, *first, absl::UTCTimeZone()),
+                     ": retire them after that (or ca revoke-authority to remove one now)"));
+  }
+  return retired;
+}
+
 absl::StatusOr<std::vector<std::pair<int64_t, AuthorityState>>> RotatingCa::RotateOnSchedule(
     absl::Time now, absl::Duration period) {
   std::vector<std::pair<int64_t, AuthorityState>> changes;
-  for (const AuthorityInfo& a : Status()) {
-    if (a.state == AuthorityState::kOld && now >= a.signs_until) {
-      TW_RETURN_IF_ERROR(Retire(a.id, now));
-      changes.emplace_back(a.id, AuthorityState::kRetired);
-    }
+  if (auto retired = RetireExpired(now); retired.ok()) {
+    for (int64_t id : *retired) changes.emplace_back(id, AuthorityState::kRetired);
   }
   std::vector<AuthorityInfo> status = Status();
   auto active = std::find_if(status.begin(), status.end(), [](const AuthorityInfo& a) {

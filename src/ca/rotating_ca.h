@@ -83,6 +83,9 @@ class RotatingCa {
   // An old authority leaves the bundle; FailedPrecondition (naming when) while SVIDs it
   // signed may still be valid, NotFound for an unknown id.
   absl::Status Retire(int64_t id, absl::Time now);
+  // Retires every old authority that may be; returns their ids. FailedPrecondition when
+  // none may (naming the first instant one may), or none is old.
+  absl::StatusOr<std::vector<int64_t>> RetireExpired(absl::Time now);
   // A prepared or old authority leaves the bundle at once, whatever it signed;
   // FailedPrecondition for the active one (prepare and activate another first).
   absl::Status RevokeAuthority(int64_t id, absl::Time now);

@@ -77,7 +77,11 @@ TEST_F(RotatingCaTest, AnOldAuthorityRetiresOnlyOnceWhatItSignedHasExpired) {
   EXPECT_EQ(ca_->Retire(2, kStart + absl::Hours(25)).code(), absl::StatusCode::kFailedPrecondition)
       << "the active one";
   EXPECT_EQ(ca_->Retire(7, kStart).code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(ca_->Retire(1, kStart + absl::Hours(24)).ok());
+  EXPECT_THAT(ca_->RetireExpired(kStart + absl::Hours(23)).status().message(),
+              HasSubstr("valid until"));
+  ASSERT_EQ(*ca_->RetireExpired(kStart + absl::Hours(24)), std::vector<int64_t>{1});
+  EXPECT_THAT(ca_->RetireExpired(kStart + absl::Hours(25)).status().message(),
+              HasSubstr("no authority is old"));
   EXPECT_EQ(X509Count(*ca_->bundle()), 1u);
   EXPECT_EQ(X509Count(*ca_->history()), 2u) << "auditors keep every authority";
   EXPECT_EQ(ca_->Status()[0].state, AuthorityState::kRetired);

@@ -386,10 +386,17 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
   {
     // CA rotation on a running server (the `ca` group's offline commands are elsewhere).
     CLI::App* ca = app.get_subcommand("ca");
-    auto print_authority = [](const json& a) {
-      PrintTable({"ID", "STATE", "SERIAL", "NOT_AFTER", "SIGNS_UNTIL", "JWT_KEY_ID"},
-                 {{Field(a, "id"), Field(a, "state"), Field(a, "serial"), Field(a, "not_after"),
-                   Field(a, "signs_until"), Field(a, "jwt_key_id")}});
+    // Authorities as a table, one row each.
+    auto print_authorities = [](const json& list) {
+      std::vector<std::vector<std::string>> rows;
+      for (const json& a : list) {
+        rows.push_back({Field(a, "id"), Field(a, "state"), Field(a, "serial"),
+                        Field(a, "not_after"), Field(a, "signs_until"), Field(a, "jwt_key_id")});
+      }
+      PrintTable({"ID", "STATE", "SERIAL", "NOT_AFTER", "SIGNS_UNTIL", "JWT_KEY_ID"}, rows);
+    };
+    auto print_authority = [print_authorities](const json& a) {
+      print_authorities(json::array({a}));
     };
     {
       auto f = std::make_shared<ClientFlags>();
@@ -397,18 +404,13 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
       CLI::App* cmd = ca->add_subcommand("status", "The server's CA authorities (admin)");
       AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
-      OnRun(cmd, action, [f, as_json] {
-        return Simple(*f, "GET", "/v1/ca", nullptr, [as_json](const json& reply) {
-          if (*as_json) return PrintJson(reply);
-          std::vector<std::vector<std::string>> rows;
-          for (const json& a : reply.value("authorities", json::array())) {
-            rows.push_back({Field(a, "id"), Field(a, "state"), Field(a, "serial"),
-                            Field(a, "not_after"), Field(a, "signs_until"),
-                            Field(a, "jwt_key_id")});
-          }
-          PrintTable({"ID", "STATE", "SERIAL", "NOT_AFTER", "SIGNS_UNTIL", "JWT_KEY_ID"}, rows);
-          std::cout << "bundle sequence " << Field(reply, "bundle_sequence") << "\n";
-        });
+      OnRun(cmd, action, [f, as_json, print_authorities] {
+        return Simple(*f, "GET", "/v1/ca", nullptr,
+                      [as_json, print_authorities](const json& reply) {
+                        if (*as_json) return PrintJson(reply);
+                        print_authorities(reply.value("authorities", json::array()));
+                        std::cout << "bundle sequence " << Field(reply, "bundle_sequence") << "\n";
+                      });
       });
     }
     for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
@@ -435,24 +437,29 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
       });
     }
     for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
-             {"retire", "An old authority leaves the bundle, once what it signed expired"},
+             {"retire",
+              "Old authorities leave the bundle once what they signed expired (ID: that one)"},
              {"revoke-authority",
               "A compromised (not active) authority leaves the bundle at once"}}) {
       auto f = std::make_shared<ClientFlags>();
       auto as_json = std::make_shared<bool>(false);
       auto id = std::make_shared<int64_t>(0);
       CLI::App* cmd = ca->add_subcommand(name, help);
-      cmd->add_option("ID", *id, "Authority id (ca status)")
-          ->required()
-          ->check(CLI::PositiveNumber);
+      CLI::Option* id_option =
+          cmd->add_option("ID", *id, "Authority id (ca status)")->check(CLI::PositiveNumber);
+      if (name == "revoke-authority") id_option->required();
       AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
       const std::string target = "/v1/ca/" + name;
       OnRun(cmd, action, [f, as_json, id, target] {
-        const json body{{"id", *id}};
+        const json body = *id > 0 ? json{{"id", *id}} : json::object();
         return Simple(*f, "POST", target, &body, [as_json, id](const json& reply) {
           if (*as_json) return PrintJson(reply);
-          std::cout << "authority " << *id << " " << Field(reply, "state") << "\n";
+          if (reply.contains("retired")) {
+            for (const json& r : reply["retired"]) std::cout << "authority " << r << " retired\n";
+          } else {
+            std::cout << "authority " << *id << " " << Field(reply, "state") << "\n";
+          }
         });
       });
     }

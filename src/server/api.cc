@@ -431,9 +431,12 @@ absl::StatusOr<HttpResponse> Api::CaActivate(const Call& c) {
 }
 
 absl::StatusOr<HttpResponse> Api::CaRetire(const Call& c) {
-  TW_ASSIGN_OR_RETURN(int64_t id, DecodeAuthorityId(c.http.body));
-  TW_RETURN_IF_ERROR(authority_.RetireAuthority(c.caller, id));
-  return Json(200, json{{"id", id}, {"state", "retired"}});
+  std::optional<int64_t> id;
+  if (!c.http.body.empty() && c.http.body != "{}") {
+    TW_ASSIGN_OR_RETURN(id, DecodeAuthorityId(c.http.body));
+  }
+  TW_ASSIGN_OR_RETURN(std::vector<int64_t> retired, authority_.RetireAuthority(c.caller, id));
+  return Json(200, json{{"retired", retired}, {"state", "retired"}});
 }
 
 absl::StatusOr<HttpResponse> Api::CaRevokeAuthority(const Call& c) {

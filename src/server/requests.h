@@ -39,7 +39,7 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 
 // POST /v1/ca/activate: {} or {"force": true}; whether to activate before the refresh hint.
 absl::StatusOr<bool> DecodeActivate(absl::string_view body);
-// POST /v1/ca/retire and /v1/ca/revoke-authority: {"id": N}, N >= 1.
+// POST /v1/ca/revoke-authority and /v1/ca/retire: {"id": N}, N >= 1 (retire also takes {}).
 absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body);
 
 // POST /v1/ledger/events: {"events": [base64url...], "signature": base64url}.

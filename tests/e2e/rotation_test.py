@@ -134,6 +134,8 @@ class RotationTest(unittest.TestCase):
         # Retiring the old authority waits for what it signed to expire.
         r = self.cli("ca", "retire", "1", code=1)
         self.assertIn("may have signed SVIDs valid until", r.stderr)
+        r = self.cli("ca", "retire", code=1)  # every old one that may: none yet
+        self.assertIn("may have signed SVIDs valid until", r.stderr)
         self.cli("ca", "revoke-authority", "2", code=1)  # the active one
 
         # A compromised old authority leaves at once: its SVIDs are refused everywhere.
@@ -170,6 +172,11 @@ class RotationTest(unittest.TestCase):
         r = self.cli("ca", "activate", code=1)
         self.assertIn("ca prepare first", r.stderr)
         self.cli("ca", "prepare")
+        lines = self.cli("ca", "status").stdout.splitlines()
+        self.assertEqual(lines[0].split(),
+                         ["ID", "STATE", "SERIAL", "NOT_AFTER", "SIGNS_UNTIL", "JWT_KEY_ID"])
+        self.assertEqual([line.split()[1] for line in lines[1:3]], ["active", "prepared"])
+        self.assertRegex(lines[3], r"^bundle sequence \d+$")
         r = self.cli("ca", "prepare", code=1)
         self.assertIn("prepared already", r.stderr)
         r = self.cli("ca", "retire", "9", code=1)
