@@ -2469,5 +2469,25 @@ print("exiting")
             agent.ssl_context()
 
 
+
+class RotationTest(SdkCase):
+    """A CA rotation while an identity lives: the stream announces the new bundle, the
+    identity fetches it, and still reaches the server once its certificate moved on."""
+
+    def test_an_identity_follows_a_ca_rotation(self):
+        agent = self.create("acme-corp/finance-team/rotating")
+        self.assertEqual(agent.bundle_pem.count("BEGIN CERTIFICATE"), 1)
+        r = self.admin.post("/v1/ca/prepare", {})
+        self.assertEqual(r.status, 201, r)
+        deadline = time.monotonic() + 10
+        while agent.bundle_pem.count("BEGIN CERTIFICATE") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(agent.bundle_pem.count("BEGIN CERTIFICATE"), 2)
+        r = self.admin.post("/v1/ca/activate", {"force": True})
+        self.assertEqual(r.status, 200, r)
+        # A JWT-SVID is minted over mTLS to the server, whose certificate is the new CA's.
+        self.assertEqual(agent.jwt("after-rotation").count("."), 2)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
