@@ -431,10 +431,7 @@ absl::StatusOr<HttpResponse> Api::CaActivate(const Call& c) {
 }
 
 absl::StatusOr<HttpResponse> Api::CaRetire(const Call& c) {
-  std::optional<int64_t> id;
-  if (!c.http.body.empty() && c.http.body != "{}") {
-    TW_ASSIGN_OR_RETURN(id, DecodeAuthorityId(c.http.body));
-  }
+  TW_ASSIGN_OR_RETURN(std::optional<int64_t> id, DecodeRetire(c.http.body));
   TW_ASSIGN_OR_RETURN(std::vector<int64_t> retired, authority_.RetireAuthority(c.caller, id));
   return Json(200, json{{"retired", retired}, {"state", "retired"}});
 }

@@ -193,8 +193,9 @@ absl::StatusOr<bool> DecodeActivate(absl::string_view body) {
   return force;
 }
 
-absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body) {
+absl::StatusOr<std::optional<int64_t>> DecodeRetire(absl::string_view body) {
   std::optional<int64_t> id;
+  if (body.empty()) return id;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
       body, "request body",
       [&](const std::string& name, json&& value) -> absl::Status {
@@ -206,6 +207,11 @@ absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body) {
         return absl::OkStatus();
       },
       kMaxBody));
+  return id;
+}
+
+absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body) {
+  TW_ASSIGN_OR_RETURN(std::optional<int64_t> id, DecodeRetire(body));
   if (!id) return Invalid("id", "is required");
   return *id;
 }

@@ -39,8 +39,10 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 
 // POST /v1/ca/activate: {} or {"force": true}; whether to activate before the refresh hint.
 absl::StatusOr<bool> DecodeActivate(absl::string_view body);
-// POST /v1/ca/revoke-authority and /v1/ca/retire: {"id": N}, N >= 1 (retire also takes {}).
+// POST /v1/ca/revoke-authority: {"id": N}, N >= 1.
 absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body);
+// POST /v1/ca/retire: {"id": N}, or {} or no body (every old authority that may retire).
+absl::StatusOr<std::optional<int64_t>> DecodeRetire(absl::string_view body);
 
 // POST /v1/ledger/events: {"events": [base64url...], "signature": base64url}.
 struct LedgerEventsRequest {

@@ -93,6 +93,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The body decoders on their own, as before.
   tw::server::DecodeCreateIdentity(rest).IgnoreError();
   tw::server::DecodeLedgerEvents(rest).IgnoreError();
+  tw::server::DecodeRetire(rest).IgnoreError();
+  tw::server::DecodeActivate(rest).IgnoreError();
 
   const size_t method_end = rest.find('\n');
   if (method_end == absl::string_view::npos) return 0;
