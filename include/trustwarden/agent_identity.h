@@ -1,5 +1,7 @@
 // An agent instance's own identity: created with one call, renewed in the background,
 // used for scope-checked, ledger-recorded calls, and revoked when the agent is done.
+// The SDK's own threads end when the process exits; the application's threads must not
+// be inside SDK calls then (join them first), as OpenSSL is torn down at exit.
 #pragma once
 
 #include <chrono>

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -20,6 +21,7 @@
 #include "base/bytes.h"
 #include "core/scope.h"
 #include "crypto/secret_bytes.h"
+#include "sdk/background_threads.h"
 #include "sdk/identity_state.h"
 #include "sdk/peer_check.h"
 #include "sdk/status_error.h"
@@ -50,31 +52,62 @@ void ParkIfFinalizing() {
   }
 }
 
-// py::gil_scoped_release and py::gil_scoped_acquire, parking as above. A thread that was
-// already waiting for the GIL when finalization began is still ended by CPython: the
-// destructor lets that forced unwind through (pybind11 rethrows it) instead of terminating.
+// The threads running SDK code with the GIL released. When the process exits, before
+// OpenSSL is torn down, they are waited for (kExitWait at most: a request to a server slow
+// to answer is not) until each has come back and parked: none may be inside OpenSSL then.
+std::atomic<int> threads_in_sdk{0};
+thread_local bool in_sdk = false;
+constexpr auto kExitWait = std::chrono::seconds(3);
+
+// Marks the calling thread as running SDK code or not; returns what it was.
+bool SetInSdk(bool now) {
+  const bool was = in_sdk;
+  if (was != now) {
+    in_sdk = now;
+    threads_in_sdk.fetch_add(now ? 1 : -1);
+  }
+  return was;
+}
+
+void WaitForThreadsInSdk() {
+  const auto deadline = std::chrono::steady_clock::now() + kExitWait;
+  while (threads_in_sdk.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// py::gil_scoped_release and py::gil_scoped_acquire, parking as above and counted in
+// threads_in_sdk. A thread that was already waiting for the GIL when finalization began is
+// still ended by CPython: the destructor lets that forced unwind through (pybind11 rethrows
+// it) instead of terminating.
 class Released {
  public:
-  Released() : state_(PyEval_SaveThread()) {}
+  Released() : state_(PyEval_SaveThread()), was_in_sdk_(SetInSdk(true)) {}
   Released(const Released&) = delete;
   Released& operator=(const Released&) = delete;
   ~Released() noexcept(false) {
+    SetInSdk(was_in_sdk_);
     ParkIfFinalizing();
     PyEval_RestoreThread(state_);
   }
 
  private:
   PyThreadState* state_;
+  bool was_in_sdk_;
 };
 
 class Acquired {
  public:
-  Acquired() : state_((ParkIfFinalizing(), PyGILState_Ensure())) {}
+  Acquired() : was_in_sdk_(SetInSdk(false)), state_((ParkIfFinalizing(), PyGILState_Ensure())) {}
   Acquired(const Acquired&) = delete;
   Acquired& operator=(const Acquired&) = delete;
-  ~Acquired() { PyGILState_Release(state_); }
+  ~Acquired() {
+    PyGILState_Release(state_);
+    SetInSdk(was_in_sdk_);
+  }
 
  private:
+  bool was_in_sdk_;
   PyGILState_STATE state_;
 };
 
@@ -308,6 +341,7 @@ PYBIND11_MODULE(_native, m) {
   m.attr("__version__") = TW_VERSION;
   main_thread =
       py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+  (void)internal::StopAtExit(WaitForThreadsInSdk);
   py::module_ errors = py::module_::import("trustwarden.errors");
   error_classes = new ErrorClasses{errors.attr("TrustWardenError"), errors.attr("Denied"),
                                    errors.attr("Revoked"),          errors.attr("Expired"),

@@ -479,6 +479,70 @@ TEST_F(AgentIdentityTest, AStaleRevocationStreamFailsClosed) {
   agent.detach();
 }
 
+// Ports nothing listens on: bound, read and closed.
+std::vector<uint16_t> ClosedPorts(int n) {
+  std::vector<int> fds;
+  std::vector<uint16_t> ports;
+  for (int i = 0; i < n; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    socklen_t len = sizeof addr;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "no free port";
+    }
+    fds.push_back(fd);
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (const int fd : fds) close(fd);
+  return ports;
+}
+
+// The threads of this process the SDK named (tw-revocations, tw-supervisor, tw-renewer).
+int SdkThreads() {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && absl::StartsWith(name, "tw-")) ++n;
+  }
+  return n;
+}
+
+// The SDK's threads end before the process's exit handlers tear OpenSSL down under them:
+// a process that exits while its revocation streams reconnect (each attempt a new TLS
+// context) and its renewer ships a spool to a server that went away crashed now and then.
+TEST_F(AgentIdentityTest, TheProcessExitEndsTheSdksThreadsBeforeOpenSslsCleanup) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EXIT(
+        {
+          // Registered before the SDK's exit handler (installed by the first identity), so
+          // it runs after that one, and before OpenSSL's (installed at its initialisation,
+          // which the fixture's server did): no SDK thread may be left by then.
+          std::atexit([] {
+            if (SdkThreads() != 0) std::_Exit(9);
+          });
+          static auto* agent = new AgentIdentity(AgentIdentity::create(Payments()));
+          StopServer();
+          agent->call("test://ledger-db/transactions", "read:transactions");  // spooled
+          for (const uint16_t port : ClosedPorts(20)) {
+            Connection elsewhere = connection_;
+            elsewhere.server = absl::StrCat("https://127.0.0.1:", port);
+            new Verifier(VerifierOptions{.connection = elsewhere});  // kept to the end
+          }
+          // Two threads per watcher, one renewer; they name themselves as they start.
+          for (int i = 0; SdkThreads() < 2 * 21 + 1; ++i) {
+            if (i == 200) std::_Exit(8);  // the test would test nothing
+            absl::SleepFor(absl::Milliseconds(10));
+          }
+          absl::SleepFor(absl::Milliseconds(100 + 150 * round));
+          std::exit(7);
+        },
+        ::testing::ExitedWithCode(7), "");
+  }
+}
+
 TEST_F(AgentIdentityTest, EventsAreSpooledWhileTheServerIsAwayThenDeliveredInOrder) {
   IdentityOptions options = Payments();
   options.connection.max_staleness = std::chrono::hours(1);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "base/backoff.h"
+#include "sdk/background_threads.h"
 #include "sdk/status_error.h"
 
 namespace trustwarden::internal {
@@ -25,10 +26,15 @@ absl::Time RenewalTime(const Lifetime& lifetime, std::mt19937_64& rng) {
 Renewer::Renewer(const tw::base::Clock& clock, Hooks hooks, std::optional<uint64_t> seed)
     : clock_(clock), hooks_(std::move(hooks)), seed_(seed) {}
 
-Renewer::~Renewer() { Stop(); }
+Renewer::~Renewer() {
+  if (exit_stop_) ForgetAtExit(*exit_stop_);
+  Stop();
+}
 
 void Renewer::Start() {
   thread_ = std::thread([this] { Run(); });
+  exit_stop_ = StopAtExit([this] { Stop(); });
+  if (!exit_stop_) Stop();  // the process is exiting
 }
 
 void Renewer::ShipSoon() {
@@ -43,10 +49,12 @@ void Renewer::StopSoon() {
 
 void Renewer::Stop() {
   StopSoon();
+  absl::MutexLock lock(&join_mu_);
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
 void Renewer::Run() {
+  NameThisThread("tw-renewer");
   std::mt19937_64 rng(seed_ ? *seed_ : std::random_device{}());
   tw::base::Backoff retry(kFirstRetry, kMaxRetry);
   bool shipping = hooks_.ship();

@@ -49,15 +49,15 @@ class Renewer {
   Renewer& operator=(const Renewer&) = delete;
 
   // Starts the thread: it ships first (a crashed process may have left records), then
-  // renews on schedule.
+  // renews on schedule. The process's exit stops it too.
   void Start();
   // Records were just spooled: the thread ships them a second from now, and every second
   // after until none remain.
   void ShipSoon() ABSL_LOCKS_EXCLUDED(mu_);
   // Asks the thread to end, without waiting for it.
   void StopSoon() ABSL_LOCKS_EXCLUDED(mu_);
-  // Ends the thread and waits for it (unless called on it). Idempotent.
-  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the thread and waits for it (unless called on it). Idempotent, from any thread.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_, join_mu_);
 
  private:
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
@@ -68,7 +68,9 @@ class Renewer {
   absl::Mutex mu_;  // taken last: no hook is called with it held
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;  // ShipSoon() since the thread last looked
+  absl::Mutex join_mu_;                       // one Stop() joins at a time
   std::thread thread_;
+  std::optional<uint64_t> exit_stop_;  // this renewer's stop at process exit
 };
 
 }  // namespace trustwarden::internal

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/backoff.h"
+#include "sdk/background_threads.h"
 
 namespace trustwarden::internal {
 namespace {
@@ -35,6 +36,19 @@ RevocationWatcher::RevocationWatcher(std::string server, std::string ca_pem,
     : server_(std::move(server)), ca_pem_(std::move(ca_pem)), clock_(clock) {
   reader_ = std::thread([this] { Run(); });
   supervisor_ = std::thread([this] { Supervise(); });
+  exit_stop_ = StopAtExit([this] { Stop(); });
+  if (!exit_stop_) Stop();  // the process is exiting
+}
+
+void RevocationWatcher::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
+  if (!stopping_.HasBeenNotified()) stopping_.Notify();
+  {
+    absl::MutexLock lock(&mu_);
+    if (client_ != nullptr) client_->Cancel();
+  }
+  if (reader_.joinable()) reader_.join();
+  if (supervisor_.joinable()) supervisor_.join();
 }
 
 void RevocationWatcher::Follow(const std::shared_ptr<tw::core::BundleSet>& bundles,
@@ -91,13 +105,8 @@ void RevocationWatcher::RefreshBundle() {
 }
 
 RevocationWatcher::~RevocationWatcher() {
-  stopping_.Notify();
-  {
-    absl::MutexLock lock(&mu_);
-    if (client_ != nullptr) client_->Cancel();
-  }
-  reader_.join();
-  supervisor_.join();
+  if (exit_stop_) ForgetAtExit(*exit_stop_);
+  Stop();
 }
 
 bool RevocationWatcher::IsRevoked(const std::string& instance_id) const {
@@ -163,6 +172,7 @@ int64_t RevocationWatcher::sequence() const {
 }
 
 void RevocationWatcher::Run() {
+  NameThisThread("tw-revocations");
   tw::base::Backoff backoff(kFirstBackoff, kMaxBackoff);
   while (!stopping_.HasBeenNotified()) {
     int64_t after;
@@ -201,6 +211,7 @@ void RevocationWatcher::Run() {
 // Drops a connection that has gone silent (a dead peer may never close it), so Run()
 // connects again; hands out a bundle a heartbeat announced.
 void RevocationWatcher::Supervise() {
+  NameThisThread("tw-supervisor");
   while (!stopping_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
     {
       absl::MutexLock lock(&mu_);

@@ -32,8 +32,9 @@ class RevocationWatcher {
                                                    const std::string& ca_pem,
                                                    const tw::base::Clock& clock);
 
-  // Subscribes from sequence 0 (every unpruned entry) on a thread of its own. The
-  // stream's silence is measured on `clock`; reconnections wait in real time.
+  // Subscribes from sequence 0 (every unpruned entry) on a thread of its own, ended at
+  // destruction or when the process exits. The stream's silence is measured on `clock`;
+  // reconnections wait in real time.
   RevocationWatcher(std::string server, std::string ca_pem,
                     const tw::base::Clock& clock = tw::base::Clock::Monotonic());
   ~RevocationWatcher();
@@ -74,6 +75,8 @@ class RevocationWatcher {
 
  private:
   absl::Status FreshLocked(absl::Duration bound) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Ends both threads and waits for them; idempotent (the destructor or the process's exit).
+  void Stop() ABSL_LOCKS_EXCLUDED(stop_mu_, mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void Supervise() ABSL_LOCKS_EXCLUDED(mu_);
   // Consumes stream text; returns false to drop the connection (see RevocationStreamReader).
@@ -98,8 +101,10 @@ class RevocationWatcher {
   RevocationStreamReader stream_ ABSL_GUARDED_BY(mu_);
   tw::net::HttpsClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;  // being read, for Cancel()
   absl::Notification stopping_;
+  absl::Mutex stop_mu_;  // one Stop() at a time
   std::thread reader_;
   std::thread supervisor_;
+  std::optional<uint64_t> exit_stop_;  // this watcher's stop at process exit
 };
 
 }  // namespace trustwarden::internal

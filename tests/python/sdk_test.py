@@ -2236,10 +2236,10 @@ class DocumentationTest(unittest.TestCase):
 # 13. Misuse and edge cases: TLS paths that skip do_handshake, interpreter exit with calls in
 #     flight, async tools that await the SDK, tool: resources, hostile exceptions, bad limits
 # ---------------------------------------------------------------------------------------------
-def run_script(source, timeout=60):
-    """`source` in a fresh interpreter (this one, with this sys.path)."""
+def run_script(source, timeout=60, args=()):
+    """`source` in a fresh interpreter (this one, with this sys.path), given `args`."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.run([sys.executable, "-c", source], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", source, *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -2348,9 +2348,11 @@ class MisuseTest(SdkCase):
             server.write(b"data for mallory")
 
     def test_daemon_threads_calling_at_exit_do_not_crash_the_interpreter(self):
+        # At exit such threads are inside the SDK (and OpenSSL) with the GIL released, or in
+        # a connector: the exit waits for the first to come back before OpenSSL is torn down.
         conn = self.connection()
         source = f"""
-import threading, time
+import sys, threading, time
 from trustwarden import AgentIdentity
 AgentIdentity.register_connector("busy", lambda agent, request: b"")
 agent = AgentIdentity.create("acme/fin/daemon", ["read:transactions"], **{conn!r})
@@ -2358,13 +2360,13 @@ agent.detach()
 def loop():
     while True:
         agent.call("busy://x", "read:transactions")
-for _ in range(4):
+for _ in range(12):
     threading.Thread(target=loop, daemon=True).start()
-time.sleep(0.3)
+time.sleep(float(sys.argv[1]))
 print("exiting")
 """
-        for _ in range(3):
-            r = run_script(source)
+        for pause in (0.1, 0.2, 0.3, 0.4, 0.5):
+            r = run_script(source, args=[str(pause)])
             self.assertEqual(r.returncode, 0, f"{r.returncode}\n{r.stdout}\n{r.stderr[-2000:]}")
             self.assertIn("exiting", r.stdout)
 
