@@ -278,8 +278,23 @@ struct FoundKey {
   std::optional<PublicKey> public_key;
 };
 
-absl::StatusOr<FoundKey> FindKey(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session,
-                                 const Pkcs11Uri& uri) {
+// The RSA public key from CKA_MODULUS and CKA_PUBLIC_EXPONENT of `object` (either half);
+// the token must sign with CKM_RSA_PKCS_PSS.
+absl::StatusOr<PublicKey> RsaPublicKeyOf(CK_FUNCTION_LIST* f, const Connection& c,
+                                         CK_OBJECT_HANDLE object, const std::string& named) {
+  CK_MECHANISM_INFO info;
+  if (f->C_GetMechanismInfo(c.slot, CKM_RSA_PKCS_PSS, &info) != CKR_OK ||
+      (info.flags & CKF_SIGN) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        named, " is an RSA key and its token does not sign with RSA-PSS (CKM_RSA_PKCS_PSS)"));
+  }
+  TW_ASSIGN_OR_RETURN(base::Bytes n, ReadAttribute(f, c.session, object, CKA_MODULUS));
+  TW_ASSIGN_OR_RETURN(base::Bytes e, ReadAttribute(f, c.session, object, CKA_PUBLIC_EXPONENT));
+  return PublicKey::FromRsaComponents(n, e);
+}
+
+absl::StatusOr<FoundKey> FindKey(CK_FUNCTION_LIST* f, const Connection& c, const Pkcs11Uri& uri) {
+  const CK_SESSION_HANDLE session = c.session;
   const CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY, public_class = CKO_PUBLIC_KEY;
   std::vector<CK_ATTRIBUTE> match = {Attribute(CKA_CLASS, &private_class, sizeof(private_class))};
   if (!uri.object.empty())
@@ -296,7 +311,15 @@ absl::StatusOr<FoundKey> FindKey(CK_FUNCTION_LIST* f, CK_SESSION_HANDLE session,
   TW_ASSIGN_OR_RETURN(base::Bytes key_type, ReadAttribute(f, session, key.handle, CKA_KEY_TYPE));
   CK_KEY_TYPE kt = CKK_RSA;
   if (key_type.size() == sizeof(kt)) std::memcpy(&kt, key_type.data(), sizeof(kt));
-  if (kt != CKK_EC) return absl::InvalidArgumentError(absl::StrCat(named, " is not an EC key"));
+  if (kt == CKK_RSA) {
+    key.type = KeyType::kRsa;
+    TW_ASSIGN_OR_RETURN(PublicKey public_key, RsaPublicKeyOf(f, c, key.handle, named));
+    key.public_key = std::move(public_key);
+    return key;
+  }
+  if (kt != CKK_EC) {
+    return absl::InvalidArgumentError(absl::StrCat(named, " is neither an EC nor an RSA key"));
+  }
   TW_ASSIGN_OR_RETURN(base::Bytes params, ReadAttribute(f, session, key.handle, CKA_EC_PARAMS));
   TW_ASSIGN_OR_RETURN(key.type, CurveOf(params));
   // The public half: the public key object of the same id (or label), else the point on
@@ -393,8 +416,9 @@ struct Pkcs11Signer::Key {
       : f(module),
         uri(std::move(key_uri)),
         type(key_type),
-        scheme(key_type == KeyType::kEcP384 ? SignatureScheme::kEcdsaSha384
-                                            : SignatureScheme::kEcdsaSha256),
+        scheme(key_type == KeyType::kRsa      ? SignatureScheme::kRsaPssSha256
+               : key_type == KeyType::kEcP384 ? SignatureScheme::kEcdsaSha384
+                                              : SignatureScheme::kEcdsaSha256),
         public_key(std::move(key)) {}
 
   CK_FUNCTION_LIST* const f;
@@ -422,7 +446,7 @@ struct Pkcs11Signer::Key {
     if (!connected && now < retry_after) return last_error;
     absl::StatusOr<Connection> c = Connect(f, uri, /*read_write=*/false);
     if (c.ok() && !connected) {
-      absl::StatusOr<FoundKey> found = FindKey(f, c->session, uri);
+      absl::StatusOr<FoundKey> found = FindKey(f, *c, uri);
       if (found.ok() && *found->public_key != public_key) {
         found = absl::FailedPreconditionError(absl::StrCat(
             uri.ToString(), " now holds another key than the one this server started with"));
@@ -482,7 +506,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::Open(absl::string_vi
   }
   TW_ASSIGN_OR_RETURN(CK_FUNCTION_LIST * f, LoadModule(uri.module_path));
   TW_ASSIGN_OR_RETURN(Connection c, Connect(f, uri, /*read_write=*/false));
-  absl::StatusOr<FoundKey> found = FindKey(f, c.session, uri);
+  absl::StatusOr<FoundKey> found = FindKey(f, c, uri);
   if (!found.ok()) {
     f->C_CloseSession(c.session);
     return found.status();
@@ -499,14 +523,20 @@ absl::StatusOr<std::unique_ptr<Pkcs11Signer>> Pkcs11Signer::Open(absl::string_vi
 
 absl::StatusOr<base::Bytes> Pkcs11Signer::Sign(base::ByteView data) const {
   base::Bytes digest = SchemeDigest(key_->scheme, data);
-  CK_MECHANISM mechanism{CKM_ECDSA, nullptr, 0};
+  const bool rsa = key_->type == KeyType::kRsa;
+  // RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a salt as long as the digest (RFC 7518
+  // §3.5, RFC 4055 §3.1), over the digest.
+  CK_RSA_PKCS_PSS_PARAMS pss{CKM_SHA256, CKG_MGF1_SHA256, 32};
+  CK_MECHANISM mechanism =
+      rsa ? CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof(pss)} : CK_MECHANISM{CKM_ECDSA, nullptr, 0};
+  const size_t signature_size = rsa ? key_->public_key.rsa_n().size() : 2 * FieldBytes(key_->type);
   CK_FUNCTION_LIST* f = key_->f;
   absl::Status error;
   // A session found lost is replaced once: a restarted token is reached again at once.
   for (int attempt = 0; attempt < 2; ++attempt) {
     TW_ASSIGN_OR_RETURN(auto acquired, key_->Acquire());
     auto [session, handle] = acquired;
-    base::Bytes raw(2 * FieldBytes(key_->type));
+    base::Bytes raw(signature_size);
     CK_ULONG size = static_cast<CK_ULONG>(raw.size());
     CK_RV rv = f->C_SignInit(session, &mechanism, handle);
     if (rv == CKR_OK) {
@@ -515,7 +545,7 @@ absl::StatusOr<base::Bytes> Pkcs11Signer::Sign(base::ByteView data) const {
     }
     if (rv == CKR_OK && size == raw.size()) {
       key_->Release(session);
-      return EcdsaRawToDer(raw);
+      return rsa ? raw : EcdsaRawToDer(raw);
     }
     if (rv == CKR_OK) {
       key_->Release(session);
@@ -535,8 +565,8 @@ absl::StatusOr<base::Bytes> Pkcs11Signer::Sign(base::ByteView data) const {
 
 absl::StatusOr<std::string> GeneratePkcs11Key(const Pkcs11Uri& token_uri, absl::string_view label,
                                               KeyType type) {
-  if (type != KeyType::kEcP256 && type != KeyType::kEcP384) {
-    return absl::InvalidArgumentError("keys in a token are P-256 or P-384");
+  if (type == KeyType::kEcP521) {
+    return absl::InvalidArgumentError("keys in a token are P-256, P-384 or RSA");
   }
   if (label.empty()) return absl::InvalidArgumentError("a key needs a label");
   TW_ASSIGN_OR_RETURN(CK_FUNCTION_LIST * f, LoadModule(token_uri.module_path));
@@ -556,11 +586,19 @@ absl::StatusOr<std::string> GeneratePkcs11Key(const Pkcs11Uri& token_uri, absl::
   }
   const base::Bytes id = RandomBytes(16);
   const base::Bytes& params = type == KeyType::kEcP384 ? kP384Params : kP256Params;
+  const CK_ULONG modulus_bits = kRsaModulusBits;
+  const uint8_t public_exponent[] = {0x01, 0x00, 0x01};  // 65537
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   std::vector<CK_ATTRIBUTE> public_template = {
-      Attribute(CKA_EC_PARAMS, params.data(), params.size()),
       Attribute(CKA_TOKEN, &yes, sizeof(yes)), Attribute(CKA_VERIFY, &yes, sizeof(yes)),
       Attribute(CKA_LABEL, name.data(), name.size()), Attribute(CKA_ID, id.data(), id.size())};
+  if (type == KeyType::kRsa) {
+    public_template.push_back(Attribute(CKA_MODULUS_BITS, &modulus_bits, sizeof(modulus_bits)));
+    public_template.push_back(
+        Attribute(CKA_PUBLIC_EXPONENT, public_exponent, sizeof(public_exponent)));
+  } else {
+    public_template.push_back(Attribute(CKA_EC_PARAMS, params.data(), params.size()));
+  }
   std::vector<CK_ATTRIBUTE> private_template = {
       Attribute(CKA_TOKEN, &yes, sizeof(yes)), Attribute(CKA_PRIVATE, &yes, sizeof(yes)),
       Attribute(CKA_SENSITIVE, &yes, sizeof(yes)), Attribute(CKA_EXTRACTABLE, &no, sizeof(no)),
@@ -569,7 +607,8 @@ absl::StatusOr<std::string> GeneratePkcs11Key(const Pkcs11Uri& token_uri, absl::
       Attribute(CKA_DECRYPT, &no, sizeof(no)), Attribute(CKA_UNWRAP, &no, sizeof(no)),
       Attribute(CKA_DERIVE, &no, sizeof(no)), Attribute(CKA_LABEL, name.data(), name.size()),
       Attribute(CKA_ID, id.data(), id.size())};
-  CK_MECHANISM mechanism{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  CK_MECHANISM mechanism{type == KeyType::kRsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN,
+                         nullptr, 0};
   CK_OBJECT_HANDLE public_key, private_key;
   CK_RV rv = f->C_GenerateKeyPair(
       c.session, &mechanism, public_template.data(), static_cast<CK_ULONG>(public_template.size()),

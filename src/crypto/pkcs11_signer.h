@@ -4,7 +4,9 @@
 //          &pin-source=file:/etc/tw/pin
 // The PIN comes from the file `pin-source` names, else from $TRUSTWARDEN_PKCS11_PIN; a PIN
 // written in the URI (pin-value) is refused. Data is hashed in the process and the digest
-// signed in the token with CKM_ECDSA. Private keys never leave the token. Thread-safe.
+// signed in the token: with CKM_ECDSA for EC keys, with CKM_RSA_PKCS_PSS (SHA-256, MGF1
+// SHA-256, 32-byte salt: PS256) for RSA keys. Private keys never leave the token.
+// Thread-safe.
 #pragma once
 
 #include <memory>
@@ -36,10 +38,10 @@ absl::StatusOr<Pkcs11Uri> ParsePkcs11Uri(absl::string_view uri);
 class Pkcs11Signer final : public Signer {
  public:
   // Loads the module (once per process and path), finds the token by label, logs in, and
-  // finds exactly one EC private key (P-256 or P-384) by label and/or id with its public
-  // key. NotFound for a missing token or key, InvalidArgument for an ambiguous or
-  // unsuitable key, PermissionDenied for a refused PIN, Unavailable when the module or
-  // token fails.
+  // finds exactly one private key by label and/or id with its public key: EC P-256 or
+  // P-384, or RSA of 2048 bits or more when the token signs with RSA-PSS. NotFound for a
+  // missing token or key, InvalidArgument for an ambiguous or unsuitable key,
+  // PermissionDenied for a refused PIN, Unavailable when the module or token fails.
   static absl::StatusOr<std::unique_ptr<Pkcs11Signer>> Open(absl::string_view uri);
   ~Pkcs11Signer() override;
 
@@ -57,11 +59,14 @@ class Pkcs11Signer final : public Signer {
   std::unique_ptr<Key> key_;
 };
 
-// Generates an EC key pair (P-256 or P-384) in the token `token_uri` names (its
-// module-path, token and pin-source): a token object, private, sensitive, never
-// extractable and for signing only, labelled `label` on both halves with a fresh random
-// CKA_ID. Returns the
-// private key's URI. AlreadyExists when the token holds a key with that label.
+// The size of the RSA keys GeneratePkcs11Key makes.
+inline constexpr int kRsaModulusBits = 3072;
+
+// Generates a key pair (EC P-256 or P-384, or RSA of kRsaModulusBits) in the token
+// `token_uri` names (its module-path, token and pin-source): a token object, private,
+// sensitive, never extractable and for signing only, labelled `label` on both halves with
+// a fresh random CKA_ID. Returns the private key's URI. AlreadyExists when the token holds
+// a key with that label.
 absl::StatusOr<std::string> GeneratePkcs11Key(const Pkcs11Uri& token_uri, absl::string_view label,
                                               KeyType type);
 

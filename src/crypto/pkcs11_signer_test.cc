@@ -49,7 +49,7 @@ INSTANTIATE_TEST_SUITE_P(
                              if (!signer.ok()) return signer.status();
                              return std::unique_ptr<Signer>(*std::move(signer));
                            }}),
-                       ::testing::Values(KeyType::kEcP256, KeyType::kEcP384)),
+                       ::testing::Values(KeyType::kEcP256, KeyType::kEcP384, KeyType::kRsa)),
     testing::SignerParamName);
 
 TEST(Pkcs11UriTest, RoundTripsAndEscapes) {

@@ -18,13 +18,15 @@ class Signer {
 
   // A stable identifier of the key (used as JWT "kid").
   virtual const std::string& key_id() const = 0;
-  // The scheme Sign produces (ECDSA P-256 -> kEcdsaSha256, P-384 -> kEcdsaSha384).
+  // The scheme Sign produces (ECDSA P-256 -> kEcdsaSha256, P-384 -> kEcdsaSha384, RSA ->
+  // kRsaPssSha256).
   virtual SignatureScheme algorithm() const = 0;
   virtual const PublicKey& public_key() const = 0;
   const base::Bytes& public_key_der() const { return public_key().spki_der(); }
 
   // Hashes `data` with the scheme's digest and signs it. ECDSA signatures are DER
-  // ECDSA-Sig-Value. Unavailable/Internal when the key store fails.
+  // ECDSA-Sig-Value, RSA ones as long as the modulus. Unavailable/Internal when the key
+  // store fails.
   virtual absl::StatusOr<base::Bytes> Sign(base::ByteView data) const = 0;
 };
 

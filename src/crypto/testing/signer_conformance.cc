@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
+#include <openssl/rsa.h>
 
 #include <latch>
 #include <thread>
@@ -14,8 +15,9 @@
 namespace tw::crypto::testing {
 namespace {
 
-// What signer.h promises for each curve (SetUp admits no others).
+// What signer.h promises for each key type (SetUp admits no others).
 SignatureScheme SchemeOf(KeyType type) {
+  if (type == KeyType::kRsa) return SignatureScheme::kRsaPssSha256;
   return type == KeyType::kEcP384 ? SignatureScheme::kEcdsaSha384 : SignatureScheme::kEcdsaSha256;
 }
 
@@ -41,6 +43,8 @@ const EVP_MD* DigestOf(SignatureScheme scheme) {
       return EVP_sha384();
     case SignatureScheme::kEcdsaSha512:
       return EVP_sha512();
+    case SignatureScheme::kRsaPssSha256:
+      return EVP_sha256();
     default:
       return nullptr;  // not a scheme signer.h names
   }
@@ -63,8 +67,14 @@ bool OpenSslVerifies(base::ByteView spki, SignatureScheme scheme, base::ByteView
   UniquePtr<EVP_PKEY> pkey = ParseSpki(spki);
   const EVP_MD* md = DigestOf(scheme);
   UniquePtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  // PS256: PSS padding, MGF1 with the same hash, a salt exactly as long as the digest.
+  const bool pss = scheme == SignatureScheme::kRsaPssSha256;
   const bool ok = pkey && md != nullptr && ctx &&
-                  EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, pkey.get()) == 1 &&
+                  EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, pkey.get()) == 1 &&
+                  (!pss || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                            EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) == 1 &&
+                            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1)) &&
                   EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), data.data(),
                                    data.size()) == 1;
   ERR_clear_error();
@@ -80,8 +90,9 @@ std::vector<base::Bytes> Messages() {
 }  // namespace
 
 void SignerConformanceTest::SetUp() {
-  ASSERT_TRUE(key_type() == KeyType::kEcP256 || key_type() == KeyType::kEcP384)
-      << "signer.h names the schemes of P-256 and P-384 keys only";
+  ASSERT_TRUE(key_type() == KeyType::kEcP256 || key_type() == KeyType::kEcP384 ||
+              key_type() == KeyType::kRsa)
+      << "signer.h names the schemes of P-256, P-384 and RSA keys only";
   signer_ = MakeSigner();
   ASSERT_NE(signer_, nullptr);
 }
@@ -89,7 +100,7 @@ void SignerConformanceTest::SetUp() {
 std::unique_ptr<Signer> SignerConformanceTest::MakeSigner() const {
   auto made = std::get<0>(GetParam()).make(key_type());
   if (!made.ok()) {
-    ADD_FAILURE() << "the backend made no " << CurveName(key_type())
+    ADD_FAILURE() << "the backend made no " << ::testing::PrintToString(key_type())
                   << " signer: " << made.status();
     return nullptr;
   }
@@ -97,11 +108,11 @@ std::unique_ptr<Signer> SignerConformanceTest::MakeSigner() const {
 }
 
 std::string SignerParamName(const ::testing::TestParamInfo<SignerParam>& info) {
-  std::string curve;
-  for (char c : CurveName(std::get<1>(info.param))) {
-    if (c != '-') curve += c;
+  std::string type;
+  for (char c : ::testing::PrintToString(std::get<1>(info.param))) {
+    if (c != '-') type += c;
   }
-  return std::get<0>(info.param).name + "_" + curve;
+  return std::get<0>(info.param).name + "_" + type;
 }
 
 void PrintTo(const SignerBackend& backend, std::ostream* os) { *os << backend.name; }
@@ -114,6 +125,11 @@ TEST_P(SignerConformanceTest, PublicKeyIsOneSpkiOnItsCurve) {
   EXPECT_EQ(signer_->public_key().type(), key_type());
   UniquePtr<EVP_PKEY> pkey = ParseSpki(signer_->public_key_der());
   ASSERT_NE(pkey, nullptr);
+  if (key_type() == KeyType::kRsa) {
+    ASSERT_EQ(EVP_PKEY_is_a(pkey.get(), "RSA"), 1);
+    EXPECT_GE(EVP_PKEY_get_bits(pkey.get()), 2048);
+    return;
+  }
   ASSERT_EQ(EVP_PKEY_is_a(pkey.get(), "EC"), 1);
   char group[64];
   size_t length = 0;
@@ -140,8 +156,19 @@ TEST_P(SignerConformanceTest, SignaturesVerifyWithItsPublicKey) {
   }
 }
 
-// signer.h: "ECDSA signatures are DER ECDSA-Sig-Value" (RFC 3279 §2.2.3), not JOSE r||s.
-TEST_P(SignerConformanceTest, SignaturesAreDerEcdsaSigValues) {
+// signer.h: "ECDSA signatures are DER ECDSA-Sig-Value" (RFC 3279 §2.2.3), not JOSE r||s;
+// RSA signatures are as long as the modulus (RFC 8017 §8.1.1), and PSS ones salted afresh.
+TEST_P(SignerConformanceTest, SignaturesAreInTheirSchemesEncoding) {
+  if (key_type() == KeyType::kRsa) {
+    const base::Bytes message = base::ToBytes("to be signed");
+    auto first = signer_->Sign(message);
+    auto second = signer_->Sign(message);
+    ASSERT_TRUE(first.ok() && second.ok());
+    EXPECT_EQ(first->size(), signer_->public_key().rsa_n().size());
+    EXPECT_EQ(second->size(), first->size());
+    EXPECT_NE(*first, *second) << "PSS signatures of one message are salted differently";
+    return;
+  }
   UniquePtr<EC_GROUP> group(EC_GROUP_new_by_curve_name(CurveNid(key_type())));
   ASSERT_NE(group, nullptr);
   const BIGNUM* order = EC_GROUP_get0_order(group.get());
