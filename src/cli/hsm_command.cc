@@ -15,15 +15,16 @@ namespace {
 using nlohmann::json;
 
 struct HsmFlags {
-  std::string module, token, pin_file, prefix = "trustwarden", key_type = "P-256";
+  std::string module, token, pin_file, prefix = "trustwarden", key_type = "ec-p256";
   bool json = false;
 };
 
 int HsmInit(const HsmFlags& f) {
   crypto::Pkcs11Uri token{.module_path = f.module, .token = f.token};
   if (!f.pin_file.empty()) token.pin_source = "file:" + f.pin_file;
-  const crypto::KeyType type =
-      f.key_type == "P-384" ? crypto::KeyType::kEcP384 : crypto::KeyType::kEcP256;
+  const crypto::KeyType type = f.key_type == "ec-p384"    ? crypto::KeyType::kEcP384
+                               : f.key_type == "rsa-3072" ? crypto::KeyType::kRsa
+                                                          : crypto::KeyType::kEcP256;
   struct Made {
     const char* role;
     std::string label;
@@ -73,8 +74,10 @@ void RegisterHsmCommand(CLI::App& app, Action* action) {
                    "name it as pin-source");
   init->add_option("--prefix", f->prefix,
                    "Key labels: PREFIX-ca, PREFIX-jwt, PREFIX-ledger (default trustwarden)");
-  init->add_option("--key-type", f->key_type, "P-256 or P-384 for the CA and JWT keys")
-      ->check(CLI::IsMember({"P-256", "P-384"}));
+  init->add_option("--key-type", f->key_type,
+                   "ec-p256 (default), ec-p384 or rsa-3072 (signing with RSA-PSS) for the CA "
+                   "and JWT keys")
+      ->check(CLI::IsMember({"ec-p256", "ec-p384", "rsa-3072"}));
   AddJsonFlag(init, &f->json);
   init->callback([action, f] { *action = [f] { return HsmInit(*f); }; });
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/attributes.h"
+#include "core/signature_algorithm.h"
 #include "crypto/der.h"
 #include "crypto/ossl_ptr.h"
 
@@ -18,12 +19,6 @@ namespace der = crypto::der;
 using crypto::SignatureScheme;
 
 // OBJECT IDENTIFIER contents.
-constexpr uint8_t kOidEcdsaSha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
-constexpr uint8_t kOidEcdsaSha384[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
-constexpr uint8_t kOidEcdsaSha512[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04};
-constexpr uint8_t kOidRsaSha256[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b};
-constexpr uint8_t kOidRsaSha384[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c};
-constexpr uint8_t kOidRsaSha512[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d};
 constexpr uint8_t kOidBasicConstraints[] = {0x55, 0x1d, 0x13};
 constexpr uint8_t kOidKeyUsage[] = {0x55, 0x1d, 0x0f};
 constexpr uint8_t kOidExtKeyUsage[] = {0x55, 0x1d, 0x25};
@@ -33,20 +28,6 @@ constexpr uint8_t kOidAuthorityKeyId[] = {0x55, 0x1d, 0x23};
 constexpr uint8_t kOidNameConstraints[] = {0x55, 0x1d, 0x1e};
 constexpr uint8_t kOidServerAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
 constexpr uint8_t kOidClientAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
-
-struct SigAlg {
-  base::ByteView oid;
-  SignatureScheme scheme;
-  bool rsa;
-};
-const SigAlg kSigAlgs[] = {
-    {kOidEcdsaSha256, SignatureScheme::kEcdsaSha256, false},
-    {kOidEcdsaSha384, SignatureScheme::kEcdsaSha384, false},
-    {kOidEcdsaSha512, SignatureScheme::kEcdsaSha512, false},
-    {kOidRsaSha256, SignatureScheme::kRsaPkcs1Sha256, true},
-    {kOidRsaSha384, SignatureScheme::kRsaPkcs1Sha384, true},
-    {kOidRsaSha512, SignatureScheme::kRsaPkcs1Sha512, true},
-};
 
 // RFC 5280 GeneralName tags: otherName, x400Address, directoryName and ediPartyName are
 // constructed; rfc822Name, dNSName, URI, iPAddress and registeredID primitive.
@@ -226,23 +207,9 @@ absl::StatusOr<Certificate> Certificate::Parse(base::Bytes bytes) {
   }
   if (c.serial_.size() > 21) return Malformed("serial number longer than 20 bytes");
   if (!base::Equal(inner_sig_alg, sig_alg)) return Malformed("signature algorithms disagree");
-  der::Reader alg(sig_alg_contents);
-  base::ByteView alg_oid;
-  if (!alg.Read(der::kOid, &alg_oid)) return Malformed("bad signature algorithm");
-  const SigAlg* found = nullptr;
-  for (const SigAlg& a : kSigAlgs) {
-    if (base::Equal(alg_oid, a.oid)) found = &a;
-  }
-  if (found == nullptr) {
-    return Malformed(absl::StrCat("unsupported signature algorithm ", OidText(alg_oid)));
-  }
-  base::ByteView null_params;
-  if (found->rsa && alg.Peek(der::kNull) &&
-      (!alg.Read(der::kNull, &null_params) || !null_params.empty())) {
-    return Malformed("bad signature algorithm parameters");
-  }
-  if (!alg.empty()) return Malformed("bad signature algorithm parameters");
-  c.scheme_ = found->scheme;
+  absl::StatusOr<SignatureScheme> scheme = ParseSignatureAlgorithm(sig_alg_contents);
+  if (!scheme.ok()) return Malformed(scheme.status().message());
+  c.scheme_ = *scheme;
 
   der::Reader validity(base::ByteView{});
   if (!tbs.Read(der::kSequence, nullptr, &c.issuer_) || !tbs.Enter(der::kSequence, &validity) ||

@@ -91,12 +91,14 @@ absl::StatusOr<std::string> MintJwtSvid(const crypto::Signer& signer, const JwtS
   claims.push_back('}');
   std::string signing_input =
       absl::StrCat(base::Base64UrlEncode(header), ".", base::Base64UrlEncode(claims));
-  TW_ASSIGN_OR_RETURN(base::Bytes der_sig, signer.Sign(base::AsBytes(signing_input)));
-  const crypto::KeyType curve = signer.public_key().type();
-  // Low-S: one encoding per signature, as strict JOSE verifiers (and token caches keyed
-  // by the token) expect.
+  TW_ASSIGN_OR_RETURN(base::Bytes sig, signer.Sign(base::AsBytes(signing_input)));
+  const crypto::KeyType type = signer.public_key().type();
+  // ECDSA in JOSE's r||s, low-S: one encoding per signature, as strict JOSE verifiers (and
+  // token caches keyed by the token) expect. RSA signatures are JOSE's as they are.
   base::Bytes raw =
-      crypto::EcdsaLowS(curve, crypto::EcdsaDerToRaw(der_sig, crypto::FieldBytes(curve)));
+      crypto::IsEcdsa(scheme)
+          ? crypto::EcdsaLowS(type, crypto::EcdsaDerToRaw(sig, crypto::FieldBytes(type)))
+          : std::move(sig);
   if (raw.empty()) return absl::InternalError("JWT-SVID: signer returned a malformed signature");
   return absl::StrCat(signing_input, ".", base::Base64UrlEncode(base::AsChars(raw)));
 }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "core/signature_algorithm.h"
 #include "crypto/der.h"
 #include "crypto/random.h"
 
@@ -15,8 +16,6 @@ namespace {
 namespace der = crypto::der;
 using crypto::SignatureScheme;
 
-constexpr uint8_t kOidEcdsaSha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
-constexpr uint8_t kOidEcdsaSha384[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
 constexpr uint8_t kOidOrganization[] = {0x55, 0x04, 0x0a};
 constexpr uint8_t kOidCommonName[] = {0x55, 0x04, 0x03};
 constexpr uint8_t kOidBasicConstraints[] = {0x55, 0x1d, 0x13};
@@ -27,17 +26,6 @@ constexpr uint8_t kOidSubjectKeyId[] = {0x55, 0x1d, 0x0e};
 constexpr uint8_t kOidAuthorityKeyId[] = {0x55, 0x1d, 0x23};
 constexpr uint8_t kOidServerAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
 constexpr uint8_t kOidClientAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
-
-absl::StatusOr<base::ByteView> SigAlgOid(SignatureScheme s) {
-  switch (s) {
-    case SignatureScheme::kEcdsaSha256:
-      return base::ByteView(kOidEcdsaSha256);
-    case SignatureScheme::kEcdsaSha384:
-      return base::ByteView(kOidEcdsaSha384);
-    default:
-      return absl::InvalidArgumentError("CA keys sign with ECDSA P-256 or P-384");
-  }
-}
 
 // RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING contents.
 base::Bytes KeyId(const crypto::PublicKey& key) {
@@ -84,7 +72,7 @@ void CloseExtension(der::Writer& w, std::pair<size_t, size_t> h) {
 }
 
 struct TbsParts {
-  base::ByteView sig_alg_oid;
+  base::ByteView sig_alg;      // the DER AlgorithmIdentifier
   base::ByteView issuer_name;  // empty: self-signed, use the subject
   absl::string_view common_name;
   absl::Time not_before, not_after;
@@ -107,9 +95,7 @@ base::Bytes EncodeTbs(const TbsParts& p) {
   base::Bytes serial = crypto::RandomBytes(16);
   serial[0] = static_cast<uint8_t>((serial[0] & 0x7f) | 0x40);  // positive, 16 bytes
   w.Add(der::kInteger, serial);
-  size_t alg = w.Open(der::kSequence);
-  w.Add(der::kOid, p.sig_alg_oid);
-  w.Close(alg);
+  w.AddRaw(p.sig_alg);
   base::Bytes subject;
   der::Writer sw(&subject);
   AddName(sw, p.common_name);
@@ -177,7 +163,7 @@ base::Bytes EncodeTbs(const TbsParts& p) {
   return out;
 }
 
-absl::StatusOr<base::Bytes> SignTbs(const crypto::Signer& signer, base::ByteView sig_alg_oid,
+absl::StatusOr<base::Bytes> SignTbs(const crypto::Signer& signer, base::ByteView sig_alg,
                                     base::Bytes tbs) {
   TW_ASSIGN_OR_RETURN(base::Bytes sig, signer.Sign(tbs));
   base::Bytes out;
@@ -185,9 +171,7 @@ absl::StatusOr<base::Bytes> SignTbs(const crypto::Signer& signer, base::ByteView
   der::Writer w(&out);
   size_t cert = w.Open(der::kSequence);
   w.AddRaw(tbs);
-  size_t alg = w.Open(der::kSequence);
-  w.Add(der::kOid, sig_alg_oid);
-  w.Close(alg);
+  w.AddRaw(sig_alg);
   w.AddBitString(sig);
   w.Close(cert);
   return out;
@@ -213,10 +197,10 @@ absl::StatusOr<base::Bytes> X509Issuer::SelfSignedCa(const crypto::Signer& signe
   if (request.path_len && *request.path_len < 0) {
     return absl::InvalidArgumentError("negative pathLenConstraint");
   }
-  TW_ASSIGN_OR_RETURN(base::ByteView oid, SigAlgOid(signer.algorithm()));
+  TW_ASSIGN_OR_RETURN(base::ByteView oid, SignatureAlgorithmDer(signer.algorithm()));
   std::string cn = CaCommonName(true);
   std::string uri = request.trust_domain.IdString();
-  TbsParts p{.sig_alg_oid = oid,
+  TbsParts p{.sig_alg = oid,
              .issuer_name = {},
              .common_name = cn,
              .not_before = request.not_before,
@@ -263,7 +247,7 @@ absl::StatusOr<X509Issuer> X509Issuer::Create(std::shared_ptr<const crypto::Sign
                                              .trust_domain = ca_id.trust_domain(),
                                              .ski = std::move(ski),
                                              .chain_not_after = chain_not_after});
-  TW_RETURN_IF_ERROR(SigAlgOid(state->signer->algorithm()).status());
+  TW_RETURN_IF_ERROR(SignatureAlgorithmDer(state->signer->algorithm()).status());
   for (const Certificate& c : state->chain) {
     if (!c.SelfIssued()) state->served.push_back(c.der());
   }
@@ -287,8 +271,8 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueLeaf(const LeafRequest& request,
   absl::Time not_after = std::min(request.not_after, state_->chain_not_after);
   absl::Time not_before = std::max(request.not_before, ca.not_before());
   TW_RETURN_IF_ERROR(CheckWindow(not_before, not_after));
-  base::ByteView oid = *SigAlgOid(state_->signer->algorithm());
-  TbsParts p{.sig_alg_oid = oid,
+  base::ByteView oid = *SignatureAlgorithmDer(state_->signer->algorithm());
+  TbsParts p{.sig_alg = oid,
              .issuer_name = ca.subject(),
              .common_name = {},
              .not_before = not_before,
@@ -321,10 +305,10 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueCa(const CaRequest& request,
   absl::Time not_after = std::min(request.not_after, state_->chain_not_after);
   absl::Time not_before = std::max(request.not_before, ca.not_before());
   TW_RETURN_IF_ERROR(CheckWindow(not_before, not_after));
-  base::ByteView oid = *SigAlgOid(state_->signer->algorithm());
+  base::ByteView oid = *SignatureAlgorithmDer(state_->signer->algorithm());
   std::string cn = CaCommonName(false);
   std::string uri = request.trust_domain.IdString();
-  TbsParts p{.sig_alg_oid = oid,
+  TbsParts p{.sig_alg = oid,
              .issuer_name = ca.subject(),
              .common_name = cn,
              .not_before = not_before,
@@ -339,7 +323,7 @@ absl::StatusOr<base::Bytes> X509Issuer::IssueCa(const CaRequest& request,
 }
 
 absl::StatusOr<base::Bytes> BuildCertificateRequest(const crypto::Signer& signer) {
-  TW_ASSIGN_OR_RETURN(base::ByteView oid, SigAlgOid(signer.algorithm()));
+  TW_ASSIGN_OR_RETURN(base::ByteView oid, SignatureAlgorithmDer(signer.algorithm()));
   base::Bytes info;
   der::Writer w(&info);
   size_t seq = w.Open(der::kSequence);

@@ -2,6 +2,7 @@
 tool (softhsm2-util) in a temporary directory with its own SOFTHSM2_CONF, the keys made by
 `trustwarden hsm init` and checked from outside with OpenSC's pkcs11-tool and OpenSSL."""
 
+import base64
 import glob
 import json
 import os
@@ -191,6 +192,88 @@ class HsmTest(unittest.TestCase):
         self.assertEqual(states, ["old", "active"])
         self.assertTrue(agent["spiffe_id"].startswith("spiffe://trustwarden/acme/fin/rotated/"))
         self.assertFalse(glob.glob(os.path.join(self.server.data_dir, "*.key.pem")))
+
+
+class RsaPssTest(unittest.TestCase):
+    """The CA and JWT keys RSA-3072 in the token, signing with RSA-PSS (PS256)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="tw-hsm-rsa-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.token = Token(cls.tmp, label="tw-rsa")
+        r = tw("hsm", "init", "--module", SOFTHSM, "--token", "tw-rsa", "--pin-file",
+               cls.token.pin_file, "--key-type", "rsa-3072", "--json")
+        if r.returncode != 0:
+            raise AssertionError(describe(r))
+        cls.keys = json.loads(r.stdout)
+        cls.server = Server(os.path.join(cls.tmp, "server"), extra_args=[
+            "--ca-key", cls.keys["ca_key"], "--jwt-key", cls.keys["jwt_key"],
+            "--ledger-key", cls.keys["ledger_key"]])
+        cls.addClassCleanup(cls.server.stop)
+        cls.server.start()
+
+    def agent(self, name):
+        out = os.path.join(self.tmp, name.replace("/", "-"))
+        r = tw("agent", "create", "--name", name, "--scope", "read:x", "--out", out, "--json",
+               env=cli_env(self.server, token=self.server.admin_token()))
+        self.assertEqual(r.returncode, 0, describe(r))
+        return json.loads(r.stdout), out
+
+    def test_the_keys_are_rsa_3072_but_the_ledgers_which_stays_p256(self):
+        listed = self.token.pkcs11_tool("--list-objects", "--type", "privkey").stdout
+        blocks = {b.split("label:")[1].split()[0]: b
+                  for b in listed.split("Private Key Object")[1:]}
+        self.assertIn("RSA", blocks["trustwarden-ca"])
+        self.assertIn("RSA", blocks["trustwarden-jwt"])
+        self.assertIn("EC", blocks["trustwarden-ledger"])
+        ca = run([OPENSSL, "x509", "-in", os.path.join(self.server.data_dir, "ca.pem"), "-noout",
+                  "-text"]).stdout
+        self.assertIn("Public-Key: (3072 bit)", ca)
+        # RFC 4055 parameters, explicit: SHA-256, MGF1 with SHA-256, 32-byte salt.
+        self.assertIn("Signature Algorithm: rsassaPss", ca)
+        self.assertIn("Hash Algorithm: sha256", ca)
+        self.assertIn("Mask Algorithm: mgf1 with sha256", ca)
+        self.assertIn("Salt Length: 0x20", ca)
+
+    def test_svids_verify_with_openssl_the_cli_and_over_mtls(self):
+        agent, out = self.agent("acme/fin/rsa-agent")  # over TLS to a PSS-signed server cert
+        svid = os.path.join(out, "svid.pem")
+        text = run([OPENSSL, "x509", "-in", svid, "-noout", "-text"]).stdout
+        self.assertIn("Signature Algorithm: rsassaPss", text)
+        self.assertIn("ASN1 OID: prime256v1", text)  # the agent's own key stays EC
+        r = run([OPENSSL, "verify", "-x509_strict", "-CAfile", self.server.bundle_pem, svid])
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("svid", "verify", "--bundle", self.server.bundle_json, svid)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, agent["spiffe_id"]), describe(r))
+        # mTLS with the SVID: the server checks its PSS chain, Python's ssl the server's.
+        c = self.server.client(cert=svid, key=os.path.join(out, "key.pem"))
+        r = c.post("/v1/jwt-svids", {"audience": ["db"]})
+        self.assertEqual(r.status, 200, r)
+
+    def test_jwt_svids_are_ps256_and_verify_against_the_bundles_rsa_key(self):
+        agent, out = self.agent("acme/fin/rsa-jwt")
+        c = self.server.client(cert=os.path.join(out, "svid.pem"),
+                               key=os.path.join(out, "key.pem"))
+        r = c.post("/v1/jwt-svids", {"audience": ["db"]})
+        self.assertEqual(r.status, 200, r)
+        token = r.json["token"]
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        self.assertEqual(header["alg"], "PS256")
+        keys = json.loads(read_text(self.server.bundle_json))["keys"]
+        jwt_keys = [k for k in keys if k.get("use") == "jwt-svid"]
+        self.assertEqual([k["kty"] for k in jwt_keys], ["RSA"])
+        self.assertEqual(jwt_keys[0]["kid"], header["kid"])
+        v = tw("jwt", "verify", "--bundle", self.server.bundle_json, "--audience", "db", token)
+        self.assertEqual(v.returncode, 0, describe(v))
+        self.assertIn(agent["spiffe_id"], v.stdout)
+        # One signature bit flipped: refused.
+        head, claims, sig = token.split(".")
+        raw = bytearray(base64.urlsafe_b64decode(sig + "=="))
+        raw[-1] ^= 1
+        forged = ".".join([head, claims, base64.urlsafe_b64encode(raw).rstrip(b"=").decode()])
+        v = tw("jwt", "verify", "--bundle", self.server.bundle_json, "--audience", "db", forged)
+        self.assertEqual(v.returncode, 1, describe(v))
 
 
 class HsmStartFailureTest(unittest.TestCase):
