@@ -35,7 +35,8 @@ import unittest
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
@@ -99,10 +100,19 @@ def not_after(chain):
 
 
 def issued_by(cert, issuer):
-    """True when issuer's EC key verifies cert's signature."""
+    """True when issuer's key verifies cert's signature: ECDSA, or RSA-PSS with a salt as long
+    as the digest."""
+    key = issuer.public_key()
+    # pyca/cryptography 38 names no hash for RSASSA-PSS: ours is SHA-256 (PS256).
+    pss = cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.RSASSA_PSS
+    digest = hashes.SHA256() if pss else cert.signature_hash_algorithm
     try:
-        issuer.public_key().verify(cert.signature, cert.tbs_certificate_bytes,
-                                   ec.ECDSA(cert.signature_hash_algorithm))
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes,
+                       padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size),
+                       digest)
+        else:
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
         return True
     except InvalidSignature:
         return False
@@ -278,6 +288,7 @@ class UpstreamHsmIssued(AcceptedByEveryVerifier, unittest.TestCase):
 
     intermediates = 1
     SOFTHSM = os.environ.get("TW_SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+    KEY_TYPE = "ec-p256"
 
     @classmethod
     def setUpClass(cls):
@@ -290,7 +301,8 @@ class UpstreamHsmIssued(AcceptedByEveryVerifier, unittest.TestCase):
         must(["softhsm2-util", "--init-token", "--free", "--label", "up", "--so-pin",
               "87654321", "--pin", "123456"])
         pin = harness.write_file(os.path.join(d, "pin"), "123456\n", 0o600)
-        must([TW_BIN, "hsm", "init", "--module", cls.SOFTHSM, "--token", "up", "--pin-file", pin])
+        must([TW_BIN, "hsm", "init", "--module", cls.SOFTHSM, "--token", "up", "--pin-file", pin,
+              "--key-type", cls.KEY_TYPE])
         q = f"?module-path={cls.SOFTHSM}&pin-source=file:{pin}"
         keys = {k: f"pkcs11:token=up;object=trustwarden-{k}{q}" for k in ("ca", "jwt", "ledger")}
         root = ca_init(os.path.join(d, "root"))
@@ -316,6 +328,17 @@ class UpstreamHsmIssued(AcceptedByEveryVerifier, unittest.TestCase):
 
     def test_the_server_publishes_the_root_not_the_intermediate(self):
         self.assertEqual(read_bytes(self.server.bundle_pem), read_bytes(self.bundle))
+
+
+class UpstreamHsmIssuedRsaPss(UpstreamHsmIssued):
+    """f. The same with the intermediate's key RSA-3072 in the token: the intermediate signs
+    the SVID with RSA-PSS (the root's ECDSA signs the intermediate's PSS-signed request)."""
+
+    KEY_TYPE = "rsa-3072"
+
+    def test_the_svid_is_signed_with_rsa_pss(self):
+        leaf = x509.load_pem_x509_certificate(read_bytes(self.chain))
+        self.assertEqual(leaf.signature_algorithm_oid, x509.SignatureAlgorithmOID.RSASSA_PSS)
 
 
 # ---------------------------------------------------------------------------------------------
