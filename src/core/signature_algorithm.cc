@@ -75,7 +75,7 @@ const Named* PssHash(der::Reader alg) {
 
 absl::StatusOr<SignatureScheme> ParsePssParams(der::Reader params) {
   der::Reader explicit_hash({}), hash({}), explicit_mgf({}), mgf({}), mgf_hash({});
-  base::ByteView mgf_oid, salt_contents, trailer_contents;
+  base::ByteView mgf_oid;
   // The defaults (SHA-1, MGF1 with SHA-1, 20) are not offered: every field is explicit.
   if (!params.Enter(der::ContextConstructed(0), &explicit_hash) ||
       !explicit_hash.Enter(der::kSequence, &hash) || !explicit_hash.empty() ||

@@ -525,11 +525,13 @@ TEST_F(AgentIdentityTest, TheProcessExitEndsTheSdksThreadsBeforeOpenSslsCleanup)
           });
           static auto* agent = new AgentIdentity(AgentIdentity::create(Payments()));
           StopServer();
-          agent->call("test://ledger-db/transactions", "read:transactions");  // spooled
+          agent->call("test://ledger-db/transactions", "read:transactions");      // spooled
+          static auto* verifiers = new std::vector<std::unique_ptr<Verifier>>();  // to the end
           for (const uint16_t port : ClosedPorts(20)) {
             Connection elsewhere = connection_;
             elsewhere.server = absl::StrCat("https://127.0.0.1:", port);
-            new Verifier(VerifierOptions{.connection = elsewhere});  // kept to the end
+            verifiers->push_back(
+                std::make_unique<Verifier>(VerifierOptions{.connection = elsewhere}));
           }
           // Two threads per watcher, one renewer; they name themselves as they start.
           for (int i = 0; SdkThreads() < 2 * 21 + 1; ++i) {
