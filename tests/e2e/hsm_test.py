@@ -54,15 +54,20 @@ class Token:
                     "--login", "--pin", self.pin, *args])
 
 
-class HsmTest(unittest.TestCase):
+class TokenServerCase(unittest.TestCase):
+    """A server started with the three keys `hsm init` made (given INIT_ARGS) in a token of
+    its own, labelled LABEL."""
+
+    LABEL = "tw"
+    INIT_ARGS = ()
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="tw-hsm-")
+        cls.tmp = tempfile.mkdtemp(prefix=f"tw-{cls.LABEL}-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-        cls.token = Token(cls.tmp)
-        r = tw("hsm", "init", "--module", SOFTHSM, "--token", "tw", "--pin-file",
-               cls.token.pin_file, "--json")
+        cls.token = Token(cls.tmp, label=cls.LABEL)
+        r = tw("hsm", "init", "--module", SOFTHSM, "--token", cls.LABEL, "--pin-file",
+               cls.token.pin_file, "--json", *cls.INIT_ARGS)
         if r.returncode != 0:
             raise AssertionError(describe(r))
         cls.keys = json.loads(r.stdout)
@@ -75,12 +80,17 @@ class HsmTest(unittest.TestCase):
     def env(self):
         return cli_env(self.server, token=self.server.admin_token())
 
+    def agent_dir(self, name):
+        return os.path.join(self.tmp, name.replace("/", "-"))
+
     def new_agent(self, name):
-        out = os.path.join(self.tmp, name.replace("/", "-"))
-        r = tw("agent", "create", "--name", name, "--scope", "read:x", "--out", out, "--json",
-               env=self.env())
+        r = tw("agent", "create", "--name", name, "--scope", "read:x", "--out",
+               self.agent_dir(name), "--json", env=self.env())
         self.assertEqual(r.returncode, 0, describe(r))
         return json.loads(r.stdout)
+
+
+class HsmTest(TokenServerCase):
 
     def test_hsm_init_made_three_private_keys_in_the_token(self):
         self.assertEqual(set(self.keys), {"ca_key", "jwt_key", "ledger_key"})
@@ -194,31 +204,11 @@ class HsmTest(unittest.TestCase):
         self.assertFalse(glob.glob(os.path.join(self.server.data_dir, "*.key.pem")))
 
 
-class RsaPssTest(unittest.TestCase):
+class RsaPssTest(TokenServerCase):
     """The CA and JWT keys RSA-3072 in the token, signing with RSA-PSS (PS256)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="tw-hsm-rsa-")
-        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
-        cls.token = Token(cls.tmp, label="tw-rsa")
-        r = tw("hsm", "init", "--module", SOFTHSM, "--token", "tw-rsa", "--pin-file",
-               cls.token.pin_file, "--key-type", "rsa-3072", "--json")
-        if r.returncode != 0:
-            raise AssertionError(describe(r))
-        cls.keys = json.loads(r.stdout)
-        cls.server = Server(os.path.join(cls.tmp, "server"), extra_args=[
-            "--ca-key", cls.keys["ca_key"], "--jwt-key", cls.keys["jwt_key"],
-            "--ledger-key", cls.keys["ledger_key"]])
-        cls.addClassCleanup(cls.server.stop)
-        cls.server.start()
-
-    def agent(self, name):
-        out = os.path.join(self.tmp, name.replace("/", "-"))
-        r = tw("agent", "create", "--name", name, "--scope", "read:x", "--out", out, "--json",
-               env=cli_env(self.server, token=self.server.admin_token()))
-        self.assertEqual(r.returncode, 0, describe(r))
-        return json.loads(r.stdout), out
+    LABEL = "tw-rsa"
+    INIT_ARGS = ("--key-type", "rsa-3072")
 
     def test_the_keys_are_rsa_3072_but_the_ledgers_which_stays_p256(self):
         listed = self.token.pkcs11_tool("--list-objects", "--type", "privkey").stdout
@@ -237,7 +227,8 @@ class RsaPssTest(unittest.TestCase):
         self.assertIn("Salt Length: 0x20", ca)
 
     def test_svids_verify_with_openssl_the_cli_and_over_mtls(self):
-        agent, out = self.agent("acme/fin/rsa-agent")  # over TLS to a PSS-signed server cert
+        agent = self.new_agent("acme/fin/rsa-agent")  # over TLS to a PSS-signed server cert
+        out = self.agent_dir("acme/fin/rsa-agent")
         svid = os.path.join(out, "svid.pem")
         text = run([OPENSSL, "x509", "-in", svid, "-noout", "-text"]).stdout
         self.assertIn("Signature Algorithm: rsassaPss", text)
@@ -252,7 +243,8 @@ class RsaPssTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
 
     def test_jwt_svids_are_ps256_and_verify_against_the_bundles_rsa_key(self):
-        agent, out = self.agent("acme/fin/rsa-jwt")
+        agent = self.new_agent("acme/fin/rsa-jwt")
+        out = self.agent_dir("acme/fin/rsa-jwt")
         c = self.server.client(cert=os.path.join(out, "svid.pem"),
                                key=os.path.join(out, "key.pem"))
         r = c.post("/v1/jwt-svids", {"audience": ["db"]})
