@@ -763,9 +763,11 @@ absl::StatusOr<ca::AuthorityInfo> Authority::PrepareAuthority(const Caller& call
   return info;
 }
 
-absl::StatusOr<ca::AuthorityInfo> Authority::ActivateAuthority(const Caller& caller, bool force) {
+absl::StatusOr<ca::AuthorityInfo> Authority::ActivateAuthority(const Caller& caller, bool force,
+                                                               absl::string_view chain_pem) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
-  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo info, ca_.Activate(options_.clock->Now(), force));
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo info,
+                      ca_.Activate(options_.clock->Now(), force, chain_pem));
   TW_RETURN_IF_ERROR(RecordAuthority(caller, info.id, "active"));
   return info;
 }

@@ -160,7 +160,8 @@ class Authority {
   // (resource "authority:ID", reason the new state).
   absl::StatusOr<std::vector<ca::AuthorityInfo>> CaStatus(const Caller& caller) const;
   absl::StatusOr<ca::AuthorityInfo> PrepareAuthority(const Caller& caller);
-  absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller, bool force = false);
+  absl::StatusOr<ca::AuthorityInfo> ActivateAuthority(const Caller& caller, bool force = false,
+                                                      absl::string_view chain_pem = "");
   // One old authority, or (no id) every old one that may retire; returns the ids retired.
   absl::StatusOr<std::vector<int64_t>> RetireAuthority(const Caller& caller,
                                                        std::optional<int64_t> id);

@@ -86,10 +86,9 @@ absl::Status CaDirectory::InitWithSigners(const std::string& dir, const CaInitOp
   return WriteRoot(dir, options, *signers.ca, *signers.jwt, clock, nullptr, nullptr);
 }
 
-absl::Status CaDirectory::InitUpstream(const std::string& dir, absl::string_view chain_pem,
-                                       const CaSigners& signers, const base::Clock& clock) {
-  TW_RETURN_IF_ERROR(RefuseExisting(dir));
-  std::vector<base::Bytes> chain = core::DecodePemBlocks(chain_pem, "CERTIFICATE");
+absl::StatusOr<core::X509Issuer> UpstreamIssuer(std::shared_ptr<const crypto::Signer> ca,
+                                                const std::vector<base::Bytes>& chain,
+                                                const base::Clock& clock) {
   if (chain.size() < 2) {
     return absl::InvalidArgumentError(
         "the upstream chain holds the intermediate and the certificates up to its root: at "
@@ -99,16 +98,13 @@ absl::Status CaDirectory::InitUpstream(const std::string& dir, absl::string_view
   if (!root.is_ca() || !root.SelfIssued()) {
     return absl::InvalidArgumentError("the upstream chain does not end with a self-signed root");
   }
-  auto issuer = core::X509Issuer::Create(signers.ca, chain);
+  auto issuer = core::X509Issuer::Create(std::move(ca), chain);
   if (!issuer.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the upstream chain is not for this CA key: ", issuer.status().message()));
   }
-  core::Bundle bundle(issuer->trust_domain());
-  TW_RETURN_IF_ERROR(bundle.AddX509Authority(chain.back()));
-  bundle.AddJwtAuthority(signers.jwt->key_id(), signers.jwt->public_key());
-  bundle.set_sequence(1);
-  bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
+  core::Bundle roots(issuer->trust_domain());
+  TW_RETURN_IF_ERROR(roots.AddX509Authority(chain.back()));
   // A leaf issued under the chain must verify against the root alone.
   const absl::Time now = clock.Now();
   TW_ASSIGN_OR_RETURN(core::SpiffeId probe, core::SpiffeId::FromString(absl::StrCat(
@@ -120,7 +116,7 @@ absl::Status CaDirectory::InitUpstream(const std::string& dir, absl::string_view
                                                            .not_after = now + absl::Minutes(1)},
                                                           probe_key->public_key()));
   auto bundles = std::make_shared<core::BundleSet>();
-  bundles->Put(bundle);
+  bundles->Put(std::move(roots));
   core::X509Verifier verifier(bundles, {.clock = &clock});
   std::vector<base::ByteView> presented = {leaf};
   for (base::ByteView c : issuer->served_chain()) presented.push_back(c);
@@ -128,6 +124,19 @@ absl::Status CaDirectory::InitUpstream(const std::string& dir, absl::string_view
     return absl::InvalidArgumentError(absl::StrCat(
         "an SVID issued under the upstream chain does not verify: ", verified.status().message()));
   }
+  return issuer;
+}
+
+absl::Status CaDirectory::InitUpstream(const std::string& dir, absl::string_view chain_pem,
+                                       const CaSigners& signers, const base::Clock& clock) {
+  TW_RETURN_IF_ERROR(RefuseExisting(dir));
+  std::vector<base::Bytes> chain = core::DecodePemBlocks(chain_pem, "CERTIFICATE");
+  TW_ASSIGN_OR_RETURN(core::X509Issuer issuer, UpstreamIssuer(signers.ca, chain, clock));
+  core::Bundle bundle(issuer.trust_domain());
+  TW_RETURN_IF_ERROR(bundle.AddX509Authority(chain.back()));
+  bundle.AddJwtAuthority(signers.jwt->key_id(), signers.jwt->public_key());
+  bundle.set_sequence(1);
+  bundle.set_refresh_hint_seconds(kBundleRefreshHintSeconds);
   std::vector<base::ByteView> views(chain.begin(), chain.end());
   return WriteDirectory(dir, views, bundle, nullptr, nullptr);
 }

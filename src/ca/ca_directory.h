@@ -39,6 +39,14 @@ struct CaSigners {
 // Leaf certificates are back-dated this much to absorb clock skew between peers.
 inline constexpr absl::Duration kBackdate = absl::Seconds(30);
 
+// An issuer over an intermediate CA of an upstream root: `chain` is its certificate, over
+// `ca`'s key, then the certificates up to and including the self-signed root. InvalidArgument
+// when the chain is shorter, is not for the key, does not end with a root, or a leaf issued
+// under it does not verify against that root alone.
+absl::StatusOr<core::X509Issuer> UpstreamIssuer(std::shared_ptr<const crypto::Signer> ca,
+                                                const std::vector<base::Bytes>& chain,
+                                                const base::Clock& clock);
+
 class CaDirectory {
  public:
   // Creates a self-signed root CA and a JWT signing key in `dir` (created 0700).

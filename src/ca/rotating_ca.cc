@@ -62,7 +62,10 @@ struct RotatingCa::Entry {
   int64_t id = 0;
   AuthorityState state = AuthorityState::kActive;
   std::string ca_key, jwt_key;
-  std::string chain_pem;       // its CA certificate first, up to the root
+  std::string chain_pem;  // its CA certificate first, up to the root
+  // Upstream mode: the request for its CA certificate, which the root has not signed yet
+  // (chain_pem is empty until Activate receives it).
+  std::string csr_pem;
   std::string jwt_public_pem;  // the JWT key's public half (kept after the key is gone)
   absl::Time prepared_at = absl::InfinitePast(), activated_at = absl::InfinitePast(),
              deactivated_at = absl::InfinitePast();
@@ -124,14 +127,18 @@ absl::StatusOr<std::shared_ptr<const RotatingCa::State>> RotatingCa::Derive(
   for (size_t i = 0; i < entries.size(); ++i) {
     Entry& e = entries[i];
     std::vector<base::Bytes> chain = core::DecodePemBlocks(e.chain_pem, "CERTIFICATE");
-    if (chain.empty())
+    const bool awaiting_root =
+        chain.empty() && e.state == AuthorityState::kPrepared && !e.csr_pem.empty();
+    if (chain.empty() && !awaiting_root)
       return absl::InvalidArgumentError(absl::StrCat("authority ", e.id, ": no chain"));
     TW_ASSIGN_OR_RETURN(crypto::PublicKey jwt_key, crypto::PublicKey::FromPem(e.jwt_public_pem));
     for (core::Bundle* b : {&history, Published(e.state) ? &bundle : nullptr}) {
       if (b == nullptr) continue;
-      const bool known = std::any_of(
-          b->x509_authorities().begin(), b->x509_authorities().end(),
-          [&](const auto& a) { return base::Equal(a->certificate.der(), chain.back()); });
+      const bool known =
+          chain.empty() || std::any_of(b->x509_authorities().begin(), b->x509_authorities().end(),
+                                       [&](const auto& a) {
+                                         return base::Equal(a->certificate.der(), chain.back());
+                                       });
       if (!known) TW_RETURN_IF_ERROR(b->AddX509Authority(chain.back()));
       b->AddJwtAuthority(jwt_key.Thumbprint(), jwt_key);
     }
@@ -141,7 +148,7 @@ absl::StatusOr<std::shared_ptr<const RotatingCa::State>> RotatingCa::Derive(
       s->active = i;
     }
     if ((e.state == AuthorityState::kActive || e.state == AuthorityState::kPrepared) &&
-        e.issuer == nullptr) {
+        e.issuer == nullptr && !awaiting_root) {
       TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::Signer> ca_key, crypto::OpenSigner(e.ca_key));
       TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::Signer> jwt, crypto::OpenSigner(e.jwt_key));
       if (jwt->public_key() != jwt_key) {
@@ -173,6 +180,7 @@ absl::Status RotatingCa::Commit(std::shared_ptr<const State> next) {
                         {"ca_key", e.ca_key},
                         {"jwt_key", e.jwt_key},
                         {"chain", e.chain_pem},
+                        {"csr", e.csr_pem},
                         {"jwt_public_key", e.jwt_public_pem},
                         {"prepared_at", Ms(e.prepared_at)},
                         {"activated_at", Ms(e.activated_at)},
@@ -224,6 +232,7 @@ absl::StatusOr<std::unique_ptr<RotatingCa>> RotatingCa::Open(const std::string& 
       e.ca_key = a.at("ca_key").get<std::string>();
       e.jwt_key = a.at("jwt_key").get<std::string>();
       e.chain_pem = a.at("chain").get<std::string>();
+      e.csr_pem = a.value("csr", std::string());
       e.jwt_public_pem = a.at("jwt_public_key").get<std::string>();
       e.prepared_at = FromMs(a.at("prepared_at").get<int64_t>());
       e.activated_at = FromMs(a.at("activated_at").get<int64_t>());
@@ -274,6 +283,7 @@ std::vector<AuthorityInfo> RotatingCa::Status() const {
                        .state = e.state,
                        .ca_key = e.ca_key,
                        .jwt_key = e.jwt_key,
+                       .csr_pem = e.csr_pem,
                        .prepared_at = e.prepared_at,
                        .activated_at = e.activated_at,
                        .deactivated_at = e.deactivated_at};
@@ -306,11 +316,7 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Prepare(absl::Time now) {
     }
   }
   const Entry& active = s->entries[s->active];
-  if (active.issuer->chain().size() > 1) {
-    return absl::FailedPreconditionError(
-        "this CA is an intermediate of an upstream root (upstream mode): its next key needs the "
-        "root's signature, which rotation does not ask for yet");
-  }
+  const bool upstream = active.issuer->chain().size() > 1;
   int64_t id = 0;
   for (const Entry& e : s->entries) id = std::max(id, e.id);
   ++id;
@@ -336,12 +342,19 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Prepare(absl::Time now) {
   TW_ASSIGN_OR_RETURN(next.jwt_key, make_key(active.jwt_key, "jwt"));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::Signer> ca_key, crypto::OpenSigner(next.ca_key));
   TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::Signer> jwt, crypto::OpenSigner(next.jwt_key));
-  TW_ASSIGN_OR_RETURN(base::Bytes der,
-                      core::X509Issuer::SelfSignedCa(*ca_key, {.trust_domain = trust_domain(),
-                                                               .not_before = now - kBackdate,
-                                                               .not_after = now + options_.ca_ttl,
-                                                               .path_len = std::nullopt}));
-  next.chain_pem = core::PemEncode("CERTIFICATE", der);
+  if (upstream) {
+    // The root signs the request where it lives (ca sign-intermediate); Activate takes
+    // the chain it returns.
+    TW_ASSIGN_OR_RETURN(base::Bytes csr, core::BuildCertificateRequest(*ca_key));
+    next.csr_pem = core::PemEncode("CERTIFICATE REQUEST", csr);
+  } else {
+    TW_ASSIGN_OR_RETURN(base::Bytes der,
+                        core::X509Issuer::SelfSignedCa(*ca_key, {.trust_domain = trust_domain(),
+                                                                 .not_before = now - kBackdate,
+                                                                 .not_after = now + options_.ca_ttl,
+                                                                 .path_len = std::nullopt}));
+    next.chain_pem = core::PemEncode("CERTIFICATE", der);
+  }
   next.jwt_public_pem = core::PemEncode("PUBLIC KEY", jwt->public_key_der());
   std::vector<Entry> entries = s->entries;
   entries.push_back(std::move(next));
@@ -350,7 +363,8 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Prepare(absl::Time now) {
   return Status().back();
 }
 
-absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyway) {
+absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyway,
+                                                   absl::string_view chain_pem) {
   absl::MutexLock change(&change_mu_);
   std::shared_ptr<const State> s = state();
   std::vector<Entry> entries = s->entries;
@@ -358,6 +372,33 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyw
                                [](const Entry& e) { return e.state == AuthorityState::kPrepared; });
   if (prepared == entries.end()) {
     return absl::FailedPreconditionError("no authority is prepared: ca prepare first");
+  }
+  if (prepared->chain_pem.empty() && chain_pem.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "authority ", prepared->id,
+        " awaits the upstream root's signature: sign its request where the root lives (ca "
+        "sign-intermediate) and activate it with the chain (ca activate --chain)"));
+  }
+  if (!prepared->chain_pem.empty() && !chain_pem.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("authority ", prepared->id, " has its CA certificate already: no --chain"));
+  }
+  if (!chain_pem.empty()) {
+    // The same root as the active authority's, so that the bundle's X.509 part is unchanged.
+    std::vector<base::Bytes> chain = core::DecodePemBlocks(chain_pem, "CERTIFICATE");
+    TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::Signer> ca_key,
+                        crypto::OpenSigner(prepared->ca_key));
+    TW_RETURN_IF_ERROR(UpstreamIssuer(std::move(ca_key), chain, base::Clock::System()).status());
+    const auto& roots = s->bundle->x509_authorities();
+    if (!std::any_of(roots.begin(), roots.end(), [&](const auto& a) {
+          return base::Equal(a->certificate.der(), chain.back());
+        })) {
+      return absl::InvalidArgumentError(
+          "the chain ends with another root than the bundle's: a new root is not a rotation");
+    }
+    std::vector<base::ByteView> views(chain.begin(), chain.end());
+    prepared->chain_pem = core::CertificatesToPem(views);
+    prepared->csr_pem.clear();
   }
   const absl::Time published_enough = prepared->prepared_at + absl::Seconds(kRefreshHintSeconds);
   if (!now_anyway && now < published_enough) {
@@ -446,10 +487,11 @@ absl::StatusOr<std::vector<std::pair<int64_t, AuthorityState>>> RotatingCa::Rota
   });
   if (active == status.end()) return changes;
   if (prepared == status.end() && now >= active->activated_at + period * 5 / 6) {
-    if (issuer()->chain().size() > 1) return changes;  // upstream mode: by hand
+    if (issuer()->chain().size() > 1) return changes;  // upstream mode: by hand, as the root signs
     TW_ASSIGN_OR_RETURN(AuthorityInfo made, Prepare(now));
     changes.emplace_back(made.id, AuthorityState::kPrepared);
-  } else if (prepared != status.end() && now >= active->activated_at + period &&
+  } else if (prepared != status.end() && prepared->csr_pem.empty() &&
+             now >= active->activated_at + period &&
              now >= prepared->prepared_at + absl::Seconds(kRefreshHintSeconds)) {
     TW_ASSIGN_OR_RETURN(AuthorityInfo made, Activate(now));
     changes.emplace_back(made.id, AuthorityState::kActive);

@@ -35,7 +35,10 @@ struct AuthorityInfo {
   std::string serial;              // of its CA certificate
   std::string fingerprint_sha256;  // of its root, as `bootstrap` takes it
   std::string jwt_key_id;
-  absl::Time not_after;  // of its CA certificate
+  // Upstream mode: a prepared authority's certificate request, for the root to sign (PEM);
+  // empty once it has its certificate.
+  std::string csr_pem;
+  absl::Time not_after = absl::InfinitePast();  // of its CA certificate (none yet: past)
   absl::Time prepared_at, activated_at = absl::InfinitePast(),
                           deactivated_at = absl::InfinitePast();
   // Old authorities: when the last SVID and JWT-SVID it may have signed expires.
@@ -73,13 +76,18 @@ class RotatingCa {
 
   std::vector<AuthorityInfo> Status() const;
   // A new authority: keys made where the active ones live (the same PKCS#11 token, or files
-  // in the directory), a self-signed CA certificate, published at once. FailedPrecondition
-  // when one is prepared already, or in upstream mode (the root must sign: not yet).
+  // in the directory) and its JWT key published at once; with a self-signed CA certificate
+  // published too, or in upstream mode a certificate request (csr_pem) for the root to sign.
+  // FailedPrecondition when one is prepared already.
   absl::StatusOr<AuthorityInfo> Prepare(absl::Time now);
-  // The prepared authority signs from now on; the active one becomes old. FailedPrecondition
-  // when none is prepared, or (unless `now_anyway`) while it has been published for less
+  // The prepared authority signs from now on; the active one becomes old. In upstream mode
+  // `chain_pem` is its certificate from the root (ca sign-intermediate) and the chain up to
+  // that root, which must be the bundle's. FailedPrecondition when none is prepared, when an
+  // upstream one has no chain, or (unless `now_anyway`) while it has been published for less
   // than the bundle's refresh hint: verifiers that refresh at that pace must see it first.
-  absl::StatusOr<AuthorityInfo> Activate(absl::Time now, bool now_anyway = false);
+  // InvalidArgument for a chain that is not for its key or its root.
+  absl::StatusOr<AuthorityInfo> Activate(absl::Time now, bool now_anyway = false,
+                                         absl::string_view chain_pem = "");
   // An old authority leaves the bundle; FailedPrecondition (naming when) while SVIDs it
   // signed may still be valid, NotFound for an unknown id.
   absl::Status Retire(int64_t id, absl::Time now);

@@ -413,27 +413,65 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
                       });
       });
     }
-    for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
-             {"prepare",
-              "A new CA and JWT key, published in the bundle, signing nothing yet (admin)"},
-             {"activate", "The prepared authority signs from now on; the active one gets old"}}) {
+    {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      auto csr_out = std::make_shared<std::string>();
+      CLI::App* cmd = ca->add_subcommand(
+          "prepare", "A new CA and JWT key, published in the bundle, signing nothing yet (admin)");
+      cmd->add_option("--csr-out", *csr_out,
+                      "Upstream mode: write the new CA key's certificate request here, for the "
+                      "root to sign (ca sign-intermediate); else it is printed");
+      AddJsonFlag(cmd, as_json.get());
+      AddClientFlags(cmd, f.get());
+      OnRun(cmd, action, [f, as_json, csr_out, print_authority] {
+        const json body = json::object();
+        absl::Status written;
+        absl::Status prepared = Simple(*f, "POST", "/v1/ca/prepare", &body, [&](const json& a) {
+          const std::string csr = a.contains("csr_pem") && a["csr_pem"].is_string()
+                                      ? a["csr_pem"].get<std::string>()
+                                      : "";
+          if (!csr.empty() && !csr_out->empty()) written = base::WriteFile(*csr_out, csr);
+          if (*as_json) return PrintJson(a);
+          print_authority(a);
+          if (csr.empty()) return;
+          if (csr_out->empty()) std::cout << csr;
+          std::cerr << "authority " << Field(a, "id")
+                    << " awaits the upstream root's signature: sign its request where the root "
+                       "lives (ca sign-intermediate --csr "
+                    << (csr_out->empty() ? "FILE" : *csr_out)
+                    << "), then ca activate --chain CHAIN\n";
+        });
+        return prepared.ok() ? written : prepared;
+      });
+    }
+    {
       auto f = std::make_shared<ClientFlags>();
       auto as_json = std::make_shared<bool>(false);
       auto force = std::make_shared<bool>(false);
-      CLI::App* cmd = ca->add_subcommand(name, help);
-      if (name == "activate") {
-        cmd->add_flag("--force", *force,
-                      "Activate before the bundle's refresh hint has passed since prepare");
-      }
+      auto chain = std::make_shared<std::string>();
+      CLI::App* cmd = ca->add_subcommand(
+          "activate", "The prepared authority signs from now on; the active one gets old");
+      cmd->add_flag("--force", *force,
+                    "Activate before the bundle's refresh hint has passed since prepare");
+      cmd->add_option("--chain", *chain,
+                      "Upstream mode: the prepared key's certificate from the root and the "
+                      "chain up to it (ca sign-intermediate's output)");
       AddJsonFlag(cmd, as_json.get());
       AddClientFlags(cmd, f.get());
-      const std::string target = "/v1/ca/" + name;
-      OnRun(cmd, action, [f, as_json, force, target, print_authority] {
-        const json body = *force ? json{{"force", true}} : json::object();
-        return Simple(*f, "POST", target, &body, [as_json, print_authority](const json& a) {
-          if (*as_json) return PrintJson(a);
-          print_authority(a);
-        });
+      OnRun(cmd, action, [f, as_json, force, chain, print_authority] {
+        json body = json::object();
+        if (*force) body["force"] = true;
+        if (!chain->empty()) {
+          absl::StatusOr<std::string> pem = base::ReadFile(*chain);
+          if (!pem.ok()) return pem.status();
+          body["chain"] = *pem;
+        }
+        return Simple(*f, "POST", "/v1/ca/activate", &body,
+                      [as_json, print_authority](const json& a) {
+                        if (*as_json) return PrintJson(a);
+                        print_authority(a);
+                      });
       });
     }
     for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{

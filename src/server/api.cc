@@ -425,8 +425,9 @@ absl::StatusOr<HttpResponse> Api::CaPrepare(const Call& c) {
 }
 
 absl::StatusOr<HttpResponse> Api::CaActivate(const Call& c) {
-  TW_ASSIGN_OR_RETURN(bool force, DecodeActivate(c.http.body));
-  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo a, authority_.ActivateAuthority(c.caller, force));
+  TW_ASSIGN_OR_RETURN(ActivateRequest r, DecodeActivate(c.http.body));
+  TW_ASSIGN_OR_RETURN(ca::AuthorityInfo a,
+                      authority_.ActivateAuthority(c.caller, r.force, r.chain_pem));
   return Json(200, AuthorityJson(a));
 }
 

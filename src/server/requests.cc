@@ -178,19 +178,27 @@ absl::StatusOr<std::string> DecodePolicy(absl::string_view body) {
   return *std::move(source);
 }
 
-absl::StatusOr<bool> DecodeActivate(absl::string_view body) {
-  bool force = false;
-  if (body.empty()) return force;
+absl::StatusOr<ActivateRequest> DecodeActivate(absl::string_view body) {
+  ActivateRequest r;
+  if (body.empty()) return r;
   TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
       body, "request body",
       [&](const std::string& name, json&& value) -> absl::Status {
-        if (name != "force") return Unknown(name);
-        if (!value.is_boolean()) return Invalid(name, "must be true or false");
-        force = value.get<bool>();
+        if (name == "force") {
+          if (!value.is_boolean()) return Invalid(name, "must be true or false");
+          r.force = value.get<bool>();
+        } else if (name == "chain") {
+          if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
+            return Invalid(name, "must be the PEM certificates of the chain");
+          }
+          r.chain_pem = value.get<std::string>();
+        } else {
+          return Unknown(name);
+        }
         return absl::OkStatus();
       },
       kMaxBody));
-  return force;
+  return r;
 }
 
 absl::StatusOr<std::optional<int64_t>> DecodeRetire(absl::string_view body) {

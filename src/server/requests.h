@@ -37,8 +37,13 @@ struct TokenRequest {
 };
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 
-// POST /v1/ca/activate: {} or {"force": true}; whether to activate before the refresh hint.
-absl::StatusOr<bool> DecodeActivate(absl::string_view body);
+// POST /v1/ca/activate: {}, or {"force": true} to activate before the refresh hint, and
+// in upstream mode {"chain": PEM}, the prepared authority's certificate from the root.
+struct ActivateRequest {
+  bool force = false;
+  std::string chain_pem;
+};
+absl::StatusOr<ActivateRequest> DecodeActivate(absl::string_view body);
 // POST /v1/ca/revoke-authority: {"id": N}, N >= 1.
 absl::StatusOr<int64_t> DecodeAuthorityId(absl::string_view body);
 // POST /v1/ca/retire: {"id": N}, or {} or no body (every old authority that may retire).

@@ -19,15 +19,18 @@ from trustwarden_harness import (OPENSSL, Server, cli_env, describe, pem_blocks,
                                  read_bytes, read_text, run, tw)
 
 
-class RotationTest(unittest.TestCase):
+class RotationCase(unittest.TestCase):
+    """A server of its own per test (start_server), and the CLI and agents against it."""
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="tw-rotation-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.server = Server(os.path.join(self.tmp, "server"))
+        self.n = itertools.count(1)  # names of files and agents, from any thread
+
+    def start_server(self, **kw):
+        self.server = Server(os.path.join(self.tmp, "server"), **kw)
         self.addCleanup(self.server.stop)
         self.server.start()
-        self.n = itertools.count(1)  # names of files and agents, from any thread
 
     def env(self):
         return cli_env(self.server, token=self.server.admin_token())
@@ -64,6 +67,82 @@ class RotationTest(unittest.TestCase):
     def svid_verifies(self, agent, bundle):
         r = tw("svid", "verify", "--bundle", bundle, os.path.join(agent["dir"], "svid.pem"))
         return r.returncode == 0
+
+
+class UpstreamRotationTest(RotationCase):
+    """The server's CA an intermediate of a root kept elsewhere: the successor's request goes
+    to the root (`ca sign-intermediate`), and `ca activate --chain` takes the answer."""
+
+    TD = "upstream.example"
+
+    def setUp(self):
+        super().setUp()
+        self.root = os.path.join(self.tmp, "root")
+        self.assertEqual(tw("ca", "init", "--trust-domain", self.TD, "--out", self.root)
+                         .returncode, 0)
+        key = "file:" + os.path.join(self.tmp, "ca.key.pem")
+        chain = self.sign(self.request(key))
+        self.start_server(trust_domain=self.TD,
+                          extra_args=["--ca-key", key, "--upstream-chain", chain])
+
+    def request(self, key):
+        csr = os.path.join(self.tmp, f"request-{next(self.n)}.csr")
+        r = tw("ca", "request-intermediate", "--key", key, "--out", csr)
+        self.assertEqual(r.returncode, 0, describe(r))
+        return csr
+
+    def sign(self, csr):
+        chain = os.path.join(self.tmp, f"chain-{next(self.n)}.pem")
+        r = tw("ca", "sign-intermediate", "--ca", self.root, "--csr", csr, "--out", chain)
+        self.assertEqual(r.returncode, 0, describe(r))
+        return chain
+
+    def verified_by_root(self, agent):
+        svid = os.path.join(agent["dir"], "svid.pem")
+        return run([OPENSSL, "verify", "-CAfile", os.path.join(self.root, "bundle.pem"),
+                    "-untrusted", svid, svid]).returncode == 0
+
+    def test_the_successor_is_signed_by_the_root_then_activated_with_its_chain(self):
+        before = self.agent()
+        bundle_before = self.bundle_now()[1]
+        csr = os.path.join(self.tmp, "next.csr")
+        prepared = self.doc("ca", "prepare", "--csr-out", csr)
+        self.assertEqual(read_text(csr), prepared["csr_pem"])
+        self.assertIn("BEGIN CERTIFICATE REQUEST", prepared["csr_pem"])
+        self.assertIsNone(prepared["not_after"])
+        bundle = self.bundle_now()[1]
+        self.assertEqual(bundle["spiffe_sequence"], bundle_before["spiffe_sequence"] + 1)
+        x509 = [k["x5c"] for k in bundle["keys"] if k["use"] == "x509-svid"]
+        self.assertEqual(x509, [k["x5c"] for k in bundle_before["keys"]
+                                if k["use"] == "x509-svid"], "the root alone, unchanged")
+        r = self.cli("ca", "activate", "--force", code=1)
+        self.assertIn("awaits the upstream root's signature", r.stderr)
+        # A chain for the first key is not the successor's.
+        stale = self.sign(self.request("file:" + os.path.join(self.tmp, "ca.key.pem")))
+        r = self.cli("ca", "activate", "--force", "--chain", stale, code=1)
+        self.assertIn("not for this CA key", r.stderr)
+
+        chain = self.sign(csr)
+        activated = self.doc("ca", "activate", "--force", "--chain", chain)
+        self.assertEqual(activated["id"], prepared["id"])
+        self.assertIsNone(activated["csr_pem"])
+        after = self.agent()
+        self.assertTrue(self.verified_by_root(after))
+        self.assertTrue(self.verified_by_root(before), "SVIDs of the first keep verifying")
+        # Signed under the new intermediate, not the first one.
+        first = pem_blocks(read_bytes(os.path.join(before["dir"], "svid.pem")))[1]
+        second = pem_blocks(read_bytes(os.path.join(after["dir"], "svid.pem")))[1]
+        self.assertNotEqual(first, second)
+        self.assertEqual(second, pem_blocks(read_bytes(chain))[0])
+        states = [a["state"] for a in self.doc("ca", "status")["authorities"]]
+        self.assertEqual(states, ["old", "active"])
+
+
+class RotationTest(RotationCase):
+
+    def setUp(self):
+        super().setUp()
+        self.start_server()
 
     def test_prepare_activate_retire_revoke_with_traffic_throughout(self):
         first = self.agent()
