@@ -23,7 +23,7 @@ namespace {
 
 struct ServerFlags {
   std::string config, data_dir, listen, trust_domain, store, log_level, ca_key, jwt_key, ledger_key,
-      upstream_chain;
+      upstream_chain, bundle_endpoint, bundle_endpoint_cert, bundle_endpoint_key;
 };
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const server::ServerConfig& config) {
@@ -57,6 +57,9 @@ int RunServer(const ServerFlags& flags) {
   if (!flags.jwt_key.empty()) config.jwt_key = flags.jwt_key;
   if (!flags.ledger_key.empty()) config.ledger_key = flags.ledger_key;
   if (!flags.upstream_chain.empty()) config.upstream_chain = flags.upstream_chain;
+  if (!flags.bundle_endpoint.empty()) config.bundle_endpoint = flags.bundle_endpoint;
+  if (!flags.bundle_endpoint_cert.empty()) config.bundle_endpoint_cert = flags.bundle_endpoint_cert;
+  if (!flags.bundle_endpoint_key.empty()) config.bundle_endpoint_key = flags.bundle_endpoint_key;
   spdlog::level::level_enum level = spdlog::level::from_str(config.log_level);
   if (level == spdlog::level::off && config.log_level != "off") {
     return Fail(absl::InvalidArgumentError(
@@ -114,6 +117,16 @@ int RunServer(const ServerFlags& flags) {
   std::cout << "trustwarden listening on https://" << host << ":" << (*server)->port()
             << " (trust domain " << config.trust_domain << ", data " << config.data_dir << ")"
             << std::endl;
+  if ((*server)->bundle_endpoint_port() != 0) {
+    const std::string& be = config.bundle_endpoint;
+    std::cout << "bundle endpoint on https://" << be.substr(0, be.rfind(':')) << ":"
+              << (*server)->bundle_endpoint_port() << "/ (profile "
+              << (config.bundle_endpoint_cert.empty()
+                      ? "https_spiffe, SPIFFE ID spiffe://" + config.trust_domain +
+                            "/trustwarden/server"
+                      : std::string("https_web"))
+              << ")" << std::endl;
+  }
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("signal {}: stopping", sig);
@@ -140,6 +153,13 @@ void RegisterServerCommand(CLI::App& app, Action* action) {
   cmd->add_option("--upstream-chain", flags->upstream_chain,
                   "Upstream mode: the CA certificate `ca sign-intermediate` made for --ca-key, "
                   "then the chain to the root (PEM), installed at the first start");
+  cmd->add_option("--bundle-endpoint", flags->bundle_endpoint,
+                  "HOST:PORT of the SPIFFE bundle endpoint for federation (port 0: any free)");
+  cmd->add_option("--bundle-endpoint-cert", flags->bundle_endpoint_cert,
+                  "With --bundle-endpoint-key: serve it with this certificate chain (PEM; "
+                  "profile https_web) rather than the server's SVID (https_spiffe)");
+  cmd->add_option("--bundle-endpoint-key", flags->bundle_endpoint_key,
+                  "The private key (PEM) of --bundle-endpoint-cert");
   cmd->add_option("--ledger-key", flags->ledger_key,
                   "The ledger key (ECDSA P-256), as --ca-key (default: ledger.key.pem)");
   cmd->callback([flags, action] { *action = [flags] { return RunServer(*flags); }; });

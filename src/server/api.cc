@@ -266,6 +266,21 @@ HttpResponse Api::Handle(const HttpRequest& request) {
   return ErrorResponse(response.status());
 }
 
+HttpResponse Api::HandleBundleEndpoint(const HttpRequest& request) {
+  metrics_.RecordRequest();
+  absl::Status refused = CheckAddress(request);
+  if (refused.ok() && request.path != "/") {
+    refused = absl::NotFoundError("the bundle endpoint serves / alone");
+  } else if (refused.ok() && request.method != "GET") {
+    refused = absl::UnimplementedError("the bundle endpoint answers GET alone");
+  }
+  if (!refused.ok()) {
+    metrics_.RecordError(refused.code());
+    return ErrorResponse(refused);
+  }
+  return HttpResponse{200, BundleJson(), "application/json"};
+}
+
 absl::StatusOr<HttpResponse> Api::Dispatch(const HttpRequest& request) {
   TW_ASSIGN_OR_RETURN(auto found, Find(request));
   const auto [route, tail] = found;

@@ -49,6 +49,10 @@ class Api {
   Api(authority::Authority& authority, metrics::Metrics& metrics, ApiOptions options = {});
 
   HttpResponse Handle(const HttpRequest& request);
+  // The SPIFFE bundle endpoint (SPIFFE Federation §4-5), on a listener of its own: GET /
+  // answers the published bundle as application/json, to anyone (no credentials are
+  // asked for); another path is 404, another method 405.
+  HttpResponse HandleBundleEndpoint(const HttpRequest& request);
 
   // For GET /v1/revocations/stream: the sequence to resume after (the Last-Event-ID header
   // or the `after` parameter). InvalidArgument when malformed.

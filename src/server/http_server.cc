@@ -47,7 +47,8 @@ std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
 }
 
 absl::StatusOr<std::shared_ptr<ssl::context>> MakeContext(absl::string_view chain_pem,
-                                                          absl::string_view key_pem) {
+                                                          absl::string_view key_pem,
+                                                          bool client_certificates) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -62,9 +63,14 @@ absl::StatusOr<std::shared_ptr<ssl::context>> MakeContext(absl::string_view chai
   if (!ec) ctx->use_certificate_chain(net::buffer(chain_pem.data(), chain_pem.size()), ec);
   if (!ec) ctx->use_private_key(net::buffer(key_pem.data(), key_pem.size()), ssl::context::pem, ec);
   if (ec) return absl::InternalError(absl::StrCat("TLS: ", ec.message()));
-  // Client certificates are optional and checked by the SPIFFE verifier, not OpenSSL's.
-  ctx->set_verify_mode(ssl::verify_peer);
-  ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+  // Client certificates are optional and checked by the SPIFFE verifier, not OpenSSL's; a
+  // bundle endpoint asks for none (SPIFFE Federation §5.2: no client authentication).
+  if (client_certificates) {
+    ctx->set_verify_mode(ssl::verify_peer);
+    ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+  } else {
+    ctx->set_verify_mode(ssl::verify_none);
+  }
   return ctx;
 }
 
@@ -242,10 +248,12 @@ class Session : public std::enable_shared_from_this<Session> {
     request_.request_id = server_.NextRequestId();
     absl::Status early = CheckFields(req);
     if (early.ok()) early = ParseTarget(std::string(req.target()), &request_);
-    if (early.ok() && request_.path == kStreamPath && request_.method == "GET") {
+    const bool bundle_endpoint = server_.options.bundle_endpoint;
+    if (early.ok() && !bundle_endpoint && request_.path == kStreamPath &&
+        request_.method == "GET") {
       return StartStream(request_, request_.request_id);
     }
-    if (early.ok()) early = server_.api.Preflight(request_);
+    if (early.ok() && !bundle_endpoint) early = server_.api.Preflight(request_);
     if (!early.ok()) {
       unread_body_ = !parser_->is_done();
       return Reply(ErrorResponse(early), false, request_.request_id);
@@ -270,7 +278,9 @@ class Session : public std::enable_shared_from_this<Session> {
                                 request_id, start]() mutable {
       HttpResponse response;
       try {
-        response = self->server_.api.Handle(request);
+        response = self->server_.options.bundle_endpoint
+                       ? self->server_.api.HandleBundleEndpoint(request)
+                       : self->server_.api.Handle(request);
       } catch (...) {
         spdlog::error("request_id={} the handler threw", request_id);
         response = ErrorResponse(absl::InternalError("handler threw"));
@@ -558,7 +568,7 @@ HttpServer::HttpServer(Api& api, revocation::Hub& hub, metrics::Metrics& metrics
 HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::SetCertificate(absl::string_view chain_pem, absl::string_view key_pem) {
-  auto ctx = MakeContext(chain_pem, key_pem);
+  auto ctx = MakeContext(chain_pem, key_pem, !impl_->options.bundle_endpoint);
   if (!ctx.ok()) return ctx.status();
   absl::MutexLock lock(&impl_->mu);
   impl_->ctx = *std::move(ctx);

@@ -24,6 +24,8 @@ struct HttpServerOptions {
   size_t max_connections = 4096;                       // open at once; more are closed on accept
   size_t max_subscribers = 10000;                      // revocation streams in total
   int max_subscribers_per_address = 256;
+  // Serves Api::HandleBundleEndpoint alone (no API routes, no revocation stream).
+  bool bundle_endpoint = false;
 };
 
 class HttpServer {

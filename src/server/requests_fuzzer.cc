@@ -129,6 +129,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The server answers a bad target itself; the rest goes to the API as the server sends it.
   if (!tw::server::ParseTarget(target, &request).ok()) return 0;
   tw::server::Api::StreamStart(request).IgnoreError();
+  // The bundle endpoint's listener: every request answered, never a 5xx.
+  const tw::server::HttpResponse served = w.services->api->HandleBundleEndpoint(request);
+  if (served.status < 200 || served.status >= 500 || !nlohmann::json::accept(served.body)) abort();
   // As the server does: the headers' verdict first, then the handler with its caller.
   if (!w.services->api->Preflight(request).ok()) return 0;
   const tw::server::HttpResponse response = w.services->api->Handle(request);

@@ -44,6 +44,7 @@ struct Server::Parts {
   std::string host;
   std::unique_ptr<Services> services;
   std::unique_ptr<HttpServer> http;
+  std::unique_ptr<HttpServer> bundle_endpoint;  // when configured
   absl::Time certificate_renew_at;
 };
 
@@ -119,6 +120,12 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
       TW_RETURN_IF_ERROR(string(node, key, &c->data_dir));
     } else if (key == "upstream_chain") {
       TW_RETURN_IF_ERROR(string(node, key, &c->upstream_chain));
+    } else if (key == "bundle_endpoint") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->bundle_endpoint));
+    } else if (key == "bundle_endpoint_cert") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->bundle_endpoint_cert));
+    } else if (key == "bundle_endpoint_key") {
+      TW_RETURN_IF_ERROR(string(node, key, &c->bundle_endpoint_key));
     } else if (key == "store") {
       TW_RETURN_IF_ERROR(string(node, key, &c->store));
     } else if (key == "log_level") {
@@ -303,6 +310,31 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
                         .max_connections = config.max_connections,
                         .max_subscribers = config.max_stream_subscribers,
                         .max_subscribers_per_address = config.max_stream_subscribers_per_address});
+  if (!config.bundle_endpoint.empty()) {
+    std::string host;
+    uint16_t bundle_port;
+    TW_RETURN_IF_ERROR(SplitHostPort(config.bundle_endpoint, &host, &bundle_port));
+    if (config.bundle_endpoint_cert.empty() != config.bundle_endpoint_key.empty()) {
+      return absl::InvalidArgumentError(
+          "the bundle endpoint's https_web certificate needs both bundle_endpoint_cert and "
+          "bundle_endpoint_key");
+    }
+    p.bundle_endpoint =
+        std::make_unique<HttpServer>(*s.api, *s.hub, s.metrics,
+                                     HttpServerOptions{.host = host,
+                                                       .port = bundle_port,
+                                                       .io_threads = 1,
+                                                       .worker_threads = 2,
+                                                       .max_body_bytes = 4096,
+                                                       .request_timeout = config.request_timeout,
+                                                       .max_connections = config.max_connections,
+                                                       .bundle_endpoint = true});
+    if (!config.bundle_endpoint_cert.empty()) {
+      TW_ASSIGN_OR_RETURN(std::string chain, base::ReadFile(config.bundle_endpoint_cert));
+      TW_ASSIGN_OR_RETURN(std::string key, base::ReadFile(config.bundle_endpoint_key));
+      TW_RETURN_IF_ERROR(p.bundle_endpoint->Start(chain, key));
+    }
+  }
   TW_RETURN_IF_ERROR(server->RenewServerCertificate());
   // After a rotation the server's own certificate comes from the active authority, so that
   // it verifies against the bundle as published now (a revoked authority's would not).
@@ -364,6 +396,14 @@ absl::Status Server::RenewServerCertificate() {
   } else {
     TW_RETURN_IF_ERROR(p.http->SetCertificate(chain_pem, key_pem.view()));
   }
+  // https_spiffe: the bundle endpoint presents the same SVID.
+  if (p.bundle_endpoint != nullptr && p.config.bundle_endpoint_cert.empty()) {
+    if (p.bundle_endpoint->port() == 0) {
+      TW_RETURN_IF_ERROR(p.bundle_endpoint->Start(chain_pem, key_pem.view()));
+    } else {
+      TW_RETURN_IF_ERROR(p.bundle_endpoint->SetCertificate(chain_pem, key_pem.view()));
+    }
+  }
   p.certificate_renew_at = now + kServerSvidTtl / 2;
   return absl::OkStatus();
 }
@@ -406,6 +446,10 @@ void Server::SignTreeHeads() {
 
 uint16_t Server::port() const { return parts_->http->port(); }
 
+uint16_t Server::bundle_endpoint_port() const {
+  return parts_->bundle_endpoint != nullptr ? parts_->bundle_endpoint->port() : 0;
+}
+
 void Server::Stop() {
   {
     absl::MutexLock lock(&mu_);
@@ -415,6 +459,7 @@ void Server::Stop() {
   if (upkeep_.joinable()) upkeep_.join();
   if (tree_heads_.joinable()) tree_heads_.join();
   parts_->http->Stop();
+  if (parts_->bundle_endpoint != nullptr) parts_->bundle_endpoint->Stop();
 }
 
 Server::~Server() {

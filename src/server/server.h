@@ -43,6 +43,10 @@ struct ServerConfig {
   // Upstream mode: the CA certificate `ca sign-intermediate` made for the CA key, then the
   // chain up to the root (PEM file), installed when the data directory has no CA yet.
   std::string upstream_chain;
+  // The SPIFFE bundle endpoint's HOST:PORT (port 0: any free one); empty: none. It serves
+  // the bundle with the certificate chain and key of these PEM files (profile https_web),
+  // or when they are empty with the server's own X.509-SVID (profile https_spiffe).
+  std::string bundle_endpoint, bundle_endpoint_cert, bundle_endpoint_key;
 };
 
 // What the server signs with: the CA (X.509- and JWT-SVIDs) and the ledger key (tree heads
@@ -75,6 +79,8 @@ class Server {
   ~Server();
 
   uint16_t port() const;
+  // The bundle endpoint's port; 0 when the server has none.
+  uint16_t bundle_endpoint_port() const;
   // The admin token when this start created it; empty otherwise.
   const std::string& new_admin_token() const { return new_admin_token_; }
   // Stops serving and waits for the background work. Idempotent.
