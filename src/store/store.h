@@ -71,6 +71,17 @@ struct TokenRecord {
   std::optional<absl::Time> revoked_at;  // set once revoked
 };
 
+// A federation relationship (SPIFFE Federation §5.1: the foreign trust domain, its bundle
+// endpoint and profile, never inferred) and the latest bundle fetched through it.
+struct FederationRecord {
+  std::string trust_domain;                // the foreign trust domain's name
+  std::string endpoint_url;                // its bundle endpoint (https)
+  std::string profile;                     // "https_web" or "https_spiffe"
+  std::string endpoint_spiffe_id;          // https_spiffe: the SPIFFE ID the endpoint must present
+  std::string bundle_json;                 // its latest bundle (SPIFFE format); empty before any
+  std::optional<absl::Time> refreshed_at;  // when bundle_json was fetched or given
+};
+
 // One signed batch of ledger events to append. Entries' indexes are assigned by the store,
 // in order; `events` are the decoded entries' events (for the query columns).
 struct LedgerAppend {
@@ -172,6 +183,20 @@ class Store {
   virtual absl::Status RevokeToken(absl::string_view id, absl::Time now,
                                    const LedgerAppend* audit = nullptr) = 0;
 
+  // Adds the relationship with `record.trust_domain`, or replaces it.
+  virtual absl::Status PutFederation(const FederationRecord& record,
+                                     const LedgerAppend* audit = nullptr) = 0;
+  // Keeps `bundle_json`, fetched at `refreshed_at`, as the relationship's latest bundle.
+  // NotFound when the relationship is gone (removed meanwhile: nothing comes back).
+  virtual absl::Status UpdateFederatedBundle(absl::string_view trust_domain,
+                                             absl::string_view bundle_json,
+                                             absl::Time refreshed_at) = 0;
+  // Every relationship, by trust domain.
+  virtual absl::StatusOr<std::vector<FederationRecord>> ListFederations() = 0;
+  // Ends the relationship and forgets its bundle. NotFound for an unknown trust domain.
+  virtual absl::Status DeleteFederation(absl::string_view trust_domain,
+                                        const LedgerAppend* audit = nullptr) = 0;
+
   // Appends a batch to the ledger: leaves, subtree hashes and the signer, atomically.
   // An event id already stored (or earlier in the batch) with the same event bytes keeps its
   // index (a replayed batch is acknowledged again); with other bytes the batch fails with
@@ -206,6 +231,12 @@ class Store {
   virtual absl::Status ExportLedger(ledger::ExportHeader header, uint64_t start, uint64_t end,
                                     const LedgerSink& sink) = 0;
 };
+
+// What the federation methods return for an unknown trust domain.
+inline absl::Status FederationNotFound(absl::string_view trust_domain) {
+  return absl::NotFoundError(
+      absl::StrCat("no federation relationship with trust domain ", trust_domain));
+}
 
 // What Store::Revoke returns when nothing is left to revoke.
 inline absl::Status NothingToRevoke(revocation::Kind kind, absl::string_view target) {

@@ -357,6 +357,45 @@ absl::StatusOr<std::vector<TokenRecord>> MemoryStore::ListTokens() {
   return out;
 }
 
+absl::Status MemoryStore::PutFederation(const FederationRecord& record, const LedgerAppend* audit) {
+  absl::MutexLock lock(&mu_);
+  TW_ASSIGN_OR_RETURN(LedgerPlan plan, PlanAudit(audit));
+  FederationRecord stored = record;
+  if (record.refreshed_at) stored.refreshed_at = ToSeconds(*record.refreshed_at);
+  federations_[record.trust_domain] = std::move(stored);
+  ApplyLedger(std::move(plan));
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::UpdateFederatedBundle(absl::string_view trust_domain,
+                                                absl::string_view bundle_json,
+                                                absl::Time refreshed_at) {
+  absl::MutexLock lock(&mu_);
+  auto it = federations_.find(std::string(trust_domain));
+  if (it == federations_.end()) return FederationNotFound(trust_domain);
+  it->second.bundle_json = std::string(bundle_json);
+  it->second.refreshed_at = ToSeconds(refreshed_at);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<FederationRecord>> MemoryStore::ListFederations() {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<FederationRecord> out;
+  for (const auto& [td, record] : federations_) out.push_back(record);
+  return out;
+}
+
+absl::Status MemoryStore::DeleteFederation(absl::string_view trust_domain,
+                                           const LedgerAppend* audit) {
+  absl::MutexLock lock(&mu_);
+  auto it = federations_.find(std::string(trust_domain));
+  if (it == federations_.end()) return FederationNotFound(trust_domain);
+  TW_ASSIGN_OR_RETURN(LedgerPlan plan, PlanAudit(audit));
+  federations_.erase(it);
+  ApplyLedger(std::move(plan));
+  return absl::OkStatus();
+}
+
 absl::Status MemoryStore::RevokeToken(absl::string_view id, absl::Time now,
                                       const LedgerAppend* audit) {
   absl::MutexLock lock(&mu_);

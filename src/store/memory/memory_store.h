@@ -46,6 +46,11 @@ class MemoryStore final : public Store {
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::Status RevokeToken(absl::string_view id, absl::Time now,
                            const LedgerAppend* audit) override;
+  absl::Status PutFederation(const FederationRecord& record, const LedgerAppend* audit) override;
+  absl::Status UpdateFederatedBundle(absl::string_view trust_domain, absl::string_view bundle_json,
+                                     absl::Time refreshed_at) override;
+  absl::StatusOr<std::vector<FederationRecord>> ListFederations() override;
+  absl::Status DeleteFederation(absl::string_view trust_domain, const LedgerAppend* audit) override;
   absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) override;
   absl::Status ReadLedgerTree(
       const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn)
@@ -94,6 +99,7 @@ class MemoryStore final : public Store {
   int64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<StoredPolicy> policies_ ABSL_GUARDED_BY(mu_);  // version i + 1 at i
   absl::flat_hash_map<std::string, TokenRecord> tokens_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, FederationRecord> federations_ ABSL_GUARDED_BY(mu_);  // by trust domain
   // The ledger only grows, and nothing in it changes once stored: a snapshot is its sizes.
   std::vector<ledger::EntryRow> rows_ ABSL_GUARDED_BY(mu_);  // row i has index i
   absl::flat_hash_map<std::string, uint64_t> row_of_event_ ABSL_GUARDED_BY(mu_);

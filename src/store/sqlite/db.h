@@ -62,6 +62,8 @@ class Db {
   absl::StatusOr<Stmt> Prepare(const char* sql);
   // For SQL built at run time from a bounded set of shapes: cached by its text.
   absl::StatusOr<Stmt> PrepareText(const std::string& sql);
+  // Rows the last INSERT, UPDATE or DELETE changed.
+  int64_t Changes() const { return sqlite3_changes64(db_); }
 
  private:
   explicit Db(sqlite3* db) : db_(db) {}

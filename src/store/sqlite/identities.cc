@@ -383,6 +383,58 @@ absl::StatusOr<std::vector<TokenRecord>> SqliteStore::ListTokens() {
   return out;
 }
 
+absl::Status SqliteStore::PutFederation(const FederationRecord& r, const LedgerAppend* audit) {
+  return Write([&r, audit](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("INSERT OR REPLACE INTO federations VALUES "
+                                           "(?1, ?2, ?3, ?4, ?5, ?6)"));
+    s.Bind(1, r.trust_domain).Bind(2, r.endpoint_url).Bind(3, r.profile);
+    s.Bind(4, r.endpoint_spiffe_id).Bind(5, r.bundle_json);
+    if (r.refreshed_at) s.Bind(6, Seconds(*r.refreshed_at));
+    TW_RETURN_IF_ERROR(s.Run());
+    return sqlite::AppendAudit(db, audit);
+  });
+}
+
+absl::Status SqliteStore::UpdateFederatedBundle(absl::string_view trust_domain,
+                                                absl::string_view bundle_json,
+                                                absl::Time refreshed_at) {
+  return Write([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE federations SET bundle = ?2, refreshed_at = ?3 "
+                                           "WHERE trust_domain = ?1"));
+    s.Bind(1, trust_domain).Bind(2, bundle_json).Bind(3, Seconds(refreshed_at));
+    TW_RETURN_IF_ERROR(s.Run());
+    return db.Changes() == 0 ? FederationNotFound(trust_domain) : absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<FederationRecord>> SqliteStore::ListFederations() {
+  std::vector<FederationRecord> out;
+  TW_RETURN_IF_ERROR(Read([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("SELECT trust_domain, endpoint_url, profile, "
+                                           "endpoint_spiffe_id, bundle, refreshed_at "
+                                           "FROM federations ORDER BY trust_domain"));
+    for (;;) {
+      TW_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return absl::OkStatus();
+      FederationRecord r{s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4)};
+      if (!s.IsNull(5)) r.refreshed_at = FromSeconds(s.Int(5));
+      out.push_back(std::move(r));
+    }
+  }));
+  return out;
+}
+
+absl::Status SqliteStore::DeleteFederation(absl::string_view trust_domain,
+                                           const LedgerAppend* audit) {
+  return Write([&](Db& db) -> absl::Status {
+    TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("DELETE FROM federations WHERE trust_domain = ?1"));
+    s.Bind(1, trust_domain);
+    TW_RETURN_IF_ERROR(s.Run());
+    if (db.Changes() == 0) return FederationNotFound(trust_domain);
+    return sqlite::AppendAudit(db, audit);
+  });
+}
+
 absl::Status SqliteStore::RevokeToken(absl::string_view id, absl::Time now,
                                       const LedgerAppend* audit) {
   return Write([&](Db& db) -> absl::Status {

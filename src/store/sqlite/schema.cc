@@ -107,6 +107,16 @@ CREATE INDEX ledger_by_caller ON ledger_entries(caller, idx) WHERE caller != '';
     R"sql(
 ALTER TABLE revocations ADD COLUMN revoked_by TEXT NOT NULL DEFAULT '';
 )sql",
+    R"sql(
+CREATE TABLE federations (
+  trust_domain TEXT PRIMARY KEY NOT NULL,
+  endpoint_url TEXT NOT NULL,
+  profile TEXT NOT NULL,
+  endpoint_spiffe_id TEXT NOT NULL,
+  bundle TEXT NOT NULL,
+  refreshed_at INTEGER
+);
+)sql",
 };
 
 }  // namespace

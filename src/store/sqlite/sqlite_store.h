@@ -56,6 +56,11 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
   absl::Status RevokeToken(absl::string_view id, absl::Time now,
                            const LedgerAppend* audit) override;
+  absl::Status PutFederation(const FederationRecord& record, const LedgerAppend* audit) override;
+  absl::Status UpdateFederatedBundle(absl::string_view trust_domain, absl::string_view bundle_json,
+                                     absl::Time refreshed_at) override;
+  absl::StatusOr<std::vector<FederationRecord>> ListFederations() override;
+  absl::Status DeleteFederation(absl::string_view trust_domain, const LedgerAppend* audit) override;
   absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) override;
   absl::Status ReadLedgerTree(
       const std::function<absl::Status(uint64_t size, const ledger::NodeSource& nodes)>& fn)

@@ -490,6 +490,42 @@ TEST_P(StoreConformanceTest, PolicyVersionsAreMonotonicAndImmutable) {
   EXPECT_TRUE(list[0].source.empty());
 }
 
+TEST_P(StoreConformanceTest, FederationsRoundTripByTrustDomain) {
+  FederationRecord energy{"energy.city",    "https://energy.city:8445/",
+                          "https_spiffe",   "spiffe://energy.city/trustwarden/server",
+                          R"({"keys":[]})", kNow};
+  FederationRecord traffic{"traffic.city", "https://bundle.traffic.city/", "https_web", "", ""};
+  ASSERT_TRUE(store_->PutFederation(traffic).ok());
+  ASSERT_TRUE(store_->PutFederation(energy).ok());
+  Reopen();
+  std::vector<FederationRecord> list = *store_->ListFederations();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].trust_domain, "energy.city");
+  EXPECT_EQ(list[0].endpoint_spiffe_id, "spiffe://energy.city/trustwarden/server");
+  EXPECT_EQ(list[0].bundle_json, R"({"keys":[]})");
+  EXPECT_EQ(list[0].refreshed_at, kNow);
+  EXPECT_EQ(list[1].profile, "https_web");
+  EXPECT_FALSE(list[1].refreshed_at.has_value());
+  // Put replaces; an update keeps the relationship and changes its bundle.
+  traffic.endpoint_url = "https://bundle2.traffic.city/";
+  ASSERT_TRUE(store_->PutFederation(traffic).ok());
+  ASSERT_TRUE(store_->UpdateFederatedBundle("traffic.city", "{}", kNow + absl::Seconds(5)).ok());
+  list = *store_->ListFederations();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[1].endpoint_url, "https://bundle2.traffic.city/");
+  EXPECT_EQ(list[1].bundle_json, "{}");
+  EXPECT_EQ(list[1].refreshed_at, kNow + absl::Seconds(5));
+  // Removed: gone, and a refresh that finishes afterwards does not bring it back.
+  ASSERT_TRUE(store_->DeleteFederation("traffic.city").ok());
+  EXPECT_EQ(store_->DeleteFederation("traffic.city").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->UpdateFederatedBundle("traffic.city", "{}", kNow).code(),
+            absl::StatusCode::kNotFound);
+  Reopen();
+  list = *store_->ListFederations();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].trust_domain, "energy.city");
+}
+
 TEST_P(StoreConformanceTest, TokensRoundTrip) {
   TokenRecord t{"tid1", "ci", {1, 2, 3}, false, kNow};
   ASSERT_TRUE(store_->InsertToken(t).ok());
