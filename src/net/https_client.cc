@@ -81,13 +81,29 @@ struct HttpsClient::Impl {
     if (!SSL_set_tlsext_host_name(stream->native_handle(), host.c_str())) {
       return absl::InternalError("TLS: cannot set SNI");
     }
-    if (verify) stream->set_verify_callback(ssl::host_name_verification(host));
+    if (verify && !check_peer) stream->set_verify_callback(ssl::host_name_verification(host));
     ec = RunToCompletion(ioc, [&](auto handler) {
       stream->async_handshake(ssl::stream_base::client, std::move(handler));
     });
     if (ec) {
       return absl::UnavailableError(
           absl::StrCat("TLS handshake with ", host, ":", port, " failed: ", ec.message()));
+    }
+    if (check_peer) {
+      std::vector<base::Bytes> chain;
+      STACK_OF(X509)* certs = SSL_get_peer_cert_chain(stream->native_handle());  // with the leaf
+      for (int i = 0; certs != nullptr && i < sk_X509_num(certs); ++i) {
+        unsigned char* der = nullptr;
+        const int len = i2d_X509(sk_X509_value(certs, i), &der);
+        if (len <= 0) continue;
+        chain.emplace_back(der, der + len);
+        OPENSSL_free(der);
+      }
+      if (absl::Status checked = check_peer(chain); !checked.ok()) {
+        stream.reset();
+        return absl::UnauthenticatedError(
+            absl::StrCat("the server at ", host, ":", port, " is refused: ", checked.message()));
+      }
     }
     return absl::OkStatus();
   }
@@ -98,7 +114,8 @@ struct HttpsClient::Impl {
   std::string host, port;
   absl::Duration timeout, connect_timeout;
   bool connected = false;
-  bool verify = true;     // ClientOptions::verify_peer
+  bool verify = true;  // ClientOptions::verify_peer
+  std::function<absl::Status(const std::vector<base::Bytes>&)> check_peer;
   absl::Mutex cancel_mu;  // for Cancel() from another thread
   int stream_fd ABSL_GUARDED_BY(cancel_mu) = -1;
   bool cancelled ABSL_GUARDED_BY(cancel_mu) = false;
@@ -117,8 +134,12 @@ absl::StatusOr<std::unique_ptr<HttpsClient>> HttpsClient::Create(const ClientOpt
   beast::error_code ec;
   SSL_CTX_set_min_proto_version(impl->ctx.native_handle(), TLS1_2_VERSION);
   impl->verify = options.verify_peer;
+  impl->check_peer = options.check_peer;
   if (impl->verify) {
-    impl->ctx.add_certificate_authority(asio::buffer(options.ca_pem), ec);
+    if (options.system_roots) impl->ctx.set_default_verify_paths(ec);
+    if (!ec && !(options.system_roots && options.ca_pem.empty())) {
+      impl->ctx.add_certificate_authority(asio::buffer(options.ca_pem), ec);
+    }
     if (ec) return absl::InvalidArgumentError("trust bundle: no usable CA certificate");
     impl->ctx.set_verify_mode(ssl::verify_peer);
   } else {

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/bytes.h"
 #include "crypto/software_signer.h"
 
 namespace tw::net {
@@ -26,6 +27,13 @@ struct ClientOptions {
   // false: the server's certificate is not checked at all (ca_pem unused). Only for trust
   // bootstrap, whose caller checks what it fetched against a fingerprint it was given.
   bool verify_peer = true;
+  // Trust the system's CA certificates too (OpenSSL's default paths, SSL_CERT_FILE): for
+  // servers the Web PKI authenticates. ca_pem may then be empty.
+  bool system_roots = false;
+  // When set, the server is authenticated by this check of its certificate chain (leaf
+  // first, DER), made after OpenSSL verified the chain against the trusted CAs, instead of
+  // by its host name (e.g. an exact SPIFFE ID). Its error fails the connection.
+  std::function<absl::Status(const std::vector<base::Bytes>& chain)> check_peer;
 };
 
 struct Response {

@@ -1,0 +1,125 @@
+#include "federation/federation.h"
+
+#include <boost/url/parse.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "core/x509_verifier.h"
+#include "net/https_client.h"
+
+namespace tw::federation {
+namespace {
+
+constexpr absl::Duration kDefaultRefresh = absl::Minutes(5);
+
+absl::Status Invalid(absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("federation: ", why));
+}
+
+}  // namespace
+
+absl::string_view ProfileName(Profile profile) {
+  return profile == Profile::kHttpsWeb ? "https_web" : "https_spiffe";
+}
+
+absl::StatusOr<Relationship> MakeRelationship(absl::string_view trust_domain,
+                                              absl::string_view endpoint_url,
+                                              absl::string_view profile,
+                                              absl::string_view endpoint_spiffe_id,
+                                              const core::TrustDomain& own) {
+  absl::StatusOr<core::TrustDomain> td = core::TrustDomain::FromName(trust_domain);
+  if (!td.ok()) return Invalid(td.status().message());
+  if (*td == own) return Invalid(absl::StrCat(trust_domain, " is this server's own trust domain"));
+  Relationship r{.trust_domain = *std::move(td)};
+  auto url = boost::urls::parse_absolute_uri(
+      boost::core::string_view(endpoint_url.data(), endpoint_url.size()));
+  if (!url || url->scheme() != "https" || url->host().empty()) {
+    return Invalid(absl::StrCat("the endpoint URL \"", endpoint_url, "\" is not an https URL"));
+  }
+  if (url->has_userinfo() || url->has_fragment()) {
+    return Invalid("the endpoint URL may carry no userinfo and no fragment");
+  }
+  r.endpoint_url = std::string(endpoint_url);
+  if (profile == "https_web") {
+    r.profile = Profile::kHttpsWeb;
+    if (!endpoint_spiffe_id.empty()) {
+      return Invalid("an https_web endpoint is authenticated by its host name: no SPIFFE ID");
+    }
+  } else if (profile == "https_spiffe") {
+    r.profile = Profile::kHttpsSpiffe;
+    if (endpoint_spiffe_id.empty()) {
+      return Invalid("an https_spiffe endpoint needs the SPIFFE ID it must present");
+    }
+    absl::StatusOr<core::SpiffeId> id = core::SpiffeId::FromString(endpoint_spiffe_id);
+    if (!id.ok()) return Invalid(id.status().message());
+    r.endpoint_spiffe_id = *std::move(id);
+  } else {
+    return Invalid(absl::StrCat("the profile is https_web or https_spiffe, not \"", profile,
+                                "\" (it is never inferred)"));
+  }
+  return r;
+}
+
+absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::BundleSet& trusted,
+                                         absl::Duration timeout) {
+  auto url = boost::urls::parse_absolute_uri(r.endpoint_url);
+  if (!url) return Invalid(absl::StrCat("bad endpoint URL ", r.endpoint_url));
+  net::ClientOptions options{
+      .server = absl::StrCat("https://", std::string(url->encoded_host_and_port())),
+      .connect_timeout = timeout,
+      .timeout = timeout};
+  if (r.profile == Profile::kHttpsWeb) {
+    options.system_roots = true;
+  } else {
+    const core::TrustDomain& server_td = r.endpoint_spiffe_id->trust_domain();
+    std::shared_ptr<const core::Bundle> roots = trusted.Get(server_td.name());
+    if (roots == nullptr || roots->x509_authorities().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("federation: no bundle of ", server_td.name(), " to authenticate ",
+                       r.endpoint_spiffe_id->str(), " with (give the first one with --bundle)"));
+    }
+    options.ca_pem = roots->ToPem();
+    auto set = std::make_shared<core::BundleSet>();
+    set->Put(*roots);
+    const core::SpiffeId expected = *r.endpoint_spiffe_id;
+    options.check_peer = [set, expected](const std::vector<base::Bytes>& chain) -> absl::Status {
+      std::vector<base::ByteView> presented(chain.begin(), chain.end());
+      TW_ASSIGN_OR_RETURN(core::VerifiedX509Svid svid, core::X509Verifier(set).Verify(presented));
+      if (svid.spiffe_id != expected) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("it is ", svid.spiffe_id.str(), ", not ", expected.str()));
+      }
+      return absl::OkStatus();
+    };
+  }
+  TW_ASSIGN_OR_RETURN(std::unique_ptr<net::HttpsClient> client, net::HttpsClient::Create(options));
+  std::string target = std::string(url->encoded_resource());
+  if (target.empty()) target = "/";
+  TW_ASSIGN_OR_RETURN(net::Response reply, client->Request("GET", target));
+  if (reply.status != 200) {
+    return absl::UnavailableError(
+        absl::StrCat("federation: ", r.endpoint_url, " answered ", reply.status));
+  }
+  absl::StatusOr<core::Bundle> bundle = core::Bundle::Parse(reply.body, r.trust_domain);
+  if (!bundle.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "federation: ", r.endpoint_url, " served no SPIFFE bundle: ", bundle.status().message()));
+  }
+  if (bundle->x509_authorities().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "federation: the bundle of ", r.trust_domain.name(), " has no X.509 authority"));
+  }
+  return bundle;
+}
+
+bool Supersedes(const core::Bundle& fetched, const core::Bundle& held) {
+  if (fetched.sequence() && held.sequence()) return *fetched.sequence() > *held.sequence();
+  return true;
+}
+
+absl::Duration RefreshInterval(const core::Bundle* bundle) {
+  if (bundle == nullptr || !bundle->refresh_hint_seconds()) return kDefaultRefresh;
+  return std::max(absl::Seconds(*bundle->refresh_hint_seconds()), absl::Seconds(1));
+}
+
+}  // namespace tw::federation
