@@ -123,6 +123,7 @@ absl::StatusOr<std::string> Authority::Load(
                                  std::string(source)};
   }
   if (!stored.ok()) return stored.status();
+  TW_RETURN_IF_ERROR(LoadFederations());
   TW_ASSIGN_OR_RETURN(auto version, MakeVersion(*stored));
   {
     absl::MutexLock lock(&mu_);

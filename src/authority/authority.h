@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "ca/rotating_ca.h"
 #include "core/csr.h"
 #include "core/x509_verifier.h"
+#include "federation/federation.h"
 #include "ledger/service.h"
 #include "metrics/metrics.h"
 #include "policy/policy.h"
@@ -156,6 +158,32 @@ class Authority {
   };
   absl::StatusOr<LateSigner> VerifyLateSigner(const std::vector<base::ByteView>& chain) const;
 
+  // Federation relationships (federation/federation.h), admin only; adding, removing and
+  // each new bundle fetched are "federation" events (resource "federation:TD").
+  struct Federation {
+    store::FederationRecord record;
+    std::optional<uint64_t> bundle_sequence;  // of the bundle held
+    std::string last_error;                   // of the last fetch; empty when it worked
+    absl::Time next_refresh;
+  };
+  // Adds or replaces the relationship and fetches its bundle at once. `initial_bundle` is
+  // the foreign bundle to trust before the first fetch (a self-serving https_spiffe
+  // endpoint needs it); the relationship stays when that fetch fails (last_error).
+  absl::StatusOr<Federation> AddFederation(const Caller& caller,
+                                           const federation::Relationship& relationship,
+                                           std::optional<core::Bundle> initial_bundle);
+  // Ends the relationship: its bundle is forgotten and no longer trusted. NotFound.
+  absl::Status RemoveFederation(const Caller& caller, absl::string_view trust_domain);
+  // Fetches the relationship's bundle now; the fetch's error when it fails. NotFound.
+  absl::StatusOr<Federation> RefreshFederation(const Caller& caller,
+                                               absl::string_view trust_domain);
+  absl::StatusOr<std::vector<Federation>> ListFederations(const Caller& caller) const;
+  // Fetches the bundle of every relationship whose refresh hint has passed (a failed
+  // fetch waits for the next interval too).
+  void RefreshDueFederations();
+  // The latest bundle of every federated trust domain, bound to it (ours is not there).
+  std::vector<core::Bundle> FederatedBundles() const;
+
   // CA rotation (ca::RotatingCa), admin only, each change recorded as an "authority" event
   // (resource "authority:ID", reason the new state).
   absl::StatusOr<std::vector<ca::AuthorityInfo>> CaStatus(const Caller& caller) const;
@@ -216,6 +244,14 @@ class Authority {
     std::optional<absl::Time> expires_at;
     bool revoked;
   };
+  // Relationships and their bundles from the store (Load).
+  absl::Status LoadFederations();
+  // One fetch for `trust_domain`; keeps a newer bundle in the store and in memory.
+  absl::StatusOr<Federation> FetchFederation(const std::string& trust_domain);
+  Federation Describe(const std::string& trust_domain) const ABSL_LOCKS_EXCLUDED(federation_mu_);
+  absl::Status RecordFederation(const Caller& caller, absl::string_view trust_domain,
+                                std::string reason);
+
   // The signed lifecycle event to store with a mutation; nullopt without a ledger.
   absl::StatusOr<std::optional<store::LedgerAppend>> Audit(ledger::Event event) const;
   // The lifecycle event fields of an instance.
@@ -254,6 +290,17 @@ class Authority {
   absl::flat_hash_map<std::string, RecentRenewal> recent_renewals_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const policy::PolicyVersion> policy_ ABSL_GUARDED_BY(mu_);
   absl::Mutex apply_mu_;  // serializes policy versions
+
+  struct FederationState {
+    federation::Relationship relationship;
+    store::FederationRecord record;
+    std::string last_error;
+    absl::Time next_refresh;
+  };
+  mutable absl::Mutex federation_mu_;
+  std::map<std::string, FederationState> federations_ ABSL_GUARDED_BY(federation_mu_);
+  core::BundleSet federated_;         // the latest bundle of each relationship
+  absl::Mutex federation_change_mu_;  // one add, remove or fetch at a time
 };
 
 }  // namespace tw::authority

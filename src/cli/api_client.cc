@@ -32,10 +32,11 @@ absl::StatusCode CodeFromApi(const std::string& code, int http) {
 
 }  // namespace
 
-void AddClientFlags(CLI::App* cmd, ClientFlags* flags) {
+void AddClientFlags(CLI::App* cmd, ClientFlags* flags, bool with_bundle) {
   cmd->add_option("--server", flags->server,
                   "Server URL (default $TRUSTWARDEN_SERVER or https://127.0.0.1:8443)");
   cmd->add_option("--token", flags->token, "API token (default $TRUSTWARDEN_TOKEN)");
+  if (!with_bundle) return;
   cmd->add_option("--bundle", flags->bundle,
                   "Trust bundle, SPIFFE JSON or PEM (default $TRUSTWARDEN_BUNDLE or "
                   "./trustwarden-data/bundle.json)");

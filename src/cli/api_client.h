@@ -20,8 +20,9 @@ struct ClientFlags {
   bool no_token = false;  // send no token even when TRUSTWARDEN_TOKEN is set
 };
 
-// Adds --server, --token and --bundle to `cmd`.
-void AddClientFlags(CLI::App* cmd, ClientFlags* flags);
+// Adds --server, --token and (unless `with_bundle` is false: the command's own --bundle
+// means another bundle) --bundle to `cmd`.
+void AddClientFlags(CLI::App* cmd, ClientFlags* flags, bool with_bundle = true);
 
 // Where the commands look for the trust bundle by default (what `bootstrap` writes).
 inline constexpr char kDefaultBundle[] = "./trustwarden-data/bundle.json";

@@ -609,19 +609,125 @@ void RegisterClientCommands(CLI::App& app, Action* action) {
     });
   }
   {
+    CLI::App* federation = app.add_subcommand(
+        "federation", "Trust other trust domains' bundles, fetched from their endpoints (admin)");
+    federation->require_subcommand(1);
+    auto print_federations = [](const json& list) {
+      std::vector<std::vector<std::string>> rows;
+      for (const json& r : list) {
+        rows.push_back({Field(r, "trust_domain"), Field(r, "profile"), Field(r, "endpoint_url"),
+                        Field(r, "bundle_sequence"), Field(r, "refreshed_at"),
+                        Field(r, "last_error")});
+      }
+      PrintTable({"TRUST_DOMAIN", "PROFILE", "ENDPOINT", "SEQUENCE", "REFRESHED", "ERROR"}, rows);
+    };
+    {
+      struct AddFlags {
+        ClientFlags client;
+        std::string trust_domain, endpoint, profile, endpoint_spiffe_id, bundle;
+        bool json = false;
+      };
+      auto f = std::make_shared<AddFlags>();
+      CLI::App* cmd = federation->add_subcommand(
+          "add", "Trust a trust domain's bundle, fetched from its bundle endpoint");
+      cmd->add_option("--trust-domain", f->trust_domain, "The foreign trust domain")->required();
+      cmd->add_option("--endpoint", f->endpoint, "Its bundle endpoint's https URL")->required();
+      cmd->add_option("--profile", f->profile,
+                      "https_web (the host is authenticated by Web PKI roots) or https_spiffe "
+                      "(by the endpoint's SPIFFE ID); never inferred")
+          ->required()
+          ->check(CLI::IsMember({"https_web", "https_spiffe"}));
+      cmd->add_option("--endpoint-spiffe-id", f->endpoint_spiffe_id,
+                      "https_spiffe: the SPIFFE ID the endpoint must present");
+      cmd->add_option("--bundle", f->bundle,
+                      "The trust domain's first bundle (SPIFFE JSON or PEM), obtained securely: "
+                      "a self-serving https_spiffe endpoint is authenticated with it");
+      AddJsonFlag(cmd, &f->json);
+      // --bundle is the foreign domain's here; the server's comes from $TRUSTWARDEN_BUNDLE.
+      AddClientFlags(cmd, &f->client, /*with_bundle=*/false);
+      OnRun(cmd, action, [f, print_federations]() -> absl::Status {
+        json body{{"trust_domain", f->trust_domain},
+                  {"endpoint_url", f->endpoint},
+                  {"profile", f->profile}};
+        if (!f->endpoint_spiffe_id.empty()) body["endpoint_spiffe_id"] = f->endpoint_spiffe_id;
+        if (!f->bundle.empty()) {
+          TW_ASSIGN_OR_RETURN(std::string text, base::ReadFile(f->bundle));
+          body["bundle"] = text;
+        }
+        return Simple(
+            f->client, "POST", "/v1/federation", &body, [f, print_federations](const json& reply) {
+              if (f->json) return PrintJson(reply);
+              print_federations(json::array({reply}));
+              if (reply.contains("last_error") && reply["last_error"].is_string()) {
+                std::cerr << "added; the first fetch failed (it is retried at each refresh): "
+                          << reply["last_error"].get<std::string>() << "\n";
+              }
+            });
+      });
+    }
+    {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      CLI::App* cmd = federation->add_subcommand("list", "The federation relationships");
+      AddJsonFlag(cmd, as_json.get());
+      AddClientFlags(cmd, f.get());
+      OnRun(cmd, action, [f, as_json, print_federations] {
+        return Simple(*f, "GET", "/v1/federation", nullptr,
+                      [as_json, print_federations](const json& reply) {
+                        if (*as_json) return PrintJson(reply);
+                        print_federations(reply.value("federations", json::array()));
+                      });
+      });
+    }
+    for (const auto& [name, help] : std::vector<std::pair<std::string, std::string>>{
+             {"remove", "End a relationship: its bundle is no longer trusted"},
+             {"refresh", "Fetch a trust domain's bundle now"}}) {
+      auto f = std::make_shared<ClientFlags>();
+      auto as_json = std::make_shared<bool>(false);
+      auto td = std::make_shared<std::string>();
+      CLI::App* cmd = federation->add_subcommand(name, help);
+      cmd->add_option("TD", *td, "The foreign trust domain")->required();
+      AddJsonFlag(cmd, as_json.get());
+      AddClientFlags(cmd, f.get());
+      const bool remove = name == "remove";
+      OnRun(cmd, action, [f, as_json, td, remove, print_federations] {
+        const std::string target = Target("/v1/federation", {}, *td) + (remove ? "" : "/refresh");
+        const json body = json::object();
+        return Simple(*f, remove ? "DELETE" : "POST", target, remove ? nullptr : &body,
+                      [as_json, td, remove, print_federations](const json& reply) {
+                        if (*as_json) return PrintJson(reply);
+                        if (remove) {
+                          std::cout << "federation with " << *td << " removed\n";
+                        } else {
+                          print_federations(json::array({reply}));
+                        }
+                      });
+      });
+    }
+  }
+  {
     CLI::App* bundle = app.add_subcommand("bundle", "The trust domain's SPIFFE bundle");
     bundle->require_subcommand(1);
     auto f = std::make_shared<ClientFlags>();
     auto pem = std::make_shared<bool>(false);
     auto as_json = std::make_shared<bool>(false);
+    auto federated = std::make_shared<bool>(false);
     CLI::App* show = bundle->add_subcommand("show", "Fetch the bundle from the server");
     show->add_flag("--pem", *pem, "Print the X.509 authorities as PEM");
+    show->add_flag("--federated", *federated,
+                   "The SPIFFE bundle map of every trust domain the server trusts: its own and "
+                   "the federated ones (svid verify --bundle takes it)");
     AddJsonFlag(show, as_json.get());  // the bundle is a JSON document: the default
     AddClientFlags(show, f.get());
-    OnRun(show, action, [f, pem, as_json]() -> absl::Status {
+    OnRun(show, action, [f, pem, as_json, federated]() -> absl::Status {
       TW_ASSIGN_OR_RETURN(auto client, Connect(*f));
-      TW_ASSIGN_OR_RETURN(json reply,
-                          CallJson(*client, ClientFlags{.no_token = true}, "GET", "/v1/bundle"));
+      TW_ASSIGN_OR_RETURN(json reply, CallJson(*client, ClientFlags{.no_token = true}, "GET",
+                                               *federated ? "/v1/bundles" : "/v1/bundle"));
+      if (*federated && *pem && !*as_json) {
+        TW_ASSIGN_OR_RETURN(std::vector<core::Bundle> bundles, core::ParseBundleMap(reply.dump()));
+        for (const core::Bundle& b : bundles) std::cout << b.ToPem();
+        return absl::OkStatus();
+      }
       if (!*pem || *as_json) {
         PrintJson(reply);
         return absl::OkStatus();

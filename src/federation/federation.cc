@@ -109,7 +109,21 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::Bund
     return absl::InvalidArgumentError(absl::StrCat(
         "federation: the bundle of ", r.trust_domain.name(), " has no X.509 authority"));
   }
+  TW_RETURN_IF_ERROR(CheckBoundTo(*bundle, r.trust_domain));
   return bundle;
+}
+
+absl::Status CheckBoundTo(const core::Bundle& bundle, const core::TrustDomain& trust_domain) {
+  for (const auto& authority : bundle.x509_authorities()) {
+    for (absl::string_view uri : authority->certificate.uri_sans()) {
+      absl::StatusOr<core::SpiffeId> id = core::SpiffeId::FromString(uri);
+      if (id.ok() && id->trust_domain() != trust_domain) {
+        return Invalid(absl::StrCat("the bundle given for ", trust_domain.name(),
+                                    " holds an authority of ", id->trust_domain().name()));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 bool Supersedes(const core::Bundle& fetched, const core::Bundle& held) {

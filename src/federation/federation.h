@@ -46,6 +46,11 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& relationship,
                                          const core::BundleSet& trusted,
                                          absl::Duration timeout = absl::Seconds(10));
 
+// OK unless one of the bundle's X.509 authorities names (by a spiffe:// URI SAN) another
+// trust domain than `trust_domain`: a bundle is bound to its trust domain by configuration,
+// and one that says otherwise is refused (InvalidArgument) rather than rebound.
+absl::Status CheckBoundTo(const core::Bundle& bundle, const core::TrustDomain& trust_domain);
+
 // Whether `fetched` replaces `held` (SPIFFE Federation §4.2): when both carry a
 // spiffe_sequence, only a higher one does; otherwise the most recently retrieved wins.
 bool Supersedes(const core::Bundle& fetched, const core::Bundle& held);

@@ -107,6 +107,21 @@ TEST_F(FetchTest, WhatIsNotABundleIsRefused) {
   EXPECT_THAT(FetchBundle(missing, trusted_).status().message(), HasSubstr("answered 404"));
 }
 
+TEST_F(FetchTest, ABundleNamingAnotherTrustDomainIsNotRebound) {
+  // The server's bundle (trust domain "trustwarden") offered as traffic.city's.
+  const core::TrustDomain traffic = *core::TrustDomain::FromName("traffic.city");
+  auto as_traffic = core::Bundle::Parse(bundle_.ToJson(), traffic);
+  ASSERT_TRUE(as_traffic.ok());
+  absl::Status bound = CheckBoundTo(*as_traffic, traffic);
+  EXPECT_EQ(bound.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bound.message(), HasSubstr("holds an authority of trustwarden"));
+  EXPECT_TRUE(CheckBoundTo(bundle_, bundle_.trust_domain()).ok());
+  auto fetched_as_traffic = *MakeRelationship("traffic.city", server_->url() + "/v1/bundle",
+                                              "https_spiffe", kServerId, kOwn);
+  EXPECT_EQ(FetchBundle(fetched_as_traffic, trusted_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(OrderTest, AHigherSequenceWinsAndWithoutOneTheLatest) {
   const core::TrustDomain td = *core::TrustDomain::FromName("traffic.city");
   core::Bundle held(td), fetched(td), unsequenced(td);

@@ -27,8 +27,8 @@ constexpr size_t kMaxEventBytes = 64 << 10;
 constexpr size_t kMaxString = 4096;
 
 constexpr std::array<absl::string_view, 3> kAgentTypes = {"action", "outcome", "observation"};
-constexpr std::array<absl::string_view, 6> kServerTypes = {"issuance", "renewal", "revocation",
-                                                           "policy",   "token",   "authority"};
+constexpr std::array<absl::string_view, 7> kServerTypes = {
+    "issuance", "renewal", "revocation", "policy", "token", "authority", "federation"};
 
 bool IsLowerHex(absl::string_view s) {
   static constexpr auto kHex = [] {

@@ -127,6 +127,11 @@ const Api::Route Api::kRoutes[] = {
     {"POST", "/v1/ca/activate", Access::kAdmin, &Api::CaActivate},
     {"POST", "/v1/ca/retire", Access::kAdmin, &Api::CaRetire},
     {"POST", "/v1/ca/revoke-authority", Access::kAdmin, &Api::CaRevokeAuthority},
+    {"GET", "/v1/bundles", Access::kPublic, &Api::BundleMap},
+    {"GET", "/v1/federation", Access::kAdmin, &Api::ListFederations},
+    {"POST", "/v1/federation", Access::kAdmin, &Api::AddFederation},
+    {"DELETE", "/v1/federation/*", Access::kAdmin, &Api::RemoveFederation},
+    {"POST", "/v1/federation/*", Access::kAdmin, &Api::RefreshFederation},
     {"GET", "/v1/tokens/self", Access::kCaller, &Api::TokenSelf},
     {"POST", "/v1/tokens", Access::kAdmin, &Api::CreateToken},
     {"DELETE", "/v1/tokens/*", Access::kAdmin, &Api::RevokeToken},
@@ -450,6 +455,54 @@ absl::StatusOr<HttpResponse> Api::CaRetire(const Call& c) {
   TW_ASSIGN_OR_RETURN(std::optional<int64_t> id, DecodeRetire(c.http.body));
   TW_ASSIGN_OR_RETURN(std::vector<int64_t> retired, authority_.RetireAuthority(c.caller, id));
   return Json(200, json{{"retired", retired}, {"state", "retired"}});
+}
+
+absl::StatusOr<HttpResponse> Api::BundleMap(const Call&) {
+  std::vector<core::Bundle> bundles = {*authority_.ca().bundle()};
+  for (core::Bundle& b : authority_.FederatedBundles()) bundles.push_back(std::move(b));
+  return HttpResponse{200, core::BundleMapJson(bundles), "application/json"};
+}
+
+absl::StatusOr<HttpResponse> Api::ListFederations(const Call& c) {
+  TW_ASSIGN_OR_RETURN(auto federations, authority_.ListFederations(c.caller));
+  json list = json::array();
+  for (const auto& f : federations) list.push_back(FederationJson(f));
+  return Json(200, json{{"federations", std::move(list)}});
+}
+
+absl::StatusOr<HttpResponse> Api::AddFederation(const Call& c) {
+  TW_ASSIGN_OR_RETURN(FederationRequest r, DecodeFederation(c.http.body));
+  TW_ASSIGN_OR_RETURN(
+      federation::Relationship relationship,
+      federation::MakeRelationship(r.trust_domain, r.endpoint_url, r.profile, r.endpoint_spiffe_id,
+                                   authority_.ca().trust_domain()));
+  std::optional<core::Bundle> initial;
+  if (!r.bundle.empty()) {
+    absl::StatusOr<core::Bundle> parsed = core::Bundle::Parse(r.bundle, relationship.trust_domain);
+    if (!parsed.ok() || parsed->x509_authorities().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bundle: not a bundle of ", r.trust_domain, " with an X.509 authority",
+                       parsed.ok() ? "" : absl::StrCat(": ", parsed.status().message())));
+    }
+    initial = *std::move(parsed);
+  }
+  TW_ASSIGN_OR_RETURN(auto added,
+                      authority_.AddFederation(c.caller, relationship, std::move(initial)));
+  return Json(201, FederationJson(added));
+}
+
+absl::StatusOr<HttpResponse> Api::RemoveFederation(const Call& c) {
+  TW_RETURN_IF_ERROR(authority_.RemoveFederation(c.caller, c.tail));
+  return Json(200, json{{"trust_domain", std::string(c.tail)}, {"removed", true}});
+}
+
+absl::StatusOr<HttpResponse> Api::RefreshFederation(const Call& c) {
+  absl::string_view td = c.tail;
+  if (!absl::ConsumeSuffix(&td, "/refresh") || td.empty() || absl::StrContains(td, '/')) {
+    return absl::NotFoundError("POST /v1/federation/TD/refresh");
+  }
+  TW_ASSIGN_OR_RETURN(auto refreshed, authority_.RefreshFederation(c.caller, td));
+  return Json(200, FederationJson(refreshed));
 }
 
 absl::StatusOr<HttpResponse> Api::CaRevokeAuthority(const Call& c) {

@@ -101,6 +101,11 @@ class Api {
   absl::StatusOr<HttpResponse> CaActivate(const Call& c);
   absl::StatusOr<HttpResponse> CaRetire(const Call& c);
   absl::StatusOr<HttpResponse> CaRevokeAuthority(const Call& c);
+  absl::StatusOr<HttpResponse> BundleMap(const Call& c);
+  absl::StatusOr<HttpResponse> ListFederations(const Call& c);
+  absl::StatusOr<HttpResponse> AddFederation(const Call& c);
+  absl::StatusOr<HttpResponse> RemoveFederation(const Call& c);
+  absl::StatusOr<HttpResponse> RefreshFederation(const Call& c);
   absl::StatusOr<HttpResponse> CreateToken(const Call& c);
   absl::StatusOr<HttpResponse> RevokeToken(const Call& c);
   absl::StatusOr<HttpResponse> LedgerKey(const Call& c);

@@ -100,6 +100,19 @@ json AuthorityJson(const ca::AuthorityInfo& a) {
               {"signs_until", at(a.signs_until)}};
 }
 
+json FederationJson(const authority::Authority::Federation& f) {
+  auto text = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+  return json{{"trust_domain", f.record.trust_domain},
+              {"endpoint_url", f.record.endpoint_url},
+              {"profile", f.record.profile},
+              {"endpoint_spiffe_id", text(f.record.endpoint_spiffe_id)},
+              {"bundle_sequence", f.bundle_sequence ? json(*f.bundle_sequence) : json(nullptr)},
+              {"refreshed_at",
+               f.record.refreshed_at ? json(base::Rfc3339(*f.record.refreshed_at)) : json(nullptr)},
+              {"next_refresh", base::Rfc3339(f.next_refresh)},
+              {"last_error", text(f.last_error)}};
+}
+
 std::string RevocationEntryJson(const revocation::Entry& e) {
   return json{{"sequence", e.sequence},
               {"kind", std::string(revocation::KindName(e.kind))},

@@ -26,6 +26,7 @@ nlohmann::json TimeOrNull(const std::optional<absl::Time>& t);
 nlohmann::json IdentityJson(const authority::IdentityView& identity);
 // An authority as GET /v1/ca lists it.
 nlohmann::json AuthorityJson(const ca::AuthorityInfo& a);
+nlohmann::json FederationJson(const authority::Authority::Federation& f);
 // A creation's or renewal's reply, with the trust bundle (already serialized) spliced in.
 HttpResponse IssuedResponse(int status, const authority::IssuedIdentity& issued,
                             const std::string& bundle_json);

@@ -255,6 +255,35 @@ absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body) {
   return out;
 }
 
+absl::StatusOr<FederationRequest> DecodeFederation(absl::string_view body) {
+  FederationRequest out;
+  const std::pair<const char*, std::string*> fields[] = {
+      {"trust_domain", &out.trust_domain},
+      {"endpoint_url", &out.endpoint_url},
+      {"profile", &out.profile},
+      {"endpoint_spiffe_id", &out.endpoint_spiffe_id},
+      {"bundle", &out.bundle}};
+  TW_RETURN_IF_ERROR(core::VisitStrictJsonObject(
+      body, "request body",
+      [&](const std::string& name, json&& value) -> absl::Status {
+        for (const auto& [field, target] : fields) {
+          if (name != field) continue;
+          TW_ASSIGN_OR_RETURN(*target, GetString(name, value, name == "bundle" ? kMaxBody : 2048));
+          return absl::OkStatus();
+        }
+        return Unknown(name);
+      },
+      kMaxBody));
+  for (const char* required : {"trust_domain", "endpoint_url", "profile"}) {
+    for (const auto& [field, target] : fields) {
+      if (absl::string_view(field) == required && target->empty()) {
+        return Invalid(required, "is required");
+      }
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<LedgerEventsRequest> DecodeLedgerEvents(absl::string_view body) {
   LedgerEventsRequest out;
   bool has_events = false, has_signature = false;

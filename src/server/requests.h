@@ -37,6 +37,13 @@ struct TokenRequest {
 };
 absl::StatusOr<TokenRequest> DecodeTokenRequest(absl::string_view body);
 
+// POST /v1/federation: {trust_domain, endpoint_url, profile, endpoint_spiffe_id?, bundle?},
+// bundle being the foreign trust domain's first bundle (SPIFFE JSON or PEM).
+struct FederationRequest {
+  std::string trust_domain, endpoint_url, profile, endpoint_spiffe_id, bundle;
+};
+absl::StatusOr<FederationRequest> DecodeFederation(absl::string_view body);
+
 // POST /v1/ca/activate: {}, or {"force": true} to activate before the refresh hint, and
 // in upstream mode {"chain": PEM}, the prepared authority's certificate from the root.
 struct ActivateRequest {

@@ -95,6 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tw::server::DecodeLedgerEvents(rest).IgnoreError();
   tw::server::DecodeRetire(rest).IgnoreError();
   tw::server::DecodeActivate(rest).IgnoreError();
+  tw::server::DecodeFederation(rest).IgnoreError();
 
   const size_t method_end = rest.find('\n');
   if (method_end == absl::string_view::npos) return 0;

@@ -347,6 +347,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   TW_RETURN_IF_ERROR(s.ledger->SignIfGrown().status());
   server->upkeep_ = std::thread([s = server.get()] { s->Upkeep(); });
   server->tree_heads_ = std::thread([s = server.get()] { s->SignTreeHeads(); });
+  server->federations_ = std::thread([s = server.get()] { s->RefreshFederations(); });
   return server;
 }
 
@@ -434,6 +435,10 @@ void Server::Upkeep() {
   }
 }
 
+void Server::RefreshFederations() {
+  while (!WaitForStop(absl::Seconds(1))) parts_->services->authority->RefreshDueFederations();
+}
+
 void Server::SignTreeHeads() {
   Parts& p = *parts_;
   while (!WaitForStop(p.config.sth_interval)) {
@@ -458,6 +463,7 @@ void Server::Stop() {
   }
   if (upkeep_.joinable()) upkeep_.join();
   if (tree_heads_.joinable()) tree_heads_.join();
+  if (federations_.joinable()) federations_.join();
   parts_->http->Stop();
   if (parts_->bundle_endpoint != nullptr) parts_->bundle_endpoint->Stop();
 }

@@ -95,6 +95,8 @@ class Server {
   void Upkeep();
   // Signs a tree head every config.sth_interval when the ledger grew.
   void SignTreeHeads();
+  // Fetches the bundles of federated trust domains as their refresh hints fall due.
+  void RefreshFederations();
   absl::Status RenewServerCertificate();
 
   std::unique_ptr<Parts> parts_;
@@ -103,6 +105,7 @@ class Server {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread upkeep_;
   std::thread tree_heads_;
+  std::thread federations_;
 };
 
 }  // namespace tw::server

@@ -1,7 +1,8 @@
-"""The SPIFFE bundle endpoint (SPIFFE Federation §4-5) of a real `trustwarden server
+"""Federation (SPIFFE Federation). The bundle endpoint of a real `trustwarden server
 --bundle-endpoint`, fetched by clients nobody here wrote: Python's ssl, curl and OpenSSL's
-s_client. Profile https_spiffe (served with the server's X.509-SVID) and https_web
-(served with a certificate from files, checked by host name)."""
+s_client, in profile https_spiffe (served with the server's X.509-SVID) and https_web
+(served with a certificate from files, checked by host name). Then two servers, one
+trusting the other's bundle through `trustwarden federation add`."""
 
 import json
 import os
@@ -15,7 +16,8 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import trustwarden_harness as harness  # noqa: E402
-from trustwarden_harness import OPENSSL, Server, describe, read_text, run  # noqa: E402
+from trustwarden_harness import (OPENSSL, Server, cli_env, describe, read_text,  # noqa: E402
+                                 run, tw)
 
 BUNDLE_ENDPOINT_RE = re.compile(r"bundle endpoint on https://\S+:(\d+)/ \(profile (\w+)")
 SERVER_ID = "spiffe://trustwarden/trustwarden/server"
@@ -189,6 +191,124 @@ class HttpsWebTest(unittest.TestCase):
         reply, cert = exchange(self.port, request("GET", "/"), ctx)
         self.assertEqual(parse_reply(reply)[0], 200)
         self.assertIn(("DNS", "bundle.example"), cert["subjectAltName"])
+
+
+class TwoDomainsTest(unittest.TestCase):
+    """traffic.city trusts energy.city's bundle, fetched from energy.city's bundle endpoint
+    (https_spiffe, self-serving: the first bundle is given by the operator)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="tw-federation-two-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.traffic = Server(os.path.join(cls.tmp, "traffic"), trust_domain="traffic.city")
+        cls.energy = Server(os.path.join(cls.tmp, "energy"), trust_domain="energy.city",
+                            extra_args=["--bundle-endpoint", "127.0.0.1:0"])
+        for s in (cls.traffic, cls.energy):
+            cls.addClassCleanup(s.stop)
+            s.start()
+        cls.energy_endpoint = f"https://127.0.0.1:{endpoint_of(cls.energy)[0]}/"
+
+    def cli(self, server, *argv, code=0):
+        r = tw(*argv, env=cli_env(server, token=server.admin_token()))
+        self.assertEqual(r.returncode, code, describe(r))
+        return r
+
+    def add_energy(self, *extra):
+        return self.cli(self.traffic, "federation", "add", "--trust-domain", "energy.city",
+                        "--endpoint", self.energy_endpoint, "--profile", "https_spiffe",
+                        "--endpoint-spiffe-id", "spiffe://energy.city/trustwarden/server",
+                        *extra)
+
+    def bundle_map(self):
+        r = self.cli(self.traffic, "bundle", "show", "--federated")
+        return json.loads(r.stdout)["trust_domains"]
+
+    def energy_sequence(self):
+        return self.energy.client().get("/v1/bundle").json["spiffe_sequence"]
+
+    def test_1_the_foreign_bundle_is_fetched_kept_and_refreshed(self):
+        added = json.loads(self.add_energy("--bundle", self.energy.bundle_json, "--json").stdout)
+        self.assertIsNone(added["last_error"])
+        self.assertEqual(added["bundle_sequence"], self.energy_sequence())
+        domains = self.bundle_map()
+        self.assertEqual(sorted(domains), ["energy.city", "traffic.city"])
+        served = self.energy.client().get("/v1/bundle").json
+        self.assertEqual(domains["energy.city"]["keys"], served["keys"])
+        # The map verifies the SVIDs of both trust domains, each by its own bundle.
+        map_path = harness.write_file(os.path.join(self.tmp, "map.json"),
+                                      json.dumps({"trust_domains": domains}))
+        for server, name in ((self.energy, "energy"), (self.traffic, "traffic")):
+            out = os.path.join(self.tmp, f"{name}-agent")
+            self.cli(server, "agent", "create", "--name", "city/ops/agent", "--scope", "read:x",
+                     "--out", out)
+            r = tw("svid", "verify", "--bundle", map_path, os.path.join(out, "svid.pem"))
+            self.assertEqual(r.returncode, 0, describe(r))
+            self.assertTrue(r.stdout.startswith(f"spiffe://{name}.city/"), r.stdout)
+        # energy.city rotates: a refresh brings the new bundle, and it survives a restart.
+        before = self.energy_sequence()
+        self.cli(self.energy, "ca", "prepare")
+        self.assertEqual(self.energy_sequence(), before + 1)
+        refreshed = json.loads(self.cli(self.traffic, "federation", "refresh", "energy.city",
+                                        "--json").stdout)
+        self.assertEqual(refreshed["bundle_sequence"], before + 1)
+        self.assertEqual(len([k for k in self.bundle_map()["energy.city"]["keys"]
+                              if k["use"] == "x509-svid"]), 2)
+        self.traffic.stop()
+        self.traffic.start()
+        listed = json.loads(self.cli(self.traffic, "federation", "list", "--json").stdout)
+        self.assertEqual([(f["trust_domain"], f["profile"], f["bundle_sequence"])
+                          for f in listed["federations"]],
+                         [("energy.city", "https_spiffe", before + 1)])
+        # Each change is in traffic.city's ledger.
+        events = self.traffic.client(token=self.traffic.admin_token()).get(
+            "/v1/audit/events?type=federation&limit=100").json["events"]
+        reasons = [e["event"]["reason"] for e in events]
+        self.assertTrue(any(r.startswith("added: https_spiffe") for r in reasons), reasons)
+        self.assertIn(f"bundle sequence {before + 1}", reasons)
+
+    def test_2_removal_stops_trusting_the_domain(self):
+        self.add_energy("--bundle", self.energy.bundle_json)
+        self.cli(self.traffic, "federation", "remove", "energy.city")
+        self.assertEqual(sorted(self.bundle_map()), ["traffic.city"])
+        listed = json.loads(self.cli(self.traffic, "federation", "list", "--json").stdout)
+        self.assertEqual(listed["federations"], [])
+        r = self.cli(self.traffic, "federation", "remove", "energy.city", code=1)
+        self.assertIn("no federation relationship", r.stderr)
+
+    def test_3_an_endpoint_with_another_spiffe_id_is_refused(self):
+        r = self.cli(self.traffic, "federation", "add", "--trust-domain", "energy.city",
+                     "--endpoint", self.energy_endpoint, "--profile", "https_spiffe",
+                     "--endpoint-spiffe-id", "spiffe://energy.city/someone/else",
+                     "--bundle", self.energy.bundle_json, "--json")
+        added = json.loads(r.stdout)
+        self.assertIn("not spiffe://energy.city/someone/else", added["last_error"])
+        r = self.cli(self.traffic, "federation", "refresh", "energy.city", code=1)
+        self.assertIn("refused", r.stderr)
+        self.cli(self.traffic, "federation", "remove", "energy.city")
+
+    def test_4_every_parameter_is_explicit_and_checked(self):
+        base = ["federation", "add", "--trust-domain", "energy.city", "--endpoint"]
+        for argv, code, why in [
+                (base + ["http://127.0.0.1:1/", "--profile", "https_web"], 1, "not an https URL"),
+                (base + [self.energy_endpoint, "--profile", "https_spiffe"], 1,
+                 "needs the SPIFFE ID"),
+                (base + [self.energy_endpoint, "--profile", "spiffe"], 2, "profile"),
+                (["federation", "add", "--trust-domain", "traffic.city", "--endpoint",
+                  self.energy_endpoint, "--profile", "https_web"], 1, "own trust domain"),
+                (base + [self.energy_endpoint, "--profile", "https_spiffe",
+                         "--endpoint-spiffe-id", "spiffe://energy.city/trustwarden/server",
+                         "--bundle", self.traffic.bundle_json], 1, "traffic.city")]:
+            r = self.cli(self.traffic, *argv, code=code)
+            self.assertIn(why, r.stderr, argv)
+        # Without the admin token, and with a body the route does not know.
+        r = self.traffic.client().get("/v1/federation")
+        self.assertEqual(r.status, 401, r)
+        r = self.traffic.client(token=self.traffic.admin_token()).post(
+            "/v1/federation", {"trust_domain": "energy.city", "endpoint_url": "https://a/",
+                               "profile": "https_web", "extra": 1})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(self.traffic.client().get("/v1/bundles").status, 200)
 
 
 if __name__ == "__main__":
