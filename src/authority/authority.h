@@ -179,8 +179,8 @@ class Authority {
                                                absl::string_view trust_domain);
   absl::StatusOr<std::vector<Federation>> ListFederations(const Caller& caller) const;
   // Fetches the bundle of every relationship whose refresh hint has passed (a failed
-  // fetch waits for the next interval too).
-  void RefreshDueFederations();
+  // fetch waits for the next interval too), one after another until `stopping` says so.
+  void RefreshDueFederations(const std::function<bool()>& stopping = nullptr);
   // The latest bundle of every federated trust domain, bound to it (ours is not there).
   std::vector<core::Bundle> FederatedBundles() const;
 
@@ -249,8 +249,6 @@ class Authority {
   // One fetch for `trust_domain`; keeps a newer bundle in the store and in memory.
   absl::StatusOr<Federation> FetchFederation(const std::string& trust_domain);
   Federation Describe(const std::string& trust_domain) const ABSL_LOCKS_EXCLUDED(federation_mu_);
-  absl::Status RecordFederation(const Caller& caller, absl::string_view trust_domain,
-                                std::string reason);
 
   // The signed lifecycle event to store with a mutation; nullopt without a ledger.
   absl::StatusOr<std::optional<store::LedgerAppend>> Audit(ledger::Event event) const;

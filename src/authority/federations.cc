@@ -49,17 +49,6 @@ Authority::Federation Authority::Describe(const std::string& trust_domain) const
   return out;
 }
 
-absl::Status Authority::RecordFederation(const Caller& caller, absl::string_view trust_domain,
-                                         std::string reason) {
-  TW_ASSIGN_OR_RETURN(auto audit,
-                      Audit(ledger::Event{.type = "federation",
-                                          .principal = caller.principal,
-                                          .resource = absl::StrCat("federation:", trust_domain),
-                                          .reason = std::move(reason)}));
-  if (audit) TW_RETURN_IF_ERROR(store_.AppendLedger(*audit).status());
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::string& td) {
   std::optional<federation::Relationship> relationship;
   {
@@ -78,8 +67,23 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
   std::shared_ptr<const core::Bundle> held = federated_.Get(td);
   absl::Status kept = fetched.status();
   bool changed = false;
-  if (fetched.ok() && (held == nullptr || federation::Supersedes(*fetched, *held))) {
-    kept = store_.UpdateFederatedBundle(td, fetched->ToJson(), now);
+  if (fetched.ok() && held != nullptr && fetched->ToJson() == held->ToJson()) {
+    // The same bundle again: nothing to keep or record.
+  } else if (fetched.ok() && held != nullptr && !federation::Supersedes(*fetched, *held)) {
+    kept = absl::FailedPreconditionError(
+        absl::StrCat("the endpoint served sequence ", *fetched->sequence(), ", not above the held ",
+                     *held->sequence(), ": the held bundle stays"));
+  } else if (fetched.ok()) {
+    const std::string sequence = fetched->sequence() ? absl::StrCat(*fetched->sequence()) : "none";
+    absl::StatusOr<std::optional<store::LedgerAppend>> audit =
+        Audit(ledger::Event{.type = "federation",
+                            .principal = "federation",
+                            .resource = absl::StrCat("federation:", td),
+                            .reason = absl::StrCat("bundle sequence ", sequence)});
+    kept = audit.status();
+    if (kept.ok()) {
+      kept = store_.UpdateFederatedBundle(td, fetched->ToJson(), now, *audit ? &**audit : nullptr);
+    }
     changed = kept.ok();
   }
   {
@@ -101,10 +105,6 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
     spdlog::info("federation with {}: bundle sequence {} from {}", td,
                  fetched->sequence() ? absl::StrCat(*fetched->sequence()) : "none",
                  relationship->endpoint_url);
-    TW_RETURN_IF_ERROR(RecordFederation(
-        Caller{.principal = "federation"}, td,
-        absl::StrCat("bundle sequence ",
-                     fetched->sequence() ? absl::StrCat(*fetched->sequence()) : "none")));
   }
   return Describe(td);
 }
@@ -129,6 +129,14 @@ absl::StatusOr<Authority::Federation> Authority::AddFederation(
     TW_RETURN_IF_ERROR(federation::CheckBoundTo(*initial_bundle, relationship.trust_domain));
     record.bundle_json = initial_bundle->ToJson();
     record.refreshed_at = options_.clock->Now();
+  } else if (std::shared_ptr<const core::Bundle> held = federated_.Get(td)) {
+    // A relationship replaced (another endpoint, say) keeps the bundle it holds.
+    initial_bundle = *held;
+    record.bundle_json = held->ToJson();
+    absl::MutexLock lock(&federation_mu_);
+    if (auto it = federations_.find(td); it != federations_.end()) {
+      record.refreshed_at = it->second.record.refreshed_at;
+    }
   }
   TW_ASSIGN_OR_RETURN(auto audit,
                       Audit(ledger::Event{.type = "federation",
@@ -142,11 +150,7 @@ absl::StatusOr<Authority::Federation> Authority::AddFederation(
     federations_.insert_or_assign(td, FederationState{.relationship = relationship,
                                                       .record = record,
                                                       .next_refresh = options_.clock->Now()});
-    if (initial_bundle) {
-      federated_.Put(*std::move(initial_bundle));
-    } else {
-      federated_.Remove(relationship.trust_domain);
-    }
+    if (initial_bundle) federated_.Put(*std::move(initial_bundle));
   }
   // The first fetch: its failure is shown, the relationship stays and is polled.
   (void)FetchFederation(td);
@@ -191,7 +195,7 @@ absl::StatusOr<std::vector<Authority::Federation>> Authority::ListFederations(
   return out;
 }
 
-void Authority::RefreshDueFederations() {
+void Authority::RefreshDueFederations(const std::function<bool()>& stopping) {
   const absl::Time now = options_.clock->Now();
   std::vector<std::string> due;
   {
@@ -201,6 +205,7 @@ void Authority::RefreshDueFederations() {
     }
   }
   for (const std::string& td : due) {
+    if (stopping && stopping()) return;
     absl::MutexLock change(&federation_change_mu_);
     (void)FetchFederation(td);  // its error is logged and kept (last_error)
   }

@@ -388,7 +388,13 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyw
     std::vector<base::Bytes> chain = core::DecodePemBlocks(chain_pem, "CERTIFICATE");
     TW_ASSIGN_OR_RETURN(std::unique_ptr<crypto::Signer> ca_key,
                         crypto::OpenSigner(prepared->ca_key));
-    TW_RETURN_IF_ERROR(UpstreamIssuer(std::move(ca_key), chain, base::Clock::System()).status());
+    TW_ASSIGN_OR_RETURN(core::X509Issuer issuer,
+                        UpstreamIssuer(std::move(ca_key), chain, base::Clock::System()));
+    if (issuer.trust_domain() != trust_domain()) {
+      return absl::InvalidArgumentError(absl::StrCat("the chain is for trust domain ",
+                                                     issuer.trust_domain().name(), ", not ",
+                                                     trust_domain().name()));
+    }
     const auto& roots = s->bundle->x509_authorities();
     if (!std::any_of(roots.begin(), roots.end(), [&](const auto& a) {
           return base::Equal(a->certificate.der(), chain.back());
@@ -513,6 +519,21 @@ absl::Status RotatingCa::RevokeAuthority(int64_t id, absl::Time now) {
   if (!Published(e->state)) {
     return absl::FailedPreconditionError(
         absl::StrCat("authority ", id, " is ", AuthorityStateName(e->state), " already"));
+  }
+  // An intermediate under the root the bundle keeps for the others: leaving the bundle would
+  // not untrust what it signed, and saying it was revoked would mislead.
+  const std::vector<base::Bytes> chain = core::DecodePemBlocks(e->chain_pem, "CERTIFICATE");
+  if (chain.size() > 1) {
+    for (const Entry& other : entries) {
+      if (other.id == id || !Published(other.state)) continue;
+      const std::vector<base::Bytes> theirs = core::DecodePemBlocks(other.chain_pem, "CERTIFICATE");
+      if (!theirs.empty() && theirs.back() == chain.back()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "authority ", id, " is an intermediate of the upstream root authority ", other.id,
+            " also chains to: the bundle keeps that root, so what it signed stays trusted until "
+            "the intermediate expires; stop trusting it at the root (a new root), not here"));
+      }
+    }
   }
   e->state = AuthorityState::kRevoked;
   if (e->deactivated_at == absl::InfinitePast()) e->deactivated_at = now;

@@ -225,6 +225,16 @@ TEST_F(UpstreamRotationTest, TheSuccessorsRequestIsSignedByTheRootThenActivated)
   const std::string other_root = *SignedByRoot(other_root_dir, prepared->csr_pem);
   EXPECT_THAT(ca_->Activate(now + absl::Minutes(10), false, other_root).status().message(),
               HasSubstr("another root"));
+  const std::string elsewhere_dir = tmp_ / "elsewhere";
+  ASSERT_TRUE(CaDirectory::Init(elsewhere_dir,
+                                {.trust_domain = *core::TrustDomain::FromName("elsewhere.org")},
+                                base::Clock::System())
+                  .ok());
+  EXPECT_THAT(
+      ca_->Activate(now + absl::Minutes(10), false, *SignedByRoot(elsewhere_dir, prepared->csr_pem))
+          .status()
+          .message(),
+      HasSubstr("for trust domain elsewhere.org"));
   EXPECT_EQ(ca_->issuer(), first_issuer) << "refusals change nothing";
 
   const std::string chain = *SignedByRoot(root_, prepared->csr_pem);
@@ -253,6 +263,11 @@ TEST_F(UpstreamRotationTest, TheSuccessorsRequestIsSignedByTheRootThenActivated)
   std::vector<base::ByteView> presented = {*leaf};
   for (base::ByteView c : ca_->issuer()->served_chain()) presented.push_back(c);
   EXPECT_TRUE(verifier.Verify(presented).ok());
+  // The old intermediate chains to the root the bundle keeps: "revoking" it would untrust
+  // nothing, so it is refused rather than reported done.
+  absl::Status revoked = ca_->RevokeAuthority(1, now + absl::Minutes(11));
+  EXPECT_EQ(revoked.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(revoked.message(), HasSubstr("upstream root"));
   // Kept across a restart.
   auto reopened = RotatingCa::Open(up_, RotatingCaOptions{});
   ASSERT_TRUE(reopened.ok()) << reopened.status();

@@ -1,5 +1,6 @@
 #include "federation/federation.h"
 
+#include <algorithm>
 #include <boost/url/parse.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,9 @@ namespace tw::federation {
 namespace {
 
 constexpr absl::Duration kDefaultRefresh = absl::Minutes(5);
+// Whatever a foreign endpoint's hint says: never polled faster, never forgotten longer.
+constexpr absl::Duration kMinRefresh = absl::Seconds(5);
+constexpr absl::Duration kMaxRefresh = absl::Hours(24);
 
 absl::Status Invalid(absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("federation: ", why));
@@ -38,6 +42,9 @@ absl::StatusOr<Relationship> MakeRelationship(absl::string_view trust_domain,
   }
   if (url->has_userinfo() || url->has_fragment()) {
     return Invalid("the endpoint URL may carry no userinfo and no fragment");
+  }
+  if (url->has_port() && (url->port().empty() || url->port_number() == 0)) {
+    return Invalid(absl::StrCat("the endpoint URL \"", endpoint_url, "\" has a bad port"));
   }
   r.endpoint_url = std::string(endpoint_url);
   if (profile == "https_web") {
@@ -100,6 +107,12 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::Bund
     return absl::UnavailableError(
         absl::StrCat("federation: ", r.endpoint_url, " answered ", reply.status));
   }
+  // A SPIFFE bundle is a JSON object (not the PEM Bundle::Parse also reads).
+  const size_t first = reply.body.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || reply.body[first] != '{') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("federation: ", r.endpoint_url, " served no SPIFFE bundle (not JSON)"));
+  }
   absl::StatusOr<core::Bundle> bundle = core::Bundle::Parse(reply.body, r.trust_domain);
   if (!bundle.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -133,7 +146,9 @@ bool Supersedes(const core::Bundle& fetched, const core::Bundle& held) {
 
 absl::Duration RefreshInterval(const core::Bundle* bundle) {
   if (bundle == nullptr || !bundle->refresh_hint_seconds()) return kDefaultRefresh;
-  return std::max(absl::Seconds(*bundle->refresh_hint_seconds()), absl::Seconds(1));
+  const int64_t hint =
+      std::clamp<int64_t>(*bundle->refresh_hint_seconds(), 0, absl::ToInt64Seconds(kMaxRefresh));
+  return std::clamp(absl::Seconds(hint), kMinRefresh, kMaxRefresh);
 }
 
 }  // namespace tw::federation

@@ -56,7 +56,7 @@ absl::Status CheckBoundTo(const core::Bundle& bundle, const core::TrustDomain& t
 bool Supersedes(const core::Bundle& fetched, const core::Bundle& held);
 
 // How long after a fetch to poll again: the bundle's spiffe_refresh_hint, else 5 minutes
-// (the recommended default), never under 1 second.
+// (the recommended default), kept between 5 seconds and 24 hours whatever the hint says.
 absl::Duration RefreshInterval(const core::Bundle* bundle);
 
 }  // namespace tw::federation

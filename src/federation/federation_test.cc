@@ -82,7 +82,7 @@ TEST_F(FetchTest, HttpsSpiffeAuthenticatesTheEndpointsExactSpiffeId) {
   ASSERT_TRUE(other.ok());
   core::BundleSet wrong;
   wrong.Put(*core::Bundle::Parse(*base::ReadFile((*other)->data_dir() + "/bundle.json")));
-  EXPECT_EQ(FetchBundle(Spiffe(), wrong).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(FetchBundle(Spiffe(), wrong).status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 TEST_F(FetchTest, HttpsWebAuthenticatesTheHostWithTheSystemsRoots) {
@@ -143,7 +143,9 @@ TEST(OrderTest, PollsByTheRefreshHint) {
   b.set_refresh_hint_seconds(60);
   EXPECT_EQ(RefreshInterval(&b), absl::Minutes(1));
   b.set_refresh_hint_seconds(0);
-  EXPECT_EQ(RefreshInterval(&b), absl::Seconds(1));
+  EXPECT_EQ(RefreshInterval(&b), absl::Seconds(5)) << "a foreign hint cannot make us spin";
+  b.set_refresh_hint_seconds(int64_t{1} << 60);
+  EXPECT_EQ(RefreshInterval(&b), absl::Hours(24)) << "nor stop us polling";
 }
 
 }  // namespace

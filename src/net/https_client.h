@@ -31,8 +31,8 @@ struct ClientOptions {
   // servers the Web PKI authenticates. ca_pem may then be empty.
   bool system_roots = false;
   // When set, the server is authenticated by this check of its certificate chain (leaf
-  // first, DER), made after OpenSSL verified the chain against the trusted CAs, instead of
-  // by its host name (e.g. an exact SPIFFE ID). Its error fails the connection.
+  // first, DER) alone, instead of by OpenSSL's chain verification and its host name (e.g.
+  // SPIFFE rules and an exact SPIFFE ID). Its error fails the connection.
   std::function<absl::Status(const std::vector<base::Bytes>& chain)> check_peer;
 };
 

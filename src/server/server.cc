@@ -436,7 +436,12 @@ void Server::Upkeep() {
 }
 
 void Server::RefreshFederations() {
-  while (!WaitForStop(absl::Seconds(1))) parts_->services->authority->RefreshDueFederations();
+  while (!WaitForStop(absl::Seconds(1))) {
+    parts_->services->authority->RefreshDueFederations([this] {
+      absl::MutexLock lock(&mu_);
+      return stopping_;
+    });
+  }
 }
 
 void Server::SignTreeHeads() {

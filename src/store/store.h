@@ -189,8 +189,8 @@ class Store {
   // Keeps `bundle_json`, fetched at `refreshed_at`, as the relationship's latest bundle.
   // NotFound when the relationship is gone (removed meanwhile: nothing comes back).
   virtual absl::Status UpdateFederatedBundle(absl::string_view trust_domain,
-                                             absl::string_view bundle_json,
-                                             absl::Time refreshed_at) = 0;
+                                             absl::string_view bundle_json, absl::Time refreshed_at,
+                                             const LedgerAppend* audit = nullptr) = 0;
   // Every relationship, by trust domain.
   virtual absl::StatusOr<std::vector<FederationRecord>> ListFederations() = 0;
   // Ends the relationship and forgets its bundle. NotFound for an unknown trust domain.

@@ -269,6 +269,10 @@ class TwoDomainsTest(unittest.TestCase):
 
     def test_2_removal_stops_trusting_the_domain(self):
         self.add_energy("--bundle", self.energy.bundle_json)
+        # Replaced without a bundle: the one held still authenticates the endpoint.
+        again = json.loads(self.add_energy("--json").stdout)
+        self.assertIsNone(again["last_error"])
+        self.assertEqual(again["bundle_sequence"], self.energy_sequence())
         self.cli(self.traffic, "federation", "remove", "energy.city")
         self.assertEqual(sorted(self.bundle_map()), ["traffic.city"])
         listed = json.loads(self.cli(self.traffic, "federation", "list", "--json").stdout)

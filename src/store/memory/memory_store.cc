@@ -369,12 +369,15 @@ absl::Status MemoryStore::PutFederation(const FederationRecord& record, const Le
 
 absl::Status MemoryStore::UpdateFederatedBundle(absl::string_view trust_domain,
                                                 absl::string_view bundle_json,
-                                                absl::Time refreshed_at) {
+                                                absl::Time refreshed_at,
+                                                const LedgerAppend* audit) {
   absl::MutexLock lock(&mu_);
   auto it = federations_.find(std::string(trust_domain));
   if (it == federations_.end()) return FederationNotFound(trust_domain);
+  TW_ASSIGN_OR_RETURN(LedgerPlan plan, PlanAudit(audit));
   it->second.bundle_json = std::string(bundle_json);
   it->second.refreshed_at = ToSeconds(refreshed_at);
+  ApplyLedger(std::move(plan));
   return absl::OkStatus();
 }
 

@@ -48,7 +48,7 @@ class MemoryStore final : public Store {
                            const LedgerAppend* audit) override;
   absl::Status PutFederation(const FederationRecord& record, const LedgerAppend* audit) override;
   absl::Status UpdateFederatedBundle(absl::string_view trust_domain, absl::string_view bundle_json,
-                                     absl::Time refreshed_at) override;
+                                     absl::Time refreshed_at, const LedgerAppend* audit) override;
   absl::StatusOr<std::vector<FederationRecord>> ListFederations() override;
   absl::Status DeleteFederation(absl::string_view trust_domain, const LedgerAppend* audit) override;
   absl::StatusOr<LedgerAppended> AppendLedger(const LedgerAppend& batch) override;

@@ -397,13 +397,15 @@ absl::Status SqliteStore::PutFederation(const FederationRecord& r, const LedgerA
 
 absl::Status SqliteStore::UpdateFederatedBundle(absl::string_view trust_domain,
                                                 absl::string_view bundle_json,
-                                                absl::Time refreshed_at) {
+                                                absl::Time refreshed_at,
+                                                const LedgerAppend* audit) {
   return Write([&](Db& db) -> absl::Status {
     TW_ASSIGN_OR_RETURN(Stmt s, db.Prepare("UPDATE federations SET bundle = ?2, refreshed_at = ?3 "
                                            "WHERE trust_domain = ?1"));
     s.Bind(1, trust_domain).Bind(2, bundle_json).Bind(3, Seconds(refreshed_at));
     TW_RETURN_IF_ERROR(s.Run());
-    return db.Changes() == 0 ? FederationNotFound(trust_domain) : absl::OkStatus();
+    if (db.Changes() == 0) return FederationNotFound(trust_domain);
+    return sqlite::AppendAudit(db, audit);
   });
 }
 
