@@ -274,12 +274,10 @@ absl::StatusOr<FederationRequest> DecodeFederation(absl::string_view body) {
         return Unknown(name);
       },
       kMaxBody));
-  for (const char* required : {"trust_domain", "endpoint_url", "profile"}) {
-    for (const auto& [field, target] : fields) {
-      if (absl::string_view(field) == required && target->empty()) {
-        return Invalid(required, "is required");
-      }
-    }
+  for (const auto& [field, target] : fields) {
+    const absl::string_view name = field;
+    const bool optional = name == "endpoint_spiffe_id" || name == "bundle";
+    if (!optional && target->empty()) return Invalid(name, "is required");
   }
   return out;
 }

@@ -392,18 +392,15 @@ absl::Status Server::RenewServerCertificate() {
   chain.insert(chain.end(), served.begin(), served.end());
   const std::string chain_pem = core::CertificatesToPem(chain);
   crypto::SecretBytes key_pem = key->ToPkcs8Pem();
-  if (p.http->port() == 0) {
-    TW_RETURN_IF_ERROR(p.http->Start(chain_pem, key_pem.view()));
-  } else {
-    TW_RETURN_IF_ERROR(p.http->SetCertificate(chain_pem, key_pem.view()));
-  }
+  // The first certificate starts a listener; later ones replace it.
+  auto serve = [&](HttpServer& listener) {
+    return listener.port() == 0 ? listener.Start(chain_pem, key_pem.view())
+                                : listener.SetCertificate(chain_pem, key_pem.view());
+  };
+  TW_RETURN_IF_ERROR(serve(*p.http));
   // https_spiffe: the bundle endpoint presents the same SVID.
   if (p.bundle_endpoint != nullptr && p.config.bundle_endpoint_cert.empty()) {
-    if (p.bundle_endpoint->port() == 0) {
-      TW_RETURN_IF_ERROR(p.bundle_endpoint->Start(chain_pem, key_pem.view()));
-    } else {
-      TW_RETURN_IF_ERROR(p.bundle_endpoint->SetCertificate(chain_pem, key_pem.view()));
-    }
+    TW_RETURN_IF_ERROR(serve(*p.bundle_endpoint));
   }
   p.certificate_renew_at = now + kServerSvidTtl / 2;
   return absl::OkStatus();
