@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace trustwarden {
@@ -18,6 +19,11 @@ struct Connection {
                           // default ./trustwarden-spool
   // Calls and verifications fail closed when the revocation stream has been silent longer.
   std::chrono::milliseconds max_staleness{5000};
+  // Revocation streams of federated trust domains to follow: trust domain name -> that
+  // domain's TrustWarden server (https://HOST:PORT), authenticated by the domain's bundle
+  // as our server federates it. A peer of such a domain is refused once its own domain
+  // revokes it, and while that stream is silent past max_staleness (fail closed).
+  std::map<std::string, std::string> federated_revocations;
 };
 
 // What to revoke: exactly one of the four targets.

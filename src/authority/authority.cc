@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 #include "base/text.h"
 #include "core/certificate.h"
@@ -91,7 +92,8 @@ Authority::Authority(ca::RotatingCa& ca, store::Store& store, revocation::Hub& h
                                                .attribute_trust_domains = {ca.trust_domain()},
                                                .cache_capacity = 0}),
       principal_limiter_(options.issuances_per_principal, options.issuances_per_principal),
-      refusal_limiter_(kRefusalsPerSecond, 10 * kRefusalsPerSecond) {
+      refusal_limiter_(kRefusalsPerSecond, 10 * kRefusalsPerSecond),
+      boot_(base::HexEncode(crypto::RandomBytes(8))) {
   bundles_->Put(*ca.bundle());
   // A rotation publishes a new bundle: SVIDs of every authority in it verify, and no others.
   ca.OnChange([bundles = bundles_](const core::Bundle& bundle) { bundles->Put(bundle); });
@@ -664,6 +666,13 @@ absl::StatusOr<AppliedPolicy> Authority::ApplyPolicy(const Caller& caller,
                                                      absl::string_view source) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
   TW_ASSIGN_OR_RETURN(policy::Policy parsed, policy::Policy::Parse(source));
+  for (const core::ForeignGrant& g : parsed.foreign_grants()) {
+    if (g.trust_domain == ca_.trust_domain()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("policy: foreign: ", g.trust_domain.name(),
+                       " is our own trust domain: its agents' scopes are in their certificates"));
+    }
+  }
   std::string sha = Sha256Hex(parsed.CanonicalJson());
   absl::MutexLock apply(&apply_mu_);
   if (const std::shared_ptr<const policy::PolicyVersion> current = current_policy();
@@ -683,6 +692,7 @@ absl::StatusOr<AppliedPolicy> Authority::ApplyPolicy(const Caller& caller,
                             std::make_shared<const policy::Policy>(std::move(parsed))});
   absl::MutexLock lock(&mu_);
   policy_ = version;
+  ++federation_changes_;  // its foreign grants may have changed
   return AppliedPolicy{*version};
 }
 

@@ -3,6 +3,7 @@
 // Transport-free: the HTTP layer decodes requests and encodes results. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -183,6 +184,9 @@ class Authority {
   void RefreshDueFederations(const std::function<bool()>& stopping = nullptr);
   // The latest bundle of every federated trust domain, bound to it (ours is not there).
   std::vector<core::Bundle> FederatedBundles() const;
+  // A value that changes whenever FederatedBundles() or the policy's foreign grants may
+  // have (unique to this process's life), for subscribers to know when to fetch them again.
+  std::string FederationVersion() const;
 
   // CA rotation (ca::RotatingCa), admin only, each change recorded as an "authority" event
   // (resource "authority:ID", reason the new state).
@@ -299,6 +303,8 @@ class Authority {
   std::map<std::string, FederationState> federations_ ABSL_GUARDED_BY(federation_mu_);
   core::BundleSet federated_;         // the latest bundle of each relationship
   absl::Mutex federation_change_mu_;  // one add, remove or fetch at a time
+  const std::string boot_;            // random, for FederationVersion()
+  std::atomic<uint64_t> federation_changes_{0};
 };
 
 }  // namespace tw::authority

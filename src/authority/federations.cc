@@ -95,6 +95,7 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
     if (changed) {
       it->second.record.refreshed_at = now;
       federated_.Put(*fetched);
+      ++federation_changes_;
     }
   }
   if (!kept.ok()) {
@@ -151,6 +152,7 @@ absl::StatusOr<Authority::Federation> Authority::AddFederation(
                                                       .record = record,
                                                       .next_refresh = options_.clock->Now()});
     if (initial_bundle) federated_.Put(*std::move(initial_bundle));
+    ++federation_changes_;
   }
   // The first fetch: its failure is shown, the relationship stays and is polled.
   (void)FetchFederation(td);
@@ -171,6 +173,7 @@ absl::Status Authority::RemoveFederation(const Caller& caller, absl::string_view
   if (it != federations_.end()) {
     federated_.Remove(it->second.relationship.trust_domain);
     federations_.erase(it);
+    ++federation_changes_;
   }
   return absl::OkStatus();
 }
@@ -209,6 +212,10 @@ void Authority::RefreshDueFederations(const std::function<bool()>& stopping) {
     absl::MutexLock change(&federation_change_mu_);
     (void)FetchFederation(td);  // its error is logged and kept (last_error)
   }
+}
+
+std::string Authority::FederationVersion() const {
+  return absl::StrCat(boot_, "-", federation_changes_.load());
 }
 
 std::vector<core::Bundle> Authority::FederatedBundles() const {

@@ -31,6 +31,14 @@ absl::Status CheckNameSegment(absl::string_view what, absl::string_view seg) {
   return absl::OkStatus();
 }
 
+bool SegmentMatches(absl::string_view pattern, absl::string_view value) {
+  if (!pattern.empty() && pattern.back() == '*') {
+    pattern.remove_suffix(1);
+    return value.substr(0, pattern.size()) == pattern;
+  }
+  return pattern == value;
+}
+
 }  // namespace
 
 absl::StatusOr<AgentName> AgentName::Parse(absl::string_view name) {
@@ -42,6 +50,29 @@ absl::StatusOr<AgentName> AgentName::Parse(absl::string_view name) {
   if (auto s = CheckNameSegment("team", parts[1]); !s.ok()) return s;
   if (auto s = CheckNameSegment("agent", parts[2]); !s.ok()) return s;
   return AgentName{std::string(parts[0]), std::string(parts[1]), std::string(parts[2])};
+}
+
+absl::StatusOr<NamePattern> NamePattern::Parse(absl::string_view pattern) {
+  std::vector<absl::string_view> parts = absl::StrSplit(pattern, '/');
+  if (parts.size() != 3) return absl::InvalidArgumentError("name pattern is not org/team/agent");
+  for (absl::string_view part : parts) {
+    absl::string_view stem = part;
+    if (!stem.empty() && stem.back() == '*') stem.remove_suffix(1);
+    if (stem.empty()) continue;
+    // A stem must be a valid name segment prefix: same alphabet, no inner wildcard.
+    auto probe = AgentName::Parse(absl::StrCat(stem, "/x/x"));
+    if (!probe.ok() || stem.size() > 63) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("name pattern segment \"", part, "\" is not a name, `*` or a prefix*"));
+    }
+  }
+  return NamePattern(std::string(pattern));
+}
+
+bool NamePattern::Matches(const AgentName& name) const {
+  std::vector<absl::string_view> parts = absl::StrSplit(text_, '/');
+  return SegmentMatches(parts[0], name.org) && SegmentMatches(parts[1], name.team) &&
+         SegmentMatches(parts[2], name.agent);
 }
 
 std::string QualifyAgentName(absl::string_view name, absl::string_view org,

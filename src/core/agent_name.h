@@ -18,6 +18,18 @@ struct AgentName {
   bool operator==(const AgentName&) const = default;
 };
 
+// "org/team/agent" where each segment is exact, `*`, or a prefix ending in `*`.
+class NamePattern {
+ public:
+  static absl::StatusOr<NamePattern> Parse(absl::string_view pattern);
+  bool Matches(const AgentName& name) const;
+  const std::string& str() const { return text_; }
+
+ private:
+  explicit NamePattern(std::string text) : text_(std::move(text)) {}
+  std::string text_;
+};
+
 // Where a bare agent name ("payment-processor", no '/') lives when the caller names no
 // org or team (TRUSTWARDEN_ORG / TRUSTWARDEN_TEAM unset).
 inline constexpr absl::string_view kDefaultOrg = "default";

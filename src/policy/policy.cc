@@ -27,12 +27,21 @@ absl::Status Invalid(absl::string_view where, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("policy: ", where, ": ", why));
 }
 
-bool SegmentMatches(absl::string_view pattern, absl::string_view value) {
-  if (!pattern.empty() && pattern.back() == '*') {
-    pattern.remove_suffix(1);
-    return value.substr(0, pattern.size()) == pattern;
+// Strings, arrays and tables as JSON; any other value as null, which the JSON form's
+// parser refuses by name.
+nlohmann::json TomlToJson(const toml::node& node) {
+  if (const toml::value<std::string>* s = node.as_string()) return s->get();
+  if (const toml::array* a = node.as_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const toml::node& n : *a) out.push_back(TomlToJson(n));
+    return out;
   }
-  return pattern == value;
+  if (const toml::table* t = node.as_table()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [key, value] : *t) out[std::string(key.str())] = TomlToJson(value);
+    return out;
+  }
+  return nullptr;
 }
 
 absl::StatusOr<std::string> String(const toml::node& node, absl::string_view where) {
@@ -71,7 +80,7 @@ absl::StatusOr<PrincipalRule> ParsePrincipal(const toml::table& table, const std
       auto names = Strings(node, where);
       if (!names.ok()) return names.status();
       for (const std::string& n : *names) {
-        auto pattern = NamePattern::Parse(n);
+        auto pattern = core::NamePattern::Parse(n);
         if (!pattern.ok()) return Invalid(where, pattern.status().message());
         rule.names.push_back(*std::move(pattern));
       }
@@ -116,7 +125,7 @@ absl::StatusOr<PrincipalRule> ParsePrincipal(const toml::table& table, const std
   if (!has_level) return Invalid(where, "max_trust_level is required");
 
   nlohmann::json names = nlohmann::json::array(), scopes = nlohmann::json::array();
-  for (const NamePattern& n : rule.names) names.push_back(n.str());
+  for (const core::NamePattern& n : rule.names) names.push_back(n.str());
   for (const Scope& s : rule.scopes) scopes.push_back(s.str());
   *json = {{"names", names},
            {"scopes", scopes},
@@ -156,29 +165,6 @@ absl::StatusOr<ScopeRule> ParseScopeRule(const toml::node& node, size_t index,
 }
 
 }  // namespace
-
-absl::StatusOr<NamePattern> NamePattern::Parse(absl::string_view pattern) {
-  std::vector<absl::string_view> parts = absl::StrSplit(pattern, '/');
-  if (parts.size() != 3) return absl::InvalidArgumentError("name pattern is not org/team/agent");
-  for (absl::string_view part : parts) {
-    absl::string_view stem = part;
-    if (!stem.empty() && stem.back() == '*') stem.remove_suffix(1);
-    if (stem.empty()) continue;
-    // A stem must be a valid name segment prefix: same alphabet, no inner wildcard.
-    auto probe = core::AgentName::Parse(absl::StrCat(stem, "/x/x"));
-    if (!probe.ok() || stem.size() > 63) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("name pattern segment \"", part, "\" is not a name, `*` or a prefix*"));
-    }
-  }
-  return NamePattern(std::string(pattern));
-}
-
-bool NamePattern::Matches(const core::AgentName& name) const {
-  std::vector<absl::string_view> parts = absl::StrSplit(text_, '/');
-  return SegmentMatches(parts[0], name.org) && SegmentMatches(parts[1], name.team) &&
-         SegmentMatches(parts[2], name.agent);
-}
 
 absl::string_view Policy::DefaultSource() { return kDefaultSource; }
 
@@ -224,6 +210,14 @@ absl::StatusOr<Policy> Policy::Parse(absl::string_view source) {
         rules.push_back(std::move(json));
         policy.scope_rules_.push_back(*std::move(rule));
       }
+    } else if (key == "foreign") {
+      const toml::array* array = node.as_array();
+      if (array == nullptr) return Invalid("foreign", "must be an array of tables");
+      nlohmann::json grants = nlohmann::json::array();
+      for (const toml::node& grant : *array) grants.push_back(TomlToJson(grant));
+      auto parsed = core::ParseForeignGrants(grants);
+      if (!parsed.ok()) return Invalid("foreign", parsed.status().message());
+      policy.foreign_ = *std::move(parsed);
     } else {
       return Invalid(std::string(key.str()), "unknown key");
     }
@@ -231,6 +225,8 @@ absl::StatusOr<Policy> Policy::Parse(absl::string_view source) {
   std::sort(policy.principals_.begin(), policy.principals_.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   policy.json_ = {{"principals", principals}, {"scope_rules", rules}};
+  // Only when present: the documents written before it keep their hash.
+  if (!policy.foreign_.empty()) policy.json_["foreign"] = core::ForeignGrantsJson(policy.foreign_);
   return policy;
 }
 
@@ -247,7 +243,7 @@ absl::Status Policy::AuthorizeCreation(const CreationRequest& r) const {
   const PrincipalRule* rule = FindPrincipal(r.principal);
   if (rule == nullptr) return denied("principal \"", r.principal, "\" has no policy entry");
   if (std::none_of(rule->names.begin(), rule->names.end(),
-                   [&](const NamePattern& p) { return p.Matches(r.name); })) {
+                   [&](const core::NamePattern& p) { return p.Matches(r.name); })) {
     return denied("name ", r.name.str(), " is outside the names of principal \"", r.principal,
                   "\"");
   }
@@ -303,7 +299,7 @@ absl::StatusOr<RenewalGrant> Policy::AuthorizeRenewal(const RenewalRequest& r) c
     return denied("principal \"", r.principal, "\" is no longer in the policy");
   }
   if (std::none_of(rule->names.begin(), rule->names.end(),
-                   [&](const NamePattern& p) { return p.Matches(r.name); })) {
+                   [&](const core::NamePattern& p) { return p.Matches(r.name); })) {
     return denied("name ", r.name.str(), " is no longer among the names of principal \"",
                   r.principal, "\"");
   }

@@ -11,26 +11,15 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/agent_name.h"
+#include "core/foreign_grant.h"
 #include "core/scope.h"
 #include "nlohmann/json.hpp"
 
 namespace tw::policy {
 
-// "org/team/agent" where each segment is exact, `*`, or a prefix ending in `*`.
-class NamePattern {
- public:
-  static absl::StatusOr<NamePattern> Parse(absl::string_view pattern);
-  bool Matches(const core::AgentName& name) const;
-  const std::string& str() const { return text_; }
-
- private:
-  explicit NamePattern(std::string text) : text_(std::move(text)) {}
-  std::string text_;
-};
-
 // What one principal may create.
 struct PrincipalRule {
-  std::vector<NamePattern> names;
+  std::vector<core::NamePattern> names;
   std::vector<core::Scope> scopes;  // the widest scopes it may grant
   absl::Duration max_ttl;
   core::TrustLevel max_trust_level = core::TrustLevel::kLow;
@@ -84,6 +73,7 @@ class Policy {
   // Parses a TOML policy document:
   //   [principals.NAME] names, scopes, max_ttl, max_trust_level, may_delegate, max_depth
   //   [[scope_rules]]   scope, min_trust_level
+  //   [[foreign]]       trust_domain, names, spiffe_ids, scopes (core::ForeignGrant)
   // Unknown keys, wrong types and invalid values are InvalidArgument naming the key.
   static absl::StatusOr<Policy> Parse(absl::string_view toml);
   // The policy installed on first start: principal "admin" may create any name with any
@@ -95,6 +85,8 @@ class Policy {
   const nlohmann::json& json() const { return json_; }
 
   const PrincipalRule* FindPrincipal(absl::string_view principal) const;
+  // What agents of federated trust domains may do on our resources.
+  const std::vector<core::ForeignGrant>& foreign_grants() const { return foreign_; }
 
   // OK when the policy allows `request`; PermissionDenied naming the first rule broken.
   absl::Status AuthorizeCreation(const CreationRequest& request) const;
@@ -109,6 +101,7 @@ class Policy {
   Policy() = default;
   std::vector<std::pair<std::string, PrincipalRule>> principals_;  // sorted by name
   std::vector<ScopeRule> scope_rules_;
+  std::vector<core::ForeignGrant> foreign_;
   nlohmann::json json_;
 };
 

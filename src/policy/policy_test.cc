@@ -172,6 +172,47 @@ names = ["acme-corp/finance-team/*", "acme-corp/ops-*/watcher"]
   EXPECT_NE(a.CanonicalJson(), c.CanonicalJson());
 }
 
+TEST(PolicyTest, ForeignGrantsAreParsedAndAddedToTheCanonicalFormOnlyWhenPresent) {
+  const std::string with = std::string(kSample) + R"(
+[[foreign]]
+trust_domain = "traffic.city"
+names = ["city/signals/*"]
+scopes = ["reduce:load"]
+)";
+  auto p = Policy::Parse(with);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->foreign_grants().size(), 1u);
+  EXPECT_EQ(p->foreign_grants()[0].trust_domain.name(), "traffic.city");
+  auto id = *core::SpiffeId::FromString(
+      "spiffe://traffic.city/city/signals/controller/inst-aaaaaaaaaaaaaaaa");
+  ASSERT_EQ(core::ForeignScopes(p->foreign_grants(), id).size(), 1u);
+  EXPECT_EQ(p->json()["foreign"][0]["scopes"][0], "reduce:load");
+  // A document without grants keeps the canonical form (and hash) it always had.
+  auto without = *Policy::Parse(kSample);
+  EXPECT_FALSE(without.json().contains("foreign"));
+  EXPECT_TRUE(without.foreign_grants().empty());
+}
+
+TEST(PolicyTest, MalformedForeignGrantsAreRefusedNamingTheMember) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"foreign = 1\n", "foreign: must be an array of tables"},
+      {"[[foreign]]\nscopes = [\"a:b\"]\n", "trust_domain"},
+      {"[[foreign]]\ntrust_domain = \"traffic.city\"\n", "at least one scope"},
+      {"[[foreign]]\ntrust_domain = \"traffic.city\"\nscopes = [1]\n", "array of strings"},
+      {"[[foreign]]\ntrust_domain = \"traffic.city\"\nscopes = [\"a:b\"]\nlevel = 1\n",
+       "unknown member"},
+      {"[[foreign]]\ntrust_domain = \"traffic.city\"\nscopes = [\"a:b\"]\n"
+       "spiffe_ids = [\"spiffe://energy.city/x\"]\n",
+       "not in trust domain"},
+  };
+  for (const auto& [doc, why] : bad) {
+    auto p = Policy::Parse(doc);
+    ASSERT_FALSE(p.ok()) << doc;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << doc;
+    EXPECT_THAT(p.status().message(), HasSubstr(why)) << doc;
+  }
+}
+
 }  // namespace
 }  // namespace tw::policy
 

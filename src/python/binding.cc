@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -159,10 +160,11 @@ std::shared_ptr<py::object> Hold(py::object o) {
 }
 
 Connection MakeConnection(const std::string& server, const std::string& token,
-                          const std::string& bundle, const std::string& spool,
-                          double max_staleness) {
+                          const std::string& bundle, const std::string& spool, double max_staleness,
+                          std::map<std::string, std::string> federated_revocations) {
   Connection c{server, token, bundle, spool};
   if (max_staleness > 0) c.max_staleness = milliseconds(static_cast<int64_t>(max_staleness * 1e3));
+  c.federated_revocations = std::move(federated_revocations);
   return c;
 }
 
@@ -361,13 +363,15 @@ PYBIND11_MODULE(_native, m) {
           "create",
           [](std::string name, std::vector<std::string> scope, std::string ttl,
              std::string trust_level, std::string server, std::string token, std::string bundle,
-             std::string spool, double max_staleness) {
+             std::string spool, double max_staleness,
+             std::map<std::string, std::string> federated_revocations) {
             return Identity::Create(
                 Options(std::move(name), std::move(scope), std::move(ttl), std::move(trust_level),
-                        MakeConnection(server, token, bundle, spool, max_staleness)));
+                        MakeConnection(server, token, bundle, spool, max_staleness,
+                                       std::move(federated_revocations))));
           },
           "name"_a, "scope"_a, "ttl"_a, "trust_level"_a, "server"_a, "token"_a, "bundle"_a,
-          "spool"_a, "max_staleness"_a)
+          "spool"_a, "max_staleness"_a, "federated_revocations"_a)
       .def(
           "spawn",
           [](const Identity& self, std::string name, std::vector<std::string> scope,
@@ -421,14 +425,16 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<Verifier>(m, "Verifier")
       .def(py::init([](std::string server, std::string bundle, std::string audience,
-                       const Identity* recorder, double max_staleness) {
+                       const Identity* recorder, double max_staleness,
+                       std::map<std::string, std::string> federated_revocations) {
              Released release;
              return std::make_unique<Verifier>(VerifierOptions{
-                 MakeConnection(server, "", bundle, "", max_staleness), std::move(audience),
-                 recorder != nullptr ? &recorder->get() : nullptr});
+                 MakeConnection(server, "", bundle, "", max_staleness,
+                                std::move(federated_revocations)),
+                 std::move(audience), recorder != nullptr ? &recorder->get() : nullptr});
            }),
            "server"_a, "bundle"_a, "audience"_a, "recorder"_a, "max_staleness"_a,
-           py::keep_alive<1, 5>())
+           "federated_revocations"_a, py::keep_alive<1, 5>())
       .def("verify_x509", &Verify<&Verifier::verify_x509>, "chain_pem"_a, "spiffe_ids"_a,
            "trust_domain"_a, "scope"_a, "min_trust_level"_a, "resource"_a)
       .def("verify_jwt", &Verify<&Verifier::verify_jwt>, "token"_a, "spiffe_ids"_a,
@@ -457,7 +463,7 @@ PYBIND11_MODULE(_native, m) {
         Released release;
         return revoke(RevokeRequest{std::move(instance), std::move(agent), std::move(subtree),
                                     std::move(principal), std::move(reason)},
-                      MakeConnection(server, token, bundle, "", 0));
+                      MakeConnection(server, token, bundle, "", 0, {}));
       },
       "instance"_a, "agent"_a, "subtree"_a, "principal"_a, "reason"_a, "server"_a, "token"_a,
       "bundle"_a);

@@ -44,7 +44,41 @@ absl::StatusOr<Endpoint> ResolveWatched(const Connection& connection,
   TW_ASSIGN_OR_RETURN(Endpoint e, Resolve(connection));
   e.watcher = RevocationWatcher::Shared(e.server, CaPem(e), stream_clock);
   e.watcher->Follow(e.bundles, e.trust_domains.front());
+  if (connection.federated_revocations.empty()) return e;
+  // A federated domain's stream is authenticated by that domain's bundle, as our server
+  // federates it.
+  if (!e.watcher->WaitFederation(absl::Seconds(10))) {
+    return absl::UnavailableError(
+        absl::StrCat("the federated bundles of ", e.server, " did not arrive in 10s"));
+  }
+  for (const auto& [name, server] : connection.federated_revocations) {
+    TW_ASSIGN_OR_RETURN(const core::TrustDomain td, core::TrustDomain::FromNameOrId(name));
+    if (td == e.trust_domains.front()) {
+      return absl::InvalidArgumentError(absl::StrCat("federated_revocations: ", td.name(),
+                                                     " is our own trust domain (its stream is ",
+                                                     e.server, "'s)"));
+    }
+    std::shared_ptr<const core::Bundle> bundle = e.bundles->Get(td.name());
+    if (bundle == nullptr || bundle->x509_authorities().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("federated_revocations: ", e.server, " does not federate with ", td.name(),
+                       ", so its stream at ", server, " cannot be authenticated"));
+    }
+    auto cas = std::make_shared<core::BundleSet>();
+    cas->Put(*bundle);
+    std::shared_ptr<RevocationWatcher> watcher =
+        RevocationWatcher::Shared(server, bundle->ToPem(), stream_clock);
+    watcher->Follow(cas, td);
+    e.foreign_watchers.emplace(td.name(), std::move(watcher));
+    e.foreign_cas.push_back(std::move(cas));
+  }
   return e;
+}
+
+const RevocationWatcher* WatcherFor(const Endpoint& e, const core::SpiffeId& id) {
+  if (id.MemberOf(e.trust_domains.front())) return e.watcher.get();
+  auto it = e.foreign_watchers.find(id.trust_domain_name());
+  return it != e.foreign_watchers.end() ? it->second.get() : nullptr;
 }
 
 std::string CaPem(const Endpoint& e) {

@@ -36,7 +36,15 @@ struct Endpoint {
   std::string spool_dir;
   absl::Duration max_staleness;
   std::shared_ptr<RevocationWatcher> watcher;  // null when not watching
+  // The watchers of federated trust domains' revocation streams, by trust domain name
+  // (Connection::federated_revocations), and the sets holding their CAs as they rotate.
+  std::map<std::string, std::shared_ptr<RevocationWatcher>, std::less<>> foreign_watchers;
+  std::vector<std::shared_ptr<tw::core::BundleSet>> foreign_cas;
 };
+
+// The watcher whose revocation stream speaks for `id`: our server's for our trust
+// domain, a followed federated domain's for its own, null for any other.
+const RevocationWatcher* WatcherFor(const Endpoint& endpoint, const tw::core::SpiffeId& id);
 
 // `value` when given, else the environment variable `name` when set and not empty, else
 // `fallback`.

@@ -37,6 +37,9 @@ bool RevocationStreamReader::Consume(absl::string_view text, absl::Time now) {
         if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &n) && n > bundle_sequence_) {
           bundle_sequence_ = n;
         }
+      } else if (absl::ConsumePrefix(&line, ": federation ")) {
+        // Opaque, and bounded: it is compared, never interpreted.
+        if (line.size() <= 64) federation_version_ = std::string(line);
       }
     }
     if (id || !data.empty()) {

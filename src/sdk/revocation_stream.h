@@ -34,6 +34,9 @@ class RevocationStreamReader {
   int64_t sequence() const { return sequence_; }
   // The largest bundle spiffe_sequence a heartbeat announced (": bundle B"); 0 before one.
   int64_t bundle_sequence() const { return bundle_sequence_; }
+  // The last federation version a heartbeat announced (": federation F", opaque; it changes
+  // when the server's federated bundles or foreign grants may have); empty before one.
+  const std::string& federation_version() const { return federation_version_; }
   // When a complete event or heartbeat last arrived (a `now` of Consume()); unset before.
   std::optional<absl::Time> last_seen() const { return last_seen_; }
   const absl::flat_hash_map<std::string, Known>& revoked() const { return revoked_; }
@@ -44,6 +47,7 @@ class RevocationStreamReader {
   absl::flat_hash_map<std::string, Known> revoked_;  // by instance id
   int64_t sequence_ = 0;
   int64_t bundle_sequence_ = 0;
+  std::string federation_version_;
   std::optional<absl::Time> last_seen_;
   bool behind_at_last_heartbeat_ = false;
   std::string pending_;  // text of an event not yet complete

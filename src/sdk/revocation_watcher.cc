@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/backoff.h"
+#include "core/json.h"
 #include "sdk/background_threads.h"
 
 namespace trustwarden::internal {
@@ -56,6 +57,73 @@ void RevocationWatcher::Follow(const std::shared_ptr<tw::core::BundleSet>& bundl
   absl::MutexLock lock(&follow_mu_);
   std::erase_if(followers_, [](const Follower& f) { return f.bundles.expired(); });
   followers_.push_back(Follower{bundles, td});
+  if (!fetched_federation_.empty()) Distribute(followers_.back());
+}
+
+std::shared_ptr<const std::vector<tw::core::ForeignGrant>> RevocationWatcher::ForeignGrants()
+    const {
+  absl::MutexLock lock(&follow_mu_);
+  if (grants_ == nullptr) return std::make_shared<const std::vector<tw::core::ForeignGrant>>();
+  return grants_;
+}
+
+bool RevocationWatcher::WaitFederation(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  if (!WaitLive(timeout)) return false;
+  std::string announced;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    announced = stream_.federation_version();
+  }
+  if (announced.empty()) return true;  // a server that federates nothing says nothing
+  const auto fetched = [&] {
+    follow_mu_.AssertHeld();
+    return !fetched_federation_.empty();
+  };
+  absl::MutexLock lock(&follow_mu_);
+  return follow_mu_.AwaitWithDeadline(absl::Condition(&fetched), deadline);
+}
+
+void RevocationWatcher::Distribute(const Follower& f) const {
+  std::shared_ptr<tw::core::BundleSet> set = f.bundles.lock();
+  if (set == nullptr) return;
+  std::vector<tw::core::Bundle> bundles;
+  if (std::shared_ptr<const tw::core::Bundle> own = set->Get(f.td.name())) bundles.push_back(*own);
+  for (const tw::core::Bundle& b : federated_) {
+    if (b.trust_domain() != f.td) bundles.push_back(b);
+  }
+  set->ReplaceAll(std::move(bundles));
+}
+
+void RevocationWatcher::RefreshFederation() {
+  std::string announced;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    announced = stream_.federation_version();
+  }
+  {
+    absl::MutexLock lock(&follow_mu_);
+    if (announced.empty() || announced == fetched_federation_) return;
+  }
+  auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = CaPem()});
+  if (!client.ok()) return;
+  auto bundles = (*client)->Request("GET", "/v1/bundles", "", {});
+  if (!bundles.ok() || bundles->status != 200) return;
+  auto grants = (*client)->Request("GET", "/v1/federation/grants", "", {});
+  if (!grants.ok() || grants->status != 200) return;
+  absl::StatusOr<std::vector<tw::core::Bundle>> map = tw::core::ParseBundleMap(bundles->body);
+  absl::StatusOr<nlohmann::json> doc =
+      tw::core::ParseStrictJson(grants->body, "the server's foreign grants");
+  if (!map.ok() || !doc.ok() || !doc->is_object() || !doc->contains("grants")) return;
+  absl::StatusOr<std::vector<tw::core::ForeignGrant>> parsed =
+      tw::core::ParseForeignGrants((*doc)["grants"]);
+  if (!parsed.ok()) return;
+  absl::MutexLock lock(&follow_mu_);
+  fetched_federation_ = announced;
+  federated_ = *std::move(map);
+  grants_ = std::make_shared<const std::vector<tw::core::ForeignGrant>>(*std::move(parsed));
+  std::erase_if(followers_, [](const Follower& f) { return f.bundles.expired(); });
+  for (const Follower& f : followers_) Distribute(f);
 }
 
 std::string RevocationWatcher::CaPem() const {
@@ -221,6 +289,7 @@ void RevocationWatcher::Supervise() {
       }
     }
     RefreshBundle();
+    RefreshFederation();
   }
 }
 

@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "base/clock.h"
 #include "core/bundle.h"
+#include "core/foreign_grant.h"
 #include "net/https_client.h"
 #include "sdk/revocation_stream.h"
 
@@ -44,8 +45,20 @@ class RevocationWatcher {
   // rotation), the watcher fetches GET /v1/bundle over TLS verified with the authorities it
   // trusts, and puts it in every followed set it is newer than; its own stream then trusts
   // the new authorities too. Followers are held weakly.
+  //
+  // Federation: the followed sets also hold the bundle of every trust domain the server
+  // federates with (GET /v1/bundles, fetched again whenever a heartbeat's federation
+  // version changes), each bound to its own trust domain, and lose a domain the server no
+  // longer federates with.
   void Follow(const std::shared_ptr<tw::core::BundleSet>& bundles, const tw::core::TrustDomain& td)
       ABSL_LOCKS_EXCLUDED(follow_mu_);
+  // What the server's policy lets agents of federated trust domains do on our resources
+  // (GET /v1/federation/grants, kept as the bundles are); empty before the first fetch.
+  std::shared_ptr<const std::vector<tw::core::ForeignGrant>> ForeignGrants() const
+      ABSL_LOCKS_EXCLUDED(follow_mu_);
+  // Waits until the federated bundles and grants announced when the stream connected have
+  // been fetched, at most `timeout`; true if they have.
+  bool WaitFederation(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(follow_mu_);
   RevocationWatcher(const RevocationWatcher&) = delete;
   RevocationWatcher& operator=(const RevocationWatcher&) = delete;
 
@@ -83,6 +96,10 @@ class RevocationWatcher {
   bool Consume(absl::string_view text) ABSL_LOCKS_EXCLUDED(mu_);
   // Fetches and hands out the bundle a heartbeat announced, when a follower is older.
   void RefreshBundle() ABSL_LOCKS_EXCLUDED(mu_, follow_mu_);
+  // Fetches the federated bundles and grants when the announced federation version is not
+  // the one fetched, and hands the bundles out.
+  void RefreshFederation() ABSL_LOCKS_EXCLUDED(mu_, follow_mu_);
+
   std::string CaPem() const ABSL_LOCKS_EXCLUDED(follow_mu_);
 
   const std::string server_;
@@ -93,7 +110,12 @@ class RevocationWatcher {
     tw::core::TrustDomain td;
   };
   std::vector<Follower> followers_ ABSL_GUARDED_BY(follow_mu_);
+  // Puts `federated_` into the followed set `f`, keeping its own trust domain's bundle.
+  void Distribute(const Follower& f) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(follow_mu_);
   uint64_t fetched_sequence_ ABSL_GUARDED_BY(follow_mu_) = 0;
+  std::string fetched_federation_ ABSL_GUARDED_BY(follow_mu_);  // the version fetched
+  std::vector<tw::core::Bundle> federated_ ABSL_GUARDED_BY(follow_mu_);
+  std::shared_ptr<const std::vector<tw::core::ForeignGrant>> grants_ ABSL_GUARDED_BY(follow_mu_);
   const tw::base::Clock& clock_;
   // Readers share it: verifiers on every core consult the stream at once. The threads
   // sleep on stopping_, not on it: a waiter on a Mutex slows every unlock.

@@ -24,9 +24,11 @@ Decision Refuse(std::string reason) {
   return d;
 }
 
-// Fails closed on a stale stream; refuses a revoked instance of our trust domain.
-absl::Status Live(const RevocationWatcher* watcher, absl::Duration bound,
-                  const core::SpiffeId& id) {
+// Fails closed on a stale stream; refuses an instance revoked by the stream that speaks for
+// its trust domain (ours, or a followed federated domain's).
+absl::Status Live(const Endpoint& endpoint, const core::SpiffeId& id) {
+  const RevocationWatcher* watcher = WatcherFor(endpoint, id);
+  const absl::Duration bound = endpoint.max_staleness;
   if (watcher == nullptr) return absl::OkStatus();
   const RevocationWatcher::Standing standing = watcher->StandingOf(InstanceOf(id), bound);
   if (!standing.fresh.ok()) {
@@ -36,12 +38,12 @@ absl::Status Live(const RevocationWatcher* watcher, absl::Duration bound,
   return absl::OkStatus();
 }
 
-core::X509VerifierOptions VerifierOptionsFor(const Endpoint& e) {
+// `endpoint` outlives the verifier (both are PeerCheck's).
+core::X509VerifierOptions VerifierOptionsFor(const Endpoint& endpoint) {
   core::X509VerifierOptions options;
-  options.attribute_trust_domains = e.trust_domains;
-  options.revocation_check = [watcher = e.watcher,
-                              bound = e.max_staleness](const core::VerifiedX509Svid& svid) {
-    return Live(watcher.get(), bound, svid.spiffe_id);
+  options.attribute_trust_domains = endpoint.trust_domains;
+  options.revocation_check = [&endpoint](const core::VerifiedX509Svid& svid) {
+    return Live(endpoint, svid.spiffe_id);
   };
   return options;
 }
@@ -57,9 +59,15 @@ absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
   Decision d;
   d.spiffe_id = id.str();
   d.instance_id = InstanceOf(id);
+  // Ours carry their scopes; a federated domain's hold what our policy grants them.
+  std::vector<core::Scope> foreign;
+  if (attributes == nullptr && endpoint_.watcher != nullptr) {
+    foreign = core::ForeignScopes(*endpoint_.watcher->ForeignGrants(), id);
+  }
+  const std::vector<core::Scope>& scopes = attributes != nullptr ? attributes->scopes : foreign;
+  for (const core::Scope& s : scopes) d.scopes.push_back(s.str());
   if (attributes != nullptr) {
     d.trust_level = std::string(core::TrustLevelName(attributes->trust_level));
-    for (const core::Scope& s : attributes->scopes) d.scopes.push_back(s.str());
   }
   if (!r.spiffe_ids.empty() &&
       std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) == r.spiffe_ids.end()) {
@@ -67,12 +75,9 @@ absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
   } else if (!r.trust_domain.empty() && id.trust_domain_name() != r.trust_domain) {
     d.reason = absl::StrCat(id.str(), " is not in trust domain ", r.trust_domain);
   } else if (!r.scope.empty()) {
-    bool granted = false;
-    if (attributes != nullptr) {
-      TW_ASSIGN_OR_RETURN(const core::Scope scope, core::Scope::Parse(r.scope));
-      granted = core::ScopesAllow(attributes->scopes, scope);
-    }
-    if (!granted) d.reason = absl::StrCat("scope ", r.scope, " is not granted to ", id.str());
+    TW_ASSIGN_OR_RETURN(const core::Scope scope, core::Scope::Parse(r.scope));
+    if (!core::ScopesAllow(scopes, scope))
+      d.reason = absl::StrCat("scope ", r.scope, " is not granted to ", id.str());
   }
   if (d.reason.empty() && !r.min_trust_level.empty()) {
     TW_ASSIGN_OR_RETURN(const core::TrustLevel needed, core::ParseTrustLevel(r.min_trust_level));
@@ -107,8 +112,7 @@ absl::StatusOr<Decision> PeerCheck::CheckJwt(const std::string& token, const std
   absl::StatusOr<core::JwtSvid> jwt = core::ValidateJwtSvid(token, audience, *endpoint_.bundles,
                                                             absl::Now(), endpoint_.trust_domains);
   if (!jwt.ok()) return Refuse(std::string(jwt.status().message()));
-  if (absl::Status live = Live(endpoint_.watcher.get(), endpoint_.max_staleness, jwt->subject);
-      !live.ok()) {
+  if (absl::Status live = Live(endpoint_, jwt->subject); !live.ok()) {
     return Refuse(std::string(live.message()));
   }
   const bool ours =

@@ -129,6 +129,7 @@ const Api::Route Api::kRoutes[] = {
     {"POST", "/v1/ca/revoke-authority", Access::kAdmin, &Api::CaRevokeAuthority},
     {"GET", "/v1/bundles", Access::kPublic, &Api::BundleMap},
     {"GET", "/v1/federation", Access::kAdmin, &Api::ListFederations},
+    {"GET", "/v1/federation/grants", Access::kPublic, &Api::ForeignGrants},
     {"POST", "/v1/federation", Access::kAdmin, &Api::AddFederation},
     {"DELETE", "/v1/federation/*", Access::kAdmin, &Api::RemoveFederation},
     {"POST", "/v1/federation/*", Access::kAdmin, &Api::RefreshFederation},
@@ -157,6 +158,8 @@ Api::Api(authority::Authority& authority, metrics::Metrics& metrics, ApiOptions 
                             options.auth_failures_per_address * 5) {}
 
 int64_t Api::BundleSequence() const { return authority_.ca().bundle()->sequence().value_or(0); }
+
+std::string Api::FederationVersion() const { return authority_.FederationVersion(); }
 
 std::string Api::BundleJson() const {
   std::shared_ptr<const core::Bundle> bundle = authority_.ca().bundle();
@@ -461,6 +464,12 @@ absl::StatusOr<HttpResponse> Api::BundleMap(const Call&) {
   std::vector<core::Bundle> bundles = {*authority_.ca().bundle()};
   for (core::Bundle& b : authority_.FederatedBundles()) bundles.push_back(std::move(b));
   return HttpResponse{200, core::BundleMapJson(bundles), "application/json"};
+}
+
+absl::StatusOr<HttpResponse> Api::ForeignGrants(const Call&) {
+  std::shared_ptr<const policy::PolicyVersion> p = authority_.current_policy();
+  return Json(200, json{{"policy_version", p->version},
+                        {"grants", core::ForeignGrantsJson(p->policy->foreign_grants())}});
 }
 
 absl::StatusOr<HttpResponse> Api::ListFederations(const Call& c) {

@@ -70,6 +70,8 @@ class Api {
   }
   // The published bundle's spiffe_sequence (the revocation stream's heartbeats carry it).
   int64_t BundleSequence() const;
+  // Authority::FederationVersion() (the heartbeats carry it too).
+  std::string FederationVersion() const;
 
  private:
   // The route of `request` and the part of its path the pattern's '*' matched. NotFound
@@ -102,6 +104,7 @@ class Api {
   absl::StatusOr<HttpResponse> CaRetire(const Call& c);
   absl::StatusOr<HttpResponse> CaRevokeAuthority(const Call& c);
   absl::StatusOr<HttpResponse> BundleMap(const Call& c);
+  absl::StatusOr<HttpResponse> ForeignGrants(const Call& c);
   absl::StatusOr<HttpResponse> ListFederations(const Call& c);
   absl::StatusOr<HttpResponse> AddFederation(const Call& c);
   absl::StatusOr<HttpResponse> RemoveFederation(const Call& c);

@@ -393,9 +393,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // entries (pruned and skipped sequences are never in it), so a subscriber behind N missed
   // an entry it was sent. ": bundle B": the trust bundle's spiffe_sequence, so that a
   // subscriber whose bundle is older fetches the new one (a CA rotation) within a second.
+  // ": federation F": changes whenever a federated bundle or the policy's foreign grants
+  // may have, so that a subscriber fetches GET /v1/bundles and /v1/federation/grants again.
   std::string Heartbeat() const {
     return absl::StrCat(": heartbeat ", position_, "\n: bundle ", server_.api.BundleSequence(),
-                        "\n\n");
+                        "\n: federation ", server_.api.FederationVersion(), "\n\n");
   }
 
   // Reads the next backlog page on a worker; its entries join the queue on this strand.

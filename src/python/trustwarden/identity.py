@@ -13,7 +13,7 @@ import math
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import (Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union,
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, TypeVar, Union,
                     TYPE_CHECKING)
 
 from . import _native
@@ -96,6 +96,16 @@ def _staleness(value: float) -> float:
                               f"{_MAX_STALENESS:.0f} seconds, not {value!r}",
                               code="invalid_argument")
     return seconds
+
+
+def _federated(value: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidArgument("federated_revocations must map trust domain names to the "
+                              f"URLs of their servers, not {value!r}", code="invalid_argument")
+    return dict(value)
 
 
 def _scheme(resource: str) -> str:
@@ -198,7 +208,8 @@ class AgentIdentity:
     def create(cls, name: str, scope: Iterable[str] = (), ttl: str = "30m",
                trust_level: Optional[str] = None, *, server: Optional[str] = None,
                token: Optional[str] = None, bundle: Optional[str] = None,
-               spool: Optional[str] = None, max_staleness: float = 5.0) -> "AgentIdentity":
+               spool: Optional[str] = None, max_staleness: float = 5.0,
+               federated_revocations: Optional[Mapping[str, str]] = None) -> "AgentIdentity":
         """Creates an agent instance's identity.
 
         name: "org/team/agent", or a bare "agent" under $TRUSTWARDEN_ORG/$TRUSTWARDEN_TEAM
@@ -212,6 +223,9 @@ class AgentIdentity:
             https://127.0.0.1:8443), $TRUSTWARDEN_TOKEN, $TRUSTWARDEN_BUNDLE (else
             ./trustwarden-data/bundle.json) and $TRUSTWARDEN_SPOOL (else ./trustwarden-spool).
         max_staleness: seconds of revocation-stream silence after which calls fail closed.
+        federated_revocations: {trust domain: its TrustWarden server URL} of federated
+            domains whose revocation streams this identity's peer checks follow (fail
+            closed past max_staleness, per domain).
 
         The key pair is generated in this process; the server signs its CSR. Raises Denied
         when the policy refuses, Unavailable when the server cannot be reached,
@@ -219,7 +233,8 @@ class AgentIdentity:
         """
         return cls(_native.Identity.create(
             str(name), _scopes(scope), _text(ttl), _text(trust_level), _text(server),
-            _text(token), _text(bundle), _text(spool), _staleness(max_staleness)))
+            _text(token), _text(bundle), _text(spool), _staleness(max_staleness),
+            _federated(federated_revocations)))
 
     @classmethod
     async def acreate(cls, name: str, scope: Iterable[str] = (), ttl: str = "30m",

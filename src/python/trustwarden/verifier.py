@@ -4,11 +4,11 @@ scope and trust level this resource requires?"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _native
 from .errors import InvalidArgument
-from .identity import _staleness
+from .identity import _federated, _staleness
 from .spiffe import SpiffeId
 
 if TYPE_CHECKING:
@@ -48,6 +48,13 @@ class Verifier:
     recorder: when given, every decision is recorded as an "observation" event signed by
         this identity (the resource's own).
     max_staleness: seconds of revocation-stream silence after which everything is refused.
+    federated_revocations: {trust domain: its TrustWarden server URL} of federated domains
+        whose revocation streams are followed too (their peers refused once revoked there,
+        and while that stream is silent past max_staleness).
+
+    A peer of a federated trust domain is verified with that domain's bundle alone (our
+    server distributes it), and holds here only the scopes our policy's ``[[foreign]]``
+    grants give it: its certificate's own TrustWarden attributes are never trusted.
 
     Each check may require: ``spiffe_ids`` (the caller is one of them), ``trust_domain``,
     ``scope`` (granted by the caller's SVID), ``min_trust_level``; ``resource`` is recorded
@@ -56,11 +63,13 @@ class Verifier:
 
     def __init__(self, server: Optional[str] = None, bundle: Optional[str] = None,
                  audience: Optional[str] = None, recorder: Optional["AgentIdentity"] = None,
-                 max_staleness: float = 5.0) -> None:
+                 max_staleness: float = 5.0,
+                 federated_revocations: Optional[Mapping[str, str]] = None) -> None:
         self._recorder = recorder
         self._native = _native.Verifier(server or "", bundle or "", audience or "",
                                         recorder._native if recorder is not None else None,
-                                        _staleness(max_staleness))
+                                        _staleness(max_staleness),
+                                        _federated(federated_revocations))
 
     def verify_x509(self, chain_pem: Union[str, bytes], *,
                     spiffe_ids: Union[None, str, Iterable[str]] = None,
