@@ -3,7 +3,7 @@ JOBS     ?= $(shell nproc)
 BUILD    ?= build
 GENERATOR = -G Ninja
 
-.PHONY: bootstrap build test run bench demo python-install test-asan fuzz format check-format clean
+.PHONY: bootstrap build test run bench demo demo-federation python-install test-asan fuzz format check-format clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -29,6 +29,11 @@ bench: build
 # against a throwaway server.
 demo: build
 	scripts/demo $(BUILD)
+
+# The smart city: traffic.city and energy.city federated both ways, an agent of each talking
+# over mTLS, the caller revoked in its own domain and refused in the other.
+demo-federation: build
+	scripts/demo_federation $(BUILD)
 
 # The Python SDK's wheel (built by `make build` for TW_PYTHON, default the python3 on PATH),
 # installed offline with pip for that interpreter.

@@ -281,6 +281,13 @@ std::shared_ptr<const Bundle> BundleSet::Get(absl::string_view trust_domain_name
   return it == bundles_.end() ? nullptr : it->second;
 }
 
+std::vector<std::shared_ptr<const Bundle>> BundleSet::All() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::shared_ptr<const Bundle>> out;
+  for (const auto& [name, bundle] : bundles_) out.push_back(bundle);
+  return out;
+}
+
 uint64_t BundleSet::generation() const { return generation_.load(std::memory_order_acquire); }
 
 }  // namespace tw::core

@@ -93,6 +93,8 @@ class BundleSet {
   void Remove(const TrustDomain& td);
   // The bundle of `trust_domain_name`, or null.
   std::shared_ptr<const Bundle> Get(absl::string_view trust_domain_name) const;
+  // Every bundle, by trust domain name.
+  std::vector<std::shared_ptr<const Bundle>> All() const;
   // Increments whenever the set changes (verifier caches key on it).
   uint64_t generation() const;
 

@@ -292,6 +292,11 @@ class Identity {
     return py::make_tuple(fd, c.svid_pem);
   }
 
+  // Every trusted domain's X.509 authorities (ours and the federated ones), PEM.
+  std::string TrustedPem() const {
+    return internal::TrustedPem(internal::Access::Of(*id_)->endpoint);
+  }
+
  private:
   std::unique_ptr<AgentIdentity> id_;
 };
@@ -384,6 +389,7 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("instance_id", [](const Identity& s) { return s.get().instance_id(); })
       .def_property_readonly("svid_pem", [](const Identity& s) { return s.get().svid_pem(); })
       .def_property_readonly("bundle_pem", [](const Identity& s) { return s.get().bundle_pem(); })
+      .def_property_readonly("trusted_pem", &Identity::TrustedPem)
       .def_property_readonly("scopes", [](const Identity& s) { return s.get().scopes(); })
       .def_property_readonly("trust_level", [](const Identity& s) { return s.get().trust_level(); })
       .def_property_readonly("expires_at_ms", &Identity::expires_at_ms)

@@ -44,12 +44,15 @@ absl::StatusOr<Endpoint> ResolveWatched(const Connection& connection,
   TW_ASSIGN_OR_RETURN(Endpoint e, Resolve(connection));
   e.watcher = RevocationWatcher::Shared(e.server, CaPem(e), stream_clock);
   e.watcher->Follow(e.bundles, e.trust_domains.front());
+  // The federated bundles come with the stream's first heartbeat: a peer of a federated
+  // domain is then trusted from the first handshake (at once after the process's first).
+  const bool federated = e.watcher->WaitFederation(absl::Seconds(2));
   if (connection.federated_revocations.empty()) return e;
   // A federated domain's stream is authenticated by that domain's bundle, as our server
   // federates it.
-  if (!e.watcher->WaitFederation(absl::Seconds(10))) {
+  if (!federated) {
     return absl::UnavailableError(
-        absl::StrCat("the federated bundles of ", e.server, " did not arrive in 10s"));
+        absl::StrCat("the federated bundles of ", e.server, " did not arrive"));
   }
   for (const auto& [name, server] : connection.federated_revocations) {
     TW_ASSIGN_OR_RETURN(const core::TrustDomain td, core::TrustDomain::FromNameOrId(name));
@@ -84,6 +87,12 @@ const RevocationWatcher* WatcherFor(const Endpoint& e, const core::SpiffeId& id)
 std::string CaPem(const Endpoint& e) {
   std::shared_ptr<const core::Bundle> bundle = e.bundles->Get(e.trust_domains.front().name());
   return bundle != nullptr ? bundle->ToPem() : "";
+}
+
+std::string TrustedPem(const Endpoint& e) {
+  std::string pem;
+  for (const std::shared_ptr<const core::Bundle>& b : e.bundles->All()) pem += b->ToPem();
+  return pem;
 }
 
 absl::StatusOr<std::unique_ptr<tw::net::HttpsClient>> Connect(const Endpoint& e,

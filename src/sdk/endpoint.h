@@ -50,8 +50,13 @@ const RevocationWatcher* WatcherFor(const Endpoint& endpoint, const tw::core::Sp
 // `fallback`.
 std::string Env(const std::string& value, const char* name, absl::string_view fallback);
 
-// The X.509 authorities the endpoint trusts now (its bundle's), PEM.
+// The X.509 authorities of the endpoint's own trust domain now, PEM: what its server is
+// authenticated by.
 std::string CaPem(const Endpoint& endpoint);
+// The X.509 authorities of every trust domain the endpoint trusts now (its own and the
+// federated ones), PEM: for a TLS stack that checks a peer's chain before our peer check
+// binds it to its own domain's bundle (Python's ssl). Never for reaching the server.
+std::string TrustedPem(const Endpoint& endpoint);
 
 // `connection` with empty members taken from the environment (TRUSTWARDEN_SERVER, ...) or
 // the defaults, and its bundle read. InvalidArgument when the bundle has no X.509

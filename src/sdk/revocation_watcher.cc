@@ -261,7 +261,11 @@ void RevocationWatcher::Run() {
       (void)(*client)->Stream(absl::StrCat("/v1/revocations/stream?after=", after),
                               {{"Last-Event-ID", resume}}, [&](absl::string_view text) {
                                 delivered = true;
-                                return Consume(text);
+                                const bool more = Consume(text);
+                                // At once, not at the supervisor's next second: an identity's
+                                // first handshake with a federated peer needs its bundle.
+                                RefreshFederation();
+                                return more;
                               });
       absl::MutexLock lock(&mu_);
       client_ = nullptr;

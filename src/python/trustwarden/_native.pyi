@@ -14,6 +14,7 @@ class Identity:
     instance_id: str
     svid_pem: str
     bundle_pem: str
+    trusted_pem: str
     scopes: List[str]
     trust_level: str
     expires_at_ms: int

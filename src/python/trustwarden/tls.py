@@ -103,6 +103,7 @@ class SpiffeSSLContext(ssl.SSLContext):
         self._checker = checker
         self._lock = threading.Lock()
         self._chain = ""
+        self._trusted = ""
         self.check_hostname = False  # SPIFFE authenticates by ID, not host name
         self.verify_mode = ssl.CERT_REQUIRED
         self.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -111,13 +112,21 @@ class SpiffeSSLContext(ssl.SSLContext):
         self.options |= ssl.OP_NO_TICKET | ssl.OP_NO_RENEGOTIATION
         if server_side:
             self.num_tickets = 0
-        self.load_verify_locations(cadata=agent.bundle_pem)
         self._present_current_svid()
 
     def _present_current_svid(self) -> None:
         """Loads the identity's SVID and key when a renewal replaced them, from an anonymous
-        in-memory file the SDK writes (the key never reaches the file system or Python)."""
+        in-memory file the SDK writes (the key never reaches the file system or Python), and
+        the authorities of a trust domain newly trusted (a CA rotation, a federation).
+
+        OpenSSL pools those authorities for its chain check; the SDK's peer check that
+        follows binds each peer to its own trust domain's bundle and drops a domain no
+        longer trusted, which OpenSSL's store cannot forget."""
         with self._lock:
+            trusted = self._agent._native.trusted_pem
+            if trusted != self._trusted:
+                self.load_verify_locations(cadata=trusted)
+                self._trusted = trusted
             if self._agent.svid_pem == self._chain:
                 return
             fd, chain = self._agent._native.credential_file()
