@@ -22,7 +22,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int64_t kRefreshHintSeconds = 300;
 constexpr AuthorityState kStates[] = {AuthorityState::kPrepared, AuthorityState::kActive,
                                       AuthorityState::kOld, AuthorityState::kRetired,
                                       AuthorityState::kRevoked};
@@ -163,7 +162,7 @@ absl::StatusOr<std::shared_ptr<const RotatingCa::State>> RotatingCa::Derive(
   }
   if (!active) return absl::InvalidArgumentError("authorities.json has no active authority");
   bundle.set_sequence(sequence);
-  bundle.set_refresh_hint_seconds(kRefreshHintSeconds);
+  bundle.set_refresh_hint_seconds(absl::ToInt64Seconds(options_.refresh_hint));
   history.set_sequence(sequence);
   s->sequence = sequence;
   s->entries = std::move(entries);
@@ -406,12 +405,13 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyw
     prepared->chain_pem = core::CertificatesToPem(views);
     prepared->csr_pem.clear();
   }
-  const absl::Time published_enough = prepared->prepared_at + absl::Seconds(kRefreshHintSeconds);
+  const absl::Time published_enough = prepared->prepared_at + options_.refresh_hint;
   if (!now_anyway && now < published_enough) {
     return absl::FailedPreconditionError(absl::StrCat(
         "authority ", prepared->id, " was published ",
         absl::FormatDuration(absl::Trunc(now - prepared->prepared_at, absl::Seconds(1))),
-        " ago; verifiers refresh the bundle every ", kRefreshHintSeconds, "s: activate it after ",
+        " ago; verifiers refresh the bundle every ", absl::FormatDuration(options_.refresh_hint),
+        ": activate it after ",
         absl::FormatTime(absl::RFC3339_sec, published_enough, absl::UTCTimeZone()),
         " (or now anyway: --force)"));
   }
@@ -498,7 +498,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, AuthorityState>>> RotatingCa::Rota
     changes.emplace_back(made.id, AuthorityState::kPrepared);
   } else if (prepared != status.end() && prepared->csr_pem.empty() &&
              now >= active->activated_at + period &&
-             now >= prepared->prepared_at + absl::Seconds(kRefreshHintSeconds)) {
+             now >= prepared->prepared_at + options_.refresh_hint) {
     TW_ASSIGN_OR_RETURN(AuthorityInfo made, Activate(now));
     changes.emplace_back(made.id, AuthorityState::kActive);
   }

@@ -51,6 +51,9 @@ struct RotatingCaOptions {
   // signatures may live after it stopped signing.
   absl::Duration max_svid_lifetime = absl::Hours(24);
   absl::Duration max_jwt_lifetime = absl::Hours(1);
+  // The bundle's spiffe_refresh_hint; a prepared authority is published this long before
+  // it may sign.
+  absl::Duration refresh_hint = absl::Minutes(5);
 };
 
 class RotatingCa {

@@ -69,6 +69,19 @@ TEST(RevocationStreamReaderTest, ResynchronisesWhenBehindAtTwoHeartbeats) {
   EXPECT_TRUE(r.Consume(": heartbeat 3\n\n", kNow));
 }
 
+// The federation version is opaque and bounded; a server that sends none leaves it empty.
+TEST(RevocationStreamReaderTest, KeepsTheLastFederationVersionAnnounced) {
+  RevocationStreamReader r;
+  ASSERT_TRUE(r.Consume(": heartbeat 0\n: bundle 1\n\n", kNow));
+  EXPECT_EQ(r.federation_version(), "");
+  ASSERT_TRUE(r.Consume(": heartbeat 0\n: bundle 1\n: federation 9f2c-1\n\n", kNow));
+  EXPECT_EQ(r.federation_version(), "9f2c-1");
+  ASSERT_TRUE(r.Consume(": heartbeat 0\n: federation 9f2c-2\n\n", kNow));
+  EXPECT_EQ(r.federation_version(), "9f2c-2");
+  ASSERT_TRUE(r.Consume(": heartbeat 0\n: federation " + std::string(65, 'x') + "\n\n", kNow));
+  EXPECT_EQ(r.federation_version(), "9f2c-2");
+}
+
 TEST(RevocationStreamReaderTest, RefusesAnEndlessEvent) {
   RevocationStreamReader r;
   EXPECT_FALSE(r.Consume("data: " + std::string(2 << 20, 'x'), kNow));

@@ -69,10 +69,17 @@ std::shared_ptr<const std::vector<tw::core::ForeignGrant>> RevocationWatcher::Fo
 
 bool RevocationWatcher::WaitFederation(absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
-  if (!WaitLive(timeout)) return false;
   std::string announced;
   {
+    // Until the stream delivers, or its first connection ends without: a server that
+    // cannot be reached has nothing to wait for.
+    const auto settled = [this] {
+      mu_.AssertReaderHeld();
+      return stream_.last_seen().has_value() || connections_ended_ > 0;
+    };
     absl::ReaderMutexLock lock(&mu_);
+    mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
+    if (!stream_.last_seen()) return false;
     announced = stream_.federation_version();
   }
   if (announced.empty()) return true;  // a server that federates nothing says nothing
@@ -272,6 +279,7 @@ void RevocationWatcher::Run() {
     }
     {
       absl::MutexLock lock(&mu_);
+      ++connections_ended_;
       // Past entries stay known across reconnects; expired ones are forgotten.
       stream_.Prune(absl::Now());
     }

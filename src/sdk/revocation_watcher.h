@@ -57,7 +57,8 @@ class RevocationWatcher {
   std::shared_ptr<const std::vector<tw::core::ForeignGrant>> ForeignGrants() const
       ABSL_LOCKS_EXCLUDED(follow_mu_);
   // Waits until the federated bundles and grants announced when the stream connected have
-  // been fetched, at most `timeout`; true if they have.
+  // been fetched, at most `timeout`; true if they have. False at once when the stream's
+  // first connection failed.
   bool WaitFederation(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(follow_mu_);
   RevocationWatcher(const RevocationWatcher&) = delete;
   RevocationWatcher& operator=(const RevocationWatcher&) = delete;
@@ -122,6 +123,7 @@ class RevocationWatcher {
   mutable absl::Mutex mu_;
   RevocationStreamReader stream_ ABSL_GUARDED_BY(mu_);
   tw::net::HttpsClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;  // being read, for Cancel()
+  int64_t connections_ended_ ABSL_GUARDED_BY(mu_) = 0;           // or failed to be made
   absl::Notification stopping_;
   absl::Mutex stop_mu_;  // one Stop() at a time
   std::thread reader_;

@@ -79,22 +79,30 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
     return absl::OkStatus();
   };
   // A table [TABLE] of one duration `name`, at least `least`.
+  // A table of durations, each at least its `least`.
+  struct DurationKey {
+    absl::string_view name;
+    absl::Duration least;
+    absl::string_view least_text;
+    absl::Duration* out;
+  };
   auto duration_table = [&string](const toml::node& n, absl::string_view table,
-                                  absl::string_view name, absl::Duration least,
-                                  absl::string_view least_text, absl::Duration* out) {
+                                  std::initializer_list<DurationKey> keys) {
     const toml::table* t = n.as_table();
     if (t == nullptr) return Invalid(table, "must be a table");
     for (const auto& [k, v] : *t) {
       const std::string full = absl::StrCat(table, ".", std::string(k.str()));
-      if (k.str() != std::string_view(name.data(), name.size())) {
-        return Invalid(full, "unknown key");
+      const DurationKey* key = nullptr;
+      for (const DurationKey& d : keys) {
+        if (k.str() == std::string_view(d.name.data(), d.name.size())) key = &d;
       }
+      if (key == nullptr) return Invalid(full, "unknown key");
       std::string text;
       TW_RETURN_IF_ERROR(string(v, full, &text));
       auto d = core::ParseDuration(text);
       if (!d.ok()) return Invalid(full, d.status().message());
-      if (*d < least) return Invalid(full, absl::StrCat("must be at least ", least_text));
-      *out = *d;
+      if (*d < key->least) return Invalid(full, absl::StrCat("must be at least ", key->least_text));
+      *key->out = *d;
     }
     return absl::OkStatus();
   };
@@ -148,10 +156,12 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
       }
     } else if (key == "ca") {
       TW_RETURN_IF_ERROR(
-          duration_table(node, key, "rotate_every", absl::Hours(1), "1h", &c->rotate_every));
+          duration_table(node, key,
+                         {{"rotate_every", absl::Hours(1), "1h", &c->rotate_every},
+                          {"refresh_hint", absl::Seconds(1), "1s", &c->bundle_refresh_hint}}));
     } else if (key == "ledger") {
-      TW_RETURN_IF_ERROR(duration_table(node, key, "sth_interval", absl::Milliseconds(100), "100ms",
-                                        &c->sth_interval));
+      TW_RETURN_IF_ERROR(duration_table(
+          node, key, {{"sth_interval", absl::Milliseconds(100), "100ms", &c->sth_interval}}));
     } else if (key == "limits") {
       const toml::table* limits = node.as_table();
       if (limits == nullptr) return Invalid(key, "must be a table");
@@ -235,7 +245,8 @@ absl::StatusOr<ServerKeys> OpenServerKeys(const ServerConfig& config, const base
   if (new_ca) spdlog::info("created the CA of trust domain {} in {}", std::string(td.name()), dir);
   // After the first start the rotation state names the keys (the active authority's may not
   // be the one the config named then).
-  const ca::RotatingCaOptions rotation{.max_svid_lifetime = config.max_instance_lifetime};
+  const ca::RotatingCaOptions rotation{.max_svid_lifetime = config.max_instance_lifetime,
+                                       .refresh_hint = config.bundle_refresh_hint};
   std::unique_ptr<ca::RotatingCa> rotating;
   if (ca::RotatingCa::Exists(dir)) {
     TW_ASSIGN_OR_RETURN(rotating, ca::RotatingCa::Open(dir, rotation));

@@ -29,12 +29,15 @@ struct ServerConfig {
   absl::Duration request_timeout = absl::Seconds(10);
   absl::Duration sth_interval = absl::Seconds(1);      // signed tree heads, when the tree grew
   absl::Duration rotate_every = absl::ZeroDuration();  // CA rotation on a schedule; 0: by hand
-  double rate_per_principal = 0;                       // issuances per second; 0 = unlimited
-  double rate_per_address = 0;                         // requests per second; 0 = unlimited
-  double auth_failures_per_address = 5;                // failed authentications per second
-  double ledger_events_per_instance = 200;             // agent events per second; 0 = unlimited
-  size_t max_connections = 4096;                       // open at once
-  size_t max_stream_subscribers = 10000;               // revocation streams in total
+  // The bundle's spiffe_refresh_hint: how often verifiers and federated domains refresh
+  // it, and how long a prepared authority is published before it may sign.
+  absl::Duration bundle_refresh_hint = absl::Minutes(5);
+  double rate_per_principal = 0;            // issuances per second; 0 = unlimited
+  double rate_per_address = 0;              // requests per second; 0 = unlimited
+  double auth_failures_per_address = 5;     // failed authentications per second
+  double ledger_events_per_instance = 200;  // agent events per second; 0 = unlimited
+  size_t max_connections = 4096;            // open at once
+  size_t max_stream_subscribers = 10000;    // revocation streams in total
   int max_stream_subscribers_per_address = 256;
   absl::Duration max_instance_lifetime = absl::Hours(24);  // from creation, across renewals
   // Where the signing keys live (crypto/signer_factory.h); empty: the data directory's

@@ -496,11 +496,49 @@ TEST_F(ServerTest, HeartbeatsNameWhatTheStreamSentNotWhatWasPruned) {
   }
   const std::string text =
       ReadStream("/v1/revocations/stream?after=0", [](const std::string& received) {
-        return std::count(received.begin(), received.end(), ':') >= 6;  // three heartbeats
+        return std::count(received.begin(), received.end(), ':') >= 9;  // three heartbeats
       });
-  EXPECT_THAT(text, HasSubstr(": heartbeat 0\n: bundle 1\n\n"));
+  EXPECT_THAT(text, HasSubstr(": heartbeat 0\n: bundle 1\n: federation "));
   EXPECT_THAT(text, ::testing::Not(HasSubstr(": heartbeat 3")));
   EXPECT_THAT(text, ::testing::Not(HasSubstr("id: ")));
+}
+
+// The policy's foreign grants are public, as the bundles are (every enforcement point needs
+// them); applying a policy changes the federation version the heartbeats announce.
+TEST_F(ServerTest, ForeignGrantsArePublishedAndAnnounced) {
+  auto client = Client();
+  auto version = [&] {
+    const std::string text = ReadStream("/v1/revocations/stream?after=0", [](const std::string& r) {
+      return r.find("\n\n") != std::string::npos;
+    });
+    const size_t at = text.find(": federation ");
+    return at == std::string::npos ? std::string() : text.substr(at, text.find('\n', at) - at);
+  };
+  const std::string before = version();
+  ASSERT_FALSE(before.empty());
+  net::Response none = Call(*client, "GET", "/v1/federation/grants", "", "");
+  ASSERT_EQ(none.status, 200) << none.body;
+  EXPECT_EQ(json::parse(none.body)["grants"], json::array());
+  json policy{{"source", std::string(policy::Policy::DefaultSource()) + R"(
+[[foreign]]
+trust_domain = "traffic.city"
+names = ["city/signals/*"]
+scopes = ["reduce:load"]
+)"}};
+  ASSERT_EQ(Call(*client, "POST", "/v1/policies", policy.dump(), admin_token_).status, 201);
+  net::Response some = Call(*client, "GET", "/v1/federation/grants", "", "");
+  ASSERT_EQ(some.status, 200) << some.body;
+  const json grants = json::parse(some.body);
+  EXPECT_EQ(grants["policy_version"], 2);
+  ASSERT_EQ(grants["grants"].size(), 1u);
+  EXPECT_EQ(grants["grants"][0]["trust_domain"], "traffic.city");
+  EXPECT_EQ(grants["grants"][0]["scopes"], json::array({"reduce:load"}));
+  EXPECT_NE(version(), before);
+  // A grant for our own trust domain means nothing: refused.
+  json own{{"source", std::string(policy::Policy::DefaultSource()) +
+                          "[[foreign]]\ntrust_domain = \"trustwarden\"\nscopes = [\"a:b\"]\n"}};
+  net::Response refused = Call(*client, "POST", "/v1/policies", own.dump(), admin_token_);
+  EXPECT_EQ(refused.status, 400) << refused.body;
 }
 
 TEST_F(ServerTest, StreamSubscribersAndConnectionsAreLimited) {
