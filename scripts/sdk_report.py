@@ -21,6 +21,12 @@ for threads, label in [(1, "sync, 1 thread"), (8, "batched, 8 threads")]:
     b = find(f"BM_Call/iterations:400/real_time/threads:{threads}")
     print(f"call() with allow + outcome events ({label}): {b['items_per_second']:,.0f} calls/s,"
           f" p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms")
+sdk = find("BM_MtlsHandshakeSdk/")["items_per_second"]
+plain = find("BM_MtlsHandshakeOpenSsl/")["items_per_second"]
+cli = find("BM_MtlsHandshakeOpenSslCli/")["handshakes_per_second"]
+print(f"mTLS handshakes between two agents' contexts: {sdk:,.0f}/s = {sdk / plain:.2f}x plain"
+      f" OpenSSL contexts with the same keys ({plain:,.0f}/s), {sdk / cli:.2f}x openssl"
+      f" s_server/s_time ({cli:,.0f}/s)")
 for threads in (1, 2):
     floor = find(f"BM_EcdsaP256Verify/real_time/threads:{threads}")["items_per_second"]
     for name, label in [("BM_VerifierX509", "Verifier X.509 (cached leaf)"),

@@ -1,13 +1,21 @@
 // The SDK end to end against an in-process server on loopback (TLS included): create()
-// latency, revocation fan-out to 100 watchers, call() with its ledger events, and Verifier
-// throughput beside raw ECDSA P-256 verification measured in the same run. With
+// latency, revocation fan-out to 100 watchers, call() with its ledger events, Verifier
+// throughput beside raw ECDSA P-256 verification measured in the same run, and mTLS
+// handshakes between two agents beside openssl s_server/s_time with the same keys. With
 // TW_BENCH_SERVER set, create() and call() run against that server instead (with
 // TRUSTWARDEN_TOKEN and TRUSTWARDEN_BUNDLE), as the Python SDK's benchmark does to compare
 // the two SDKs on one server.
+#include <arpa/inet.h>
 #include <benchmark/benchmark.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -17,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "base/file.h"
 #include "crypto/software_signer.h"
+#include "sdk/identity_state.h"
 #include "sdk/revocation_watcher.h"
 #include "server/testing/test_server.h"
 #include "trustwarden/trustwarden.h"
@@ -192,6 +201,176 @@ void BM_VerifierJwt(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_VerifierJwt)->Threads(1)->Threads(2)->UseRealTime();
+
+// Two agents for mTLS, and their keys and chains as files for openssl's CLI.
+struct TlsPair {
+  std::unique_ptr<AgentIdentity> server, client;
+  std::string dir;
+  TlsPair() {
+    World& w = TheWorld();
+    server = std::make_unique<AgentIdentity>(AgentIdentity::create(w.Agent("tls-server")));
+    client = std::make_unique<AgentIdentity>(AgentIdentity::create(w.Agent("tls-client")));
+    dir = std::filesystem::temp_directory_path() / "tw-bench-tls";
+    std::filesystem::create_directories(dir);
+    for (const auto& [name, agent] :
+         {std::pair{"server", server.get()}, {"client", client.get()}}) {
+      const internal::Credential c = internal::Access::Of(*agent)->Current();
+      Check(tw::base::WriteFile(absl::StrCat(dir, "/", name, ".pem"), c.svid_pem));
+      Check(tw::base::WriteFile(absl::StrCat(dir, "/", name, ".key"), c.key->ToPkcs8Pem().view(),
+                                0600));
+    }
+    Check(tw::base::WriteFile(dir + "/bundle.pem", server->bundle_pem()));
+  }
+  static void Check(const absl::Status& s) {
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+  }
+};
+TlsPair& Pair() {
+  static auto* p = new TlsPair();
+  return *p;
+}
+
+int ListenOnLoopback(int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), size) != 0 || listen(fd, 512) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &size) != 0) {
+    throw std::runtime_error("cannot listen on loopback");
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int ConnectToLoopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) return fd;
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+// Full mTLS handshakes from `client_ctx` to `server_ctx` (which takes ownership of neither),
+// the server on a thread of its own; the client waits for one byte the server sends once it
+// accepted the client.
+void Handshakes(benchmark::State& state, SSL_CTX* server_ctx, SSL_CTX* client_ctx) {
+  int port;
+  const int listener = ListenOnLoopback(&port);
+  std::thread acceptor([&] {
+    for (int fd; (fd = accept(listener, nullptr, nullptr)) >= 0; close(fd)) {
+      SSL* ssl = SSL_new(server_ctx);
+      SSL_set_fd(ssl, fd);
+      if (SSL_accept(ssl) == 1) SSL_write(ssl, "k", 1);
+      SSL_free(ssl);
+    }
+  });
+  for (auto _ : state) {
+    const int fd = ConnectToLoopback(port);
+    SSL* ssl = SSL_new(client_ctx);
+    SSL_set_fd(ssl, fd);
+    char byte;
+    if (SSL_connect(ssl) != 1 || SSL_read(ssl, &byte, 1) != 1) state.SkipWithError("refused");
+    SSL_free(ssl);
+    close(fd);
+  }
+  shutdown(listener, SHUT_RDWR);  // accept() returns
+  acceptor.join();
+  close(listener);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// Between two agents' contexts: each checks the other by SPIFFE rules (chain, ID,
+// revocation, the server's scope requirement).
+void BM_MtlsHandshakeSdk(benchmark::State& state) {
+  TlsPair& p = Pair();
+  SSL_CTX* server_ctx = server_tls_context(*p.server, {.scope = "read:transactions"});
+  SSL_CTX* client_ctx = client_tls_context(*p.client, {.spiffe_ids = {p.server->spiffe_id()}});
+  Handshakes(state, server_ctx, client_ctx);
+  SSL_CTX_free(server_ctx);
+  SSL_CTX_free(client_ctx);
+}
+BENCHMARK(BM_MtlsHandshakeSdk)->UseRealTime();
+
+// The floor: OpenSSL's own contexts with the same keys and chains, verifying the peer's
+// chain against the bundle and nothing else.
+SSL_CTX* PlainContext(bool server, const std::string& dir, const std::string& name) {
+  SSL_CTX* ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  const std::string pem = absl::StrCat(dir, "/", name, ".pem"),
+                    key = absl::StrCat(dir, "/", name, ".key");
+  if (SSL_CTX_use_certificate_chain_file(ctx, pem.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_load_verify_locations(ctx, (dir + "/bundle.pem").c_str(), nullptr) != 1) {
+    throw std::runtime_error("cannot load " + pem);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  return ctx;
+}
+void BM_MtlsHandshakeOpenSsl(benchmark::State& state) {
+  TlsPair& p = Pair();
+  SSL_CTX* server_ctx = PlainContext(true, p.dir, "server");
+  SSL_CTX* client_ctx = PlainContext(false, p.dir, "client");
+  Handshakes(state, server_ctx, client_ctx);
+  SSL_CTX_free(server_ctx);
+  SSL_CTX_free(client_ctx);
+}
+BENCHMARK(BM_MtlsHandshakeOpenSsl)->UseRealTime();
+
+// The same handshakes between OpenSSL's own tools, with the same keys and chains:
+// `openssl s_server -Verify` against `openssl s_time -new` presenting the client's SVID,
+// for three seconds (a second with TW_BENCH_SMOKE); handshakes_per_second is its rate.
+void BM_MtlsHandshakeOpenSslCli(benchmark::State& state) {
+  TlsPair& p = Pair();
+  const std::string& d = p.dir;
+  int port;
+  const int probe = ListenOnLoopback(&port);
+  close(probe);  // a free port for s_server (a race with another process is harmless here)
+  const std::string server_cmd = absl::StrCat(
+      "exec openssl s_server -quiet -www -accept 127.0.0.1:", port, " -cert ", d,
+      "/server.pem -key ", d, "/server.key -CAfile ", d,
+      "/bundle.pem -Verify 2 -verify_return_error </dev/null >/dev/null 2>&1 & echo $!");
+  FILE* started = popen(server_cmd.c_str(), "r");
+  int pid = 0;
+  if (started == nullptr || fscanf(started, "%d", &pid) != 1) state.SkipWithError("no s_server");
+  if (started != nullptr) pclose(started);
+  for (int i = 0; i < 100; ++i) {  // until it listens
+    const int fd = ConnectToLoopback(port);
+    if (fd >= 0) {
+      close(fd);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const int seconds = std::getenv("TW_BENCH_SMOKE") != nullptr ? 1 : 3;
+  double rate = 0;
+  for (auto _ : state) {
+    const std::string cmd = absl::StrCat("openssl s_time -connect 127.0.0.1:", port, " -new -time ",
+                                         seconds, " -cert ", d, "/client.pem -key ", d,
+                                         "/client.key -CAfile ", d, "/bundle.pem -verify 2 2>&1");
+    FILE* out = popen(cmd.c_str(), "r");
+    const absl::Time start = absl::Now();
+    std::string text;
+    char buffer[512];
+    while (out != nullptr && fgets(buffer, sizeof(buffer), out) != nullptr) text += buffer;
+    const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+    if (out == nullptr || pclose(out) != 0) state.SkipWithError("s_time failed");
+    int connections = 0;
+    const size_t at = text.find(" connections in ");
+    if (at == std::string::npos ||
+        sscanf(text.c_str() + text.rfind('\n', at) + 1, "%d", &connections) != 1) {
+      state.SkipWithError("no rate in s_time's output");
+    }
+    rate = connections / elapsed;
+  }
+  if (pid > 0) kill(pid, SIGTERM);
+  state.counters["handshakes_per_second"] = rate;
+}
+BENCHMARK(BM_MtlsHandshakeOpenSslCli)->Iterations(1)->UseRealTime();
 
 void BM_EcdsaP256Verify(benchmark::State& state) {
   auto key = *tw::crypto::SoftwareSigner::Generate(tw::crypto::KeyType::kEcP256);
