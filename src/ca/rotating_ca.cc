@@ -410,8 +410,8 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyw
     return absl::FailedPreconditionError(absl::StrCat(
         "authority ", prepared->id, " was published ",
         absl::FormatDuration(absl::Trunc(now - prepared->prepared_at, absl::Seconds(1))),
-        " ago; verifiers refresh the bundle every ", absl::FormatDuration(options_.refresh_hint),
-        ": activate it after ",
+        " ago; verifiers refresh the bundle every ", absl::ToInt64Seconds(options_.refresh_hint),
+        "s: activate it after ",
         absl::FormatTime(absl::RFC3339_sec, published_enough, absl::UTCTimeZone()),
         " (or now anyway: --force)"));
   }

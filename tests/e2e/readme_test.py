@@ -140,6 +140,15 @@ class ReadmeTest(unittest.TestCase):
                env=cli_env(self.server, token=self.server.admin_token()))
         self.assertEqual(r.returncode, 0, "the README's own principal" + describe(r))
 
+    def test_the_foreign_grant_example_applies_and_is_published(self):
+        path = write_file(os.path.join(self.tmp, "foreign.toml"),
+                          self.blocks["policy"][1] + "\n" + self.blocks["foreign"][1])
+        r = tw("policy", "apply", path, env=cli_env(self.server, token=self.server.admin_token()))
+        self.assertEqual(r.returncode, 0, describe(r))
+        grants = self.server.client().get("/v1/federation/grants").json["grants"]
+        self.assertEqual([(g["trust_domain"], g["names"], g["scopes"]) for g in grants],
+                         [("traffic.city", ["city/signals/*"], ["reduce:load"])])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
