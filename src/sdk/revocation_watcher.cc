@@ -62,7 +62,7 @@ void RevocationWatcher::Follow(const std::shared_ptr<tw::core::BundleSet>& bundl
 
 std::shared_ptr<const std::vector<tw::core::ForeignGrant>> RevocationWatcher::ForeignGrants()
     const {
-  absl::MutexLock lock(&follow_mu_);
+  absl::ReaderMutexLock lock(&follow_mu_);
   if (grants_ == nullptr) return std::make_shared<const std::vector<tw::core::ForeignGrant>>();
   return grants_;
 }
@@ -103,6 +103,7 @@ void RevocationWatcher::Distribute(const Follower& f) const {
 }
 
 void RevocationWatcher::RefreshFederation() {
+  if (stopping_.HasBeenNotified()) return;
   std::string announced;
   {
     absl::ReaderMutexLock lock(&mu_);

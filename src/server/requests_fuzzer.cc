@@ -17,8 +17,11 @@
 #include "base/text.h"
 #include "core/certificate.h"
 #include "core/csr.h"
+#include "core/foreign_grant.h"
+#include "core/json.h"
 #include "crypto/software_signer.h"
 #include "nlohmann/json.hpp"
+#include "policy/policy.h"
 #include "server/api.h"
 #include "server/requests.h"
 #include "server/services.h"
@@ -96,6 +99,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tw::server::DecodeRetire(rest).IgnoreError();
   tw::server::DecodeActivate(rest).IgnoreError();
   tw::server::DecodeFederation(rest).IgnoreError();
+  tw::policy::Policy::Parse(rest).IgnoreError();  // [[foreign]] grants too
+  if (auto grants = tw::core::ParseStrictJson(rest, "grants"); grants.ok()) {
+    tw::core::ParseForeignGrants(*grants).IgnoreError();
+  }
 
   const size_t method_end = rest.find('\n');
   if (method_end == absl::string_view::npos) return 0;
