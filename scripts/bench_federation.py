@@ -108,8 +108,8 @@ def main():
                 if took is None:
                     raise SystemExit("traffic.city never fetched energy.city's new bundle")
                 published.append(took)
-                # Activated once the other domain holds it (as `ca activate` waits for,
-                # unforced): SVIDs of the new authority are trusted there from the start.
+                # Activated once the other domain holds it (`ca activate` unforced waits three
+                # hints for that): SVIDs of the new authority are trusted there at once.
                 energy.tw("ca", "activate", "--force")
                 agent = AgentIdentity.create(f"grid/bench/rotated-{i}", ["read:x"], ttl="10m",
                                              spool=spool, **energy.connection())

@@ -6,6 +6,15 @@
 #include "spdlog/spdlog.h"
 
 namespace tw::authority {
+namespace {
+
+bool SameButTheHint(core::Bundle a, core::Bundle b) {
+  a.set_refresh_hint_seconds(0);
+  b.set_refresh_hint_seconds(0);
+  return a.ToJson() == b.ToJson();
+}
+
+}  // namespace
 
 absl::Status Authority::LoadFederations() {
   TW_ASSIGN_OR_RETURN(std::vector<store::FederationRecord> records, store_.ListFederations());
@@ -67,8 +76,9 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
   std::shared_ptr<const core::Bundle> held = federated_.Get(td);
   absl::Status kept = fetched.status();
   bool changed = false;
-  if (fetched.ok() && held != nullptr && fetched->ToJson() == held->ToJson()) {
-    // The same bundle again: nothing to keep or record.
+  if (fetched.ok() && held != nullptr && SameButTheHint(*fetched, *held)) {
+    // The same bundle again (a new refresh hint alone changes no sequence): nothing to keep
+    // or record; the next fetch follows the hint served.
   } else if (fetched.ok() && held != nullptr && !federation::Supersedes(*fetched, *held)) {
     kept = absl::FailedPreconditionError(
         absl::StrCat("the endpoint served sequence ", *fetched->sequence(), ", not above the held ",

@@ -102,6 +102,8 @@ std::shared_ptr<const crypto::Signer> RotatingCa::jwt_signer() const {
 }
 
 std::shared_ptr<const core::Bundle> RotatingCa::bundle() const { return state()->bundle; }
+
+absl::Duration RotatingCa::PublishedLongEnough() const { return 3 * options_.refresh_hint; }
 std::shared_ptr<const core::Bundle> RotatingCa::history() const { return state()->history; }
 
 void RotatingCa::OnChange(std::function<void(const core::Bundle&)> listener) {
@@ -405,13 +407,13 @@ absl::StatusOr<AuthorityInfo> RotatingCa::Activate(absl::Time now, bool now_anyw
     prepared->chain_pem = core::CertificatesToPem(views);
     prepared->csr_pem.clear();
   }
-  const absl::Time published_enough = prepared->prepared_at + options_.refresh_hint;
+  const absl::Time published_enough = prepared->prepared_at + PublishedLongEnough();
   if (!now_anyway && now < published_enough) {
     return absl::FailedPreconditionError(absl::StrCat(
         "authority ", prepared->id, " was published ",
         absl::FormatDuration(absl::Trunc(now - prepared->prepared_at, absl::Seconds(1))),
         " ago; verifiers refresh the bundle every ", absl::ToInt64Seconds(options_.refresh_hint),
-        "s: activate it after ",
+        "s and it must be published for 3 of those: activate it after ",
         absl::FormatTime(absl::RFC3339_sec, published_enough, absl::UTCTimeZone()),
         " (or now anyway: --force)"));
   }
@@ -498,7 +500,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, AuthorityState>>> RotatingCa::Rota
     changes.emplace_back(made.id, AuthorityState::kPrepared);
   } else if (prepared != status.end() && prepared->csr_pem.empty() &&
              now >= active->activated_at + period &&
-             now >= prepared->prepared_at + options_.refresh_hint) {
+             now >= prepared->prepared_at + PublishedLongEnough()) {
     TW_ASSIGN_OR_RETURN(AuthorityInfo made, Activate(now));
     changes.emplace_back(made.id, AuthorityState::kActive);
   }

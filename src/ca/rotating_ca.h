@@ -51,8 +51,8 @@ struct RotatingCaOptions {
   // signatures may live after it stopped signing.
   absl::Duration max_svid_lifetime = absl::Hours(24);
   absl::Duration max_jwt_lifetime = absl::Hours(1);
-  // The bundle's spiffe_refresh_hint; a prepared authority is published this long before
-  // it may sign.
+  // The bundle's spiffe_refresh_hint; a prepared authority is published three times this
+  // long before it may sign (SPIFFE Federation §4.1 asks 3 to 5).
   absl::Duration refresh_hint = absl::Minutes(5);
 };
 
@@ -112,6 +112,8 @@ class RotatingCa {
   void OnChange(std::function<void(const core::Bundle&)> listener);
 
  private:
+  // How long a prepared authority is published before it may sign.
+  absl::Duration PublishedLongEnough() const;
   struct Entry;
   struct State;
   RotatingCa(std::string dir, RotatingCaOptions options);

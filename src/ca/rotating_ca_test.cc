@@ -55,10 +55,10 @@ TEST_F(RotatingCaTest, APreparedAuthorityIsPublishedBeforeItSignsThenTakesOver) 
   EXPECT_EQ(ca_->issuer(), first_issuer) << "a prepared authority signs nothing";
   EXPECT_EQ(ca_->jwt_signer()->key_id(), first_jwt);
 
-  EXPECT_EQ(ca_->Activate(kStart + absl::Seconds(299)).status().code(),
+  EXPECT_EQ(ca_->Activate(kStart + absl::Seconds(899)).status().code(),
             absl::StatusCode::kFailedPrecondition)
-      << "published for less than the refresh hint";
-  auto activated = ca_->Activate(kStart + absl::Minutes(10));
+      << "published for less than three refresh hints";
+  auto activated = ca_->Activate(kStart + absl::Minutes(16));
   ASSERT_TRUE(activated.ok()) << activated.status();
   EXPECT_EQ(activated->id, prepared->id);
   EXPECT_NE(ca_->issuer()->signer().public_key(), first_issuer->signer().public_key());
@@ -68,14 +68,14 @@ TEST_F(RotatingCaTest, APreparedAuthorityIsPublishedBeforeItSignsThenTakesOver) 
   const std::vector<AuthorityInfo> status = ca_->Status();
   ASSERT_EQ(status.size(), 2u);
   EXPECT_EQ(status[0].state, AuthorityState::kOld);
-  EXPECT_EQ(status[0].signs_until, kStart + absl::Minutes(10) + absl::Hours(24));
+  EXPECT_EQ(status[0].signs_until, kStart + absl::Minutes(16) + absl::Hours(24));
   EXPECT_EQ(status[1].state, AuthorityState::kActive);
 }
 
 TEST_F(RotatingCaTest, ASelfSignedSuccessorTakesNoChain) {
   ASSERT_TRUE(ca_->Prepare(kStart).ok());
   const std::string chain = *base::ReadFile(dir_ + "/ca.pem");
-  auto refused = ca_->Activate(kStart + absl::Minutes(10), false, chain);
+  auto refused = ca_->Activate(kStart + absl::Minutes(16), false, chain);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), HasSubstr("has its CA certificate already"));
 }
@@ -211,19 +211,19 @@ TEST_F(UpstreamRotationTest, TheSuccessorsRequestIsSignedByTheRootThenActivated)
   EXPECT_EQ(ca_->bundle()->x509_authorities()[0]->certificate.der(), root);
   EXPECT_EQ(ca_->bundle()->jwt_authorities().size(), 2u) << "its JWT key is published at once";
 
-  auto unsigned_yet = ca_->Activate(now + absl::Minutes(10));
+  auto unsigned_yet = ca_->Activate(now + absl::Minutes(16));
   EXPECT_EQ(unsigned_yet.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(unsigned_yet.status().message(), HasSubstr("ca activate --chain"));
   // A chain for another key, and one from another root of the same trust domain.
   auto stranger = *crypto::SoftwareSigner::Generate(crypto::KeyType::kEcP256);
   const std::string other_key = *SignedByRoot(
       root_, core::PemEncode("CERTIFICATE REQUEST", *core::BuildCertificateRequest(*stranger)));
-  EXPECT_THAT(ca_->Activate(now + absl::Minutes(10), false, other_key).status().message(),
+  EXPECT_THAT(ca_->Activate(now + absl::Minutes(16), false, other_key).status().message(),
               HasSubstr("not for this CA key"));
   const std::string other_root_dir = tmp_ / "other-root";
   ASSERT_TRUE(CaDirectory::Init(other_root_dir, {.trust_domain = td_}, base::Clock::System()).ok());
   const std::string other_root = *SignedByRoot(other_root_dir, prepared->csr_pem);
-  EXPECT_THAT(ca_->Activate(now + absl::Minutes(10), false, other_root).status().message(),
+  EXPECT_THAT(ca_->Activate(now + absl::Minutes(16), false, other_root).status().message(),
               HasSubstr("another root"));
   const std::string elsewhere_dir = tmp_ / "elsewhere";
   ASSERT_TRUE(CaDirectory::Init(elsewhere_dir,
@@ -231,7 +231,7 @@ TEST_F(UpstreamRotationTest, TheSuccessorsRequestIsSignedByTheRootThenActivated)
                                 base::Clock::System())
                   .ok());
   EXPECT_THAT(
-      ca_->Activate(now + absl::Minutes(10), false, *SignedByRoot(elsewhere_dir, prepared->csr_pem))
+      ca_->Activate(now + absl::Minutes(16), false, *SignedByRoot(elsewhere_dir, prepared->csr_pem))
           .status()
           .message(),
       HasSubstr("for trust domain elsewhere.org"));
@@ -241,7 +241,7 @@ TEST_F(UpstreamRotationTest, TheSuccessorsRequestIsSignedByTheRootThenActivated)
   EXPECT_EQ(ca_->Activate(now + absl::Seconds(10), false, chain).status().code(),
             absl::StatusCode::kFailedPrecondition)
       << "its JWT key was published for less than the refresh hint";
-  auto activated = ca_->Activate(now + absl::Minutes(10), false, chain);
+  auto activated = ca_->Activate(now + absl::Minutes(16), false, chain);
   ASSERT_TRUE(activated.ok()) << activated.status();
   EXPECT_EQ(activated->csr_pem, "");
   EXPECT_NE(activated->serial, "");

@@ -17,6 +17,10 @@ absl::StatusOr<std::vector<std::string>> Strings(const nlohmann::json& object, s
   auto it = object.find(member);
   if (it == object.end()) return out;
   if (!it->is_array()) return Invalid(index, member, "must be an array of strings");
+  // An empty list of who would read as "nobody" but mean "the whole domain".
+  if (it->empty() && std::string_view(member) != "scopes") {
+    return Invalid(index, member, "is empty: omit it to grant the whole domain");
+  }
   for (const nlohmann::json& s : *it) {
     if (!s.is_string()) return Invalid(index, member, "must be an array of strings");
     out.push_back(s.get<std::string>());
@@ -49,15 +53,12 @@ std::vector<Scope> ForeignScopes(const std::vector<ForeignGrant>& grants, const 
 nlohmann::json ForeignGrantsJson(const std::vector<ForeignGrant>& grants) {
   nlohmann::json out = nlohmann::json::array();
   for (const ForeignGrant& g : grants) {
-    nlohmann::json names = nlohmann::json::array(), ids = nlohmann::json::array(),
-                   scopes = nlohmann::json::array();
-    for (const NamePattern& n : g.names) names.push_back(n.str());
-    for (const SpiffeId& id : g.spiffe_ids) ids.push_back(id.str());
-    for (const Scope& s : g.scopes) scopes.push_back(s.str());
-    out.push_back({{"trust_domain", g.trust_domain.name()},
-                   {"names", std::move(names)},
-                   {"spiffe_ids", std::move(ids)},
-                   {"scopes", std::move(scopes)}});
+    nlohmann::json grant = {{"trust_domain", g.trust_domain.name()},
+                            {"scopes", nlohmann::json::array()}};
+    for (const Scope& s : g.scopes) grant["scopes"].push_back(s.str());
+    for (const NamePattern& n : g.names) grant["names"].push_back(n.str());
+    for (const SpiffeId& id : g.spiffe_ids) grant["spiffe_ids"].push_back(id.str());
+    out.push_back(std::move(grant));
   }
   return out;
 }

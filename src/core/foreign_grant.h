@@ -28,10 +28,12 @@ struct ForeignGrant {
 // Every scope `grants` give `id` (empty for an ID of no granted domain).
 std::vector<Scope> ForeignScopes(const std::vector<ForeignGrant>& grants, const SpiffeId& id);
 
-// The JSON form: [{"trust_domain", "names", "spiffe_ids", "scopes"}, ...].
+// The JSON form: [{"trust_domain", "names", "spiffe_ids", "scopes"}, ...], the lists of who
+// present only when not empty.
 nlohmann::json ForeignGrantsJson(const std::vector<ForeignGrant>& grants);
 // Parses the JSON form; InvalidArgument naming the member at fault. A grant needs a
-// trust domain and at least one scope; its SPIFFE IDs must be of that trust domain.
+// trust domain and at least one scope; its SPIFFE IDs must be of that trust domain; a list
+// of who is absent or not empty.
 absl::StatusOr<std::vector<ForeignGrant>> ParseForeignGrants(const nlohmann::json& json);
 
 }  // namespace tw::core

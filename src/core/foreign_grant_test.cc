@@ -59,12 +59,10 @@ TEST(ForeignGrantTest, NamesMatchTrustWardenAgentsAndSpiffeIdsMatchExactly) {
 }
 
 TEST(ForeignGrantTest, TheJsonFormRoundTrips) {
-  auto grants = Grants(nlohmann::json::parse(R"([
-    {"trust_domain": "traffic.city", "names": ["city/*/*"], "spiffe_ids": [],
-     "scopes": ["reduce:load"]}])"));
-  EXPECT_EQ(ForeignGrantsJson(grants), nlohmann::json::parse(R"([
-    {"trust_domain": "traffic.city", "names": ["city/*/*"], "spiffe_ids": [],
-     "scopes": ["reduce:load"]}])"));
+  const auto text = nlohmann::json::parse(R"([
+    {"trust_domain": "traffic.city", "names": ["city/*/*"], "scopes": ["reduce:load"]},
+    {"trust_domain": "water.city", "scopes": ["read:levels"]}])");
+  EXPECT_EQ(ForeignGrantsJson(Grants(text)), text);
 }
 
 TEST(ForeignGrantTest, MalformedGrantsAreRefusedNamingTheMember) {
@@ -82,6 +80,8 @@ TEST(ForeignGrantTest, MalformedGrantsAreRefusedNamingTheMember) {
             "scopes": ["a:b"]}])",
        "not in trust domain traffic.city"},
       {R"([{"trust_domain": "traffic.city", "scope": ["a:b"]}])", "unknown member"},
+      {R"([{"trust_domain": "traffic.city", "names": [], "scopes": ["a:b"]}])",
+       "omit it to grant the whole domain"},
   };
   for (const auto& [text, why] : cases) {
     absl::StatusOr<std::vector<ForeignGrant>> grants =

@@ -72,6 +72,7 @@ absl::StatusOr<Endpoint> ResolveWatched(const Connection& connection,
     std::shared_ptr<RevocationWatcher> watcher =
         RevocationWatcher::Shared(server, bundle->ToPem(), stream_clock);
     watcher->Follow(cas, td);
+    (void)watcher->WaitConnected(absl::Seconds(5));  // else its peers are refused: fail closed
     e.foreign_watchers.emplace(td.name(), std::move(watcher));
     e.foreign_cas.push_back(std::move(cas));
   }

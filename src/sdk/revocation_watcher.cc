@@ -47,6 +47,7 @@ void RevocationWatcher::Stop() {
   {
     absl::MutexLock lock(&mu_);
     if (client_ != nullptr) client_->Cancel();
+    if (fetching_ != nullptr) fetching_->Cancel();
   }
   if (reader_.joinable()) reader_.join();
   if (supervisor_.joinable()) supervisor_.join();
@@ -60,6 +61,18 @@ void RevocationWatcher::Follow(const std::shared_ptr<tw::core::BundleSet>& bundl
   if (!fetched_federation_.empty()) Distribute(followers_.back());
 }
 
+bool RevocationWatcher::StartFetch(tw::net::HttpsClient* client) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_.HasBeenNotified()) return false;
+  fetching_ = client;
+  return true;
+}
+
+void RevocationWatcher::EndFetch() {
+  absl::MutexLock lock(&mu_);
+  fetching_ = nullptr;
+}
+
 std::shared_ptr<const std::vector<tw::core::ForeignGrant>> RevocationWatcher::ForeignGrants()
     const {
   absl::ReaderMutexLock lock(&follow_mu_);
@@ -67,19 +80,22 @@ std::shared_ptr<const std::vector<tw::core::ForeignGrant>> RevocationWatcher::Fo
   return grants_;
 }
 
+bool RevocationWatcher::WaitConnected(absl::Duration timeout) const {
+  const auto settled = [this] {
+    mu_.AssertReaderHeld();
+    return stream_.last_seen().has_value() || connections_ended_ > 0;
+  };
+  absl::ReaderMutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&settled), timeout);
+  return stream_.last_seen().has_value();
+}
+
 bool RevocationWatcher::WaitFederation(absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
+  if (!WaitConnected(timeout)) return false;  // a server that cannot be reached sends none
   std::string announced;
   {
-    // Until the stream delivers, or its first connection ends without: a server that
-    // cannot be reached has nothing to wait for.
-    const auto settled = [this] {
-      mu_.AssertReaderHeld();
-      return stream_.last_seen().has_value() || connections_ended_ > 0;
-    };
     absl::ReaderMutexLock lock(&mu_);
-    mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
-    if (!stream_.last_seen()) return false;
     announced = stream_.federation_version();
   }
   if (announced.empty()) return true;  // a server that federates nothing says nothing
@@ -113,11 +129,15 @@ void RevocationWatcher::RefreshFederation() {
     absl::MutexLock lock(&follow_mu_);
     if (announced.empty() || announced == fetched_federation_) return;
   }
+  if (absl::Now() < federation_retry_at_) return;
+  federation_retry_at_ = absl::Now() + absl::Seconds(1);  // unless it succeeds
   auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = CaPem()});
-  if (!client.ok()) return;
+  if (!client.ok() || !StartFetch(client->get())) return;
   auto bundles = (*client)->Request("GET", "/v1/bundles", "", {});
-  if (!bundles.ok() || bundles->status != 200) return;
-  auto grants = (*client)->Request("GET", "/v1/federation/grants", "", {});
+  auto grants = bundles.ok() && bundles->status == 200
+                    ? (*client)->Request("GET", "/v1/federation/grants", "", {})
+                    : absl::StatusOr<tw::net::Response>(absl::UnavailableError("no bundles"));
+  EndFetch();
   if (!grants.ok() || grants->status != 200) return;
   absl::StatusOr<std::vector<tw::core::Bundle>> map = tw::core::ParseBundleMap(bundles->body);
   absl::StatusOr<nlohmann::json> doc =
@@ -126,6 +146,7 @@ void RevocationWatcher::RefreshFederation() {
   absl::StatusOr<std::vector<tw::core::ForeignGrant>> parsed =
       tw::core::ParseForeignGrants((*doc)["grants"]);
   if (!parsed.ok()) return;
+  federation_retry_at_ = absl::InfinitePast();
   absl::MutexLock lock(&follow_mu_);
   fetched_federation_ = announced;
   federated_ = *std::move(map);
@@ -162,12 +183,15 @@ void RevocationWatcher::RefreshBundle() {
   }
   if (behind.empty()) return;
   auto client = tw::net::HttpsClient::Create({.server = server_, .ca_pem = CaPem()});
-  if (!client.ok()) return;
+  if (!client.ok() || !StartFetch(client->get())) return;
   auto reply = (*client)->Request("GET", "/v1/bundle", "", {});
+  EndFetch();
   if (!reply.ok() || reply->status != 200) return;
   auto bundle = tw::core::Bundle::Parse(reply->body, behind.front().td);
   if (!bundle.ok() || !bundle->sequence() || bundle->x509_authorities().empty()) return;
   const uint64_t fetched = *bundle->sequence();
+  // Under follow_mu_, as Distribute() replaces a set's bundles: neither undoes the other.
+  absl::MutexLock lock(&follow_mu_);
   for (const Follower& f : behind) {
     std::shared_ptr<tw::core::BundleSet> set = f.bundles.lock();
     std::shared_ptr<const tw::core::Bundle> have = set ? set->Get(f.td.name()) : nullptr;
@@ -175,7 +199,6 @@ void RevocationWatcher::RefreshBundle() {
     if (have == nullptr || f.td != bundle->trust_domain() || *have->sequence() >= fetched) continue;
     set->Put(*bundle);
   }
-  absl::MutexLock lock(&follow_mu_);
   fetched_sequence_ = std::max(fetched_sequence_, fetched);
   ca_pem_ = bundle->ToPem();
 }
@@ -269,11 +292,7 @@ void RevocationWatcher::Run() {
       (void)(*client)->Stream(absl::StrCat("/v1/revocations/stream?after=", after),
                               {{"Last-Event-ID", resume}}, [&](absl::string_view text) {
                                 delivered = true;
-                                const bool more = Consume(text);
-                                // At once, not at the supervisor's next second: an identity's
-                                // first handshake with a federated peer needs its bundle.
-                                RefreshFederation();
-                                return more;
+                                return Consume(text);
                               });
       absl::MutexLock lock(&mu_);
       client_ = nullptr;
@@ -293,7 +312,11 @@ void RevocationWatcher::Run() {
 // connects again; hands out a bundle a heartbeat announced.
 void RevocationWatcher::Supervise() {
   NameThisThread("tw-supervisor");
-  while (!stopping_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+  // Every 100 ms: the federated bundles a heartbeat announced are fetched at once (an
+  // identity's first handshake with a federated peer needs them); the rest every second.
+  for (int tick = 1; !stopping_.WaitForNotificationWithTimeout(absl::Milliseconds(100)); ++tick) {
+    RefreshFederation();
+    if (tick % 10 != 0) continue;
     {
       absl::MutexLock lock(&mu_);
       const std::optional<absl::Time> last_seen = stream_.last_seen();
@@ -302,7 +325,6 @@ void RevocationWatcher::Supervise() {
       }
     }
     RefreshBundle();
-    RefreshFederation();
   }
 }
 

@@ -56,6 +56,9 @@ class RevocationWatcher {
   // (GET /v1/federation/grants, kept as the bundles are); empty before the first fetch.
   std::shared_ptr<const std::vector<tw::core::ForeignGrant>> ForeignGrants() const
       ABSL_LOCKS_EXCLUDED(follow_mu_);
+  // Waits until the stream has delivered anything, or its first connection ended without,
+  // at most `timeout`; true if it delivered.
+  bool WaitConnected(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until the federated bundles and grants announced when the stream connected have
   // been fetched, at most `timeout`; true if they have. False at once when the stream's
   // first connection failed.
@@ -98,8 +101,11 @@ class RevocationWatcher {
   // Fetches and hands out the bundle a heartbeat announced, when a follower is older.
   void RefreshBundle() ABSL_LOCKS_EXCLUDED(mu_, follow_mu_);
   // Fetches the federated bundles and grants when the announced federation version is not
-  // the one fetched, and hands the bundles out.
+  // the one fetched (again a second after a failure), and hands the bundles out.
   void RefreshFederation() ABSL_LOCKS_EXCLUDED(mu_, follow_mu_);
+  // Registers the client of a fetch for Stop() to cancel; false when stopping.
+  bool StartFetch(tw::net::HttpsClient* client) ABSL_LOCKS_EXCLUDED(mu_);
+  void EndFetch() ABSL_LOCKS_EXCLUDED(mu_);
 
   std::string CaPem() const ABSL_LOCKS_EXCLUDED(follow_mu_);
 
@@ -122,8 +128,10 @@ class RevocationWatcher {
   // sleep on stopping_, not on it: a waiter on a Mutex slows every unlock.
   mutable absl::Mutex mu_;
   RevocationStreamReader stream_ ABSL_GUARDED_BY(mu_);
-  tw::net::HttpsClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;  // being read, for Cancel()
-  int64_t connections_ended_ ABSL_GUARDED_BY(mu_) = 0;           // or failed to be made
+  tw::net::HttpsClient* client_ ABSL_GUARDED_BY(mu_) = nullptr;    // being read, for Cancel()
+  int64_t connections_ended_ ABSL_GUARDED_BY(mu_) = 0;             // or failed to be made
+  tw::net::HttpsClient* fetching_ ABSL_GUARDED_BY(mu_) = nullptr;  // a bundle fetch, for Stop()
+  absl::Time federation_retry_at_ = absl::InfinitePast();          // the supervisor's alone
   absl::Notification stopping_;
   absl::Mutex stop_mu_;  // one Stop() at a time
   std::thread reader_;

@@ -25,10 +25,16 @@ Decision Refuse(std::string reason) {
 }
 
 // Fails closed on a stale stream; refuses an instance revoked by the stream that speaks for
-// its trust domain (ours, or a followed federated domain's).
+// its trust domain (ours, or a followed federated domain's). A federated domain's peer also
+// needs our own stream fresh: the federated bundles and grants come through it.
 absl::Status Live(const Endpoint& endpoint, const core::SpiffeId& id) {
   const RevocationWatcher* watcher = WatcherFor(endpoint, id);
   const absl::Duration bound = endpoint.max_staleness;
+  if (endpoint.watcher != nullptr && watcher != endpoint.watcher.get()) {
+    if (absl::Status fresh = endpoint.watcher->CheckFresh(bound); !fresh.ok()) {
+      return absl::UnavailableError(absl::StrCat("fail closed: ", fresh.message()));
+    }
+  }
   if (watcher == nullptr) return absl::OkStatus();
   const RevocationWatcher::Standing standing = watcher->StandingOf(InstanceOf(id), bound);
   if (!standing.fresh.ok()) {
@@ -59,9 +65,12 @@ absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
   Decision d;
   d.spiffe_id = id.str();
   d.instance_id = InstanceOf(id);
-  // Ours carry their scopes; a federated domain's hold what our policy grants them.
+  // Ours carry their scopes; a federated domain's hold what our policy grants them, and
+  // one it grants nothing is refused unless `r` names it or its domain.
+  const bool ours = std::any_of(endpoint_.trust_domains.begin(), endpoint_.trust_domains.end(),
+                                [&](const core::TrustDomain& td) { return id.MemberOf(td); });
   std::vector<core::Scope> foreign;
-  if (attributes == nullptr && endpoint_.watcher != nullptr) {
+  if (!ours && endpoint_.watcher != nullptr) {
     foreign = core::ForeignScopes(*endpoint_.watcher->ForeignGrants(), id);
   }
   const std::vector<core::Scope>& scopes = attributes != nullptr ? attributes->scopes : foreign;
@@ -69,8 +78,14 @@ absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
   if (attributes != nullptr) {
     d.trust_level = std::string(core::TrustLevelName(attributes->trust_level));
   }
-  if (!r.spiffe_ids.empty() &&
-      std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) == r.spiffe_ids.end()) {
+  const bool named =
+      std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) != r.spiffe_ids.end() ||
+      (!r.trust_domain.empty() && id.trust_domain_name() == r.trust_domain);
+  if (!ours && foreign.empty() && !named) {
+    d.reason = absl::StrCat(id.str(), " is of federated trust domain ", id.trust_domain_name(),
+                            " and our policy grants it nothing");
+  } else if (!r.spiffe_ids.empty() &&
+             std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) == r.spiffe_ids.end()) {
     d.reason = absl::StrCat(id.str(), " is not an allowed peer");
   } else if (!r.trust_domain.empty() && id.trust_domain_name() != r.trust_domain) {
     d.reason = absl::StrCat(id.str(), " is not in trust domain ", r.trust_domain);

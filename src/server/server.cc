@@ -158,7 +158,7 @@ absl::Status LoadServerConfig(const std::string& path, ServerConfig* c) {
       TW_RETURN_IF_ERROR(
           duration_table(node, key,
                          {{"rotate_every", absl::Hours(1), "1h", &c->rotate_every},
-                          {"refresh_hint", absl::Seconds(1), "1s", &c->bundle_refresh_hint}}));
+                          {"refresh_hint", absl::Seconds(5), "5s", &c->bundle_refresh_hint}}));
     } else if (key == "ledger") {
       TW_RETURN_IF_ERROR(duration_table(
           node, key, {{"sth_interval", absl::Milliseconds(100), "100ms", &c->sth_interval}}));

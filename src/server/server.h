@@ -30,7 +30,7 @@ struct ServerConfig {
   absl::Duration sth_interval = absl::Seconds(1);      // signed tree heads, when the tree grew
   absl::Duration rotate_every = absl::ZeroDuration();  // CA rotation on a schedule; 0: by hand
   // The bundle's spiffe_refresh_hint: how often verifiers and federated domains refresh
-  // it, and how long a prepared authority is published before it may sign.
+  // it; a prepared authority is published for three of them before it may sign.
   absl::Duration bundle_refresh_hint = absl::Minutes(5);
   double rate_per_principal = 0;            // issuances per second; 0 = unlimited
   double rate_per_address = 0;              // requests per second; 0 = unlimited

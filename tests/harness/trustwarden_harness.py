@@ -18,6 +18,7 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -27,6 +28,7 @@ import ssl
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -422,6 +424,73 @@ def _kill_leftovers():
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+class TlsServer:
+    """A TLS server thread on 127.0.0.1 port 0 with ctx: each connection gets the handshake,
+    then, for a request, an HTTP reply whose body is the peer's SPIFFE ID (and the TLS
+    version, with_version). Records ("ok", peer) (or ("ok", peer, version)) or ("error",
+    exception) per connection. peer_of(conn) names the peer (default: the SDK's
+    peer_spiffe_id); close_notify ends each connection with a TLS close_notify."""
+
+    def __init__(self, ctx, peer_of=lambda conn: conn.peer_spiffe_id, with_version=False,
+                 close_notify=False):
+        self.ctx, self.peer_of = ctx, peer_of
+        self.with_version, self.close_notify = with_version, close_notify
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.results = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            raw.settimeout(10)
+            try:
+                conn = self.ctx.wrap_socket(raw, server_side=True)
+            except Exception as e:  # noqa: BLE001 - recorded for the test
+                self.results.put(("error", e))
+                raw.close()
+                continue
+            try:
+                peer = self.peer_of(conn)
+                version = conn.version()
+                self.results.put(("ok", peer, version) if self.with_version else ("ok", peer))
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    body = (f"{peer} {version}" if self.with_version else str(peer)).encode()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                 % (len(body), body))
+                    if self.close_notify:
+                        conn.unwrap()  # as OpenSSL 3 clients expect
+            except Exception:  # noqa: BLE001 - the client went away
+                pass
+            finally:
+                conn.close()
+
+    def result(self, timeout=15):
+        try:
+            return self.results.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("the TLS server saw no connection") from None
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
 
 
 class Server:

@@ -36,7 +36,6 @@ import http.client
 import http.server
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -242,65 +241,12 @@ def peer_of(conn):
     return uris[0] if len(uris) == 1 else None
 
 
-class TlsServer:
-    """A TLS server thread on 127.0.0.1 port 0 with ctx: each connection gets the handshake,
-    then for a request an HTTP reply whose body is "PEER_ID TLS_VERSION". Records ("ok", peer,
-    version) or ("error", exception) per connection."""
+class TlsServer(harness.TlsServer):
+    """harness.TlsServer naming the peer by peer_of(), recording the TLS version, ending each
+    connection with close_notify."""
 
     def __init__(self, ctx):
-        self.ctx = ctx
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.results = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            raw.settimeout(10)
-            try:
-                conn = self.ctx.wrap_socket(raw, server_side=True)
-            except Exception as e:  # noqa: BLE001 - recorded for the test
-                self.results.put(("error", e))
-                raw.close()
-                continue
-            try:
-                peer, version = peer_of(conn), conn.version()
-                self.results.put(("ok", peer, version))
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data:
-                    body = f"{peer} {version}".encode()
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                                 % (len(body), body))
-                    conn.unwrap()  # close_notify, as OpenSSL 3 clients expect
-            except Exception:  # noqa: BLE001 - the client went away
-                pass
-            finally:
-                conn.close()
-
-    def result(self, timeout=15):
-        try:
-            return self.results.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("the TLS server saw no connection") from None
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
+        super().__init__(ctx, peer_of=peer_of, with_version=True, close_notify=True)
 
 
 def tls_get(ctx, port):

@@ -15,6 +15,7 @@ Run (as ctest does):
       python3 tests/harness/run_suite.py --min-tests 1 tests/python/federation_test.py
 """
 
+import json
 import os
 import shutil
 import signal
@@ -37,15 +38,6 @@ from trustwarden import (AgentIdentity, InvalidArgument, TrustWardenError,  # no
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETTLE = 10.0  # seconds for a change on a server to reach the SDK (heartbeats are 1 s apart)
 
-ADMIN_POLICY = """\
-[principals.admin]
-names = ["*/*/*"]
-scopes = ["*:*"]
-max_ttl = "24h"
-max_trust_level = "high"
-may_delegate = true
-max_depth = 3
-"""
 GRANT = """
 [[foreign]]
 trust_domain = "traffic.city"
@@ -82,7 +74,10 @@ class FederatedDomainsTest(unittest.TestCase):
             s.start()
         cls.federate(cls.traffic, cls.energy)
         cls.federate(cls.energy, cls.traffic)
-        cls.apply_policy(cls.energy, ADMIN_POLICY + GRANT)
+        # The server's first policy (the admin creates any agent), and the grant beside it.
+        shown = cls.cli(cls.energy, "policy", "show", "--json").stdout
+        cls.admin_policy = json.loads(shown)["source"]
+        cls.apply_policy(cls.energy, cls.admin_policy + GRANT)
 
     @classmethod
     def cli(cls, server, *argv):
@@ -137,7 +132,7 @@ class FederatedDomainsTest(unittest.TestCase):
         self.assertIn("not granted", d.reason)
         d = v.verify_x509(meter.svid_pem, scope="reduce:load")
         self.assertFalse(d)
-        self.assertIn("not granted", d.reason)
+        self.assertIn("our policy grants it nothing", d.reason)
         self.assertEqual(d.scopes, ())
         # Nor is a trust level: a requirement of one refuses a foreign peer.
         d = v.verify_x509(signals.svid_pem, scope="reduce:load", min_trust_level="low")
@@ -160,7 +155,12 @@ class FederatedDomainsTest(unittest.TestCase):
         self.assertFalse(v.verify_jwt(".".join([head, payload, flipped]), scope="reduce:load"))
 
     def forged(self, spiffe_id):
-        """A leaf for `spiffe_id` signed by energy.city's CA key (openssl's CLI)."""
+        """A leaf for `spiffe_id` signed by energy.city's CA key (openssl's CLI), PEM."""
+        with open(os.path.join(self.forged_dir(spiffe_id), "leaf.pem"), encoding="utf-8") as f:
+            return f.read()
+
+    def forged_dir(self, spiffe_id):
+        """A directory holding that leaf (leaf.pem) and its key (key.pem)."""
         d = tempfile.mkdtemp(prefix="forged-", dir=self.tmp)
         ext = write_file(os.path.join(d, "ext.cnf"),
                          "basicConstraints=critical,CA:FALSE\n"
@@ -176,8 +176,7 @@ class FederatedDomainsTest(unittest.TestCase):
                       "-extfile", ext, "-out", os.path.join(d, "leaf.pem")]):
             r = subprocess.run(["openssl", *argv], capture_output=True, text=True, check=False)
             self.assertEqual(r.returncode, 0, r.stderr)
-        with open(os.path.join(d, "leaf.pem"), encoding="utf-8") as f:
-            return f.read()
+        return d
 
     def test_a_peer_is_verified_by_its_own_domains_bundle_only(self):
         """energy.city's CA signs a leaf naming a traffic.city agent: with both bundles
@@ -190,6 +189,74 @@ class FederatedDomainsTest(unittest.TestCase):
         self.assertTrue(d.reason)
         control = v.verify_x509(self.forged(f"spiffe://energy.city/{name}"))
         self.assertTrue(control, control.reason)
+
+    def test_a_federated_peer_our_policy_grants_nothing_is_refused_unless_named(self):
+        """Federating a domain does not open anything to it: with no requirement at all, a
+        peer no grant covers is refused; naming it (or its domain) in the requirement is the
+        resource's own explicit choice."""
+        meter = self.agent(self.traffic, "city/parking/unnamed", ["reduce:load"])
+        signals = self.agent(self.traffic, "city/signals/unnamed", ["request:load"])
+        v = self.verifier()
+        d = v.verify_x509(meter.svid_pem)
+        self.assertFalse(d)
+        self.assertIn("our policy grants it nothing", d.reason)
+        self.assertTrue(v.verify_x509(signals.svid_pem))  # granted something
+        self.assertTrue(v.verify_x509(meter.svid_pem, spiffe_ids=[meter.spiffe_id]))
+        self.assertTrue(v.verify_x509(meter.svid_pem, trust_domain="traffic.city"))
+        # The same through a TLS context with no requirement.
+        balancer = self.agent(self.energy, "grid/dispatch/unnamed", ["read:x"])
+        listener = harness.TlsServer(balancer.ssl_context(server_side=True))
+        self.addCleanup(listener.close)
+        for agent, allowed in ((meter, False), (signals, True)):
+            try:
+                with socket.create_connection(("127.0.0.1", listener.port), 10) as raw:
+                    with agent.ssl_context(peer=balancer.spiffe_id).wrap_socket(raw) as tls:
+                        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                        tls.recv(64)
+            except (ssl.SSLError, OSError):
+                pass
+            status, detail = listener.result()
+            self.assertEqual(status == "ok", allowed, detail)
+
+    def test_a_federated_peer_needs_our_own_stream_fresh(self):
+        """The federated bundles and grants come through our own server's stream: while it
+        is silent past the bound, a federated peer is refused too (fail closed)."""
+        signals = self.agent(self.traffic, "city/signals/ours-silent", ["request:load"])
+        v = self.verifier(max_staleness=1.0)
+        self.assertTrue(v.verify_x509(signals.svid_pem, scope="reduce:load"))
+        os.kill(self.energy.proc.pid, signal.SIGSTOP)
+        try:
+            d = eventually(lambda: not v.verify_x509(signals.svid_pem, scope="reduce:load"),
+                           timeout=5.0)
+            self.assertTrue(d, "a federated peer passed while our stream was silent")
+            self.assertIn("fail closed", v.verify_x509(signals.svid_pem).reason)
+        finally:
+            os.kill(self.energy.proc.pid, signal.SIGCONT)
+        self.assertTrue(eventually(lambda: v.verify_x509(signals.svid_pem, scope="reduce:load")))
+
+    def test_a_forged_peer_is_refused_by_the_tls_contexts_too(self):
+        """The XF-2 forgery (a traffic.city ID signed by energy.city's CA) presented by a
+        plain Python ssl client to an energy agent's ssl_context(): refused; the control
+        naming an energy.city agent is accepted."""
+        balancer = self.agent(self.energy, "grid/dispatch/forged", ["reduce:load"])
+        listener = harness.TlsServer(balancer.ssl_context(server_side=True))
+        self.addCleanup(listener.close)
+        name = "city/signals/forged/inst-bbbbbbbbbbbbbbbb"
+        for td, allowed in (("traffic.city", False), ("energy.city", True)):
+            d = self.forged_dir(f"spiffe://{td}/{name}")
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.load_verify_locations(self.energy.bundle_pem)
+            ctx.load_cert_chain(os.path.join(d, "leaf.pem"), os.path.join(d, "key.pem"))
+            try:
+                with socket.create_connection(("127.0.0.1", listener.port), 10) as raw:
+                    with ctx.wrap_socket(raw) as tls:
+                        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                        tls.recv(64)
+            except (ssl.SSLError, OSError):
+                pass
+            status, detail = listener.result()
+            self.assertEqual(status == "ok", allowed, f"{td}: {detail}")
 
     def test_mtls_between_agents_of_both_domains(self):
         signals = self.agent(self.traffic, "city/signals/mtls", ["request:load"])
@@ -225,22 +292,22 @@ class FederatedDomainsTest(unittest.TestCase):
                 raise ConnectionResetError("closed without answering")
         thread.join(10)
         self.assertEqual(seen[0], str(signals.spiffe_id))
-        self.assertIn("not granted", seen[1])
+        self.assertIn("our policy grants it nothing", seen[1])
 
     def test_grants_follow_the_policy(self):
         signals = self.agent(self.traffic, "city/signals/policy", ["request:load"])
         v = self.verifier()
         self.assertTrue(eventually(lambda: v.verify_x509(signals.svid_pem, scope="reduce:load")))
         try:
-            self.apply_policy(self.energy, ADMIN_POLICY)
+            self.apply_policy(self.energy, self.admin_policy)
             d = eventually(lambda: not v.verify_x509(signals.svid_pem, scope="reduce:load"))
             self.assertTrue(d, "the withdrawn grant still held")
         finally:
-            self.apply_policy(self.energy, ADMIN_POLICY + GRANT)
+            self.apply_policy(self.energy, self.admin_policy + GRANT)
         self.assertTrue(eventually(lambda: v.verify_x509(signals.svid_pem, scope="reduce:load")))
 
     def test_a_grant_for_our_own_trust_domain_is_refused(self):
-        path = write_file(os.path.join(self.tmp, "own.toml"), ADMIN_POLICY + """
+        path = write_file(os.path.join(self.tmp, "own.toml"), self.admin_policy + """
 [[foreign]]
 trust_domain = "energy.city"
 scopes = ["reduce:load"]

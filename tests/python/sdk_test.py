@@ -64,7 +64,8 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import trustwarden_harness as harness  # noqa: E402
-from trustwarden_harness import ADMIN_ENTRY, TW_BIN, Server, pem_blocks, pem_to_der  # noqa: E402
+from trustwarden_harness import (ADMIN_ENTRY, TW_BIN, Server, TlsServer, pem_blocks,  # noqa: E402
+                                 pem_to_der)
 
 import trustwarden  # noqa: E402
 from trustwarden import (AgentIdentity, CallRequest, CallResult, Decision, Denied,  # noqa: E402
@@ -1400,66 +1401,6 @@ class ToolTest(SdkCase):
 # ---------------------------------------------------------------------------------------------
 # 9. ssl_context()
 # ---------------------------------------------------------------------------------------------
-class TlsServer:
-    """A TLS server thread on 127.0.0.1: each connection gets the handshake with ctx, then,
-    for a request, an HTTP reply whose body is the peer's SPIFFE ID. Records ("ok", peer) or
-    ("error", exception) per connection."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.results = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            raw.settimeout(10)
-            try:
-                conn = self.ctx.wrap_socket(raw, server_side=True)
-            except Exception as e:
-                self.results.put(("error", e))
-                raw.close()
-                continue
-            try:
-                peer = conn.peer_spiffe_id
-                self.results.put(("ok", peer))
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data:
-                    body = str(peer).encode()
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                                 % (len(body), body))
-            except Exception:
-                pass
-            finally:
-                conn.close()
-
-    def result(self, timeout=15):
-        try:
-            return self.results.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("the TLS server saw no connection") from None
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
-
-
 def raw_exchange(ctx, port):
     """Connects with ctx and sends a request; returns the reply bytes, or the exception."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
