@@ -56,6 +56,22 @@ echo "pkg-config --cflags --libs trustwarden: $pkg"
 "$cxx" -std=c++20 $warnings "$root/examples/incident.cc" "$root/examples/incident_story.cc" $pkg \
   -o "$tmp/incident_pkgconfig"
 
+echo "== the README's C++ SDK snippet, as written, against the installed SDK"
+# Its placeholders (run_query, prompt) defined around it; built, not run (it calls origins
+# that exist only in the story).
+{
+  echo '#include <string>'
+  /usr/bin/python3 "$here/readme_block.py" sdk_cpp | grep '^#include'
+  echo 'static std::string run_query(const std::string&, const std::string&) { return "[]"; }'
+  echo 'int main() {'
+  echo '  const std::string prompt = "reconcile today";'
+  /usr/bin/python3 "$here/readme_block.py" sdk_cpp | grep -v '^#include'
+  echo '}'
+} >"$tmp/readme_sdk.cc"
+# shellcheck disable=SC2086  # both are lists of options
+"$cxx" -std=c++20 $warnings "$tmp/readme_sdk.cc" $pkg -o "$tmp/readme_sdk" ||
+  fail "the README's C++ snippet does not build"
+
 echo "== the examples against a throwaway server"
 tw_server_start "$TW_BIN" "$tmp/server"
 # No LD_LIBRARY_PATH: both builds find the library through their rpath (the CMake

@@ -42,4 +42,12 @@ grep -q "inclusion proof verified" "$tmp/incident.out" || fail "incident.py: no 
   { cat "$tmp/mtls.out"; fail "mtls_asyncio.py"; }
 grep -q "refused:" "$tmp/mtls.out" || fail "mtls_asyncio.py: the revoked agent was not refused"
 cat "$tmp/incident.out" "$tmp/mtls.out"
+
+echo "== the README's Python SDK snippet, as written (its placeholders defined before it)"
+{
+  echo 'payload, prompt = "INSERT INTO ledger ...", "post today'"'"'s entries"'
+  echo 'def run_query(resource, payload): return {"rows": 1}'
+  /usr/bin/python3 "$here/readme_block.py" sdk_python
+} >"$tmp/readme_sdk.py"
+"$tmp/venv/bin/python" "$tmp/readme_sdk.py" || fail "the README's Python snippet"
 echo "ok"
