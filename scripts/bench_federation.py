@@ -86,6 +86,12 @@ def main():
             energy = domains.start("energy.city", config=ENERGY_CONFIG)
             traffic.federate(energy)
             energy.federate(traffic)
+            # Each grants the other's agents a scope: a federated peer granted nothing is
+            # refused.
+            for d, other in ((traffic, energy), (energy, traffic)):
+                source = json.loads(d.tw("policy", "show", "--json"))["source"]
+                d.apply_policy(source + f'\n[[foreign]]\ntrust_domain = "{other.name}"\n'
+                                        'scopes = ["read:x"]\n')
             verifier = Verifier(**{k: v for k, v in energy.connection().items() if k != "token"},
                                 federated_revocations={"traffic.city": traffic.url})
             cross = revocation_latencies(traffic, verifier, REVOCATIONS, spool)
