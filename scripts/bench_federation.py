@@ -51,6 +51,11 @@ def until(predicate, timeout):
     return None
 
 
+def verifier_of(domain, **options):
+    """A Verifier of `domain` (its server and bundle)."""
+    return Verifier(server=domain.url, bundle=domain.bundle, **options)
+
+
 def federated_sequence(domain, trust_domain):
     """The spiffe_sequence of `trust_domain`'s bundle as `domain`'s server holds it."""
     for f in json.loads(domain.tw("federation", "list", "--json"))["federations"]:
@@ -92,8 +97,7 @@ def main():
                 source = json.loads(d.tw("policy", "show", "--json"))["source"]
                 d.apply_policy(source + f'\n[[foreign]]\ntrust_domain = "{other.name}"\n'
                                         'scopes = ["read:x"]\n')
-            verifier = Verifier(**{k: v for k, v in energy.connection().items() if k != "token"},
-                                federated_revocations={"traffic.city": traffic.url})
+            verifier = verifier_of(energy, federated_revocations={"traffic.city": traffic.url})
             cross = revocation_latencies(traffic, verifier, REVOCATIONS, spool)
             local = revocation_latencies(energy, verifier, REVOCATIONS, spool)
             print(f"revocation across domains (traffic.city revokes, an energy.city Verifier"
@@ -104,7 +108,7 @@ def main():
                   f" p50 {percentile(local, 0.5):.2f} ms, p99 {percentile(local, 0.99):.2f} ms;"
                   f" across / within at p50: {percentile(cross, 0.5) / percentile(local, 0.5):.2f}x")
 
-            watcher = Verifier(**{k: v for k, v in traffic.connection().items() if k != "token"})
+            watcher = verifier_of(traffic)
             published, trusted = [], []
             for i in range(ROTATIONS):
                 sequence = federated_sequence(traffic, "energy.city")

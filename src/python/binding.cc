@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -296,6 +297,10 @@ class Identity {
   std::string TrustedPem() const {
     return internal::TrustedPem(internal::Access::Of(*id_)->endpoint);
   }
+  // Changes whenever TrustedPem() may have: read on every connection instead of the PEM.
+  uint64_t TrustedGeneration() const {
+    return internal::Access::Of(*id_)->endpoint.bundles->generation();
+  }
 
  private:
   std::unique_ptr<AgentIdentity> id_;
@@ -390,6 +395,7 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("svid_pem", [](const Identity& s) { return s.get().svid_pem(); })
       .def_property_readonly("bundle_pem", [](const Identity& s) { return s.get().bundle_pem(); })
       .def_property_readonly("trusted_pem", &Identity::TrustedPem)
+      .def_property_readonly("trusted_generation", &Identity::TrustedGeneration)
       .def_property_readonly("scopes", [](const Identity& s) { return s.get().scopes(); })
       .def_property_readonly("trust_level", [](const Identity& s) { return s.get().trust_level(); })
       .def_property_readonly("expires_at_ms", &Identity::expires_at_ms)

@@ -30,6 +30,8 @@ class PeerCheck {
                                     const Requirement& r) const;
 
  private:
+  // Whether `id` is of a trust domain whose TrustWarden attributes count (ours).
+  bool Ours(const tw::core::SpiffeId& id) const;
   absl::StatusOr<Decision> Judge(const tw::core::SpiffeId& id,
                                  const tw::core::SvidAttributes* attributes,
                                  const Requirement& r) const;

@@ -59,6 +59,11 @@ core::X509VerifierOptions VerifierOptionsFor(const Endpoint& endpoint) {
 PeerCheck::PeerCheck(Endpoint endpoint)
     : endpoint_(std::move(endpoint)), x509_(endpoint_.bundles, VerifierOptionsFor(endpoint_)) {}
 
+bool PeerCheck::Ours(const core::SpiffeId& id) const {
+  return std::any_of(endpoint_.trust_domains.begin(), endpoint_.trust_domains.end(),
+                     [&](const core::TrustDomain& td) { return id.MemberOf(td); });
+}
+
 absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
                                           const core::SvidAttributes* attributes,
                                           const Requirement& r) const {
@@ -67,8 +72,7 @@ absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
   d.instance_id = InstanceOf(id);
   // Ours carry their scopes; a federated domain's hold what our policy grants them, and
   // one it grants nothing is refused unless `r` names it or its domain.
-  const bool ours = std::any_of(endpoint_.trust_domains.begin(), endpoint_.trust_domains.end(),
-                                [&](const core::TrustDomain& td) { return id.MemberOf(td); });
+  const bool ours = Ours(id);
   std::vector<core::Scope> foreign;
   if (!ours && endpoint_.watcher != nullptr) {
     foreign = core::ForeignScopes(*endpoint_.watcher->ForeignGrants(), id);
@@ -78,16 +82,15 @@ absl::StatusOr<Decision> PeerCheck::Judge(const core::SpiffeId& id,
   if (attributes != nullptr) {
     d.trust_level = std::string(core::TrustLevelName(attributes->trust_level));
   }
-  const bool named =
-      std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) != r.spiffe_ids.end() ||
-      (!r.trust_domain.empty() && id.trust_domain_name() == r.trust_domain);
-  if (!ours && foreign.empty() && !named) {
+  const bool listed =
+      std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) != r.spiffe_ids.end();
+  const bool in_domain = !r.trust_domain.empty() && id.trust_domain_name() == r.trust_domain;
+  if (!ours && foreign.empty() && !listed && !in_domain) {
     d.reason = absl::StrCat(id.str(), " is of federated trust domain ", id.trust_domain_name(),
                             " and our policy grants it nothing");
-  } else if (!r.spiffe_ids.empty() &&
-             std::find(r.spiffe_ids.begin(), r.spiffe_ids.end(), id.str()) == r.spiffe_ids.end()) {
+  } else if (!r.spiffe_ids.empty() && !listed) {
     d.reason = absl::StrCat(id.str(), " is not an allowed peer");
-  } else if (!r.trust_domain.empty() && id.trust_domain_name() != r.trust_domain) {
+  } else if (!r.trust_domain.empty() && !in_domain) {
     d.reason = absl::StrCat(id.str(), " is not in trust domain ", r.trust_domain);
   } else if (!r.scope.empty()) {
     TW_ASSIGN_OR_RETURN(const core::Scope scope, core::Scope::Parse(r.scope));
@@ -130,10 +133,7 @@ absl::StatusOr<Decision> PeerCheck::CheckJwt(const std::string& token, const std
   if (absl::Status live = Live(endpoint_, jwt->subject); !live.ok()) {
     return Refuse(std::string(live.message()));
   }
-  const bool ours =
-      std::any_of(endpoint_.trust_domains.begin(), endpoint_.trust_domains.end(),
-                  [&](const core::TrustDomain& td) { return jwt->subject.MemberOf(td); });
-  return Judge(jwt->subject, ours ? &jwt->attributes : nullptr, r);
+  return Judge(jwt->subject, Ours(jwt->subject) ? &jwt->attributes : nullptr, r);
 }
 
 }  // namespace internal

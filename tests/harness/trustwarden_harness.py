@@ -493,6 +493,30 @@ class TlsServer:
         self.thread.join(5)
 
 
+
+def tls_exchange(ctx, port, peer_of=None):
+    """Connects to 127.0.0.1:port with ctx and sends a request; returns the reply bytes
+    (with peer_of(connection) and the TLS version, when peer_of is given), or the
+    exception."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = None
+    try:
+        conn = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        about = (peer_of(conn), conn.version()) if peer_of is not None else ()
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return (data, *about) if about else data
+            data += chunk
+    except (OSError, ssl.SSLError) as e:
+        return e
+    finally:
+        if conn is not None:
+            conn.close()
+        raw.close()
+
 class Server:
     """One `trustwarden server` process on a data directory, on 127.0.0.1 port 0; restartable
     (each start gets a new port). trust_domain None: the server's default (or the config's).

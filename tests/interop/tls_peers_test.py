@@ -250,26 +250,9 @@ class TlsServer(harness.TlsServer):
 
 
 def tls_get(ctx, port):
-    """Connects with ctx, sends a request; (reply bytes, SSL socket's peer, version) or the
-    exception."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    conn = None
-    try:
-        conn = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-        peer, version = peer_of(conn), conn.version()
-        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return data, peer, version
-            data += chunk
-    except (OSError, ssl.SSLError) as e:
-        return e
-    finally:
-        if conn is not None:
-            conn.close()
-        raw.close()
+    """Connects with ctx, sends a request; (reply bytes, the peer's SPIFFE ID, TLS version)
+    or the exception."""
+    return harness.tls_exchange(ctx, port, peer_of)
 
 
 def plain_context(server_side, cafile, cred=None, version=None):

@@ -15,6 +15,7 @@ Run (as ctest does):
       python3 tests/harness/run_suite.py --min-tests 1 tests/python/federation_test.py
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,6 +59,16 @@ def eventually(predicate, timeout=SETTLE):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def paused(server):
+    """The server's process stopped (SIGSTOP): its connections stay open and silent."""
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
 
 
 class FederatedDomainsTest(unittest.TestCase):
@@ -208,13 +219,7 @@ class FederatedDomainsTest(unittest.TestCase):
         listener = harness.TlsServer(balancer.ssl_context(server_side=True))
         self.addCleanup(listener.close)
         for agent, allowed in ((meter, False), (signals, True)):
-            try:
-                with socket.create_connection(("127.0.0.1", listener.port), 10) as raw:
-                    with agent.ssl_context(peer=balancer.spiffe_id).wrap_socket(raw) as tls:
-                        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                        tls.recv(64)
-            except (ssl.SSLError, OSError):
-                pass
+            harness.tls_exchange(agent.ssl_context(peer=balancer.spiffe_id), listener.port)
             status, detail = listener.result()
             self.assertEqual(status == "ok", allowed, detail)
 
@@ -224,14 +229,11 @@ class FederatedDomainsTest(unittest.TestCase):
         signals = self.agent(self.traffic, "city/signals/ours-silent", ["request:load"])
         v = self.verifier(max_staleness=1.0)
         self.assertTrue(v.verify_x509(signals.svid_pem, scope="reduce:load"))
-        os.kill(self.energy.proc.pid, signal.SIGSTOP)
-        try:
+        with paused(self.energy):
             d = eventually(lambda: not v.verify_x509(signals.svid_pem, scope="reduce:load"),
                            timeout=5.0)
             self.assertTrue(d, "a federated peer passed while our stream was silent")
             self.assertIn("fail closed", v.verify_x509(signals.svid_pem).reason)
-        finally:
-            os.kill(self.energy.proc.pid, signal.SIGCONT)
         self.assertTrue(eventually(lambda: v.verify_x509(signals.svid_pem, scope="reduce:load")))
 
     def test_a_forged_peer_is_refused_by_the_tls_contexts_too(self):
@@ -248,13 +250,7 @@ class FederatedDomainsTest(unittest.TestCase):
             ctx.check_hostname = False
             ctx.load_verify_locations(self.energy.bundle_pem)
             ctx.load_cert_chain(os.path.join(d, "leaf.pem"), os.path.join(d, "key.pem"))
-            try:
-                with socket.create_connection(("127.0.0.1", listener.port), 10) as raw:
-                    with ctx.wrap_socket(raw) as tls:
-                        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                        tls.recv(64)
-            except (ssl.SSLError, OSError):
-                pass
+            harness.tls_exchange(ctx, listener.port)
             status, detail = listener.result()
             self.assertEqual(status == "ok", allowed, f"{td}: {detail}")
 
@@ -349,15 +345,12 @@ scopes = ["reduce:load"]
         v = self.verifier(federated_revocations={"traffic.city": self.traffic.url},
                           max_staleness=1.0)
         self.assertTrue(v.verify_x509(signals.svid_pem, scope="reduce:load"))
-        os.kill(self.traffic.proc.pid, signal.SIGSTOP)
-        try:
+        with paused(self.traffic):
             d = eventually(lambda: not v.verify_x509(signals.svid_pem, scope="reduce:load"),
                            timeout=5.0)
             self.assertTrue(d, "a silent traffic.city stream did not fail closed")
             self.assertIn("fail closed", v.verify_x509(signals.svid_pem).reason)
             self.assertTrue(v.verify_x509(own.svid_pem, scope="reduce:load"))
-        finally:
-            os.kill(self.traffic.proc.pid, signal.SIGCONT)
         self.assertTrue(eventually(lambda: v.verify_x509(signals.svid_pem, scope="reduce:load")))
 
     def test_federated_revocations_must_name_a_federated_domain(self):

@@ -65,7 +65,7 @@ from typing import Any, Dict, List, Optional
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 import trustwarden_harness as harness  # noqa: E402
 from trustwarden_harness import (ADMIN_ENTRY, TW_BIN, Server, TlsServer, pem_blocks,  # noqa: E402
-                                 pem_to_der)
+                                 pem_to_der, tls_exchange)
 
 import trustwarden  # noqa: E402
 from trustwarden import (AgentIdentity, CallRequest, CallResult, Decision, Denied,  # noqa: E402
@@ -1401,27 +1401,6 @@ class ToolTest(SdkCase):
 # ---------------------------------------------------------------------------------------------
 # 9. ssl_context()
 # ---------------------------------------------------------------------------------------------
-def raw_exchange(ctx, port):
-    """Connects with ctx and sends a request; returns the reply bytes, or the exception."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    conn = None
-    try:
-        conn = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return data
-            data += chunk
-    except (OSError, ssl.SSLError) as e:
-        return e
-    finally:
-        if conn is not None:
-            conn.close()
-        raw.close()
-
-
 class SslContextTest(SdkCase):
 
     @classmethod
@@ -1565,14 +1544,14 @@ class SslContextTest(SdkCase):
     def test_peer_by_trust_domain_and_default(self):
         for peer in (None, TrustDomain("trustwarden")):
             with self.subTest(peer=peer):
-                reply = raw_exchange(self.b.ssl_context(peer=peer), self.tls.port)
+                reply = tls_exchange(self.b.ssl_context(peer=peer), self.tls.port)
                 self.assertIsInstance(reply, bytes, reply)
                 self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply)
 
     def test_plain_client_without_a_certificate_is_refused(self):
         ctx = ssl.create_default_context(cadata=self.a.bundle_pem)
         ctx.check_hostname = False
-        reply = raw_exchange(ctx, self.tls.port)
+        reply = tls_exchange(ctx, self.tls.port)
         self.assertFalse(isinstance(reply, bytes) and reply.startswith(b"HTTP"),
                          f"a client without a certificate got a reply: {reply!r}")
         status, err = self.tls.result()
@@ -1582,22 +1561,22 @@ class SslContextTest(SdkCase):
     def test_server_requirements_scope_and_trust_level(self):
         needs_write = self.serve(self.a.ssl_context(server_side=True, scope="write:ledger"))
         writer = self.create("acme/fin/writer", ["write:ledger"], trust_level="medium")
-        reply = raw_exchange(writer.ssl_context(), needs_write.port)
+        reply = tls_exchange(writer.ssl_context(), needs_write.port)
         self.assertTrue(isinstance(reply, bytes) and reply.startswith(b"HTTP/1.1 200"), reply)
         self.assertEqual(needs_write.result(), ("ok", writer.spiffe_id))
-        raw_exchange(self.b.ssl_context(), needs_write.port)  # b lacks write:ledger
+        tls_exchange(self.b.ssl_context(), needs_write.port)  # b lacks write:ledger
         status, err = needs_write.result()
         self.assertEqual(status, "error", f"a peer without the scope was accepted: {err}")
         self.assertIsInstance(err, ssl.SSLCertVerificationError)
 
         needs_high = self.serve(self.a.ssl_context(server_side=True, min_trust_level="high"))
-        raw_exchange(self.b.ssl_context(), needs_high.port)  # b is medium
+        tls_exchange(self.b.ssl_context(), needs_high.port)  # b is medium
         status, err = needs_high.result()
         self.assertEqual(status, "error", f"a medium peer was accepted: {err}")
         self.assertIsInstance(err, ssl.SSLCertVerificationError)
 
         # And a client requiring the server's scope.
-        reply = raw_exchange(self.b.ssl_context(peer=self.a.spiffe_id, scope="delete:records"),
+        reply = tls_exchange(self.b.ssl_context(peer=self.a.spiffe_id, scope="delete:records"),
                              self.tls.port)
         self.assertIsInstance(reply, ssl.SSLCertVerificationError)
 
@@ -1608,9 +1587,9 @@ class SslContextTest(SdkCase):
         d_server = self.serve(d.ssl_context(server_side=True))
         b_to_d = self.b.ssl_context(peer=d.spiffe_id)
         # Before: both work.
-        self.assertTrue(raw_exchange(c_ctx, self.tls.port).startswith(b"HTTP/1.1 200"))
+        self.assertTrue(tls_exchange(c_ctx, self.tls.port).startswith(b"HTTP/1.1 200"))
         self.assertEqual(self.tls.result(), ("ok", c.spiffe_id))
-        self.assertTrue(raw_exchange(b_to_d, d_server.port).startswith(b"HTTP/1.1 200"))
+        self.assertTrue(tls_exchange(b_to_d, d_server.port).startswith(b"HTTP/1.1 200"))
         self.assertEqual(d_server.result(), ("ok", self.b.spiffe_id))
 
         for target in (c, d):
@@ -1619,12 +1598,12 @@ class SslContextTest(SdkCase):
             self.assert_revoked_soon(target)
 
         # The server side refuses the revoked client...
-        raw_exchange(c_ctx, self.tls.port)
+        tls_exchange(c_ctx, self.tls.port)
         status, err = self.tls.result()
         self.assertEqual(status, "error", f"the server accepted a revoked client: {err}")
         self.assertIsInstance(err, ssl.SSLCertVerificationError)
         # ...and the client side a revoked server.
-        self.assertIsInstance(raw_exchange(b_to_d, d_server.port),
+        self.assertIsInstance(tls_exchange(b_to_d, d_server.port),
                               ssl.SSLCertVerificationError)
 
     def test_peer_from_another_trust_domain_is_refused(self):
@@ -1633,7 +1612,7 @@ class SslContextTest(SdkCase):
         # and the server's own check decides.
         x_ctx = self.x.ssl_context()
         x_ctx.load_verify_locations(cadata=self.a.bundle_pem)
-        reply = raw_exchange(x_ctx, self.tls.port)
+        reply = tls_exchange(x_ctx, self.tls.port)
         self.assertNotIsInstance(reply, bytes)
         status, err = self.tls.result()
         self.assertEqual(status, "error", f"the server accepted a foreign SVID: {err}")
@@ -1644,7 +1623,7 @@ class SslContextTest(SdkCase):
         lax = self.a.ssl_context(server_side=True)
         lax.load_verify_locations(cadata=self.x.bundle_pem)
         lax_server = self.serve(lax)
-        raw_exchange(x_ctx, lax_server.port)
+        tls_exchange(x_ctx, lax_server.port)
         status, err = lax_server.result()
         self.assertEqual(status, "error",
                          f"a foreign trust domain's SVID was accepted by the SPIFFE check: {err}")

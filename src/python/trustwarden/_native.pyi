@@ -15,6 +15,7 @@ class Identity:
     svid_pem: str
     bundle_pem: str
     trusted_pem: str
+    trusted_generation: int
     scopes: List[str]
     trust_level: str
     expires_at_ms: int

@@ -103,7 +103,7 @@ class SpiffeSSLContext(ssl.SSLContext):
         self._checker = checker
         self._lock = threading.Lock()
         self._chain = ""
-        self._trusted = ""
+        self._trusted_generation = -1
         self.check_hostname = False  # SPIFFE authenticates by ID, not host name
         self.verify_mode = ssl.CERT_REQUIRED
         self.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -123,10 +123,10 @@ class SpiffeSSLContext(ssl.SSLContext):
         follows binds each peer to its own trust domain's bundle and drops a domain no
         longer trusted, which OpenSSL's store cannot forget."""
         with self._lock:
-            trusted = self._agent._native.trusted_pem
-            if trusted != self._trusted:
-                self.load_verify_locations(cadata=trusted)
-                self._trusted = trusted
+            generation = self._agent._native.trusted_generation
+            if generation != self._trusted_generation:
+                self.load_verify_locations(cadata=self._agent._native.trusted_pem)
+                self._trusted_generation = generation
             if self._agent.svid_pem == self._chain:
                 return
             fd, chain = self._agent._native.credential_file()
