@@ -18,6 +18,7 @@
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "ca/ca_directory.h"
+#include "ca/rotating_ca.h"
 #include "cli/api_client.h"
 #include "cli/command.h"
 #include "cli/output.h"
@@ -49,6 +50,24 @@ int Fail(const absl::Status& status) {
 }
 
 namespace {
+
+// What signs for the CA in `dir` now: the active authority of a server's data directory
+// (authorities.json, which follows rotations), else a `ca init` directory's key files.
+struct SigningCa {
+  std::shared_ptr<const core::X509Issuer> issuer;
+  std::shared_ptr<const crypto::Signer> jwt;
+};
+
+absl::StatusOr<SigningCa> OpenSigningCa(const std::string& dir) {
+  if (ca::RotatingCa::Exists(dir)) {
+    TW_ASSIGN_OR_RETURN(std::unique_ptr<ca::RotatingCa> rotating,
+                        ca::RotatingCa::Open(dir, ca::RotatingCaOptions{}));
+    return SigningCa{rotating->issuer(), rotating->jwt_signer()};
+  }
+  TW_ASSIGN_OR_RETURN(ca::CaDirectory opened, ca::CaDirectory::Open(dir));
+  auto owner = std::make_shared<const ca::CaDirectory>(std::move(opened));
+  return SigningCa{{owner, &owner->issuer()}, {owner, &owner->jwt_signer()}};
+}
 
 absl::StatusOr<absl::Time> ParseTime(const std::string& s) {
   absl::Time t;
@@ -271,7 +290,7 @@ struct IssueOptions {
 };
 
 int IssueSvid(const IssueOptions& o) {
-  auto ca = ca::CaDirectory::Open(o.ca);
+  auto ca = OpenSigningCa(o.ca);
   if (!ca.ok()) return Fail(ca.status());
   auto id = core::SpiffeId::FromString(o.spiffe_id);
   if (!id.ok()) return Fail(id.status());
@@ -301,7 +320,7 @@ int IssueSvid(const IssueOptions& o) {
   if (!key.ok()) return Fail(key.status());
   absl::Time now = absl::Now();
   // An SVID never outlives its CA (SPIFFE.md §2.1): a longer --ttl is cut, and said so.
-  if (const absl::Time ca_end = ca->issuer().certificate().not_after(); now + *ttl > ca_end) {
+  if (const absl::Time ca_end = ca->issuer->certificate().not_after(); now + *ttl > ca_end) {
     std::cerr << "warning: --ttl " << o.ttl << " ends after the CA certificate; cut to its end, "
               << base::Rfc3339(ca_end) << "\n";
   }
@@ -311,10 +330,10 @@ int IssueSvid(const IssueOptions& o) {
                             .attributes = *std::move(attributes),
                             .dns_names = o.dns,
                             .ip_addresses = {}};
-  auto der = ca->issuer().IssueLeaf(request, *key);
+  auto der = ca->issuer->IssueLeaf(request, *key);
   if (!der.ok()) return Fail(der.status());
   std::vector<base::ByteView> chain = {*der};
-  for (base::ByteView c : ca->issuer().served_chain()) chain.push_back(c);
+  for (base::ByteView c : ca->issuer->served_chain()) chain.push_back(c);
   if (absl::Status s = base::WriteFile(o.out, core::CertificatesToPem(chain)); !s.ok())
     return Fail(s);
   auto cert = core::Certificate::Parse(*der);
@@ -455,7 +474,8 @@ void RegisterSvid(CLI::App& app, Action* action) {
 
   auto io = std::make_shared<IssueOptions>();
   CLI::App* issue = svid->add_subcommand("issue", "Issue an X.509-SVID from a CSR or a public key");
-  issue->add_option("--ca", io->ca, "CA directory (ca init --out)")->required();
+  issue->add_option("--ca", io->ca, "CA directory (ca init --out, or a server's data directory)")
+      ->required();
   issue->add_option("--spiffe-id", io->spiffe_id, "SPIFFE ID of the SVID")->required();
   auto* csr = issue->add_option("--csr", io->csr, "PKCS#10 request, PEM or DER");
   auto* pk = issue->add_option("--public-key", io->public_key, "SubjectPublicKeyInfo, PEM or DER");
@@ -520,7 +540,8 @@ void RegisterJwt(CLI::App& app, Action* action) {
   };
   auto mo = std::make_shared<MintOpts>();
   CLI::App* mint = jwt->add_subcommand("mint", "Mint a JWT-SVID with the CA's JWT key");
-  mint->add_option("--ca", mo->ca, "CA directory (ca init --out)")->required();
+  mint->add_option("--ca", mo->ca, "CA directory (ca init --out, or a server's data directory)")
+      ->required();
   mint->add_option("--spiffe-id", mo->spiffe_id, "subject SPIFFE ID")->required();
   mint->add_option("--audience", mo->audience, "audience (repeatable; one is advised)")->required();
   mint->add_option("--ttl", mo->ttl, "lifetime (default 5m)");
@@ -529,22 +550,22 @@ void RegisterJwt(CLI::App& app, Action* action) {
   AddJsonFlag(mint, &mo->json);
   mint->callback([action, mo] {
     *action = [mo] {
-      auto ca = ca::CaDirectory::Open(mo->ca);
+      auto ca = OpenSigningCa(mo->ca);
       if (!ca.ok()) return Fail(ca.status());
       auto id = core::SpiffeId::FromString(mo->spiffe_id);
       if (!id.ok()) return Fail(id.status());
-      if (!id->MemberOf(ca->issuer().trust_domain())) {
+      if (!id->MemberOf(ca->issuer->trust_domain())) {
         return Fail(absl::InvalidArgumentError("the SPIFFE ID is not in the CA's trust domain"));
       }
       auto ttl = core::ParseDuration(mo->ttl);
       if (!ttl.ok()) return Fail(ttl.status());
       auto attributes = Attributes(mo->scopes, mo->trust_level);
       if (!attributes.ok()) return Fail(attributes.status());
-      auto token = core::MintJwtSvid(ca->jwt_signer(), {.subject = *id,
-                                                        .audience = mo->audience,
-                                                        .issued_at = absl::Now(),
-                                                        .ttl = *ttl,
-                                                        .attributes = *std::move(attributes)});
+      auto token = core::MintJwtSvid(*ca->jwt, {.subject = *id,
+                                                .audience = mo->audience,
+                                                .issued_at = absl::Now(),
+                                                .ttl = *ttl,
+                                                .attributes = *std::move(attributes)});
       if (!token.ok()) return Fail(token.status());
       Emit(mo->json,
            {{"token", *token},

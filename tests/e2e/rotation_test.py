@@ -4,6 +4,7 @@ verifying until `ca retire` (refused while they may live) or `ca revoke-authorit
 A stream of issuances and mTLS verifications runs through prepare and activate and must see
 no failure."""
 
+import base64
 import itertools
 import json
 import os
@@ -204,6 +205,32 @@ class RotationTest(RotationCase):
             self.assertEqual(self.as_agent(a).post("/v1/jwt-svids", {"audience": ["db"]}).status,
                              200)
         r = tw("jwt", "verify", "--bundle", bundle, "--audience", "db", old_jwt)
+        self.assertEqual(r.returncode, 0, describe(r))
+
+        # The offline tools on the server's data directory sign with the active authority.
+        key = os.path.join(self.tmp, "offline.key.pem")
+        public = os.path.join(self.tmp, "offline.pub.pem")
+        for argv in (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-out", key], ["pkey", "-in", key, "-pubout", "-out", public]):
+            r = run([OPENSSL, *argv])
+            self.assertEqual(r.returncode, 0, describe(r))
+        offline = os.path.join(self.tmp, "offline.pem")
+        spiffe_id = "spiffe://" + second["spiffe_id"].split("/")[2] + "/offline/tool"
+        r = tw("svid", "issue", "--ca", self.server.data_dir, "--spiffe-id", spiffe_id,
+               "--public-key", public, "--ttl", "5m", "--out", offline)
+        self.assertEqual(r.returncode, 0, describe(r))
+        self.assertEqual(run([OPENSSL, "x509", "-noout", "-issuer", "-in", offline]).stdout,
+                         second_issuer)
+        r = tw("svid", "verify", "--bundle", bundle, offline)
+        self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("jwt", "mint", "--ca", self.server.data_dir, "--spiffe-id", spiffe_id,
+               "--audience", "db")
+        self.assertEqual(r.returncode, 0, describe(r))
+        minted = r.stdout.strip()
+        header = json.loads(base64.urlsafe_b64decode(minted.split(".")[0] + "=="))
+        active = [a for a in self.doc("ca", "status")["authorities"] if a["id"] == 2]
+        self.assertEqual(header["kid"], active[0]["jwt_key_id"])
+        r = tw("jwt", "verify", "--bundle", bundle, "--audience", "db", minted)
         self.assertEqual(r.returncode, 0, describe(r))
         r = tw("svid", "verify", "--bundle", self.server.bundle_pem,
                os.path.join(second["dir"], "svid.pem"))
