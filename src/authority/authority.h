@@ -250,8 +250,11 @@ class Authority {
   };
   // Relationships and their bundles from the store (Load).
   absl::Status LoadFederations();
-  // One fetch for `trust_domain`; keeps a newer bundle in the store and in memory.
-  absl::StatusOr<Federation> FetchFederation(const std::string& trust_domain);
+  // One fetch for `trust_domain`, over the network without the change lock; keeps a newer
+  // bundle in the store and in memory unless the relationship was removed or replaced
+  // meanwhile (NotFound, Aborted).
+  absl::StatusOr<Federation> FetchFederation(const std::string& trust_domain)
+      ABSL_LOCKS_EXCLUDED(federation_change_mu_);
   Federation Describe(const std::string& trust_domain) const ABSL_LOCKS_EXCLUDED(federation_mu_);
 
   // The signed lifecycle event to store with a mutation; nullopt without a ledger.
@@ -298,11 +301,12 @@ class Authority {
     store::FederationRecord record;
     std::string last_error;
     absl::Time next_refresh;
+    uint64_t generation = 0;  // a fetch applies only to the relationship it began with
   };
   mutable absl::Mutex federation_mu_;
   std::map<std::string, FederationState> federations_ ABSL_GUARDED_BY(federation_mu_);
   core::BundleSet federated_;         // the latest bundle of each relationship
-  absl::Mutex federation_change_mu_;  // one add, remove or fetch at a time
+  absl::Mutex federation_change_mu_;  // one add, remove or fetched bundle kept at a time
   const std::string boot_;            // random, for FederationVersion()
   std::atomic<uint64_t> federation_changes_{0};
 };

@@ -2,12 +2,18 @@
 // temporary directory.
 #include "authority/authority.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "base/testing/temp_dir.h"
 #include "core/certificate.h"
 #include "core/csr.h"
@@ -22,6 +28,8 @@ namespace tw::authority {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
 
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
 
@@ -511,6 +519,120 @@ TEST_F(AuthorityTest, AdminReadsShowTheParentAndRefuseOthers) {
   EXPECT_EQ(authority_->ListPolicies(as_child).status().code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(authority_->ListPolicies(Caller{}).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+// A loopback endpoint that answers nothing: it closes what it accepts, except between
+// Hold() and Release(), when it keeps connections open and unanswered.
+class SilentEndpoint {
+ public:
+  SilentEndpoint() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(fd_, 8), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    url_ = absl::StrCat("https://127.0.0.1:", ntohs(addr.sin_port), "/");
+    thread_ = std::thread([this] {
+      for (int conn; (conn = accept(fd_, nullptr, nullptr)) >= 0;) {
+        absl::MutexLock lock(&mu_);
+        if (!hold_) {
+          close(conn);
+          continue;
+        }
+        held_.push_back(conn);
+      }
+    });
+  }
+  ~SilentEndpoint() {
+    Release();
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  const std::string& url() const { return url_; }
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    hold_ = true;
+  }
+  void WaitHolding() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](std::vector<int>* held) { return !held->empty(); }, &held_));
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    hold_ = false;
+    for (int conn : held_) close(conn);
+    held_.clear();
+  }
+
+ private:
+  int fd_ = -1;
+  std::string url_;
+  absl::Mutex mu_;
+  bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<int> held_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+class FederationFetchTest : public AuthorityTest {
+ protected:
+  void Add(const SilentEndpoint& endpoint) {
+    auto relationship = federation::MakeRelationship("energy.city", endpoint.url(), "https_web", "",
+                                                     ca_->trust_domain());
+    ASSERT_TRUE(relationship.ok()) << relationship.status();
+    auto added = authority_->AddFederation(admin_, *relationship, std::nullopt);
+    ASSERT_TRUE(added.ok()) << added.status();
+    EXPECT_THAT(added->last_error, Not(IsEmpty()));  // its first fetch met a closed connection
+  }
+  // Starts a refresh and returns once it waits on `endpoint`.
+  void StartFetch(SilentEndpoint& endpoint) {
+    endpoint.Hold();
+    fetch_ = std::thread([this] {
+      result_ = authority_->RefreshFederation(admin_, "energy.city").status();
+      done_ = true;
+    });
+    endpoint.WaitHolding();
+  }
+  void TearDown() override {
+    if (fetch_.joinable()) fetch_.join();
+    AuthorityTest::TearDown();
+  }
+
+  std::thread fetch_;
+  std::atomic<bool> done_{false};
+  absl::Status result_;
+};
+
+TEST_F(FederationFetchTest, ASilentEndpointHoldsUpNoRemovalAndItsFetchAppliesToNothing) {
+  SilentEndpoint endpoint;
+  Add(endpoint);
+  StartFetch(endpoint);
+  EXPECT_TRUE(authority_->RemoveFederation(admin_, "energy.city").ok());
+  EXPECT_FALSE(done_);  // removed while the fetch still waits
+  EXPECT_THAT(*authority_->ListFederations(admin_), IsEmpty());
+  endpoint.Release();
+  fetch_.join();
+  EXPECT_EQ(result_.code(), absl::StatusCode::kNotFound) << result_;
+  EXPECT_THAT(*store_->ListFederations(), IsEmpty());
+}
+
+TEST_F(FederationFetchTest, AFetchForAReplacedRelationshipAppliesToNothing) {
+  SilentEndpoint endpoint, successor;
+  Add(endpoint);
+  StartFetch(endpoint);
+  Add(successor);
+  EXPECT_FALSE(done_);  // replaced while the fetch still waits
+  endpoint.Release();
+  fetch_.join();
+  EXPECT_EQ(result_.code(), absl::StatusCode::kAborted) << result_;
+  auto listed = authority_->ListFederations(admin_);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].record.endpoint_url, successor.url());
+  EXPECT_THAT((*listed)[0].last_error, Not(IsEmpty()));  // the successor's own fetch's
 }
 
 }  // namespace

@@ -60,11 +60,13 @@ Authority::Federation Authority::Describe(const std::string& trust_domain) const
 
 absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::string& td) {
   std::optional<federation::Relationship> relationship;
+  uint64_t generation = 0;
   {
     absl::MutexLock lock(&federation_mu_);
     auto it = federations_.find(td);
     if (it == federations_.end()) return store::FederationNotFound(td);
     relationship = it->second.relationship;
+    generation = it->second.generation;
   }
   // What may authenticate an https_spiffe endpoint: our bundle and every foreign one held
   // (the foreign domain's own when the endpoint serves itself).
@@ -72,6 +74,16 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
   trusted.Put(*ca_.bundle());
   for (core::Bundle& b : FederatedBundles()) trusted.Put(std::move(b));
   absl::StatusOr<core::Bundle> fetched = federation::FetchBundle(*relationship, trusted);
+  absl::MutexLock change(&federation_change_mu_);
+  {
+    absl::MutexLock lock(&federation_mu_);
+    auto it = federations_.find(td);
+    if (it == federations_.end()) return store::FederationNotFound(td);  // removed meanwhile
+    if (it->second.generation != generation) {
+      return absl::AbortedError(
+          absl::StrCat("the relationship with ", td, " was replaced during the fetch"));
+    }
+  }
   const absl::Time now = options_.clock->Now();
   std::shared_ptr<const core::Bundle> held = federated_.Get(td);
   absl::Status kept = fetched.status();
@@ -99,7 +111,6 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
   {
     absl::MutexLock lock(&federation_mu_);
     auto it = federations_.find(td);
-    if (it == federations_.end()) return store::FederationNotFound(td);  // removed meanwhile
     it->second.last_error = kept.ok() ? "" : std::string(kept.message());
     it->second.next_refresh = now + federation::RefreshInterval(kept.ok() ? &*fetched : held.get());
     if (changed) {
@@ -124,8 +135,8 @@ absl::StatusOr<Authority::Federation> Authority::AddFederation(
     const Caller& caller, const federation::Relationship& relationship,
     std::optional<core::Bundle> initial_bundle) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
-  absl::MutexLock change(&federation_change_mu_);
   const std::string td = relationship.trust_domain.name();
+  absl::ReleasableMutexLock change(&federation_change_mu_);
   store::FederationRecord record{
       .trust_domain = td,
       .endpoint_url = relationship.endpoint_url,
@@ -160,10 +171,11 @@ absl::StatusOr<Authority::Federation> Authority::AddFederation(
     absl::MutexLock lock(&federation_mu_);
     federations_.insert_or_assign(td, FederationState{.relationship = relationship,
                                                       .record = record,
-                                                      .next_refresh = options_.clock->Now()});
+                                                      .next_refresh = options_.clock->Now(),
+                                                      .generation = ++federation_changes_});
     if (initial_bundle) federated_.Put(*std::move(initial_bundle));
-    ++federation_changes_;
   }
+  change.Release();
   // The first fetch: its failure is shown, the relationship stays and is polled.
   (void)FetchFederation(td);
   return Describe(td);
@@ -191,7 +203,6 @@ absl::Status Authority::RemoveFederation(const Caller& caller, absl::string_view
 absl::StatusOr<Authority::Federation> Authority::RefreshFederation(const Caller& caller,
                                                                    absl::string_view trust_domain) {
   TW_RETURN_IF_ERROR(RequireAdmin(caller));
-  absl::MutexLock change(&federation_change_mu_);
   return FetchFederation(std::string(trust_domain));
 }
 
@@ -219,7 +230,6 @@ void Authority::RefreshDueFederations(const std::function<bool()>& stopping) {
   }
   for (const std::string& td : due) {
     if (stopping && stopping()) return;
-    absl::MutexLock change(&federation_change_mu_);
     (void)FetchFederation(td);  // its error is logged and kept (last_error)
   }
 }

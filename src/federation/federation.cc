@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "core/x509_verifier.h"
@@ -16,8 +18,35 @@ constexpr absl::Duration kDefaultRefresh = absl::Minutes(5);
 constexpr absl::Duration kMinRefresh = absl::Seconds(5);
 constexpr absl::Duration kMaxRefresh = absl::Hours(24);
 
+// Redirects followed in one fetch before giving up.
+constexpr int kMaxRedirects = 3;
+
 absl::Status Invalid(absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("federation: ", why));
+}
+
+bool IsRedirect(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// Where a redirect from `from` leads: an https URL with a host and no userinfo.
+absl::StatusOr<boost::urls::url> RedirectTarget(const boost::urls::url& from,
+                                                absl::string_view location) {
+  const std::string shown = absl::CHexEscape(location.substr(0, 256));
+  auto ref =
+      boost::urls::parse_uri_reference(boost::core::string_view(location.data(), location.size()));
+  boost::urls::url to;
+  if (location.empty() || !ref || !boost::urls::resolve(from, *ref, to)) {
+    return absl::UnavailableError(absl::StrCat("federation: ", std::string(from.buffer()),
+                                               " redirected to \"", shown, "\", not a URL"));
+  }
+  if (to.scheme() != "https" || to.host().empty() || to.has_userinfo()) {
+    return absl::UnavailableError(absl::StrCat("federation: ", std::string(from.buffer()),
+                                               " redirected to \"", shown,
+                                               "\", not an https URL without userinfo"));
+  }
+  to.remove_fragment();
+  return to;
 }
 
 }  // namespace
@@ -69,12 +98,9 @@ absl::StatusOr<Relationship> MakeRelationship(absl::string_view trust_domain,
 
 absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::BundleSet& trusted,
                                          absl::Duration timeout) {
-  auto url = boost::urls::parse_absolute_uri(r.endpoint_url);
-  if (!url) return Invalid(absl::StrCat("bad endpoint URL ", r.endpoint_url));
-  net::ClientOptions options{
-      .server = absl::StrCat("https://", std::string(url->encoded_host_and_port())),
-      .connect_timeout = timeout,
-      .timeout = timeout};
+  auto parsed = boost::urls::parse_absolute_uri(r.endpoint_url);
+  if (!parsed) return Invalid(absl::StrCat("bad endpoint URL ", r.endpoint_url));
+  net::ClientOptions options{.connect_timeout = timeout, .timeout = timeout};
   if (r.profile == Profile::kHttpsWeb) {
     options.system_roots = true;
   } else {
@@ -99,10 +125,24 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::Bund
       return absl::OkStatus();
     };
   }
-  TW_ASSIGN_OR_RETURN(std::unique_ptr<net::HttpsClient> client, net::HttpsClient::Create(options));
-  std::string target = std::string(url->encoded_resource());
-  if (target.empty()) target = "/";
-  TW_ASSIGN_OR_RETURN(net::Response reply, client->Request("GET", target));
+  // A redirect is followed with the same checks (https_spiffe: the same SPIFFE ID) and is
+  // not remembered: the next fetch starts at the endpoint URL again (Federation §5, §7.5).
+  boost::urls::url url = *parsed;
+  net::Response reply;
+  for (int redirects = 0;; ++redirects) {
+    options.server = absl::StrCat("https://", std::string(url.encoded_host_and_port()));
+    TW_ASSIGN_OR_RETURN(std::unique_ptr<net::HttpsClient> client,
+                        net::HttpsClient::Create(options));
+    std::string target = std::string(url.encoded_resource());
+    if (target.empty()) target = "/";
+    TW_ASSIGN_OR_RETURN(reply, client->Request("GET", target));
+    if (!IsRedirect(reply.status)) break;
+    if (redirects == kMaxRedirects) {
+      return absl::UnavailableError(absl::StrCat(
+          "federation: ", r.endpoint_url, " redirected more than ", kMaxRedirects, " times"));
+    }
+    TW_ASSIGN_OR_RETURN(url, RedirectTarget(url, reply.location));
+  }
   if (reply.status != 200) {
     return absl::UnavailableError(
         absl::StrCat("federation: ", r.endpoint_url, " answered ", reply.status));

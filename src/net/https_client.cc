@@ -212,7 +212,7 @@ absl::StatusOr<Response> HttpsClient::Request(absl::string_view method, absl::st
     if (!res.keep_alive()) impl_->connected = false;
     return Response{static_cast<int>(res.result_int()), std::move(res.body()),
                     std::string(res[http::field::content_type]),
-                    std::string(res[http::field::date])};
+                    std::string(res[http::field::date]), std::string(res[http::field::location])};
   }
   return absl::UnavailableError("the server closed the connection");
 }

@@ -40,7 +40,8 @@ struct Response {
   int status = 0;
   std::string body;
   std::string content_type;
-  std::string date;  // the Date header (RFC 9110 IMF-fixdate), when the server sent one
+  std::string date;      // the Date header (RFC 9110 IMF-fixdate), when the server sent one
+  std::string location;  // the Location header (a redirect's target), when sent
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;

@@ -4,6 +4,7 @@ s_client, in profile https_spiffe (served with the server's X.509-SVID) and http
 (served with a certificate from files, checked by host name). Then two servers, one
 trusting the other's bundle through `trustwarden federation add`."""
 
+import http.server
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
@@ -63,6 +65,39 @@ def parse_reply(reply):
 def request(method, target, body=b""):
     return (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class Redirector:
+    """An HTTPS server on 127.0.0.1 presenting cert/key that answers every GET with a 307 to
+    `location` (None: to itself, by a relative reference); `hits` counts the requests."""
+
+    def __init__(self, cert, key, location):
+        outer = self
+        self.hits = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                outer.hits += 1
+                self.send_response(307)
+                self.send_header("Location", location or "again")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/start"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
 
 
 class HttpsSpiffeTest(unittest.TestCase):
@@ -290,6 +325,57 @@ class TwoDomainsTest(unittest.TestCase):
         r = self.cli(self.traffic, "federation", "refresh", "energy.city", code=1)
         self.assertIn("refused", r.stderr)
         self.cli(self.traffic, "federation", "remove", "energy.city")
+
+    def redirector(self, spiffe_id, location):
+        """A Redirector presenting an X.509-SVID of `spiffe_id` from energy.city's CA."""
+        n = len(getattr(self, "redirectors", ()))
+        key = os.path.join(self.tmp, f"redirector-{n}.key")
+        public, chain = key + ".pub", key + ".chain"
+        for argv in (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-out", key], ["pkey", "-in", key, "-pubout", "-out", public]):
+            r = run([OPENSSL, *argv])
+            self.assertEqual(r.returncode, 0, describe(r))
+        r = tw("svid", "issue", "--ca", self.energy.data_dir, "--spiffe-id", spiffe_id,
+               "--public-key", public, "--ttl", "10m", "--out", chain)
+        self.assertEqual(r.returncode, 0, describe(r))
+        redirector = Redirector(chain, key, location)
+        self.redirectors = [*getattr(self, "redirectors", ()), redirector]
+        self.addCleanup(redirector.close)
+        return redirector
+
+    def add_energy_at(self, url):
+        r = self.cli(self.traffic, "federation", "add", "--trust-domain", "energy.city",
+                     "--endpoint", url, "--profile", "https_spiffe",
+                     "--endpoint-spiffe-id", "spiffe://energy.city/trustwarden/server",
+                     "--bundle", self.energy.bundle_json, "--json")
+        return json.loads(r.stdout)
+
+    def test_5_redirects_are_followed_with_the_same_checks_and_not_kept(self):
+        self.addCleanup(self.cli, self.traffic, "federation", "remove", "energy.city")
+        server_id = "spiffe://energy.city/trustwarden/server"
+        hop = self.redirector(server_id, self.energy_endpoint)
+        added = self.add_energy_at(hop.url)
+        self.assertIsNone(added["last_error"])
+        self.assertEqual(added["bundle_sequence"], self.energy_sequence())
+        self.assertEqual(added["endpoint_url"], hop.url)
+        # Not remembered: each fetch starts at the configured endpoint.
+        before = hop.hits
+        self.cli(self.traffic, "federation", "refresh", "energy.city")
+        self.assertEqual(hop.hits, before + 1)
+        listed = json.loads(self.cli(self.traffic, "federation", "list", "--json").stdout)
+        self.assertEqual([f["endpoint_url"] for f in listed["federations"]], [hop.url])
+        # Each hop is authenticated as the endpoint's SPIFFE ID.
+        impostor = self.redirector("spiffe://energy.city/someone/else", self.energy_endpoint)
+        self.assertIn(f"not {server_id}",
+                      self.add_energy_at(self.redirector(server_id, impostor.url).url)
+                      ["last_error"])
+        self.assertEqual(impostor.hits, 0)
+        for location, why in (("http://127.0.0.1:1/", "not an https URL"),
+                              ("https://user@127.0.0.1:1/", "not an https URL"),
+                              ("https://[not-an-address]/", "not a URL"),
+                              (None, "redirected more than 3 times")):
+            self.assertIn(why, self.add_energy_at(self.redirector(server_id, location).url)
+                          ["last_error"] or "", location)
 
     def test_4_every_parameter_is_explicit_and_checked(self):
         base = ["federation", "add", "--trust-domain", "energy.city", "--endpoint"]
