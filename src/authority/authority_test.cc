@@ -557,10 +557,12 @@ class SilentEndpoint {
     absl::MutexLock lock(&mu_);
     hold_ = true;
   }
-  void WaitHolding() {
+  // True once a connection is held; false after 15 s without one.
+  bool WaitHolding() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](std::vector<int>* held) { return !held->empty(); }, &held_));
+    return mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](std::vector<int>* held) { return !held->empty(); }, &held_),
+                                absl::Seconds(15));
   }
   void Release() {
     absl::MutexLock lock(&mu_);
@@ -595,7 +597,7 @@ class FederationFetchTest : public AuthorityTest {
       result_ = authority_->RefreshFederation(admin_, "energy.city").status();
       done_ = true;
     });
-    endpoint.WaitHolding();
+    ASSERT_TRUE(endpoint.WaitHolding()) << "the fetch never reached the endpoint";
   }
   void TearDown() override {
     if (fetch_.joinable()) fetch_.join();
@@ -609,8 +611,8 @@ class FederationFetchTest : public AuthorityTest {
 
 TEST_F(FederationFetchTest, ASilentEndpointHoldsUpNoRemovalAndItsFetchAppliesToNothing) {
   SilentEndpoint endpoint;
-  Add(endpoint);
-  StartFetch(endpoint);
+  ASSERT_NO_FATAL_FAILURE(Add(endpoint));
+  ASSERT_NO_FATAL_FAILURE(StartFetch(endpoint));
   EXPECT_TRUE(authority_->RemoveFederation(admin_, "energy.city").ok());
   EXPECT_FALSE(done_);  // removed while the fetch still waits
   EXPECT_THAT(*authority_->ListFederations(admin_), IsEmpty());
@@ -622,9 +624,9 @@ TEST_F(FederationFetchTest, ASilentEndpointHoldsUpNoRemovalAndItsFetchAppliesToN
 
 TEST_F(FederationFetchTest, AFetchForAReplacedRelationshipAppliesToNothing) {
   SilentEndpoint endpoint, successor;
-  Add(endpoint);
-  StartFetch(endpoint);
-  Add(successor);
+  ASSERT_NO_FATAL_FAILURE(Add(endpoint));
+  ASSERT_NO_FATAL_FAILURE(StartFetch(endpoint));
+  ASSERT_NO_FATAL_FAILURE(Add(successor));
   EXPECT_FALSE(done_);  // replaced while the fetch still waits
   endpoint.Release();
   fetch_.join();

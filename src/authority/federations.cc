@@ -110,7 +110,7 @@ absl::StatusOr<Authority::Federation> Authority::FetchFederation(const std::stri
   }
   {
     absl::MutexLock lock(&federation_mu_);
-    auto it = federations_.find(td);
+    auto it = federations_.find(td);  // still there: removals take the change lock
     it->second.last_error = kept.ok() ? "" : std::string(kept.message());
     it->second.next_refresh = now + federation::RefreshInterval(kept.ok() ? &*fetched : held.get());
     if (changed) {
@@ -171,13 +171,17 @@ absl::StatusOr<Authority::Federation> Authority::AddFederation(
     absl::MutexLock lock(&federation_mu_);
     federations_.insert_or_assign(td, FederationState{.relationship = relationship,
                                                       .record = record,
-                                                      .next_refresh = options_.clock->Now(),
+                                                      // no poll before the first fetch
+                                                      .next_refresh = absl::InfiniteFuture(),
                                                       .generation = ++federation_changes_});
     if (initial_bundle) federated_.Put(*std::move(initial_bundle));
   }
   change.Release();
   // The first fetch: its failure is shown, the relationship stays and is polled.
-  (void)FetchFederation(td);
+  absl::StatusOr<Federation> fetched = FetchFederation(td);
+  if (absl::IsNotFound(fetched.status()) || absl::IsAborted(fetched.status())) {
+    return fetched.status();  // removed or replaced meanwhile
+  }
   return Describe(td);
 }
 

@@ -53,20 +53,34 @@ namespace {
 
 // What signs for the CA in `dir` now: the active authority of a server's data directory
 // (authorities.json, which follows rotations), else a `ca init` directory's key files.
+// A server's authority signs no longer than `ca retire` assumes (the defaults of
+// RotatingCaOptions); a `ca init` CA has no such limit.
 struct SigningCa {
   std::shared_ptr<const core::X509Issuer> issuer;
   std::shared_ptr<const crypto::Signer> jwt;
+  std::optional<absl::Duration> max_svid_ttl, max_jwt_ttl;
+
+  // InvalidArgument when `ttl` is longer than `max` allows.
+  static absl::Status CheckTtl(absl::Duration ttl, std::optional<absl::Duration> max,
+                               absl::string_view what) {
+    if (!max || ttl <= *max) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("a server's CA signs ", what, " for at most ", absl::FormatDuration(*max),
+                     " (ca retire counts on it): give a shorter --ttl"));
+  }
 };
 
 absl::StatusOr<SigningCa> OpenSigningCa(const std::string& dir) {
   if (ca::RotatingCa::Exists(dir)) {
     TW_ASSIGN_OR_RETURN(std::unique_ptr<ca::RotatingCa> rotating,
                         ca::RotatingCa::Open(dir, ca::RotatingCaOptions{}));
-    return SigningCa{rotating->issuer(), rotating->jwt_signer()};
+    const ca::RotatingCaOptions limits;
+    return SigningCa{rotating->issuer(), rotating->jwt_signer(), limits.max_svid_lifetime,
+                     limits.max_jwt_lifetime};
   }
   TW_ASSIGN_OR_RETURN(ca::CaDirectory opened, ca::CaDirectory::Open(dir));
   auto owner = std::make_shared<const ca::CaDirectory>(std::move(opened));
-  return SigningCa{{owner, &owner->issuer()}, {owner, &owner->jwt_signer()}};
+  return SigningCa{{owner, &owner->issuer()}, {owner, &owner->jwt_signer()}, {}, {}};
 }
 
 absl::StatusOr<absl::Time> ParseTime(const std::string& s) {
@@ -296,6 +310,9 @@ int IssueSvid(const IssueOptions& o) {
   if (!id.ok()) return Fail(id.status());
   auto ttl = core::ParseDuration(o.ttl);
   if (!ttl.ok()) return Fail(ttl.status());
+  if (absl::Status s = SigningCa::CheckTtl(*ttl, ca->max_svid_ttl, "X.509-SVIDs"); !s.ok()) {
+    return Fail(s);
+  }
   auto attributes = Attributes(o.scopes, o.trust_level);
   if (!attributes.ok()) return Fail(attributes.status());
   auto input = base::ReadFile(o.csr.empty() ? o.public_key : o.csr, 1 << 20);
@@ -559,6 +576,9 @@ void RegisterJwt(CLI::App& app, Action* action) {
       }
       auto ttl = core::ParseDuration(mo->ttl);
       if (!ttl.ok()) return Fail(ttl.status());
+      if (absl::Status s = SigningCa::CheckTtl(*ttl, ca->max_jwt_ttl, "JWT-SVIDs"); !s.ok()) {
+        return Fail(s);
+      }
       auto attributes = Attributes(mo->scopes, mo->trust_level);
       if (!attributes.ok()) return Fail(attributes.status());
       auto token = core::MintJwtSvid(*ca->jwt, {.subject = *id,

@@ -40,10 +40,11 @@ absl::StatusOr<boost::urls::url> RedirectTarget(const boost::urls::url& from,
     return absl::UnavailableError(absl::StrCat("federation: ", std::string(from.buffer()),
                                                " redirected to \"", shown, "\", not a URL"));
   }
-  if (to.scheme() != "https" || to.host().empty() || to.has_userinfo()) {
-    return absl::UnavailableError(absl::StrCat("federation: ", std::string(from.buffer()),
-                                               " redirected to \"", shown,
-                                               "\", not an https URL without userinfo"));
+  if (to.scheme() != "https" || to.host().empty() || to.has_userinfo() ||
+      (to.has_port() && to.port_number() == 0)) {
+    return absl::UnavailableError(
+        absl::StrCat("federation: ", std::string(from.buffer()), " redirected to \"", shown,
+                     "\", not an https URL with a host, a good port and no userinfo"));
   }
   to.remove_fragment();
   return to;
@@ -100,7 +101,7 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::Bund
                                          absl::Duration timeout) {
   auto parsed = boost::urls::parse_absolute_uri(r.endpoint_url);
   if (!parsed) return Invalid(absl::StrCat("bad endpoint URL ", r.endpoint_url));
-  net::ClientOptions options{.connect_timeout = timeout, .timeout = timeout};
+  net::ClientOptions options;
   if (r.profile == Profile::kHttpsWeb) {
     options.system_roots = true;
   } else {
@@ -127,9 +128,18 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::Bund
   }
   // A redirect is followed with the same checks (https_spiffe: the same SPIFFE ID) and is
   // not remembered: the next fetch starts at the endpoint URL again (Federation §5, §7.5).
+  // `timeout` bounds the whole fetch, redirects included.
+  const absl::Time deadline = absl::Now() + timeout;
   boost::urls::url url = *parsed;
   net::Response reply;
   for (int redirects = 0;; ++redirects) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("federation: ", r.endpoint_url, ": no bundle within ",
+                       absl::FormatDuration(timeout), " (", redirects, " redirects)"));
+    }
+    options.connect_timeout = options.timeout = left;
     options.server = absl::StrCat("https://", std::string(url.encoded_host_and_port()));
     TW_ASSIGN_OR_RETURN(std::unique_ptr<net::HttpsClient> client,
                         net::HttpsClient::Create(options));
@@ -145,18 +155,19 @@ absl::StatusOr<core::Bundle> FetchBundle(const Relationship& r, const core::Bund
   }
   if (reply.status != 200) {
     return absl::UnavailableError(
-        absl::StrCat("federation: ", r.endpoint_url, " answered ", reply.status));
+        absl::StrCat("federation: ", std::string(url.buffer()), " answered ", reply.status));
   }
   // A SPIFFE bundle is a JSON object (not the PEM Bundle::Parse also reads).
   const size_t first = reply.body.find_first_not_of(" \t\r\n");
   if (first == std::string::npos || reply.body[first] != '{') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("federation: ", r.endpoint_url, " served no SPIFFE bundle (not JSON)"));
+    return absl::InvalidArgumentError(absl::StrCat("federation: ", std::string(url.buffer()),
+                                                   " served no SPIFFE bundle (not JSON)"));
   }
   absl::StatusOr<core::Bundle> bundle = core::Bundle::Parse(reply.body, r.trust_domain);
   if (!bundle.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "federation: ", r.endpoint_url, " served no SPIFFE bundle: ", bundle.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("federation: ", std::string(url.buffer()),
+                     " served no SPIFFE bundle: ", bundle.status().message()));
   }
   if (bundle->x509_authorities().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(

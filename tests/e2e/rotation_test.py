@@ -223,6 +223,15 @@ class RotationTest(RotationCase):
                          second_issuer)
         r = tw("svid", "verify", "--bundle", bundle, offline)
         self.assertEqual(r.returncode, 0, describe(r))
+        # No longer than ca retire counts on (an SVID 24 h, a JWT-SVID 1 h).
+        r = tw("svid", "issue", "--ca", self.server.data_dir, "--spiffe-id", spiffe_id,
+               "--public-key", public, "--ttl", "25h", "--out", offline)
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("at most 24h", r.stderr)
+        r = tw("jwt", "mint", "--ca", self.server.data_dir, "--spiffe-id", spiffe_id,
+               "--audience", "db", "--ttl", "2h")
+        self.assertEqual(r.returncode, 1, describe(r))
+        self.assertIn("at most 1h", r.stderr)
         r = tw("jwt", "mint", "--ca", self.server.data_dir, "--spiffe-id", spiffe_id,
                "--audience", "db")
         self.assertEqual(r.returncode, 0, describe(r))
