@@ -2,7 +2,6 @@
 // temporary directory.
 #include "authority/authority.h"
 
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/testing/loopback.h"
 #include "base/testing/temp_dir.h"
 #include "core/certificate.h"
 #include "core/csr.h"
@@ -526,15 +526,9 @@ TEST_F(AuthorityTest, AdminReadsShowTheParentAndRefuseOthers) {
 class SilentEndpoint {
  public:
   SilentEndpoint() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(listen(fd_, 8), 0);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    url_ = absl::StrCat("https://127.0.0.1:", ntohs(addr.sin_port), "/");
+    uint16_t port = 0;
+    fd_ = base::ListenOnLoopback(&port);
+    url_ = absl::StrCat("https://127.0.0.1:", port, "/");
     thread_ = std::thread([this] {
       for (int conn; (conn = accept(fd_, nullptr, nullptr)) >= 0;) {
         absl::MutexLock lock(&mu_);

@@ -21,6 +21,7 @@
 #include "base/bytes.h"
 #include "base/clock.h"
 #include "base/file.h"
+#include "base/testing/loopback.h"
 #include "base/testing/temp_dir.h"
 #include "core/bundle.h"
 #include "core/certificate.h"
@@ -741,15 +742,7 @@ class TlsServer {
  public:
   using Handler = std::function<std::string(const std::string& peer, const std::string& text)>;
   TlsServer(SSL_CTX* ctx, Handler handler) : ctx_(ctx), handler_(std::move(handler)) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(listen(fd_, 8), 0);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = tw::base::ListenOnLoopback(&port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~TlsServer() {
@@ -796,7 +789,7 @@ class TlsServer {
   SSL_CTX* ctx_;
   Handler handler_;
   int fd_ = -1;
-  int port_ = 0;
+  uint16_t port_ = 0;
   std::atomic<int> refused_{0};
   std::thread thread_;
 };

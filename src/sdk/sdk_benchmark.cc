@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/file.h"
+#include "base/testing/loopback.h"
 #include "crypto/software_signer.h"
 #include "sdk/identity_state.h"
 #include "sdk/revocation_watcher.h"
@@ -230,20 +231,6 @@ TlsPair& Pair() {
   return *p;
 }
 
-int ListenOnLoopback(int* port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof(a);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), size) != 0 || listen(fd, 512) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &size) != 0) {
-    throw std::runtime_error("cannot listen on loopback");
-  }
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
 int ConnectToLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -259,8 +246,8 @@ int ConnectToLoopback(int port) {
 // the server on a thread of its own; the client waits for one byte the server sends once it
 // accepted the client.
 void Handshakes(benchmark::State& state, SSL_CTX* server_ctx, SSL_CTX* client_ctx) {
-  int port;
-  const int listener = ListenOnLoopback(&port);
+  uint16_t port;
+  const int listener = tw::base::ListenOnLoopback(&port, 512);
   std::thread acceptor([&] {
     for (int fd; (fd = accept(listener, nullptr, nullptr)) >= 0; close(fd)) {
       SSL* ssl = SSL_new(server_ctx);
@@ -327,8 +314,8 @@ BENCHMARK(BM_MtlsHandshakeOpenSsl)->UseRealTime();
 void BM_MtlsHandshakeOpenSslCli(benchmark::State& state) {
   TlsPair& p = Pair();
   const std::string& d = p.dir;
-  int port;
-  const int probe = ListenOnLoopback(&port);
+  uint16_t port;
+  const int probe = tw::base::ListenOnLoopback(&port, 512);
   close(probe);  // a free port for s_server (a race with another process is harmless here)
   const std::string server_cmd = absl::StrCat(
       "exec openssl s_server -quiet -www -accept 127.0.0.1:", port, " -cert ", d,
