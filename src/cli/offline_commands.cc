@@ -72,9 +72,9 @@ struct SigningCa {
 
 absl::StatusOr<SigningCa> OpenSigningCa(const std::string& dir) {
   if (ca::RotatingCa::Exists(dir)) {
-    TW_ASSIGN_OR_RETURN(std::unique_ptr<ca::RotatingCa> rotating,
-                        ca::RotatingCa::Open(dir, ca::RotatingCaOptions{}));
     const ca::RotatingCaOptions limits;
+    TW_ASSIGN_OR_RETURN(std::unique_ptr<ca::RotatingCa> rotating,
+                        ca::RotatingCa::Open(dir, limits));
     return SigningCa{rotating->issuer(), rotating->jwt_signer(), limits.max_svid_lifetime,
                      limits.max_jwt_lifetime};
   }

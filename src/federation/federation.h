@@ -41,9 +41,9 @@ absl::StatusOr<Relationship> MakeRelationship(absl::string_view trust_domain,
 // https_spiffe: by an X.509-SVID of exactly endpoint_spiffe_id, verified with the bundle
 // of that ID's trust domain in `trusted` (for a self-serving endpoint, the foreign bundle
 // held now). Up to 3 redirects to https URLs are followed, each hop authenticated the same
-// way, and none is remembered; `timeout` bounds the whole fetch. Anything but a 200 with a SPIFFE
-// bundle holding an X.509 authority is an error; the bundle is bound to the relationship's trust
-// domain.
+// way, and none is remembered; `timeout` bounds the whole fetch. Anything but a 200 with a
+// SPIFFE bundle holding an X.509 authority is an error; the bundle is bound to the
+// relationship's trust domain.
 absl::StatusOr<core::Bundle> FetchBundle(const Relationship& relationship,
                                          const core::BundleSet& trusted,
                                          absl::Duration timeout = absl::Seconds(10));
